@@ -1,0 +1,128 @@
+"""MACs and parameters, attention included, per module and in total.
+
+Counter: torch's FlopCounterMode (which counts conv, mm/addmm/bmm/baddbmm and the CUDA attention
+kernels) plus rules this suite adds for the CPU attention kernel, which torch 2.9-2.14 counts as
+zero (`aten._scaled_dot_product_flash_attention_for_cpu` has no formula). MACs = FLOPs / 2 for
+these ops. Elementwise work (norms, activations, residual adds) is not counted, the convention
+of the field's GMAC figures. `thop` (the maintained `ultralytics-thop`) is run as a cross-check on
+request; results always name the counter that produced each number.
+
+Counting only needs shapes, so a model on the meta device is counted without computing anything.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import flop_counter as fc
+
+COUNTER_NAME = "torch.FlopCounterMode+cpu-sdpa-rules"
+
+
+def _sdpa_cpu_fwd(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return fc.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _sdpa_cpu_bwd(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+def _extra_rules() -> dict[Any, Any]:
+    aten = torch.ops.aten
+    rules = {}
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        rules[aten._scaled_dot_product_flash_attention_for_cpu] = _sdpa_cpu_fwd
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
+        rules[aten._scaled_dot_product_flash_attention_for_cpu_backward] = _sdpa_cpu_bwd
+    return rules
+
+
+@dataclass(frozen=True)
+class MacCount:
+    """MACs of one forward pass. `per_module` maps a module path to MACs of its whole subtree."""
+
+    total_macs: int
+    per_op: dict[str, int]
+    per_module: dict[str, int] = field(repr=False)
+    counter: str = COUNTER_NAME
+    thop_macs: int | None = None
+    thop_note: str | None = None
+
+    @property
+    def gmacs(self) -> float:
+        return self.total_macs / 1e9
+
+    def top_modules(self, depth: int = 2, limit: int = 15) -> list[tuple[str, int]]:
+        rows = [(k, v) for k, v in self.per_module.items() if k.count(".") == depth - 1 and k != "Global"]
+        return sorted(rows, key=lambda kv: -kv[1])[:limit]
+
+    def to_dict(self) -> dict:
+        return {"total_macs": self.total_macs, "gmacs": self.gmacs, "counter": self.counter,
+                "per_op": self.per_op, "top_modules": self.top_modules(depth=2, limit=30),
+                "thop_macs": self.thop_macs, "thop_note": self.thop_note}
+
+
+def call_module(module: nn.Module, args: tuple, kwargs: Mapping[str, Any]) -> Any:
+    return module(*args, **kwargs)
+
+
+def count_macs(module: nn.Module, args: tuple = (), kwargs: Mapping[str, Any] | None = None,
+               thop_check: bool = False) -> MacCount:
+    """Count MACs of `module(*args, **kwargs)` on whatever device the module and inputs are on.
+
+    Example:
+        >>> conv = nn.Conv2d(8, 16, 3, padding=1)
+        >>> count_macs(conv, (torch.randn(1, 8, 10, 10),)).total_macs   # 16*100 outputs * 8*9
+        115200
+    """
+    kwargs = dict(kwargs or {})
+    mode = fc.FlopCounterMode(display=False, depth=None, custom_mapping=_extra_rules())
+    with torch.no_grad(), mode:
+        call_module(module, args, kwargs)
+    counts = mode.get_flop_counts()
+    per_op = {str(op).split(".")[-1] if "." in str(op) else str(op): int(v) // 2
+              for op, v in counts.get("Global", {}).items()}
+    per_module = {name: int(sum(ops.values())) // 2 for name, ops in counts.items()}
+    total = int(mode.get_total_flops()) // 2
+    thop_macs, note = (None, None)
+    if thop_check:
+        thop_macs, note = thop_macs_of(module, args, kwargs)
+    return MacCount(total_macs=total, per_op=per_op, per_module=per_module, thop_macs=thop_macs, thop_note=note)
+
+
+class _KwargsAdapter(nn.Module):
+    """thop only passes positional inputs; this forwards them with the fixed keyword arguments."""
+
+    def __init__(self, inner: nn.Module, kwargs: Mapping[str, Any]):
+        super().__init__()
+        self.inner = inner
+        self._kwargs = dict(kwargs)
+
+    def forward(self, *args):
+        return self.inner(*args, **self._kwargs)
+
+
+def thop_macs_of(module: nn.Module, args: tuple, kwargs: Mapping[str, Any]) -> tuple[int | None, str]:
+    """thop's count for the same call, on a copy (thop attaches buffers to the modules it visits)."""
+    try:
+        import thop
+    except ImportError:
+        return None, "thop (ultralytics-thop) is not installed"
+    if any(p.device.type == "meta" for p in module.parameters()):
+        return None, "thop cannot count a model on the meta device"
+    clone = copy.deepcopy(module)
+    with torch.no_grad():
+        macs, _ = thop.profile(_KwargsAdapter(clone, kwargs), inputs=tuple(args), verbose=False)
+    return int(round(float(macs))), "ultralytics-thop profile(); counts conv/linear and F.scaled_dot_product_attention"
+
+
+def count_params(module: nn.Module) -> dict[str, int]:
+    """Parameters (shared ones once) and buffers."""
+    params = {id(p): p.numel() for p in module.parameters()}
+    buffers = {id(b): b.numel() for b in module.buffers()}
+    return {"params": int(sum(params.values())), "buffers": int(sum(buffers.values()))}

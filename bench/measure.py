@@ -1,0 +1,253 @@
+"""Measure one workload on the device a profile names: latency, memory, energy, MACs, params.
+
+Example:
+    >>> profile = load_profile("hw_profiles/cpu-2core.yaml")
+    >>> m = measure_workload(resolve_workload("unet-tiny", profile), profile)
+    >>> m.latency.median_ms, m.memory.peak_mib, m.macs.gmacs
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from bench import roofline
+from bench.counting import MacCount, count_macs, count_params
+from bench.memory import MemoryStats, measure_cpu_peak, measure_cuda_peak, weights_mib
+from bench.nvml import GpuTelemetry, Nvml
+from bench.profile import DeviceProfile
+from bench.stats import LatencyStats
+from bench.timing import run_timed, warm_up
+from bench.workloads import Workload
+from tocsr.errors import TocsrError
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+MEASUREMENT_KIND = "tocsr.bench.measurement"
+MEASUREMENT_SCHEMA_VERSION = 1
+ENERGY_WINDOW_S = 1.0   # NVML's energy counter updates every few ms: integrate over >= 1 s
+
+Status = Literal["ok", "unstable", "error", "predicted"]
+
+
+class DeviceUnavailableError(TocsrError):
+    """The profile names a device this machine does not have."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Everything measured for one (workload, profile). `status` says how far to trust it:
+    ok; unstable (CV above the profile's max_cv); error (see `error`); predicted (roofline, no device)."""
+
+    model: str
+    profile_name: str
+    profile_sha256: str
+    device_name: str
+    precision: str
+    execution_mode: str
+    batch: int
+    status: Status
+    params: int = 0
+    buffers: int = 0
+    macs: MacCount | None = None
+    latency: LatencyStats | None = None
+    memory: MemoryStats | None = None
+    energy_mj_per_inference: float | None = None
+    energy_note: str = ""
+    prediction: roofline.RooflineEstimate | None = None
+    telemetry_before: GpuTelemetry | None = None
+    telemetry_after: GpuTelemetry | None = None
+    driver_version: str | None = None
+    notes: tuple[str, ...] = ()
+    error: str | None = None
+    wall_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def latency_at_ms(self, percentile: float) -> float | None:
+        """The latency the budget is compared with: measured percentile, or the prediction."""
+        if self.latency is not None:
+            return self.latency.percentile_ms(percentile)
+        if self.prediction is not None:
+            return self.prediction.latency_ms
+        return None
+
+    @property
+    def peak_memory_mib(self) -> float | None:
+        if self.memory is not None:
+            return self.memory.peak_mib
+        if self.prediction is not None:
+            return self.prediction.memory_lower_bound_mib
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        def d(x):
+            return x.to_dict() if x is not None else None
+
+        return {
+            "model": self.model, "profile_name": self.profile_name, "profile_sha256": self.profile_sha256,
+            "device_name": self.device_name, "precision": self.precision, "execution_mode": self.execution_mode,
+            "batch": self.batch, "status": self.status, "error": self.error, "params": self.params,
+            "buffers": self.buffers, "params_m": self.params / 1e6, "macs": d(self.macs), "latency": d(self.latency),
+            "memory": d(self.memory), "energy_mj_per_inference": self.energy_mj_per_inference,
+            "energy_note": self.energy_note, "prediction": d(self.prediction),
+            "telemetry_before": d(self.telemetry_before), "telemetry_after": d(self.telemetry_after),
+            "driver_version": self.driver_version, "notes": list(self.notes), "wall_s": self.wall_s,
+            "extra": self.extra,
+        }
+
+
+def resolve_device(profile: DeviceProfile) -> torch.device:
+    if profile.device.kind == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(
+                f"profile {profile.name!r} measures a CUDA device, but this machine has none "
+                f"(torch {torch.__version__}, torch.cuda.is_available() is False); use a cpu profile, "
+                "or a predicted one for a device that is not attached")
+        if profile.device.index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(f"profile {profile.name!r}: device.index = {profile.device.index} but only "
+                                         f"{torch.cuda.device_count()} CUDA device(s) are visible")
+        return torch.device("cuda", profile.device.index)
+    return torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    from tocsr.provenance import cpu_model
+
+    return cpu_model()
+
+
+def _cast(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.to(device, dtype) if x.is_floating_point() else x.to(device)
+    if isinstance(x, (tuple, list)):
+        return type(x)(_cast(v, device, dtype) for v in x)
+    if isinstance(x, dict):
+        return {k: _cast(v, device, dtype) for k, v in x.items()}
+    return x
+
+
+def prepare_callable(module: torch.nn.Module, args: tuple, kwargs: dict, mode: str) -> Callable[[], object]:
+    """The zero-argument inference call for an execution mode. Compiled modes compile lazily, in warm-up."""
+    if mode == "compiled":
+        runner = torch.compile(module)
+    elif mode == "cuda_graphs":
+        runner = torch.compile(module, mode="reduce-overhead")
+    else:
+        runner = module
+
+    def call() -> object:
+        with torch.inference_mode():
+            return runner(*args, **kwargs)
+
+    return call
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _predict(workload: Workload, profile: DeviceProfile, base: dict[str, Any]) -> Measurement:
+    assert profile.predicted is not None
+    counts = count_params(workload.module)
+    est = roofline.estimate(workload.module, workload.args, workload.kwargs, profile.predicted, profile.precision)
+    macs = count_macs(workload.module, tuple(_cast(a, torch.device("meta"), DTYPES[profile.precision]) for a in workload.args),
+                      _cast(workload.kwargs, torch.device("meta"), DTYPES[profile.precision]))
+    return Measurement(**base, status="predicted", params=counts["params"], buffers=counts["buffers"], macs=macs,
+                       prediction=est, energy_note="not measured: predicted device",
+                       notes=("latency and memory are a roofline estimate from the profile's device constants",))
+
+
+def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: bool = False) -> Measurement:
+    """Measure `workload` as `profile` says. Failures of the model itself (out of memory, an exception in
+    forward) are returned as status 'error' with the message; a missing device raises."""
+    t_start = time.perf_counter()
+    base = {"model": workload.name, "profile_name": profile.name, "profile_sha256": profile.sha256,
+            "precision": profile.precision, "execution_mode": profile.execution_mode, "batch": profile.batch,
+            "device_name": profile.device.name or profile.device.kind}
+    if not profile.is_measured:
+        m = _predict(workload, profile, base)
+        return _with_wall(m, t_start)
+
+    device = resolve_device(profile)
+    dtype = DTYPES[profile.precision]
+    base["device_name"] = device_name(device)
+    notes: list[str] = []
+    if profile.device.name and profile.device.name.lower() not in base["device_name"].lower():
+        notes.append(f"profile names device {profile.device.name!r} but measured on {base['device_name']!r}")
+    counts = count_params(workload.module)
+    nvml = Nvml(device.index or 0) if device.type == "cuda" else None
+    try:
+        with _threads(profile.device.threads):
+            # nn.Module.to, not diffusers' ModelMixin.to: the latter warns on every dtype cast.
+            module = torch.nn.Module.to(workload.module, device=device, dtype=dtype).eval()
+            args, kwargs = _cast(workload.args, device, dtype), _cast(workload.kwargs, device, dtype)
+            macs = count_macs(module, args, kwargs, thop_check=thop_check)
+            call = prepare_callable(module, args, kwargs, profile.execution_mode)
+            wmib = weights_mib(module)
+            # CPU peak is read on the first call (see bench.memory); GPU peak after warm-up.
+            memory = measure_cpu_peak(call, wmib) if device.type == "cpu" else None
+            before = nvml.snapshot() if nvml else None
+            warm = warm_up(call, profile.timing, device)
+            if memory is None:
+                memory = measure_cuda_peak(call, device, wmib)
+            samples = run_timed(call, profile.timing.repeats, device)
+            energy, energy_note = _energy(call, device, nvml, samples)
+            after = nvml.snapshot() if nvml else None
+    except torch.cuda.OutOfMemoryError as err:
+        return _with_wall(Measurement(**base, status="error", params=counts["params"], buffers=counts["buffers"],
+                                      error=f"out of memory: {str(err).splitlines()[0]}"), t_start)
+    except RuntimeError as err:
+        return _with_wall(Measurement(**base, status="error", params=counts["params"], buffers=counts["buffers"],
+                                      error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"),
+                          t_start)
+    stats = LatencyStats.from_samples(samples, "cuda_event" if device.type == "cuda" else "perf_counter", warm)
+    status: Status = "ok" if stats.cv <= profile.timing.max_cv else "unstable"
+    if status == "unstable":
+        notes.append(f"CV {stats.cv:.3f} exceeds the profile's max_cv {profile.timing.max_cv}: "
+                     "the machine was busy or the clocks moved; rerun before trusting this figure")
+    m = Measurement(**base, status=status, params=counts["params"], buffers=counts["buffers"], macs=macs,
+                    latency=stats, memory=memory, energy_mj_per_inference=energy, energy_note=energy_note,
+                    telemetry_before=before, telemetry_after=after,
+                    driver_version=nvml.driver_version() if nvml else None, notes=tuple(notes))
+    return _with_wall(m, t_start)
+
+
+def _energy(call: Callable[[], object], device: torch.device, nvml: Nvml | None,
+            samples: list[float]) -> tuple[float | None, str]:
+    if device.type != "cuda":
+        return None, "not measured: no energy counter is read on CPU"
+    if nvml is None or not nvml.available:
+        return None, f"not measured: NVML unavailable ({nvml.reason if nvml else 'no handle'})"
+    median_ms = sorted(samples)[len(samples) // 2]
+    iters = max(len(samples), int(ENERGY_WINDOW_S * 1e3 / max(median_ms, 1e-3)))
+    e0 = nvml.energy_mj()
+    if e0 is None:
+        return None, "not measured: this GPU has no NVML total-energy counter"
+    run_timed(call, iters, device)
+    e1 = nvml.energy_mj()
+    if e1 is None or e1 <= e0:
+        return None, "not measured: the NVML energy counter did not advance"
+    return (e1 - e0) / iters, f"NVML total-energy delta over {iters} inferences (~{iters * median_ms / 1e3:.1f} s)"
+
+
+def _with_wall(m: Measurement, t_start: float) -> Measurement:
+    return dataclasses.replace(m, wall_s=round(time.perf_counter() - t_start, 3))

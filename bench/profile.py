@@ -1,0 +1,195 @@
+"""Device profiles: what device to measure, how, and the budgets (the ε of the search).
+
+A profile is a YAML file under hw_profiles/. It is validated completely on load; a bad one raises
+`ConfigError` with one line naming the file, the key, the value found and what was expected.
+
+Example:
+    >>> profile = load_profile("hw_profiles/cpu-2core.yaml")
+    >>> profile.resolution.latent_px, profile.budgets.latency_ms
+    (16, 150.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from tocsr.errors import ConfigError
+from tocsr.provenance import REPO_ROOT, content_sha256
+from tocsr.schema import from_mapping, to_mapping
+
+PROFILE_SCHEMA_VERSION = 1
+PROFILES_DIR = REPO_ROOT / "hw_profiles"
+
+DeviceKind = Literal["cpu", "cuda", "predicted"]
+Precision = Literal["fp32", "bf16", "fp16"]
+ExecutionMode = Literal["eager", "compiled", "cuda_graphs"]
+
+_SLUG = {"pattern": r"[a-z0-9][a-z0-9._-]{0,63}",
+         "pattern_help": "a lowercase slug (letters, digits, '.', '_', '-'; at most 64; no '/')"}
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    kind: DeviceKind
+    name: str = ""                        # human-readable, e.g. "NVIDIA H200"; checked against the card when measured
+    index: int = field(default=0, metadata={"ge": 0})
+    threads: int | None = field(default=None, metadata={"ge": 1})  # torch intra-op threads (CPU)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Output (HR) size and SR scale. The latent the UNet sees is output_px / vae_factor."""
+
+    output_px: int = field(metadata={"ge": 8, "le": 16384})
+    scale: Literal[1, 2, 4, 8] = 4
+    vae_factor: Literal[4, 8, 16] = 8
+
+    def __post_init__(self) -> None:
+        for name in ("vae_factor", "scale"):
+            if self.output_px % getattr(self, name):
+                raise ValueError(f"resolution.output_px = {self.output_px} is not divisible by "
+                                 f"resolution.{name} = {getattr(self, name)}")
+
+    @property
+    def latent_px(self) -> int:
+        return self.output_px // self.vae_factor
+
+    @property
+    def input_px(self) -> int:
+        return self.output_px // self.scale
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    warmup_min_iters: int = field(default=5, metadata={"ge": 1})
+    warmup_max_iters: int = field(default=200, metadata={"ge": 1})
+    # Warm-up ends once the median of one window of iterations is within this fraction of the last.
+    warmup_stable_rel: float = field(default=0.05, metadata={"gt": 0, "le": 1})
+    repeats: int = field(default=50, metadata={"ge": 3, "le": 100000})
+    percentile: float = field(default=90.0, metadata={"ge": 50, "le": 99.9})  # what the latency budget applies to
+    max_cv: float = field(default=0.05, metadata={"gt": 0, "le": 1})          # above it a result is flagged unstable
+    isolate: bool = False                                                     # each measurement in a fresh subprocess
+
+    def __post_init__(self) -> None:
+        if self.warmup_max_iters < self.warmup_min_iters:
+            raise ValueError(f"timing.warmup_max_iters = {self.warmup_max_iters} is below "
+                             f"timing.warmup_min_iters = {self.warmup_min_iters}")
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The ε-constraints of the search. Latency applies at `timing.percentile`."""
+
+    latency_ms: float = field(metadata={"gt": 0})
+    peak_memory_mib: float = field(metadata={"gt": 0})
+    params_m: float | None = field(default=None, metadata={"gt": 0})
+    gmacs: float | None = field(default=None, metadata={"gt": 0})
+    energy_mj: float | None = field(default=None, metadata={"gt": 0})
+
+
+@dataclass(frozen=True)
+class PredictedConstants:
+    """Datasheet constants for a device that is not attached; used by the roofline estimate only."""
+
+    peak_tflops: dict[str, float]          # per precision: fp32 / bf16 / fp16
+    memory_bandwidth_gbps: float = field(metadata={"gt": 0})
+    launch_overhead_us: float = field(default=5.0, metadata={"ge": 0})
+    memory_mib: float | None = field(default=None, metadata={"gt": 0})
+
+    def __post_init__(self) -> None:
+        for key, value in self.peak_tflops.items():
+            if key not in ("fp32", "bf16", "fp16"):
+                raise ValueError(f"predicted.peak_tflops has key {key!r}: expected fp32, bf16 or fp16")
+            if value <= 0:
+                raise ValueError(f"predicted.peak_tflops.{key} = {value}: expected a number > 0")
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    name: str = field(metadata=_SLUG)
+    device: DeviceSpec
+    precision: Precision
+    resolution: Resolution
+    budgets: Budgets
+    schema_version: int = PROFILE_SCHEMA_VERSION
+    description: str = ""
+    batch: int = field(default=1, metadata={"ge": 1, "le": 4096})
+    execution_mode: ExecutionMode = "eager"
+    timing: TimingPolicy = TimingPolicy()
+    predicted: PredictedConstants | None = None
+
+    def __post_init__(self) -> None:
+        if self.schema_version != PROFILE_SCHEMA_VERSION:
+            raise ValueError(f"schema_version = {self.schema_version}: this suite reads profile schema "
+                             f"version {PROFILE_SCHEMA_VERSION}")
+        if (self.device.kind == "predicted") != (self.predicted is not None):
+            raise ValueError("device.kind 'predicted' needs a 'predicted:' section with device constants, "
+                             "and only predicted devices may have one")
+        if self.predicted is not None and self.precision not in self.predicted.peak_tflops:
+            raise ValueError(f"predicted.peak_tflops has no entry for precision {self.precision!r}")
+        if self.execution_mode == "cuda_graphs" and self.device.kind != "cuda":
+            raise ValueError(f"execution_mode = 'cuda_graphs' needs device.kind 'cuda', not {self.device.kind!r}")
+
+    @property
+    def is_measured(self) -> bool:
+        return self.device.kind != "predicted"
+
+    def to_dict(self) -> dict:
+        return to_mapping(self)
+
+    @property
+    def sha256(self) -> str:
+        """Content hash of the validated profile: formatting and comments do not change it."""
+        return content_sha256(self.to_dict())
+
+    def torch_device(self) -> str:
+        if self.device.kind == "cuda":
+            return f"cuda:{self.device.index}"
+        return "cpu" if self.device.kind == "cpu" else "meta"
+
+
+def resolve_profile_path(ref: str | Path) -> Path:
+    """Accept a path, or a bare name found in hw_profiles/ ("cpu-2core" -> hw_profiles/cpu-2core.yaml)."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    if path.suffix == "" and (PROFILES_DIR / f"{ref}.yaml").is_file():
+        return PROFILES_DIR / f"{ref}.yaml"
+    known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))) or "none"
+    raise ConfigError(f"{ref}: no such profile file; give a path to a YAML file or one of: {known}")
+
+
+def load_profile(ref: str | Path) -> DeviceProfile:
+    path = resolve_profile_path(ref)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read profile ({err})") from None
+    return parse_profile(text, source=str(path))
+
+
+def parse_profile(text: str, source: str = "<profile>") -> DeviceProfile:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+    if data is None:
+        raise ConfigError(f"{source}: the file is empty; expected a device profile mapping")
+    return from_mapping(DeviceProfile, data, source=source)
+
+
+def replace(profile: DeviceProfile, **changes) -> DeviceProfile:
+    """A modified copy, validated again (e.g. the same device with a tighter latency budget)."""
+    return from_mapping(DeviceProfile, {**profile.to_dict(), **changes}, source=f"<{profile.name} modified>")
+
+
+__all__ = [
+    "Budgets", "DeviceProfile", "DeviceSpec", "PredictedConstants", "Resolution", "TimingPolicy",
+    "load_profile", "parse_profile", "replace", "resolve_profile_path",
+]

@@ -1,0 +1,71 @@
+"""Sessions: tests (default), lint, slow, bench, gpu, main.
+
+Every session that needs torch installs the torch/torchvision pair pinned in constraints.txt
+first: an unpinned torchvision (pulled by pyiqa, spandrel, timm) would swap torch for a multi-GB
+download. nox stays on the plain `venv` backend: uv and conda do not see the local torch files.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+TORCH_PAIR = [line.strip() for line in open("constraints.txt") if line.strip() and not line.startswith("#")]
+
+
+def install_project(session: nox.Session, extras: str = "dev") -> None:
+    session.install(*TORCH_PAIR)
+    session.install("-c", "constraints.txt", "-e", f".[{extras}]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The default test run: everything but slow tests and benchmarks (< 15 min on 2 cores)."""
+    install_project(session)
+    session.run("pytest", *(session.posargs or ["-q"]), env={"HF_HUB_OFFLINE": "1"})
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """Tests marked slow (end-to-end trainings, fault injection): minutes each."""
+    install_project(session)
+    session.run("pytest", "-m", "slow", *(session.posargs or ["-q"]), env={"HF_HUB_OFFLINE": "1"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff, plus the layering rule (imports point downward only)."""
+    session.install("ruff>=0.6", "pytest>=8")
+    session.run("ruff", "check", ".")
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "--noconftest", "tests/test_layering.py",
+                "-k", "upward", env={"PYTHONPATH": os.getcwd()})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """pytest-benchmark suite (never part of the default run); JSON with provenance under reports/benchmarks/."""
+    install_project(session)
+    out = session.posargs[0] if session.posargs else "reports/benchmarks/cpu-latest.json"
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    session.run("pytest", "tests/benchmarks", "-m", "benchmark", "-q", f"--benchmark-json={out}",
+                "--benchmark-columns=min,median,iqr,mean,stddev,rounds", env={"HF_HUB_OFFLINE": "1"})
+
+
+@nox.session(python=False)
+def gpu(session: nox.Session) -> None:
+    """The GPU evidence script, run with the machine's own Python (the GPU images carry torch)."""
+    out = session.posargs[0] if session.posargs else "reports/gpu"
+    session.run("python3", "-m", "bench.gpu_evidence", "--out", out, env={"PYTHONPATH": os.getcwd()})
+
+
+@nox.session
+def main(session: nox.Session) -> None:
+    """The main job on the embedded default data and the default device profile."""
+    install_project(session)
+    session.run("tocsr", "run", "--profile", "hw_profiles/cpu-2core.yaml", "--preset", "quick",
+                "--out", "runs/quick", *session.posargs, env={"HF_HUB_OFFLINE": "1"})

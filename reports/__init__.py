@@ -1,0 +1,1 @@
+"""reports: evaluation against SR baselines, quality-vs-cost curves, nightly history and HTML reports."""

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tocsr.cli import main
+
+
+def test_bench_writes_versioned_json_and_prints_table(cpu_profile_path, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit) as code:
+        main(["bench", "--profile", str(cpu_profile_path), "--model", "toy-conv-attn", "--out", str(out), "--thop"])
+    assert code.value.code == 0
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "tocsr.bench.measurement" and doc["schema_version"] == 1
+    env = doc["environment"]
+    assert env["packages"]["torch"] and env["cpu_model"] and "sha" in env["git"]
+    m = doc["measurement"]
+    assert len(m["latency"]["samples_ms"]) == 5 and m["profile_name"] == doc["profile"]["name"] == "test-cpu"
+    assert m["macs"]["thop_macs"] == m["macs"]["total_macs"]
+    assert "toy-conv-attn" in capsys.readouterr().out
+
+
+def test_isolated_measurement_runs_in_a_subprocess(cpu_profile_path, tmp_path):
+    text = cpu_profile_path.read_text().replace("max_cv: 0.5}", "max_cv: 0.5, isolate: true}")
+    cpu_profile_path.write_text(text)
+    out = tmp_path / "iso.json"
+    proc = subprocess.run([sys.executable, "-m", "tocsr", "bench", "-p", str(cpu_profile_path), "-m", "toy-conv-attn",
+                           "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["measurement"]["status"] in ("ok", "unstable")
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["bench", "--profile", "nope"], "Missing option"),
+    (["bench", "-p", "no-such-profile", "-m", "unet-tiny", "-o", "x.json"], "no such profile"),
+    (["frobnicate"], "No such command"),
+])
+def test_cli_mistakes_are_one_line_exit_1(argv, fragment, capsys):
+    with pytest.raises(SystemExit) as code:
+        main(argv)
+    assert code.value.code == 1
+    err = capsys.readouterr().err
+    assert fragment in err and err.strip().count("\n") == 0 and "Traceback" not in err

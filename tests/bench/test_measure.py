@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from bench.measure import DeviceUnavailableError, measure_workload
+from bench.memory import measure_cpu_peak
+from bench.profile import parse_profile, replace
+from bench.roofline import estimate
+from bench.timing import measure_latency
+from bench.workloads import Workload, resolve_workload
+from tests.conftest import CPU_PROFILE_YAML
+
+
+def test_measures_tiny_unet_on_cpu(cpu_profile):
+    m = measure_workload(resolve_workload("unet-tiny", cpu_profile), cpu_profile)
+    assert m.status in ("ok", "unstable")
+    assert m.latency is not None and m.latency.n == cpu_profile.timing.repeats
+    assert m.latency.warmup_iters >= cpu_profile.timing.warmup_min_iters
+    assert m.latency.median_ms > 0 and m.latency.timer == "perf_counter"
+    assert m.params == sum(p.numel() for p in resolve_workload("unet-tiny", cpu_profile).module.parameters())
+    assert m.macs is not None and m.macs.total_macs > 0
+    assert m.memory.peak_mib >= m.memory.weights_mib > 0
+    assert m.energy_mj_per_inference is None and "CPU" in m.energy_note
+
+
+def test_timer_measures_the_call():
+    fn = lambda: time.sleep(0.002)  # noqa: E731
+    policy = parse_profile(CPU_PROFILE_YAML).timing
+    stats = measure_latency(fn, policy, torch.device("cpu"))
+    assert stats.n == policy.repeats and stats.min_ms >= 2.0
+
+
+def test_cpu_peak_memory_sees_a_transient_allocation():
+    def alloc():
+        x = torch.ones(64 * 2**20 // 4)  # 64 MiB
+        return float(x[0])
+
+    stats = measure_cpu_peak(alloc, weights=0.0)
+    assert 56 <= stats.transient_peak_mib <= 200, stats
+
+
+class _Broken(nn.Module):
+    def forward(self, x):
+        raise RuntimeError("shape mismatch in block 3")
+
+
+def test_a_failing_model_is_recorded_as_error(cpu_profile):
+    m = measure_workload(Workload("broken", _Broken(), (torch.randn(1, 3),)), cpu_profile)
+    assert m.status == "error" and "shape mismatch in block 3" in m.error
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without a GPU")
+def test_cuda_profile_without_gpu_says_so(cpu_profile):
+    gpu = replace(cpu_profile, device={"kind": "cuda", "name": "H100"}, precision="bf16")
+    with pytest.raises(DeviceUnavailableError, match="has none"):
+        measure_workload(resolve_workload("toy-conv-attn", gpu), gpu)
+
+
+def test_predicted_device_is_labelled_and_scales_with_work(predicted_profile):
+    m = measure_workload(resolve_workload("unet-tiny", predicted_profile), predicted_profile)
+    assert m.status == "predicted" and m.latency is None
+    assert m.prediction.latency_ms > 0 and m.latency_at_ms(90) == m.prediction.latency_ms
+    bigger = replace(predicted_profile, batch=8)
+    m8 = measure_workload(resolve_workload("unet-tiny", bigger), bigger)
+    assert m8.prediction.flops == pytest.approx(8 * m.prediction.flops, rel=0.05)
+
+
+def test_roofline_of_a_large_matmul_is_compute_bound(predicted_profile):
+    lin = nn.Linear(4096, 4096, bias=False)
+    x = torch.empty(4096, 4096, device="meta")
+    est = estimate(lin, (x,), {}, predicted_profile.predicted, "fp16")
+    flops = 2 * 4096**3
+    assert est.flops == flops
+    expected_ms = flops / 10e12 * 1e3 + 0.01
+    assert est.latency_ms == pytest.approx(expected_ms, rel=1e-6)

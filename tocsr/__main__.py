@@ -1,0 +1,3 @@
+from tocsr.cli import main
+
+main()
