@@ -47,6 +47,9 @@ def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:
         return res.stdout.strip() if res.returncode == 0 else None
 
     sha = run("rev-parse", "HEAD")
+    if sha is None and os.environ.get("TOCSR_GIT_SHA"):
+        # A copy of the tree without .git (e.g. shipped to a GPU machine): the sender names the commit.
+        return {"sha": os.environ["TOCSR_GIT_SHA"], "dirty": None, "source": "TOCSR_GIT_SHA"}
     dirty = run("status", "--porcelain", "--untracked-files=no")
     return {"sha": sha, "dirty": bool(dirty) if dirty is not None else None}
 

@@ -1,0 +1,1 @@
+"""Super-resolution on the compact backbone: one-step generator, degradations, inference."""
