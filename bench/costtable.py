@@ -214,13 +214,14 @@ def sample_candidates(space: SearchSpace, n: int, seed: int, include_extremes: b
 def measure_candidate(swapper: ModuleSwapper, spec: ArchSpec, args: tuple, kwargs: dict, profile: DeviceProfile,
                       device: torch.device, role: str) -> CandidateMeasurement:
     unet = swapper.apply(spec)
-    call = prepare_callable(unet, args, kwargs, profile.execution_mode)
+    eager = prepare_callable(unet, args, kwargs, "eager")   # memory from an eager call, as in measure_workload
     if device.type == "cuda":
-        warm = warm_up(call, profile.timing, device)
-        mem = measure_cuda_peak(call, device, weights_mib(unet)).peak_mib
+        eager()
+        mem = measure_cuda_peak(eager, device, weights_mib(unet)).peak_mib
     else:
-        mem = measure_cpu_peak(call, weights_mib(unet)).peak_mib
-        warm = warm_up(call, profile.timing, device)
+        mem = measure_cpu_peak(eager, weights_mib(unet)).peak_mib
+    call = prepare_callable(unet, args, kwargs, profile.execution_mode)
+    warm = warm_up(call, profile.timing, device)
     samples = run_timed(call, profile.timing.repeats, device)
     stats = LatencyStats.from_samples(samples, "cuda_event" if device.type == "cuda" else "perf_counter", warm)
     return CandidateMeasurement(spec.key, dict(spec.items()), stats, mem, count_params(unet)["params"], role)

@@ -7,7 +7,8 @@ Sections, in priority order, each written to JSON as soon as it finishes (a leas
                    cost (SD3-shaped VAE encode + expanded UNet + decode), batch 1, profile precision.
   4. cost_table    the SD-2.1-shaped search space's per-(slot, choice) cost table on the card,
                    whole candidates for calibration and held-out validation.
-  5. graphs        UNets and pipelines again under CUDA graphs (launch overhead removed), if time is left.
+Each section takes an execution mode (`sr_pipelines:cuda_graphs`): eager by default; CUDA graphs
+remove the launch overhead that dominates batch-1 eager latency (torch.compile stands in on CPU).
 Weights are random throughout: cost does not depend on their values. `--smoke` runs the same code
 on CPU at tiny shapes, to test the script before a lease.
 """
@@ -19,6 +20,7 @@ import math
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +111,9 @@ def section_repeatability(profile: DeviceProfile, unet_workload: str) -> dict[st
             "median_spread_rel": spread, "max_cv": max(r["cv"] or 0 for r in runs)}
 
 
-def _pipelines(args, profile: DeviceProfile, space, device) -> dict[str, Workload]:
+def _pipelines(args, profile: DeviceProfile, space, device) -> dict[str, Callable[[], Workload]]:
+    """Builders, not models: each pipeline is built when measured and freed after, so only one
+    paper-scale model is resident at a time (and memory figures are its own)."""
     from tocsr.assembly import build_unet
     from tocsr.baselines import build_baseline
     from tocsr.models.autoencoder import build_autoencoder_from_preset
@@ -118,41 +122,43 @@ def _pipelines(args, profile: DeviceProfile, space, device) -> dict[str, Workloa
 
     preset = get_unet_preset(args.unet_preset)
     scale, lr_px = profile.resolution.scale, profile.resolution.input_px
-    gen = torch.Generator().manual_seed(0)
-    lr01 = torch.rand(profile.batch, 3, lr_px, lr_px, generator=gen)
-    items: dict[str, Workload] = {}
+    lr01 = torch.rand(profile.batch, 3, lr_px, lr_px, generator=torch.Generator().manual_seed(0))
+    items: dict[str, Callable[[], Workload]] = {}
 
-    def onestep(name: str, ae_preset: str, unet: torch.nn.Module) -> None:
-        with torch.device(device):
-            ae = build_autoencoder_from_preset(ae_preset)
-        pipe = OneStepSR(ae, unet, scale, preset.cond_tokens, preset.cross_attention_dim)
-        items[name] = Workload(name, pipe, (lr01 * 2 - 1,), {}, f"one-step SR: {ae_preset} autoencoder + {name}")
+    def onestep(name: str, ae_preset: str, make_unet: Callable[[], torch.nn.Module]) -> None:
+        def build() -> Workload:
+            with torch.device(device):
+                ae = build_autoencoder_from_preset(ae_preset)
+            pipe = OneStepSR(ae, make_unet(), scale, preset.cond_tokens, preset.cross_attention_dim)
+            return Workload(name, pipe, (lr01 * 2 - 1,), {}, f"one-step SR: {ae_preset} autoencoder + UNet")
+        items[name] = build
 
     for spec_name, by_kind in COMPACT_SPECS.items():
         spec = space.uniform(by_kind)
-        onestep(f"{spec_name}+{args.tiny_ae}", args.tiny_ae, build_unet(space, spec, device=device))
-        onestep(f"{spec_name}+{args.ae_preset}", args.ae_preset, build_unet(space, spec, device=device))
-    with torch.device(device):
-        expanded = build_unet_from_preset(args.unet_preset, device)
-    onestep(f"osediff-class({args.ae_preset}+{args.unet_preset})", args.ae_preset, expanded)
+        for ae in (args.tiny_ae, args.ae_preset):
+            onestep(f"{spec_name}+{ae}", ae, lambda spec=spec: build_unet(space, spec, device=device))
+    onestep(f"osediff-class({args.ae_preset}+{args.unet_preset})", args.ae_preset,
+            lambda: build_unet_from_preset(args.unet_preset, device))
     for name in ("bicubic", "espcn", "span", "srvgg", "swinir-light", "rrdb", "swinir-m"):
-        items[name] = Workload(name, build_baseline(name, scale), (lr01,), {}, name)
+        items[name] = lambda name=name: Workload(name, build_baseline(name, scale, lr_px), (lr01,), {}, name)
     return items
 
 
 def section_sr_pipelines(args, profile: DeviceProfile, space, device, clock: Clock, reserve_s: float) -> dict[str, Any]:
     rows = {}
-    for name, w in _pipelines(args, profile, space, device).items():
+    for name, build in _pipelines(args, profile, space, device).items():
         if clock.left() < reserve_s:
             rows[name] = {"model": name, "status": "skipped", "error": "time budget of the lease"}
             continue
+        w = build()
         m = measure_workload(w, profile)
         rows[name] = _m(m, profile.timing.percentile) | {"description": w.description}
-        log(f"  {name}: median {rows[name]['median_ms']} ms, {rows[name]['params_m']:.2f} M params", clock)
-        del w
+        log(f"  {name} [{profile.execution_mode}]: median {rows[name]['median_ms']} ms, "
+            f"{rows[name]['params_m']:.2f} M params, peak {rows[name]['peak_memory_mib']} MiB", clock)
+        del w, m
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    return {"profile": profile.name, "input_px": profile.resolution.input_px,
+    return {"profile": profile.name, "execution_mode": profile.execution_mode, "input_px": profile.resolution.input_px,
             "output_px": profile.resolution.output_px, "rows": rows}
 
 
@@ -181,34 +187,9 @@ def section_cost_table(args, profile: DeviceProfile, space, device, clock: Clock
     return {"profile": light.name, "repeats": args.cost_repeats, "static": static, "table": table.to_dict()}
 
 
-def section_graphs(args, profile: DeviceProfile, space, device, clock: Clock) -> dict[str, Any]:
-    """The same work with launch overhead removed (CUDA graphs on GPU; torch.compile in smoke runs)."""
-    from tocsr.assembly import build_unet
-    from tocsr.models.unet import build_unet_from_preset, get_unet_preset, unet_example_inputs
-
-    mode = "cuda_graphs" if device.type == "cuda" else "compiled"
-    graphs = replace(profile, execution_mode=mode)
-    preset = get_unet_preset(args.unet_preset)
-    uargs, ukwargs = unet_example_inputs(preset.config, preset.cond_tokens, profile.batch, profile.resolution.latent_px)
-    first = next(iter(COMPACT_SPECS))
-    items = {f"unet-{args.unet_preset} (teacher)": Workload("teacher", build_unet_from_preset(args.unet_preset, device),
-                                                            uargs, ukwargs),
-             f"unet {first}": Workload(first, build_unet(space, space.uniform(COMPACT_SPECS[first]), device=device),
-                                       uargs, ukwargs)}
-    wanted = [f"{first}+{args.tiny_ae}", f"{first}+{args.ae_preset}",
-              f"osediff-class({args.ae_preset}+{args.unet_preset})"]
-    items.update({k: v for k, v in _pipelines(args, graphs, space, device).items() if k in wanted})
-    rows = {}
-    for name, w in items.items():
-        if clock.left() < 30:
-            rows[name] = {"model": name, "status": "skipped", "error": "time budget of the lease"}
-            continue
-        eager = measure_workload(w, profile) if name.startswith("unet") else None
-        m = measure_workload(w, graphs)
-        rows[name] = _m(m, graphs.timing.percentile) | ({"eager_median_ms": eager.latency.median_ms}
-                                                        if eager is not None and eager.latency else {})
-        log(f"  {name} [{mode}]: median {rows[name]['median_ms']} ms", clock)
-    return {"execution_mode": mode, "rows": rows}
+def _split(key: str) -> tuple[str, str]:
+    name, _, mode = key.partition(":")
+    return name, mode or "eager"
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -219,58 +200,47 @@ def render_markdown(doc: dict[str, Any]) -> str:
              f"{env.get('packages', {}).get('torch')}, diffusers {env.get('packages', {}).get('diffusers')}, "
              f"commit {env.get('git', {}).get('sha')}. Random weights (cost does not depend on them). "
              f"Clocks before: {doc.get('telemetry_start')}.", ""]
-    sec = doc.get("sections", {})
-    if "counting" in sec and "error" not in sec["counting"]:
-        c = sec["counting"]
-        lines += ["## MAC counting on the GPU", "",
-                  f"Toy conv+linear+attention: counted {c['toy_counted_macs']:,} vs closed form {c['toy_analytic_macs']:,} "
-                  f"(rel. error {c['toy_rel_err']:.2e}); conv/linear module: ours {c['conv_linear_counted']:,}, "
-                  f"thop {c['conv_linear_thop']:,} (agree: {c['thop_agrees']}).", ""]
-    if "repeatability" in sec and "error" not in sec["repeatability"]:
-        r = sec["repeatability"]
-        lines += [f"## Repeatability: {r['workload']} on {r['profile']}", "",
-                  "| run | median ms | p90 ms | p99 ms | IQR ms | CV | peak MiB | energy mJ |", "|---|---|---|---|---|---|---|---|"]
-        for i, run in enumerate(r["runs"]):
-            lines.append(f"| {i + 1} | {run['median_ms']:.2f} | {run['p90_ms']:.2f} | {run['p99_ms']:.2f} | "
-                         f"{run['iqr_ms']:.3f} | {run['cv']:.3f} | {run['peak_memory_mib']:.0f} | {_fmt(run['energy_mj'])} |")
-        lines += ["", f"Spread of medians across runs: {100 * r['median_spread_rel']:.1f}%.", ""]
-    if "sr_pipelines" in sec and "error" not in sec["sr_pipelines"]:
-        s = sec["sr_pipelines"]
-        lines += [f"## SR at {s['input_px']} -> {s['output_px']} px, batch 1 ({s['profile']})", "",
-                  "| method | params M | GMACs | median ms | p90 ms | CV | peak MiB | energy mJ |", "|---|---|---|---|---|---|---|---|"]
-        for name, row in sorted(s["rows"].items(), key=lambda kv: kv[1].get("median_ms") or math.inf):
-            if row.get("status") in ("skipped", "error"):
-                lines.append(f"| {name} | - | - | {row['status']}: {row.get('error')} | | | | |")
-                continue
-            lines.append(f"| {name} | {row['params_m']:.2f} | {row['gmacs']:.1f} | {row['median_ms']:.2f} | "
-                         f"{row['p90_ms']:.2f} | {row['cv']:.3f} | {row['peak_memory_mib']:.0f} | {_fmt(row['energy_mj'])} |")
-        lines.append("")
-    if "cost_table" in sec and "error" not in sec["cost_table"]:
-        t = sec["cost_table"]["table"]
-        v = t["validation"]
-        lines += [f"## Cost table: {sec['cost_table']['static']['slots']} slots, "
-                  f"{len(t['entries'])} (slot, choice) entries, {t['precision']} {t['execution_mode']}", "",
-                  f"Fit on {sum(1 for c in t['candidates'] if c['role'] == 'calibration')} calibration candidates: "
-                  f"latency = {t['intercept_ms']:.2f} ms + {t['slope']:.3f} x sum of block medians.", ""]
-        if v.get("n"):
-            lines += [f"Held-out candidates: {v['n']}; within ±10%: {100 * v['within_10pct']:.0f}%, within ±5%: "
-                      f"{100 * v['within_5pct']:.0f}%; median |error| {100 * v['median_abs_err']:.1f}%, p90 "
-                      f"{100 * v['p90_abs_err']:.1f}%, max {100 * v['max_abs_err']:.1f}%, mean signed "
-                      f"{100 * v['mean_signed_err']:+.1f}%.", ""]
-    if "graphs" in sec and "error" not in sec["graphs"]:
-        c = sec["graphs"]
-        lines += [f"## Execution mode {c['execution_mode']}", "",
-                  "| method | params M | GMACs | median ms | p90 ms | CV | eager median ms |", "|---|---|---|---|---|---|---|"]
-        for name, row in c["rows"].items():
-            if row.get("median_ms") is None:
-                lines.append(f"| {name} | {row.get('status')}: {row.get('error')} | | | | | |")
-            else:
-                lines.append(f"| {name} | {row['params_m']:.1f} | {row['gmacs']:.1f} | {row['median_ms']:.2f} | "
-                             f"{row['p90_ms']:.2f} | {row['cv']:.3f} | {_fmt(row.get('eager_median_ms'))} |")
-        lines.append("")
-    for name, s in sec.items():
-        if "error" in s:
-            lines += [f"## {name}: failed", "", "```", s["error"][-1500:], "```", ""]
+    for key, sec in doc.get("sections", {}).items():
+        name, mode = _split(key)
+        if "error" in sec:
+            lines += [f"## {key}: not measured", "", "```", sec["error"][-1500:], "```", ""]
+        elif name == "counting":
+            lines += ["## MAC counting on the GPU", "",
+                      f"Toy conv+linear+attention: counted {sec['toy_counted_macs']:,} vs closed form "
+                      f"{sec['toy_analytic_macs']:,} (rel. error {sec['toy_rel_err']:.2e}); conv/linear module: ours "
+                      f"{sec['conv_linear_counted']:,}, thop {sec['conv_linear_thop']:,} (agree: {sec['thop_agrees']}).", ""]
+        elif name == "repeatability":
+            lines += [f"## Repeatability: {sec['workload']} on {sec['profile']}, {mode}", "",
+                      "| run | median ms | p90 ms | p99 ms | IQR ms | CV | peak MiB | energy mJ |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for i, run in enumerate(sec["runs"]):
+                lines.append(f"| {i + 1} | {run['median_ms']:.2f} | {run['p90_ms']:.2f} | {run['p99_ms']:.2f} | "
+                             f"{run['iqr_ms']:.3f} | {run['cv']:.3f} | {run['peak_memory_mib']:.0f} | "
+                             f"{_fmt(run['energy_mj'])} |")
+            lines += ["", f"Spread of medians across runs: {100 * sec['median_spread_rel']:.1f}%.", ""]
+        elif name == "sr_pipelines":
+            lines += [f"## SR at {sec['input_px']} -> {sec['output_px']} px, batch 1, {sec['profile']}, {mode}", "",
+                      "| method | params M | GMACs | median ms | p90 ms | CV | peak MiB | energy mJ/image |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for n, row in sorted(sec["rows"].items(), key=lambda kv: kv[1].get("median_ms") or math.inf):
+                if row.get("median_ms") is None:
+                    lines.append(f"| {n} | - | - | {row.get('status')}: {row.get('error')} | | | | |")
+                    continue
+                lines.append(f"| {n} | {row['params_m']:.2f} | {row['gmacs']:.1f} | {row['median_ms']:.2f} | "
+                             f"{row['p90_ms']:.2f} | {row['cv']:.3f} | {row['peak_memory_mib']:.0f} | "
+                             f"{_fmt(row['energy_mj'])} |")
+            lines.append("")
+        elif name == "cost_table":
+            t, v = sec["table"], sec["table"]["validation"]
+            lines += [f"## Cost table, {mode}: {sec['static']['slots']} slots, {len(t['entries'])} (slot, choice) "
+                      f"entries, {t['precision']}", "",
+                      f"Fit on {sum(1 for c in t['candidates'] if c['role'] == 'calibration')} calibration "
+                      f"candidates: latency = {t['intercept_ms']:.2f} ms + {t['slope']:.3f} x sum of block medians.", ""]
+            if v.get("n"):
+                lines += [f"Held-out candidates: {v['n']}; within ±10%: {100 * v['within_10pct']:.0f}%, within ±5%: "
+                          f"{100 * v['within_5pct']:.0f}%; median |error| {100 * v['median_abs_err']:.1f}%, p90 "
+                          f"{100 * v['p90_abs_err']:.1f}%, max {100 * v['max_abs_err']:.1f}%, mean signed "
+                          f"{100 * v['mean_signed_err']:+.1f}%.", ""]
     return "\n".join(lines)
 
 
@@ -289,7 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-calibration", type=int, default=10)
     ap.add_argument("--n-holdout", type=int, default=40)
     ap.add_argument("--cost-repeats", type=int, default=50)
-    ap.add_argument("--sections", default="counting,repeatability,sr_pipelines,cost_table,graphs")
+    ap.add_argument("--sections", default="counting,repeatability,repeatability:cuda_graphs,sr_pipelines,"
+                    "sr_pipelines:cuda_graphs,cost_table:cuda_graphs,cost_table",
+                    help="comma-separated section[:execution_mode], run in this order")
+    ap.add_argument("--cost-table-reserve-frac", type=float, default=0.05)
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny shapes: test the script itself")
     args = ap.parse_args(argv)
     clock = Clock(args.budget_s)
@@ -325,28 +298,38 @@ def main(argv: list[str] | None = None) -> int:
 
     space = derive_search_space(build_unet_from_preset(args.unet_preset, "meta"))
     log(f"card {card}; profile {profile.name}; space {len(space.slots)} slots", clock)
-    wanted = args.sections.split(",")
-    plan = [("counting", lambda: section_counting(device), 0),
-            ("repeatability", lambda: section_repeatability(profile, unet_workload), 0.55 * args.budget_s),
-            ("sr_pipelines", lambda: section_sr_pipelines(args, profile, space, device, clock, 0.40 * args.budget_s),
-             0.45 * args.budget_s),
-            ("cost_table", lambda: section_cost_table(args, profile, space, device, clock, 100),
-             0.30 * args.budget_s),
-            ("graphs", lambda: section_graphs(args, profile, space, device, clock), 60)]
-    for name, fn, needs_left in plan:
-        if name not in wanted:
-            continue
-        if clock.left() < needs_left:
-            doc["sections"][name] = {"error": f"skipped: {clock.left():.0f} s left of the lease budget"}
-            log(f"skip {name}", clock)
+    makers = {
+        "counting": lambda p, r: section_counting(device),
+        "repeatability": lambda p, r: section_repeatability(p, unet_workload),
+        "sr_pipelines": lambda p, r: section_sr_pipelines(args, p, space, device, clock, r),
+        "cost_table": lambda p, r: section_cost_table(args, p, space, device, clock, r),
+    }
+    # (section:mode, seconds that must be left to start it, seconds it must leave for what follows)
+    plan = []
+    for key in args.sections.split(","):
+        name, mode = _split(key)
+        if name not in makers:
+            print(f"error: unknown section {name!r}; known: {', '.join(makers)}", file=sys.stderr)
+            return 1
+        plan.append((key, name, mode))
+    # Seconds a section leaves for those after it (the cost table stops its held-out loop there).
+    reserve = {"counting": 0, "repeatability": 0.2 * args.budget_s, "sr_pipelines": 0.15 * args.budget_s,
+               "cost_table": args.cost_table_reserve_frac * args.budget_s}
+    for key, name, mode in plan:
+        if device.type != "cuda" and mode == "cuda_graphs":
+            mode = "compiled"
+        prof = replace(profile, execution_mode=mode) if mode != profile.execution_mode else profile
+        if clock.left() < reserve[name] + 10:
+            doc["sections"][key] = {"error": f"skipped: {clock.left():.0f} s left of the lease budget"}
+            log(f"skip {key}", clock)
             save()
             continue
-        log(f"section {name}", clock)
+        log(f"section {key}", clock)
         try:
-            doc["sections"][name] = fn()
-        except Exception:  # one failed section must not lose the others' results
-            doc["sections"][name] = {"error": traceback.format_exc()}
-            log(f"section {name} failed:\n{traceback.format_exc()}", clock)
+            doc["sections"][key] = makers[name](prof, reserve[name])
+        except Exception:  # noqa: BLE001  one failed section must not lose the others: traceback kept in the JSON
+            doc["sections"][key] = {"error": traceback.format_exc()}
+            log(f"section {key} failed:\n{traceback.format_exc()}", clock)
         save()
         if device.type == "cuda":
             torch.cuda.empty_cache()

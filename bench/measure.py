@@ -221,14 +221,17 @@ def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: boo
             module = torch.nn.Module.to(workload.module, device=device, dtype=dtype).eval()
             args, kwargs = _cast(workload.args, device, dtype), _cast(workload.kwargs, device, dtype)
             macs = count_macs(module, args, kwargs, thop_check=thop_check)
-            call = prepare_callable(module, args, kwargs, profile.execution_mode)
+            # Memory is always read from an eager call: one inference needs the same memory in every
+            # mode, and a CUDA-graph replay allocates nothing to observe. CPU: on the first call
+            # (see bench.memory); GPU: after warm-up.
+            eager = prepare_callable(module, args, kwargs, "eager")
             wmib = weights_mib(module)
-            # CPU peak is read on the first call (see bench.memory); GPU peak after warm-up.
-            memory = measure_cpu_peak(call, wmib) if device.type == "cpu" else None
+            memory = measure_cpu_peak(eager, wmib) if device.type == "cpu" else None
+            call = prepare_callable(module, args, kwargs, profile.execution_mode)
             before = nvml.snapshot() if nvml else None
             warm = warm_up(call, profile.timing, device)
             if memory is None:
-                memory = measure_cuda_peak(call, device, wmib)
+                memory = measure_cuda_peak(eager, device, wmib)
             samples = run_timed(call, profile.timing.repeats, device)
             energy, energy_note = _energy(call, device, nvml, samples)
             after = nvml.snapshot() if nvml else None

@@ -2,8 +2,8 @@
 
 The memory budget applies to `MemoryStats.peak_mib`: weights plus the transient memory of one
 inference.
-* CUDA: the allocator's reserved peak (what the process takes from the card), stats reset just
-  before the measured call.
+* CUDA: weights plus the allocator's allocated-memory growth over one eager call (stats reset just
+  before it). The reserved peak is recorded too, but it also holds blocks cached from earlier work.
 * CPU: Linux keeps a resettable high-water mark of resident memory (VmHWM, reset by writing "5" to
   /proc/self/clear_refs), so the peak of exactly the measured call is read, not sampled; peak_mib
   is the weights plus that growth. It is read on the first call: after it, glibc's adaptive mmap
@@ -105,6 +105,12 @@ def measure_cpu_peak(fn: Callable[[], object], weights: float) -> MemoryStats:
 
 
 def measure_cuda_peak(fn: Callable[[], object], device: torch.device, weights: float) -> MemoryStats:
+    """Weights plus the allocator growth during one call of `fn`.
+
+    Not the reserved peak: the caching allocator keeps blocks from earlier work (other models
+    measured in the same process), which would be charged to this one. `fn` must allocate (an eager
+    call): replaying a CUDA graph allocates nothing, its memory was taken at capture.
+    """
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device) / MIB
@@ -112,5 +118,6 @@ def measure_cuda_peak(fn: Callable[[], object], device: torch.device, weights: f
     torch.cuda.synchronize(device)
     allocated = torch.cuda.max_memory_allocated(device) / MIB
     reserved = torch.cuda.max_memory_reserved(device) / MIB
-    return MemoryStats("torch_cuda_allocator_reserved_peak", reserved, weights, max(0.0, allocated - base),
+    transient = max(0.0, allocated - base)
+    return MemoryStats("torch_cuda_allocated_growth_plus_weights", weights + transient, weights, transient,
                        allocated_peak_mib=allocated, reserved_peak_mib=reserved)

@@ -46,7 +46,7 @@ class ESPCN(nn.Module):
 class Baseline:
     name: str
     description: str
-    build: Callable[[int], nn.Module]
+    build: Callable[[int, int], nn.Module]   # build(scale, input_px)
     trainable: bool = True
 
 
@@ -60,23 +60,23 @@ def _spandrel(arch: str):
 
 
 BASELINES: dict[str, Baseline] = {
-    "bicubic": Baseline("bicubic", "bicubic interpolation", lambda s: Interpolate(s, "bicubic"), trainable=False),
-    "espcn": Baseline("espcn", "ESPCN, efficient CNN (~0.03M params)", lambda s: ESPCN(s)),
+    "bicubic": Baseline("bicubic", "bicubic interpolation", lambda s, px: Interpolate(s, "bicubic"), trainable=False),
+    "espcn": Baseline("espcn", "ESPCN, efficient CNN (~0.03M params)", lambda s, px: ESPCN(s)),
     "span": Baseline("span", "SPAN (NTIRE 2024 efficient SR winner), 48 channels",
-                     lambda s: _spandrel("SPAN").SPAN(num_in_ch=3, num_out_ch=3, feature_channels=48, upscale=s,
+                     lambda s, px: _spandrel("SPAN").SPAN(num_in_ch=3, num_out_ch=3, feature_channels=48, upscale=s,
                                                       img_range=1.0)),
     "srvgg": Baseline("srvgg", "Real-ESRGAN compact (SRVGGNetCompact), 64 features x 16 convs",
-                      lambda s: _spandrel("Compact").Compact(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=16,
+                      lambda s, px: _spandrel("Compact").Compact(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=16,
                                                              upscale=s)),
     "rrdb": Baseline("rrdb", "RRDBNet as in Real-ESRGAN x4plus (23 blocks, 64 features, ~16.7M params)",
-                     lambda s: _spandrel("ESRGAN").ESRGAN(in_nc=3, out_nc=3, num_filters=64, num_blocks=23, scale=s)),
+                     lambda s, px: _spandrel("ESRGAN").ESRGAN(in_nc=3, out_nc=3, num_filters=64, num_blocks=23, scale=s)),
     "swinir-m": Baseline("swinir-m", "SwinIR-M as in real-world SwinIR (embed 180, 6x6 blocks, window 8)",
-                         lambda s: _spandrel("SwinIR").SwinIR(img_size=64, in_chans=3, embed_dim=180, depths=[6] * 6,
+                         lambda s, px: _spandrel("SwinIR").SwinIR(img_size=px, in_chans=3, embed_dim=180, depths=[6] * 6,
                                                               num_heads=[6] * 6, window_size=8, mlp_ratio=2.0,
                                                               upscale=s, img_range=1.0, upsampler="nearest+conv",
                                                               resi_connection="1conv", drop_path_rate=0.0)),
     "swinir-light": Baseline("swinir-light", "lightweight SwinIR (embed 60, 4x6 blocks)",
-                             lambda s: _spandrel("SwinIR").SwinIR(img_size=64, in_chans=3, embed_dim=60,
+                             lambda s, px: _spandrel("SwinIR").SwinIR(img_size=px, in_chans=3, embed_dim=60,
                                                                   depths=[6] * 4, num_heads=[6] * 4, window_size=8,
                                                                   mlp_ratio=2.0, upscale=s, img_range=1.0,
                                                                   upsampler="pixelshuffledirect",
@@ -88,7 +88,10 @@ def list_baselines() -> list[str]:
     return list(BASELINES)
 
 
-def build_baseline(name: str, scale: int) -> nn.Module:
+def build_baseline(name: str, scale: int, input_px: int = 64) -> nn.Module:
+    """`input_px` is the LR side the network is built for. SwinIR precomputes its shifted-window
+    attention mask for that size; at other sizes it recomputes it in fp32 per call, which fails in
+    bf16/fp16 and costs time, so cost measurements build it at the measured size."""
     if name not in BASELINES:
         raise ConfigError(f"baseline {name!r} does not exist; available: {', '.join(BASELINES)}")
-    return BASELINES[name].build(scale)
+    return BASELINES[name].build(scale, input_px)
