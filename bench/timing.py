@@ -66,6 +66,23 @@ def warm_up(fn: Callable[[], object], policy: TimingPolicy, device: torch.device
     return done
 
 
+def cpu_steal_fraction_since(snapshot: tuple[int, int] | None) -> tuple[float | None, tuple[int, int] | None]:
+    """Share of CPU time the hypervisor gave to other guests since `snapshot` (Linux /proc/stat).
+
+    Returns (fraction or None, new snapshot). Steal is the usual cause of run-to-run shifts on VMs.
+    """
+    try:
+        fields = open("/proc/stat").readline().split()[1:]
+        values = [int(v) for v in fields[:8]]
+    except (OSError, ValueError, IndexError):
+        return None, None
+    now = (values[7], sum(values))
+    if snapshot is None:
+        return None, now
+    d_total = now[1] - snapshot[1]
+    return ((now[0] - snapshot[0]) / d_total if d_total > 0 else 0.0), now
+
+
 def measure_latency(fn: Callable[[], object], policy: TimingPolicy, device: torch.device) -> LatencyStats:
     """Warm up, then time `policy.repeats` calls; every sample is kept in the result."""
     warmup_iters = warm_up(fn, policy, device)

@@ -207,7 +207,12 @@ def _from_diffusers_config(path: Path, profile: DeviceProfile) -> Workload:
 
 
 def resolve_workload(ref: str, profile: DeviceProfile) -> Workload:
-    """Turn a `--model` string into a Workload at the profile's batch and resolution."""
+    """Turn a `--model` string into a Workload at the profile's batch and resolution.
+
+    The global RNG is seeded first, so every run measures the same weights: on CPUs, values
+    decide whether subnormal floats appear, and those are many times slower.
+    """
+    torch.manual_seed(0)
     if ref in _REGISTRY:
         return _REGISTRY[ref][0](profile)
     path = Path(ref)
