@@ -20,6 +20,84 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="TOC-SR: hardware-aware compact diffusion super-resolution.")
 profiles_app = typer.Typer(no_args_is_help=True, help="List and validate device profiles.")
 app.add_typer(profiles_app, name="profiles")
+teacher_app = typer.Typer(no_args_is_help=True, help="The 16-channel teacher: train, expand, sample.")
+app.add_typer(teacher_app, name="teacher")
+
+
+@teacher_app.command("train")
+def teacher_train(
+    preset: str = typer.Option("tiny", "--preset", help="tiny (CPU, minutes), base (one GPU), sd21 (paper scale)."),
+    out: Path = typer.Option(Path("runs/teacher"), "--out", "-o"),
+    data: Path | None = typer.Option(None, "--data", help="Image folder; default: photographs shipped in packages."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
+    init_unet: Path | None = typer.Option(None, "--init-unet", help="Start the UNet from this (expanded) folder."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
+) -> None:
+    """Train the 16-channel autoencoder and the expanded diffusion UNet."""
+    from tocsr.teacher.train import train_teacher
+
+    doc = train_teacher(preset, out, data, resume, threads, init_unet)
+    ae, diff = doc["autoencoder"], doc["diffusion"]
+    typer.echo(f"autoencoder: {ae['val_psnr_db']:.2f} dB held-out PSNR vs bicubic x4 {ae['bicubic_x4_psnr_db']:.2f} dB "
+               f"(+{ae['margin_over_bicubic_x4_db']:.2f} dB)")
+    typer.echo(f"teacher: held-out denoising error {diff['val_error_trained']['mean']:.4f} "
+               f"(untrained {diff['val_error_untrained']['mean']:.4f}); samples {out / 'samples.png'}")
+    typer.echo(f"wrote {out / 'teacher.json'} in {doc['timings_s']['total_s']:.0f} s")
+
+
+@teacher_app.command("presets")
+def teacher_presets() -> None:
+    """Each preset's autoencoder and UNet, constructed without weights, with parameter counts."""
+    from bench.counting import count_params
+    from tocsr.models.autoencoder import build_autoencoder_from_preset
+    from tocsr.models.unet import build_unet_from_preset
+    from tocsr.teacher.presets import TEACHER_PRESETS
+
+    for p in TEACHER_PRESETS.values():
+        ae = count_params(build_autoencoder_from_preset(p.autoencoder, "meta"))["params"]
+        unet = count_params(build_unet_from_preset(p.unet, "meta"))["params"]
+        typer.echo(f"{p.name:6s} autoencoder {p.autoencoder:10s} {ae / 1e6:8.2f} M   unet {p.unet:5s} "
+                   f"{unet / 1e6:8.2f} M   {p.image_px}px   {p.description}")
+
+
+@teacher_app.command("expand")
+def teacher_expand(
+    unet: Path = typer.Option(..., "--unet", help="A 4-channel diffusers UNet2DConditionModel folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the 16-channel UNet folder."),
+) -> None:
+    """Widen a 4-channel UNet to the 16-channel latent (documented, function-preserving init)."""
+    from tocsr.teacher.expand import expand_folder
+
+    model = expand_folder(unet, out)
+    typer.echo(f"wrote {out} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params); fine-tune with "
+               f"`tocsr teacher train --init-unet {out}`")
+
+
+@teacher_app.command("sample")
+def teacher_sample(
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
+    out: Path = typer.Option(Path("samples.png"), "--out", "-o"),
+    n: int = typer.Option(16, "--n", min=1, max=256),
+    steps: int = typer.Option(25, "--steps", min=1, max=1000),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """DDIM samples from a trained teacher, as a PNG grid."""
+    import math
+
+    import torch
+
+    from tocsr.imageio import save_png
+    from tocsr.models.autoencoder import decode_latents
+    from tocsr.teacher.evaluate import image_grid, sample
+    from tocsr.teacher.train import load_teacher
+
+    t = load_teacher(teacher)
+    side = t.preset.image_px // 8
+    z = sample(lambda zz, tt: t.denoiser(zz, tt), t.scheduler.config, (n, 16, side, side), steps, seed)
+    with torch.no_grad():
+        images = decode_latents(t.autoencoder, z)
+    save_png(out, image_grid(images, math.ceil(math.sqrt(n))))
+    typer.echo(f"wrote {out}")
 
 
 @app.command()
@@ -58,6 +136,87 @@ def run(
 
     summary = run_main_job(profile, preset, out)
     typer.echo(f"run folder: {summary.out_dir} ({summary.wall_s:.1f} s)")
+
+
+@app.command()
+def distill(
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher", help="Teacher run folder."),
+    out: Path = typer.Option(Path("runs/surrogates"), "--out", "-o"),
+    steps: int = typer.Option(1500, "--steps", min=1),
+    batch: int = typer.Option(16, "--batch", min=1),
+    resume: bool = typer.Option(False, "--resume"),
+    threads: int | None = typer.Option(None, "--threads"),
+) -> None:
+    """Distil every surrogate block against its teacher block; write the fidelity table."""
+    import torch
+
+    from tocsr.distill.train import DistillConfig
+    from tocsr.distill.train import distill as run_distill
+    from tocsr.teacher.train import load_teacher, teacher_latents
+
+    if threads:
+        torch.set_num_threads(threads)
+    t = load_teacher(teacher)
+    latents, val = teacher_latents(t)
+    doc = run_distill(t, latents, val, out, DistillConfig(steps=steps, batch=batch), resume)
+    r = doc["trained_over_init"]
+    typer.echo(f"{doc['surrogates']} surrogates over {doc['slots']} slots in {doc['distill_s']:.0f} s; trained/init "
+               f"error median {r['median']:.3f}, {100 * r['share_at_most_half']:.0f}% at most half; whole-candidate "
+               f"vs sum-of-blocks Spearman {doc['whole_candidate']['spearman_vs_sum_of_block_errors']:.3f}")
+    typer.echo(f"wrote {out / 'distill.json'}")
+
+
+@app.command()
+def costs(
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
+    profile: str = typer.Option("hw_profiles/cpu-2core.yaml", "--profile", "-p"),
+    out: Path = typer.Option(..., "--out", "-o", help="cost table JSON to write"),
+    calibration: int = typer.Option(16, "--calibration", min=2),
+    holdout: int = typer.Option(50, "--holdout", min=0),
+) -> None:
+    """Measure the per-(slot, choice) cost table of the teacher's search space on a device."""
+    from tocsr.stages import stage_costs
+
+    table = stage_costs(teacher, profile, out, calibration, holdout)
+    v = table.validation_summary()
+    typer.echo(f"{len(table.entries)} entries on {table.device_name} ({table.execution_mode}); latency = "
+               f"{table.intercept_ms:.3f} ms + {table.slope:.3f} x block sum; held-out: {v.get('n', 0)} candidates, "
+               f"{100 * v.get('within_10pct', 0):.0f}% within ±10% (median |err| {100 * v.get('median_abs_err', 0):.1f}%)")
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def search(
+    profile: str = typer.Option(..., "--profile", "-p"),
+    surrogates: Path = typer.Option(Path("runs/surrogates"), "--surrogates"),
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
+    cost_table: Path | None = typer.Option(None, "--costs", help="cost table JSON; measured into --out if absent"),
+    budget: int = typer.Option(60, "--budget", min=1, help="fidelity evaluations"),
+    method: str = typer.Option("bo", "--method", help="bo, random, evolution, greedy, tpe, tpe-nni"),
+    formulation: str = typer.Option("device", "--formulation", help="device (min fidelity s.t. cost) or paper"),
+    eps_fid: float | None = typer.Option(None, "--eps-fid", help="fidelity budget (paper formulation)"),
+    complexity: str = typer.Option("params", "--complexity", help="paper objective: params, gmacs or latency"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", "-o"),
+) -> None:
+    """ε-constrained search for the backbone that fits the device's budgets."""
+    from tocsr.stages import load_cost_table, stage_costs, stage_search
+
+    if formulation not in ("device", "paper"):
+        raise typer.BadParameter(f"--formulation {formulation!r}: expected device or paper")
+    if complexity not in ("params", "gmacs", "latency"):
+        raise typer.BadParameter(f"--complexity {complexity!r}: expected params, gmacs or latency")
+    table_path = cost_table or out / "cost_table.json"
+    table = load_cost_table(table_path) if table_path.is_file() else stage_costs(teacher, profile, table_path)
+    doc = stage_search(teacher, surrogates, profile, table, out, method, budget, seed, formulation, eps_fid,
+                       complexity)
+    c, t = doc["chosen"], doc["teacher_measured"]
+    teacher_lat = t["latency"][f"p{int(table.percentile)}_ms"] if f"p{int(table.percentile)}_ms" in t["latency"] \
+        else t["latency"]["p90_ms"]
+    typer.echo(f"chosen {c['spec']['key']}: fidelity error {c['fidelity']:.4g}; measured p{table.percentile:g} "
+               f"{c['measured_latency_ms']:.2f} ms (teacher {teacher_lat:.2f} ms), {c['measured_memory_mib']:.0f} MiB, "
+               f"{c['params_m']:.2f} M params (teacher {t['params_m']:.2f} M)")
+    typer.echo(f"wrote {out / 'search_result.json'} and {out / 'convergence.png'}")
 
 
 @app.command("workloads")

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, AutoencoderTiny
 from torch import nn
 
+from tocsr.models.autoencoder import decode_latents, encode_latents
+
 
 class OneStepSR(nn.Module):
     def __init__(self, autoencoder: AutoencoderKL | AutoencoderTiny, unet: nn.Module, scale: int,
@@ -22,19 +24,12 @@ class OneStepSR(nn.Module):
         self.null_condition = nn.Parameter(torch.zeros(1, cond_tokens, cond_dim))
         self.register_buffer("timestep", torch.tensor([timestep]), persistent=False)
         self.alpha_bar = alpha_bar
-        cfg = autoencoder.config
-        self.scaling = float(getattr(cfg, "scaling_factor", 1.0) or 1.0)
-        self.shift = float(getattr(cfg, "shift_factor", 0.0) or 0.0)
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.autoencoder, AutoencoderTiny):
-            z = self.autoencoder.encode(image).latents
-        else:
-            z = self.autoencoder.encode(image).latent_dist.mode()
-        return (z - self.shift) * self.scaling
+        return encode_latents(self.autoencoder, image)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.autoencoder.decode(z / self.scaling + self.shift).sample
+        return decode_latents(self.autoencoder, z)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """lr in [-1, 1], (B, 3, h, w) -> SR image in [-1, 1], (B, 3, h*scale, w*scale)."""

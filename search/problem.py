@@ -1,0 +1,114 @@
+"""The search problem: what is minimised, under which ε-constraints, with which cost and fidelity.
+
+Two formulations, both ε-constraint:
+  * "device":  minimise fidelity error  s.t. latency <= ε_lat, peak memory <= ε_mem (+ optional
+               params / GMACs budgets) from the device profile. All constraints come from the cost
+               model (cheap), so they are applied analytically before any evaluation.
+  * "paper":   minimise complexity (params, GMACs or predicted latency) s.t. fidelity <= ε_fid. The
+               constraint is the expensive quantity; the objective is known in closed form.
+Constraint slack is value / budget - 1: <= 0 is feasible (BoTorch's convention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from tocsr.errors import ConfigError
+from tocsr.space import ArchSpec, SearchSpace
+
+
+class CostModel(Protocol):
+    def predict_latency_at_ms(self, spec: ArchSpec) -> float: ...
+    def predict_memory_mib(self, spec: ArchSpec) -> float: ...
+    def params(self, spec: ArchSpec) -> int: ...
+    def macs(self, spec: ArchSpec) -> int: ...
+
+
+class FidelityEvaluator(Protocol):
+    def evaluate(self, spec: ArchSpec) -> float: ...
+
+
+Formulation = Literal["device", "paper"]
+Complexity = Literal["params", "gmacs", "latency"]
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The ε of the search. None = unconstrained."""
+
+    latency_ms: float | None = None
+    peak_memory_mib: float | None = None
+    params_m: float | None = None
+    gmacs: float | None = None
+    fidelity: float | None = None          # the paper formulation's ε_fid
+
+    @classmethod
+    def from_profile(cls, profile, fidelity: float | None = None) -> Budgets:
+        b = profile.budgets
+        return cls(b.latency_ms, b.peak_memory_mib, b.params_m, b.gmacs, fidelity)
+
+
+@dataclass(frozen=True)
+class Costs:
+    latency_ms: float
+    peak_memory_mib: float
+    params_m: float
+    gmacs: float
+
+    def to_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class SearchProblem:
+    space: SearchSpace
+    fidelity: FidelityEvaluator
+    cost: CostModel
+    budgets: Budgets
+    formulation: Formulation = "device"
+    complexity: Complexity = "params"
+    _cache: dict[str, Costs] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.formulation == "paper" and self.budgets.fidelity is None:
+            raise ConfigError("the paper formulation needs a fidelity budget (ε_fid), e.g. --eps-fid 0.05")
+        if self.formulation == "device" and self.budgets.latency_ms is None and self.budgets.peak_memory_mib is None:
+            raise ConfigError("the device formulation needs a latency or memory budget from the profile")
+
+    def costs(self, spec: ArchSpec) -> Costs:
+        if spec.key not in self._cache:
+            self._cache[spec.key] = Costs(self.cost.predict_latency_at_ms(spec), self.cost.predict_memory_mib(spec),
+                                          self.cost.params(spec) / 1e6, self.cost.macs(spec) / 1e9)
+        return self._cache[spec.key]
+
+    def cheap_slacks(self, spec: ArchSpec) -> dict[str, float]:
+        """Slack of every budget the cost model decides (value / budget - 1; <= 0 feasible)."""
+        c, b = self.costs(spec), self.budgets
+        pairs = {"latency_ms": (c.latency_ms, b.latency_ms), "peak_memory_mib": (c.peak_memory_mib, b.peak_memory_mib),
+                 "params_m": (c.params_m, b.params_m), "gmacs": (c.gmacs, b.gmacs)}
+        return {k: v / eps - 1.0 for k, (v, eps) in pairs.items() if eps is not None}
+
+    def cheap_feasible(self, spec: ArchSpec) -> bool:
+        return all(s <= 0 for s in self.cheap_slacks(spec).values())
+
+    def complexity_of(self, spec: ArchSpec) -> float:
+        c = self.costs(spec)
+        return {"params": c.params_m, "gmacs": c.gmacs, "latency": c.latency_ms}[self.complexity]
+
+    def objective(self, spec: ArchSpec, fidelity: float) -> float:
+        """The value minimised."""
+        return fidelity if self.formulation == "device" else self.complexity_of(spec)
+
+    def feasible(self, spec: ArchSpec, fidelity: float) -> bool:
+        if not self.cheap_feasible(spec):
+            return False
+        return self.formulation == "device" or fidelity <= self.budgets.fidelity
+
+    def tightest(self, specs: Sequence[ArchSpec]) -> tuple[str, ArchSpec, dict[str, float]]:
+        """For an infeasible problem: the constraint that binds most, and the candidate closest to meeting all."""
+        best = min(specs, key=lambda s: max(self.cheap_slacks(s).values(), default=0.0))
+        slacks = self.cheap_slacks(best)
+        worst = max(slacks, key=slacks.get) if slacks else "fidelity"
+        return worst, best, slacks

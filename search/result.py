@@ -1,0 +1,73 @@
+"""What a search leaves behind: every trial, the Pareto front, convergence, the chosen candidate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from search.trials import Trial
+
+
+def pareto_front(trials: Sequence[Trial], x: str = "latency_ms") -> list[Trial]:
+    """Non-dominated evaluated trials, minimising fidelity error and cost `x` (sorted by cost)."""
+    pts = sorted((t for t in trials if t.fidelity is not None), key=lambda t: (t.costs[x], t.fidelity))
+    front, best = [], float("inf")
+    for t in pts:
+        if t.fidelity < best:
+            front.append(t)
+            best = t.fidelity
+    return front
+
+
+def convergence(trials: Sequence[Trial]) -> list[float]:
+    """Best feasible objective after each evaluation (inf before the first feasible one)."""
+    out, best = [], float("inf")
+    for t in sorted(trials, key=lambda t: t.index):
+        if t.feasible and t.objective is not None:
+            best = min(best, t.objective)
+        out.append(best)
+    return out
+
+
+def evaluations_to_reach(curve: Sequence[float], target: float) -> int | None:
+    for i, v in enumerate(curve):
+        if v <= target:
+            return i + 1
+    return None
+
+
+def plot_convergence(curves: dict[str, list[list[float]]], path: str | Path, best_known: float | None = None,
+                     title: str = "", ylabel: str = "best feasible fidelity error") -> Path:
+    """Median over seeds with the interquartile band, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for method, runs in sorted(curves.items()):
+        n = min(len(r) for r in runs)
+        arr = np.array([r[:n] for r in runs], dtype=float)
+        arr[~np.isfinite(arr)] = np.nan
+        x = np.arange(1, n + 1)
+        med = np.nanmedian(arr, axis=0)
+        ax.plot(x, med, label=f"{method} (median of {len(runs)})")
+        if len(runs) > 1:
+            ax.fill_between(x, np.nanpercentile(arr, 25, axis=0), np.nanpercentile(arr, 75, axis=0), alpha=0.2)
+    if best_known is not None:
+        ax.axhline(best_known, color="k", ls=":", lw=1, label="best known")
+        ax.axhline(best_known * 1.02, color="k", ls="--", lw=0.8, label="within 2% of best known")
+    ax.set_yscale("log")
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,89 @@
+"""Run one strategy on one problem for a budget of evaluations, resumably.
+
+The trial log is replayed into the strategy on start, so a killed search continues where it
+stopped and never evaluates a candidate twice. A candidate whose evaluation raises (out of memory,
+a broken block) is recorded as an infeasible trial with its error, and the search goes on.
+Evaluations of one asked batch go through an `Executor` (in-process by default; Ray in scale-out).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from search.problem import SearchProblem
+from search.strategies import make_strategy
+from search.trials import Trial, TrialLog
+from tocsr.space import ArchSpec
+from tocsr.training import progress
+
+log = logging.getLogger(__name__)
+
+
+class Executor(Protocol):
+    def map(self, fn: Callable[[ArchSpec], tuple[float | None, str | None, float]],
+            specs: Sequence[ArchSpec]) -> list[tuple[float | None, str | None, float]]: ...
+
+
+class InProcessExecutor:
+    def map(self, fn, specs):
+        return [fn(s) for s in specs]
+
+
+def evaluate_fidelity(problem: SearchProblem) -> Callable[[ArchSpec], tuple[float | None, str | None, float]]:
+    def run(spec: ArchSpec) -> tuple[float | None, str | None, float]:
+        t0 = time.perf_counter()
+        try:
+            value = float(problem.fidelity.evaluate(spec))
+        except (RuntimeError, ValueError, MemoryError) as err:   # OOM and broken candidates are results too
+            return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", time.perf_counter() - t0
+        return value, None, time.perf_counter() - t0
+    return run
+
+
+def best_feasible(trials: Sequence[Trial]) -> Trial | None:
+    ok = [t for t in trials if t.feasible and t.objective is not None]
+    return min(ok, key=lambda t: t.objective) if ok else None
+
+
+def run_search(problem: SearchProblem, method: str, budget: int, out_dir: str | Path, seed: int = 0, q: int = 4,
+               executor: Executor | None = None, show_progress: bool = True, **strategy_kwargs) -> list[Trial]:
+    """Evaluate up to `budget` candidates with `method`; every trial is in out_dir/trials.jsonl."""
+    trial_log = TrialLog(Path(out_dir) / "trials.jsonl")
+    trials = trial_log.read()
+    strategy = make_strategy(method, problem, seed, **strategy_kwargs)
+    strategy.tell(trials)
+    executor = executor or InProcessExecutor()
+    evaluate = evaluate_fidelity(problem)
+    seen = {t.key for t in trials}
+    bar_cm = progress(f"search/{method}", budget, len(trials)) if show_progress else None
+    bar = bar_cm.__enter__() if bar_cm else None
+    try:
+        while len(trials) < budget:
+            specs = [s for s in strategy.ask(min(q, budget - len(trials))) if s.key not in seen]
+            if not specs:
+                log.info("%s proposes nothing more after %d evaluations", method, len(trials))
+                break
+            results = executor.map(evaluate, specs)
+            new = []
+            for spec, (fid, err, wall) in zip(specs, results, strict=True):
+                costs = problem.costs(spec).to_dict()
+                feasible = fid is not None and problem.feasible(spec, fid)
+                trial = Trial(index=len(trials), key=spec.key, choices=dict(spec.items()), fidelity=fid, costs=costs,
+                              objective=problem.objective(spec, fid) if fid is not None else None, feasible=feasible,
+                              method=method, seed=seed, wall_s=wall, error=err)
+                trial_log.append(trial)
+                trials.append(trial)
+                seen.add(spec.key)
+                new.append(trial)
+            strategy.tell(new)
+            if bar:
+                best = best_feasible(trials)
+                bar.update(len(new), best_feasible=best.objective if best else float("nan"))
+    finally:
+        if bar_cm:
+            bar_cm.__exit__(None, None, None)
+    return trials

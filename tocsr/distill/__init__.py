@@ -1,0 +1,1 @@
+"""Feature-wise generative distillation of surrogate blocks, and the fidelity measures built on them."""

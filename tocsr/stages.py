@@ -1,0 +1,156 @@
+"""Stage functions that wire tocsr, bench and search together (used by the CLI and the main job).
+
+Like tocsr.cli and tocsr.pipeline this module may import every layer; the layers themselves never
+import each other upward (tests/test_layering.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.costtable import COST_TABLE_KIND, COST_TABLE_SCHEMA_VERSION, CostTable, measure_cost_table
+from bench.measure import measure_workload
+from bench.profile import DeviceProfile, load_profile
+from bench.workloads import Workload
+from search.problem import Budgets, SearchProblem
+from search.result import convergence, pareto_front, plot_convergence
+from search.run import best_feasible, run_search
+from tocsr.artifacts import read_artifact, write_artifact
+from tocsr.assembly import build_unet, load_surrogate_weights
+from tocsr.distill.bank import new_bank
+from tocsr.distill.fidelity import CandidateFidelity
+from tocsr.distill.train import load_surrogates
+from tocsr.errors import TocsrError
+from tocsr.models.unet import unet_example_inputs
+from tocsr.provenance import environment
+from tocsr.space import TEACHER, ArchSpec, derive_search_space
+from tocsr.teacher.train import load_teacher, teacher_latents
+
+log = logging.getLogger(__name__)
+SEARCH_KIND = "tocsr.search_result"
+
+
+class SearchInfeasible(TocsrError):
+    """No candidate of the space can meet the profile's budgets."""
+
+
+def _unet_inputs(teacher, profile: DeviceProfile):
+    cfg = dict(teacher.unet.config)
+    tokens = int(teacher.denoiser.condition.config.cond_tokens)
+    return unet_example_inputs(cfg, tokens, profile.batch, profile.resolution.latent_px)
+
+
+def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str | Path, n_calibration: int = 16,
+                n_holdout: int = 50, seed: int = 0) -> CostTable:
+    """Measure the per-(slot, choice) cost table of the teacher's space on the profile's device."""
+    teacher = load_teacher(teacher_dir)
+    profile = load_profile(profile_ref)
+    if not profile.is_measured:
+        raise TocsrError(f"profile {profile.name!r} is a predicted device: cost tables are measured, so search it "
+                         "with a measured profile or add a roofline cost table (not built yet)")
+    if profile.device.threads:
+        torch.set_num_threads(profile.device.threads)
+    space = derive_search_space(teacher.unet)
+    args, kwargs = _unet_inputs(teacher, profile)
+    # Cost does not depend on weight values: a fresh bank of surrogates is measured.
+    table = measure_cost_table(space, teacher.unet, args, kwargs, profile, new_bank(space), n_calibration, n_holdout,
+                               seed)
+    write_artifact(out_path, COST_TABLE_KIND, COST_TABLE_SCHEMA_VERSION, table.to_dict(), environment=environment())
+    return table
+
+
+def load_cost_table(path: str | Path) -> CostTable:
+    return CostTable.from_dict(read_artifact(path, COST_TABLE_KIND, COST_TABLE_SCHEMA_VERSION))
+
+
+def check_reachable(problem: SearchProblem) -> None:
+    """Costs are additive over slots, so each budget's best case is the per-slot minimum. If one of
+    them is out of reach, no candidate can be feasible: say which, and how close the space gets."""
+    space = problem.space
+    for name, cost_of in (("latency_ms", lambda s: problem.costs(s).latency_ms),
+                          ("peak_memory_mib", lambda s: problem.costs(s).peak_memory_mib),
+                          ("params_m", lambda s: problem.costs(s).params_m), ("gmacs", lambda s: problem.costs(s).gmacs)):
+        budget = getattr(problem.budgets, name)
+        if budget is None:
+            continue
+        base = space.all_teacher()
+        best = {s.name: min(s.choices, key=lambda c, s=s: cost_of(base.with_choice(s.name, c)) if c != TEACHER
+                            else cost_of(base)) for s in space.slots}
+        closest = space.spec(best)
+        value = cost_of(closest)
+        if value > budget:
+            raise SearchInfeasible(
+                f"no candidate meets {name} <= {budget:g}: the tightest constraint is {name}; the closest candidate "
+                f"({closest.key}, every slot at its cheapest choice) reaches {value:.4g}. Relax the profile's "
+                f"budgets.{name} or add cheaper surrogate families")
+
+
+def remeasure(teacher, space, bank, spec: ArchSpec, profile: DeviceProfile):
+    model = build_unet(space, spec, teacher.unet)
+    load_surrogate_weights(model, space, spec, {k: m.state_dict() for k, m in bank.items()})
+    args, kwargs = _unet_inputs(teacher, profile)
+    return measure_workload(Workload(f"candidate {spec.key}", model.eval(), args, kwargs), profile)
+
+
+def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref: str | Path,
+                 cost_table: CostTable, out_dir: str | Path, method: str = "bo", budget: int = 60, seed: int = 0,
+                 formulation: str = "device", eps_fid: float | None = None, complexity: str = "params",
+                 q: int = 4, remeasure_top: int = 5) -> dict[str, Any]:
+    out = Path(out_dir)
+    teacher = load_teacher(teacher_dir)
+    profile = load_profile(profile_ref)
+    space = derive_search_space(teacher.unet)
+    if cost_table.space_id != space.space_id:
+        raise TocsrError(f"cost table is for space {cost_table.space_id}, the teacher's is {space.space_id}")
+    bank, table = load_surrogates(surrogates_dir, space)
+    _, val_latents = teacher_latents(teacher)
+    evaluator = CandidateFidelity(teacher.denoiser, space, bank, teacher.scheduler, val_latents)
+    budgets = Budgets.from_profile(profile, fidelity=eps_fid) if formulation == "device" else Budgets(fidelity=eps_fid)
+    problem = SearchProblem(space, evaluator, cost_table, budgets, formulation, complexity)
+    check_reachable(problem)
+    kwargs = {"block_error": table.error} if method == "greedy" else {}
+    trials = run_search(problem, method, budget, out, seed=seed, q=q, **kwargs)
+    ranked = sorted((t for t in trials if t.feasible and t.objective is not None), key=lambda t: t.objective)
+    if not ranked:
+        worst, closest, slacks = problem.tightest([space.spec(t.choices) for t in trials] or [space.all_teacher()])
+        raise SearchInfeasible(f"{len(trials)} evaluations found no feasible candidate; the tightest constraint is "
+                               f"{worst} (closest candidate {closest.key}, slacks {slacks})")
+    attempts, chosen = [], None
+    for t in ranked[:remeasure_top]:
+        m = remeasure(teacher, space, bank, space.spec(t.choices), profile)
+        lat, mem = m.latency_at_ms(profile.timing.percentile), m.peak_memory_mib
+        ok = (m.status in ("ok", "unstable") and lat is not None and lat <= profile.budgets.latency_ms
+              and mem is not None and mem <= profile.budgets.peak_memory_mib) if formulation == "device" else True
+        attempts.append({"key": t.key, "predicted": t.costs, "measured_latency_ms": lat, "measured_memory_mib": mem,
+                         "status": m.status, "feasible_when_measured": ok, "measurement": m.to_dict()})
+        if ok:
+            chosen = (t, m)
+            break
+    teacher_m = remeasure(teacher, space, bank, space.all_teacher(), profile)
+    front = pareto_front(trials)
+    plot = plot_convergence({method: [convergence(trials)]}, out / "convergence.png",
+                            title=f"{method} on {profile.name} ({formulation})",
+                            ylabel="best feasible " + ("fidelity error" if formulation == "device" else complexity))
+    best = best_feasible(trials)
+    doc = {
+        "profile": profile.to_dict(), "method": method, "seed": seed, "budget": budget, "formulation": formulation,
+        "complexity": complexity, "budgets": budgets.__dict__, "space_id": space.space_id,
+        "evaluations": len(trials), "best_feasible_predicted": best.__dict__ if best else None,
+        "pareto_front": [{"key": t.key, "fidelity": t.fidelity, **t.costs} for t in front],
+        "remeasured": attempts, "teacher_measured": teacher_m.to_dict(),
+        "chosen": None if chosen is None else {
+            "spec": space.spec(chosen[0].choices).to_dict(), "fidelity": chosen[0].fidelity,
+            "predicted": chosen[0].costs, "measured_latency_ms": chosen[1].latency_at_ms(profile.timing.percentile),
+            "measured_memory_mib": chosen[1].peak_memory_mib, "params_m": chosen[1].params / 1e6,
+            "gmacs": chosen[1].macs.gmacs if chosen[1].macs else None},
+        "convergence_png": plot.name, "cost_table_validation": cost_table.validation_summary(),
+    }
+    write_artifact(out / "search_result.json", SEARCH_KIND, 1, doc, environment=environment())
+    if chosen is None:
+        raise SearchInfeasible(f"none of the {len(attempts)} best predicted-feasible candidates met the budgets when "
+                               f"re-measured on {profile.name}; see {out / 'search_result.json'}")
+    return doc
