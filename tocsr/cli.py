@@ -219,6 +219,71 @@ def search(
     typer.echo(f"wrote {out / 'search_result.json'} and {out / 'convergence.png'}")
 
 
+@app.command()
+def sr(
+    search_result: Path = typer.Option(..., "--search", help="search output folder (its chosen architecture)"),
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
+    surrogates: Path = typer.Option(Path("runs/surrogates"), "--surrogates"),
+    out: Path = typer.Option(Path("runs/sr"), "--out", "-o"),
+    teacher_steps: int = typer.Option(1500, "--teacher-steps", min=1),
+    student_steps: int = typer.Option(1500, "--student-steps", min=1),
+    data: Path | None = typer.Option(None, "--data"),
+    resume: bool = typer.Option(False, "--resume"),
+) -> None:
+    """Adapt the chosen backbone to SR and distil it into a one-step generator."""
+    from tocsr.sr.train import SRConfig
+    from tocsr.stages import stage_sr
+
+    doc = stage_sr(teacher, surrogates, search_result, out,
+                   SRConfig(teacher_steps=teacher_steps, student_steps=student_steps), data, resume)
+    for kind, rows in doc["quality"].items():
+        typer.echo(f"{kind}: " + ", ".join(f"{m} {r['psnr_y']:.2f} dB" for m, r in rows.items()))
+    typer.echo(f"wrote {out} (upscale with `tocsr upscale IMAGE -o OUT --model {out}`)")
+
+
+@app.command()
+def upscale(
+    source: Path = typer.Argument(..., help="an image file, or a folder of images"),
+    out: Path = typer.Option(..., "--out", "-o", help="output file, or folder when SOURCE is a folder"),
+    model: Path = typer.Option(Path("runs/sr"), "--model", help="SR model folder from `tocsr sr`"),
+    scale: int | None = typer.Option(None, "--scale", help="must match the model's scale"),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (NaN-guarded)"),
+    tile: int = typer.Option(64, "--tile", min=8, help="LR tile side in pixels"),
+    color_fix: str = typer.Option("wavelet", "--color-fix", help="wavelet, adain or none"),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Upscale an image or a folder with the one-step SR model."""
+    from tocsr.imageio import IMAGE_SUFFIXES, ImageReadError
+    from tocsr.sr.pipeline import TOCSRPipeline
+    from tocsr.sr.upscale import upscale_file
+    from tocsr.training import progress
+
+    pipe = TOCSRPipeline.from_pretrained(model, device=device, dtype=dtype, tile_lr=tile, color_fix=color_fix)
+    if scale is not None and scale != pipe.scale:
+        raise typer.BadParameter(f"--scale {scale}: the model at {model} upscales x{pipe.scale}")
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise typer.BadParameter(f"{source}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+        failed = []
+        with progress("upscale", len(files)) as bar:
+            for f in files:
+                try:
+                    upscale_file(pipe, f, out / f.relative_to(source).with_suffix(".png"))
+                except ImageReadError as err:
+                    failed.append(str(err))
+                bar.update(1)
+        for msg in failed:
+            typer.echo(f"skipped: {msg}", err=True)
+        typer.echo(f"wrote {len(files) - len(failed)} images to {out}")
+        if failed:
+            raise typer.Exit(1)
+    else:
+        info = upscale_file(pipe, source, out)
+        typer.echo(f"wrote {out} ({info['output_size'][0]}x{info['output_size'][1]}, {info['tiles']} tiles, "
+                   f"{info['fp32_fallbacks']} fp32 fallbacks)")
+
+
 @app.command("workloads")
 def workloads_cmd() -> None:
     """List the built-in workloads `--model` accepts."""

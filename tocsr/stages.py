@@ -154,3 +154,18 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
         raise SearchInfeasible(f"none of the {len(attempts)} best predicted-feasible candidates met the budgets when "
                                f"re-measured on {profile.name}; see {out / 'search_result.json'}")
     return doc
+
+
+def stage_sr(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, data=None, resume: bool = False) -> dict[str, Any]:
+    """SR adaptation + one-step distillation of the architecture a search chose."""
+    from tocsr.sr.run import run_sr
+    from tocsr.sr.train import SRConfig
+
+    doc = read_artifact(Path(search_dir) / "search_result.json", SEARCH_KIND, 1)
+    if not doc.get("chosen"):
+        raise TocsrError(f"{search_dir}: the search chose no architecture; nothing to adapt")
+    teacher = load_teacher(teacher_dir)
+    space = derive_search_space(teacher.unet)
+    spec = ArchSpec.from_dict(doc["chosen"]["spec"], space)
+    bank, _ = load_surrogates(surrogates_dir, space)
+    return run_sr(teacher, space, spec, bank, out_dir, cfg or SRConfig(), data, resume)

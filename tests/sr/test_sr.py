@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tocsr.errors import TocsrError
+from tocsr.models.autoencoder import build_autoencoder_from_preset, set_latent_stats
+from tocsr.models.unet import build_unet_from_preset
+from tocsr.space import derive_search_space
+from tocsr.sr.degradations import bicubic_down, degrade, jpeg, realesrgan_degrade
+from tocsr.sr.models import OneStepStudent, widen_conv_in
+from tocsr.sr.pipeline import TOCSRPipeline
+
+
+@pytest.fixture(scope="module")
+def pipe_parts():
+    torch.manual_seed(0)
+    ae = build_autoencoder_from_preset("tiny").eval()
+    x = torch.rand(8, 3, 64, 64) * 2 - 1
+    ae.init_shortcuts_from_images(x)
+    set_latent_stats(ae, x)
+    space = derive_search_space(build_unet_from_preset("tiny", "meta"))
+    cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(space.unet_config).items()}
+    student = OneStepStudent(unet_config=cfg, arch_choices=space.uniform({"resnet": "res_bneck4"}).replaced(),
+                             cross_attention_dim=32).eval()
+    with torch.no_grad():   # as tocsr.sr.train.build_student starts it: the identity map plus a small residual
+        student.backbone.unet.conv_out.weight.mul_(0.01)
+    return ae, student
+
+
+def photo(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
+    return np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [(2, 2), (5, 3), (37, 53), (64, 64), (70, 131)])
+def test_output_size_is_exact_for_any_input(pipe_parts, size):
+    pipe = TOCSRPipeline(*pipe_parts, scale=4, tile_lr=32, overlap_lr=8)
+    out, info = pipe.upscale_array(photo(*size))
+    assert out.shape == (size[0] * 4, size[1] * 4, 3) and info["output_size"] == [size[1] * 4, size[0] * 4]
+
+
+def test_tiled_matches_untiled_with_no_seams(pipe_parts):
+    lr = photo(48, 80, seed=3)
+    whole, _ = TOCSRPipeline(*pipe_parts, scale=4, tile_lr=128, color_fix="none").upscale_array(lr)
+    tiled, info = TOCSRPipeline(*pipe_parts, scale=4, tile_lr=32, overlap_lr=8, color_fix="none").upscale_array(lr)
+    assert info["tiles"] > 1
+    diff = np.abs(whole.astype(int) - tiled.astype(int))
+    assert diff.mean() < 0.5 and diff.max() <= 8, (diff.mean(), diff.max())
+
+
+def test_colour_fix_pulls_output_towards_the_input_colours(pipe_parts):
+    lr = photo(32, 32, seed=5)
+    lr[..., 0] = 230       # a strongly red image
+    raw, _ = TOCSRPipeline(*pipe_parts, scale=4, tile_lr=64, color_fix="none").upscale_array(lr)
+    fixed, _ = TOCSRPipeline(*pipe_parts, scale=4, tile_lr=64, color_fix="adain").upscale_array(lr)
+    target = lr.reshape(-1, 3).mean(0)
+    assert np.abs(fixed.reshape(-1, 3).mean(0) - target).sum() <= np.abs(raw.reshape(-1, 3).mean(0) - target).sum() + 1
+
+
+def test_modes_grey_rgba_and_16bit(pipe_parts):
+    pipe = TOCSRPipeline(*pipe_parts, scale=4, tile_lr=32)
+    grey = Image.fromarray(photo(20, 24)[..., 0], "L")
+    rgba = Image.fromarray(np.dstack([photo(20, 24), np.full((20, 24), 128, np.uint8)]), "RGBA")
+    deep = Image.fromarray(photo(20, 24)[..., 0].astype(np.uint16) * 257)
+    out = pipe([grey, rgba, deep])
+    assert out.images[0].mode == "L" and out.images[0].size == (96, 80)
+    assert out.images[1].mode == "RGBA" and np.asarray(out.images[1])[..., 3].mean() == pytest.approx(128, abs=2)
+    assert out.images[2].size == (96, 80) and out.info[2]["source_mode"].startswith("I")
+
+
+def test_too_small_input_is_refused(pipe_parts):
+    with pytest.raises(TocsrError, match="at least 2x2"):
+        TOCSRPipeline(*pipe_parts, scale=4).upscale_array(photo(1, 5))
+
+
+def test_nan_in_half_precision_falls_back_to_fp32_for_that_tile(pipe_parts):
+    pipe = TOCSRPipeline(*pipe_parts, scale=4, tile_lr=32)
+    real = pipe._run
+    calls = {"n": 0}
+
+    def flaky(lr01, ae, student, dtype):
+        calls["n"] += 1
+        out = real(lr01, ae, student, dtype)
+        return out * float("nan") if calls["n"] == 1 else out
+
+    pipe._run = flaky
+    out, info = pipe.upscale_array(photo(40, 40))
+    assert info["fp32_fallbacks"] == 1 and np.isfinite(out.astype(float)).all()
+
+
+def test_widened_conv_in_starts_as_the_unconditional_unet():
+    torch.manual_seed(0)
+    unet = build_unet_from_preset("tiny").eval()
+    wide = widen_conv_in(unet, 16).eval()
+    z, cond = torch.randn(2, 16, 16, 16), torch.randn(2, 1, 32)
+    t = torch.tensor([5, 900])
+    with torch.no_grad():
+        torch.testing.assert_close(wide(torch.cat([z, torch.randn_like(z)], 1), t, cond).sample, unet(z, t, cond).sample)
+
+
+def test_degradations_are_seeded_and_sized():
+    hr = torch.rand(1, 3, 64, 64)
+    a = realesrgan_degrade(hr, 4, torch.Generator().manual_seed(1))
+    b = realesrgan_degrade(hr, 4, torch.Generator().manual_seed(1))
+    c = realesrgan_degrade(hr, 4, torch.Generator().manual_seed(2))
+    assert a.shape == (1, 3, 16, 16) and torch.equal(a, b) and not torch.equal(a, c)
+    assert bicubic_down(hr, 2).shape == (1, 3, 32, 32)
+    assert degrade(hr, 4, "bicubic", torch.Generator()).shape == (1, 3, 16, 16)
+
+
+def test_torch_jpeg_tracks_a_real_encoder():
+    rng = np.random.default_rng(0)
+    img = np.clip(np.linspace(0, 255, 96)[None, :, None] + rng.normal(0, 15, (64, 96, 3)), 0, 255).astype(np.uint8)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    for q in (30, 90):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=q, subsampling=2)
+        pil = torch.from_numpy(np.asarray(Image.open(buf)).copy()).permute(2, 0, 1)[None].float() / 255
+        ours = jpeg(x, q)
+        err_ours, err_pil = (ours - x).square().mean().sqrt(), (pil - x).square().mean().sqrt()
+        assert err_ours == pytest.approx(err_pil.item(), rel=0.25)
+    assert (jpeg(x, 30) - x).abs().mean() > (jpeg(x, 95) - x).abs().mean()

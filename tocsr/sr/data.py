@@ -1,0 +1,37 @@
+"""SR training pairs: HR crops of real photographs and their LR counterparts, degraded on the fly."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from tocsr.data import Photo, RandomPatches
+from tocsr.sr.degradations import degrade
+
+
+class SRPairs(Dataset):
+    """Item i -> (hr in [-1, 1] (3, P, P), lr in [-1, 1] (3, P/s, P/s)); reproducible per (seed, i).
+
+    `kinds` are mixed evenly: with ("bicubic", "realesrgan") half the pairs use each.
+    """
+
+    def __init__(self, photos: list[Photo], patch_px: int, scale: int, length: int, seed: int,
+                 kinds: tuple[str, ...] = ("bicubic", "realesrgan")):
+        self.crops = RandomPatches(photos, patch_px, length, seed)
+        self.scale, self.seed, self.kinds = scale, seed, kinds
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        hr = self.crops[i]
+        gen = torch.Generator().manual_seed(self.seed * 7_919 + i)
+        kind = self.kinds[i % len(self.kinds)]
+        lr = degrade((hr[None] + 1) / 2, self.scale, kind, gen)[0] * 2 - 1
+        return hr, lr
+
+
+def upsample_lr(lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """The LR image brought to the HR grid (bicubic), the form the autoencoder encodes."""
+    return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1, 1)

@@ -1,0 +1,84 @@
+"""`tocsr sr`: SR adaptation and one-step distillation of a selected backbone, into a model folder.
+
+<out>/autoencoder/, <out>/student/   diffusers folders (self-contained: `tocsr upscale --model <out>`)
+<out>/sr_teacher/                    the multi-step conditional SR teacher (widened expanded UNet)
+<out>/sr.json                        scale, architecture, quality table, timings
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from tocsr.artifacts import atomic_write_text
+from tocsr.data import load_photos, split_photos
+from tocsr.models.autoencoder import decode_latents, encode_latents
+from tocsr.space import ArchSpec
+from tocsr.sr.data import upsample_lr
+from tocsr.sr.evaluate import evaluate_methods
+from tocsr.sr.train import SRConfig, build_student, sample_sr_teacher, train_sr_teacher, train_student
+
+
+class MultiStepSR(torch.nn.Module):
+    """LR image -> SR image through the multi-step SR teacher (for timing and evaluation)."""
+
+    def __init__(self, autoencoder, sr_teacher, scheduler_config: dict, scale: int, steps: int, t_start: int):
+        super().__init__()
+        self.autoencoder, self.sr_teacher = autoencoder, sr_teacher
+        self.scheduler_config, self.scale, self.steps, self.t_start = dict(scheduler_config), scale, steps, t_start
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        z_lr = encode_latents(self.autoencoder, upsample_lr(lr, self.scale))
+        z = sample_sr_teacher(self.sr_teacher, self.scheduler_config, z_lr, self.steps, self.t_start, seed=0)
+        return decode_latents(self.autoencoder, z)
+
+
+class OneStepSRModule(torch.nn.Module):
+    """LR image -> SR image through the one-step student."""
+
+    def __init__(self, autoencoder, student, scale: int):
+        super().__init__()
+        self.autoencoder, self.student, self.scale = autoencoder, student, scale
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return decode_latents(self.autoencoder, self.student(encode_latents(self.autoencoder, upsample_lr(lr, self.scale))))
+
+
+def bicubic_sr(scale: int):
+    return lambda lr: F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
+def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRConfig = SRConfig(),
+           data: str | Path | None = None, resume: bool = False) -> dict[str, Any]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    photos, _ = load_photos(data, min_side=cfg.patch_px)
+    train, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)   # the teacher's split
+    timings = {}
+    t = time.perf_counter()
+    sr_teacher = train_sr_teacher(teacher, train, out, cfg, resume)
+    timings["sr_teacher_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    student = build_student(teacher, space, spec, bank, cfg)
+    student = train_student(teacher, sr_teacher, student, train, out, cfg, resume)
+    timings["student_s"] = time.perf_counter() - t
+    teacher.autoencoder.save_pretrained(out / "autoencoder")
+    ae = teacher.autoencoder.eval()
+    multi = MultiStepSR(ae, sr_teacher.eval(), teacher.scheduler.config, cfg.scale, cfg.sample_steps, cfg.t_start)
+    one = OneStepSRModule(ae, student.eval(), cfg.scale)
+    t = time.perf_counter()
+    quality = evaluate_methods({"bicubic": bicubic_sr(cfg.scale), f"sr-teacher-{cfg.sample_steps}step": multi,
+                                "tocsr-onestep": one}, val, cfg.patch_px, cfg.scale)
+    timings["evaluation_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    doc = {"scale": cfg.scale, "arch": spec.to_dict(), "config": dataclasses.asdict(cfg), "quality": quality,
+           "timings_s": timings, "val_images": [p.name for p in val], "teacher": str(teacher.folder)}
+    atomic_write_text(out / "sr.json", json.dumps(doc, indent=2))
+    return doc

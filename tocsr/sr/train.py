@@ -1,0 +1,239 @@
+"""SR adaptation (multi-step conditional SR teacher) and one-step distillation (the student).
+
+SR teacher: the expanded teacher UNet with conv_in widened to [noisy HR latent, LR latent], trained
+with the teacher's diffusion objective on (HR, LR) pairs. Sampled with DDIM from the LR latent
+noised to `t_start` (the LR latent is both the concatenated condition and the initial state).
+
+Student: the selected compact backbone, initialised from the teacher's weights and the distilled
+surrogates, mapping the LR latent to the HR latent in one call. Loss = latent regression to the HR
+latent + regression to the SR teacher's multi-step output (cached once per run) + pixel L1 through
+the frozen decoder + a small hinge-GAN term from a latent discriminator. EMA weights are the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, UNet2DConditionModel
+from diffusers.training_utils import EMAModel
+
+from tocsr.assembly import load_surrogate_weights, load_teacher_weights
+from tocsr.models.autoencoder import decode_latents, encode_latents
+from tocsr.space import ArchSpec, SearchSpace
+from tocsr.sr.data import SRPairs, upsample_lr
+from tocsr.sr.models import LatentDiscriminator, OneStepStudent, widen_conv_in
+from tocsr.teacher.evaluate import prediction_target
+from tocsr.training import Checkpointer, batch_indices, check_finite, load_optimizer, progress, save_optimizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SRConfig:
+    scale: int = 4
+    patch_px: int = 128
+    batch: int = 16
+    teacher_steps: int = 1500
+    teacher_lr: float = 2e-4
+    student_steps: int = 1500
+    student_lr: float = 2e-4
+    sample_steps: int = 20
+    t_start: int = 600
+    teacher_cache: int = 256              # LR crops whose teacher output the student regresses to
+    w_latent: float = 1.0
+    w_teacher: float = 0.5
+    w_pixel: float = 0.2
+    w_adv: float = 0.02
+    ema_decay: float = 0.995
+    t_star: int = 250
+    checkpoint_every: int = 500
+    seed: int = 0
+    kinds: tuple[str, ...] = ("bicubic", "realesrgan")
+
+
+class SRDenoiser(torch.nn.Module):
+    """forward(z_t, t, z_lr) -> prediction of the widened UNet with the teacher's null condition."""
+
+    def __init__(self, unet: UNet2DConditionModel, condition):
+        super().__init__()
+        self.unet, self.condition = unet, condition
+
+    def forward(self, zt: torch.Tensor, t: torch.Tensor, z_lr: torch.Tensor) -> torch.Tensor:
+        cond = self.condition.null(zt.shape[0]).to(zt.dtype)
+        return self.unet(torch.cat([zt, z_lr], dim=1), t, encoder_hidden_states=cond, return_dict=False)[0]
+
+
+def encode_pair(ae, hr: torch.Tensor, lr: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        return encode_latents(ae, hr), encode_latents(ae, upsample_lr(lr, scale))
+
+
+def _batch(pairs: SRPairs, idx, device) -> tuple[torch.Tensor, torch.Tensor]:
+    items = [pairs[i] for i in idx]
+    return torch.stack([a for a, _ in items]).to(device), torch.stack([b for _, b in items]).to(device)
+
+
+def train_sr_teacher(teacher, photos, out_dir: Path, cfg: SRConfig, resume: bool = False) -> SRDenoiser:
+    """Widen the teacher into the conditional SR teacher and train it; saves <out>/sr_teacher."""
+    ck = Checkpointer(out_dir / "checkpoints" / "sr_teacher")
+    model = SRDenoiser(widen_conv_in(teacher.unet, 16), teacher.denoiser.condition)
+    for p in model.condition.parameters():
+        p.requires_grad_(False)
+    params = [p for p in model.unet.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.teacher_lr, weight_decay=1e-2)
+    ema = EMAModel(params, decay=0.999)
+    start = 0
+    latest = ck.latest() if resume else None
+    if latest is not None:
+        model.unet = UNet2DConditionModel.from_pretrained(latest / "unet")
+        params = list(model.unet.parameters())
+        opt = torch.optim.AdamW(params, lr=cfg.teacher_lr, weight_decay=1e-2)
+        state = load_optimizer(latest / "optimizer.pt", opt)
+        ema = EMAModel(params, decay=0.999)
+        ema.load_state_dict(state["ema"])
+        start = int(ck.latest_meta()["step"])
+    pairs = SRPairs(photos, cfg.patch_px, cfg.scale, (cfg.teacher_steps + 1) * cfg.batch, cfg.seed, cfg.kinds)
+    sched = teacher.scheduler
+    model.train()
+    with progress("sr/teacher", cfg.teacher_steps, start) as bar:
+        for step in range(start, cfg.teacher_steps):
+            lr_now = cfg.teacher_lr * min(1.0, (step + 1) / 100)
+            for g in opt.param_groups:
+                g["lr"] = lr_now
+            hr, lr = _batch(pairs, batch_indices(step, cfg.batch), "cpu")
+            z_hr, z_lr = encode_pair(teacher.autoencoder, hr, lr, cfg.scale)
+            gen = torch.Generator().manual_seed(cfg.seed * 999_983 + step)
+            noise = torch.randn(z_hr.shape, generator=gen)
+            t = torch.randint(0, sched.config.num_train_timesteps, (len(z_hr),), generator=gen)
+            loss = F.mse_loss(model(sched.add_noise(z_hr, noise, t), t, z_lr), prediction_target(sched, z_hr, noise, t))
+            check_finite(loss, step, ck)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            ema.step(params)
+            bar.update(1, loss=loss.item())
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.teacher_steps:
+                def write(d: Path) -> None:
+                    model.unet.save_pretrained(d / "unet")
+                    save_optimizer(d / "optimizer.pt", opt, {"ema": ema.state_dict()})
+
+                ck.save(step + 1, write, {"loss": loss.item()})
+    ema.copy_to(params)
+    model.eval()
+    model.unet.save_pretrained(out_dir / "sr_teacher")
+    return model
+
+
+@torch.no_grad()
+def sample_sr_teacher(model: SRDenoiser, scheduler_config: dict, z_lr: torch.Tensor, steps: int, t_start: int,
+                      seed: int) -> torch.Tensor:
+    """DDIM from the LR latent noised to t_start, `steps` denoising steps (img2img-style strength)."""
+    ddim = DDIMScheduler.from_config(scheduler_config)
+    total = max(steps, math.ceil(steps * ddim.config.num_train_timesteps / t_start))
+    ddim.set_timesteps(total)
+    timesteps = [t for t in ddim.timesteps if int(t) <= t_start][:steps]
+    noise = torch.randn(z_lr.shape, generator=torch.Generator().manual_seed(seed)).to(z_lr)
+    z = ddim.add_noise(z_lr, noise, torch.full((len(z_lr),), int(timesteps[0]), dtype=torch.long))
+    for t in timesteps:
+        tt = torch.full((len(z),), int(t), dtype=torch.long, device=z.device)
+        z = ddim.step(model(z, tt, z_lr), t, z).prev_sample
+    return z
+
+
+def build_student(teacher, space: SearchSpace, spec: ArchSpec, bank, cfg: SRConfig) -> OneStepStudent:
+    unet_config = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(space.unet_config).items()}
+    student = OneStepStudent(unet_config=unet_config, arch_choices=spec.replaced(),
+                             cond_tokens=int(teacher.denoiser.condition.config.cond_tokens),
+                             cross_attention_dim=int(teacher.unet.config.cross_attention_dim), timestep=cfg.t_star)
+    load_teacher_weights(student.backbone, teacher.unet, space, spec)
+    load_surrogate_weights(student.backbone, space, spec, {k: m.state_dict() for k, m in bank.items()})
+    with torch.no_grad():
+        student.null_condition.copy_(teacher.denoiser.condition.null(1))
+        # Start as the identity map (z_hr = z_lr): the backbone's last layer begins at zero.
+        student.backbone.unet.conv_out.weight.zero_()
+        student.backbone.unet.conv_out.bias.zero_()
+    return student
+
+
+def train_student(teacher, sr_teacher: SRDenoiser, student: OneStepStudent, photos, out_dir: Path, cfg: SRConfig,
+                  resume: bool = False) -> OneStepStudent:
+    ck = Checkpointer(out_dir / "checkpoints" / "student")
+    disc = LatentDiscriminator(student.backbone.unet.config.out_channels)
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.student_lr, weight_decay=0.0)
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.student_lr, betas=(0.5, 0.999))
+    ema = EMAModel(student.parameters(), decay=cfg.ema_decay)
+    start = 0
+    latest = ck.latest() if resume else None
+    if latest is not None:
+        student = OneStepStudent.from_pretrained(latest / "student")
+        disc.load_state_dict(torch.load(latest / "discriminator.pt", weights_only=True))
+        opt = torch.optim.AdamW(student.parameters(), lr=cfg.student_lr, weight_decay=0.0)
+        opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.student_lr, betas=(0.5, 0.999))
+        state = load_optimizer(latest / "optimizer.pt", opt)
+        opt_d.load_state_dict(state["opt_d"])
+        ema = EMAModel(student.parameters(), decay=cfg.ema_decay)
+        ema.load_state_dict(state["ema"])
+        start = int(ck.latest_meta()["step"])
+    ae = teacher.autoencoder
+    # The multi-step teacher's answers for a fixed set of LR crops, computed once.
+    cache_pairs = SRPairs(photos, cfg.patch_px, cfg.scale, cfg.teacher_cache, cfg.seed + 1, cfg.kinds)
+    cache_lr, cache_hr, cache_teacher = [], [], []
+    with progress("sr/teacher-targets", cfg.teacher_cache) as bar:
+        for i in range(0, cfg.teacher_cache, cfg.batch):
+            hr, lr = _batch(cache_pairs, range(i, min(cfg.teacher_cache, i + cfg.batch)), "cpu")
+            z_hr, z_lr = encode_pair(ae, hr, lr, cfg.scale)
+            cache_teacher.append(sample_sr_teacher(sr_teacher, teacher.scheduler.config, z_lr, cfg.sample_steps,
+                                                   cfg.t_start, seed=cfg.seed + i))
+            cache_lr.append(z_lr)
+            cache_hr.append(z_hr)
+            bar.update(len(hr))
+    cache_lr, cache_hr, cache_teacher = torch.cat(cache_lr), torch.cat(cache_hr), torch.cat(cache_teacher)
+    pairs = SRPairs(photos, cfg.patch_px, cfg.scale, (cfg.student_steps + 1) * cfg.batch, cfg.seed + 2, cfg.kinds)
+    for p in ae.parameters():
+        p.requires_grad_(False)
+    student.train()
+    with progress("sr/student", cfg.student_steps, start) as bar:
+        for step in range(start, cfg.student_steps):
+            frac = step / max(1, cfg.student_steps)
+            for g in opt.param_groups:
+                g["lr"] = cfg.student_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+            hr, lr = _batch(pairs, batch_indices(step, cfg.batch), "cpu")
+            z_hr, z_lr = encode_pair(ae, hr, lr, cfg.scale)
+            gen = torch.Generator().manual_seed(cfg.seed * 31 + step)
+            ci = torch.randint(0, len(cache_lr), (max(1, cfg.batch // 4),), generator=gen)
+            pred = student(z_lr)
+            pred_c = student(cache_lr[ci])
+            loss_latent = F.mse_loss(pred, z_hr)
+            loss_teacher = F.mse_loss(pred_c, cache_teacher[ci])
+            loss_pixel = F.l1_loss(decode_latents(ae, pred), hr)
+            loss_adv = -disc(pred).mean()
+            loss = (cfg.w_latent * loss_latent + cfg.w_teacher * loss_teacher + cfg.w_pixel * loss_pixel
+                    + cfg.w_adv * loss_adv)
+            check_finite(loss, step, ck)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+            opt.step()
+            ema.step(student.parameters())
+            d_loss = F.relu(1 - disc(z_hr)).mean() + F.relu(1 + disc(pred.detach())).mean()
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            bar.update(1, latent=loss_latent.item(), teacher=loss_teacher.item(), d=d_loss.item())
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.student_steps:
+                def write(d: Path) -> None:
+                    student.save_pretrained(d / "student")
+                    torch.save(disc.state_dict(), d / "discriminator.pt")
+                    save_optimizer(d / "optimizer.pt", opt, {"ema": ema.state_dict(), "opt_d": opt_d.state_dict()})
+
+                ck.save(step + 1, write, {"loss": loss.item()})
+    ema.copy_to(student.parameters())
+    student.eval()
+    student.save_pretrained(out_dir / "student")
+    return student
