@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import numpy as np
+
 from tocsr.errors import ConfigError
 from tocsr.space import ArchSpec, SearchSpace
 
@@ -61,6 +63,9 @@ class Costs:
         return dict(self.__dict__)
 
 
+_COST_FIELDS = ("latency_ms", "peak_memory_mib", "params_m", "gmacs")
+
+
 @dataclass
 class SearchProblem:
     space: SearchSpace
@@ -70,25 +75,54 @@ class SearchProblem:
     formulation: Formulation = "device"
     complexity: Complexity = "params"
     _cache: dict[str, Costs] = field(default_factory=dict, repr=False)
+    _additive: tuple | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        self._additive = self._additive_costs()
         if self.formulation == "paper" and self.budgets.fidelity is None:
             raise ConfigError("the paper formulation needs a fidelity budget (ε_fid), e.g. --eps-fid 0.05")
         if self.formulation == "device" and self.budgets.latency_ms is None and self.budgets.peak_memory_mib is None:
             raise ConfigError("the device formulation needs a latency or memory budget from the profile")
 
+    def _direct(self, spec: ArchSpec) -> np.ndarray:
+        return np.array([self.cost.predict_latency_at_ms(spec), self.cost.predict_memory_mib(spec),
+                         self.cost.params(spec) / 1e6, self.cost.macs(spec) / 1e9])
+
+    def _additive_costs(self) -> tuple | None:
+        """(base vector, {(slot, choice): delta vector}) when every cheap cost is additive over slots
+        (true of CostTable: block sums under an affine correction), verified on random candidates;
+        None otherwise, and costs are then asked of the cost model each time."""
+        base_spec = self.space.all_teacher()
+        base = self._direct(base_spec)
+        deltas = {(s.name, c): (np.zeros(4) if c == "teacher" else self._direct(base_spec.with_choice(s.name, c)) - base)
+                  for s in self.space.slots for c in s.choices}
+        import random as _random
+
+        rng = _random.Random(12345)
+        for _ in range(5):
+            spec = self.space.sample_mixed(rng)
+            if not np.allclose(self._direct(spec), base + sum(deltas[k] for k in spec.items()), rtol=1e-6, atol=1e-9):
+                return None
+        return base, deltas
+
+    def cost_vector(self, spec: ArchSpec) -> np.ndarray:
+        if self._additive is None:
+            return self._direct(spec)
+        base, deltas = self._additive
+        return base + sum(deltas[k] for k in spec.items())
+
     def costs(self, spec: ArchSpec) -> Costs:
         if spec.key not in self._cache:
-            self._cache[spec.key] = Costs(self.cost.predict_latency_at_ms(spec), self.cost.predict_memory_mib(spec),
-                                          self.cost.params(spec) / 1e6, self.cost.macs(spec) / 1e9)
+            self._cache[spec.key] = Costs(*(float(v) for v in self.cost_vector(spec)))
         return self._cache[spec.key]
+
+    def slacks_of_vector(self, vec: np.ndarray) -> dict[str, float]:
+        return {k: float(vec[i]) / getattr(self.budgets, k) - 1.0 for i, k in enumerate(_COST_FIELDS)
+                if getattr(self.budgets, k) is not None}
 
     def cheap_slacks(self, spec: ArchSpec) -> dict[str, float]:
         """Slack of every budget the cost model decides (value / budget - 1; <= 0 feasible)."""
-        c, b = self.costs(spec), self.budgets
-        pairs = {"latency_ms": (c.latency_ms, b.latency_ms), "peak_memory_mib": (c.peak_memory_mib, b.peak_memory_mib),
-                 "params_m": (c.params_m, b.params_m), "gmacs": (c.gmacs, b.gmacs)}
-        return {k: v / eps - 1.0 for k, (v, eps) in pairs.items() if eps is not None}
+        return self.slacks_of_vector(self.cost_vector(spec))
 
     def cheap_feasible(self, spec: ArchSpec) -> bool:
         return all(s <= 0 for s in self.cheap_slacks(spec).values())

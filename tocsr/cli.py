@@ -284,6 +284,31 @@ def upscale(
                    f"{info['fp32_fallbacks']} fp32 fallbacks)")
 
 
+@app.command("search-benchmark")
+def search_benchmark(
+    profile: str = typer.Option("hw_profiles/cpu-2core.yaml", "--profile", "-p"),
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
+    surrogates: Path = typer.Option(Path("runs/surrogates"), "--surrogates"),
+    cost_table: Path = typer.Option(..., "--costs"),
+    budget: int = typer.Option(100, "--budget", min=4),
+    seeds: int = typer.Option(5, "--seeds", min=1),
+    random_budget: int = typer.Option(600, "--random-budget", min=4),
+    best_known_budget: int = typer.Option(2000, "--best-known-budget", min=10),
+    methods: str = typer.Option("bo,random,evolution,greedy,tpe", "--methods"),
+    out: Path = typer.Option(Path("reports/search-benchmark"), "--out", "-o"),
+) -> None:
+    """BO vs random, evolution, greedy and TPE at equal budgets over several seeds (JSON + plot)."""
+    from tocsr.stages import load_cost_table, stage_search_benchmark
+
+    doc = stage_search_benchmark(teacher, surrogates, profile, load_cost_table(cost_table), out,
+                                 tuple(methods.split(",")), budget, seeds, random_budget, best_known_budget)
+    typer.echo(f"best known {doc['best_known']:.5g}; target within {100 * doc['tolerance']:.0f}%")
+    for k, v in doc["summary"].items():
+        typer.echo(f"{k:12s} median final {v['median_final_best']:.5g}; reached target in {v['reached']}/{doc['seeds']} "
+                   f"seeds, evaluations {v['evaluations_to_within_tol']}")
+    typer.echo(f"wrote {out / 'search_benchmark.json'} and {out / 'convergence.png'}")
+
+
 @app.command("workloads")
 def workloads_cmd() -> None:
     """List the built-in workloads `--model` accepts."""

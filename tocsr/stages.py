@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench.costtable import COST_TABLE_KIND, COST_TABLE_SCHEMA_VERSION, CostTable, measure_cost_table
@@ -89,11 +90,42 @@ def check_reachable(problem: SearchProblem) -> None:
                 f"budgets.{name} or add cheaper surrogate families")
 
 
-def remeasure(teacher, space, bank, spec: ArchSpec, profile: DeviceProfile):
+def remeasure(teacher, space, bank, spec: ArchSpec, profile: DeviceProfile, attempts: int = 3, pause_s: float = 3.0):
+    """Measure the candidate as deployed (built with its trained weights). A measurement flagged
+    unstable (a neighbour's burst, clocks moving) is repeated after a pause; the steadiest is kept."""
+    import time as _time
+
     model = build_unet(space, spec, teacher.unet)
     load_surrogate_weights(model, space, spec, {k: m.state_dict() for k, m in bank.items()})
     args, kwargs = _unet_inputs(teacher, profile)
-    return measure_workload(Workload(f"candidate {spec.key}", model.eval(), args, kwargs), profile)
+    best = None
+    for i in range(attempts):
+        m = measure_workload(Workload(f"candidate {spec.key}", model.eval(), args, kwargs), profile)
+        if best is None or (m.latency is not None and best.latency is not None and m.latency.cv < best.latency.cv):
+            best = m
+        if m.status != "unstable" or i + 1 == attempts:
+            break
+        _time.sleep(pause_s)
+    return best
+
+
+def measure_drift(teacher, space, bank, table: CostTable, profile: DeviceProfile, tries: int = 3,
+                  pause_s: float = 10.0) -> tuple[Any, float]:
+    """Measure the teacher now and compare with what the cost table predicts for it. A machine that
+    runs >10% slow (boost budget spent after sustained load, a busy neighbour) is given time to settle
+    before candidates are judged against absolute budgets."""
+    import time as _time
+
+    predicted = table.predict_latency_at_ms(space.all_teacher())
+    for i in range(tries):
+        m = remeasure(teacher, space, bank, space.all_teacher(), profile)
+        drift = m.latency_at_ms(profile.timing.percentile) / predicted
+        if drift <= 1.10 or i + 1 == tries:
+            return m, drift
+        log.warning("the device runs %.0f%% slower than when its cost table was measured; waiting %.0f s",
+                    100 * (drift - 1), pause_s)
+        _time.sleep(pause_s)
+    return m, drift
 
 
 def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref: str | Path,
@@ -112,13 +144,14 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
     budgets = Budgets.from_profile(profile, fidelity=eps_fid) if formulation == "device" else Budgets(fidelity=eps_fid)
     problem = SearchProblem(space, evaluator, cost_table, budgets, formulation, complexity)
     check_reachable(problem)
-    kwargs = {"block_error": table.error} if method == "greedy" else {}
+    kwargs = {"block_error": table.error} if method in ("greedy", "bo") else {}
     trials = run_search(problem, method, budget, out, seed=seed, q=q, **kwargs)
     ranked = sorted((t for t in trials if t.feasible and t.objective is not None), key=lambda t: t.objective)
     if not ranked:
         worst, closest, slacks = problem.tightest([space.spec(t.choices) for t in trials] or [space.all_teacher()])
         raise SearchInfeasible(f"{len(trials)} evaluations found no feasible candidate; the tightest constraint is "
                                f"{worst} (closest candidate {closest.key}, slacks {slacks})")
+    teacher_m, drift = measure_drift(teacher, space, bank, cost_table, profile)
     attempts, chosen = [], None
     for t in ranked[:remeasure_top]:
         m = remeasure(teacher, space, bank, space.spec(t.choices), profile)
@@ -130,7 +163,6 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
         if ok:
             chosen = (t, m)
             break
-    teacher_m = remeasure(teacher, space, bank, space.all_teacher(), profile)
     front = pareto_front(trials)
     plot = plot_convergence({method: [convergence(trials)]}, out / "convergence.png",
                             title=f"{method} on {profile.name} ({formulation})",
@@ -141,7 +173,7 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
         "complexity": complexity, "budgets": budgets.__dict__, "space_id": space.space_id,
         "evaluations": len(trials), "best_feasible_predicted": best.__dict__ if best else None,
         "pareto_front": [{"key": t.key, "fidelity": t.fidelity, **t.costs} for t in front],
-        "remeasured": attempts, "teacher_measured": teacher_m.to_dict(),
+        "remeasured": attempts, "teacher_measured": teacher_m.to_dict(), "device_drift_vs_cost_table": drift,
         "chosen": None if chosen is None else {
             "spec": space.spec(chosen[0].choices).to_dict(), "fidelity": chosen[0].fidelity,
             "predicted": chosen[0].costs, "measured_latency_ms": chosen[1].latency_at_ms(profile.timing.percentile),
@@ -169,3 +201,75 @@ def stage_sr(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, data=No
     spec = ArchSpec.from_dict(doc["chosen"]["spec"], space)
     bank, _ = load_surrogates(surrogates_dir, space)
     return run_sr(teacher, space, spec, bank, out_dir, cfg or SRConfig(), data, resume)
+
+
+class MemoFidelity:
+    """The fidelity evaluator is deterministic: benchmarks share one memo across methods and seeds."""
+
+    def __init__(self, inner):
+        self.inner, self.memo, self.computed = inner, {}, 0
+
+    def evaluate(self, spec: ArchSpec) -> float:
+        if spec.key not in self.memo:
+            self.memo[spec.key] = self.inner.evaluate(spec)
+            self.computed += 1
+        return self.memo[spec.key]
+
+
+def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table: CostTable, out_dir,
+                           methods=("bo", "random", "evolution", "greedy", "tpe"), budget: int = 100,
+                           seeds: int = 5, random_budget: int = 600, best_known_budget: int = 2000,
+                           tolerance: float = 0.02) -> dict[str, Any]:
+    """BO against the baselines on one device problem, `seeds` seeds, equal budgets (issue 5)."""
+    import shutil
+    import time as _time
+
+    from search.result import evaluations_to_reach
+
+    out = Path(out_dir)
+    teacher = load_teacher(teacher_dir)
+    profile = load_profile(profile_ref)
+    space = derive_search_space(teacher.unet)
+    bank, table = load_surrogates(surrogates_dir, space)
+    _, val_latents = teacher_latents(teacher)
+    memo = MemoFidelity(CandidateFidelity(teacher.denoiser, space, bank, teacher.scheduler, val_latents))
+    problem = SearchProblem(space, memo, cost_table, Budgets.from_profile(profile), "device")
+    check_reachable(problem)
+    runs: dict[str, list[list]] = {}
+    walls: dict[str, list[float]] = {}
+    plan = [(m, budget) for m in methods] + [("random", random_budget)] * ("random" in methods)
+    for method, b in plan:
+        key = method if b == budget else f"{method}@{b}"
+        for seed in range(seeds):
+            folder = out / "runs" / key / f"seed{seed}"
+            shutil.rmtree(folder, ignore_errors=True)
+            kwargs = {"block_error": table.error} if method in ("greedy", "bo") else {}
+            t0 = _time.perf_counter()
+            trials = run_search(problem, method, b, folder, seed=seed, q=4, show_progress=False, **kwargs)
+            walls.setdefault(key, []).append(_time.perf_counter() - t0)
+            runs.setdefault(key, []).append(trials)
+            log.info("%s seed %d: best %s", key, seed, best_feasible(trials).objective if best_feasible(trials) else None)
+    folder = out / "runs" / "best-known"
+    shutil.rmtree(folder, ignore_errors=True)
+    long_run = run_search(problem, "evolution", best_known_budget, folder, seed=99, q=8, show_progress=False)
+    everything = [t for rs in runs.values() for trials in rs for t in trials] + long_run
+    best_known = best_feasible(everything).objective
+    target = best_known * (1 + tolerance)
+    curves = {k: [convergence(t) for t in rs] for k, rs in runs.items()}
+    summary = {}
+    for k, rs in curves.items():
+        reach = [evaluations_to_reach(c, target) for c in rs]
+        finals = [c[-1] for c in rs]
+        summary[k] = {"evaluations_to_within_tol": reach,
+                      "median_evaluations_to_within_tol": (float(np.median([r for r in reach if r is not None]))
+                                                          if all(r is not None for r in reach) else None),
+                      "reached": sum(r is not None for r in reach), "final_best": finals,
+                      "median_final_best": float(np.median(finals)), "median_wall_s": float(np.median(walls[k]))}
+    plot_convergence(curves, out / "convergence.png", best_known=best_known,
+                     title=f"{profile.name}: {seeds} seeds, budget {budget}")
+    doc = {"profile": profile.name, "budget": budget, "seeds": seeds, "random_budget": random_budget,
+           "best_known": best_known, "best_known_from": f"all runs + evolution with {best_known_budget} evaluations",
+           "tolerance": tolerance, "summary": summary, "fidelity_evaluations_computed": memo.computed,
+           "cost_table_validation": cost_table.validation_summary()}
+    write_artifact(out / "search_benchmark.json", "tocsr.search_benchmark", 1, doc, environment=environment())
+    return doc

@@ -54,11 +54,40 @@ def spec_from_choices(problem: SearchProblem, choices: dict[str, str]) -> ArchSp
     return problem.space.spec(choices)
 
 
-def sample_feasible(problem: SearchProblem, rng: random.Random, exclude: set[str], tries: int = 5000) -> ArchSpec | None:
+def repair(problem: SearchProblem, spec: ArchSpec, rng: random.Random, max_moves: int = 400) -> ArchSpec | None:
+    """Move random slots to choices that lower the worst constraint slack until all cheap constraints
+    hold. Tight budgets leave few feasible candidates among random draws; repairing a draw keeps the
+    randomness of the other slots while landing inside the budgets. Uses the problem's additive cost
+    vectors, so a move costs one vector addition."""
+    if problem._additive is None:
+        return spec if problem.cheap_feasible(spec) else None
+    base, deltas = problem._additive
+    choices = dict(spec.items())
+    vec = base + sum(deltas[k] for k in choices.items())
+
+    def worst(v) -> float:
+        return max(problem.slacks_of_vector(v).values(), default=0.0)
+
+    for _ in range(max_moves):
+        w = worst(vec)
+        if w <= 0:
+            return problem.space.spec(choices)
+        slot = rng.choice(problem.space.slots)
+        cur = choices[slot.name]
+        moves = [(c, vec - deltas[(slot.name, cur)] + deltas[(slot.name, c)]) for c in slot.choices if c != cur]
+        better = [(c, v) for c, v in moves if worst(v) < w]
+        if better:
+            choices[slot.name], vec = rng.choice(better)
+    return problem.space.spec(choices) if worst(vec) <= 0 else None
+
+
+def sample_feasible(problem: SearchProblem, rng: random.Random, exclude: set[str], tries: int = 200) -> ArchSpec | None:
     """A random candidate that meets every cheap constraint and was not evaluated yet."""
     for _ in range(tries):
         spec = problem.space.sample_mixed(rng)
-        if spec.key not in exclude and problem.cheap_feasible(spec):
+        if not problem.cheap_feasible(spec):
+            spec = repair(problem, spec, rng)
+        if spec is not None and spec.key not in exclude:
             return spec
     return None
 

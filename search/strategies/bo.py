@@ -22,7 +22,7 @@ import torch
 
 from search.encoding import OneHot
 from search.problem import SearchProblem
-from search.strategies.base import mutate, register_strategy, sample_feasible
+from search.strategies.base import mutate, register_strategy, repair, sample_feasible
 from search.trials import Trial
 from tocsr.space import ArchSpec
 
@@ -34,11 +34,12 @@ class BayesianOptimisation:
     name = "bo"
 
     def __init__(self, problem: SearchProblem, seed: int = 0, n_init: int = 8, pool: int = 1500,
-                 mutations_of_best: int = 8, fit_maxiter: int = 75):
+                 mutations_of_best: int = 8, fit_maxiter: int = 75, block_error=None):
         self.problem, self.seed = problem, seed
         self.rng = random.Random(seed)
         self.enc = OneHot(problem.space)
         self.n_init, self.pool, self.mut_best, self.fit_maxiter = n_init, pool, mutations_of_best, fit_maxiter
+        self.block_error = block_error     # optional per-(slot, choice) distillation errors: one extra GP input
         self.trials: list[Trial] = []
         self.seen: set[str] = set()
         self.last_fit_s = 0.0
@@ -60,10 +61,12 @@ class BayesianOptimisation:
                 if child.key not in taken and self._pool_ok(child):
                     cands[child.key] = child
         attempts = 0
-        while len(cands) < self.pool and attempts < 20 * self.pool:
+        while len(cands) < self.pool and attempts < 3 * self.pool:
             attempts += 1
             spec = self.problem.space.sample_mixed(self.rng)
-            if spec.key not in taken and self._pool_ok(spec):
+            if not self._pool_ok(spec):
+                spec = repair(self.problem, spec, self.rng)
+            if spec is not None and spec.key not in taken:
                 cands[spec.key] = spec
         return list(cands.values())
 
@@ -71,13 +74,24 @@ class BayesianOptimisation:
         return self.problem.cheap_feasible(spec)
 
     # --- model and acquisition ---------------------------------------------------------------
+    def _features(self, specs: list[ArchSpec]) -> torch.Tensor:
+        """One-hot, plus (when per-block errors are known) the log of their sum scaled to [0, 1]:
+        a cheap, informative summary the GP can lean on while it has few points."""
+        x = self.enc.encode(specs)
+        if self.block_error is None:
+            return x
+        sums = torch.tensor([[sum(0.0 if c == "teacher" else self.block_error(s, c) for s, c in spec.items())]
+                             for spec in specs], dtype=torch.float64)
+        lo, hi = math.log(1e-4), math.log(10.0)
+        return torch.cat([x, ((sums + 1e-4).log() - lo).div(hi - lo).clamp(0, 1)], dim=1)
+
     def _fit(self):
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
         from botorch.models.transforms.outcome import Standardize
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
-        x = self.enc.encode([self.problem.space.spec(t.choices) for t in self.trials])
+        x = self._features([self.problem.space.spec(t.choices) for t in self.trials])
         log_fid = torch.tensor([[math.log(max(t.fidelity, _FLOOR))] for t in self.trials], dtype=torch.float64)
         y = -log_fid if self.problem.formulation == "device" else log_fid
         model = SingleTaskGP(x, y, outcome_transform=Standardize(m=1))
@@ -96,6 +110,8 @@ class BayesianOptimisation:
         if self.problem.formulation == "device":
             return qLogNoisyExpectedImprovement(model, x_baseline, sampler=sampler, prune_baseline=True)
         w, offset = self._complexity_linear()
+        if self.block_error is not None:
+            w = torch.cat([w, torch.zeros(1, dtype=w.dtype)])
         objective = GenericMCObjective(lambda z, X: -(X @ w.to(X) + offset).expand(z.shape[:-1]))
         log_eps = math.log(self.problem.budgets.fidelity)
         return qLogNoisyExpectedImprovement(model, x_baseline, sampler=sampler, objective=objective,
@@ -131,7 +147,7 @@ class BayesianOptimisation:
         if not pool:
             return []
         acq = self._acquisition(model, x)
-        choices = self.enc.encode(pool)
+        choices = self._features(pool)
         picked, _ = optimize_acqf_discrete(acq, q=min(n, len(pool)), choices=choices, max_batch_size=512, unique=True)
         self.last_fit_s = time.perf_counter() - t0
-        return [self.enc.decode(row) for row in picked]
+        return [self.enc.decode(row[: self.enc.dim]) for row in picked]

@@ -112,3 +112,12 @@ def test_pareto_front_and_convergence(problem, tmp_path):
     curve = convergence(trials)
     assert len(curve) == 12 and all(a >= b for a, b in zip(curve, curve[1:], strict=False))
     assert json.loads(trials[0].to_json())["key"] == trials[0].key
+
+
+def test_tight_budgets_are_reached_by_repairing_samples(space, tmp_path):
+    cost = FakeCost(space)
+    base = space.spec({s.name: min(s.choices, key=lambda c, s=s: cost.lat[(s.name, c)]) for s in space.slots})
+    tight = 1.15 * cost.predict_latency_at_ms(base)        # just above the cheapest candidate
+    problem = SearchProblem(space, FakeFidelity(space), cost, Budgets(latency_ms=tight))
+    trials = run_search(problem, "random", 5, tmp_path, seed=0, show_progress=False)
+    assert len(trials) == 5 and all(t.feasible for t in trials)
