@@ -64,6 +64,14 @@ def gpu(session: nox.Session) -> None:
 
 
 @nox.session
+def nightly(session: nox.Session) -> None:
+    """The nightly matrix (profiles x models): measure, append to the history, flag regressions, render."""
+    install_project(session)
+    session.run("tocsr", "nightly", "--profile", "hw_profiles/cpu-2core.yaml", *session.posargs,
+                env={"HF_HUB_OFFLINE": "1"})
+
+
+@nox.session
 def main(session: nox.Session) -> None:
     """The main job on the embedded default data and the default device profile."""
     install_project(session)

@@ -95,3 +95,106 @@ def build_baseline(name: str, scale: int, input_px: int = 64) -> nn.Module:
     if name not in BASELINES:
         raise ConfigError(f"baseline {name!r} does not exist; available: {', '.join(BASELINES)}")
     return BASELINES[name].build(scale, input_px)
+
+
+BASELINES["rrdb-s"] = Baseline("rrdb-s", "RRDB-class network sized for CPU budgets (6 RRDB blocks, 32 features)",
+                               lambda s, px: _spandrel("ESRGAN").ESRGAN(in_nc=3, out_nc=3, num_filters=32, num_blocks=6,
+                                                                        scale=s))
+
+
+def train_baseline(name: str, photos, scale: int, steps: int, batch: int = 8, patch_px: int = 128, lr: float = 5e-4,
+                   seed: int = 0, kinds: tuple[str, ...] = ("bicubic", "realesrgan"), progress_desc: str | None = None):
+    """Train a classical baseline with L1 on the same SR pairs and step budget as the suite's models."""
+    import torch.nn.functional as F
+
+    from tocsr.sr.data import SRPairs
+    from tocsr.training import progress
+
+    torch.manual_seed(seed)
+    model = build_baseline(name, scale, patch_px // scale)
+    if not BASELINES[name].trainable:
+        return model.eval()
+    pairs = SRPairs(photos, patch_px, scale, steps * batch, seed + 11, kinds)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    with progress(progress_desc or f"baseline/{name}", steps) as bar:
+        for step in range(steps):
+            items = [pairs[i] for i in range(step * batch, (step + 1) * batch)]
+            hr = (torch.stack([h for h, _ in items]) + 1) / 2
+            lr_img = (torch.stack([x for _, x in items]) + 1) / 2
+            loss = F.l1_loss(model(lr_img), hr)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.update(1, loss=loss.item())
+    return model.eval()
+
+
+def save_baseline(model: nn.Module, name: str, scale: int, input_px: int, folder) -> None:
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "baseline.json").write_text(json.dumps({"name": name, "scale": scale, "input_px": input_px}))
+
+
+def load_baseline(folder) -> tuple[nn.Module, dict]:
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    meta = json.loads((folder / "baseline.json").read_text())
+    model = build_baseline(meta["name"], meta["scale"], meta["input_px"])
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return model.eval(), meta
+
+
+def load_external_checkpoint(path) -> tuple[nn.Module, int]:
+    """A user's SR checkpoint (.safetensors, .pth, .ckpt), its architecture detected by spandrel.
+
+    The file is read here, not by spandrel: safetensors, or torch.load(weights_only=True), which
+    refuses any pickle that carries code; only the resulting tensors reach spandrel.
+    """
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: checkpoint not found")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(p))
+        except Exception as err:  # noqa: BLE001  safetensors raises several types for broken files
+            raise ConfigError(f"{p}: not a readable safetensors file ({type(err).__name__}: {err})") from None
+    else:
+        import pickle
+
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise ConfigError(f"{p}: refused: the checkpoint contains pickled code or objects other than tensors "
+                              f"({str(err).splitlines()[0][:160]}); convert it to safetensors from a trusted "
+                              "environment") from None
+        except (RuntimeError, EOFError, OSError) as err:
+            raise ConfigError(f"{p}: cannot read the checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    for key in ("params_ema", "params", "state_dict", "model"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{p}: expected a state dict of tensors")
+    try:
+        from spandrel import ModelLoader
+    except ImportError:
+        raise ConfigError("loading external checkpoints needs spandrel (pip install -c constraints.txt spandrel)") from None
+    try:
+        descriptor = ModelLoader().load_from_state_dict(state)
+    except Exception as err:  # noqa: BLE001  spandrel raises its own types for unknown architectures
+        raise ConfigError(f"{p}: spandrel does not recognise this architecture ({type(err).__name__}: {err})") from None
+    return descriptor.model.eval(), int(descriptor.scale)

@@ -128,14 +128,27 @@ def bench(
 def run(
     profile: list[str] = typer.Option(["hw_profiles/cpu-2core.yaml"], "--profile", "-p",
                                       help="Device profile(s); repeat for several devices."),
-    preset: str = typer.Option("quick", "--preset", help="quick (CPU, minutes) or full."),
+    preset: str = typer.Option("quick", "--preset", help="quick (CPU, under 30 minutes) or full."),
     out: Path = typer.Option(Path("runs/quick"), "--out", "-o", help="Run folder."),
+    data: Path | None = typer.Option(None, "--data", help="Image folder; default: photographs shipped in packages."),
+    report_dir: Path | None = typer.Option(None, "--report-dir", help="default: reports/<run folder name>"),
 ) -> None:
-    """The main job: every available stage, end to end, for each device profile."""
+    """The main job: teacher, surrogates, per-device search and SR, evaluation, report."""
     from tocsr.pipeline import run_main_job
 
-    summary = run_main_job(profile, preset, out)
-    typer.echo(f"run folder: {summary.out_dir} ({summary.wall_s:.1f} s)")
+    run_main_job(profile, preset, out, data, report_dir)
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="a run folder with eval/rows.json"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="default: reports/<run folder name>"),
+) -> None:
+    """Render a run's self-contained HTML report (plus CSV/JSON rows)."""
+    from reports.build import build_report
+
+    path = build_report(run_dir, out or Path("reports") / run_dir.name)
+    typer.echo(f"wrote {path}")
 
 
 @app.command()
@@ -307,6 +320,37 @@ def search_benchmark(
         typer.echo(f"{k:12s} median final {v['median_final_best']:.5g}; reached target in {v['reached']}/{doc['seeds']} "
                    f"seeds, evaluations {v['evaluations_to_within_tol']}")
     typer.echo(f"wrote {out / 'search_benchmark.json'} and {out / 'convergence.png'}")
+
+
+@app.command()
+def nightly(
+    profile: list[str] = typer.Option(["hw_profiles/cpu-2core.yaml"], "--profile", "-p"),
+    models: str = typer.Option("unet-tiny,toy-conv-attn,sr:espcn,sr:srvgg", "--models",
+                               help="built-in workloads and sr:<baseline> architectures"),
+    history: Path = typer.Option(Path("reports/nightly/history"), "--history"),
+    out: Path = typer.Option(Path("reports/nightly"), "--out", "-o"),
+    inject: list[str] = typer.Option([], "--inject-slowdown", help="MODEL=FACTOR (testing the detector)"),
+    label: str | None = typer.Option(None, "--label"),
+) -> None:
+    """Measure the nightly matrix, append it to the history, flag regressions, render the trend report."""
+    from reports.nightly import render_nightly, run_night
+
+    factors = {}
+    for item in inject:
+        name, _, factor = item.partition("=")
+        try:
+            factors[name] = float(factor)
+        except ValueError:
+            raise typer.BadParameter(f"--inject-slowdown {item!r}: expected MODEL=FACTOR, e.g. unet-tiny=1.2") from None
+    night = run_night(profile, tuple(m for m in models.split(",") if m), history, factors, label=label)
+    page = render_nightly(history, out)
+    import json as _json
+
+    flagged = _json.loads((out / "regressions.json").read_text())
+    typer.echo(f"night {night.name}: {len(flagged)} regression(s)" +
+               "".join(f"\n  {f['profile']}/{f['model']}: {100 * f['step']:+.1f}% (threshold "
+                       f"{100 * f['threshold']:.1f}%)" for f in flagged))
+    typer.echo(f"wrote {page}")
 
 
 @app.command("workloads")

@@ -37,14 +37,22 @@ def _no_network(timeout_s: float = 5.0):
 
 
 def load_metric(name: str, as_loss: bool = False, device: str = "cpu", **kwargs):
-    """(metric, None) when it loads offline, else (None, reason naming the folder looked in)."""
+    """(metric, None) when it loads offline, else (None, reason naming the file or package missing)."""
+    import contextlib
+    import io
+    import re
+
     try:
         import pyiqa
     except ImportError:
         return None, "pyiqa is not installed"
-    with _no_network():
+    captured = io.StringIO()
+    with _no_network(), contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
         try:
             return pyiqa.create_metric(name, as_loss=as_loss, device=device, **kwargs), None
+        except ModuleNotFoundError as err:
+            return None, f"needs the package {err.name!r}, which is not installed"
         except Exception as err:  # noqa: BLE001  pyiqa raises many types when weights are missing
-            return None, (f"weights not found offline (looked in {pyiqa_cache_dir()}): "
-                          f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}")
+            wanted = re.findall(r"Downloading: \S+ to (\S+)", captured.getvalue())
+            where = f"expected weights at {wanted[-1]}" if wanted else f"looked in {pyiqa_cache_dir()}"
+            return None, f"weights not found offline ({where}; download failed: {type(err).__name__})"

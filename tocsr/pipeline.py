@@ -1,60 +1,216 @@
-"""The main job, `tocsr run`: every stage that exists, in order, per device profile.
+"""The main job, `tocsr run`: teacher -> surrogates -> per-device cost, search, SR -> evaluation -> report.
 
-Like tocsr.cli, this module wires stages together, so it may import bench/search/reports (see
-tests/test_layering.py). Stages not built yet are listed as such in the summary, never faked.
+Like tocsr.cli, this module wires stages together. Each stage is keyed by a content hash of its
+inputs and writes `<out>/stages/<stage>.json` (atomically) when it finishes: a rerun skips every
+stage whose marker matches its inputs, and a stage interrupted part-way resumes from its own
+checkpoints. Several profiles share the teacher and the surrogates; each profile has its own cost
+table (shared between profiles measured the same way), search and SR model (shared between profiles
+that chose the same architecture).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
-from bench.measure import measure_workload
-from bench.profile import load_profile
-from bench.run import write_measurement
-from bench.table import print_measurements
-from bench.workloads import resolve_workload
-
-PRESET_WORKLOADS = {"quick": "unet-tiny", "full": "unet-base"}
-
-# The stages of the main job that are not implemented yet, with the issue that builds each.
-PENDING_STAGES = (
-    ("teacher training", "issue 3"),
-    ("surrogate distillation", "issue 4"),
-    ("per-device cost tables and search", "issue 5"),
-    ("SR adaptation and one-step distillation", "issue 6"),
-    ("evaluation against baselines and report", "issue 7"),
-)
+from bench.profile import DeviceProfile, load_profile
+from tocsr.artifacts import atomic_write_text
+from tocsr.errors import ConfigError
+from tocsr.provenance import content_sha256, package_versions
+from tocsr.training import progress
 
 
 @dataclass(frozen=True)
-class RunSummary:
-    out_dir: Path
-    measurements: dict[str, Path]
-    pending: tuple[tuple[str, str], ...]
-    wall_s: float
+class RunPreset:
+    name: str
+    teacher_preset: str
+    distill_steps: int
+    search_method: str
+    search_budget: int
+    sr_teacher_steps: int
+    sr_student_steps: int
+    baseline_steps: int
+    calibration: int = 16
+    holdout: int = 30
 
 
-def run_main_job(profiles: list[str], preset: str, out_dir: Path) -> RunSummary:
+RUN_PRESETS = {
+    "quick": RunPreset("quick", "quick", distill_steps=800, search_method="bo", search_budget=40,
+                       sr_teacher_steps=400, sr_student_steps=400, baseline_steps=200),
+    # For tests: every stage runs for real, at a handful of steps each.
+    "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_budget=10,
+                       sr_teacher_steps=4, sr_student_steps=4, baseline_steps=4, calibration=3, holdout=3),
+    "full": RunPreset("full", "tiny", distill_steps=2000, search_method="bo", search_budget=100,
+                      sr_teacher_steps=1500, sr_student_steps=1500, baseline_steps=1000, holdout=50),
+}
+
+
+@dataclass
+class StageLog:
+    out: Path
+    console: Console
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, inputs: dict[str, Any], fn: Callable[[bool], Any], outputs: Path) -> str:
+        """Run `fn(resume)` unless its marker records the same inputs; returns the stage's hash."""
+        sha = content_sha256(inputs)
+        marker = self.out / "stages" / f"{name}.json"
+        if marker.is_file():
+            try:
+                if json.loads(marker.read_text()).get("inputs_sha256") == sha and outputs.exists():
+                    self.skipped.append(name)
+                    self.console.print(f"[green]skip[/green] {name}: done earlier with the same inputs")
+                    return sha
+            except json.JSONDecodeError:
+                pass    # a broken marker means the stage is not known to be finished: run it
+        self.console.print(f"[bold]stage[/bold] {name}")
+        t0 = time.perf_counter()
+        fn(outputs.exists())          # resume whatever the stage left behind
+        self.seconds[name] = time.perf_counter() - t0
+        atomic_write_text(marker, json.dumps({"inputs_sha256": sha, "wall_s": self.seconds[name],
+                                              "finished_utc": time.time()}, indent=2))
+        self.ran.append(name)
+        return sha
+
+
+def data_fingerprint(data: str | Path | None) -> dict[str, Any]:
+    if data is None:
+        return {"embedded": package_versions(("scikit-image", "scikit-learn", "matplotlib"))}
+    files = sorted(p for p in Path(data).rglob("*") if p.is_file())
+    return {"folder": str(Path(data).resolve()),
+            "files": content_sha256([(str(p.relative_to(data)), p.stat().st_size, int(p.stat().st_mtime)) for p in files])}
+
+
+def measurement_key(profile: DeviceProfile) -> str:
+    """Profiles measured the same way (device, precision, batch, size, mode, timing) share a cost table."""
+    d = profile.to_dict()
+    return content_sha256({k: d[k] for k in ("device", "precision", "batch", "resolution", "execution_mode", "timing")})[:12]
+
+
+def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: str | Path | None = None,
+                 report_dir: str | Path | None = None) -> dict[str, Any]:
+    from tocsr.distill.train import DistillConfig, distill
+    from tocsr.sr.train import SRConfig
+    from tocsr.stages import load_cost_table, stage_costs, stage_eval, stage_search, stage_sr
+    from tocsr.teacher.train import load_teacher, teacher_latents, train_teacher
+
+    if preset not in RUN_PRESETS:
+        raise ConfigError(f"--preset {preset!r} does not exist; available: {', '.join(RUN_PRESETS)}")
+    rp = RUN_PRESETS[preset]
+    out = Path(out_dir)
+    loaded = [load_profile(p) for p in profiles]
+    if len({p.name for p in loaded}) != len(loaded):
+        raise ConfigError("the same profile is named twice")
     console = Console()
-    t0 = time.perf_counter()
-    if preset not in PRESET_WORKLOADS:
-        from tocsr.errors import ConfigError
+    log = StageLog(out, console)
+    t_start = time.perf_counter()
+    n_stages = 3 + 3 * len(loaded) + 1
+    with progress("main job stages", n_stages) as bar:
+        teacher_dir = out / "teacher"
+        teacher_sha = log.run("teacher", {"preset": rp.teacher_preset, "data": data_fingerprint(data)},
+                              lambda resume: train_teacher(rp.teacher_preset, teacher_dir, data, resume), teacher_dir)
+        bar.update(1)
+        surrogates_dir = out / "surrogates"
+        dcfg = DistillConfig(steps=rp.distill_steps)
 
-        raise ConfigError(f"--preset {preset!r} does not exist; available: {', '.join(PRESET_WORKLOADS)}")
-    written: dict[str, Path] = {}
-    rows = []
-    for ref in profiles:
-        profile = load_profile(ref)
-        console.print(f"[bold]stage: bench[/bold] teacher backbone ({PRESET_WORKLOADS[preset]}) on {profile.name}")
-        m = measure_workload(resolve_workload(PRESET_WORKLOADS[preset], profile), profile)
-        path = write_measurement(out_dir / "bench" / f"{profile.name}.json", profile, m)
-        written[profile.name] = path
-        rows.append(m)
-    print_measurements(rows, title="teacher backbone cost per device")
-    for stage, issue in PENDING_STAGES:
-        console.print(f"[yellow]not yet available[/yellow]: {stage} ({issue}); skipped, nothing faked")
-    return RunSummary(out_dir, written, PENDING_STAGES, time.perf_counter() - t0)
+        def run_distill(resume: bool) -> None:
+            t = load_teacher(teacher_dir)
+            lat, val = teacher_latents(t, data)
+            distill(t, lat, val, surrogates_dir, dcfg, resume)
+
+        surrogates_sha = log.run("surrogates", {"teacher": teacher_sha, "config": dataclasses.asdict(dcfg)},
+                                 run_distill, surrogates_dir / "distill.json")
+        bar.update(1)
+        chosen: dict[str, dict] = {}
+        sr_dirs: dict[str, Path] = {}
+        sr_shas: dict[str, str] = {}
+        for profile, ref in zip(loaded, profiles, strict=True):
+            mkey = measurement_key(profile)
+            cost_path = out / "costs" / f"{mkey}.json"
+            costs_sha = log.run(f"costs-{mkey}", {"teacher": teacher_sha, "measurement": mkey,
+                                                  "n": [rp.calibration, rp.holdout]},
+                                lambda resume, ref=ref, cost_path=cost_path: stage_costs(teacher_dir, ref, cost_path,
+                                                                                        rp.calibration, rp.holdout),
+                                cost_path)
+            bar.update(1)
+            search_dir = out / f"search-{profile.name}"
+            log.run(f"search-{profile.name}", {"surrogates": surrogates_sha, "costs": costs_sha,
+                                                            "profile": profile.sha256, "method": rp.search_method,
+                                                            "budget": rp.search_budget},
+                                 lambda resume, ref=ref, cp=cost_path, sd=search_dir: stage_search(
+                                     teacher_dir, surrogates_dir, ref, load_cost_table(cp), sd, rp.search_method,
+                                     rp.search_budget), search_dir / "search_result.json")
+            bar.update(1)
+            result = json.loads((search_dir / "search_result.json").read_text())
+            chosen[profile.name] = result
+            arch = result["chosen"]["spec"]["key"]
+            sr_dir = out / "sr" / arch
+            scfg = SRConfig(teacher_steps=rp.sr_teacher_steps, student_steps=rp.sr_student_steps)
+            sr_shas[profile.name] = log.run(f"sr-{arch}", {"teacher": teacher_sha, "surrogates": surrogates_sha,
+                                                           "arch": arch, "config": dataclasses.asdict(scfg)},
+                                            lambda resume, sd=search_dir, srd=sr_dir, scfg=scfg: stage_sr(
+                                                teacher_dir, surrogates_dir, sd, srd, scfg, data, resume),
+                                            sr_dir / "sr.json")
+            sr_dirs[profile.name] = sr_dir
+            bar.update(1)
+        log.run("eval", {"sr": sr_shas, "profiles": [p.sha256 for p in loaded], "steps": rp.baseline_steps},
+                lambda resume: stage_eval(out, profiles, teacher_dir, sr_dirs, rp.baseline_steps, data=data),
+                out / "eval" / "rows.json")
+        bar.update(1)
+    from reports.build import build_report
+
+    report_path = build_report(out, Path(report_dir) if report_dir else Path("reports") / out.name)
+    summary = summarize(out, chosen, report_path, time.perf_counter() - t_start, log)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    print_summary(console, summary)
+    return summary
+
+
+def summarize(out: Path, chosen: dict[str, dict], report_path: Path, wall_s: float, log: StageLog) -> dict[str, Any]:
+    from reports.build import read_rows
+
+    rows, _ = read_rows(out / "eval")
+    devices = {}
+    for name, res in chosen.items():
+        c, t = res["chosen"], res["teacher_measured"]
+        mine = [r for r in rows if r.device_profile == name and r.method == f"tocsr-onestep ({name})"]
+        others = [r for r in rows if r.device_profile == name and r.kind in ("classical", "interpolation", "multi-step")]
+        psnr = {r.method: r.metric("bicubic", "psnr_y") for r in mine + others}
+        devices[name] = {
+            "architecture": c["spec"]["key"], "fidelity_error": c["fidelity"],
+            "measured_p90_ms": c["measured_latency_ms"], "teacher_p90_ms": t["latency"]["p90_ms"],
+            "params_m": c["params_m"], "teacher_params_m": t["params_m"], "gmacs": c.get("gmacs"),
+            "teacher_gmacs": t["macs"]["gmacs"], "psnr_y_bicubic_degradation": psnr,
+        }
+    return {"devices": devices, "report": str(report_path), "wall_s": wall_s, "stages_ran": log.ran,
+            "stages_skipped": log.skipped, "stage_seconds": log.seconds}
+
+
+def print_summary(console: Console, s: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="TOC-SR main job", header_style="bold")
+    for col in ("device", "architecture", "p90 ms (teacher)", "params M (teacher)", "GMACs (teacher)",
+                "PSNR-Y: tocsr / best baseline / bicubic"):
+        table.add_column(col)
+    for name, d in s["devices"].items():
+        psnr = d["psnr_y_bicubic_degradation"]
+        mine = next((v for k, v in psnr.items() if k.startswith("tocsr")), None)
+        base = max((v for k, v in psnr.items() if not k.startswith(("tocsr", "bicubic")) and v is not None), default=None)
+        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        table.add_row(name, d["architecture"], f"{d['measured_p90_ms']:.2f} ({d['teacher_p90_ms']:.2f})",
+                      f"{d['params_m']:.3f} ({d['teacher_params_m']:.3f})",
+                      f"{fmt(d['gmacs'])} ({fmt(d['teacher_gmacs'])})",
+                      f"{fmt(mine)} / {fmt(base)} / {fmt(psnr.get('bicubic'))}")
+    console.print(table)
+    console.print(f"report: {s['report']}  ({s['wall_s'] / 60:.1f} min; ran {len(s['stages_ran'])} stages, "
+                  f"skipped {len(s['stages_skipped'])})")

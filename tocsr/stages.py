@@ -273,3 +273,82 @@ def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table:
            "cost_table_validation": cost_table.validation_summary()}
     write_artifact(out / "search_benchmark.json", "tocsr.search_benchmark", 1, doc, environment=environment())
     return doc
+
+
+def load_sr_methods(teacher, sr_dir: Path, profile_name: str, with_teacher: bool):
+    """The one-step student of an SR folder (and optionally its multi-step SR teacher) as SRMethods."""
+    from diffusers import UNet2DConditionModel
+
+    from reports.evaluate import SRMethod
+    from tocsr.sr.models import OneStepStudent
+    from tocsr.sr.run import MultiStepSR, OneStepSRModule
+    from tocsr.sr.train import SRConfig, SRDenoiser
+
+    meta = __import__("json").loads((sr_dir / "sr.json").read_text())
+    cfg = SRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
+    student = OneStepStudent.from_pretrained(sr_dir / "student").eval()
+    methods = [SRMethod(f"tocsr-onestep ({profile_name})", "one-step",
+                        OneStepSRModule(teacher.autoencoder, student, cfg.scale), False, meta["arch"]["key"])]
+    if with_teacher:
+        sr_unet = UNet2DConditionModel.from_pretrained(sr_dir / "sr_teacher").eval()
+        multi = MultiStepSR(teacher.autoencoder, SRDenoiser(sr_unet, teacher.denoiser.condition).eval(),
+                            teacher.scheduler.config, cfg.scale, cfg.sample_steps, cfg.t_start)
+        methods.append(SRMethod(f"sr-teacher ({cfg.sample_steps} steps)", "multi-step", multi, False, "expanded-teacher"))
+    return methods, cfg
+
+
+def stage_eval(run_dir: str | Path, profiles: list[str], teacher_dir: str | Path, sr_dirs: dict[str, Path],
+               baseline_steps: int = 300, baselines=("espcn", "rrdb-s", "swinir-light"),
+               external: list[str] | None = None, data: str | Path | None = None) -> list:
+    """Every method on every profile: quality once, cost per device; rows and crops under <run>/eval."""
+    import numpy as np
+
+    from reports.build import write_rows
+    from reports.evaluate import LanczosSR, SRMethod, evaluate_quality, report_rows
+    from tocsr.baselines import (
+        Interpolate,
+        load_baseline,
+        load_external_checkpoint,
+        save_baseline,
+        train_baseline,
+    )
+    from tocsr.data import load_photos, split_photos
+    from tocsr.imageio import save_png
+    from tocsr.sr.evaluate import eval_pairs
+
+    run = Path(run_dir)
+    teacher = load_teacher(teacher_dir)
+    methods, cfg = [], None
+    for i, (pname, d) in enumerate(sorted(sr_dirs.items())):
+        ms, cfg = load_sr_methods(teacher, Path(d), pname, with_teacher=(i == 0))
+        methods += ms
+    scale, patch = (cfg.scale, cfg.patch_px) if cfg else (4, teacher.preset.image_px)
+    photos, _ = load_photos(data, min_side=patch)
+    train, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)
+    methods = [SRMethod("bicubic", "interpolation", Interpolate(scale), True),
+               SRMethod("lanczos", "interpolation", LanczosSR(scale), True)] + methods
+    for name in baselines:
+        folder = run / "baselines" / name
+        if (folder / "model.safetensors").is_file():
+            model, _ = load_baseline(folder)
+        else:
+            model = train_baseline(name, train, scale, baseline_steps, patch_px=patch)
+            save_baseline(model, name, scale, patch // scale, folder)
+        methods.append(SRMethod(name, "classical", model, True))
+    for path in external or []:
+        model, ext_scale = load_external_checkpoint(path)
+        if ext_scale != scale:
+            raise TocsrError(f"{path}: the checkpoint upscales x{ext_scale}; this run evaluates x{scale}")
+        methods.append(SRMethod(f"external:{Path(path).stem}", "external", model, True))
+    quality = evaluate_quality(methods, val, patch, scale)
+    rows = report_rows(methods, quality, [load_profile(p) for p in profiles])
+    hr, lr = eval_pairs(val, patch, scale, "realesrgan")
+    crops = run / "eval" / "crops"
+    to_u8 = lambda t: (((t.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy())  # noqa: E731
+    save_png(crops / "0-ground-truth.png", to_u8(hr[0]))
+    save_png(crops / "1-input (nearest).png", np.repeat(np.repeat(to_u8(lr[0]), scale, 0), scale, 1))
+    for i, m in enumerate(methods):
+        save_png(crops / f"{i + 2}-{m.name}.png", to_u8(m.sr(lr[:1])[0]))
+    write_rows(rows, run / "eval", {"scale": scale, "patch_px": patch, "baseline_steps": baseline_steps,
+                                     "val_images": [p.name for p in val]})
+    return rows

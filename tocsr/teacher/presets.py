@@ -59,6 +59,16 @@ TEACHER_PRESETS = {
         autoencoder="tiny", unet="tiny", image_px=128,
         ae_training=AutoencoderTraining(steps=400, batch=8, patch_px=64, lr=3e-4),
         diffusion=DiffusionTraining(steps=4000, batch=16, lr=5e-4, latent_crops=4096)),
+    "quick": TeacherPreset(
+        "quick", "the main job's quick preset: the tiny shapes, fewer steps (about 7 minutes on 2 cores)",
+        autoencoder="tiny", unet="tiny", image_px=128,
+        ae_training=AutoencoderTraining(steps=300, batch=8, patch_px=64, lr=3e-4),
+        diffusion=DiffusionTraining(steps=2000, batch=16, lr=5e-4, latent_crops=2048, checkpoint_every=400)),
+    "smoke": TeacherPreset(
+        "smoke", "tests only: the tiny shapes, a few steps of everything",
+        autoencoder="tiny", unet="tiny", image_px=128, sample_steps=4,
+        ae_training=AutoencoderTraining(steps=10, batch=4, patch_px=64, lr=3e-4, pca_images=64),
+        diffusion=DiffusionTraining(steps=12, batch=4, lr=5e-4, latent_crops=64, checkpoint_every=6, warmup_steps=2)),
     "base": TeacherPreset(
         "base", "one-GPU preset: 256 px crops (32x32x16 latents)",
         autoencoder="base", unet="base", image_px=256,

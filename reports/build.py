@@ -1,0 +1,102 @@
+"""Assemble a run's report: reports/<run>/index.html plus rows.csv and rows.json.
+
+Inputs, all inside the run folder: eval/rows.json (ReportRows), eval/crops/*.png (visual crops),
+search-<profile>/search_result.json and convergence.png (per device), if present.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from reports.html import esc, img, page, rows_table, unavailable_notes
+from reports.plots import quality_vs_cost
+from reports.rows import ReportRow, flat
+from tocsr.artifacts import atomic_write_text, read_artifact, write_artifact
+from tocsr.errors import ArtifactError
+from tocsr.provenance import environment
+
+ROWS_KIND = "tocsr.report_rows"
+
+
+def write_rows(rows: list[ReportRow], folder: str | Path, extra: dict[str, Any] | None = None) -> None:
+    folder = Path(folder)
+    write_artifact(folder / "rows.json", ROWS_KIND, 1, {"rows": [r.to_dict() for r in rows], **(extra or {})},
+                   environment=environment())
+    table = flat(rows)
+    buf = io.StringIO()
+    if table:
+        keys = sorted({k for row in table for k in row}, key=lambda k: (k.count("."), k))
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(table)
+    atomic_write_text(folder / "rows.csv", buf.getvalue())
+
+
+def read_rows(folder: str | Path) -> tuple[list[ReportRow], dict[str, Any]]:
+    doc = read_artifact(Path(folder) / "rows.json", ROWS_KIND, 1)
+    return [ReportRow.from_dict(r) for r in doc["rows"]], doc
+
+
+def _selection(run: Path) -> tuple[str, list[tuple[str, bytes | None]]]:
+    rows, images = [], []
+    for f in sorted(run.glob("search-*/search_result.json")):
+        try:
+            d = read_artifact(f, "tocsr.search_result", 1)
+        except ArtifactError:
+            continue
+        c, t = d.get("chosen"), d["teacher_measured"]
+        if c is None:
+            rows.append(f"<tr><td>{esc(d['profile']['name'])}</td><td colspan=8>no feasible choice</td></tr>")
+            continue
+        tl = t["latency"]["p90_ms"]
+        cells = [d["profile"]["name"], c["spec"]["key"], f"{c['fidelity']:.4g}", f"{c['measured_latency_ms']:.2f}",
+                 f"{tl:.2f}", f"{tl / c['measured_latency_ms']:.2f}x", f"{c['params_m']:.3f}",
+                 f"{t['params_m'] / c['params_m']:.1f}x", f"{t['macs']['gmacs'] / c['gmacs']:.1f}x" if c.get("gmacs") else "-",
+                 f"{d['budgets']['latency_ms']:g}", str(d["evaluations"])]
+        rows.append("<tr>" + "".join(f"<td>{esc(x)}</td>" for x in cells) + "</tr>")
+        png = f.parent / "convergence.png"
+        images.append((f"search convergence: {d['profile']['name']} ({d['method']})",
+                       png.read_bytes() if png.is_file() else None))
+    head = ["device", "chosen architecture", "fidelity error", "measured p90 ms", "teacher p90 ms", "speed-up",
+            "params M", "fewer params", "fewer GMACs", "latency budget ms", "evaluations"]
+    table = ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>") \
+        if rows else "<p>No search results in this run.</p>"
+    return table, images
+
+
+def build_report(run_dir: str | Path, out_dir: str | Path, title: str | None = None) -> Path:
+    run, out = Path(run_dir), Path(out_dir)
+    rows, doc = read_rows(run / "eval")
+    devices = sorted({r.device_profile for r in rows})
+    degradations = sorted({d for r in rows for d in r.quality})
+    metrics = sorted({k for r in rows for d in r.quality.values() for k in d if k != "n_images"},
+                     key=lambda k: (k not in ("psnr_y", "psnr_y_crop", "ssim_y", "ssim_y_crop"), k))
+    sections = []
+    selection, convergence = _selection(run)
+    sections.append(("Selected architecture per device", selection))
+    for device in devices:
+        figs = "".join(img(quality_vs_cost(rows, device, cost, "psnr_y", degradations[0] if degradations else "bicubic"),
+                           f"{device} quality vs {cost}") for cost in ("gmacs", "latency_median_ms"))
+        sections.append((f"Quality vs cost on {device}", f"<div class='grid'>{figs}</div>"))
+    for deg in degradations:
+        sections.append((f"All rows, x{doc.get('scale', '?')} {deg} degradation",
+                         rows_table([r for r in rows if deg in r.quality], deg, metrics)))
+    sections.append(("Metrics", unavailable_notes(rows) or "<p>All metrics available.</p>"))
+    if convergence:
+        sections.append(("Search convergence", "<div class='grid'>" + "".join(img(p, a) for a, p in convergence) + "</div>"))
+    crops = sorted((run / "eval" / "crops").glob("*.png"))
+    if crops:
+        figs = "".join(f"<figure>{img(p.read_bytes(), p.stem)}<figcaption>{esc(p.stem)}</figcaption></figure>" for p in crops)
+        sections.append(("Visual crops (held-out photograph, x4, Real-ESRGAN degradation)", f"<div class='crops'>{figs}</div>"))
+    env = environment()
+    provenance = {"run": run.name, "commit": env["git"]["sha"], "torch": env["packages"]["torch"],
+                  "diffusers": env["packages"]["diffusers"], "cpu": env["cpu_model"], "built": env["created_utc"]}
+    html_text = page(title or f"TOC-SR report: {run.name}", sections, provenance)
+    atomic_write_text(out / "index.html", html_text)
+    write_rows(rows, out, {"scale": doc.get("scale")})
+    atomic_write_text(out / "report.json", json.dumps({"run": str(run), "devices": devices, "rows": len(rows)}, indent=2))
+    return out / "index.html"

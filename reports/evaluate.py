@@ -1,0 +1,96 @@
+"""Evaluate SR methods: quality on held-out photographs (once), cost on every device profile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from bench.measure import measure_workload
+from bench.profile import DeviceProfile
+from bench.workloads import Workload
+from reports.metrics import MetricSuite
+from reports.rows import ReportRow
+from tocsr.data import Photo
+from tocsr.provenance import environment
+from tocsr.sr.evaluate import eval_pairs
+from tocsr.training import progress
+
+
+class LanczosSR(nn.Module):
+    """PIL's Lanczos resampling as a module (CPU), so it is measured like every other method."""
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, lr01: torch.Tensor) -> torch.Tensor:
+        out = []
+        for img in lr01:
+            arr = (img.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+            pil = Image.fromarray(arr).resize((arr.shape[1] * self.scale, arr.shape[0] * self.scale), Image.LANCZOS)
+            out.append(torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).float() / 255)
+        return torch.stack(out).to(lr01.device)
+
+
+@dataclass
+class SRMethod:
+    name: str
+    kind: str                   # interpolation | classical | one-step | multi-step | external
+    module: nn.Module
+    unit_range: bool            # True: module maps [0, 1] -> [0, 1]; False: [-1, 1] -> [-1, 1]
+    arch_key: str = ""
+
+    def sr(self, lr: torch.Tensor) -> torch.Tensor:
+        """lr in [-1, 1] -> sr in [-1, 1]."""
+        with torch.no_grad():
+            if self.unit_range:
+                return (self.module((lr + 1) / 2).clamp(0, 1) * 2 - 1).float()
+            return self.module(lr).clamp(-1, 1).float()
+
+
+def evaluate_quality(methods: list[SRMethod], photos: list[Photo], patch_px: int, scale: int,
+                     kinds: tuple[str, ...] = ("bicubic", "realesrgan"), batch: int = 8) -> dict[str, dict[str, dict]]:
+    """{method: {degradation: metrics}}, on the same fixed crops and degradation seeds for every method."""
+    suite = MetricSuite.load()
+    out: dict[str, dict[str, dict]] = {m.name: {} for m in methods}
+    with progress("eval/quality", len(methods) * len(kinds)) as bar:
+        for kind in kinds:
+            hr, lr = eval_pairs(photos, patch_px, scale, kind)
+            for m in methods:
+                sr = torch.cat([m.sr(lr[i:i + batch]).cpu() for i in range(0, len(lr), batch)])
+                out[m.name][kind] = suite.score(sr, hr, scale) | {"n_images": len(hr)}
+                bar.update(1)
+    return out
+
+
+def evaluate_cost(method: SRMethod, profile: DeviceProfile):
+    side = profile.resolution.input_px
+    x = torch.rand(profile.batch, 3, side, side, generator=torch.Generator().manual_seed(0))
+    x = x if method.unit_range else x * 2 - 1
+    return measure_workload(Workload(method.name, method.module, (x,), {}), profile)
+
+
+def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]],
+                profiles: list[DeviceProfile]) -> list[ReportRow]:
+    env = environment()
+    rows = []
+    for profile in profiles:
+        for m in methods:
+            meas = evaluate_cost(m, profile)
+            lat = meas.latency
+            rows.append(ReportRow(
+                device_profile=profile.name, device_name=meas.device_name, method=m.name, kind=m.kind,
+                arch_key=m.arch_key or m.name, params_m=meas.params / 1e6,
+                gmacs=meas.macs.gmacs if meas.macs else None,
+                latency_median_ms=lat.median_ms if lat else (meas.prediction.latency_ms if meas.prediction else None),
+                latency_p90_ms=lat.p90_ms if lat else None, latency_iqr_ms=lat.iqr_ms if lat else None,
+                latency_cv=lat.cv if lat else None, peak_memory_mib=meas.peak_memory_mib,
+                energy_mj=meas.energy_mj_per_inference, measurement_status=meas.status, quality=quality[m.name],
+                provenance={"commit": env["git"]["sha"], "profile_sha256": profile.sha256,
+                            "torch": env["packages"]["torch"], "cpu": env["cpu_model"], "measured_utc": env["created_utc"],
+                            "error": meas.error}))
+    return rows

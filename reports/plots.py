@@ -1,0 +1,72 @@
+"""Figures of a report, returned as PNG bytes (the HTML inlines them)."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from reports.rows import ReportRow  # noqa: E402
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Non-dominated (cost, quality) points: lower cost, higher quality."""
+    front, best = [], float("-inf")
+    for c, q in sorted(points, key=lambda p: (p[0], -p[1])):
+        if q > best:
+            front.append((c, q))
+            best = q
+    return front
+
+
+def quality_vs_cost(rows: list[ReportRow], device: str, cost: str, metric: str = "psnr_y",
+                    degradation: str = "bicubic") -> bytes | None:
+    pts = [(getattr(r, cost), r.metric(degradation, metric), r.method) for r in rows if r.device_profile == device]
+    pts = [(c, q, m) for c, q, m in pts if c is not None and q is not None and c > 0]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for method in sorted({m for _, _, m in pts}):
+        xs = [c for c, _, m in pts if m == method]
+        ys = [q for _, q, m in pts if m == method]
+        ax.scatter(xs, ys, s=40, label=method, zorder=3)
+    front = pareto([(c, q) for c, q, _ in pts])
+    ax.plot([c for c, _ in front], [q for _, q in front], "k--", lw=1, label="Pareto front", zorder=2)
+    ax.set_xscale("log")
+    ax.set_xlabel({"gmacs": "GMACs per image", "latency_median_ms": "measured latency, median (ms)"}.get(cost, cost))
+    ax.set_ylabel(f"{metric} ({degradation} x-degradation), dB" if "psnr" in metric else metric)
+    ax.set_title(f"{device}: quality vs {'GMACs' if cost == 'gmacs' else 'latency'}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
+def trend(series: dict[str, list[tuple[str, float, float]]], title: str, flagged: set[str]) -> bytes:
+    """series: name -> [(night label, median, spread)]; flagged names drawn bold red."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for name, pts in sorted(series.items()):
+        xs = list(range(len(pts)))
+        ys = [p[1] for p in pts]
+        err = [p[2] for p in pts]
+        style = {"color": "red", "lw": 2.2} if name in flagged else {"lw": 1}
+        ax.errorbar(xs, ys, yerr=err, marker="o", ms=3, capsize=2, label=name + (" (regressed)" if name in flagged else ""),
+                    **style)
+    labels = max(series.values(), key=len) if series else []
+    ax.set_xticks(range(len(labels)), [p[0] for p in labels], rotation=30, fontsize=7)
+    ax.set_ylabel("median latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    return _png(fig)

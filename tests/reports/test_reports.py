@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from reports.build import build_report, read_rows, write_rows
+from reports.metrics import MetricSuite
+from reports.rows import ReportRow
+from tocsr.imageio import save_png
+
+HOSTILE = "<script>alert('x')</script>"
+
+
+def row(device="cpu-a", method="bicubic", psnr=25.0, gmacs=0.1, lat=1.0, kind="interpolation"):
+    return ReportRow(device_profile=device, device_name="CPU", method=method, kind=kind, arch_key=method,
+                     params_m=0.5, gmacs=gmacs, latency_median_ms=lat, latency_p90_ms=lat * 1.1, latency_iqr_ms=0.01,
+                     latency_cv=0.02, peak_memory_mib=10.0, energy_mj=None, measurement_status="ok",
+                     quality={"bicubic": {"psnr_y": psnr, "ssim_y": 0.8, "lpips": {"unavailable": "weights at /x/y.pth"}}},
+                     provenance={"commit": "abc"})
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    run = tmp_path / "runs" / "demo"
+    rows = [row(d, m, p, g, lt, k) for d in ("cpu-a", "cpu-b") for m, p, g, lt, k in (
+        ("bicubic", 24.0, 0.0001, 0.05, "interpolation"), ("espcn", 25.5, 0.3, 0.4, "classical"),
+        ("rrdb-s", 26.0, 5.0, 8.0, "classical"), ("tocsr-onestep", 26.4, 1.0, 3.0, "one-step"),
+        (HOSTILE, 20.0, 2.0, 2.0, "external"))]
+    write_rows(rows, run / "eval", {"scale": 4})
+    rng = np.random.default_rng(0)
+    save_png(run / "eval" / "crops" / "0-ground-truth.png", (rng.random((32, 32, 3)) * 255).astype("uint8"))
+    return run
+
+
+def test_rows_round_trip_as_json_and_csv(run_dir):
+    rows, doc = read_rows(run_dir / "eval")
+    assert len(rows) == 10 and doc["scale"] == 4 and rows[0] == row("cpu-a", "bicubic", 24.0, 0.0001, 0.05)
+    csv_text = (run_dir / "eval" / "rows.csv").read_text()
+    assert "bicubic.psnr_y" in csv_text and "unavailable" in csv_text
+
+
+def test_report_is_self_contained_escaped_and_plots_both_devices(run_dir, tmp_path):
+    path = build_report(run_dir, tmp_path / "report")
+    page = path.read_text()
+    assert HOSTILE not in page and "&lt;script&gt;alert(" in page
+    srcs = re.findall(r"<img[^>]+src='([^']+)'", page)
+    assert len(srcs) >= 5 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "http://" not in page and "https://" not in page
+    assert "Quality vs cost on cpu-a" in page and "Quality vs cost on cpu-b" in page
+    assert "weights at /x/y.pth" in page             # the unavailable metric names its path
+    assert (tmp_path / "report" / "rows.csv").is_file() and (tmp_path / "report" / "rows.json").is_file()
+
+
+def test_missing_weights_are_unavailable_not_zero():
+    suite = MetricSuite.load(("lpips", "niqe"))
+    x = torch.rand(2, 3, 128, 128) * 2 - 1            # NIQE needs at least 96 px blocks
+    scores = suite.score(x, x, 4)
+    assert scores["psnr_y"] > 60 and scores["ssim_y"] == pytest.approx(1.0)
+    if "lpips" in suite.unavailable:
+        assert "unavailable" in scores["lpips"] and ".pth" in scores["lpips"]["unavailable"]
+    assert isinstance(scores["niqe"], float)        # NIQE's parameters ship with the suite
+    small = suite.score(x[..., :64, :64], x[..., :64, :64], 4)
+    assert "unavailable" in small["niqe"]          # too small for NIQE: said so, not a crash or a zero
+
+
+def test_report_cli_writes_index(run_dir, tmp_path):
+    from tocsr.cli import main
+
+    with pytest.raises(SystemExit) as code:
+        main(["report", str(run_dir), "--out", str(tmp_path / "r2")])
+    assert code.value.code == 0 and (tmp_path / "r2" / "index.html").is_file()
+    assert json.loads((tmp_path / "r2" / "report.json").read_text())["rows"] == 10
