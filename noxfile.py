@@ -38,6 +38,13 @@ def slow(session: nox.Session) -> None:
 
 
 @nox.session
+def faults(session: nox.Session) -> None:
+    """Fault injection: SIGKILL search, training and writers at >= 20 random points; nothing finished is lost."""
+    install_project(session)
+    session.run("pytest", "tests/reliability", "-m", "slow", "-q", env={"HF_HUB_OFFLINE": "1"})
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff, plus the layering rule (imports point downward only)."""
     session.install("ruff>=0.6", "pytest>=8")

@@ -33,9 +33,13 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 def quality_vs_cost(rows: list[ReportRow], device: str, cost: str, metric: str = "psnr_y",
                     degradation: str = "bicubic") -> bytes | None:
     pts = [(getattr(r, cost), r.metric(degradation, metric), r.method) for r in rows if r.device_profile == device]
-    pts = [(c, q, m) for c, q, m in pts if c is not None and q is not None and c > 0]
+    pts = [(c, q, m) for c, q, m in pts if c is not None and q is not None]
     if not pts:
         return None
+    # Interpolation costs no MACs: draw it at a floor a decade below the cheapest network (log axis).
+    positive = [c for c, _, _ in pts if c > 0]
+    floor = min(positive) / 10 if positive else 1e-4
+    pts = [(c if c > 0 else floor, q, m + (" (0)" if c <= 0 else "")) for c, q, m in pts]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for method in sorted({m for _, _, m in pts}):
         xs = [c for c, _, m in pts if m == method]

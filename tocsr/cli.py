@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from tocsr.errors import TocsrError
+from tocsr.locking import folder_lock
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="TOC-SR: hardware-aware compact diffusion super-resolution.")
@@ -36,7 +37,8 @@ def teacher_train(
     """Train the 16-channel autoencoder and the expanded diffusion UNet."""
     from tocsr.teacher.train import train_teacher
 
-    doc = train_teacher(preset, out, data, resume, threads, init_unet)
+    with folder_lock(out, "teacher train"):
+        doc = train_teacher(preset, out, data, resume, threads, init_unet)
     ae, diff = doc["autoencoder"], doc["diffusion"]
     typer.echo(f"autoencoder: {ae['val_psnr_db']:.2f} dB held-out PSNR vs bicubic x4 {ae['bicubic_x4_psnr_db']:.2f} dB "
                f"(+{ae['margin_over_bicubic_x4_db']:.2f} dB)")
@@ -136,7 +138,8 @@ def run(
     """The main job: teacher, surrogates, per-device search and SR, evaluation, report."""
     from tocsr.pipeline import run_main_job
 
-    run_main_job(profile, preset, out, data, report_dir)
+    with folder_lock(out, "run"):
+        run_main_job(profile, preset, out, data, report_dir)
 
 
 @app.command()
@@ -169,9 +172,10 @@ def distill(
 
     if threads:
         torch.set_num_threads(threads)
-    t = load_teacher(teacher)
-    latents, val = teacher_latents(t)
-    doc = run_distill(t, latents, val, out, DistillConfig(steps=steps, batch=batch), resume)
+    with folder_lock(out, "distill"):
+        t = load_teacher(teacher)
+        latents, val = teacher_latents(t)
+        doc = run_distill(t, latents, val, out, DistillConfig(steps=steps, batch=batch), resume)
     r = doc["trained_over_init"]
     typer.echo(f"{doc['surrogates']} surrogates over {doc['slots']} slots in {doc['distill_s']:.0f} s; trained/init "
                f"error median {r['median']:.3f}, {100 * r['share_at_most_half']:.0f}% at most half; whole-candidate "
@@ -219,10 +223,11 @@ def search(
         raise typer.BadParameter(f"--formulation {formulation!r}: expected device or paper")
     if complexity not in ("params", "gmacs", "latency"):
         raise typer.BadParameter(f"--complexity {complexity!r}: expected params, gmacs or latency")
-    table_path = cost_table or out / "cost_table.json"
-    table = load_cost_table(table_path) if table_path.is_file() else stage_costs(teacher, profile, table_path)
-    doc = stage_search(teacher, surrogates, profile, table, out, method, budget, seed, formulation, eps_fid,
-                       complexity)
+    with folder_lock(out, "search"):
+        table_path = cost_table or out / "cost_table.json"
+        table = load_cost_table(table_path) if table_path.is_file() else stage_costs(teacher, profile, table_path)
+        doc = stage_search(teacher, surrogates, profile, table, out, method, budget, seed, formulation, eps_fid,
+                           complexity)
     c, t = doc["chosen"], doc["teacher_measured"]
     teacher_lat = t["latency"][f"p{int(table.percentile)}_ms"] if f"p{int(table.percentile)}_ms" in t["latency"] \
         else t["latency"]["p90_ms"]
@@ -247,8 +252,9 @@ def sr(
     from tocsr.sr.train import SRConfig
     from tocsr.stages import stage_sr
 
-    doc = stage_sr(teacher, surrogates, search_result, out,
-                   SRConfig(teacher_steps=teacher_steps, student_steps=student_steps), data, resume)
+    with folder_lock(out, "sr"):
+        doc = stage_sr(teacher, surrogates, search_result, out,
+                       SRConfig(teacher_steps=teacher_steps, student_steps=student_steps), data, resume)
     for kind, rows in doc["quality"].items():
         typer.echo(f"{kind}: " + ", ".join(f"{m} {r['psnr_y']:.2f} dB" for m, r in rows.items()))
     typer.echo(f"wrote {out} (upscale with `tocsr upscale IMAGE -o OUT --model {out}`)")
@@ -313,8 +319,9 @@ def search_benchmark(
     """BO vs random, evolution, greedy and TPE at equal budgets over several seeds (JSON + plot)."""
     from tocsr.stages import load_cost_table, stage_search_benchmark
 
-    doc = stage_search_benchmark(teacher, surrogates, profile, load_cost_table(cost_table), out,
-                                 tuple(methods.split(",")), budget, seeds, random_budget, best_known_budget)
+    with folder_lock(out, "search-benchmark"):
+        doc = stage_search_benchmark(teacher, surrogates, profile, load_cost_table(cost_table), out,
+                                     tuple(methods.split(",")), budget, seeds, random_budget, best_known_budget)
     typer.echo(f"best known {doc['best_known']:.5g}; target within {100 * doc['tolerance']:.0f}%")
     for k, v in doc["summary"].items():
         typer.echo(f"{k:12s} median final {v['median_final_best']:.5g}; reached target in {v['reached']}/{doc['seeds']} "
@@ -342,7 +349,8 @@ def nightly(
             factors[name] = float(factor)
         except ValueError:
             raise typer.BadParameter(f"--inject-slowdown {item!r}: expected MODEL=FACTOR, e.g. unet-tiny=1.2") from None
-    night = run_night(profile, tuple(m for m in models.split(",") if m), history, factors, label=label)
+    with folder_lock(out, "nightly"):
+        night = run_night(profile, tuple(m for m in models.split(",") if m), history, factors, label=label)
     page = render_nightly(history, out)
     import json as _json
 

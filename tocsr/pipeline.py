@@ -110,7 +110,10 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     loaded = [load_profile(p) for p in profiles]
     if len({p.name for p in loaded}) != len(loaded):
         raise ConfigError("the same profile is named twice")
-    console = Console()
+    # Off a terminal rich assumes 80 columns; the summary table needs more to stay readable in logs.
+    import sys
+
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     log = StageLog(out, console)
     t_start = time.perf_counter()
     n_stages = 3 + 3 * len(loaded) + 1
