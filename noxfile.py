@@ -18,9 +18,13 @@ nox.options.reuse_existing_virtualenvs = True
 TORCH_PAIR = [line.strip() for line in open("constraints.txt") if line.strip() and not line.startswith("#")]
 
 
+PYIQA = "pyiqa==0.1.16"   # --no-deps: its declared dependencies are ~1.7 GB the suite does not use
+
+
 def install_project(session: nox.Session, extras: str = "dev") -> None:
     session.install(*TORCH_PAIR)
     session.install("-c", "constraints.txt", "-e", f".[{extras}]")
+    session.install("--no-deps", PYIQA)
 
 
 @nox.session

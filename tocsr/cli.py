@@ -361,6 +361,24 @@ def nightly(
     typer.echo(f"wrote {page}")
 
 
+@app.command()
+def export(
+    model: Path = typer.Option(Path("runs/sr"), "--model", help="SR model folder from `tocsr sr`"),
+    out: Path = typer.Option(..., "--out", "-o", help="the .onnx file to write"),
+    opset: int = typer.Option(17, "--opset", min=13),
+) -> None:
+    """Export the one-step generator plus decoder to ONNX and check it against torch."""
+    from tocsr.sr.export import check_onnx, export_onnx
+    from tocsr.sr.pipeline import TOCSRPipeline
+
+    pipe = TOCSRPipeline.from_pretrained(model)
+    path = export_onnx(pipe, out, opset=opset)
+    err = check_onnx(pipe, path)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); onnxruntime vs torch max |diff| {err:.2e}")
+    if err > 1e-3:
+        raise typer.Exit(1)
+
+
 @app.command("workloads")
 def workloads_cmd() -> None:
     """List the built-in workloads `--model` accepts."""
