@@ -49,6 +49,14 @@ def faults(session: nox.Session) -> None:
 
 
 @nox.session
+def scaleout(session: nox.Session) -> None:
+    """Ray (2 local workers) and a 2-process accelerate run, on this machine."""
+    install_project(session)
+    session.install("-c", "constraints.txt", "ray[default]==2.*")
+    session.run("pytest", "tests/scaleout", "-m", "slow", "-q", "-s", env={"HF_HUB_OFFLINE": "1"})
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff, plus the layering rule (imports point downward only)."""
     session.install("ruff>=0.6", "pytest>=8")

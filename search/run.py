@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -23,25 +23,29 @@ from tocsr.training import progress
 log = logging.getLogger(__name__)
 
 
+Outcome = tuple[float | None, str | None, float]      # (fidelity, error, seconds)
+
+
 class Executor(Protocol):
-    def map(self, fn: Callable[[ArchSpec], tuple[float | None, str | None, float]],
-            specs: Sequence[ArchSpec]) -> list[tuple[float | None, str | None, float]]: ...
+    def map(self, specs: Sequence[ArchSpec]) -> list[Outcome]:
+        """Evaluate a batch of candidates; results in the order of `specs`."""
+
+
+def evaluate_one(evaluator, spec: ArchSpec) -> Outcome:
+    t0 = time.perf_counter()
+    try:
+        value = float(evaluator.evaluate(spec))
+    except (RuntimeError, ValueError, MemoryError) as err:   # OOM and broken candidates are results too
+        return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", time.perf_counter() - t0
+    return value, None, time.perf_counter() - t0
 
 
 class InProcessExecutor:
-    def map(self, fn, specs):
-        return [fn(s) for s in specs]
+    def __init__(self, evaluator):
+        self.evaluator = evaluator
 
-
-def evaluate_fidelity(problem: SearchProblem) -> Callable[[ArchSpec], tuple[float | None, str | None, float]]:
-    def run(spec: ArchSpec) -> tuple[float | None, str | None, float]:
-        t0 = time.perf_counter()
-        try:
-            value = float(problem.fidelity.evaluate(spec))
-        except (RuntimeError, ValueError, MemoryError) as err:   # OOM and broken candidates are results too
-            return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", time.perf_counter() - t0
-        return value, None, time.perf_counter() - t0
-    return run
+    def map(self, specs: Sequence[ArchSpec]) -> list[Outcome]:
+        return [evaluate_one(self.evaluator, s) for s in specs]
 
 
 def best_feasible(trials: Sequence[Trial]) -> Trial | None:
@@ -56,8 +60,7 @@ def run_search(problem: SearchProblem, method: str, budget: int, out_dir: str | 
     trials = trial_log.read()
     strategy = make_strategy(method, problem, seed, **strategy_kwargs)
     strategy.tell(trials)
-    executor = executor or InProcessExecutor()
-    evaluate = evaluate_fidelity(problem)
+    executor = executor or InProcessExecutor(problem.fidelity)
     seen = {t.key for t in trials}
     bar_cm = progress(f"search/{method}", budget, len(trials)) if show_progress else None
     bar = bar_cm.__enter__() if bar_cm else None
@@ -67,7 +70,7 @@ def run_search(problem: SearchProblem, method: str, budget: int, out_dir: str | 
             if not specs:
                 log.info("%s proposes nothing more after %d evaluations", method, len(trials))
                 break
-            results = executor.map(evaluate, specs)
+            results = executor.map(specs)
             new = []
             for spec, (fid, err, wall) in zip(specs, results, strict=True):
                 costs = problem.costs(spec).to_dict()

@@ -102,6 +102,27 @@ BASELINES["rrdb-s"] = Baseline("rrdb-s", "RRDB-class network sized for CPU budge
                                                                         scale=s))
 
 
+class ResidualSR(nn.Module):
+    """Global residual learning (as VDSR): bicubic upscaling plus g * net(x), with g starting at 0
+    (ReZero). Trained from scratch on a short budget, a plain network starts far below bicubic; this
+    form starts exactly at bicubic and can only be trained up from it, as the suite's one-step
+    student does (it starts as the identity on the LR latent)."""
+
+    def __init__(self, net: nn.Module, scale: int):
+        super().__init__()
+        self.net, self.scale = net, scale
+        self.gain = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return (base + self.gain * self.net(x)).clamp(0, 1)
+
+
+def build_trained_baseline(name: str, scale: int, input_px: int) -> nn.Module:
+    net = build_baseline(name, scale, input_px)
+    return ResidualSR(net, scale) if BASELINES[name].trainable else net
+
+
 def train_baseline(name: str, photos, scale: int, steps: int, batch: int = 8, patch_px: int = 128, lr: float = 5e-4,
                    seed: int = 0, kinds: tuple[str, ...] = ("bicubic", "realesrgan"), progress_desc: str | None = None):
     """Train a classical baseline with L1 on the same SR pairs and step budget as the suite's models."""
@@ -111,7 +132,7 @@ def train_baseline(name: str, photos, scale: int, steps: int, batch: int = 8, pa
     from tocsr.training import progress
 
     torch.manual_seed(seed)
-    model = build_baseline(name, scale, patch_px // scale)
+    model = build_trained_baseline(name, scale, patch_px // scale)
     if not BASELINES[name].trainable:
         return model.eval()
     pairs = SRPairs(photos, patch_px, scale, steps * batch, seed + 11, kinds)
@@ -150,7 +171,7 @@ def load_baseline(folder) -> tuple[nn.Module, dict]:
 
     folder = Path(folder)
     meta = json.loads((folder / "baseline.json").read_text())
-    model = build_baseline(meta["name"], meta["scale"], meta["input_px"])
+    model = build_trained_baseline(meta["name"], meta["scale"], meta["input_px"])
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return model.eval(), meta
 

@@ -24,6 +24,11 @@ class FolderLocked(TocsrError):
 def folder_lock(folder: str | Path, command: str = "tocsr"):
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("RANK", "0") != "0":
+        # Under `accelerate launch`/torchrun every rank runs the command; rank 0 holds the lock for
+        # the group (the other ranks write nothing outside rank-0-guarded sections).
+        yield path
+        return
     lock = path / ".tocsr.lock"
     fh = open(lock, "a+")
     try:

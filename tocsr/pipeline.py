@@ -172,10 +172,26 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     from reports.build import build_report
 
     report_path = build_report(out, Path(report_dir) if report_dir else Path("reports") / out.name)
+    browser = browser_check(report_path)
     summary = summarize(out, chosen, report_path, time.perf_counter() - t_start, log)
+    summary["browser_check"] = browser
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     print_summary(console, summary)
     return summary
+
+
+def browser_check(report_path: Path) -> dict[str, Any]:
+    """Open the report in headless Chromium when it is installed; keep a screenshot beside it."""
+    from reports.browser import check_page, find_chromium
+
+    if find_chromium() is None:
+        return {"checked": False, "why": "chromium is not installed"}
+    try:
+        r = check_page(report_path, report_path.parent / "screenshot.png")
+    except (OSError, __import__("subprocess").SubprocessError) as err:
+        return {"checked": False, "why": f"{type(err).__name__}: {err}"}
+    return {"checked": True, "images_ok": r.images_ok, "images_failed": r.images_failed,
+            "console_errors": r.console_errors, "screenshot": str(r.screenshot)}
 
 
 def summarize(out: Path, chosen: dict[str, dict], report_path: Path, wall_s: float, log: StageLog) -> dict[str, Any]:
@@ -217,3 +233,7 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
     console.print(table)
     console.print(f"report: {s['report']}  ({s['wall_s'] / 60:.1f} min; ran {len(s['stages_ran'])} stages, "
                   f"skipped {len(s['stages_skipped'])})")
+    b = s.get("browser_check", {})
+    if b.get("checked"):
+        console.print(f"headless Chromium: {b['images_ok']} images loaded, {b['images_failed']} failed, "
+                      f"{len(b['console_errors'])} console errors; screenshot {b['screenshot']}")

@@ -121,3 +121,16 @@ def test_tight_budgets_are_reached_by_repairing_samples(space, tmp_path):
     problem = SearchProblem(space, FakeFidelity(space), cost, Budgets(latency_ms=tight))
     trials = run_search(problem, "random", 5, tmp_path, seed=0, show_progress=False)
     assert len(trials) == 5 and all(t.feasible for t in trials)
+
+
+def test_an_impossible_budget_names_the_tightest_constraint_and_closest_candidate(space):
+    from tocsr.stages import SearchInfeasible, check_reachable
+
+    cost = FakeCost(space)
+    cheapest = space.spec({s.name: min(s.choices, key=lambda c, s=s: cost.lat[(s.name, c)]) for s in space.slots})
+    floor = cost.predict_latency_at_ms(cheapest)
+    problem = SearchProblem(space, FakeFidelity(space), cost, Budgets(latency_ms=0.5 * floor, peak_memory_mib=1e6))
+    with pytest.raises(SearchInfeasible) as info:
+        check_reachable(problem)
+    msg = str(info.value)
+    assert "tightest constraint is latency_ms" in msg and cheapest.key in msg and f"{floor:.4g}" in msg

@@ -114,3 +114,65 @@ def test_empty_or_missing_data_folder_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no such folder"):
         load_image_folder(tmp_path / "nope")
     assert dataclasses.is_dataclass(Photo)
+
+
+def test_nan_loss_stops_with_a_message_naming_the_last_good_checkpoint(tmp_path):
+    from tocsr.training import Checkpointer, TrainingDiverged, check_finite
+
+    ck = Checkpointer(tmp_path)
+    ck.save(40, lambda d: (d / "weights.bin").write_bytes(b"ok"), {"loss": 0.1})
+    with pytest.raises(TrainingDiverged, match=r"step 41; the last good checkpoint is .*step-0000040"):
+        check_finite(torch.tensor(float("nan")), 41, ck)
+    assert (ck.latest() / "weights.bin").read_bytes() == b"ok"
+
+
+def test_incomplete_or_foreign_teacher_folders_are_one_clear_error(tmp_path):
+    from tocsr.errors import ArtifactError
+    from tocsr.teacher.train import load_teacher
+
+    with pytest.raises(ArtifactError, match="teacher.json: file not found"):
+        load_teacher(tmp_path)
+    from tocsr.artifacts import write_artifact
+
+    write_artifact(tmp_path / "teacher.json", "tocsr.teacher", 1, {"preset": "tiny"})
+    with pytest.raises(ArtifactError, match="incomplete teacher folder, missing autoencoder, unet"):
+        load_teacher(tmp_path)
+    write_artifact(tmp_path / "teacher.json", "tocsr.search_result", 1, {})
+    with pytest.raises(ArtifactError, match="kind = 'tocsr.search_result'"):
+        load_teacher(tmp_path)
+
+
+def test_unknown_preset_is_one_line_exit_1(capsys):
+    from tocsr.cli import main
+
+    with pytest.raises(SystemExit) as code:
+        main(["teacher", "train", "--preset", "huge", "--out", "/tmp/never-written"])
+    assert code.value.code == 1 and "--preset 'huge' does not exist; available: tiny" in capsys.readouterr().err
+
+
+def test_teacher_models_round_trip_exactly(tmp_path):
+    from tocsr.models.condition import ConditionEmbedding
+    from tocsr.teacher.diffusion_train import Denoiser
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=16, out_channels=16, block_out_channels=(32, 64),
+                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=8, norm_num_groups=8).eval()
+    cond = ConditionEmbedding(1, 1, 32).eval()
+    unet.save_pretrained(tmp_path / "unet")
+    cond.save_pretrained(tmp_path / "cond")
+    a = Denoiser(unet, cond)
+    b = Denoiser(UNet2DConditionModel.from_pretrained(tmp_path / "unet").eval(),
+                 ConditionEmbedding.from_pretrained(tmp_path / "cond").eval())
+    z, t = torch.randn(2, 16, 8, 8), torch.tensor([3, 800])
+    with torch.no_grad():
+        assert torch.equal(a(z, t), b(z, t))
+    ae = build_autoencoder_from_preset("tiny").eval()
+    ae.init_shortcuts_from_images(torch.rand(4, 3, 64, 64) * 2 - 1)
+    set_latent_stats(ae, torch.rand(4, 3, 64, 64) * 2 - 1)
+    ae.save_pretrained(tmp_path / "ae")
+    ae2 = ShortcutAutoencoderKL.from_pretrained(tmp_path / "ae").eval()
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(decode_latents(ae, encode_latents(ae, x)), decode_latents(ae2, encode_latents(ae2, x)))

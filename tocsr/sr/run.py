@@ -22,7 +22,14 @@ from tocsr.models.autoencoder import decode_latents, encode_latents
 from tocsr.space import ArchSpec
 from tocsr.sr.data import upsample_lr
 from tocsr.sr.evaluate import evaluate_methods
-from tocsr.sr.train import SRConfig, build_student, sample_sr_teacher, train_sr_teacher, train_student
+from tocsr.sr.train import (
+    PairCache,
+    SRConfig,
+    build_student,
+    sample_sr_teacher,
+    train_sr_teacher,
+    train_student,
+)
 
 
 class MultiStepSR(torch.nn.Module):
@@ -63,11 +70,14 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     train, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)   # the teacher's split
     timings = {}
     t = time.perf_counter()
-    sr_teacher = train_sr_teacher(teacher, train, out, cfg, resume)
+    cache = PairCache.build(teacher.autoencoder.eval(), train, cfg, cfg.seed)
+    timings["pair_cache_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sr_teacher = train_sr_teacher(teacher, cache, out, cfg, resume)
     timings["sr_teacher_s"] = time.perf_counter() - t
     t = time.perf_counter()
     student = build_student(teacher, space, spec, bank, cfg)
-    student = train_student(teacher, sr_teacher, student, train, out, cfg, resume)
+    student = train_student(teacher, sr_teacher, student, cache, out, cfg, resume)
     timings["student_s"] = time.perf_counter() - t
     teacher.autoencoder.save_pretrained(out / "autoencoder")
     ae = teacher.autoencoder.eval()

@@ -28,7 +28,7 @@ from tocsr.space import ArchSpec, SearchSpace
 from tocsr.sr.data import SRPairs, upsample_lr
 from tocsr.sr.models import LatentDiscriminator, OneStepStudent, widen_conv_in
 from tocsr.teacher.evaluate import prediction_target
-from tocsr.training import Checkpointer, batch_indices, check_finite, load_optimizer, progress, save_optimizer
+from tocsr.training import Checkpointer, check_finite, load_optimizer, progress, save_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,13 @@ class SRConfig:
     student_steps: int = 1500
     student_lr: float = 2e-4
     sample_steps: int = 20
-    t_start: int = 600
+    t_start: int = 400                    # shortened chain from the noised LR latent (ResShift-style)
+    pair_cache: int = 2048                # (HR, LR) latent pairs encoded once, shared by both trainings
     teacher_cache: int = 256              # LR crops whose teacher output the student regresses to
     w_latent: float = 1.0
-    w_teacher: float = 0.5
+    w_teacher: float = 0.25
     w_pixel: float = 0.2
+    pixel_share: int = 4                  # images per batch decoded for the pixel loss (decoding is costly)
     w_adv: float = 0.02
     ema_decay: float = 0.995
     t_star: int = 250
@@ -78,7 +80,38 @@ def _batch(pairs: SRPairs, idx, device) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([a for a, _ in items]).to(device), torch.stack([b for _, b in items]).to(device)
 
 
-def train_sr_teacher(teacher, photos, out_dir: Path, cfg: SRConfig, resume: bool = False) -> SRDenoiser:
+@dataclass
+class PairCache:
+    """(HR, LR) latent pairs encoded once. Encoding dominated an SR step (two autoencoder passes per
+    image); with the cache a step costs only the UNet. HR pixels, needed for the pixel loss, are
+    re-cropped on demand (cheap: no degradation, no encoding)."""
+
+    pairs: SRPairs
+    z_hr: torch.Tensor
+    z_lr: torch.Tensor
+
+    @classmethod
+    def build(cls, ae, photos, cfg: SRConfig, seed: int, batch: int = 32) -> PairCache:
+        pairs = SRPairs(photos, cfg.patch_px, cfg.scale, cfg.pair_cache, seed, cfg.kinds)
+        z_hr, z_lr = [], []
+        with progress("sr/latent-pairs", cfg.pair_cache) as bar:
+            for i in range(0, cfg.pair_cache, batch):
+                hr, lr = _batch(pairs, range(i, min(cfg.pair_cache, i + batch)), "cpu")
+                a, b = encode_pair(ae, hr, lr, cfg.scale)
+                z_hr.append(a.half())
+                z_lr.append(b.half())
+                bar.update(len(hr))
+        return cls(pairs, torch.cat(z_hr), torch.cat(z_lr))
+
+    def sample(self, gen: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = torch.randint(0, len(self.z_hr), (n,), generator=gen)
+        return idx, self.z_hr[idx].float(), self.z_lr[idx].float()
+
+    def hr_pixels(self, idx: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.pairs.crops[int(i)] for i in idx])
+
+
+def train_sr_teacher(teacher, cache: PairCache, out_dir: Path, cfg: SRConfig, resume: bool = False) -> SRDenoiser:
     """Widen the teacher into the conditional SR teacher and train it; saves <out>/sr_teacher."""
     ck = Checkpointer(out_dir / "checkpoints" / "sr_teacher")
     model = SRDenoiser(widen_conv_in(teacher.unet, 16), teacher.denoiser.condition)
@@ -97,7 +130,6 @@ def train_sr_teacher(teacher, photos, out_dir: Path, cfg: SRConfig, resume: bool
         ema = EMAModel(params, decay=0.999)
         ema.load_state_dict(state["ema"])
         start = int(ck.latest_meta()["step"])
-    pairs = SRPairs(photos, cfg.patch_px, cfg.scale, (cfg.teacher_steps + 1) * cfg.batch, cfg.seed, cfg.kinds)
     sched = teacher.scheduler
     model.train()
     with progress("sr/teacher", cfg.teacher_steps, start) as bar:
@@ -105,9 +137,8 @@ def train_sr_teacher(teacher, photos, out_dir: Path, cfg: SRConfig, resume: bool
             lr_now = cfg.teacher_lr * min(1.0, (step + 1) / 100)
             for g in opt.param_groups:
                 g["lr"] = lr_now
-            hr, lr = _batch(pairs, batch_indices(step, cfg.batch), "cpu")
-            z_hr, z_lr = encode_pair(teacher.autoencoder, hr, lr, cfg.scale)
             gen = torch.Generator().manual_seed(cfg.seed * 999_983 + step)
+            _, z_hr, z_lr = cache.sample(gen, cfg.batch)
             noise = torch.randn(z_hr.shape, generator=gen)
             t = torch.randint(0, sched.config.num_train_timesteps, (len(z_hr),), generator=gen)
             loss = F.mse_loss(model(sched.add_noise(z_hr, noise, t), t, z_lr), prediction_target(sched, z_hr, noise, t))
@@ -161,8 +192,8 @@ def build_student(teacher, space: SearchSpace, spec: ArchSpec, bank, cfg: SRConf
     return student
 
 
-def train_student(teacher, sr_teacher: SRDenoiser, student: OneStepStudent, photos, out_dir: Path, cfg: SRConfig,
-                  resume: bool = False) -> OneStepStudent:
+def train_student(teacher, sr_teacher: SRDenoiser, student: OneStepStudent, cache: PairCache, out_dir: Path,
+                  cfg: SRConfig, resume: bool = False) -> OneStepStudent:
     ck = Checkpointer(out_dir / "checkpoints" / "student")
     disc = LatentDiscriminator(student.backbone.unet.config.out_channels)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.student_lr, weight_decay=0.0)
@@ -181,20 +212,16 @@ def train_student(teacher, sr_teacher: SRDenoiser, student: OneStepStudent, phot
         ema.load_state_dict(state["ema"])
         start = int(ck.latest_meta()["step"])
     ae = teacher.autoencoder
-    # The multi-step teacher's answers for a fixed set of LR crops, computed once.
-    cache_pairs = SRPairs(photos, cfg.patch_px, cfg.scale, cfg.teacher_cache, cfg.seed + 1, cfg.kinds)
-    cache_lr, cache_hr, cache_teacher = [], [], []
-    with progress("sr/teacher-targets", cfg.teacher_cache) as bar:
-        for i in range(0, cfg.teacher_cache, cfg.batch):
-            hr, lr = _batch(cache_pairs, range(i, min(cfg.teacher_cache, i + cfg.batch)), "cpu")
-            z_hr, z_lr = encode_pair(ae, hr, lr, cfg.scale)
+    # The multi-step teacher's answers for a fixed subset of the cached LR latents, computed once.
+    n_t = min(cfg.teacher_cache, len(cache.z_lr))
+    cache_lr, cache_teacher = cache.z_lr[:n_t].float(), []
+    with progress("sr/teacher-targets", n_t) as bar:
+        for i in range(0, n_t, cfg.batch):
+            z_lr = cache_lr[i:i + cfg.batch]
             cache_teacher.append(sample_sr_teacher(sr_teacher, teacher.scheduler.config, z_lr, cfg.sample_steps,
                                                    cfg.t_start, seed=cfg.seed + i))
-            cache_lr.append(z_lr)
-            cache_hr.append(z_hr)
-            bar.update(len(hr))
-    cache_lr, cache_hr, cache_teacher = torch.cat(cache_lr), torch.cat(cache_hr), torch.cat(cache_teacher)
-    pairs = SRPairs(photos, cfg.patch_px, cfg.scale, (cfg.student_steps + 1) * cfg.batch, cfg.seed + 2, cfg.kinds)
+            bar.update(len(z_lr))
+    cache_teacher = torch.cat(cache_teacher)
     for p in ae.parameters():
         p.requires_grad_(False)
     student.train()
@@ -203,15 +230,15 @@ def train_student(teacher, sr_teacher: SRDenoiser, student: OneStepStudent, phot
             frac = step / max(1, cfg.student_steps)
             for g in opt.param_groups:
                 g["lr"] = cfg.student_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-            hr, lr = _batch(pairs, batch_indices(step, cfg.batch), "cpu")
-            z_hr, z_lr = encode_pair(ae, hr, lr, cfg.scale)
             gen = torch.Generator().manual_seed(cfg.seed * 31 + step)
+            idx, z_hr, z_lr = cache.sample(gen, cfg.batch)
             ci = torch.randint(0, len(cache_lr), (max(1, cfg.batch // 4),), generator=gen)
             pred = student(z_lr)
             pred_c = student(cache_lr[ci])
             loss_latent = F.mse_loss(pred, z_hr)
             loss_teacher = F.mse_loss(pred_c, cache_teacher[ci])
-            loss_pixel = F.l1_loss(decode_latents(ae, pred), hr)
+            k = min(cfg.pixel_share, len(idx))
+            loss_pixel = F.l1_loss(decode_latents(ae, pred[:k]), cache.hr_pixels(idx[:k]))
             loss_adv = -disc(pred).mean()
             loss = (cfg.w_latent * loss_latent + cfg.w_teacher * loss_teacher + cfg.w_pixel * loss_pixel
                     + cfg.w_adv * loss_adv)

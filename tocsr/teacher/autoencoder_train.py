@@ -129,6 +129,7 @@ def train_autoencoder(train: list[Photo], val: list[Photo], preset: TeacherPrese
     set_latent_stats(model, torch.stack([stats_crops[i] for i in range(len(stats_crops))]).to(accelerator.device))
     if accelerator.is_main_process:
         model.save_pretrained(final_dir)
+    accelerator.wait_for_everyone()     # other ranks read the saved folder next
     scores = evaluate_autoencoder(model, val_images.to(accelerator.device))
     return AutoencoderReport(**scores, val_images=len(val_images), steps=cfg.steps, perceptual=perceptual_note,
                              pca_variance_kept=pca_kept)

@@ -161,4 +161,5 @@ def train_diffusion(latents: torch.Tensor, val_latents: torch.Tensor, preset: Te
         inner.unet.save_pretrained(out_dir / "unet")
         inner.condition.save_pretrained(out_dir / "condition")
         scheduler.save_pretrained(out_dir / "scheduler")
+    accelerator.wait_for_everyone()     # other ranks read the saved folders next
     return DiffusionReport(d.steps, float(loss.item()), untrained, trained, d.prediction_type)

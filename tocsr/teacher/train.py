@@ -132,15 +132,17 @@ def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None
     else:
         ae_report = train_autoencoder(train, val, preset, out, accelerator, resume)
         ae = ae_cls.from_pretrained(ae_folder).eval().to(accelerator.device)
-        write_artifact(out / "autoencoder_report.json", "tocsr.teacher.autoencoder", 1,
-                       {"report": dataclasses.asdict(ae_report)})
+        if accelerator.is_main_process:
+            write_artifact(out / "autoencoder_report.json", "tocsr.teacher.autoencoder", 1,
+                           {"report": dataclasses.asdict(ae_report)})
     timings["autoencoder_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     latents = build_latent_cache(ae, train, preset.image_px, preset.diffusion.latent_crops, preset.seed + 7,
                                  accelerator.device)
     val_latents = build_val_latents(ae, val, preset.image_px, accelerator.device)
-    save_latents(out, latents, val_latents)
+    if accelerator.is_main_process:
+        save_latents(out, latents, val_latents)
     timings["latent_cache_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -177,5 +179,7 @@ def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None
                     "latent_kid_gaussian_noise_vs_val": noise_kid},
         "timings_s": timings, "device": str(accelerator.device), "threads": torch.get_num_threads(),
     }
-    write_artifact(out / "teacher.json", TEACHER_KIND, TEACHER_SCHEMA_VERSION, doc, environment=environment())
+    if accelerator.is_main_process:
+        write_artifact(out / "teacher.json", TEACHER_KIND, TEACHER_SCHEMA_VERSION, doc, environment=environment())
+    accelerator.wait_for_everyone()
     return doc
