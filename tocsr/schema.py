@@ -30,7 +30,9 @@ class SchemaError(ConfigError):
         shown = "<missing>" if value is _MISSING else repr(value)
         if len(shown) > 80:
             shown = shown[:77] + "..."
-        where = f"{source}: {key}" if key else source
+        # A YAML key may hold any text, newlines included; repr keeps the message on one line.
+        shown_key = key if key.isprintable() else repr(key)
+        where = f"{source}: {shown_key}" if key else source
         super().__init__(f"{where} = {shown}: expected {expected}")
 
 
