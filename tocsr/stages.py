@@ -277,12 +277,11 @@ def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table:
 
 def load_sr_methods(teacher, sr_dir: Path, profile_name: str, with_teacher: bool):
     """The one-step student of an SR folder (and optionally its multi-step SR teacher) as SRMethods."""
-    from diffusers import UNet2DConditionModel
 
     from reports.evaluate import SRMethod
     from tocsr.sr.models import OneStepStudent
     from tocsr.sr.run import MultiStepSR, OneStepSRModule
-    from tocsr.sr.train import SRConfig, SRDenoiser
+    from tocsr.sr.train import SRConfig, load_sr_teacher
 
     meta = __import__("json").loads((sr_dir / "sr.json").read_text())
     cfg = SRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
@@ -290,9 +289,8 @@ def load_sr_methods(teacher, sr_dir: Path, profile_name: str, with_teacher: bool
     methods = [SRMethod(f"tocsr-onestep ({profile_name})", "one-step",
                         OneStepSRModule(teacher.autoencoder, student, cfg.scale), False, meta["arch"]["key"])]
     if with_teacher:
-        sr_unet = UNet2DConditionModel.from_pretrained(sr_dir / "sr_teacher").eval()
-        multi = MultiStepSR(teacher.autoencoder, SRDenoiser(sr_unet, teacher.denoiser.condition).eval(),
-                            teacher.scheduler.config, cfg.scale, cfg.sample_steps, cfg.t_start)
+        sr_teacher, sr_config = load_sr_teacher(sr_dir, teacher.denoiser.condition)
+        multi = MultiStepSR(teacher.autoencoder, sr_teacher, sr_config, cfg.scale, cfg.sample_steps, cfg.t_start)
         methods.append(SRMethod(f"sr-teacher ({cfg.sample_steps} steps)", "multi-step", multi, False, "expanded-teacher"))
     return methods, cfg
 

@@ -126,3 +126,38 @@ def test_torch_jpeg_tracks_a_real_encoder():
         err_ours, err_pil = (ours - x).square().mean().sqrt(), (pil - x).square().mean().sqrt()
         assert err_ours == pytest.approx(err_pil.item(), rel=0.25)
     assert (jpeg(x, 30) - x).abs().mean() > (jpeg(x, 95) - x).abs().mean()
+
+
+def test_sr_teacher_sampling_returns_an_oracle_x0_even_far_outside_unit_range():
+    """An x0-predicting SR teacher that knows the answer must return it exactly, even where the latent
+    is far outside [-1, 1]: diffusers' default clip_sample once clamped it there (PSNR fell 7 dB)."""
+    from types import SimpleNamespace
+
+    from diffusers import DDPMScheduler
+
+    from tocsr.sr.train import sample_sr_teacher, sr_scheduler
+
+    torch.manual_seed(0)
+    z_hr = torch.randn(2, 16, 8, 8) * 3.0
+    z_lr = z_hr + 0.3 * torch.randn_like(z_hr)
+    teacher = SimpleNamespace(scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085,
+                                                      beta_end=0.012))     # clip_sample=True, as diffusers defaults
+    config = dict(sr_scheduler(teacher).config)
+    calls = []
+
+    def oracle(zt, t, lr):
+        calls.append(int(t[0]))
+        return z_hr
+
+    out = sample_sr_teacher(oracle, config, z_lr, steps=10, t_start=250, seed=0)
+    assert out.abs().max() > 3 and len(calls) == 10 and max(calls) <= 250
+    torch.testing.assert_close(out, z_hr)
+
+
+def test_teacher_ddim_never_clamps_latents():
+    """diffusers defaults to clip_sample=True; on unit-variance latents that clamps a third of the values."""
+    from diffusers import DDPMScheduler
+
+    from tocsr.teacher.evaluate import latent_ddim
+
+    assert latent_ddim(dict(DDPMScheduler().config)).config.clip_sample is False

@@ -190,3 +190,16 @@ def set_latent_stats(ae, images: torch.Tensor, batch: int = 16) -> dict[str, lis
     stats = {"latents_mean": [float(v) for v in mean], "latents_std": [float(v) for v in std]}
     ae.register_to_config(**stats)
     return stats
+
+
+def raw_latent_mse(ae, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """MSE between normalised latents measured in the autoencoder's raw latent units.
+
+    Per-channel normalisation gives every latent channel unit variance, so a plain MSE weighs the
+    high-frequency channels (small in pixels, unpredictable from a low-resolution input) as much as
+    the low-frequency ones; in raw units each channel counts as much as it moves pixels (for the PCA
+    shortcut exactly: its basis is orthonormal). Normalised by the mean variance, so values stay O(1).
+    """
+    _, std = latent_stats(ae)
+    w = std.to(a).square()
+    return ((a - b).square() * w).mean() / w.mean()

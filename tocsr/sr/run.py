@@ -1,7 +1,7 @@
 """`tocsr sr`: SR adaptation and one-step distillation of a selected backbone, into a model folder.
 
 <out>/autoencoder/, <out>/student/   diffusers folders (self-contained: `tocsr upscale --model <out>`)
-<out>/sr_teacher/                    the multi-step conditional SR teacher (widened expanded UNet)
+<out>/sr_teacher/                    the multi-step SR teacher (widened expanded UNet); <out>/sr_scheduler/ its x0 schedule
 <out>/sr.json                        scale, architecture, quality table, timings
 """
 
@@ -27,6 +27,7 @@ from tocsr.sr.train import (
     SRConfig,
     build_student,
     sample_sr_teacher,
+    sr_scheduler,
     train_sr_teacher,
     train_student,
 )
@@ -77,11 +78,12 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     timings["sr_teacher_s"] = time.perf_counter() - t
     t = time.perf_counter()
     student = build_student(teacher, space, spec, bank, cfg)
-    student = train_student(teacher, sr_teacher, student, cache, out, cfg, resume)
+    sr_config = dict(sr_scheduler(teacher).config)
+    student = train_student(teacher, sr_teacher, sr_config, student, cache, out, cfg, resume)
     timings["student_s"] = time.perf_counter() - t
     teacher.autoencoder.save_pretrained(out / "autoencoder")
     ae = teacher.autoencoder.eval()
-    multi = MultiStepSR(ae, sr_teacher.eval(), teacher.scheduler.config, cfg.scale, cfg.sample_steps, cfg.t_start)
+    multi = MultiStepSR(ae, sr_teacher.eval(), sr_config, cfg.scale, cfg.sample_steps, cfg.t_start)
     one = OneStepSRModule(ae, student.eval(), cfg.scale)
     t = time.perf_counter()
     quality = evaluate_methods({"bicubic": bicubic_sr(cfg.scale), f"sr-teacher-{cfg.sample_steps}step": multi,

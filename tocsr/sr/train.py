@@ -1,8 +1,8 @@
 """SR adaptation (multi-step conditional SR teacher) and one-step distillation (the student).
 
-SR teacher: the expanded teacher UNet with conv_in widened to [noisy HR latent, LR latent], trained
-with the teacher's diffusion objective on (HR, LR) pairs. Sampled with DDIM from the LR latent
-noised to `t_start` (the LR latent is both the concatenated condition and the initial state).
+SR teacher: the expanded teacher UNet with conv_in widened to [noisy latent, LR latent], predicting the
+clean HR latent (x0) as a residual over the LR latent, trained on t <= t_start. Sampled with DDIM from
+the LR latent noised to t_start (img2img-style); the last x0 estimate is the output.
 
 Student: the selected compact backbone, initialised from the teacher's weights and the distilled
 surrogates, mapping the LR latent to the HR latent in one call. Loss = latent regression to the HR
@@ -19,15 +19,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, UNet2DConditionModel
+from diffusers import DDPMScheduler, UNet2DConditionModel
 from diffusers.training_utils import EMAModel
 
 from tocsr.assembly import load_surrogate_weights, load_teacher_weights
-from tocsr.models.autoencoder import decode_latents, encode_latents
+from tocsr.errors import ConfigError
+from tocsr.models.autoencoder import decode_latents, encode_latents, raw_latent_mse
 from tocsr.space import ArchSpec, SearchSpace
 from tocsr.sr.data import SRPairs, upsample_lr
 from tocsr.sr.models import LatentDiscriminator, OneStepStudent, widen_conv_in
-from tocsr.teacher.evaluate import prediction_target
+from tocsr.teacher.evaluate import latent_ddim
 from tocsr.training import Checkpointer, check_finite, load_optimizer, progress, save_optimizer
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,10 @@ class SRConfig:
     batch: int = 16
     teacher_steps: int = 1500
     teacher_lr: float = 2e-4
-    student_steps: int = 1500
+    student_steps: int = 800
     student_lr: float = 2e-4
-    sample_steps: int = 20
-    t_start: int = 400                    # shortened chain from the noised LR latent (ResShift-style)
+    sample_steps: int = 20                # SR teacher network calls per image
+    t_start: int = 250                    # the chain starts from the LR latent noised to this timestep
     pair_cache: int = 2048                # (HR, LR) latent pairs encoded once, shared by both trainings
     teacher_cache: int = 256              # LR crops whose teacher output the student regresses to
     w_latent: float = 1.0
@@ -59,7 +60,11 @@ class SRConfig:
 
 
 class SRDenoiser(torch.nn.Module):
-    """forward(z_t, t, z_lr) -> prediction of the widened UNet with the teacher's null condition."""
+    """forward(z_t, t, z_lr) -> HR latent estimate (x0): z_lr + UNet([z_t, z_lr], t, null condition).
+
+    The HR latent as a correction of the LR latent, so a zero-initialised output layer starts as the
+    identity map, the best guess before training.
+    """
 
     def __init__(self, unet: UNet2DConditionModel, condition):
         super().__init__()
@@ -67,7 +72,25 @@ class SRDenoiser(torch.nn.Module):
 
     def forward(self, zt: torch.Tensor, t: torch.Tensor, z_lr: torch.Tensor) -> torch.Tensor:
         cond = self.condition.null(zt.shape[0]).to(zt.dtype)
-        return self.unet(torch.cat([zt, z_lr], dim=1), t, encoder_hidden_states=cond, return_dict=False)[0]
+        return z_lr + self.unet(torch.cat([zt, z_lr], dim=1), t, encoder_hidden_states=cond, return_dict=False)[0]
+
+
+SR_SCHEDULER_DIR = "sr_scheduler"
+
+
+def sr_scheduler(teacher) -> DDPMScheduler:
+    """The base teacher's noise schedule, predicting x0 ("sample"), never clamping latents."""
+    return DDPMScheduler.from_config(teacher.scheduler.config, prediction_type="sample", clip_sample=False)
+
+
+def load_sr_teacher(sr_dir: str | Path, condition) -> tuple[SRDenoiser, dict]:
+    """(SR teacher, its scheduler config) from a `tocsr sr` run folder."""
+    sr_dir = Path(sr_dir)
+    if not (sr_dir / SR_SCHEDULER_DIR).is_dir():
+        raise ConfigError(f"{sr_dir} has no {SR_SCHEDULER_DIR}/: written by an older tocsr; rerun `tocsr sr`")
+    config = dict(DDPMScheduler.from_pretrained(sr_dir / SR_SCHEDULER_DIR).config)
+    unet = UNet2DConditionModel.from_pretrained(sr_dir / "sr_teacher").eval()
+    return SRDenoiser(unet, condition).eval(), config
 
 
 def encode_pair(ae, hr: torch.Tensor, lr: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,13 +131,18 @@ class PairCache:
         return idx, self.z_hr[idx].float(), self.z_lr[idx].float()
 
     def hr_pixels(self, idx: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.pairs.crops[int(i)] for i in idx])
+        return torch.stack([self.pairs.hr(int(i)) for i in idx])
 
 
 def train_sr_teacher(teacher, cache: PairCache, out_dir: Path, cfg: SRConfig, resume: bool = False) -> SRDenoiser:
     """Widen the teacher into the conditional SR teacher and train it; saves <out>/sr_teacher."""
     ck = Checkpointer(out_dir / "checkpoints" / "sr_teacher")
+    sched = sr_scheduler(teacher)
     model = SRDenoiser(widen_conv_in(teacher.unet, 16), teacher.denoiser.condition)
+    # The base teacher's head predicts noise; as the residual x0 head it starts at zero (identity map).
+    with torch.no_grad():
+        model.unet.conv_out.weight.zero_()
+        model.unet.conv_out.bias.zero_()
     for p in model.condition.parameters():
         p.requires_grad_(False)
     params = [p for p in model.unet.parameters()]
@@ -130,7 +158,6 @@ def train_sr_teacher(teacher, cache: PairCache, out_dir: Path, cfg: SRConfig, re
         ema = EMAModel(params, decay=0.999)
         ema.load_state_dict(state["ema"])
         start = int(ck.latest_meta()["step"])
-    sched = teacher.scheduler
     model.train()
     with progress("sr/teacher", cfg.teacher_steps, start) as bar:
         for step in range(start, cfg.teacher_steps):
@@ -140,8 +167,9 @@ def train_sr_teacher(teacher, cache: PairCache, out_dir: Path, cfg: SRConfig, re
             gen = torch.Generator().manual_seed(cfg.seed * 999_983 + step)
             _, z_hr, z_lr = cache.sample(gen, cfg.batch)
             noise = torch.randn(z_hr.shape, generator=gen)
-            t = torch.randint(0, sched.config.num_train_timesteps, (len(z_hr),), generator=gen)
-            loss = F.mse_loss(model(sched.add_noise(z_hr, noise, t), t, z_lr), prediction_target(sched, z_hr, noise, t))
+            # Sampling never starts above t_start, so training spends its steps there.
+            t = torch.randint(0, cfg.t_start + 1, (len(z_hr),), generator=gen)
+            loss = F.mse_loss(model(sched.add_noise(z_hr, noise, t), t, z_lr), z_hr)
             check_finite(loss, step, ck)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -158,23 +186,27 @@ def train_sr_teacher(teacher, cache: PairCache, out_dir: Path, cfg: SRConfig, re
     ema.copy_to(params)
     model.eval()
     model.unet.save_pretrained(out_dir / "sr_teacher")
+    sched.save_pretrained(out_dir / SR_SCHEDULER_DIR)
     return model
 
 
 @torch.no_grad()
 def sample_sr_teacher(model: SRDenoiser, scheduler_config: dict, z_lr: torch.Tensor, steps: int, t_start: int,
                       seed: int) -> torch.Tensor:
-    """DDIM from the LR latent noised to t_start, `steps` denoising steps (img2img-style strength)."""
-    ddim = DDIMScheduler.from_config(scheduler_config)
+    """DDIM from the LR latent noised to t_start, `steps` network calls; returns the last x0 estimate
+    (the chain ends one DDIM stride above t = 0, where the state still holds a little noise)."""
+    ddim = latent_ddim(scheduler_config)
     total = max(steps, math.ceil(steps * ddim.config.num_train_timesteps / t_start))
     ddim.set_timesteps(total)
     timesteps = [t for t in ddim.timesteps if int(t) <= t_start][:steps]
     noise = torch.randn(z_lr.shape, generator=torch.Generator().manual_seed(seed)).to(z_lr)
     z = ddim.add_noise(z_lr, noise, torch.full((len(z_lr),), int(timesteps[0]), dtype=torch.long))
+    x0 = z
     for t in timesteps:
         tt = torch.full((len(z),), int(t), dtype=torch.long, device=z.device)
-        z = ddim.step(model(z, tt, z_lr), t, z).prev_sample
-    return z
+        out = ddim.step(model(z, tt, z_lr), t, z)
+        z, x0 = out.prev_sample, out.pred_original_sample
+    return x0
 
 
 def build_student(teacher, space: SearchSpace, spec: ArchSpec, bank, cfg: SRConfig) -> OneStepStudent:
@@ -192,8 +224,8 @@ def build_student(teacher, space: SearchSpace, spec: ArchSpec, bank, cfg: SRConf
     return student
 
 
-def train_student(teacher, sr_teacher: SRDenoiser, student: OneStepStudent, cache: PairCache, out_dir: Path,
-                  cfg: SRConfig, resume: bool = False) -> OneStepStudent:
+def train_student(teacher, sr_teacher: SRDenoiser, sr_scheduler_config: dict, student: OneStepStudent,
+                  cache: PairCache, out_dir: Path, cfg: SRConfig, resume: bool = False) -> OneStepStudent:
     ck = Checkpointer(out_dir / "checkpoints" / "student")
     disc = LatentDiscriminator(student.backbone.unet.config.out_channels)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.student_lr, weight_decay=0.0)
@@ -218,7 +250,7 @@ def train_student(teacher, sr_teacher: SRDenoiser, student: OneStepStudent, cach
     with progress("sr/teacher-targets", n_t) as bar:
         for i in range(0, n_t, cfg.batch):
             z_lr = cache_lr[i:i + cfg.batch]
-            cache_teacher.append(sample_sr_teacher(sr_teacher, teacher.scheduler.config, z_lr, cfg.sample_steps,
+            cache_teacher.append(sample_sr_teacher(sr_teacher, sr_scheduler_config, z_lr, cfg.sample_steps,
                                                    cfg.t_start, seed=cfg.seed + i))
             bar.update(len(z_lr))
     cache_teacher = torch.cat(cache_teacher)
@@ -235,8 +267,8 @@ def train_student(teacher, sr_teacher: SRDenoiser, student: OneStepStudent, cach
             ci = torch.randint(0, len(cache_lr), (max(1, cfg.batch // 4),), generator=gen)
             pred = student(z_lr)
             pred_c = student(cache_lr[ci])
-            loss_latent = F.mse_loss(pred, z_hr)
-            loss_teacher = F.mse_loss(pred_c, cache_teacher[ci])
+            loss_latent = raw_latent_mse(ae, pred, z_hr)
+            loss_teacher = raw_latent_mse(ae, pred_c, cache_teacher[ci])
             k = min(cfg.pixel_share, len(idx))
             loss_pixel = F.l1_loss(decode_latents(ae, pred[:k]), cache.hr_pixels(idx[:k]))
             loss_adv = -disc(pred).mean()

@@ -43,7 +43,8 @@ class Denoiser(torch.nn.Module):
 def make_scheduler(preset: TeacherPreset) -> DDPMScheduler:
     d = preset.diffusion
     return DDPMScheduler(num_train_timesteps=d.num_train_timesteps, beta_schedule=d.beta_schedule,
-                         beta_start=0.00085, beta_end=0.012, prediction_type=d.prediction_type)
+                         beta_start=0.00085, beta_end=0.012, prediction_type=d.prediction_type,
+                         clip_sample=False)   # latents are unit-variance, not in [-1, 1]; see latent_ddim
 
 
 @torch.no_grad()

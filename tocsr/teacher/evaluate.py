@@ -19,9 +19,19 @@ from diffusers import DDIMScheduler, DDPMScheduler
 TIMESTEP_GRID = (50, 150, 250, 350, 450, 550, 650, 750, 850, 950)
 
 
+def latent_ddim(scheduler_config: dict) -> DDIMScheduler:
+    """DDIM for normalised latents. diffusers defaults to clip_sample=True, which clamps every x0
+    estimate to [-1, 1]: right for pixels, wrong for unit-variance latents (a third of the values lie
+    outside), so it is switched off here whatever the saved config says (SD's own configs do the same).
+    """
+    return DDIMScheduler.from_config(scheduler_config, clip_sample=False)
+
+
 def prediction_target(scheduler: DDPMScheduler, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     if scheduler.config.prediction_type == "v_prediction":
         return scheduler.get_velocity(z0, noise, t)
+    if scheduler.config.prediction_type == "sample":
+        return z0
     return noise
 
 
@@ -51,7 +61,7 @@ def denoising_error(denoise, scheduler: DDPMScheduler, latents: torch.Tensor, gr
 def sample(denoise, scheduler_config: dict, shape: tuple[int, ...], steps: int, seed: int,
            device: torch.device | str = "cpu") -> torch.Tensor:
     """DDIM sampling (eta 0) from seeded Gaussian noise; returns normalised latents."""
-    ddim = DDIMScheduler.from_config(scheduler_config)
+    ddim = latent_ddim(scheduler_config)
     ddim.set_timesteps(steps)
     z = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
     for t in ddim.timesteps:
