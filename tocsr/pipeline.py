@@ -66,22 +66,32 @@ class StageLog:
         """Run `fn(resume)` unless its marker records the same inputs; returns the stage's hash."""
         sha = content_sha256(inputs)
         marker = self.out / "stages" / f"{name}.json"
-        if marker.is_file():
-            try:
-                if json.loads(marker.read_text()).get("inputs_sha256") == sha and outputs.exists():
-                    self.skipped.append(name)
-                    self.console.print(f"[green]skip[/green] {name}: done earlier with the same inputs")
-                    return sha
-            except json.JSONDecodeError:
-                pass    # a broken marker means the stage is not known to be finished: run it
-        self.console.print(f"[bold]stage[/bold] {name}")
+        if _marker_sha(marker) == sha and outputs.exists():
+            self.skipped.append(name)
+            self.console.print(f"[green]skip[/green] {name}: done earlier with the same inputs")
+            return sha
+        # A stage killed part-way resumes from its checkpoints, but only when it was started with the
+        # same inputs: the `.started` marker records them. (Checking for the stage's final output, as
+        # this once did, never resumed anything: the output is written last.)
+        started = self.out / "stages" / f"{name}.started.json"
+        resume = _marker_sha(started) == sha
+        self.console.print(f"[bold]stage[/bold] {name}" + (" (resuming from its checkpoints)" if resume else ""))
+        atomic_write_text(started, json.dumps({"inputs_sha256": sha, "started_utc": time.time()}, indent=2))
         t0 = time.perf_counter()
-        fn(outputs.exists())          # resume whatever the stage left behind
+        fn(resume)
         self.seconds[name] = time.perf_counter() - t0
         atomic_write_text(marker, json.dumps({"inputs_sha256": sha, "wall_s": self.seconds[name],
-                                              "finished_utc": time.time()}, indent=2))
+                                              "finished_utc": time.time(), "resumed": resume}, indent=2))
+        started.unlink(missing_ok=True)
         self.ran.append(name)
         return sha
+
+
+def _marker_sha(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("inputs_sha256")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None     # missing or broken: not known to have started with these inputs
 
 
 def data_fingerprint(data: str | Path | None) -> dict[str, Any]:
