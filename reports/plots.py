@@ -15,7 +15,7 @@ from reports.rows import ReportRow  # noqa: E402
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
 
@@ -40,7 +40,7 @@ def quality_vs_cost(rows: list[ReportRow], device: str, cost: str, metric: str =
     positive = [c for c, _, _ in pts if c > 0]
     floor = min(positive) / 10 if positive else 1e-4
     pts = [(c if c > 0 else floor, q, m + (" (0)" if c <= 0 else "")) for c, q, m in pts]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(8.0, 4.2))
     for method in sorted({m for _, _, m in pts}):
         xs = [c for c, _, m in pts if m == method]
         ys = [q for _, q, m in pts if m == method]
@@ -52,7 +52,8 @@ def quality_vs_cost(rows: list[ReportRow], device: str, cost: str, metric: str =
     ax.set_ylabel(f"{metric} ({degradation} x-degradation), dB" if "psnr" in metric else metric)
     ax.set_title(f"{device}: quality vs {'GMACs' if cost == 'gmacs' else 'latency'}")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower right")
+    # Outside the axes: inside, it hid the very points users look for (the compact models sit lower right).
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return _png(fig)
 
 

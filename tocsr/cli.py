@@ -147,11 +147,18 @@ def report(
     run_dir: Path = typer.Argument(..., help="a run folder with eval/rows.json"),
     out: Path | None = typer.Option(None, "--out", "-o", help="default: reports/<run folder name>"),
 ) -> None:
-    """Render a run's self-contained HTML report (plus CSV/JSON rows)."""
+    """Render a run's self-contained HTML report (plus CSV/JSON rows), then open it in headless Chromium."""
     from reports.build import build_report
+    from tocsr.pipeline import browser_check
 
     path = build_report(run_dir, out or Path("reports") / run_dir.name)
     typer.echo(f"wrote {path}")
+    check = browser_check(path)
+    if check["checked"]:
+        typer.echo(f"headless Chromium: {check['images_ok']} images loaded, {check['images_failed']} failed, "
+                   f"{len(check['console_errors'])} console errors; screenshot {check['screenshot']}")
+    else:
+        typer.echo(f"headless Chromium check skipped: {check['why']}")
 
 
 @app.command()
