@@ -68,10 +68,12 @@ def test_search_killed_repeatedly_loses_no_completed_trial(tmp_path):
 
 def test_training_killed_repeatedly_keeps_its_checkpoints(tmp_path):
     rng = random.Random(2)
-    folder, steps, kills = tmp_path / "teacher", 30, 0
+    # ~0.13 s per step after ~8 s of start-up (imports, cached latents): 300 steps outlast 7 kill windows,
+    # so every window ends in a kill (with 30 steps a restart finished before its kill and left 1 kill).
+    folder, steps, kills = tmp_path / "teacher", 300, 0
     best_step = 0
     for _ in range(7):
-        killed = kill_after(start("train", folder, steps), rng.uniform(6.0, 20.0))
+        killed = kill_after(start("train", folder, steps), rng.uniform(5.0, 15.0))
         ck = Checkpointer(folder / "checkpoints" / "unet")
         meta = ck.latest_meta()
         step = int(meta["step"]) if meta else 0

@@ -59,6 +59,13 @@ def test_failed_nights_are_ignored_and_corrupt_files_named(tmp_path, caplog):
 
 @pytest.mark.slow
 def test_real_nights_flag_exactly_the_injected_slowdown(tmp_path, cpu_profile_path):
+    # Nightly-grade timing (the 5 repeats of the unit-test profile once let a 10.6% noise step through).
+    profile = tmp_path / "nightly-cpu.yaml"
+    profile.write_text(cpu_profile_path.read_text().replace(
+        "timing: {warmup_min_iters: 2, warmup_max_iters: 6, repeats: 5, percentile: 90, max_cv: 0.5}",
+        "timing: {warmup_min_iters: 5, warmup_max_iters: 40, repeats: 40, percentile: 90, max_cv: 0.1}"))
+    assert "repeats: 40" in profile.read_text()
+    cpu_profile_path = profile
     models = ("toy-conv-attn", "sr:espcn", "sr:srvgg")
     for i in range(3):
         run_night([str(cpu_profile_path)], models, tmp_path / "h", label=f"noise-{i}")

@@ -28,3 +28,30 @@ def test_nan_is_refused_rather_than_written(tmp_path):
     with pytest.raises(ValueError):
         write_artifact(tmp_path / "x.json", "k", 1, {"v": float("nan")})
     assert not (tmp_path / "x.json").exists()
+
+
+class _Payload:
+    """Unpickling this runs code (touches a file): what a malicious checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_a_pickle_checkpoint_carrying_code_is_refused_and_never_run(tmp_path):
+    import torch
+
+    from tocsr.baselines import load_external_checkpoint
+    from tocsr.errors import ConfigError
+
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pth"
+    torch.save({"weight": torch.zeros(2), "payload": _Payload(marker)}, path)
+    with pytest.raises(ConfigError, match="refused: the checkpoint contains pickled code") as err:
+        load_external_checkpoint(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+    assert not marker.exists()

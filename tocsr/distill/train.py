@@ -87,7 +87,8 @@ def distill(teacher, latents: torch.Tensor, val_latents: torch.Tensor, out_dir: 
         start = int(checkpointer.latest_meta()["step"])
     for m in bank.values():
         m.train()
-    loss = torch.tensor(float("nan"))
+    # Killed after the last checkpoint: no step runs on restart; report the loss that checkpoint recorded.
+    loss = torch.tensor(float(checkpointer.latest_meta()["loss"]) if start else float("nan"))
     with progress("distill/surrogates", config.steps, start) as bar:
         for step in range(start, config.steps):
             lr = config.lr * 0.5 * (1 + np.cos(np.pi * step / config.steps))

@@ -122,7 +122,9 @@ def train_diffusion(latents: torch.Tensor, val_latents: torch.Tensor, preset: Te
     model, optimizer = accelerator.prepare(model, optimizer)
     ema.to(accelerator.device)
     model.train()
-    loss = torch.tensor(float("nan"))
+    # Killed after the last checkpoint but before the end: no step runs on restart, so the final
+    # loss is the one that checkpoint recorded (never NaN, which JSON cannot hold).
+    loss = torch.tensor(float(meta["loss"]) if start else float("nan"))
     with progress("teacher/unet", d.steps, start) as bar:
         for step in range(start, d.steps):
             for group in optimizer.param_groups:

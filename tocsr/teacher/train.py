@@ -158,12 +158,18 @@ def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None
     n_samples = 64
     gen_latents = sample(lambda z, tt: denoiser(z, tt), scheduler.config, (n_samples, *latents.shape[1:]),
                          preset.sample_steps, seed=preset.seed + 99, device=accelerator.device).cpu()
+    # An undertrained teacher (a smoke run, an early kill) can drive unclamped DDIM to inf/NaN: that is
+    # a result to report (KID null, samples_finite false), not a reason to crash or write NaN to JSON.
+    finite = bool(torch.isfinite(gen_latents).all())
+    if not finite:
+        log.warning("teacher samples diverged (non-finite latents); latent KID is not reported")
+        gen_latents = torch.nan_to_num(gen_latents, nan=0.0, posinf=0.0, neginf=0.0)
     with torch.no_grad():
         images = decode_latents(ae, gen_latents[:16].to(accelerator.device)).cpu()
     save_png(out / "samples.png", image_grid(images, 4))
     feats_gen, feats_val = latent_features(gen_latents), latent_features(val_latents)
     feats_train = latent_features(latents[:n_samples])
-    kid_gen = kid(feats_gen, feats_val)
+    kid_gen = kid(feats_gen, feats_val) if finite else None
     kid_ref = kid(feats_train, feats_val)
     noise_kid = kid(latent_features(torch.randn_like(gen_latents)), feats_val)
     timings["evaluation_s"] = time.perf_counter() - t
@@ -174,7 +180,7 @@ def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None
         "split": {"train": [p.name for p in train], "val": [p.name for p in val]},
         "autoencoder": dataclasses.asdict(ae_report) | {"margin_over_bicubic_x4_db": ae_report.margin_db},
         "diffusion": dataclasses.asdict(diff_report),
-        "samples": {"png": "samples.png", "n_for_kid": n_samples, "sampler": f"DDIM {preset.sample_steps} steps",
+        "samples": {"png": "samples.png", "n_for_kid": n_samples, "samples_finite": finite, "sampler": f"DDIM {preset.sample_steps} steps",
                     "latent_kid_generated_vs_val": kid_gen, "latent_kid_train_vs_val": kid_ref,
                     "latent_kid_gaussian_noise_vs_val": noise_kid},
         "timings_s": timings, "device": str(accelerator.device), "threads": torch.get_num_threads(),
