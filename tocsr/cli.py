@@ -440,6 +440,16 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    except OSError as err:
+        # The file system refused a path the user gave (name too long, permission, disk full):
+        # a user-facing condition, reported in one line (TOCSR_DEBUG=1 shows the traceback).
+        if debug:
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        shown = where if len(where) <= 120 else where[:117] + "..."
+        print(f"error: {err.strerror or type(err).__name__}{shown} (set TOCSR_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        sys.exit(1)
     except typer.Exit as err:
         sys.exit(getattr(err, "exit_code", 0))
     except typer.Abort:
