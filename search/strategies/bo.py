@@ -142,12 +142,18 @@ class BayesianOptimisation:
                     out.append(spec)
             return out
         t0 = time.perf_counter()
-        model, x = self._fit()
-        pool = self._pool(self.seen)
-        if not pool:
-            return []
-        acq = self._acquisition(model, x)
-        choices = self._features(pool)
-        picked, _ = optimize_acqf_discrete(acq, q=min(n, len(pool)), choices=choices, max_batch_size=512, unique=True)
+        # BoTorch draws from torch's global generator where no seed is passed (baseline pruning, fit
+        # restarts); fork it and seed from (seed, trials so far) so a run's trials depend on its seed
+        # alone, not on what else ran in the process (the Ray and in-process searches once parted here).
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed * 1_000_003 + len(self.trials))
+            model, x = self._fit()
+            pool = self._pool(self.seen)
+            if not pool:
+                return []
+            acq = self._acquisition(model, x)
+            choices = self._features(pool)
+            picked, _ = optimize_acqf_discrete(acq, q=min(n, len(pool)), choices=choices, max_batch_size=512,
+                                               unique=True)
         self.last_fit_s = time.perf_counter() - t0
         return [self.enc.decode(row[: self.enc.dim]) for row in picked]

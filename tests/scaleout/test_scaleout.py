@@ -13,7 +13,7 @@ import pytest
 from search.problem import Budgets, SearchProblem
 from search.run import run_search
 from search.trials import TrialLog
-from tests.scaleout.fake import make_fake_fidelity
+from tests.scaleout.fake import make_fake_fidelity, make_slow_fake_fidelity
 from tests.search.conftest import FakeCost, FakeFidelity
 
 pytestmark = pytest.mark.slow
@@ -55,12 +55,21 @@ def test_ray_search_gives_the_same_trials_as_in_process(space, tmp_path, ray_ses
 def test_a_killed_ray_worker_costs_no_trial(space, tmp_path, ray_session):
     from search.ray_executor import RayExecutor
 
-    executor = RayExecutor(make_fake_fidelity, space, workers=2)
-    victim = executor.worker_pids()[0]
-    threading.Timer(1.5, lambda: os.kill(victim, signal.SIGKILL)).start()
+    executor = RayExecutor(make_slow_fake_fidelity, space, workers=2)
+    victim, killed = executor.worker_pids()[0], []
+
+    def kill() -> None:
+        try:
+            os.kill(victim, signal.SIGKILL)
+            killed.append(True)
+        except ProcessLookupError:      # the search had already ended: the test would prove nothing
+            killed.append(False)
+
+    threading.Timer(1.0, kill).start()  # 40 evaluations at 0.1 s on 2 workers take >= 2 s
     trials = run_search(problem_for(space), "random", 40, tmp_path, seed=0, q=4, executor=executor,
                         show_progress=False)
     executor.shutdown()
+    assert killed == [True], "the worker was not killed while the search ran"
     assert len(trials) == 40 and len({t.key for t in trials}) == 40
     assert all(t.fidelity is not None for t in trials)
     assert len(TrialLog(tmp_path / "trials.jsonl").read()) == 40
