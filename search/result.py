@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,10 +53,13 @@ def plot_convergence(curves: dict[str, list[list[float]]], path: str | Path, bes
         arr = np.array([r[:n] for r in runs], dtype=float)
         arr[~np.isfinite(arr)] = np.nan
         x = np.arange(1, n + 1)
-        med = np.nanmedian(arr, axis=0)
+        with warnings.catch_warnings():     # a curve is NaN until its first feasible trial: expected
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(arr, axis=0)
+            low, high = np.nanpercentile(arr, 25, axis=0), np.nanpercentile(arr, 75, axis=0)
         ax.plot(x, med, label=f"{method} (median of {len(runs)})")
         if len(runs) > 1:
-            ax.fill_between(x, np.nanpercentile(arr, 25, axis=0), np.nanpercentile(arr, 75, axis=0), alpha=0.2)
+            ax.fill_between(x, low, high, alpha=0.2)
     if best_known is not None:
         ax.axhline(best_known, color="k", ls=":", lw=1, label="best known")
         ax.axhline(best_known * 1.02, color="k", ls="--", lw=0.8, label="within 2% of best known")
