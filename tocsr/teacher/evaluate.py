@@ -30,8 +30,6 @@ def latent_ddim(scheduler_config: dict) -> DDIMScheduler:
 def prediction_target(scheduler: DDPMScheduler, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     if scheduler.config.prediction_type == "v_prediction":
         return scheduler.get_velocity(z0, noise, t)
-    if scheduler.config.prediction_type == "sample":
-        return z0
     return noise
 
 
