@@ -39,6 +39,35 @@ def evaluations_to_reach(curve: Sequence[float], target: float) -> int | None:
     return None
 
 
+def median_evaluations(reach: Sequence[int | None]) -> float | None:
+    """Median over seeds of evaluations-to-target, a seed that never got there counting as infinitely
+    many: finite when at least half the seeds reached the target, else None."""
+    if not reach:
+        return None
+    med = float(np.median([np.inf if r is None else r for r in reach]))
+    return med if np.isfinite(med) else None
+
+
+def random_search_needs(objectives: Sequence[float], target: float, confidence: float = 0.95) -> dict:
+    """How many evaluations random search needs to reach `target`, judged from a sample of its draws.
+
+    Random search's evaluations-to-target are geometric in p = P(a draw is <= target). With `hits` of
+    `draws` at or below the target, Clopper-Pearson bounds p <= p_upper at `confidence`, so random's
+    median evaluations-to-target are at least median_geometric(p_upper) = ceil(ln 2 / -ln(1 - p_upper)).
+    This turns "no random run got there" into a number a BO run can be compared with.
+    """
+    from scipy.stats import beta
+
+    draws = len(objectives)
+    if draws == 0:
+        raise ValueError("random_search_needs needs at least one random draw")
+    hits = sum(1 for v in objectives if v <= target)
+    p_upper = 1.0 if hits == draws else float(beta.ppf(confidence, hits + 1, draws - hits))
+    median_lower = 1 if p_upper >= 1.0 else int(np.ceil(np.log(2) / -np.log1p(-p_upper)))
+    return {"draws": draws, "hits": hits, "confidence": confidence, "p_upper": p_upper,
+            "median_evaluations_lower_bound": median_lower}
+
+
 def plot_convergence(curves: dict[str, list[list[float]]], path: str | Path, best_known: float | None = None,
                      title: str = "", ylabel: str = "best feasible fidelity error") -> Path:
     """Median over seeds with the interquartile band, one line per method."""

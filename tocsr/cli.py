@@ -274,7 +274,9 @@ def upscale(
     model: Path = typer.Option(Path("runs/sr"), "--model", help="SR model folder from `tocsr sr`"),
     scale: int | None = typer.Option(None, "--scale", help="must match the model's scale"),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (NaN-guarded)"),
-    tile: int = typer.Option(64, "--tile", min=8, help="LR tile side in pixels"),
+    tile: int = typer.Option(128, "--tile", min=8, help="LR tile side in pixels"),
+    context: int = typer.Option(16, "--context", min=0,
+                                help="LR pixels of real context read around each tile (more = closer to untiled)"),
     color_fix: str = typer.Option("wavelet", "--color-fix", help="wavelet, adain or none"),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
@@ -284,7 +286,8 @@ def upscale(
     from tocsr.sr.upscale import upscale_file
     from tocsr.training import progress
 
-    pipe = TOCSRPipeline.from_pretrained(model, device=device, dtype=dtype, tile_lr=tile, color_fix=color_fix)
+    pipe = TOCSRPipeline.from_pretrained(model, device=device, dtype=dtype, tile_lr=tile, color_fix=color_fix,
+                                         context_lr=context)
     if scale is not None and scale != pipe.scale:
         raise typer.BadParameter(f"--scale {scale}: the model at {model} upscales x{pipe.scale}")
     if source.is_dir():
@@ -316,7 +319,7 @@ def search_benchmark(
     teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
     surrogates: Path = typer.Option(Path("runs/surrogates"), "--surrogates"),
     cost_table: Path = typer.Option(..., "--costs"),
-    budget: int = typer.Option(100, "--budget", min=4),
+    budget: int = typer.Option(250, "--budget", min=4),
     seeds: int = typer.Option(5, "--seeds", min=1),
     random_budget: int = typer.Option(600, "--random-budget", min=4),
     best_known_budget: int = typer.Option(2000, "--best-known-budget", min=10),
@@ -333,6 +336,15 @@ def search_benchmark(
     for k, v in doc["summary"].items():
         typer.echo(f"{k:12s} median final {v['median_final_best']:.5g}; reached target in {v['reached']}/{doc['seeds']} "
                    f"seeds, evaluations {v['evaluations_to_within_tol']}")
+    needs, verdict = doc["random_search_needs"], doc["verdict"]
+    if needs:
+        typer.echo(f"random search: {needs['hits']} of {needs['draws']} draws within target -> its median evaluations "
+                   f"to target >= {verdict.get('random_median_evaluations_to_target_at_least')} "
+                   f"({100 * needs['confidence']:.0f}% confidence)")
+    if verdict:
+        typer.echo(f"BO median evaluations to target: {verdict['bo_median_evaluations_to_target']}; within a third of "
+                   f"random: {verdict.get('bo_within_a_third_of_random')}; ahead at equal budget: "
+                   f"{verdict['bo_ahead_at_equal_budget']}")
     typer.echo(f"wrote {out / 'search_benchmark.json'} and {out / 'convergence.png'}")
 
 

@@ -37,6 +37,7 @@ class RunPreset:
     sr_teacher_steps: int
     sr_student_steps: int
     baseline_steps: int
+    sr_sample_steps: int = 50          # SR teacher calls per image (tocsr.sr.train.SRConfig.sample_steps)
     calibration: int = 16
     holdout: int = 30
 
@@ -48,7 +49,8 @@ RUN_PRESETS = {
                        sr_teacher_steps=800, sr_student_steps=500, baseline_steps=200),
     # For tests: every stage runs for real, at a handful of steps each.
     "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_budget=10,
-                       sr_teacher_steps=4, sr_student_steps=4, baseline_steps=4, calibration=3, holdout=3),
+                       sr_teacher_steps=4, sr_student_steps=4, baseline_steps=4, sr_sample_steps=4, calibration=3,
+                       holdout=3),
     "full": RunPreset("full", "tiny", distill_steps=2000, search_method="bo", search_budget=100,
                       sr_teacher_steps=1500, sr_student_steps=800, baseline_steps=1000, holdout=50),
 }
@@ -169,7 +171,8 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
             chosen[profile.name] = result
             arch = result["chosen"]["spec"]["key"]
             sr_dir = out / "sr" / arch
-            scfg = SRConfig(teacher_steps=rp.sr_teacher_steps, student_steps=rp.sr_student_steps)
+            scfg = SRConfig(teacher_steps=rp.sr_teacher_steps, student_steps=rp.sr_student_steps,
+                            sample_steps=rp.sr_sample_steps)
             sr_shas[profile.name] = log.run(f"sr-{arch}", {"teacher": teacher_sha, "surrogates": surrogates_sha,
                                                            "arch": arch, "config": dataclasses.asdict(scfg)},
                                             lambda resume, sd=search_dir, srd=sr_dir, scfg=scfg: stage_sr(

@@ -216,15 +216,37 @@ class MemoFidelity:
         return self.memo[spec.key]
 
 
+def _benchmark_verdict(summary: dict, needs: dict | None, budget: int) -> dict[str, Any]:
+    """Issue 5's criteria, each with the numbers it was judged on."""
+    bo = summary.get("bo")
+    if bo is None:
+        return {}
+    out: dict[str, Any] = {"bo_median_evaluations_to_target": bo["median_evaluations_to_within_tol"]}
+    if needs is not None:
+        random_needs = needs["median_evaluations_lower_bound"]
+        rand = summary.get("random")
+        if rand and rand["median_evaluations_to_within_tol"] is not None:   # random got there itself
+            random_needs = rand["median_evaluations_to_within_tol"]
+        out["random_median_evaluations_to_target_at_least"] = random_needs
+        reach = bo["median_evaluations_to_within_tol"]
+        out["bo_within_a_third_of_random"] = reach is not None and reach <= random_needs / 3
+    out["bo_ahead_at_equal_budget"] = {k: bo["median_final_best"] < v["median_final_best"]
+                                       for k, v in summary.items() if k != "bo" and "@" not in k}
+    out["budget"] = budget
+    return out
+
+
 def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table: CostTable, out_dir,
-                           methods=("bo", "random", "evolution", "greedy", "tpe"), budget: int = 100,
+                           methods=("bo", "random", "evolution", "greedy", "tpe"), budget: int = 250,
                            seeds: int = 5, random_budget: int = 600, best_known_budget: int = 2000,
                            tolerance: float = 0.02) -> dict[str, Any]:
     """BO against the baselines on one device problem, `seeds` seeds, equal budgets (issue 5)."""
+    import random
     import shutil
     import time as _time
 
-    from search.result import evaluations_to_reach
+    from search.result import evaluations_to_reach, median_evaluations, random_search_needs
+    from search.strategies.local_search import hill_climb
 
     out = Path(out_dir)
     teacher = load_teacher(teacher_dir)
@@ -253,7 +275,13 @@ def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table:
     shutil.rmtree(folder, ignore_errors=True)
     long_run = run_search(problem, "evolution", best_known_budget, folder, seed=99, q=8, show_progress=False)
     everything = [t for rs in runs.values() for trials in rs for t in trials] + long_run
-    best_known = best_feasible(everything).objective
+    start = best_feasible(everything)
+    # "Best known" must be hard to beat: descend from the best of every run on the true fidelity over
+    # all one-slot and sampled two-slot moves until no move improves (a certified local optimum).
+    polished = hill_climb(problem, [space.spec(start.choices)],
+                          lambda specs: -torch.tensor([memo.evaluate(x) for x in specs]), random.Random(7),
+                          pairs=200, max_steps=20)[0]
+    best_known = memo.evaluate(polished)       # <= start's: the climb only ever moves to better candidates
     target = best_known * (1 + tolerance)
     curves = {k: [convergence(t) for t in rs] for k, rs in runs.items()}
     summary = {}
@@ -261,16 +289,21 @@ def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table:
         reach = [evaluations_to_reach(c, target) for c in rs]
         finals = [c[-1] for c in rs]
         summary[k] = {"evaluations_to_within_tol": reach,
-                      "median_evaluations_to_within_tol": (float(np.median([r for r in reach if r is not None]))
-                                                          if all(r is not None for r in reach) else None),
+                      "median_evaluations_to_within_tol": median_evaluations(reach),
                       "reached": sum(r is not None for r in reach), "final_best": finals,
                       "median_final_best": float(np.median(finals)), "median_wall_s": float(np.median(walls[k]))}
+    random_draws = [t.objective for k in runs if k.split("@")[0] == "random" for trials in runs[k] for t in trials
+                    if t.feasible and t.objective is not None]
+    needs = random_search_needs(random_draws, target) if random_draws else None
     plot_convergence(curves, out / "convergence.png", best_known=best_known,
                      title=f"{profile.name}: {seeds} seeds, budget {budget}")
     doc = {"profile": profile.name, "budget": budget, "seeds": seeds, "random_budget": random_budget,
-           "best_known": best_known, "best_known_from": f"all runs + evolution with {best_known_budget} evaluations",
-           "tolerance": tolerance, "summary": summary, "fidelity_evaluations_computed": memo.computed,
-           "cost_table_validation": cost_table.validation_summary()}
+           "best_known": best_known, "best_known_spec": polished.to_dict(),
+           "best_known_from": f"all runs + evolution with {best_known_budget} evaluations, then steepest descent "
+                              "over one- and two-slot moves on the true fidelity",
+           "tolerance": tolerance, "summary": summary, "random_search_needs": needs,
+           "verdict": _benchmark_verdict(summary, needs, budget),
+           "fidelity_evaluations_computed": memo.computed, "cost_table_validation": cost_table.validation_summary()}
     write_artifact(out / "search_benchmark.json", "tocsr.search_benchmark", 1, doc, environment=environment())
     return doc
 

@@ -5,7 +5,10 @@ dimension-scaled priors, which suits the ~150-dimensional one-hot space), fitted
 error (errors span decades).
 Acquisition: qLogNoisyExpectedImprovement, optimised over a discrete pool with
 `optimize_acqf_discrete` (q > 1 by sequential greedy conditioning, so a batch can be evaluated in
-parallel). The pool is fresh samples plus 1-2 slot mutations of the best feasible candidates so far.
+parallel). The pool is fresh samples, 1-2 slot mutations of the best feasible candidates so far,
+and the local optima of an analytic acquisition (log EI; constrained EI in the paper formulation)
+climbed from the best trials and pool points (search/strategies/local_search.py): a random pool
+almost never holds the candidates on the latency boundary where the optimum sits.
   * device formulation: objective = -log fidelity; every constraint is cheap, so the pool is filtered
     analytically before the acquisition ever sees it;
   * paper formulation: objective = -complexity (known in closed form from the one-hot, through a
@@ -23,6 +26,7 @@ import torch
 from search.encoding import OneHot
 from search.problem import SearchProblem
 from search.strategies.base import mutate, register_strategy, repair, sample_feasible
+from search.strategies.local_search import hill_climb
 from search.trials import Trial
 from tocsr.space import ArchSpec
 
@@ -34,11 +38,12 @@ class BayesianOptimisation:
     name = "bo"
 
     def __init__(self, problem: SearchProblem, seed: int = 0, n_init: int = 8, pool: int = 1500,
-                 mutations_of_best: int = 8, fit_maxiter: int = 75, block_error=None):
+                 mutations_of_best: int = 8, fit_maxiter: int = 75, block_error=None, climb_starts: int = 4):
         self.problem, self.seed = problem, seed
         self.rng = random.Random(seed)
         self.enc = OneHot(problem.space)
         self.n_init, self.pool, self.mut_best, self.fit_maxiter = n_init, pool, mutations_of_best, fit_maxiter
+        self.climb_starts = climb_starts   # climbs from this many best trials and as many best pool points
         self.block_error = block_error     # optional per-(slot, choice) distillation errors: one extra GP input
         self.trials: list[Trial] = []
         self.seen: set[str] = set()
@@ -117,6 +122,40 @@ class BayesianOptimisation:
         return qLogNoisyExpectedImprovement(model, x_baseline, sampler=sampler, objective=objective,
                                             constraints=[lambda z: z[..., 0] - log_eps], prune_baseline=True)
 
+    def _analytic_score(self, model):
+        """A cheap acquisition for the local search: log EI of -log fidelity (device), or log of
+        (complexity improvement x probability that fidelity meets ε_fid) (paper)."""
+        from botorch.acquisition.analytic import LogExpectedImprovement
+
+        if self.problem.formulation == "device":
+            best_f = max(-math.log(max(t.fidelity, _FLOOR)) for t in self.trials)
+            acq = LogExpectedImprovement(model, best_f=best_f)
+            return lambda specs: acq(self._features(specs).unsqueeze(1)).detach()
+        w, offset = self._complexity_linear()
+        log_eps = math.log(self.problem.budgets.fidelity)
+        feasible = [t.objective for t in self.trials if t.feasible]
+        best_c = min(feasible) if feasible else None
+
+        def score(specs):
+            x = self._features(specs)
+            post = model.posterior(x)
+            z = (log_eps - post.mean.squeeze(-1)) / post.variance.squeeze(-1).clamp_min(1e-12).sqrt()
+            log_pof = torch.special.log_ndtr(z)
+            if best_c is None:
+                return log_pof.detach()
+            gain = best_c - (x[:, : self.enc.dim] @ w + offset)
+            return (gain.clamp_min(1e-12).log() + log_pof).detach()
+        return score
+
+    def _climbed(self, model, pool: list[ArchSpec]) -> list[ArchSpec]:
+        score = self._analytic_score(model)
+        best = sorted((t for t in self.trials if t.feasible), key=lambda t: t.objective)[: self.climb_starts]
+        starts = [self.problem.space.spec(t.choices) for t in best]
+        if pool:
+            top = score(pool).topk(min(self.climb_starts, len(pool))).indices.tolist()
+            starts += [pool[i] for i in top]
+        return [s for s in hill_climb(self.problem, starts, score, self.rng) if s.key not in self.seen]
+
     def _complexity_linear(self) -> tuple[torch.Tensor, float]:
         """Complexity as offset + w . onehot. Costs are additive over slots, so one-slot changes
         from the all-teacher candidate give the exact weights through the CostModel protocol."""
@@ -149,6 +188,9 @@ class BayesianOptimisation:
             torch.manual_seed(self.seed * 1_000_003 + len(self.trials))
             model, x = self._fit()
             pool = self._pool(self.seen)
+            if self.climb_starts:
+                known = {s.key for s in pool}
+                pool += [s for s in self._climbed(model, pool) if s.key not in known]
             if not pool:
                 return []
             acq = self._acquisition(model, x)

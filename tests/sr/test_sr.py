@@ -54,6 +54,27 @@ def test_tiled_matches_untiled_with_no_seams(pipe_parts):
     assert diff.mean() < 0.5 and diff.max() <= 8, (diff.mean(), diff.max())
 
 
+@pytest.mark.parametrize("size", [100, 128, 131, 200])
+def test_tiles_start_on_the_alignment_grid_and_cover_the_side(pipe_parts, size):
+    pipe = TOCSRPipeline(*pipe_parts, scale=4, tile_lr=32, overlap_lr=8, context_lr=5)
+    spans = pipe._spans(size)
+    assert pipe.context % pipe.align == 0 and pipe.context >= 5
+    assert all(start % pipe.align == 0 for start, _ in spans)
+    assert spans[0][0] == 0 and sum(spans[-1]) == size
+    assert all(s1 <= s0 + n0 - pipe.overlap for (s0, n0), (s1, _) in zip(spans, spans[1:], strict=False))
+    assert all(pipe.tile <= n < pipe.tile + pipe.align for _, n in spans) or size <= pipe.tile
+
+
+def test_tiling_off_grid_sizes_matches_untiled(pipe_parts):
+    """A side that is not a multiple of the tile stride: the last tile is still on the latent grid."""
+    lr = photo(45, 75, seed=4)
+    whole, _ = TOCSRPipeline(*pipe_parts, scale=4, tile_lr=128, color_fix="none").upscale_array(lr)
+    tiled, info = TOCSRPipeline(*pipe_parts, scale=4, tile_lr=24, overlap_lr=8, color_fix="none").upscale_array(lr)
+    assert info["tiles"] > 4
+    diff = np.abs(whole.astype(int) - tiled.astype(int))
+    assert diff.mean() < 0.5 and diff.max() <= 8, (diff.mean(), diff.max())
+
+
 def test_colour_fix_pulls_output_towards_the_input_colours(pipe_parts):
     lr = photo(32, 32, seed=5)
     lr[..., 0] = 230       # a strongly red image
