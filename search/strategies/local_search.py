@@ -1,13 +1,13 @@
 """Discrete hill climbing of a score over the cheaply-feasible candidates.
 
 BO's acquisition is only as good as the candidates it is maximised over. A random pool of ~1500
-candidates from a space of ~10^17 rarely holds the acquisition's maximiser: the good candidates
-sit on the latency boundary, where a random draw almost never lands. Climbing from the best
+candidates from a space of ~10^19 (28 slots x 5 choices here) rarely holds the acquisition's
+maximiser: the good candidates sit on the latency boundary, where a random draw almost never lands. Climbing from the best
 points (the way BoTorch's `optimize_acqf_discrete_local_search` and CASMOPOLITAN do) finds it.
 
 Two kinds of move, both kept inside every cheap budget:
   * one slot changes its choice (walks away from or towards a budget);
-  * two slots change at once (a sampled subset): one more expensive, one cheaper, which is how a
+  * two slots change at once (a sampled subset), e.g. one more expensive and one cheaper: how a
     candidate moves *along* a tight latency budget that no single move can keep.
 """
 
