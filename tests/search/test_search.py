@@ -134,3 +134,15 @@ def test_an_impossible_budget_names_the_tightest_constraint_and_closest_candidat
         check_reachable(problem)
     msg = str(info.value)
     assert "tightest constraint is latency_ms" in msg and cheapest.key in msg and f"{floor:.4g}" in msg
+
+
+def test_a_slow_device_remeasures_candidates_with_room_first():
+    from types import SimpleNamespace
+
+    from tocsr.stages import remeasure_order
+
+    ranked = [SimpleNamespace(key=k, costs={"latency_ms": lat}) for k, lat in
+              [("edge1", 3.98), ("edge2", 3.95), ("room1", 3.40), ("edge3", 3.90), ("room2", 3.10)]]
+    assert [t.key for t in remeasure_order(ranked, 1.0, 4.0, 3)] == ["edge1", "edge2", "room1"]
+    assert [t.key for t in remeasure_order(ranked, 1.13, 4.0, 3)] == ["room1", "room2", "edge1"]
+    assert [t.key for t in remeasure_order(ranked, 1.13, None, 2)] == ["edge1", "edge2"]   # paper formulation
