@@ -31,6 +31,12 @@ from tocsr.sr.train import (
     train_sr_teacher,
     train_student,
 )
+from tocsr.training import make_accelerator
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    """Where a pipeline's weights live: inputs are moved there (evaluation hands in CPU tensors)."""
+    return next(module.parameters()).device
 
 
 class MultiStepSR(torch.nn.Module):
@@ -42,6 +48,7 @@ class MultiStepSR(torch.nn.Module):
         self.scheduler_config, self.scale, self.steps, self.t_start = dict(scheduler_config), scale, steps, t_start
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        lr = lr.to(_device(self))
         z_lr = encode_latents(self.autoencoder, upsample_lr(lr, self.scale))
         z = sample_sr_teacher(self.sr_teacher, self.scheduler_config, z_lr, self.steps, self.t_start, seed=0)
         return decode_latents(self.autoencoder, z)
@@ -55,6 +62,7 @@ class OneStepSRModule(torch.nn.Module):
         self.autoencoder, self.student, self.scale = autoencoder, student, scale
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        lr = lr.to(_device(self))
         return decode_latents(self.autoencoder, self.student(encode_latents(self.autoencoder, upsample_lr(lr, self.scale))))
 
 
@@ -69,20 +77,22 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     t0 = time.perf_counter()
     photos, _ = load_photos(data, min_side=cfg.patch_px)
     train, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)   # the teacher's split
+    acc = make_accelerator()
     timings = {}
     t = time.perf_counter()
-    cache = PairCache.build(teacher.autoencoder.eval(), train, cfg, cfg.seed)
+    ae = teacher.autoencoder.eval().to(acc.device)
+    cache = PairCache.build(ae, train, cfg, cfg.seed, acc.device, batch=256 if acc.device.type == "cuda" else 32)
     timings["pair_cache_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    sr_teacher = train_sr_teacher(teacher, cache, out, cfg, resume)
+    sr_teacher = train_sr_teacher(teacher, cache, out, cfg, resume, acc)
     timings["sr_teacher_s"] = time.perf_counter() - t
     t = time.perf_counter()
     student = build_student(teacher, space, spec, bank, cfg)
     sr_config = dict(sr_scheduler(teacher).config)
-    student = train_student(teacher, sr_teacher, sr_config, student, cache, out, cfg, resume)
+    student = train_student(teacher, sr_teacher, sr_config, student, cache, out, cfg, resume, acc)
     timings["student_s"] = time.perf_counter() - t
-    teacher.autoencoder.save_pretrained(out / "autoencoder")
-    ae = teacher.autoencoder.eval()
+    if acc.is_main_process:
+        teacher.autoencoder.save_pretrained(out / "autoencoder")
     multi = MultiStepSR(ae, sr_teacher.eval(), sr_config, cfg.scale, cfg.sample_steps, cfg.t_start)
     one = OneStepSRModule(ae, student.eval(), cfg.scale)
     t = time.perf_counter()
@@ -91,6 +101,8 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     timings["evaluation_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     doc = {"scale": cfg.scale, "arch": spec.to_dict(), "config": dataclasses.asdict(cfg), "quality": quality,
-           "timings_s": timings, "val_images": [p.name for p in val], "teacher": str(teacher.folder)}
-    atomic_write_text(out / "sr.json", json.dumps(doc, indent=2))
+           "timings_s": timings, "val_images": [p.name for p in val], "teacher": str(teacher.folder),
+           "device": str(acc.device), "processes": acc.num_processes}
+    if acc.is_main_process:
+        atomic_write_text(out / "sr.json", json.dumps(doc, indent=2))
     return doc

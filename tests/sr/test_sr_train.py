@@ -1,0 +1,115 @@
+"""SR adaptation and one-step distillation on tiny models: the whole stage runs, and a resumed
+training ends exactly where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+
+import pytest
+import skimage.data
+import torch
+
+from tocsr.assembly import build_module_bank
+from tocsr.data import Photo
+from tocsr.models.autoencoder import build_autoencoder_from_preset, set_latent_stats
+from tocsr.models.condition import ConditionEmbedding
+from tocsr.models.unet import build_unet_from_preset
+from tocsr.space import derive_search_space
+from tocsr.sr.train import PairCache, SRConfig, build_student, sr_scheduler, train_sr_teacher, train_student
+from tocsr.teacher.diffusion_train import Denoiser, make_scheduler
+from tocsr.teacher.presets import get_teacher_preset
+from tocsr.teacher.train import Teacher
+
+CFG = SRConfig(patch_px=64, batch=2, teacher_steps=4, student_steps=4, sample_steps=2, pair_cache=8,
+               teacher_cache=4, pixel_share=1, checkpoint_every=2)
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    torch.manual_seed(0)
+    photos = [Photo("astronaut", skimage.data.astronaut()),
+              Photo("coffee", skimage.data.coffee()),
+              Photo("chelsea", skimage.data.chelsea())]
+    ae = build_autoencoder_from_preset("tiny").eval()
+    x = torch.rand(8, 3, 64, 64) * 2 - 1
+    ae.init_shortcuts_from_images(x)
+    set_latent_stats(ae, x)
+    unet = build_unet_from_preset("tiny", "cpu").eval()
+    preset = get_teacher_preset("smoke")
+    condition = ConditionEmbedding(cond_tokens=1, cross_attention_dim=unet.config.cross_attention_dim)
+    teacher = Teacher(preset, ae, Denoiser(unet, condition).eval(), make_scheduler(preset),
+                      tmp_path_factory.mktemp("teacher"))
+    space = derive_search_space(unet)
+    spec = space.uniform({"resnet": "res_bneck4"})
+    bank = build_module_bank(space)
+    return teacher, space, spec, bank, photos
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Equal up to float rounding (multithreaded CPU reductions differ in the last bits, ~1e-8 here)."""
+    sa, sb = _state(a), _state(b)
+    return sa.keys() == sb.keys() and all(torch.allclose(sa[k], sb[k], rtol=0, atol=1e-6) for k in sa)
+
+
+def _resume_from_first_checkpoint(src, dst, name: str) -> None:
+    """dst holds only the step-2 checkpoint of src: as if the run had been killed after step 2."""
+    step2 = "step-0000002"
+    shutil.copytree(src / "checkpoints" / name / step2, dst / "checkpoints" / name / step2)
+
+
+def test_resumed_sr_trainings_end_where_uninterrupted_ones_do(parts, tmp_path):
+    teacher, space, spec, bank, photos = parts
+    cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4)
+    assert cache.z_hr.shape == (8, 16, 8, 8) and cache.z_lr.shape == cache.z_hr.shape
+    sched = dict(sr_scheduler(teacher).config)
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    t_full = train_sr_teacher(teacher, cache, full, CFG)
+    _resume_from_first_checkpoint(full, part, "sr_teacher")
+    t_part = train_sr_teacher(teacher, cache, part, CFG, resume=True)
+    assert _same(t_full.unet, t_part.unet)
+    # Training moved the zero-initialised residual head: the teacher is no longer the identity map.
+    assert t_full.unet.conv_out.weight.abs().sum() > 0
+
+    s_full = train_student(teacher, t_full, sched, build_student(teacher, space, spec, bank, CFG), cache, full, CFG)
+    _resume_from_first_checkpoint(full, part, "student")
+    s_part = train_student(teacher, t_full, sched, build_student(teacher, space, spec, bank, CFG), cache, part, CFG,
+                           resume=True)
+    assert _same(s_full, s_part)
+    assert s_full.backbone.unet.conv_out.weight.abs().sum() > 0
+
+
+def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp_path, monkeypatch):
+    from tocsr.data import split_photos
+    from tocsr.sr import run as sr_run
+    from tocsr.sr.evaluate import evaluate_methods
+    from tocsr.sr.models import OneStepStudent
+
+    teacher, space, spec, bank, photos = parts
+    monkeypatch.setattr(sr_run, "load_photos", lambda data, min_side: (photos, None))
+    cfg = dataclasses.replace(CFG, patch_px=64)
+    doc = sr_run.run_sr(teacher, space, spec, bank, tmp_path, cfg)
+    assert set(doc["quality"]) == {"bicubic", "realesrgan"}
+    for rows in doc["quality"].values():
+        assert set(rows) == {"bicubic", "sr-teacher-2step", "tocsr-onestep"}
+        # Bicubic needs no model: on real photographs it lands in the usual x4 range. The tiny untrained
+        # autoencoder caps the learned methods far lower; they only have to be real numbers here.
+        assert 20 < rows["bicubic"]["psnr_y"] < 45
+        assert all(math.isfinite(r["psnr_y"]) and r["n_images"] == rows["bicubic"]["n_images"] > 0
+                   for r in rows.values())
+    written = json.loads((tmp_path / "sr.json").read_text())
+    assert written["device"] == "cpu" and written["quality"] == doc["quality"]
+    # The folder holds the weights that were scored (the EMA copy, without any autocast wrapper).
+    student = OneStepStudent.from_pretrained(tmp_path / "student").eval()
+    _, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)
+    again = evaluate_methods({"s": sr_run.OneStepSRModule(teacher.autoencoder, student, cfg.scale)}, val,
+                             cfg.patch_px, cfg.scale)
+    for kind, rows in again.items():
+        assert rows["s"]["psnr_y"] == pytest.approx(doc["quality"][kind]["tocsr-onestep"]["psnr_y"], abs=1e-4)
