@@ -58,10 +58,19 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.allclose(sa[k], sb[k], rtol=0, atol=1e-6) for k in sa)
 
 
-def _resume_from_first_checkpoint(src, dst, name: str) -> None:
-    """dst holds only the step-2 checkpoint of src: as if the run had been killed after step 2."""
-    step2 = "step-0000002"
-    shutil.copytree(src / "checkpoints" / name / step2, dst / "checkpoints" / name / step2)
+STEP2 = "step-0000002"
+
+
+def _resume_from_first_checkpoint(src, dst, name: str) -> str:
+    """dst holds only the step-2 checkpoint of src, as if the run had been killed after step 2; returns
+    that checkpoint's metadata, which a run that wrongly restarted from step 0 would rewrite."""
+    shutil.copytree(src / "checkpoints" / name / STEP2, dst / "checkpoints" / name / STEP2)
+    return (dst / "checkpoints" / name / STEP2 / "meta.json").read_text()
+
+
+def _resumed_at_step_2(dst, name: str, meta_before: str) -> bool:
+    folder = dst / "checkpoints" / name
+    return (folder / STEP2 / "meta.json").read_text() == meta_before and (folder / "step-0000004").is_dir()
 
 
 def test_resumed_sr_trainings_end_where_uninterrupted_ones_do(parts, tmp_path):
@@ -72,17 +81,17 @@ def test_resumed_sr_trainings_end_where_uninterrupted_ones_do(parts, tmp_path):
 
     full, part = tmp_path / "full", tmp_path / "part"
     t_full = train_sr_teacher(teacher, cache, full, CFG)
-    _resume_from_first_checkpoint(full, part, "sr_teacher")
+    meta = _resume_from_first_checkpoint(full, part, "sr_teacher")
     t_part = train_sr_teacher(teacher, cache, part, CFG, resume=True)
-    assert _same(t_full.unet, t_part.unet)
+    assert _resumed_at_step_2(part, "sr_teacher", meta) and _same(t_full.unet, t_part.unet)
     # Training moved the zero-initialised residual head: the teacher is no longer the identity map.
     assert t_full.unet.conv_out.weight.abs().sum() > 0
 
     s_full = train_student(teacher, t_full, sched, build_student(teacher, space, spec, bank, CFG), cache, full, CFG)
-    _resume_from_first_checkpoint(full, part, "student")
+    meta = _resume_from_first_checkpoint(full, part, "student")
     s_part = train_student(teacher, t_full, sched, build_student(teacher, space, spec, bank, CFG), cache, part, CFG,
                            resume=True)
-    assert _same(s_full, s_part)
+    assert _resumed_at_step_2(part, "student", meta) and _same(s_full, s_part)
     assert s_full.backbone.unet.conv_out.weight.abs().sum() > 0
 
 
