@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -146,5 +147,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    out = main()
+    from tocsr.errors import TocsrError
+
+    try:
+        out = main()
+    except TocsrError as err:       # what the user can fix: one line (TOCSR_DEBUG=1 shows the traceback)
+        if os.environ.get("TOCSR_DEBUG"):
+            raise
+        raise SystemExit(f"error: {err}") from None
     print(json.dumps({k: v for k, v in out["phases"].get("latency", {}).items() if k.startswith("speedup")}))
