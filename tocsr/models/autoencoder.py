@@ -200,6 +200,11 @@ def raw_latent_mse(ae, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     the low-frequency ones; in raw units each channel counts as much as it moves pixels (for the PCA
     shortcut exactly: its basis is orthonormal). Normalised by the mean variance, so values stay O(1).
     """
+    return raw_latent_mse_per_image(ae, a, b).mean()
+
+
+def raw_latent_mse_per_image(ae, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """`raw_latent_mse` of each image of the batch: shape (B,)."""
     _, std = latent_stats(ae)
     w = std.to(a).square()
-    return ((a - b).square() * w).mean() / w.mean()
+    return ((a - b).square() * w).mean(dim=tuple(range(1, a.ndim))) / w.mean()
