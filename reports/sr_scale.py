@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     cal = stage_sr(args.teacher, args.surrogates, args.search, args.out / "calibration", calib)
     rate_t = cal["timings_s"]["sr_teacher_s"] / calib_n
-    rate_s = (cal["timings_s"]["student_s"]) / calib_n      # includes its teacher targets: an overestimate
+    rate_s = cal["timings_s"]["student_s"] / calib_n      # includes its teacher targets: an overestimate
     doc["phases"]["calibration"] = {"config": dataclasses.asdict(calib), "timings_s": cal["timings_s"],
                                     "teacher_step_s": rate_t, "student_step_s": rate_s,
                                     "device": cal["device"], "wall_s": time.perf_counter() - t0}
