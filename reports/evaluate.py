@@ -43,13 +43,18 @@ class SRMethod:
     module: nn.Module
     unit_range: bool            # True: module maps [0, 1] -> [0, 1]; False: [-1, 1] -> [-1, 1]
     arch_key: str = ""
+    # What one inference runs, where it is less than `module` holds: a per-degradation student holds a
+    # network per degradation but runs one, so params, MACs and latency are measured on that one.
+    cost_module: nn.Module | None = None
 
-    def sr(self, lr: torch.Tensor) -> torch.Tensor:
-        """lr in [-1, 1] -> sr in [-1, 1]."""
+    def sr(self, lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
+        """lr in [-1, 1] -> sr in [-1, 1]. `degradation` (what made lr) reaches only modules that take it
+        (a degradation-conditioned student, `takes_degradation`); every other method is blind."""
+        told = (degradation,) if degradation is not None and getattr(self.module, "takes_degradation", False) else ()
         with torch.no_grad():
             if self.unit_range:
-                return (self.module((lr + 1) / 2).clamp(0, 1) * 2 - 1).float()
-            return self.module(lr).clamp(-1, 1).float()
+                return (self.module((lr + 1) / 2, *told).clamp(0, 1) * 2 - 1).float()
+            return self.module(lr, *told).clamp(-1, 1).float()
 
 
 def evaluate_quality(methods: list[SRMethod], photos: list[Photo], patch_px: int, scale: int,
@@ -61,7 +66,7 @@ def evaluate_quality(methods: list[SRMethod], photos: list[Photo], patch_px: int
         for kind in kinds:
             hr, lr = eval_pairs(photos, patch_px, scale, kind)
             for m in methods:
-                sr = torch.cat([m.sr(lr[i:i + batch]).cpu() for i in range(0, len(lr), batch)])
+                sr = torch.cat([m.sr(lr[i:i + batch], kind).cpu() for i in range(0, len(lr), batch)])
                 out[m.name][kind] = suite.score(sr, hr, scale) | {"n_images": len(hr)}
                 bar.update(1)
     return out
@@ -71,7 +76,7 @@ def evaluate_cost(method: SRMethod, profile: DeviceProfile):
     side = profile.resolution.input_px
     x = torch.rand(profile.batch, 3, side, side, generator=torch.Generator().manual_seed(0))
     x = x if method.unit_range else x * 2 - 1
-    return measure_workload(Workload(method.name, method.module, (x,), {}), profile)
+    return measure_workload(Workload(method.name, method.cost_module or method.module, (x,), {}), profile)
 
 
 def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]],

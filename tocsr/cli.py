@@ -278,6 +278,10 @@ def upscale(
     context: int = typer.Option(16, "--context", min=0,
                                 help="LR pixels of real context read around each tile (more = closer to untiled)"),
     color_fix: str = typer.Option("wavelet", "--color-fix", help="wavelet, adain or none"),
+    degradation: str | None = typer.Option(
+        None, "--degradation",
+        help="what degraded the input, for a model with a student per degradation: realesrgan (real "
+             "photographs, the default) or bicubic (a clean downscale)"),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """Upscale an image or a folder with the one-step SR model."""
@@ -287,7 +291,7 @@ def upscale(
     from tocsr.training import progress
 
     pipe = TOCSRPipeline.from_pretrained(model, device=device, dtype=dtype, tile_lr=tile, color_fix=color_fix,
-                                         context_lr=context)
+                                         context_lr=context, degradation=degradation)
     if scale is not None and scale != pipe.scale:
         raise typer.BadParameter(f"--scale {scale}: the model at {model} upscales x{pipe.scale}")
     if source.is_dir():
@@ -385,15 +389,19 @@ def export(
     model: Path = typer.Option(Path("runs/sr"), "--model", help="SR model folder from `tocsr sr`"),
     out: Path = typer.Option(..., "--out", "-o", help="the .onnx file to write"),
     opset: int = typer.Option(17, "--opset", min=13),
+    degradation: str | None = typer.Option(
+        None, "--degradation", help="for a model with a student per degradation: the one exported "
+                                    "(realesrgan by default, or bicubic)"),
 ) -> None:
     """Export the one-step generator plus decoder to ONNX and check it against torch."""
     from tocsr.sr.export import check_onnx, export_onnx
     from tocsr.sr.pipeline import TOCSRPipeline
 
-    pipe = TOCSRPipeline.from_pretrained(model)
+    pipe = TOCSRPipeline.from_pretrained(model, degradation=degradation)
     path = export_onnx(pipe, out, opset=opset)
     err = check_onnx(pipe, path)
-    typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); onnxruntime vs torch max |diff| {err:.2e}")
+    told = f", degradation {pipe.degradation}" if pipe.degradation else ""
+    typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB{told}); onnxruntime vs torch max |diff| {err:.2e}")
     if err > 1e-3:
         raise typer.Exit(1)
 

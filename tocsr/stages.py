@@ -324,15 +324,16 @@ def load_sr_methods(teacher, sr_dir: Path, profile_name: str, with_teacher: bool
     """The one-step student of an SR folder (and optionally its multi-step SR teacher) as SRMethods."""
 
     from reports.evaluate import SRMethod
-    from tocsr.sr.models import OneStepStudent
+    from tocsr.sr.models import load_student
     from tocsr.sr.run import MultiStepSR, OneStepSRModule
     from tocsr.sr.train import SRConfig, load_sr_teacher
 
     meta = __import__("json").loads((sr_dir / "sr.json").read_text())
     cfg = SRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
-    student = OneStepStudent.from_pretrained(sr_dir / "student").eval()
+    student = load_student(sr_dir / "student")
     methods = [SRMethod(f"tocsr-onestep ({profile_name})", "one-step",
-                        OneStepSRModule(teacher.autoencoder, student, cfg.scale), False, meta["arch"]["key"])]
+                        OneStepSRModule(teacher.autoencoder, student, cfg.scale), False, meta["arch"]["key"],
+                        cost_module=OneStepSRModule(teacher.autoencoder, student.for_degradation(None), cfg.scale))]
     if with_teacher:
         sr_teacher, sr_config = load_sr_teacher(sr_dir, teacher.denoiser.condition)
         multi = MultiStepSR(teacher.autoencoder, sr_teacher, sr_config, cfg.scale, cfg.sample_steps, cfg.t_start)
@@ -391,7 +392,7 @@ def stage_eval(run_dir: str | Path, profiles: list[str], teacher_dir: str | Path
     save_png(crops / "0-ground-truth.png", to_u8(hr[0]))
     save_png(crops / "1-input (nearest).png", np.repeat(np.repeat(to_u8(lr[0]), scale, 0), scale, 1))
     for i, m in enumerate(methods):
-        save_png(crops / f"{i + 2}-{m.name}.png", to_u8(m.sr(lr[:1])[0]))
+        save_png(crops / f"{i + 2}-{m.name}.png", to_u8(m.sr(lr[:1], "realesrgan")[0]))
     write_rows(rows, run / "eval", {"scale": scale, "patch_px": patch, "baseline_steps": baseline_steps,
                                      "val_images": [p.name for p in val]})
     return rows

@@ -176,3 +176,74 @@ def test_teacher_ddim_never_clamps_latents():
     from tocsr.teacher.evaluate import latent_ddim
 
     assert latent_ddim(dict(DDPMScheduler().config)).config.clip_sample is False
+
+
+
+@pytest.fixture(scope="module")
+def per_degradation_parts(pipe_parts):
+    """Two students that compute different things: the pipe_parts student, and one with a larger residual."""
+    from tocsr.sr.models import PerDegradationStudent
+
+    ae, blind = pipe_parts
+    other = OneStepStudent(**{k: v for k, v in dict(blind.config).items() if not k.startswith("_")}).eval()
+    other.load_state_dict(blind.state_dict())
+    with torch.no_grad():
+        other.backbone.unet.conv_out.weight.mul_(50)   # a residual that shows after rounding to 8 bits
+    return ae, PerDegradationStudent.from_students({"bicubic": blind, "realesrgan": other}).eval()
+
+
+def test_per_degradation_student_routes_each_input_to_its_own_student(pipe_parts, per_degradation_parts, tmp_path):
+    from tocsr.errors import ConfigError
+    from tocsr.sr.models import load_student
+
+    _, student = per_degradation_parts
+    z = torch.randn(3, 16, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        bic, resr = student.students["bicubic"](z), student.students["realesrgan"](z)
+        assert (bic - resr).abs().max() > 1e-3
+        mixed = student(z, torch.tensor([0, 1, 0]))
+        # Equal up to float rounding: a sub-batch of 2 may take another kernel path than a batch of 3.
+        assert all(torch.allclose(mixed[i], ref[i], atol=1e-5) for i, ref in ((0, bic), (1, resr), (2, bic)))
+        assert torch.equal(student(z), resr)                     # the default: real photographs
+        assert torch.equal(student(z, student.degradation_ids("bicubic", 3, "cpu")), bic)
+    assert student.for_degradation("bicubic") is student.students["bicubic"]
+    with pytest.raises(ConfigError, match="has students for bicubic, realesrgan"):
+        student.for_degradation("jpeg")
+    with pytest.raises(ConfigError, match="blind"):
+        pipe_parts[1].for_degradation("bicubic")
+    with pytest.raises(ConfigError, match="two or more"):
+        type(student)(degradations=["bicubic"], student_config=dict(student.config)["student_config"])
+    # Saved and reloaded as one diffusers folder, through the loader that tells the two kinds apart.
+    student.save_pretrained(tmp_path / "per")
+    pipe_parts[1].save_pretrained(tmp_path / "blind")
+    again = load_student(tmp_path / "per")
+    assert again.degradations == ("bicubic", "realesrgan") and type(load_student(tmp_path / "blind")) is OneStepStudent
+    with torch.no_grad():
+        assert torch.allclose(again(z, torch.tensor([0, 1, 0])), mixed, atol=1e-6)
+    with pytest.raises(ConfigError, match="no student config.json"):
+        load_student(tmp_path)
+
+
+def test_pipeline_runs_the_student_for_its_degradation(per_degradation_parts):
+    from tocsr.errors import ConfigError
+
+    ae, student = per_degradation_parts
+    lr = photo(24, 24, seed=5)
+    outs = {}
+    for name in ("bicubic", "realesrgan", None):
+        pipe = TOCSRPipeline(ae, student, scale=4, color_fix="none", degradation=name)
+        outs[name], info = pipe.upscale_array(lr)
+        assert info["degradation"] == (name or "realesrgan") and pipe.student is student.for_degradation(name)
+    assert np.array_equal(outs[None], outs["realesrgan"]) and not np.array_equal(outs["bicubic"], outs["realesrgan"])
+    with pytest.raises(ConfigError, match="has students for bicubic, realesrgan"):
+        TOCSRPipeline(ae, student, scale=4, degradation="gaussian")
+
+
+def test_onnx_export_matches_torch(per_degradation_parts, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from tocsr.sr.export import check_onnx, export_onnx
+
+    pipe = TOCSRPipeline(*per_degradation_parts, scale=4, degradation="bicubic")
+    path = export_onnx(pipe, tmp_path / "sr.onnx", latent_px=8)
+    # Batch 1 and 2 at two sizes: batch and spatial axes are dynamic.
+    assert check_onnx(pipe, path, sizes=((1, 8), (2, 16))) < 1e-3

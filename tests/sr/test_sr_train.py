@@ -14,6 +14,7 @@ import torch
 
 from tocsr.assembly import build_module_bank
 from tocsr.data import Photo
+from tocsr.errors import ConfigError
 from tocsr.models.autoencoder import (
     build_autoencoder_from_preset,
     raw_latent_mse,
@@ -118,7 +119,7 @@ def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp
     from tocsr.data import split_photos
     from tocsr.sr import run as sr_run
     from tocsr.sr.evaluate import evaluate_methods
-    from tocsr.sr.models import OneStepStudent
+    from tocsr.sr.models import PerDegradationStudent, load_student
 
     teacher, space, spec, bank, photos = parts
     monkeypatch.setattr(sr_run, "load_photos", lambda data, min_side: (photos, None))
@@ -134,8 +135,13 @@ def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp
                    for r in rows.values())
     written = json.loads((tmp_path / "sr.json").read_text())
     assert written["device"] == "cpu" and written["quality"] == doc["quality"]
-    # The folder holds the weights that were scored (the EMA copy, without any autocast wrapper).
-    student = OneStepStudent.from_pretrained(tmp_path / "student").eval()
+    # The folder holds the weights that were scored (the EMA copy, without any autocast wrapper): one student
+    # per degradation, each trained apart (its own checkpoints), each scored on its own degradation.
+    student = load_student(tmp_path / "student")
+    assert isinstance(student, PerDegradationStudent) and student.degradations == cfg.kinds
+    assert all((tmp_path / "checkpoints" / f"student-{k}" / "step-0000004").is_dir() for k in cfg.kinds)
+    assert not torch.equal(student.students["bicubic"].backbone.unet.conv_out.weight,
+                           student.students["realesrgan"].backbone.unet.conv_out.weight)
     _, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)
     again = evaluate_methods({"s": sr_run.OneStepSRModule(teacher.autoencoder, student, cfg.scale)}, val,
                              cfg.patch_px, cfg.scale)
@@ -167,3 +173,15 @@ def test_log_latent_mse_weights_each_image_by_its_own_error(parts):
     expected = 100 * (per_image[0] + floor) / (per_image[1] + floor)
     assert g_log[1] / g_log[0] == pytest.approx(expected.item(), rel=1e-4)
     assert g_log[0] > g_log[1]
+
+
+def test_pair_cache_of_kind_holds_exactly_that_degradations_pairs(parts):
+    teacher, _, _, _, photos = parts
+    cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4)
+    bic, resr = cache.of_kind("bicubic"), cache.of_kind("realesrgan")
+    assert bic.items.tolist() == [0, 2, 4, 6] and resr.items.tolist() == [1, 3, 5, 7]
+    assert torch.equal(resr.z_lr, cache.z_lr[1::2]) and torch.equal(resr.z_hr, cache.z_hr[1::2])
+    # Row r of the sub-cache re-crops the HR pixels of its own item, not of item r.
+    assert torch.equal(resr.hr_pixels(torch.tensor([0, 2])), cache.hr_pixels(torch.tensor([1, 5])))
+    with pytest.raises(ConfigError, match="holds bicubic, realesrgan"):
+        cache.of_kind("jpeg")

@@ -44,13 +44,15 @@ def score(pred: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, float]:
 
 def evaluate_methods(methods: dict[str, Callable[[torch.Tensor], torch.Tensor]], photos: list[Photo], patch_px: int,
                      scale: int, kinds=("bicubic", "realesrgan"), batch: int = 8) -> dict[str, dict[str, dict[str, float]]]:
-    """{kind: {method: scores}}; each method maps LR in [-1, 1] to SR in [-1, 1] at the HR size."""
+    """{kind: {method: scores}}; each method maps LR in [-1, 1] to SR in [-1, 1] at the HR size. A method
+    whose `takes_degradation` is true is called as fn(lr, kind): it is told which degradation made lr."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for kind in kinds:
         hr, lr = eval_pairs(photos, patch_px, scale, kind)
         out[kind] = {}
         for name, fn in methods.items():
             with torch.no_grad():
-                pred = torch.cat([fn(lr[i:i + batch]).float().cpu() for i in range(0, len(lr), batch)])
+                told = (kind,) if getattr(fn, "takes_degradation", False) else ()
+                pred = torch.cat([fn(lr[i:i + batch], *told).float().cpu() for i in range(0, len(lr), batch)])
             out[kind][name] = score(pred.clamp(-1, 1), hr, scale) | {"n_images": len(hr)}
     return out

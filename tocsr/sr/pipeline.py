@@ -31,7 +31,7 @@ from PIL import Image
 from tocsr.errors import ConfigError, TocsrError
 from tocsr.models.autoencoder import AUTOENCODER_CLASSES, decode_latents, encode_latents
 from tocsr.sr import colorfix
-from tocsr.sr.models import OneStepStudent
+from tocsr.sr.models import OneStepStudent, PerDegradationStudent, load_student
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_SIDE = 2
@@ -44,15 +44,19 @@ class UpscaleOutput:
 
 
 class TOCSRPipeline:
-    def __init__(self, autoencoder, student: OneStepStudent, scale: int, device: str | torch.device = "cpu",
+    def __init__(self, autoencoder, student: OneStepStudent | PerDegradationStudent, scale: int, device: str | torch.device = "cpu",
                  dtype: str = "fp32", tile_lr: int = 128, overlap_lr: int = 8, color_fix: str = "wavelet",
-                 context_lr: int = 16):
+                 context_lr: int = 16, degradation: str | None = None):
         if dtype not in DTYPES:
             raise ConfigError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
         if color_fix not in ("wavelet", "adain", "none"):
             raise ConfigError(f"color_fix {color_fix!r}: expected wavelet, adain or none")
         self.device, self.dtype_name, self.dtype = torch.device(device), dtype, DTYPES[dtype]
         self.autoencoder = torch.nn.Module.to(autoencoder.eval(), self.device, self.dtype)
+        # A per-degradation model runs only the student for what made the input (checked here, not at the
+        # first tile); None: its default (Real-ESRGAN-like, real photographs). A blind student takes none.
+        self.degradation = degradation or student.default_degradation
+        student = student.for_degradation(degradation)
         self.student = torch.nn.Module.to(student.eval(), self.device, self.dtype)
         self._fp32 = None
         self.scale, self.color_fix = scale, color_fix
@@ -76,7 +80,7 @@ class TOCSRPipeline:
         meta = json.loads(meta_path.read_text())
         ae_cfg = json.loads((root / "autoencoder" / "config.json").read_text())
         ae = AUTOENCODER_CLASSES[ae_cfg["_class_name"]].from_pretrained(root / "autoencoder")
-        student = OneStepStudent.from_pretrained(root / "student")
+        student = load_student(root / "student")
         return cls(ae, student, int(meta["scale"]), **kwargs)
 
     # ------------------------------------------------------------------ one tile
@@ -170,7 +174,8 @@ class TOCSRPipeline:
             out[band_top:done_to] = np.clip(acc[:rows] / np.maximum(wsum[:rows], 1e-8) * 255 + 0.5, 0, 255).astype(np.uint8)
             acc, wsum, band_top = acc[rows:], wsum[rows:], done_to
         info = {"input_size": [w, h], "output_size": [W, H], "dtype": self.dtype_name, "tile_lr": self.tile,
-                "overlap_lr": self.overlap, "color_fix": self.color_fix, **stats}
+                "overlap_lr": self.overlap, "color_fix": self.color_fix,
+                "degradation": self.degradation, **stats}
         if self.color_fix != "none":
             self._color_fix(out, lr)
         return out, info

@@ -22,6 +22,7 @@ from tocsr.models.autoencoder import decode_latents, encode_latents
 from tocsr.space import ArchSpec
 from tocsr.sr.data import upsample_lr
 from tocsr.sr.evaluate import evaluate_methods
+from tocsr.sr.models import PerDegradationStudent
 from tocsr.sr.train import (
     PairCache,
     SRConfig,
@@ -55,15 +56,24 @@ class MultiStepSR(torch.nn.Module):
 
 
 class OneStepSRModule(torch.nn.Module):
-    """LR image -> SR image through the one-step student."""
+    """LR image -> SR image through the one-step student.
+
+    `takes_degradation`: the student has one network per degradation, and evaluation passes the one that
+    made each input (tocsr.sr.evaluate, reports.evaluate); without it the student's default is used.
+    """
 
     def __init__(self, autoencoder, student, scale: int):
         super().__init__()
         self.autoencoder, self.student, self.scale = autoencoder, student, scale
 
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+    @property
+    def takes_degradation(self) -> bool:
+        return bool(self.student.degradations)
+
+    def forward(self, lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
         lr = lr.to(_device(self))
-        return decode_latents(self.autoencoder, self.student(encode_latents(self.autoencoder, upsample_lr(lr, self.scale))))
+        z = encode_latents(self.autoencoder, upsample_lr(lr, self.scale))
+        return decode_latents(self.autoencoder, self.student.for_degradation(degradation)(z))
 
 
 def bicubic_sr(scale: int):
@@ -87,9 +97,17 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     sr_teacher = train_sr_teacher(teacher, cache, out, cfg, resume, acc)
     timings["sr_teacher_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    student = build_student(teacher, space, spec, bank, cfg)
     sr_config = dict(sr_scheduler(teacher).config)
-    student = train_student(teacher, sr_teacher, sr_config, student, cache, out, cfg, resume, acc)
+    if cfg.student_per_degradation and len(cfg.kinds) > 1:
+        parts = {kind: train_student(teacher, sr_teacher, sr_config, build_student(teacher, space, spec, bank, cfg),
+                                     cache.of_kind(kind), out, cfg, resume, acc, name=f"student-{kind}", save=False)
+                 for kind in cfg.kinds}
+        student = PerDegradationStudent.from_students(parts)
+    else:
+        student = train_student(teacher, sr_teacher, sr_config, build_student(teacher, space, spec, bank, cfg),
+                                cache, out, cfg, resume, acc, save=False)
+    if acc.is_main_process:
+        student.save_pretrained(out / "student")
     timings["student_s"] = time.perf_counter() - t
     if acc.is_main_process:
         teacher.autoencoder.save_pretrained(out / "autoencoder")
