@@ -313,8 +313,9 @@ def upscale(
             raise typer.Exit(1)
     else:
         info = upscale_file(pipe, source, out)
+        told = f", degradation {info['degradation']}" if info["degradation"] else ""
         typer.echo(f"wrote {out} ({info['output_size'][0]}x{info['output_size'][1]}, {info['tiles']} tiles, "
-                   f"{info['fp32_fallbacks']} fp32 fallbacks)")
+                   f"{info['fp32_fallbacks']} fp32 fallbacks{told})")
 
 
 @app.command("search-benchmark")

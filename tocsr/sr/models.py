@@ -80,8 +80,8 @@ class PerDegradationStudent(ModelMixin, ConfigMixin):
     Why: a blind student trained on bicubic and Real-ESRGAN pairs settles near the identity on
     Real-ESRGAN inputs (64 held-out crops: -0.03 dB vs bicubic); told the degradation through a learned
     embedding it moved only +0.01 dB. Trained apart (main job's models, 500 steps each), the bicubic student
-    gained +0.31 dB over bicubic on bicubic inputs and the Real-ESRGAN one +0.57 dB on Real-ESRGAN inputs
-    (docs/status.md). SR suites ship such models apart too (SwinIR classical / real-world, Real-ESRGAN
+    gained +0.31 dB over bicubic on bicubic inputs and the Real-ESRGAN one +0.46 dB on Real-ESRGAN inputs
+    (reports/evidence/sr-per-degradation/). SR suites ship such models apart too (SwinIR classical / real-world, Real-ESRGAN
     vs PSNR models).
     """
 
