@@ -49,7 +49,7 @@ class SRMethod:
 
     def sr(self, lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
         """lr in [-1, 1] -> sr in [-1, 1]. `degradation` (what made lr) reaches only modules that take it
-        (a degradation-conditioned student, `takes_degradation`); every other method is blind."""
+        (a per-degradation student, `takes_degradation`); every other method is blind."""
         told = (degradation,) if degradation is not None and getattr(self.module, "takes_degradation", False) else ()
         with torch.no_grad():
             if self.unit_range:

@@ -53,19 +53,13 @@ class OneStepStudent(ModelMixin, ConfigMixin):
     degradations: tuple[str, ...] = ()
     default_degradation = None
 
-    def degradation_ids(self, degradation: str | None, batch: int, device: torch.device | str) -> None:
+    def for_degradation(self, degradation: str | None) -> OneStepStudent:
         if degradation is not None:
             raise ConfigError(f"degradation {degradation!r}: this SR model is blind (one network for every "
                               "degradation); leave the degradation unset")
-        return None
-
-    def for_degradation(self, degradation: str | None) -> OneStepStudent:
-        self.degradation_ids(degradation, 1, "cpu")
         return self
 
-    def forward(self, z_lr: torch.Tensor, degradation_ids: torch.Tensor | None = None) -> torch.Tensor:
-        if degradation_ids is not None:
-            raise ConfigError("this one-step student is blind; it takes no degradation_ids")
+    def forward(self, z_lr: torch.Tensor) -> torch.Tensor:
         b = z_lr.shape[0]
         # repeat, not expand: see tocsr.sr.onestep (views of parameters under no_grad trip autograd hooks)
         cond = self.null_condition.to(z_lr.dtype).repeat(b, 1, 1)
