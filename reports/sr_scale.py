@@ -8,7 +8,7 @@
    rates (capped by --max-*-steps). The 20-step calibration includes warm-up: on an H100 it over-estimated the
    step time 2.6x, so the budget sizing is conservative. The pair cache `--pair-cache` is large enough that
    each pair is seen only a few times.
-3. The SR teacher (`sample_steps` calls), the one-step student and bicubic are timed on `--profile`.
+3. The SR teacher (`sample_chains` x `sample_steps` calls), the one-step student and bicubic are timed on `--profile`.
 DIR/sr_scale.json holds every figure, the configs, the chosen step counts and the environment; it is
 rewritten after each phase, so a lease that ends early still leaves what was done.
 `--smoke` runs it at tiny settings (CPU is fine) to test the script before a lease.
@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base = SRConfig(batch=4 if args.smoke else args.batch, pair_workers=args.pair_workers, t_start=args.t_start,
                     checkpoint_every=10**9)
     calib = dataclasses.replace(base, teacher_steps=calib_n, student_steps=calib_n, pair_cache=base.batch * 4,
-                                teacher_cache=base.batch, sample_steps=4 if args.smoke else base.sample_steps)
+                                teacher_cache=base.batch, sample_steps=4 if args.smoke else base.sample_steps,
+                                sample_chains=2 if args.smoke else base.sample_chains)
     t0 = time.perf_counter()
     cal = stage_sr(args.teacher, args.surrogates, args.search, args.out / "calibration", calib)
     rate_t = cal["timings_s"]["sr_teacher_s"] / calib_n
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               pair_cache=base.batch * 4 if args.smoke else args.pair_cache,
                               teacher_cache=base.batch if args.smoke else args.teacher_cache,
                               sample_steps=4 if args.smoke else base.sample_steps,
+                              sample_chains=2 if args.smoke else base.sample_chains,
                               checkpoint_every=max(500, teacher_steps // 4))
     t0 = time.perf_counter()
     run = stage_sr(args.teacher, args.surrogates, args.search, args.out / "sr", cfg)

@@ -326,7 +326,7 @@ def load_sr_methods(teacher, sr_dir: Path, profile_name: str, with_teacher: bool
     from reports.evaluate import SRMethod
     from tocsr.sr.models import load_student
     from tocsr.sr.run import MultiStepSR, OneStepSRModule
-    from tocsr.sr.train import SRConfig, load_sr_teacher
+    from tocsr.sr.train import SRConfig, load_sr_teachers
 
     meta = __import__("json").loads((sr_dir / "sr.json").read_text())
     cfg = SRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
@@ -335,9 +335,11 @@ def load_sr_methods(teacher, sr_dir: Path, profile_name: str, with_teacher: bool
                         OneStepSRModule(teacher.autoencoder, student, cfg.scale), False, meta["arch"]["key"],
                         cost_module=OneStepSRModule(teacher.autoencoder, student.for_degradation(None), cfg.scale))]
     if with_teacher:
-        sr_teacher, sr_config = load_sr_teacher(sr_dir, teacher.denoiser.condition)
-        multi = MultiStepSR(teacher.autoencoder, sr_teacher, sr_config, cfg.scale, cfg.sample_steps, cfg.t_start)
-        methods.append(SRMethod(f"sr-teacher ({cfg.sample_steps} steps)", "multi-step", multi, False, "expanded-teacher"))
+        sr_teachers, sr_config = load_sr_teachers(sr_dir, teacher.denoiser.condition)
+        multi = MultiStepSR(teacher.autoencoder, sr_teachers, sr_config, cfg.scale, cfg.sample_steps, cfg.t_start,
+                            cfg.sample_chains)
+        methods.append(SRMethod(f"sr-teacher ({cfg.sample_chains} chains x {cfg.sample_steps} steps)", "multi-step",
+                                multi, False, "expanded-teacher", cost_module=multi.for_degradation(None)))
     return methods, cfg
 
 

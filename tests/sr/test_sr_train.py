@@ -28,6 +28,7 @@ from tocsr.sr.train import (
     PairCache,
     SRConfig,
     build_student,
+    load_sr_teachers,
     log_latent_mse,
     sr_scheduler,
     train_sr_teacher,
@@ -37,7 +38,7 @@ from tocsr.teacher.diffusion_train import Denoiser, make_scheduler
 from tocsr.teacher.presets import get_teacher_preset
 from tocsr.teacher.train import Teacher
 
-CFG = SRConfig(patch_px=64, batch=2, teacher_steps=4, student_steps=4, sample_steps=2, pair_cache=8,
+CFG = SRConfig(patch_px=64, batch=2, teacher_steps=4, student_steps=4, sample_steps=2, sample_chains=2, pair_cache=8,
                teacher_cache=4, pixel_share=1, checkpoint_every=2)
 
 
@@ -96,23 +97,36 @@ def test_resumed_sr_trainings_end_where_uninterrupted_ones_do(parts, tmp_path):
     sched = dict(sr_scheduler(teacher).config)
 
     full, part = tmp_path / "full", tmp_path / "part"
-    t_full = train_sr_teacher(teacher, cache, full, CFG)
-    meta = _resume_from_first_checkpoint(full, part, "sr_teacher")
-    t_part = train_sr_teacher(teacher, cache, part, CFG, resume=True)
-    assert _resumed_at_step_2(part, "sr_teacher", meta) and _same(t_full.unet, t_part.unet)
-    # Training moved the zero-initialised residual head: the teacher is no longer the identity map.
+    t_full = train_sr_teacher(teacher, cache, full, CFG, "bicubic")
+    meta = _resume_from_first_checkpoint(full, part, "sr_teacher-bicubic")
+    t_part = train_sr_teacher(teacher, cache, part, CFG, "bicubic", resume=True)
+    assert _resumed_at_step_2(part, "sr_teacher-bicubic", meta) and _same(t_full.unet, t_part.unet)
+    # Training moved the zero-initialised head: the teacher is no longer the linear estimate.
     assert t_full.unet.conv_out.weight.abs().sum() > 0
+    # The saved teacher reloads with its preconditioning and computes what the trained one does.
+    loaded, _ = load_sr_teachers(full, teacher.denoiser.condition)
+    assert set(loaded) == {"bicubic"}
+    torch.testing.assert_close(loaded["bicubic"].residual_std, t_full.residual_std)
+    zt, t = torch.randn(2, 16, 8, 8), torch.tensor([3, 200])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded["bicubic"](zt, t, cache.z_lr[:2].float()),
+                                   t_full.eval()(zt, t, cache.z_lr[:2].float()))
 
-    s_full = train_student(teacher, t_full, sched, build_student(teacher, space, spec, bank, CFG), cache, full, CFG)
+    teachers = {"bicubic": t_full, "realesrgan": t_full}
+    s_full = train_student(teacher, teachers, sched, build_student(teacher, space, spec, bank, CFG), cache, full, CFG)
     meta = _resume_from_first_checkpoint(full, part, "student")
-    s_part = train_student(teacher, t_full, sched, build_student(teacher, space, spec, bank, CFG), cache, part, CFG,
+    s_part = train_student(teacher, teachers, sched, build_student(teacher, space, spec, bank, CFG), cache, part, CFG,
                            resume=True)
     assert _resumed_at_step_2(part, "student", meta) and _same(s_full, s_part)
     assert s_full.backbone.unet.conv_out.weight.abs().sum() > 0
     # The same config trains the same student: the discriminator is seeded too.
-    s_again = train_student(teacher, t_full, sched, build_student(teacher, space, spec, bank, CFG), cache,
+    s_again = train_student(teacher, teachers, sched, build_student(teacher, space, spec, bank, CFG), cache,
                             tmp_path / "again", CFG)
     assert all(torch.equal(v, _state(s_again)[k]) for k, v in _state(s_full).items())
+    # The cache holds both degradations: a teacher missing for one is refused before any training.
+    with pytest.raises(ConfigError, match="no SR teacher for degradation"):
+        train_student(teacher, {"bicubic": t_full}, sched, build_student(teacher, space, spec, bank, CFG), cache,
+                      tmp_path / "missing", CFG)
 
 
 def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp_path, monkeypatch):
@@ -127,7 +141,7 @@ def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp
     doc = sr_run.run_sr(teacher, space, spec, bank, tmp_path, cfg)
     assert set(doc["quality"]) == {"bicubic", "realesrgan"}
     for rows in doc["quality"].values():
-        assert set(rows) == {"bicubic", "sr-teacher-2step", "tocsr-onestep"}
+        assert set(rows) == {"bicubic", "sr-teacher-2x2step", "tocsr-onestep"}
         # Bicubic needs no model: on real photographs it lands in the usual x4 range. The tiny untrained
         # autoencoder caps the learned methods far lower; they only have to be real numbers here.
         assert 20 < rows["bicubic"]["psnr_y"] < 45
@@ -142,11 +156,19 @@ def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp
     assert all((tmp_path / "checkpoints" / f"student-{k}" / "step-0000004").is_dir() for k in cfg.kinds)
     assert not torch.equal(student.students["bicubic"].backbone.unet.conv_out.weight,
                            student.students["realesrgan"].backbone.unet.conv_out.weight)
+    # One SR teacher per degradation too, each trained apart on its own pairs, each with its own data scale.
+    teachers, sched = load_sr_teachers(tmp_path, teacher.denoiser.condition)
+    assert set(teachers) == set(cfg.kinds)
+    assert all((tmp_path / "checkpoints" / f"sr_teacher-{k}" / "step-0000004").is_dir() for k in cfg.kinds)
+    assert not torch.equal(teachers["bicubic"].residual_std, teachers["realesrgan"].residual_std)
+    multi = sr_run.MultiStepSR(teacher.autoencoder, teachers, sched, cfg.scale, cfg.sample_steps, cfg.t_start,
+                               cfg.sample_chains)
     _, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)
-    again = evaluate_methods({"s": sr_run.OneStepSRModule(teacher.autoencoder, student, cfg.scale)}, val,
+    again = evaluate_methods({"s": sr_run.OneStepSRModule(teacher.autoencoder, student, cfg.scale), "t": multi}, val,
                              cfg.patch_px, cfg.scale)
     for kind, rows in again.items():
         assert rows["s"]["psnr_y"] == pytest.approx(doc["quality"][kind]["tocsr-onestep"]["psnr_y"], abs=1e-4)
+        assert rows["t"]["psnr_y"] == pytest.approx(doc["quality"][kind]["sr-teacher-2x2step"]["psnr_y"], abs=1e-4)
 
 
 def test_log_latent_mse_weights_each_image_by_its_own_error(parts):
@@ -180,6 +202,7 @@ def test_pair_cache_of_kind_holds_exactly_that_degradations_pairs(parts):
     cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4)
     bic, resr = cache.of_kind("bicubic"), cache.of_kind("realesrgan")
     assert bic.items.tolist() == [0, 2, 4, 6] and resr.items.tolist() == [1, 3, 5, 7]
+    assert cache.row_kinds()[:3] == ["bicubic", "realesrgan", "bicubic"] and set(resr.row_kinds()) == {"realesrgan"}
     assert torch.equal(resr.z_lr, cache.z_lr[1::2]) and torch.equal(resr.z_hr, cache.z_hr[1::2])
     # Row r of the sub-cache re-crops the HR pixels of its own item, not of item r.
     assert torch.equal(resr.hr_pixels(torch.tensor([0, 2])), cache.hr_pixels(torch.tensor([1, 5])))

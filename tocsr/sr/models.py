@@ -33,6 +33,12 @@ def widen_conv_in(unet: UNet2DConditionModel, extra_channels: int) -> UNet2DCond
     return wide
 
 
+def default_degradation(names: tuple[str, ...]) -> str:
+    """What an input is assumed to be when nobody says: a real-world photograph (Real-ESRGAN-like
+    degradations) where there is a model for it, else the first degradation."""
+    return "realesrgan" if "realesrgan" in names else names[0]
+
+
 class OneStepStudent(ModelMixin, ConfigMixin):
     """LR latent -> HR latent in one UNet call: z_hr = z_lr + UNet(z_lr, t*, null condition).
 
@@ -103,9 +109,7 @@ class PerDegradationStudent(ModelMixin, ConfigMixin):
 
     @property
     def default_degradation(self) -> str:
-        """What an input is assumed to be when nobody says: a real-world photograph (Real-ESRGAN-like
-        degradations) where there is such a student, else the first degradation."""
-        return "realesrgan" if "realesrgan" in self.degradations else self.degradations[0]
+        return default_degradation(self.degradations)
 
     def _index(self, degradation: str | None) -> int:
         name = degradation or self.default_degradation

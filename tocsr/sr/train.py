@@ -1,10 +1,12 @@
-"""SR adaptation (multi-step conditional SR teacher) and one-step distillation (the student).
+"""SR adaptation (multi-step conditional SR teachers) and one-step distillation (the students).
 
-SR teacher: the expanded teacher UNet with conv_in widened to [noisy latent, LR latent], predicting the
-clean HR latent (x0) as a residual over the LR latent, trained on t <= t_start to minimise the mean
-over images of log(latent MSE in raw autoencoder units + a floor), as the score is PSNR averaged over
-images. Sampled with DDIM from the LR latent noised to t_start (img2img-style); the last x0 estimate
-is the output.
+SR teacher, one per degradation: the expanded teacher UNet with conv_in widened to [noisy latent, LR latent],
+predicting the clean HR latent (x0) through an EDM-style preconditioning around the LR latent (SRDenoiser),
+trained on t <= t_start (half of its samples on the chain's real start state, the LR latent noised to
+t_start) to minimise the mean over images of log(latent MSE in raw autoencoder units + a floor), as the
+score is PSNR averaged over images. Read out as the mean of `sample_chains` DDIM chains of `sample_steps`
+calls each, every chain from the LR latent noised to t_start with its own noise: one chain is a sample,
+and their mean estimates the posterior mean that PSNR rewards (see SRConfig.sample_chains).
 
 Student: the selected compact backbone, initialised from the teacher's weights and the distilled
 surrogates, mapping the LR latent to the HR latent in one call; one student per degradation, each trained
@@ -19,6 +21,7 @@ pair cache, the models and every step live on the card with bf16 autocast; on CP
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -36,7 +39,6 @@ from tocsr.models.autoencoder import decode_latents, encode_latents, raw_latent_
 from tocsr.space import ArchSpec, SearchSpace
 from tocsr.sr.data import SRPairs, upsample_lr
 from tocsr.sr.models import LatentDiscriminator, OneStepStudent, widen_conv_in
-from tocsr.teacher.evaluate import latent_ddim
 from tocsr.training import (
     Checkpointer,
     check_finite,
@@ -58,13 +60,27 @@ class SRConfig:
     teacher_lr: float = 2e-4
     student_steps: int = 800
     student_lr: float = 2e-4
-    # SR teacher network calls per image. 50, not the minimum 20: on held-out crops the 50-call chain
-    # scored the same as the 20-call one (PSNR-Y 30.31 vs 30.28 bicubic deg., 26.15 vs 26.17 Real-ESRGAN)
-    # and it is the chain the one-step student replaces, so its cost is what the speed-up is measured on.
-    sample_steps: int = 50
+    # SR teacher: `sample_chains` DDIM chains of `sample_steps` network calls each, averaged. One chain is
+    # a sample: on 64 held-out Real-ESRGAN crops (Real-ESRGAN teacher, 1200 steps) one 50-call chain scored
+    # 1.30 dB below bicubic while its first call alone was 0.22 dB above; the mean of 4 / 8 / 16 chains of
+    # 20 calls: -0.06 (4 x 50) / +0.30 (8 x 20) / see docs/status.md (16 x 20). Only the mean estimates the
+    # posterior mean, which PSNR rewards; the 16-channel latent is near incompressible at fine scale, so the
+    # last calls cannot remove a chain's own noise either (an x0 estimate from HR noised to t = 25 decodes
+    # 3.5 dB below the autoencoder's ceiling). 20 calls per chain: the fewest the acceptance allows, and
+    # 8 x 20 scored above 8 x 50 (+0.30 vs +0.24 dB over bicubic, 64 crops).
+    sample_steps: int = 20
+    sample_chains: int = 16
     t_start: int = 250                    # the chain starts from the LR latent noised to this timestep
+    # Share of the SR teacher's training samples taken at the chain's real start state (the LR latent
+    # noised to t_start, target the HR latent) instead of the HR latent noised to t <= t_start: the start
+    # state is the one input the forward process never produces. Real-ESRGAN teacher, 64 held-out crops,
+    # first call vs bicubic: share 0.25 (800 steps, no preconditioning) -0.05 dB; 0.5 with the
+    # preconditioning (1200 steps) +0.22; 1.0 +0.48, but then the chain's later calls are never trained.
+    teacher_start_share: float = 0.5
     pair_cache: int = 2048                # (HR, LR) latent pairs encoded once, shared by both trainings
-    teacher_cache: int = 256              # LR crops whose teacher output the student regresses to
+    # LR crops whose teacher output the student regresses to, per degradation. Each costs sample_chains x
+    # sample_steps teacher calls (~3 s on 2 CPU cores at 16 x 20), computed once before the student trains.
+    teacher_cache: int = 32
     w_latent: float = 1.0
     # The teacher and adversarial terms pull the student away from the posterior mean (PSNR) towards
     # the teacher's samples and the HR distribution. At 0.25 / 0.02 they cost 0.26 dB PSNR-Y against
@@ -107,22 +123,51 @@ class SRConfig:
 
 
 class SRDenoiser(torch.nn.Module):
-    """forward(z_t, t, z_lr) -> HR latent estimate (x0): z_lr + UNet([z_t, z_lr], t, null condition).
+    """forward(z_t, t, z_lr) -> HR latent estimate (x0), EDM-preconditioned around the LR latent:
 
-    The HR latent as a correction of the LR latent, so a zero-initialised output layer starts as the
-    identity map, the best guess before training.
+        x0 = z_lr + c_skip(t) (z_t / sqrt(abar_t) - z_lr) + c_out(t) UNet([z_t, z_lr], t, null condition)
+
+    with sigma_t^2 = (1 - abar_t) / abar_t, c_skip = s^2 / (s^2 + sigma_t^2), c_out = sigma_t s / sqrt(s^2 + sigma_t^2)
+    and s the per-channel std of the HR - LR latent residual (Karras et al. 2022, with the LR latent as the
+    prior mean). With the head at zero this is the linear least-squares estimate of x0 from the state:
+    the state itself at low noise, the LR latent at high noise. Without it (x0 = z_lr + UNet) the network
+    had to rebuild the state's detail at low noise from z_lr, and its first call on Real-ESRGAN inputs
+    stayed 0.06 dB below bicubic (64 held-out crops; +0.22 with it, same data and steps).
     """
 
-    def __init__(self, unet: UNet2DConditionModel, condition):
+    def __init__(self, unet: UNet2DConditionModel, condition, alphas_cumprod: torch.Tensor,
+                 residual_std: torch.Tensor):
         super().__init__()
         self.unet, self.condition = unet, condition
+        if residual_std.shape != (unet.config.out_channels,) or not bool((residual_std > 0).all()):
+            raise ConfigError(f"residual_std must hold one positive std per latent channel "
+                              f"({unet.config.out_channels}); got {residual_std.tolist()}")
+        self.register_buffer("alphas_cumprod", alphas_cumprod.float().clone(), persistent=False)
+        self.register_buffer("residual_var", residual_std.float().square()[None, :, None, None], persistent=False)
+
+    @property
+    def residual_std(self) -> torch.Tensor:
+        return self.residual_var.flatten().sqrt()
 
     def forward(self, zt: torch.Tensor, t: torch.Tensor, z_lr: torch.Tensor) -> torch.Tensor:
         cond = self.condition.null(zt.shape[0]).to(zt.dtype)
-        return z_lr + self.unet(torch.cat([zt, z_lr], dim=1), t, encoder_hidden_states=cond, return_dict=False)[0]
+        abar = self.alphas_cumprod.to(zt.device)[t.long()].to(zt.dtype)[:, None, None, None]
+        sigma2 = (1 - abar) / abar
+        var = self.residual_var.to(zt)
+        c_skip = var / (var + sigma2)
+        c_out = (sigma2 * var / (var + sigma2)).sqrt()
+        head = self.unet(torch.cat([zt, z_lr], dim=1), t, encoder_hidden_states=cond, return_dict=False)[0]
+        return z_lr + c_skip * (zt / abar.sqrt() - z_lr) + c_out * head
+
+
+def latent_residual_std(cache: PairCache) -> torch.Tensor:
+    """Per-channel std of HR latent - LR latent over a pair cache: the preconditioning's data scale."""
+    return (cache.z_hr.float() - cache.z_lr.float()).std(dim=(0, 2, 3)).cpu().clamp_min(1e-3)
 
 
 SR_SCHEDULER_DIR = "sr_scheduler"
+SR_TEACHER_DIR = "sr_teacher"
+PRECONDITIONING_FILE = "preconditioning.json"
 
 
 def sr_scheduler(teacher) -> DDPMScheduler:
@@ -130,14 +175,26 @@ def sr_scheduler(teacher) -> DDPMScheduler:
     return DDPMScheduler.from_config(teacher.scheduler.config, prediction_type="sample", clip_sample=False)
 
 
-def load_sr_teacher(sr_dir: str | Path, condition) -> tuple[SRDenoiser, dict]:
-    """(SR teacher, its scheduler config) from a `tocsr sr` run folder."""
+def save_sr_teacher(model: SRDenoiser, folder: Path) -> None:
+    model.unet.save_pretrained(folder)
+    (folder / PRECONDITIONING_FILE).write_text(json.dumps({"residual_std": model.residual_std.tolist()}, indent=1))
+
+
+def load_sr_teachers(sr_dir: str | Path, condition) -> tuple[dict[str, SRDenoiser], dict]:
+    """({degradation: SR teacher}, their scheduler config) from a `tocsr sr` run folder."""
     sr_dir = Path(sr_dir)
-    if not (sr_dir / SR_SCHEDULER_DIR).is_dir():
-        raise ConfigError(f"{sr_dir} has no {SR_SCHEDULER_DIR}/: written by an older tocsr; rerun `tocsr sr`")
+    folders = sorted(p.parent for p in (sr_dir / SR_TEACHER_DIR).glob(f"*/{PRECONDITIONING_FILE}"))
+    if not (sr_dir / SR_SCHEDULER_DIR).is_dir() or not folders:
+        raise ConfigError(f"{sr_dir} has no {SR_SCHEDULER_DIR}/ or no per-degradation {SR_TEACHER_DIR}/<kind>/: "
+                          "written by an older tocsr; rerun `tocsr sr`")
     config = dict(DDPMScheduler.from_pretrained(sr_dir / SR_SCHEDULER_DIR).config)
-    unet = UNet2DConditionModel.from_pretrained(sr_dir / "sr_teacher").eval()
-    return SRDenoiser(unet, condition).eval(), config
+    abar = DDPMScheduler.from_config(config).alphas_cumprod
+    teachers = {}
+    for folder in folders:
+        std = torch.tensor(json.loads((folder / PRECONDITIONING_FILE).read_text())["residual_std"])
+        unet = UNet2DConditionModel.from_pretrained(folder).eval()
+        teachers[folder.name] = SRDenoiser(unet, condition, abar, std).eval()
+    return teachers, config
 
 
 def log_latent_mse(ae, a: torch.Tensor, b: torch.Tensor, floor: float) -> torch.Tensor:
@@ -198,18 +255,26 @@ class PairCache:
         on = rows.to(self.device)
         return PairCache(self.pairs, self.z_hr[on], self.z_lr[on], self.items[rows])
 
+    def row_kinds(self) -> list[str]:
+        """The degradation that made each row."""
+        return [self.pairs.kinds[int(i) % len(self.pairs.kinds)] for i in self.items]
+
     def hr_pixels(self, idx: torch.Tensor) -> torch.Tensor:
         return torch.stack([self.pairs.hr(int(self.items[int(i)])) for i in idx]).to(self.device)
 
 
-def train_sr_teacher(teacher, cache: PairCache, out_dir: Path, cfg: SRConfig, resume: bool = False,
+def train_sr_teacher(teacher, cache: PairCache, out_dir: Path, cfg: SRConfig, kind: str, resume: bool = False,
                      accelerator=None) -> SRDenoiser:
-    """Widen the teacher into the conditional SR teacher and train it; saves <out>/sr_teacher."""
+    """Widen the teacher into the conditional SR teacher for one degradation and train it on `cache` (that
+    degradation's pairs); checkpoints under <out>/checkpoints/sr_teacher-<kind>, the result (EMA weights)
+    saved to <out>/sr_teacher/<kind>/."""
     acc = accelerator or make_accelerator()
-    ck = Checkpointer(out_dir / "checkpoints" / "sr_teacher")
+    ck = Checkpointer(out_dir / "checkpoints" / f"sr_teacher-{kind}")
     sched = sr_scheduler(teacher)
-    model = SRDenoiser(widen_conv_in(teacher.unet, 16), teacher.denoiser.condition)
-    # The base teacher's head predicts noise; as the residual x0 head it starts at zero (identity map).
+    model = SRDenoiser(widen_conv_in(teacher.unet, 16), teacher.denoiser.condition, sched.alphas_cumprod,
+                       latent_residual_std(cache))
+    # The base teacher's head predicts noise; as the preconditioned x0 head it starts at zero (the linear
+    # estimate, see SRDenoiser).
     with torch.no_grad():
         model.unet.conv_out.weight.zero_()
         model.unet.conv_out.bias.zero_()
@@ -239,12 +304,16 @@ def train_sr_teacher(teacher, cache: PairCache, out_dir: Path, cfg: SRConfig, re
             gen = torch.Generator().manual_seed(cfg.seed * 999_983 + step * world + rank)
             _, z_hr, z_lr = cache.sample(gen, cfg.batch)
             noise = torch.randn(z_hr.shape, generator=gen).to(z_hr)
-            # Sampling never starts above t_start, so training spends its steps there.
-            t = torch.randint(0, cfg.t_start + 1, (len(z_hr),), generator=gen).to(z_hr.device)
+            # Sampling never starts above t_start, so training spends its steps there; a share of the samples
+            # is the chain's start state itself (the LR latent noised to t_start, see SRConfig).
+            t = torch.randint(0, cfg.t_start + 1, (len(z_hr),), generator=gen)
+            at_start = torch.rand(len(z_hr), generator=gen) < cfg.teacher_start_share
+            t = torch.where(at_start, torch.full_like(t, cfg.t_start), t).to(z_hr.device)
+            clean = torch.where(at_start.to(z_hr.device)[:, None, None, None], z_lr, z_hr)
             # In raw autoencoder units, as the student's latent loss: each channel counts as much as it moves
             # pixels. With the plain MSE on normalised latents the teacher scored 30.31 dB PSNR-Y (bicubic
             # deg., 50 calls), with the raw MSE 30.55, on the same data and steps.
-            pred = wrapped(sched.add_noise(z_hr, noise, t), t, z_lr).float()
+            pred = wrapped(sched.add_noise(clean, noise, t), t, z_lr).float()
             loss = log_latent_mse(teacher.autoencoder, pred, z_hr, cfg.teacher_loss_floor)
             check_finite(loss, step, ck)
             opt.zero_grad(set_to_none=True)
@@ -263,29 +332,41 @@ def train_sr_teacher(teacher, cache: PairCache, out_dir: Path, cfg: SRConfig, re
     # The plain module, without accelerate's autocast wrapper: evaluation and a reload then agree.
     model = acc.unwrap_model(wrapped, keep_fp32_wrapper=False).eval()
     if acc.is_main_process:
-        model.unet.save_pretrained(out_dir / "sr_teacher")
+        save_sr_teacher(model, out_dir / SR_TEACHER_DIR / kind)
         sched.save_pretrained(out_dir / SR_SCHEDULER_DIR)
     acc.wait_for_everyone()
     return model
 
 
+def chain_timesteps(steps: int, t_start: int) -> list[int]:
+    """`steps` evenly spaced timesteps from t_start down (t_start, ..., t_start / steps): the chain starts
+    exactly where the teacher was trained to start. diffusers' DDIM spacing started 10 below it (240 for
+    20 calls from 250)."""
+    if not 1 <= steps <= t_start:
+        raise ConfigError(f"steps={steps}: an SR teacher chain from t_start={t_start} takes 1 to {t_start} calls")
+    return [int(t) for t in torch.linspace(t_start, 0, steps + 1)[:-1].round()]
+
+
 @torch.no_grad()
-def sample_sr_teacher(model: SRDenoiser, scheduler_config: dict, z_lr: torch.Tensor, steps: int, t_start: int,
-                      seed: int) -> torch.Tensor:
-    """DDIM from the LR latent noised to t_start, `steps` network calls; returns the last x0 estimate
-    (the chain ends one DDIM stride above t = 0, where the state still holds a little noise)."""
-    ddim = latent_ddim(scheduler_config)
-    total = max(steps, math.ceil(steps * ddim.config.num_train_timesteps / t_start))
-    ddim.set_timesteps(total)
-    timesteps = [t for t in ddim.timesteps if int(t) <= t_start][:steps]
-    noise = torch.randn(z_lr.shape, generator=torch.Generator().manual_seed(seed)).to(z_lr)
-    z = ddim.add_noise(z_lr, noise, torch.full((len(z_lr),), int(timesteps[0]), dtype=torch.long))
-    x0 = z
-    for t in timesteps:
-        tt = torch.full((len(z),), int(t), dtype=torch.long, device=z.device)
-        out = ddim.step(model(z, tt, z_lr), t, z)
-        z, x0 = out.prev_sample, out.pred_original_sample
-    return x0
+def sample_sr_teacher(model, scheduler_config: dict, z_lr: torch.Tensor, steps: int, t_start: int,
+                      seed: int, chains: int = 1) -> torch.Tensor:
+    """Mean over `chains` deterministic DDIM chains (eta 0) of `steps` network calls each, every chain from the
+    LR latent noised to t_start with its own noise; a chain's result is its last x0 estimate (the chain ends
+    one stride above t = 0, where the state still holds a little noise). The chains run as one batch."""
+    if chains < 1:
+        raise ConfigError(f"chains={chains}: the SR teacher needs at least one chain")
+    timesteps = chain_timesteps(steps, t_start)
+    abar = DDPMScheduler.from_config(scheduler_config).alphas_cumprod.to(z_lr.device, z_lr.dtype)
+    cond = z_lr.repeat(chains, 1, 1, 1)
+    noise = torch.randn(cond.shape, generator=torch.Generator().manual_seed(seed)).to(z_lr)
+    z = abar[t_start].sqrt() * cond + (1 - abar[t_start]).sqrt() * noise
+    for i, t in enumerate(timesteps):
+        x0 = model(z, torch.full((len(z),), t, dtype=torch.long, device=z.device), cond)
+        if i + 1 < len(timesteps):
+            a, a_next = abar[t], abar[timesteps[i + 1]]
+            eps = (z - a.sqrt() * x0) / (1 - a).sqrt()
+            z = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+    return x0.view(chains, *z_lr.shape).mean(0)
 
 
 def build_student(teacher, space: SearchSpace, spec: ArchSpec, bank, cfg: SRConfig) -> OneStepStudent:
@@ -303,7 +384,7 @@ def build_student(teacher, space: SearchSpace, spec: ArchSpec, bank, cfg: SRConf
     return student
 
 
-def train_student(teacher, sr_teacher: SRDenoiser, sr_scheduler_config: dict, student: OneStepStudent,
+def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_config: dict, student: OneStepStudent,
                   cache: PairCache, out_dir: Path, cfg: SRConfig, resume: bool = False,
                   accelerator=None, name: str = "student", save: bool = True) -> OneStepStudent:
     """Distil one student on `cache`; checkpoints under <out>/checkpoints/<name>, the result (EMA weights)
@@ -333,17 +414,24 @@ def train_student(teacher, sr_teacher: SRDenoiser, sr_scheduler_config: dict, st
         start = int(ck.latest_meta()["step"])
     ema.to(dev)
     ae = teacher.autoencoder.to(dev)
-    sr_teacher = sr_teacher.to(dev)
-    # The multi-step teacher's answers for a fixed subset of the cached LR latents, computed once.
+    # The multi-step teachers' answers for a fixed subset of the cached LR latents, computed once; each row
+    # by the teacher of the degradation that made it.
     n_t = min(cfg.teacher_cache, len(cache.z_lr))
-    cache_lr, cache_teacher = cache.z_lr[:n_t].float(), []
+    row_kinds = cache.row_kinds()[:n_t]
+    missing = sorted(set(row_kinds) - set(sr_teachers))
+    if missing:
+        raise ConfigError(f"no SR teacher for degradation(s) {', '.join(missing)}; have {', '.join(sr_teachers)}")
+    cache_lr = cache.z_lr[:n_t].float()
+    cache_teacher = torch.empty_like(cache_lr)
     with progress("sr/teacher-targets", n_t) as bar:
         for i in range(0, n_t, cfg.batch):
-            z_lr = cache_lr[i:i + cfg.batch]
-            cache_teacher.append(sample_sr_teacher(sr_teacher, sr_scheduler_config, z_lr, cfg.sample_steps,
-                                                   cfg.t_start, seed=cfg.seed + i))
-            bar.update(len(z_lr))
-    cache_teacher = torch.cat(cache_teacher)
+            kinds = row_kinds[i:i + cfg.batch]
+            for kind in sorted(set(kinds)):
+                rows = [i + r for r, k in enumerate(kinds) if k == kind]
+                cache_teacher[rows] = sample_sr_teacher(sr_teachers[kind].to(dev), sr_scheduler_config,
+                                                        cache_lr[rows], cfg.sample_steps, cfg.t_start,
+                                                        seed=cfg.seed + i, chains=cfg.sample_chains)
+            bar.update(len(kinds))
     for p in ae.parameters():
         p.requires_grad_(False)
     wrapped, wrapped_disc, opt, opt_d = acc.prepare(student, disc, opt, opt_d)
