@@ -76,14 +76,15 @@ def test_mean_of_chains_removes_a_chain_specific_error_and_keeps_an_exact_answer
     g = torch.Generator().manual_seed(1)
     z_hr = torch.randn(2, C, 8, 8, generator=g)
     z_lr = z_hr + 0.3 * torch.randn(z_hr.shape, generator=g)
+    abar = DDPMScheduler.from_config(config).alphas_cumprod
     noise = torch.Generator().manual_seed(2)
 
     def sampler(zt, t, lr):
         truth = z_hr.repeat(len(zt) // len(z_hr), 1, 1, 1)
         return truth + 0.5 * torch.randn(truth.shape, generator=noise)     # each row (chain) errs its own way
 
-    one = sample_sr_teacher(sampler, config, z_lr, steps=5, t_start=250, seed=0)
-    many = sample_sr_teacher(sampler, config, z_lr, steps=5, t_start=250, seed=0, chains=16)
+    one = sample_sr_teacher(sampler, abar, z_lr, steps=5, t_start=250, seed=0)
+    many = sample_sr_teacher(sampler, abar, z_lr, steps=5, t_start=250, seed=0, chains=16)
     err_one, err_many = (one - z_hr).square().mean(), (many - z_hr).square().mean()
     assert one.shape == many.shape == z_lr.shape
     assert err_many < err_one / 8          # independent errors: 16x smaller on average
@@ -94,10 +95,10 @@ def test_mean_of_chains_removes_a_chain_specific_error_and_keeps_an_exact_answer
         calls.append(len(zt))
         return z_hr.repeat(len(zt) // len(z_hr), 1, 1, 1)
 
-    torch.testing.assert_close(sample_sr_teacher(oracle, config, z_lr, steps=3, t_start=250, seed=0, chains=4), z_hr)
+    torch.testing.assert_close(sample_sr_teacher(oracle, abar, z_lr, steps=3, t_start=250, seed=0, chains=4), z_hr)
     assert calls == [8, 8, 8]          # the chains run as one batch: 3 calls, not 12
     with pytest.raises(ConfigError, match="at least one chain"):
-        sample_sr_teacher(oracle, config, z_lr, steps=3, t_start=250, seed=0, chains=0)
+        sample_sr_teacher(oracle, abar, z_lr, steps=3, t_start=250, seed=0, chains=0)
 
 
 def test_multi_step_sr_runs_the_teacher_of_the_inputs_degradation():

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from diffusers import DDPMScheduler
 
 from tocsr.artifacts import atomic_write_text
 from tocsr.data import load_photos, split_photos
@@ -55,6 +56,8 @@ class MultiStepSR(torch.nn.Module):
         self.autoencoder, self.sr_teachers = autoencoder, torch.nn.ModuleDict(sr_teachers)
         self.scheduler_config, self.scale, self.steps, self.t_start = dict(scheduler_config), scale, steps, t_start
         self.chains = chains
+        # Built once here, not on every forward: the latency of this module is what the speed-up divides.
+        self.alphas_cumprod = DDPMScheduler.from_config(self.scheduler_config).alphas_cumprod
 
     def _name(self, degradation: str | None) -> str:
         name = degradation or default_degradation(tuple(self.sr_teachers))
@@ -71,7 +74,7 @@ class MultiStepSR(torch.nn.Module):
     def forward(self, lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
         lr = lr.to(_device(self))
         z_lr = encode_latents(self.autoencoder, upsample_lr(lr, self.scale))
-        z = sample_sr_teacher(self.sr_teachers[self._name(degradation)], self.scheduler_config, z_lr, self.steps,
+        z = sample_sr_teacher(self.sr_teachers[self._name(degradation)], self.alphas_cumprod, z_lr, self.steps,
                               self.t_start, seed=0, chains=self.chains)
         return decode_latents(self.autoencoder, z)
 

@@ -348,15 +348,16 @@ def chain_timesteps(steps: int, t_start: int) -> list[int]:
 
 
 @torch.no_grad()
-def sample_sr_teacher(model, scheduler_config: dict, z_lr: torch.Tensor, steps: int, t_start: int,
+def sample_sr_teacher(model, alphas_cumprod: torch.Tensor, z_lr: torch.Tensor, steps: int, t_start: int,
                       seed: int, chains: int = 1) -> torch.Tensor:
     """Mean over `chains` deterministic DDIM chains (eta 0) of `steps` network calls each, every chain from the
     LR latent noised to t_start with its own noise; a chain's result is its last x0 estimate (the chain ends
-    one stride above t = 0, where the state still holds a little noise). The chains run as one batch."""
+    one stride above t = 0, where the state still holds a little noise). The chains run as one batch.
+    `alphas_cumprod`: the SR scheduler's (sr_scheduler(...).alphas_cumprod), built once by the caller."""
     if chains < 1:
         raise ConfigError(f"chains={chains}: the SR teacher needs at least one chain")
     timesteps = chain_timesteps(steps, t_start)
-    abar = DDPMScheduler.from_config(scheduler_config).alphas_cumprod.to(z_lr.device, z_lr.dtype)
+    abar = alphas_cumprod.to(z_lr.device, z_lr.dtype)
     cond = z_lr.repeat(chains, 1, 1, 1)
     noise = torch.randn(cond.shape, generator=torch.Generator().manual_seed(seed)).to(z_lr)
     z = abar[t_start].sqrt() * cond + (1 - abar[t_start]).sqrt() * noise
@@ -421,6 +422,7 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
     missing = sorted(set(row_kinds) - set(sr_teachers))
     if missing:
         raise ConfigError(f"no SR teacher for degradation(s) {', '.join(missing)}; have {', '.join(sr_teachers)}")
+    abar = DDPMScheduler.from_config(sr_scheduler_config).alphas_cumprod
     cache_lr = cache.z_lr[:n_t].float()
     cache_teacher = torch.empty_like(cache_lr)
     with progress("sr/teacher-targets", n_t) as bar:
@@ -428,7 +430,7 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
             kinds = row_kinds[i:i + cfg.batch]
             for kind in sorted(set(kinds)):
                 rows = [i + r for r, k in enumerate(kinds) if k == kind]
-                cache_teacher[rows] = sample_sr_teacher(sr_teachers[kind].to(dev), sr_scheduler_config,
+                cache_teacher[rows] = sample_sr_teacher(sr_teachers[kind].to(dev), abar,
                                                         cache_lr[rows], cfg.sample_steps, cfg.t_start,
                                                         seed=cfg.seed + i, chains=cfg.sample_chains)
             bar.update(len(kinds))
