@@ -1,47 +1,109 @@
 """Per-device cost tables: what each (slot, choice) costs on one device, and a whole-model correction.
 
-The cost of a candidate is predicted as
-    latency(spec) = intercept + slope * sum over slots of median_latency(slot, choice)
-where each block is timed alone on the inputs it sees inside the teacher, and (intercept, slope)
-is a least-squares fit on whole candidates measured on the device (the calibration set): the
-intercept absorbs the parts no slot owns (conv_in, time embedding, samplers, conv_out), the slope
-what isolated timing misses or double-counts (cache effects, launch overlap). The fit's error is
-then measured on held-out candidates. A table is valid only for the device, precision, execution
-mode and resolution it was measured at; all are recorded.
+Every latency in a table is measured interleaved with a reference workload (the teacher UNet at the
+profile's size, see `bench.timing.measure_paired`) and kept both in ms and as a ratio to the
+reference measured beside it. The model is fitted on ratios, so a machine that slows down or speeds
+up while the table is measured does not bend it:
+
+    ratio(spec) = intercept + sum over groups g of slope_g * sum over slots s in g of ratio(s, choice)
+
+Each block is timed alone on the inputs it sees inside the teacher. The correction (intercept,
+slopes) is a least-squares fit on whole candidates measured on the device (the calibration set):
+the intercept absorbs the parts no slot owns (conv_in, time embedding, conv_out), the slopes what
+isolated timing misses or double-counts. The plain affine correction has one slope; richer ones
+have a slope per slot kind, per feature-map size, or both, and leave-one-out error on the
+calibration set picks among them. The fit is then judged on held-out candidates against a stated
+bar (`ValidationBar`). A table that misses the bar is refitted: the held-out candidates join the
+calibration set, outliers are measured again, and a fresh held-out set judges the new fit; after
+`refit_rounds` a table that still misses raises `CostTableInvalid` with the figures.
+
+Milliseconds come from ratios times a reference latency: `reference_ms` (what the reference took
+while the table was measured) unless a decision converts at the speed measured then
+(`at_reference`). A table is valid only for the device, precision, execution mode and resolution it
+was measured at; all are recorded.
 
 Memory is predicted conservatively as the candidate's weights plus the teacher's transient peak.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch import nn
 
-from bench.counting import count_macs, count_params
-from bench.measure import DTYPES, device_name, prepare_callable, resolve_device
-from bench.memory import measure_cpu_peak, measure_cuda_peak, weights_mib
 from bench.profile import DeviceProfile
-from bench.stats import LatencyStats
-from bench.timing import run_timed, warm_up
-from tocsr.assembly import ModuleSwapper
+from bench.stats import PairedLatency
+from bench.timing import Clock, measure_paired, warm_up
+from tocsr.errors import TocsrError
 from tocsr.space import TEACHER, ArchSpec, SearchSpace
 
 COST_TABLE_KIND = "tocsr.bench.cost_table"
-COST_TABLE_SCHEMA_VERSION = 1
+# 2: latencies paired with a reference workload, ratio-space correction, validation rounds.
+COST_TABLE_SCHEMA_VERSION = 2
+REFERENCE_WORKLOAD = "teacher UNet, one call at the profile's batch and latent size"
+
+# Slot groups of the correction models, simplest first (ties in leave-one-out error go to the simpler).
+CORRECTIONS: dict[str, Callable[[Any], str]] = {
+    "affine": lambda slot: "all",
+    "per-kind": lambda slot: slot.kind,
+    "per-stride": lambda slot: f"stride{slot.stride}",
+    "per-kind-stride": lambda slot: f"{slot.kind}@stride{slot.stride}",
+}
+
+
+class CostTableInvalid(TocsrError):
+    """A measured cost table missed its validation bar after every refit round. `table` holds it."""
+
+    def __init__(self, message: str, table: CostTable):
+        super().__init__(message)
+        self.table = table
+
+
+class CostProbe(Protocol):
+    """The device a cost table is measured on, as zero-argument calls.
+
+    `bench.probe.TorchProbe` runs torch modules; tests use a simulated device with known costs.
+    A call returned by `candidate` is valid until the next call of `candidate`.
+    """
+
+    device: torch.device
+    clock: Clock | None
+    device_name: str
+    bytes_per_param: int
+
+    def reference(self) -> Callable[[], object]: ...
+    def block(self, slot: str, choice: str) -> Callable[[], object]: ...
+    def block_counts(self, slot: str, choice: str) -> tuple[int, int]: ...       # (params, MACs)
+    def whole_counts(self) -> tuple[int, int]: ...                                # the teacher's (params, MACs)
+    def candidate(self, spec: ArchSpec) -> Callable[[], object]: ...
+    def candidate_memory_mib(self, spec: ArchSpec) -> float: ...
+    def candidate_params(self, spec: ArchSpec) -> int: ...
+
+
+@dataclass(frozen=True)
+class ValidationBar:
+    """A table is trusted when at least `share` of held-out candidates are predicted within ±`tolerance`."""
+
+    tolerance: float = 0.10
+    share: float = 0.90
+
+    def describe(self) -> str:
+        return f">= {100 * self.share:.0f}% of held-out candidates within ±{100 * self.tolerance:.0f}%"
 
 
 @dataclass(frozen=True)
 class ChoiceCost:
     slot: str
     choice: str
+    ratio: float            # median latency / the reference's median latency, measured in the same rounds
     median_ms: float
     iqr_ms: float
+    reference_ms: float     # the reference's median while this block was measured
     params: int
     macs: int
 
@@ -50,14 +112,97 @@ class ChoiceCost:
 class CandidateMeasurement:
     key: str
     choices: dict[str, str]
-    latency: LatencyStats
+    latency: PairedLatency
     peak_memory_mib: float
     params: int
-    role: str            # "calibration" or "holdout"
+    role: str            # "calibration", "holdout", "selection" (re-measured when choosing) or "revalidation"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "choices": self.choices, "role": self.role, "latency": self.latency.summary(),
+        return {"key": self.key, "choices": self.choices, "role": self.role, "latency": self.latency.to_dict(),
                 "peak_memory_mib": self.peak_memory_mib, "params": self.params}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CandidateMeasurement:
+        return cls(d["key"], dict(d["choices"]), PairedLatency.from_dict(d["latency"]), float(d["peak_memory_mib"]),
+                   int(d["params"]), d["role"])
+
+
+@dataclass(frozen=True)
+class Correction:
+    """ratio = intercept + sum_g slopes[g] * (sum of block ratios of the slots in group g)."""
+
+    kind: str
+    intercept: float
+    slopes: dict[str, float]
+    groups: dict[str, str]          # slot name -> group
+    loo_median_abs_err: float | None = None
+
+    def predict(self, entries: dict[tuple[str, str], ChoiceCost], choices: dict[str, str]) -> float:
+        sums: dict[str, float] = {}
+        for slot, choice in choices.items():
+            g = self.groups[slot]
+            sums[g] = sums.get(g, 0.0) + entries[(slot, choice)].ratio
+        return self.intercept + sum(self.slopes[g] * v for g, v in sums.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Correction:
+        return cls(d["kind"], float(d["intercept"]), dict(d["slopes"]), dict(d["groups"]), d.get("loo_median_abs_err"))
+
+
+def _design(entries, groups: dict[str, str], names: list[str], cands: Sequence[CandidateMeasurement]) -> np.ndarray:
+    x = np.zeros((len(cands), len(names) + 1))
+    x[:, 0] = 1.0
+    col = {g: i + 1 for i, g in enumerate(names)}
+    for r, m in enumerate(cands):
+        for slot, choice in m.choices.items():
+            x[r, col[groups[slot]]] += entries[(slot, choice)].ratio
+    return x
+
+
+def _lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    return coef if np.all(coef[1:] > 0) and np.all(np.isfinite(coef)) else None   # a negative slope is not physical
+
+
+def fit_correction(space: SearchSpace, entries: dict[tuple[str, str], ChoiceCost],
+                   calibration: Sequence[CandidateMeasurement]) -> Correction:
+    """The correction with the lowest leave-one-out error on `calibration` (median |relative error|).
+
+    A model is tried only when the calibration set has at least three more candidates than the model
+    has coefficients; the affine one is always tried, and with fewer than two distinct block sums it
+    degrades to a pure offset."""
+    y = np.array([m.latency.ratio for m in calibration])
+    best: Correction | None = None
+    for kind, group_of in CORRECTIONS.items():
+        groups = {s.name: group_of(s) for s in space.slots}
+        names = sorted(set(groups.values()))
+        x = _design(entries, groups, names, calibration)
+        if kind != "affine" and len(calibration) < x.shape[1] + 3:
+            continue
+        if kind == "affine" and (len(calibration) < 2 or np.ptp(x[:, 1]) == 0):
+            return Correction("offset", float(np.mean(y - x[:, 1])), {"all": 1.0}, groups, None)
+        coef = _lstsq(x, y)
+        if coef is None:
+            continue
+        loo = []
+        for i in range(len(y)):
+            keep = np.arange(len(y)) != i
+            c = _lstsq(x[keep], y[keep]) if keep.sum() >= x.shape[1] else None
+            if c is not None:
+                loo.append(abs(float(x[i] @ c) / y[i] - 1))
+        err = float(np.median(loo)) if loo else float("inf")
+        model = Correction(kind, float(coef[0]), {g: float(v) for g, v in zip(names, coef[1:], strict=True)}, groups,
+                           err)
+        if best is None or err < best.loo_median_abs_err - 1e-3:      # a richer model must earn its place
+            best = model
+    if best is None:          # every fit gave a negative slope: fall back to a plain offset on the block sum
+        groups = {s.name: "all" for s in space.slots}
+        x = _design(entries, groups, ["all"], calibration)
+        return Correction("offset", float(np.mean(y - x[:, 1])), {"all": 1.0}, groups, None)
+    return best
 
 
 @dataclass(frozen=True)
@@ -69,33 +214,47 @@ class CostTable:
     execution_mode: str
     latent_px: int
     space_id: str
+    reference: str                 # what the reference workload is
+    reference_ms: float            # its median while the table was measured: the speed the ms figures are at
     entries: dict[tuple[str, str], ChoiceCost]
     fixed_params: int              # parameters outside every slot
     fixed_macs: int
-    intercept_ms: float
-    slope: float
-    percentile_ratio: float        # measured p{percentile} / median on calibration candidates
+    correction: Correction
+    percentile_ratio: float        # p{percentile} / median of the relative samples, mean over calibration
     percentile: float
     teacher_transient_mib: float
     bytes_per_param: int
+    bar: ValidationBar = ValidationBar()
     candidates: tuple[CandidateMeasurement, ...] = ()
+    rounds: tuple[dict[str, Any], ...] = ()      # validation of every fit, first to last
     extra: dict[str, Any] = field(default_factory=dict)
 
     def _check(self, spec: ArchSpec) -> None:
         if spec.space_id != self.space_id:
             raise ValueError(f"ArchSpec {spec.key} is from space {spec.space_id}; this cost table is for {self.space_id}")
 
-    def block_sum_ms(self, spec: ArchSpec) -> float:
+    def block_sum_ratio(self, spec: ArchSpec) -> float:
         self._check(spec)
-        return sum(self.entries[(s, c)].median_ms for s, c in spec.items())
+        return sum(self.entries[(s, c)].ratio for s, c in spec.items())
+
+    def predict_ratio(self, spec: ArchSpec) -> float:
+        """Predicted median latency of the whole candidate, in units of the reference's."""
+        self._check(spec)
+        return self.correction.predict(self.entries, dict(spec.items()))
 
     def predict_latency_ms(self, spec: ArchSpec) -> float:
-        """Predicted median latency of the whole candidate."""
-        return self.intercept_ms + self.slope * self.block_sum_ms(spec)
+        """Predicted median latency in ms at the speed of `reference_ms`."""
+        return self.predict_ratio(spec) * self.reference_ms
 
     def predict_latency_at_ms(self, spec: ArchSpec) -> float:
-        """Predicted latency at the profile's constraint percentile."""
+        """Predicted latency at the profile's constraint percentile, in ms at the speed of `reference_ms`."""
         return self.predict_latency_ms(spec) * self.percentile_ratio
+
+    def at_reference(self, reference_ms: float) -> CostTable:
+        """The same table converting to ms at another speed of the machine (the reference measured now)."""
+        if not reference_ms > 0:
+            raise ValueError(f"reference_ms = {reference_ms}: expected a positive latency")
+        return dataclasses.replace(self, reference_ms=float(reference_ms))
 
     def params(self, spec: ArchSpec) -> int:
         self._check(spec)
@@ -108,186 +267,196 @@ class CostTable:
     def predict_memory_mib(self, spec: ArchSpec) -> float:
         return self.params(spec) * self.bytes_per_param / 2**20 + self.teacher_transient_mib
 
-    def holdout_errors(self) -> np.ndarray:
-        """Relative errors (predicted/measured - 1) of median latency on held-out candidates."""
-        rows = [c for c in self.candidates if c.role == "holdout"]
-        tab = {c.key: c for c in rows}
-        return np.array([self._predict_from_choices(tab[k].choices) / tab[k].latency.median_ms - 1 for k in tab])
+    def cheapest(self, space: SearchSpace) -> ArchSpec:
+        """Every slot at its cheapest choice by block ratio (the correction's slopes are positive, so this is
+        also the candidate with the lowest predicted latency)."""
+        return space.spec({s.name: min(s.choices, key=lambda c, s=s: self.entries[(s.name, c)].ratio)
+                           for s in space.slots})
 
-    def _predict_from_choices(self, choices: dict[str, str]) -> float:
-        return self.intercept_ms + self.slope * sum(self.entries[(s, c)].median_ms for s, c in choices.items())
+    def errors(self, cands: Sequence[CandidateMeasurement]) -> np.ndarray:
+        """Relative errors (predicted / measured - 1) of median latency, in reference units (one speed)."""
+        return np.array([self.correction.predict(self.entries, c.choices) / c.latency.ratio - 1 for c in cands])
+
+    def holdout(self) -> list[CandidateMeasurement]:
+        return [c for c in self.candidates if c.role == "holdout"]
 
     def validation_summary(self) -> dict[str, Any]:
-        err = self.holdout_errors()
-        if err.size == 0:
-            return {"n": 0}
-        abs_err = np.abs(err)
-        return {"n": int(err.size), "within_10pct": float((abs_err <= 0.10).mean()),
-                "within_5pct": float((abs_err <= 0.05).mean()), "median_abs_err": float(np.median(abs_err)),
-                "p90_abs_err": float(np.percentile(abs_err, 90)), "max_abs_err": float(abs_err.max()),
-                "mean_signed_err": float(err.mean())}
+        return summarize_errors(self.errors(self.holdout()), self.bar)
+
+    def recalibrated(self, space: SearchSpace, measured: Sequence[CandidateMeasurement]) -> CostTable:
+        """The table refitted with `measured` (e.g. candidates re-measured when choosing) added to its
+        calibration set; the held-out candidates stay held out and keep judging it."""
+        cands = self.candidates + tuple(measured)
+        correction = fit_correction(space, self.entries, [c for c in cands if c.role != "holdout"])
+        return dataclasses.replace(self, candidates=cands, correction=correction)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "profile_name": self.profile_name, "profile_sha256": self.profile_sha256, "device_name": self.device_name,
             "precision": self.precision, "execution_mode": self.execution_mode, "latent_px": self.latent_px,
-            "space_id": self.space_id, "fixed_params": self.fixed_params, "fixed_macs": self.fixed_macs,
-            "intercept_ms": self.intercept_ms, "slope": self.slope, "percentile_ratio": self.percentile_ratio,
+            "space_id": self.space_id, "reference": self.reference, "reference_ms": self.reference_ms,
+            "fixed_params": self.fixed_params, "fixed_macs": self.fixed_macs,
+            "correction": self.correction.to_dict(), "percentile_ratio": self.percentile_ratio,
             "percentile": self.percentile, "teacher_transient_mib": self.teacher_transient_mib,
-            "bytes_per_param": self.bytes_per_param,
-            "entries": [e.__dict__ for e in self.entries.values()],
-            "candidates": [c.to_dict() | {"latency_samples_ms": list(c.latency.samples_ms)} for c in self.candidates],
-            "validation": self.validation_summary(), "extra": self.extra,
+            "bytes_per_param": self.bytes_per_param, "bar": dataclasses.asdict(self.bar),
+            "entries": [dataclasses.asdict(e) for e in self.entries.values()],
+            "candidates": [c.to_dict() for c in self.candidates],
+            "validation": self.validation_summary(), "rounds": list(self.rounds), "extra": self.extra,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CostTable:
         entries = {(e["slot"], e["choice"]): ChoiceCost(**e) for e in d["entries"]}
-        cands = tuple(CandidateMeasurement(
-            key=c["key"], choices=c["choices"], role=c["role"], peak_memory_mib=c["peak_memory_mib"], params=c["params"],
-            latency=LatencyStats.from_samples(c["latency_samples_ms"], c["latency"]["timer"], c["latency"]["warmup_iters"]))
-            for c in d.get("candidates", []))
         keys = ("profile_name", "profile_sha256", "device_name", "precision", "execution_mode", "latent_px", "space_id",
-                "fixed_params", "fixed_macs", "intercept_ms", "slope", "percentile_ratio", "percentile",
+                "reference", "reference_ms", "fixed_params", "fixed_macs", "percentile_ratio", "percentile",
                 "teacher_transient_mib", "bytes_per_param")
-        return cls(**{k: d[k] for k in keys}, entries=entries, candidates=cands, extra=d.get("extra", {}))
+        return cls(**{k: d[k] for k in keys}, entries=entries, correction=Correction.from_dict(d["correction"]),
+                   bar=ValidationBar(**d["bar"]),
+                   candidates=tuple(CandidateMeasurement.from_dict(c) for c in d.get("candidates", [])),
+                   rounds=tuple(d.get("rounds", ())), extra=d.get("extra", {}))
 
 
-def capture_slot_inputs(unet: nn.Module, space: SearchSpace, args: tuple, kwargs: dict) -> dict[str, tuple[tuple, dict]]:
-    """The (args, kwargs) each slot's block receives during one teacher forward pass."""
-    captured: dict[str, tuple[tuple, dict]] = {}
-    hooks = []
-    for slot in space.slots:
-        def hook(module, a, k, name=slot.name):
-            captured[name] = (tuple(x.detach().clone() if isinstance(x, torch.Tensor) else x for x in a),
-                              {kk: v.detach().clone() if isinstance(v, torch.Tensor) else v for kk, v in k.items()})
-        hooks.append(unet.get_submodule(slot.module_path).register_forward_pre_hook(hook, with_kwargs=True))
-    try:
-        with torch.no_grad():   # not inference_mode: captured tensors may later feed training
-            unet(*args, **kwargs)
-    finally:
-        for h in hooks:
-            h.remove()
-    missing = [s.name for s in space.slots if s.name not in captured]
-    if missing:
-        raise RuntimeError(f"slots never called during the forward pass: {missing[:5]}")
-    return captured
+def summarize_errors(err: np.ndarray, bar: ValidationBar) -> dict[str, Any]:
+    """Figures of relative prediction errors and whether they meet `bar` (None when nothing was held out)."""
+    if err.size == 0:
+        return {"n": 0, "passes": None, "bar": bar.describe()}
+    abs_err = np.abs(err)
+    within = float((abs_err <= bar.tolerance).mean())
+    return {"n": int(err.size), "within_10pct": float((abs_err <= 0.10).mean()),
+            "within_5pct": float((abs_err <= 0.05).mean()), "within_tolerance": within,
+            "median_abs_err": float(np.median(abs_err)), "p90_abs_err": float(np.percentile(abs_err, 90)),
+            "max_abs_err": float(abs_err.max()), "mean_signed_err": float(err.mean()),
+            "passes": bool(within >= bar.share), "bar": bar.describe()}
 
 
-def _time(module: nn.Module, args: tuple, kwargs: dict, profile: DeviceProfile, device: torch.device,
-          repeats: int | None = None) -> LatencyStats:
-    call = prepare_callable(module, args, kwargs, profile.execution_mode)
-    warm = warm_up(call, profile.timing, device)
-    samples = run_timed(call, repeats or profile.timing.repeats, device)
-    return LatencyStats.from_samples(samples, "cuda_event" if device.type == "cuda" else "perf_counter", warm)
+def describe_validation(v: dict[str, Any]) -> str:
+    if not v.get("n"):
+        return "not validated (no held-out candidates)"
+    return (f"{100 * v['within_tolerance']:.0f}% of {v['n']} held-out candidates within the tolerance "
+            f"(median |error| {100 * v['median_abs_err']:.1f}%, max {100 * v['max_abs_err']:.1f}%; bar: {v['bar']})")
 
 
-def measure_choice_costs(space: SearchSpace, swapper: ModuleSwapper, slot_inputs: dict[str, tuple[tuple, dict]],
-                         profile: DeviceProfile, device: torch.device, latent_px: int,
+def sample_candidates(space: SearchSpace, n: int, seed: int, include_extremes: bool,
+                      exclude: set[str] | frozenset[str] = frozenset()) -> list[ArchSpec]:
+    """`n` distinct candidates not in `exclude`: mixes of teacher and surrogate blocks (with the
+    all-teacher and all-last-choice candidates first when `include_extremes`)."""
+    rng = random.Random(seed)
+    specs: dict[str, ArchSpec] = {}
+    if include_extremes:
+        for spec in (space.all_teacher(), space.spec({s.name: s.choices[-1] for s in space.slots})):
+            if spec.key not in exclude:
+                specs[spec.key] = spec
+    tries = 0
+    while len(specs) < n and tries < 100 * n:
+        tries += 1
+        spec = space.sample_mixed(rng)
+        if spec.key not in exclude:
+            specs.setdefault(spec.key, spec)
+    return list(specs.values())
+
+
+def measure_choice_costs(space: SearchSpace, probe: CostProbe, profile: DeviceProfile,
                          progress: Callable[[str], None] | None = None) -> dict[tuple[str, str], ChoiceCost]:
+    reference = probe.reference()
+    warm_up(reference, profile.timing, probe.device, probe.clock)
     entries = {}
     for slot in space.slots:
-        args, kwargs = slot_inputs[slot.name]
         for choice in slot.choices:
-            module = swapper.module_for(slot.name, choice)
-            stats = _time(module, args, kwargs, profile, device)
-            macs = count_macs(module, args, kwargs).total_macs
-            entries[(slot.name, choice)] = ChoiceCost(slot.name, choice, stats.median_ms, stats.iqr_ms,
-                                                      count_params(module)["params"], macs)
+            # No retries: the median over rounds already ignores a burst, and there are many entries.
+            paired = measure_paired(probe.block(slot.name, choice), reference, profile.timing, probe.device,
+                                    probe.clock, retries=0, warm_reference=False)
+            params, macs = probe.block_counts(slot.name, choice)
+            entries[(slot.name, choice)] = ChoiceCost(slot.name, choice, paired.ratio, paired.target.median_ms,
+                                                      paired.target.iqr_ms, paired.reference_ms, params, macs)
             if progress:
                 progress(f"{slot.name}:{choice}")
     return entries
 
 
-def sample_candidates(space: SearchSpace, n: int, seed: int, include_extremes: bool) -> list[ArchSpec]:
-    rng = random.Random(seed)
-    specs: dict[str, ArchSpec] = {}
-    if include_extremes:
-        for spec in (space.all_teacher(), space.spec({s.name: s.choices[-1] for s in space.slots})):
-            specs[spec.key] = spec
-    while len(specs) < n:
-        spec = space.sample_mixed(rng)
-        specs.setdefault(spec.key, spec)
-    return list(specs.values())
+def measure_candidate(probe: CostProbe, spec: ArchSpec, profile: DeviceProfile, role: str) -> CandidateMeasurement:
+    memory = probe.candidate_memory_mib(spec)
+    paired = measure_paired(probe.candidate(spec), probe.reference(), profile.timing, probe.device, probe.clock,
+                            warm_reference=False)
+    return CandidateMeasurement(spec.key, dict(spec.items()), paired, memory, probe.candidate_params(spec), role)
 
 
-def measure_candidate(swapper: ModuleSwapper, spec: ArchSpec, args: tuple, kwargs: dict, profile: DeviceProfile,
-                      device: torch.device, role: str) -> CandidateMeasurement:
-    unet = swapper.apply(spec)
-    eager = prepare_callable(unet, args, kwargs, "eager")   # memory from an eager call, as in measure_workload
-    if device.type == "cuda":
-        eager()
-        mem = measure_cuda_peak(eager, device, weights_mib(unet)).peak_mib
-    else:
-        mem = measure_cpu_peak(eager, weights_mib(unet)).peak_mib
-    call = prepare_callable(unet, args, kwargs, profile.execution_mode)
-    warm = warm_up(call, profile.timing, device)
-    samples = run_timed(call, profile.timing.repeats, device)
-    stats = LatencyStats.from_samples(samples, "cuda_event" if device.type == "cuda" else "perf_counter", warm)
-    return CandidateMeasurement(spec.key, dict(spec.items()), stats, mem, count_params(unet)["params"], role)
-
-
-def fit_correction(entries: dict[tuple[str, str], ChoiceCost], calibration: list[CandidateMeasurement]) -> tuple[float, float]:
-    x = np.array([sum(entries[(s, c)].median_ms for s, c in m.choices.items()) for m in calibration])
-    y = np.array([m.latency.median_ms for m in calibration])
-    if len(x) < 2 or np.ptp(x) == 0:
-        return float(np.mean(y - x)), 1.0
-    slope, intercept = np.polyfit(x, y, 1)
-    return float(intercept), float(slope)
-
-
-def measure_cost_table(space: SearchSpace, unet: nn.Module, args: tuple, kwargs: dict, profile: DeviceProfile,
-                       bank: dict[tuple[str, str], nn.Module], n_calibration: int = 8, n_holdout: int = 50,
-                       seed: int = 0, progress: Callable[[str], None] | None = None,
+def measure_cost_table(space: SearchSpace, probe: CostProbe, profile: DeviceProfile, n_calibration: int = 16,
+                       n_holdout: int = 50, seed: int = 0, refit_rounds: int = 2, bar: ValidationBar = ValidationBar(),
+                       progress: Callable[[str], None] | None = None,
                        deadline: Callable[[], bool] | None = None) -> CostTable:
-    """Measure a cost table for `space` on the profile's device. `unet` is the teacher (any weights:
-    cost does not depend on their values); `args/kwargs` one inference at the profile's size;
-    `bank` the surrogate modules (see tocsr.assembly.build_module_bank), already on the device.
-    `deadline()` returning True stops measuring held-out candidates early (GPU leases are short)."""
-    device = resolve_device(profile)
-    dtype = DTYPES[profile.precision]
-    unet = nn.Module.to(unet, device=device, dtype=dtype).eval()
-    for m in bank.values():
-        nn.Module.to(m, device=device, dtype=dtype).eval()
-    swapper = ModuleSwapper(unet, space, bank)
-    args = tuple(a.to(device, dtype) if isinstance(a, torch.Tensor) and a.is_floating_point()
-                 else (a.to(device) if isinstance(a, torch.Tensor) else a) for a in args)
-    kwargs = {k: (v.to(device, dtype) if v.is_floating_point() else v.to(device)) if isinstance(v, torch.Tensor) else v
-              for k, v in kwargs.items()}
-    swapper.restore()
-    slot_inputs = capture_slot_inputs(unet, space, args, kwargs)
-    latent_px = int(args[0].shape[-1])
-    entries = measure_choice_costs(space, swapper, slot_inputs, profile, device, latent_px, progress)
-    teacher_macs = count_macs(unet, args, kwargs).total_macs
-    teacher_params = count_params(unet)["params"]
+    """Measure a cost table for `space` on the probe's device, fit it, and validate it.
+
+    `deadline()` returning True stops measuring held-out candidates early (GPU leases are short); a
+    table cut short that way is returned with what was validated. Raises `CostTableInvalid` when the
+    fit still misses `bar` after `refit_rounds` refits.
+    """
+    entries = measure_choice_costs(space, probe, profile, progress)
+    teacher_params, teacher_macs = probe.whole_counts()
     slot_teacher = [entries[(s.name, TEACHER)] for s in space.slots]
 
-    calibration, holdout = [], []
-    for spec in sample_candidates(space, n_calibration, seed, include_extremes=True):
-        calibration.append(measure_candidate(swapper, spec, args, kwargs, profile, device, "calibration"))
-        if progress:
-            progress(f"calibration {len(calibration)}/{n_calibration}")
+    def measure(specs: list[ArchSpec], role: str, label: str) -> list[CandidateMeasurement]:
+        out = []
+        for spec in specs:
+            if role == "holdout" and deadline is not None and deadline():
+                break
+            out.append(measure_candidate(probe, spec, profile, role))
+            if progress:
+                progress(f"{label} {len(out)}/{len(specs)}")
+        return out
+
+    calibration = measure(sample_candidates(space, n_calibration, seed, include_extremes=True), "calibration",
+                          "calibration")
     seen = {c.key for c in calibration}
-    for spec in sample_candidates(space, n_holdout + len(seen), seed + 1, include_extremes=False):
-        if spec.key in seen or len(holdout) >= n_holdout:
-            continue
-        if deadline is not None and deadline():
+    holdout = measure(sample_candidates(space, n_holdout, seed + 1, False, seen), "holdout", "holdout")
+    rounds: list[dict[str, Any]] = []
+    remeasured: set[str] = set()
+    for round_ in range(refit_rounds + 1):
+        correction = fit_correction(space, entries, calibration)
+        table = _table(profile, probe, space, entries, correction, calibration, holdout, teacher_params,
+                       teacher_macs, slot_teacher, bar, rounds)
+        v = table.validation_summary()
+        rounds.append({"round": round_, "correction": correction.kind, "calibration": len(calibration),
+                       "loo_median_abs_err": correction.loo_median_abs_err, **v})
+        table = dataclasses.replace(table, rounds=tuple(rounds))
+        if v["passes"] is not False or round_ == refit_rounds or (deadline is not None and deadline()):
             break
-        holdout.append(measure_candidate(swapper, spec, args, kwargs, profile, device, "holdout"))
-        if progress:
-            progress(f"holdout {len(holdout)}/{n_holdout}")
-    swapper.restore()
-    intercept, slope = fit_correction(entries, calibration)
-    teacher_cal = calibration[0]
-    ratio = float(np.mean([c.latency.percentile_ms(profile.timing.percentile) / c.latency.median_ms for c in calibration]))
-    bytes_per_param = torch.tensor([], dtype=dtype).element_size()
+        # Refit: what was held out becomes calibration (a fit judged on it may not be judged on it
+        # again), calibration outliers that look like a burst are measured once more, and a fresh
+        # held-out set judges the new fit.
+        calibration = [dataclasses.replace(c, role="calibration") for c in calibration + holdout]
+        loo = table.errors(calibration)
+        again = [i for i, e in enumerate(loo) if abs(e) > bar.tolerance and calibration[i].key not in remeasured]
+        for i in again:
+            c = calibration[i]
+            m = measure_candidate(probe, space.spec(c.choices), profile, "calibration")
+            remeasured.add(c.key)
+            if m.latency.relative_cv < c.latency.relative_cv:
+                calibration[i] = m
+        seen |= {c.key for c in calibration}
+        holdout = measure(sample_candidates(space, n_holdout, seed + 2 + round_, False, seen), "holdout",
+                          f"holdout (refit {round_ + 1})")
+    table = dataclasses.replace(table, extra={**table.extra, "remeasured_outliers": sorted(remeasured)})
+    if table.validation_summary()["passes"] is False:
+        raise CostTableInvalid(
+            f"the cost table for {profile.name} misses its validation after {len(rounds)} fits: "
+            f"{describe_validation(table.validation_summary())}. The device's timings do not add up or are not "
+            "steady: rerun on an idle machine, raise timing.repeats in the profile, or use an execution mode "
+            "with less launch jitter (cuda_graphs on a GPU)", table)
+    return table
+
+
+def _table(profile, probe, space, entries, correction, calibration, holdout, teacher_params, teacher_macs,
+           slot_teacher, bar, rounds) -> CostTable:
+    q = profile.timing.percentile
+    ratio = float(np.mean([c.latency.ratio_at(q) / c.latency.ratio for c in calibration]))
+    reference_ms = float(np.median([x for c in calibration + holdout for x in c.latency.reference.samples_ms]))
+    teacher = next((c for c in calibration if c.key == space.all_teacher().key), calibration[0])
     return CostTable(
-        profile_name=profile.name, profile_sha256=profile.sha256, device_name=device_name(device),
-        precision=profile.precision, execution_mode=profile.execution_mode, latent_px=latent_px,
-        space_id=space.space_id, entries=entries,
+        profile_name=profile.name, profile_sha256=profile.sha256, device_name=probe.device_name,
+        precision=profile.precision, execution_mode=profile.execution_mode, latent_px=profile.resolution.latent_px,
+        space_id=space.space_id, reference=REFERENCE_WORKLOAD, reference_ms=reference_ms, entries=entries,
         fixed_params=teacher_params - sum(e.params for e in slot_teacher),
         fixed_macs=teacher_macs - sum(e.macs for e in slot_teacher),
-        intercept_ms=intercept, slope=slope, percentile_ratio=ratio, percentile=profile.timing.percentile,
-        teacher_transient_mib=max(0.0, teacher_cal.peak_memory_mib - teacher_params * bytes_per_param / 2**20),
-        bytes_per_param=bytes_per_param, candidates=tuple(calibration + holdout),
-    )
+        correction=correction, percentile_ratio=ratio, percentile=q,
+        teacher_transient_mib=max(0.0, teacher.peak_memory_mib - teacher_params * probe.bytes_per_param / 2**20),
+        bytes_per_param=probe.bytes_per_param, bar=bar, candidates=tuple(calibration + holdout), rounds=tuple(rounds))

@@ -23,8 +23,8 @@ from bench.counting import MacCount, count_macs, count_params
 from bench.memory import MemoryStats, measure_cpu_peak, measure_cuda_peak, weights_mib
 from bench.nvml import GpuTelemetry, Nvml
 from bench.profile import DeviceProfile
-from bench.stats import LatencyStats
-from bench.timing import cpu_steal_fraction_since, run_timed, warm_up
+from bench.stats import LatencyStats, PairedLatency
+from bench.timing import cpu_steal_fraction_since, measure_paired, run_timed, warm_up
 from bench.workloads import Workload
 from tocsr.errors import TocsrError
 
@@ -45,7 +45,10 @@ class DeviceUnavailableError(TocsrError):
 @dataclass(frozen=True)
 class Measurement:
     """Everything measured for one (workload, profile). `status` says how far to trust it:
-    ok; unstable (CV above the profile's max_cv); error (see `error`); predicted (roofline, no device)."""
+    ok; unstable (CV above the profile's max_cv); error (see `error`); predicted (roofline, no device).
+    `paired` is set when the latency was measured interleaved with a reference workload: its ratio is
+    what to compare with other measurements (bench.stats.PairedLatency); then `status` judges the
+    ratio's spread, not the raw milliseconds'."""
 
     model: str
     profile_name: str
@@ -59,6 +62,7 @@ class Measurement:
     buffers: int = 0
     macs: MacCount | None = None
     latency: LatencyStats | None = None
+    paired: PairedLatency | None = None
     memory: MemoryStats | None = None
     energy_mj_per_inference: float | None = None
     energy_note: str = ""
@@ -96,6 +100,7 @@ class Measurement:
             "device_name": self.device_name, "precision": self.precision, "execution_mode": self.execution_mode,
             "batch": self.batch, "status": self.status, "error": self.error, "params": self.params,
             "buffers": self.buffers, "params_m": self.params / 1e6, "macs": d(self.macs), "latency": d(self.latency),
+            "paired": d(self.paired),
             "memory": d(self.memory), "energy_mj_per_inference": self.energy_mj_per_inference,
             "energy_note": self.energy_note, "prediction": d(self.prediction),
             "telemetry_before": d(self.telemetry_before), "telemetry_after": d(self.telemetry_after),
@@ -126,13 +131,14 @@ def device_name(device: torch.device) -> str:
     return cpu_model()
 
 
-def _cast(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
+def cast(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """Floating tensors (also inside tuples, lists, dicts) to `device` in `dtype`; other tensors to `device`."""
     if isinstance(x, torch.Tensor):
         return x.to(device, dtype) if x.is_floating_point() else x.to(device)
     if isinstance(x, (tuple, list)):
-        return type(x)(_cast(v, device, dtype) for v in x)
+        return type(x)(cast(v, device, dtype) for v in x)
     if isinstance(x, dict):
-        return {k: _cast(v, device, dtype) for k, v in x.items()}
+        return {k: cast(v, device, dtype) for k, v in x.items()}
     return x
 
 
@@ -189,16 +195,21 @@ def _predict(workload: Workload, profile: DeviceProfile, base: dict[str, Any]) -
     assert profile.predicted is not None
     counts = count_params(workload.module)
     est = roofline.estimate(workload.module, workload.args, workload.kwargs, profile.predicted, profile.precision)
-    macs = count_macs(workload.module, tuple(_cast(a, torch.device("meta"), DTYPES[profile.precision]) for a in workload.args),
-                      _cast(workload.kwargs, torch.device("meta"), DTYPES[profile.precision]))
+    macs = count_macs(workload.module, tuple(cast(a, torch.device("meta"), DTYPES[profile.precision]) for a in workload.args),
+                      cast(workload.kwargs, torch.device("meta"), DTYPES[profile.precision]))
     return Measurement(**base, status="predicted", params=counts["params"], buffers=counts["buffers"], macs=macs,
                        prediction=est, energy_note="not measured: predicted device",
                        notes=("latency and memory are a roofline estimate from the profile's device constants",))
 
 
-def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: bool = False) -> Measurement:
+def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: bool = False,
+                     reference: Workload | None = None) -> Measurement:
     """Measure `workload` as `profile` says. Failures of the model itself (out of memory, an exception in
-    forward) are returned as status 'error' with the message; a missing device raises."""
+    forward) are returned as status 'error' with the message; a missing device raises.
+
+    With `reference`, the latency is measured in rounds interleaved with the reference workload
+    (bench.timing.measure_paired) and `paired` holds the ratio; use it whenever this measurement is
+    compared with one taken at another time."""
     t_start = time.perf_counter()
     base = {"model": workload.name, "profile_name": profile.name, "profile_sha256": profile.sha256,
             "precision": profile.precision, "execution_mode": profile.execution_mode, "batch": profile.batch,
@@ -219,7 +230,7 @@ def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: boo
         with _threads(profile.device.threads):
             # nn.Module.to, not diffusers' ModelMixin.to: the latter warns on every dtype cast.
             module = torch.nn.Module.to(workload.module, device=device, dtype=dtype).eval()
-            args, kwargs = _cast(workload.args, device, dtype), _cast(workload.kwargs, device, dtype)
+            args, kwargs = cast(workload.args, device, dtype), cast(workload.kwargs, device, dtype)
             macs = count_macs(module, args, kwargs, thop_check=thop_check)
             # Memory is always read from an eager call: one inference needs the same memory in every
             # mode, and a CUDA-graph replay allocates nothing to observe. CPU: on the first call
@@ -232,7 +243,15 @@ def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: boo
             warm = warm_up(call, profile.timing, device)
             if memory is None:
                 memory = measure_cuda_peak(eager, device, wmib)
-            samples, attempts = _timed_with_retries(call, profile, device)
+            paired = None
+            if reference is None:
+                samples, attempts = _timed_with_retries(call, profile, device)
+            else:
+                ref_module = torch.nn.Module.to(reference.module, device=device, dtype=dtype).eval()
+                ref_call = prepare_callable(ref_module, cast(reference.args, device, dtype),
+                                            cast(reference.kwargs, device, dtype), profile.execution_mode)
+                paired = measure_paired(call, ref_call, profile.timing, device)
+                samples, attempts = list(paired.target.samples_ms), list(paired.attempts)
             energy, energy_note = _energy(call, device, nvml, samples)
             after = nvml.snapshot() if nvml else None
     except torch.cuda.OutOfMemoryError as err:
@@ -243,19 +262,21 @@ def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: boo
                                       error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"),
                           t_start)
     stats = LatencyStats.from_samples(samples, "cuda_event" if device.type == "cuda" else "perf_counter", warm)
-    status: Status = "ok" if stats.cv <= profile.timing.max_cv else "unstable"
+    spread = stats.cv if paired is None else paired.relative_cv
+    status: Status = "ok" if spread <= profile.timing.max_cv else "unstable"
     if len(attempts) > 1:
-        cvs = ", ".join(f"{a['cv']:.3f}" for a in attempts)
+        cvs = ", ".join(f"{a.get('cv', a.get('relative_cv')):.3f}" for a in attempts)
         notes.append(f"{len(attempts)} timed attempts (CV {cvs}); "
                      "the steadiest is reported, all are kept under extra.attempts")
     if status == "unstable":
-        notes.append(f"CV {stats.cv:.3f} exceeds the profile's max_cv {profile.timing.max_cv} after "
+        notes.append(f"CV {spread:.3f} exceeds the profile's max_cv {profile.timing.max_cv} after "
                      f"{len(attempts)} attempt(s): the machine was busy or the clocks moved; rerun before trusting this")
     m = Measurement(**base, status=status, params=counts["params"], buffers=counts["buffers"], macs=macs,
-                    latency=stats, memory=memory, energy_mj_per_inference=energy, energy_note=energy_note,
+                    latency=stats, paired=paired, memory=memory, energy_mj_per_inference=energy,
+                    energy_note=energy_note,
                     telemetry_before=before, telemetry_after=after,
                     driver_version=nvml.driver_version() if nvml else None, notes=tuple(notes),
-                    extra={"attempts": attempts})
+                    extra={"attempts": attempts, **({"reference": reference.name} if reference else {})})
     return _with_wall(m, t_start)
 
 

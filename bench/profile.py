@@ -5,8 +5,8 @@ A profile is a YAML file under hw_profiles/. It is validated completely on load;
 
 Example:
     >>> profile = load_profile("hw_profiles/cpu-2core.yaml")
-    >>> profile.resolution.latent_px, profile.budgets.latency_ms
-    (16, 150.0)
+    >>> profile.resolution.latent_px, profile.budgets.latency_vs_teacher
+    (16, 0.5)
 """
 
 from __future__ import annotations
@@ -76,6 +76,9 @@ class TimingPolicy:
     # A timed loop whose CV exceeds max_cv is repeated up to this many times (every attempt is kept;
     # the steadiest is reported): on shared machines a neighbour's burst shifts a whole loop.
     max_retries: int = field(default=2, metadata={"ge": 0, "le": 10})
+    # Latencies that are compared with others are timed in this many rounds, each beside a short burst
+    # of a reference workload (bench.timing.measure_paired).
+    paired_rounds: int = field(default=8, metadata={"ge": 2, "le": 100})
 
     def __post_init__(self) -> None:
         if self.warmup_max_iters < self.warmup_min_iters:
@@ -85,13 +88,41 @@ class TimingPolicy:
 
 @dataclass(frozen=True)
 class Budgets:
-    """The ε-constraints of the search. Latency applies at `timing.percentile`."""
+    """The ε-constraints of the search. Latency applies at `timing.percentile`.
 
-    latency_ms: float = field(metadata={"gt": 0})
+    Latency can be bounded in milliseconds, relative to the teacher measured on the spot
+    (`latency_vs_teacher: 0.5` = at most half the teacher's latency on this machine, now), or both
+    (both then hold). Machines of one class differ and a shared machine's speed moves over minutes:
+    a relative budget means the same on all of them, a millisecond budget is judged at the speed the
+    machine runs when the choice is made.
+    """
+
     peak_memory_mib: float = field(metadata={"gt": 0})
+    latency_ms: float | None = field(default=None, metadata={"gt": 0})
+    latency_vs_teacher: float | None = field(default=None, metadata={"gt": 0})
     params_m: float | None = field(default=None, metadata={"gt": 0})
     gmacs: float | None = field(default=None, metadata={"gt": 0})
     energy_mj: float | None = field(default=None, metadata={"gt": 0})
+
+    def __post_init__(self) -> None:
+        if self.latency_ms is None and self.latency_vs_teacher is None:
+            raise ValueError("budgets has neither latency_ms nor latency_vs_teacher: give at least one "
+                             "(e.g. latency_vs_teacher: 0.5 for half the teacher's latency on this machine)")
+
+    def latency_budget_ms(self, teacher_ms: float | None) -> float | None:
+        """The latency budget in ms at the machine's current speed, where the teacher takes `teacher_ms`
+        (at the profile's percentile); None when the profile bounds no latency."""
+        limits = [self.latency_ms] if self.latency_ms is not None else []
+        if self.latency_vs_teacher is not None:
+            if teacher_ms is None:
+                raise ValueError("budgets.latency_vs_teacher needs the teacher's latency measured on this machine")
+            limits.append(self.latency_vs_teacher * teacher_ms)
+        return min(limits) if limits else None
+
+    def describe_latency(self, percentile: float) -> str:
+        parts = ([f"{self.latency_ms:g} ms"] if self.latency_ms is not None else []) + (
+            [f"{self.latency_vs_teacher:g} x the teacher"] if self.latency_vs_teacher is not None else [])
+        return f"p{percentile:g} latency <= " + " and <= ".join(parts) if parts else "no latency budget"
 
 
 @dataclass(frozen=True)

@@ -90,3 +90,66 @@ class LatencyStats:
     @classmethod
     def from_dict(cls, data: dict) -> LatencyStats:
         return cls.from_samples(data["samples_ms"], data["timer"], int(data["warmup_iters"]))
+
+
+@dataclass(frozen=True)
+class PairedLatency:
+    """A latency measured in rounds interleaved with a reference workload on the same device.
+
+    `relative_samples` are each target sample divided by the median of the reference samples of its
+    own round. A machine that slows down between rounds (a neighbour's burst, boost budget spent)
+    moves the reference as much as the target, so the ratio keeps what the target costs at one speed,
+    the way asv and pytest-benchmark compare within one run. `target` and `reference` keep the raw
+    milliseconds; `ms_at(q, reference_ms)` converts to milliseconds at another speed of the machine
+    (the reference measured when a decision is made).
+    """
+
+    target: LatencyStats
+    reference: LatencyStats
+    relative_samples: tuple[float, ...]
+    rounds: int
+    attempts: tuple[dict, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.relative_samples) < 2:
+            raise ValueError(f"need at least 2 relative samples, got {len(self.relative_samples)}")
+        if any(not np.isfinite(s) or s < 0 for s in self.relative_samples):
+            raise ValueError("relative samples must be finite and non-negative")
+
+    def _rel(self) -> np.ndarray:
+        return np.asarray(self.relative_samples, dtype=np.float64)
+
+    @property
+    def ratio(self) -> float:
+        """Median latency in units of the reference's median latency."""
+        return float(np.median(self._rel()))
+
+    def ratio_at(self, q: float) -> float:
+        return float(np.percentile(self._rel(), q))
+
+    @property
+    def relative_cv(self) -> float:
+        rel = self._rel()
+        return float(rel.std(ddof=1) / rel.mean()) if rel.mean() > 0 else float("inf")
+
+    @property
+    def reference_ms(self) -> float:
+        return self.reference.median_ms
+
+    def ms_at(self, q: float, reference_ms: float) -> float:
+        """Latency at percentile `q` in ms, at the machine speed where the reference takes `reference_ms`."""
+        return self.ratio_at(q) * reference_ms
+
+    def summary(self) -> dict[str, float | int]:
+        return {"ratio": self.ratio, "ratio_p90": self.ratio_at(90), "relative_cv": self.relative_cv,
+                "reference_median_ms": self.reference_ms, "reference_cv": self.reference.cv, "rounds": self.rounds}
+
+    def to_dict(self) -> dict:
+        return {**self.summary(), "target": self.target.to_dict(), "reference": self.reference.to_dict(),
+                "relative_samples": list(self.relative_samples), "attempts": list(self.attempts)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PairedLatency:
+        return cls(LatencyStats.from_dict(data["target"]), LatencyStats.from_dict(data["reference"]),
+                   tuple(float(x) for x in data["relative_samples"]), int(data["rounds"]),
+                   tuple(data.get("attempts", ())))

@@ -14,17 +14,21 @@ import numpy as np
 import torch
 
 from bench.profile import TimingPolicy
-from bench.stats import LatencyStats
+from bench.stats import LatencyStats, PairedLatency
 
 _WINDOW = 5  # iterations per warm-up window
 
+Clock = Callable[[], int]
+"""A monotonic clock in nanoseconds. perf_counter_ns on a CPU; tests pass the virtual clock of a
+simulated device, so timing code runs unchanged on a device whose speed they control."""
 
-def _cpu_run_ms(fn: Callable[[], object], iters: int) -> list[float]:
+
+def _cpu_run_ms(fn: Callable[[], object], iters: int, clock: Clock) -> list[float]:
     out = []
     for _ in range(iters):
-        t0 = time.perf_counter_ns()
+        t0 = clock()
         fn()
-        out.append((time.perf_counter_ns() - t0) / 1e6)
+        out.append((clock() - t0) / 1e6)
     return out
 
 
@@ -40,24 +44,24 @@ def _cuda_run_ms(fn: Callable[[], object], iters: int, device: torch.device) -> 
     return [s.elapsed_time(e) for s, e in zip(starts, ends, strict=True)]
 
 
-def run_timed(fn: Callable[[], object], iters: int, device: torch.device) -> list[float]:
-    """Latency in ms of `iters` consecutive calls of `fn` on `device`."""
+def run_timed(fn: Callable[[], object], iters: int, device: torch.device, clock: Clock | None = None) -> list[float]:
+    """Latency in ms of `iters` consecutive calls of `fn` on `device` (CUDA events on a GPU, else `clock`)."""
     if device.type == "cuda":
         return _cuda_run_ms(fn, iters, device)
-    return _cpu_run_ms(fn, iters)
+    return _cpu_run_ms(fn, iters, clock or time.perf_counter_ns)
 
 
-def warm_up(fn: Callable[[], object], policy: TimingPolicy, device: torch.device) -> int:
+def warm_up(fn: Callable[[], object], policy: TimingPolicy, device: torch.device, clock: Clock | None = None) -> int:
     """Run `fn` until two consecutive windows agree within `warmup_stable_rel`; return iterations spent.
 
     Compilation, cudnn autotuning, allocator growth and clock ramp-up all happen here, not in samples.
     """
     done = 0
-    first = run_timed(fn, policy.warmup_min_iters, device)
+    first = run_timed(fn, policy.warmup_min_iters, device, clock)
     done += len(first)
     previous = float(np.median(first[-_WINDOW:]))
     while done < policy.warmup_max_iters:
-        window = run_timed(fn, min(_WINDOW, policy.warmup_max_iters - done), device)
+        window = run_timed(fn, min(_WINDOW, policy.warmup_max_iters - done), device, clock)
         done += len(window)
         current = float(np.median(window))
         if previous > 0 and abs(current - previous) / previous <= policy.warmup_stable_rel:
@@ -88,3 +92,62 @@ def measure_latency(fn: Callable[[], object], policy: TimingPolicy, device: torc
     warmup_iters = warm_up(fn, policy, device)
     samples = run_timed(fn, policy.repeats, device)
     return LatencyStats.from_samples(samples, "cuda_event" if device.type == "cuda" else "perf_counter", warmup_iters)
+
+
+REFERENCE_ITERS = 3        # reference calls per round; its median is that round's yardstick
+
+
+def measure_paired(target: Callable[[], object], reference: Callable[[], object], policy: TimingPolicy,
+                   device: torch.device, clock: Clock | None = None, reference_iters: int = REFERENCE_ITERS, retries: int | None = None,
+                   warm_reference: bool = True) -> PairedLatency:
+    """Time `target` in `policy.paired_rounds` short bursts, each beside a burst of `reference`, and keep
+    every target sample relative to its own round's reference median (see bench.stats.PairedLatency).
+
+    Rounds alternate the order (reference first, then target first) so a speed that changes
+    steadily within a round biases neither side. `policy.repeats` target samples are spread over
+    the rounds. While the relative samples' CV exceeds `policy.max_cv` the whole measurement is
+    repeated (up to `retries`, by default `policy.max_retries`); the steadiest attempt is returned,
+    every attempt is summarised in `attempts`. A caller that pairs many targets with one reference
+    warms the reference once and passes `warm_reference=False`.
+
+    Example:
+        >>> paired = measure_paired(lambda: block(x), lambda: teacher(z), profile.timing, torch.device("cpu"))
+        >>> paired.ratio          # block latency in units of the teacher's, drift removed
+    """
+    warm = warm_up(target, policy, device, clock)
+    if warm_reference:
+        warm_up(reference, policy, device, clock)
+    rounds = policy.paired_rounds
+    per_round = max(2, -(-policy.repeats // rounds))
+    tries: list[PairedLatency] = []
+    attempts: list[dict] = []
+    for _ in range(1 + (policy.max_retries if retries is None else retries)):
+        _, snap = cpu_steal_fraction_since(None)
+        tgt: list[float] = []
+        ref: list[float] = []
+        rel: list[float] = []
+        for r in range(rounds):
+            if r % 2 == 0:
+                ref_r = run_timed(reference, reference_iters, device, clock)
+                tgt_r = run_timed(target, per_round, device, clock)
+            else:
+                tgt_r = run_timed(target, per_round, device, clock)
+                ref_r = run_timed(reference, reference_iters, device, clock)
+            yardstick = float(np.median(ref_r))
+            if yardstick <= 0:
+                raise ValueError(f"the reference workload took {yardstick} ms per call: it must take measurable time")
+            tgt += tgt_r
+            ref += ref_r
+            rel += [t / yardstick for t in tgt_r]
+        steal, _ = cpu_steal_fraction_since(snap)
+        timer = "cuda_event" if device.type == "cuda" else "perf_counter"
+        paired = PairedLatency(LatencyStats.from_samples(tgt, timer, warm), LatencyStats.from_samples(ref, timer, 0),
+                               tuple(rel), rounds)
+        attempts.append({"ratio": paired.ratio, "relative_cv": paired.relative_cv, "target_median_ms":
+                         paired.target.median_ms, "reference_median_ms": paired.reference_ms,
+                         "cpu_steal_fraction": steal})
+        tries.append(paired)
+        if paired.relative_cv <= policy.max_cv:
+            break
+    best = min(tries, key=lambda p: p.relative_cv)
+    return PairedLatency(best.target, best.reference, best.relative_samples, rounds, tuple(attempts))

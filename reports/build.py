@@ -45,24 +45,23 @@ def _selection(run: Path) -> tuple[str, list[tuple[str, bytes | None]]]:
     rows, images = [], []
     for f in sorted(run.glob("search-*/search_result.json")):
         try:
-            d = read_artifact(f, "tocsr.search_result", 1)
+            d = read_artifact(f, "tocsr.search_result", 2)
         except ArtifactError:
             continue
-        c, t = d.get("chosen"), d["teacher_measured"]
-        if c is None:
-            rows.append(f"<tr><td>{esc(d['profile']['name'])}</td><td colspan=8>no feasible choice</td></tr>")
-            continue
-        tl = t["latency"]["p90_ms"]
+        c, t = d["chosen"], d["teacher_measured"]
+        tl = c["teacher_latency_ms"]
         cells = [d["profile"]["name"], c["spec"]["key"], f"{c['fidelity']:.4g}", f"{c['measured_latency_ms']:.2f}",
                  f"{tl:.2f}", f"{tl / c['measured_latency_ms']:.2f}x", f"{c['params_m']:.3f}",
                  f"{t['params_m'] / c['params_m']:.1f}x", f"{t['macs']['gmacs'] / c['gmacs']:.1f}x" if c.get("gmacs") else "-",
-                 f"{d['budgets']['latency_ms']:g}", str(d["evaluations"])]
+                 "-" if d["budgets"]["latency_ms"] is None else f"{d['budgets']['latency_ms']:.2f}",
+                 f"{100 * d['cost_table_validation'].get('within_10pct', 0):.0f}%", str(d["evaluations"])]
         rows.append("<tr>" + "".join(f"<td>{esc(x)}</td>" for x in cells) + "</tr>")
         png = f.parent / "convergence.png"
         images.append((f"search convergence: {d['profile']['name']} ({d['method']})",
                        png.read_bytes() if png.is_file() else None))
     head = ["device", "chosen architecture", "fidelity error", "measured p90 ms", "teacher p90 ms", "speed-up",
-            "params M", "fewer params", "fewer GMACs", "latency budget ms", "evaluations"]
+            "params M", "fewer params", "fewer GMACs", "latency budget ms", "cost table: held-out within ±10%",
+            "evaluations"]
     table = ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>") \
         if rows else "<p>No search results in this run.</p>"
     return table, images

@@ -47,9 +47,10 @@ class Budgets:
     fidelity: float | None = None          # the paper formulation's ε_fid
 
     @classmethod
-    def from_profile(cls, profile, fidelity: float | None = None) -> Budgets:
+    def from_profile(cls, profile, teacher_ms: float | None, fidelity: float | None = None) -> Budgets:
+        """The profile's budgets, latency in ms where the teacher takes `teacher_ms` (at the percentile)."""
         b = profile.budgets
-        return cls(b.latency_ms, b.peak_memory_mib, b.params_m, b.gmacs, fidelity)
+        return cls(b.latency_budget_ms(teacher_ms), b.peak_memory_mib, b.params_m, b.gmacs, fidelity)
 
 
 @dataclass(frozen=True)

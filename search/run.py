@@ -8,6 +8,7 @@ Evaluations of one asked batch go through an `Executor` (in-process by default; 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -53,11 +54,30 @@ def best_feasible(trials: Sequence[Trial]) -> Trial | None:
     return min(ok, key=lambda t: t.objective) if ok else None
 
 
+def rescore(trials: Sequence[Trial], problem: SearchProblem) -> list[Trial]:
+    """Trials with costs, feasibility and objective recomputed under `problem`: the fidelity of a
+    candidate does not depend on the cost model, so a refitted cost model or a budget at another
+    machine speed re-scores what was evaluated without evaluating it again."""
+    out = []
+    for t in trials:
+        spec = problem.space.spec(t.choices)
+        costs = problem.costs(spec).to_dict()
+        if t.fidelity is None:
+            out.append(dataclasses.replace(t, costs=costs, feasible=False, objective=None))
+        else:
+            out.append(dataclasses.replace(t, costs=costs, feasible=problem.feasible(spec, t.fidelity),
+                                           objective=problem.objective(spec, t.fidelity)))
+    return out
+
+
 def run_search(problem: SearchProblem, method: str, budget: int, out_dir: str | Path, seed: int = 0, q: int = 4,
                executor: Executor | None = None, show_progress: bool = True, **strategy_kwargs) -> list[Trial]:
-    """Evaluate up to `budget` candidates with `method`; every trial is in out_dir/trials.jsonl."""
+    """Evaluate up to `budget` candidates with `method`; every trial is in out_dir/trials.jsonl.
+
+    Trials already in the log (a resumed search, or an earlier round under another cost model) are
+    re-scored under `problem` before the strategy sees them; the log keeps what was recorded then."""
     trial_log = TrialLog(Path(out_dir) / "trials.jsonl")
-    trials = trial_log.read()
+    trials = rescore(trial_log.read(), problem)
     strategy = make_strategy(method, problem, seed, **strategy_kwargs)
     strategy.tell(trials)
     executor = executor or InProcessExecutor(problem.fidelity)

@@ -199,13 +199,13 @@ def costs(
     holdout: int = typer.Option(50, "--holdout", min=0),
 ) -> None:
     """Measure the per-(slot, choice) cost table of the teacher's search space on a device."""
+    from bench.costtable import describe_validation
     from tocsr.stages import stage_costs
 
     table = stage_costs(teacher, profile, out, calibration, holdout)
-    v = table.validation_summary()
-    typer.echo(f"{len(table.entries)} entries on {table.device_name} ({table.execution_mode}); latency = "
-               f"{table.intercept_ms:.3f} ms + {table.slope:.3f} x block sum; held-out: {v.get('n', 0)} candidates, "
-               f"{100 * v.get('within_10pct', 0):.0f}% within ±10% (median |err| {100 * v.get('median_abs_err', 0):.1f}%)")
+    typer.echo(f"{len(table.entries)} entries on {table.device_name} ({table.execution_mode}), paired with the "
+               f"teacher ({table.reference_ms:.2f} ms median while measured); {table.correction.kind} correction "
+               f"after {len(table.rounds)} fit(s); {describe_validation(table.validation_summary())}")
     typer.echo(f"wrote {out}")
 
 
@@ -235,11 +235,11 @@ def search(
         table = load_cost_table(table_path) if table_path.is_file() else stage_costs(teacher, profile, table_path)
         doc = stage_search(teacher, surrogates, profile, table, out, method, budget, seed, formulation, eps_fid,
                            complexity)
-    c, t = doc["chosen"], doc["teacher_measured"]
-    teacher_lat = t["latency"][f"p{int(table.percentile)}_ms"] if f"p{int(table.percentile)}_ms" in t["latency"] \
-        else t["latency"]["p90_ms"]
-    typer.echo(f"chosen {c['spec']['key']}: fidelity error {c['fidelity']:.4g}; measured p{table.percentile:g} "
-               f"{c['measured_latency_ms']:.2f} ms (teacher {teacher_lat:.2f} ms), {c['measured_memory_mib']:.0f} MiB, "
+    c, t, d = doc["chosen"], doc["teacher_measured"], doc["decision"]
+    budget = "none" if d["latency_budget_ms"] is None else f"{d['latency_budget_ms']:.2f} ms"
+    typer.echo(f"chosen {c['spec']['key']}: fidelity error {c['fidelity']:.4g}; measured p{d['percentile']:g} "
+               f"{c['measured_latency_ms']:.2f} ms ({c['latency_vs_teacher']:.2f} x the teacher's "
+               f"{c['teacher_latency_ms']:.2f} ms; budget {budget}), {c['measured_memory_mib']:.0f} MiB, "
                f"{c['params_m']:.2f} M params (teacher {t['params_m']:.2f} M)")
     typer.echo(f"wrote {out / 'search_result.json'} and {out / 'convergence.png'}")
 
@@ -425,8 +425,7 @@ def profiles_list() -> None:
         p = load_profile(path)
         typer.echo(f"{p.name:24s} {p.device.kind:9s} {p.precision:5s} {p.execution_mode:11s} "
                    f"out {p.resolution.output_px}px x{p.resolution.scale}  "
-                   f"latency <= {p.budgets.latency_ms:g} ms (p{p.timing.percentile:g}), "
-                   f"memory <= {p.budgets.peak_memory_mib:g} MiB")
+                   f"{p.budgets.describe_latency(p.timing.percentile)}, memory <= {p.budgets.peak_memory_mib:g} MiB")
 
 
 @profiles_app.command("check")

@@ -219,13 +219,16 @@ def summarize(out: Path, chosen: dict[str, dict], report_path: Path, wall_s: flo
     rows, _ = read_rows(out / "eval")
     devices = {}
     for name, res in chosen.items():
-        c, t = res["chosen"], res["teacher_measured"]
+        c, t, v = res["chosen"], res["teacher_measured"], res["cost_table_validation"]
         mine = [r for r in rows if r.device_profile == name and r.method == f"tocsr-onestep ({name})"]
         others = [r for r in rows if r.device_profile == name and r.kind in ("classical", "interpolation", "multi-step")]
         psnr = {r.method: r.metric("bicubic", "psnr_y") for r in mine + others}
         devices[name] = {
             "architecture": c["spec"]["key"], "fidelity_error": c["fidelity"],
-            "measured_p90_ms": c["measured_latency_ms"], "teacher_p90_ms": t["latency"]["p90_ms"],
+            "measured_p90_ms": c["measured_latency_ms"], "teacher_p90_ms": c["teacher_latency_ms"],
+            "latency_budget_ms": res["decision"]["latency_budget_ms"], "budget": res["decision"]["budget"],
+            "cost_table_within_10pct": v.get("within_10pct"), "cost_table_holdout_n": v.get("n"),
+            "selection_rounds": res["selection_rounds"], "chosen_found_by": c["found_by"],
             "params_m": c["params_m"], "teacher_params_m": t["params_m"], "gmacs": c.get("gmacs"),
             "teacher_gmacs": t["macs"]["gmacs"], "psnr_y_bicubic_degradation": psnr,
         }
@@ -237,15 +240,20 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title="TOC-SR main job", header_style="bold")
-    for col in ("device", "architecture", "p90 ms (teacher)", "params M (teacher)", "GMACs (teacher)",
-                "PSNR-Y: tocsr / best baseline / bicubic"):
+    for col in ("device", "architecture", "p90 ms (teacher)", "budget ms", "cost table ±10%", "params M (teacher)",
+                "GMACs (teacher)", "PSNR-Y: tocsr / best baseline / bicubic"):
         table.add_column(col)
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
     for name, d in s["devices"].items():
         psnr = d["psnr_y_bicubic_degradation"]
         mine = next((v for k, v in psnr.items() if k.startswith("tocsr")), None)
         base = max((v for k, v in psnr.items() if not k.startswith(("tocsr", "bicubic")) and v is not None), default=None)
-        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        within = d["cost_table_within_10pct"]
         table.add_row(name, d["architecture"], f"{d['measured_p90_ms']:.2f} ({d['teacher_p90_ms']:.2f})",
+                      fmt(d["latency_budget_ms"]),
+                      "-" if within is None else f"{100 * within:.0f}% of {d['cost_table_holdout_n']}",
                       f"{d['params_m']:.3f} ({d['teacher_params_m']:.3f})",
                       f"{fmt(d['gmacs'])} ({fmt(d['teacher_gmacs'])})",
                       f"{fmt(mine)} / {fmt(base)} / {fmt(psnr.get('bicubic'))}")

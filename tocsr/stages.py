@@ -13,30 +13,35 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.costtable import COST_TABLE_KIND, COST_TABLE_SCHEMA_VERSION, CostTable, measure_cost_table
-from bench.measure import measure_workload
+from bench.costtable import (
+    COST_TABLE_KIND,
+    COST_TABLE_SCHEMA_VERSION,
+    CostTable,
+    CostTableInvalid,
+    measure_cost_table,
+)
+from bench.probe import DeployedCandidateMeter, TorchProbe
 from bench.profile import DeviceProfile, load_profile
-from bench.workloads import Workload
 from search.problem import Budgets, SearchProblem
 from search.result import convergence, pareto_front, plot_convergence
 from search.run import best_feasible, run_search
+from search.selection import SelectionConfig, StaleCostTable, check_reachable, choose
 from tocsr.artifacts import read_artifact, write_artifact
 from tocsr.assembly import build_unet, load_surrogate_weights
 from tocsr.distill.bank import new_bank
 from tocsr.distill.fidelity import CandidateFidelity
 from tocsr.distill.train import load_surrogates
-from tocsr.errors import TocsrError
+from tocsr.errors import ArtifactError, TocsrError
 from tocsr.models.unet import unet_example_inputs
 from tocsr.provenance import environment
-from tocsr.space import TEACHER, ArchSpec, derive_search_space
+from tocsr.space import ArchSpec, derive_search_space
 from tocsr.teacher.train import load_teacher, teacher_latents
+from tocsr.training import progress
 
 log = logging.getLogger(__name__)
 SEARCH_KIND = "tocsr.search_result"
-
-
-class SearchInfeasible(TocsrError):
-    """No candidate of the space can meet the profile's budgets."""
+# 2: latencies judged at the decision speed (paired with the teacher), selection rounds, cheapest candidate.
+SEARCH_SCHEMA_VERSION = 2
 
 
 def _unet_inputs(teacher, profile: DeviceProfile):
@@ -45,158 +50,132 @@ def _unet_inputs(teacher, profile: DeviceProfile):
     return unet_example_inputs(cfg, tokens, profile.batch, profile.resolution.latent_px)
 
 
-def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str | Path, n_calibration: int = 16,
-                n_holdout: int = 50, seed: int = 0) -> CostTable:
-    """Measure the per-(slot, choice) cost table of the teacher's space on the profile's device."""
-    teacher = load_teacher(teacher_dir)
+def _measured_profile(profile_ref: str | Path) -> DeviceProfile:
     profile = load_profile(profile_ref)
     if not profile.is_measured:
         raise TocsrError(f"profile {profile.name!r} is a predicted device: cost tables are measured, so search it "
                          "with a measured profile or add a roofline cost table (not built yet)")
     if profile.device.threads:
         torch.set_num_threads(profile.device.threads)
+    return profile
+
+
+def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str | Path, n_calibration: int = 16,
+                n_holdout: int = 50, seed: int = 0) -> CostTable:
+    """Measure the per-(slot, choice) cost table of the teacher's space on the profile's device.
+
+    A table that misses its validation bar after its refits is written beside `out_path` as
+    `<name>.rejected.json` for inspection, and the stage fails with the figures."""
+    teacher = load_teacher(teacher_dir)
+    profile = _measured_profile(profile_ref)
     space = derive_search_space(teacher.unet)
     args, kwargs = _unet_inputs(teacher, profile)
     # Cost does not depend on weight values: a fresh bank of surrogates is measured.
-    table = measure_cost_table(space, teacher.unet, args, kwargs, profile, new_bank(space), n_calibration, n_holdout,
-                               seed)
+    probe = TorchProbe(space, teacher.unet, args, kwargs, profile, new_bank(space))
+    total = sum(len(s.choices) for s in space.slots) + n_calibration + n_holdout
+    out_path = Path(out_path)
+    with progress(f"costs/{profile.name}", total) as bar:
+        try:
+            table = measure_cost_table(space, probe, profile, n_calibration, n_holdout, seed,
+                                       progress=lambda _msg: bar.update(1))
+        except CostTableInvalid as err:
+            rejected = out_path.with_name(out_path.stem + ".rejected.json")
+            write_artifact(rejected, COST_TABLE_KIND, COST_TABLE_SCHEMA_VERSION, err.table.to_dict(),
+                           environment=environment())
+            raise TocsrError(f"{err}; the rejected table is {rejected}") from None
     write_artifact(out_path, COST_TABLE_KIND, COST_TABLE_SCHEMA_VERSION, table.to_dict(), environment=environment())
     return table
 
 
 def load_cost_table(path: str | Path) -> CostTable:
-    return CostTable.from_dict(read_artifact(path, COST_TABLE_KIND, COST_TABLE_SCHEMA_VERSION))
+    try:
+        doc = read_artifact(path, COST_TABLE_KIND, COST_TABLE_SCHEMA_VERSION)
+    except ArtifactError as err:
+        if "schema_version" not in str(err):
+            raise
+        raise ArtifactError(f"{path}: a cost table of an earlier version of the suite (its latencies are not paired "
+                            "with a reference); measure it again with `tocsr costs` or delete it and rerun "
+                            "`tocsr run`") from None
+    return CostTable.from_dict(doc)
 
 
-def check_reachable(problem: SearchProblem) -> None:
-    """Costs are additive over slots, so each budget's best case is the per-slot minimum. If one of
-    them is out of reach, no candidate can be feasible: say which, and how close the space gets."""
-    space = problem.space
-    for name, cost_of in (("latency_ms", lambda s: problem.costs(s).latency_ms),
-                          ("peak_memory_mib", lambda s: problem.costs(s).peak_memory_mib),
-                          ("params_m", lambda s: problem.costs(s).params_m), ("gmacs", lambda s: problem.costs(s).gmacs)):
-        budget = getattr(problem.budgets, name)
-        if budget is None:
-            continue
-        base = space.all_teacher()
-        best = {s.name: min(s.choices, key=lambda c, s=s: cost_of(base.with_choice(s.name, c)) if c != TEACHER
-                            else cost_of(base)) for s in space.slots}
-        closest = space.spec(best)
-        value = cost_of(closest)
-        if value > budget:
-            raise SearchInfeasible(
-                f"no candidate meets {name} <= {budget:g}: the tightest constraint is {name}; the closest candidate "
-                f"({closest.key}, every slot at its cheapest choice) reaches {value:.4g}. Relax the profile's "
-                f"budgets.{name} or add cheaper surrogate families")
+def _meter(teacher, space, bank, profile: DeviceProfile) -> DeployedCandidateMeter:
+    """Candidates built as deployed (trained surrogate weights), paired with the teacher."""
+    weights = {k: m.state_dict() for k, m in bank.items()}
 
+    def build(spec: ArchSpec):
+        model = build_unet(space, spec, teacher.unet)
+        load_surrogate_weights(model, space, spec, weights)
+        return model
 
-def remeasure(teacher, space, bank, spec: ArchSpec, profile: DeviceProfile, attempts: int = 3, pause_s: float = 3.0):
-    """Measure the candidate as deployed (built with its trained weights). A measurement flagged
-    unstable (a neighbour's burst, clocks moving) is repeated after a pause; the steadiest is kept."""
-    import time as _time
-
-    model = build_unet(space, spec, teacher.unet)
-    load_surrogate_weights(model, space, spec, {k: m.state_dict() for k, m in bank.items()})
     args, kwargs = _unet_inputs(teacher, profile)
-    best = None
-    for i in range(attempts):
-        m = measure_workload(Workload(f"candidate {spec.key}", model.eval(), args, kwargs), profile)
-        if best is None or (m.latency is not None and best.latency is not None and m.latency.cv < best.latency.cv):
-            best = m
-        if m.status != "unstable" or i + 1 == attempts:
-            break
-        _time.sleep(pause_s)
-    return best
-
-
-def measure_drift(teacher, space, bank, table: CostTable, profile: DeviceProfile, tries: int = 3,
-                  pause_s: float = 10.0) -> tuple[Any, float]:
-    """Measure the teacher now and compare with what the cost table predicts for it. A machine that
-    runs >10% slow (boost budget spent after sustained load, a busy neighbour) is given time to settle
-    before candidates are judged against absolute budgets."""
-    import time as _time
-
-    predicted = table.predict_latency_at_ms(space.all_teacher())
-    for i in range(tries):
-        m = remeasure(teacher, space, bank, space.all_teacher(), profile)
-        drift = m.latency_at_ms(profile.timing.percentile) / predicted
-        if drift <= 1.10 or i + 1 == tries:
-            return m, drift
-        log.warning("the device runs %.0f%% slower than when its cost table was measured; waiting %.0f s",
-                    100 * (drift - 1), pause_s)
-        _time.sleep(pause_s)
-    return m, drift
-
-
-def remeasure_order(ranked: list, drift: float, latency_budget_ms: float | None, top: int) -> list:
-    """The candidates to re-measure, best first. When the device runs slower now than when its cost
-    table was measured (drift > 1), a candidate predicted right at the budget will measure over it; the
-    search climbs to exactly that boundary, so the best few often all sit there. Candidates predicted to
-    fit even at the current speed go first (best objective first), then the rest."""
-    if latency_budget_ms is None or drift <= 1.0:
-        return ranked[:top]
-    fits = [t for t in ranked if t.costs["latency_ms"] * drift <= latency_budget_ms]
-    return (fits + [t for t in ranked if t not in fits])[:top]
+    return DeployedCandidateMeter(build, teacher.unet, args, kwargs, profile)
 
 
 def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref: str | Path,
                  cost_table: CostTable, out_dir: str | Path, method: str = "bo", budget: int = 60, seed: int = 0,
                  formulation: str = "device", eps_fid: float | None = None, complexity: str = "params",
-                 q: int = 4, remeasure_top: int = 5) -> dict[str, Any]:
+                 q: int = 4, selection: SelectionConfig = SelectionConfig()) -> dict[str, Any]:
+    """Search, then re-measure until a candidate meets the budgets (search.selection.choose).
+
+    `budget` counts fidelity evaluations. A cost table that no longer predicts this machine is
+    measured again into `<out>/cost_table.remeasured.json`; the table the decision used (with the
+    candidates measured while choosing) is written to `<out>/cost_table.json`."""
     out = Path(out_dir)
     teacher = load_teacher(teacher_dir)
-    profile = load_profile(profile_ref)
+    profile = _measured_profile(profile_ref)
     space = derive_search_space(teacher.unet)
     if cost_table.space_id != space.space_id:
         raise TocsrError(f"cost table is for space {cost_table.space_id}, the teacher's is {space.space_id}")
-    bank, table = load_surrogates(surrogates_dir, space)
+    bank, ftable = load_surrogates(surrogates_dir, space)
     _, val_latents = teacher_latents(teacher)
     evaluator = CandidateFidelity(teacher.denoiser, space, bank, teacher.scheduler, val_latents)
-    budgets = Budgets.from_profile(profile, fidelity=eps_fid) if formulation == "device" else Budgets(fidelity=eps_fid)
-    problem = SearchProblem(space, evaluator, cost_table, budgets, formulation, complexity)
-    check_reachable(problem)
-    kwargs = {"block_error": table.error} if method in ("greedy", "bo") else {}
-    trials = run_search(problem, method, budget, out, seed=seed, q=q, **kwargs)
-    ranked = sorted((t for t in trials if t.feasible and t.objective is not None), key=lambda t: t.objective)
-    if not ranked:
-        worst, closest, slacks = problem.tightest([space.spec(t.choices) for t in trials] or [space.all_teacher()])
-        raise SearchInfeasible(f"{len(trials)} evaluations found no feasible candidate; the tightest constraint is "
-                               f"{worst} (closest candidate {closest.key}, slacks {slacks})")
-    teacher_m, drift = measure_drift(teacher, space, bank, cost_table, profile)
-    attempts, chosen = [], None
-    for t in remeasure_order(ranked, drift, profile.budgets.latency_ms if formulation == "device" else None,
-                             remeasure_top):
-        m = remeasure(teacher, space, bank, space.spec(t.choices), profile)
-        lat, mem = m.latency_at_ms(profile.timing.percentile), m.peak_memory_mib
-        ok = (m.status in ("ok", "unstable") and lat is not None and lat <= profile.budgets.latency_ms
-              and mem is not None and mem <= profile.budgets.peak_memory_mib) if formulation == "device" else True
-        attempts.append({"key": t.key, "predicted": t.costs, "measured_latency_ms": lat, "measured_memory_mib": mem,
-                         "status": m.status, "feasible_when_measured": ok, "measurement": m.to_dict()})
-        if ok:
-            chosen = (t, m)
-            break
+    meter = _meter(teacher, space, bank, profile)
+    kwargs = {"block_error": ftable.error} if method in ("greedy", "bo") else {}
+
+    def search_round(problem, cap: int):
+        return run_search(problem, method, cap, out, seed=seed, q=q, **kwargs)
+
+    def run(table: CostTable):
+        return choose(space, evaluator, table, profile, meter, search_round, budget, formulation, eps_fid, complexity,
+                      selection)
+
+    try:
+        sel = run(cost_table)
+    except StaleCostTable as err:
+        log.warning("%s", err)
+        roles = [c.role for c in cost_table.candidates]
+        cost_table = stage_costs(teacher_dir, profile_ref, out / "cost_table.remeasured.json",
+                                 max(2, roles.count("calibration")), roles.count("holdout"))
+        sel = run(cost_table)
+    write_artifact(out / "cost_table.json", COST_TABLE_KIND, COST_TABLE_SCHEMA_VERSION, sel.table.to_dict(),
+                   environment=environment())
+    trials, c = sel.trials, sel.choice
     front = pareto_front(trials)
     plot = plot_convergence({method: [convergence(trials)]}, out / "convergence.png",
                             title=f"{method} on {profile.name} ({formulation})",
                             ylabel="best feasible " + ("fidelity error" if formulation == "device" else complexity))
     best = best_feasible(trials)
+    m, teacher_at = c.measurement, sel.decision.teacher_at_ms
     doc = {
         "profile": profile.to_dict(), "method": method, "seed": seed, "budget": budget, "formulation": formulation,
-        "complexity": complexity, "budgets": budgets.__dict__, "space_id": space.space_id,
-        "evaluations": len(trials), "best_feasible_predicted": best.__dict__ if best else None,
+        "complexity": complexity, "budgets": sel.problem.budgets.__dict__, "decision": sel.decision.to_dict(),
+        "space_id": space.space_id, "evaluations": len(trials),
+        "best_feasible_predicted": best.__dict__ if best else None,
         "pareto_front": [{"key": t.key, "fidelity": t.fidelity, **t.costs} for t in front],
-        "remeasured": attempts, "teacher_measured": teacher_m.to_dict(), "device_drift_vs_cost_table": drift,
-        "chosen": None if chosen is None else {
-            "spec": space.spec(chosen[0].choices).to_dict(), "fidelity": chosen[0].fidelity,
-            "predicted": chosen[0].costs, "measured_latency_ms": chosen[1].latency_at_ms(profile.timing.percentile),
-            "measured_memory_mib": chosen[1].peak_memory_mib, "params_m": chosen[1].params / 1e6,
-            "gmacs": chosen[1].macs.gmacs if chosen[1].macs else None},
-        "convergence_png": plot.name, "cost_table_validation": cost_table.validation_summary(),
+        "cheapest": sel.cheapest, "remeasured": sel.attempts, "selection_rounds": sel.rounds,
+        "revalidation": sel.revalidation, "teacher_measured": sel.teacher.to_dict(),
+        "chosen": {
+            "spec": c.spec.to_dict(), "fidelity": c.fidelity, "predicted": c.predicted, "found_by": c.found_by,
+            "measured_latency_ms": c.latency_ms, "teacher_latency_ms": teacher_at,
+            "latency_vs_teacher": c.latency_ms / teacher_at,
+            "measured_latency_ms_raw": m.latency_at_ms(profile.timing.percentile),
+            "measured_memory_mib": m.peak_memory_mib, "params_m": m.params / 1e6,
+            "gmacs": m.macs.gmacs if m.macs else None, "status": m.status},
+        "convergence_png": plot.name, "cost_table": "cost_table.json",
+        "cost_table_validation": sel.table.validation_summary(), "cost_table_rounds": list(sel.table.rounds),
     }
-    write_artifact(out / "search_result.json", SEARCH_KIND, 1, doc, environment=environment())
-    if chosen is None:
-        raise SearchInfeasible(f"none of the {len(attempts)} best predicted-feasible candidates met the budgets when "
-                               f"re-measured on {profile.name}; see {out / 'search_result.json'}")
+    write_artifact(out / "search_result.json", SEARCH_KIND, SEARCH_SCHEMA_VERSION, doc, environment=environment())
     return doc
 
 
@@ -205,7 +184,7 @@ def stage_sr(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, data=No
     from tocsr.sr.run import run_sr
     from tocsr.sr.train import SRConfig
 
-    doc = read_artifact(Path(search_dir) / "search_result.json", SEARCH_KIND, 1)
+    doc = read_artifact(Path(search_dir) / "search_result.json", SEARCH_KIND, SEARCH_SCHEMA_VERSION)
     if not doc.get("chosen"):
         raise TocsrError(f"{search_dir}: the search chose no architecture; nothing to adapt")
     teacher = load_teacher(teacher_dir)
@@ -267,7 +246,9 @@ def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table:
     bank, table = load_surrogates(surrogates_dir, space)
     _, val_latents = teacher_latents(teacher)
     memo = MemoFidelity(CandidateFidelity(teacher.denoiser, space, bank, teacher.scheduler, val_latents))
-    problem = SearchProblem(space, memo, cost_table, Budgets.from_profile(profile), "device")
+    # One speed for the whole benchmark: the table's own (the fidelity is what is compared here).
+    budgets = Budgets.from_profile(profile, cost_table.predict_latency_at_ms(space.all_teacher()))
+    problem = SearchProblem(space, memo, cost_table, budgets, "device")
     check_reachable(problem)
     runs: dict[str, list[list]] = {}
     walls: dict[str, list[float]] = {}

@@ -59,7 +59,7 @@ MALFORMED = {
     "bool for int": (_mutate(batch=True), "batch = True"),
     "negative budget": (_mutate(budgets__latency_ms=-5), "budgets.latency_ms = -5"),
     "zero memory budget": (_mutate(budgets__peak_memory_mib=0), "budgets.peak_memory_mib = 0"),
-    "missing budget": (_mutate(budgets__latency_ms=_DELETE), "budgets.latency_ms = <missing>"),
+    "missing budget": (_mutate(budgets__latency_ms=_DELETE), "budgets has neither latency_ms nor latency_vs_teacher"),
     "missing budgets": (_mutate(budgets=_DELETE), "budgets = <missing>"),
     "unknown device kind": (_mutate(device__kind="tpu"), "device.kind = 'tpu': expected one of 'cpu', 'cuda', 'predicted'"),
     "unknown precision": (_mutate(precision="int8"), "precision = 'int8'"),

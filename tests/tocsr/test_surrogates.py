@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.costtable import capture_slot_inputs
 from bench.counting import count_macs, count_params
+from bench.probe import capture_slot_inputs
 from tocsr.models.unet import build_unet_from_preset, get_unet_preset, unet_example_inputs
 from tocsr.space import derive_search_space
 from tocsr.surrogates import build_surrogate, get_family, list_families

@@ -1,0 +1,125 @@
+"""Torch implementations of what cost tables and the choice of a candidate are measured through.
+
+`TorchProbe` is the `bench.costtable.CostProbe` of a real device: surrogate blocks from a bank are
+swapped into one live teacher UNet (nothing is rebuilt between candidates), and the reference
+workload is a separate copy of the teacher, so it stays the teacher while candidates are swapped.
+
+`DeployedCandidateMeter` measures a candidate as it ships (built with its trained weights), paired
+with the same reference, for the re-measurement that decides which candidate is chosen.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+
+from bench.counting import count_macs, count_params
+from bench.measure import (
+    DTYPES,
+    Measurement,
+    cast,
+    device_name,
+    measure_workload,
+    prepare_callable,
+    resolve_device,
+)
+from bench.memory import measure_cpu_peak, measure_cuda_peak, weights_mib
+from bench.profile import DeviceProfile
+from bench.workloads import Workload
+from tocsr.assembly import ModuleSwapper
+from tocsr.space import ArchSpec, SearchSpace
+
+
+def capture_slot_inputs(unet: nn.Module, space: SearchSpace, args: tuple, kwargs: dict) -> dict[str, tuple[tuple, dict]]:
+    """The (args, kwargs) each slot's block receives during one teacher forward pass."""
+    captured: dict[str, tuple[tuple, dict]] = {}
+    hooks = []
+    for slot in space.slots:
+        def hook(module, a, k, name=slot.name):
+            captured[name] = (tuple(x.detach().clone() if isinstance(x, torch.Tensor) else x for x in a),
+                              {kk: v.detach().clone() if isinstance(v, torch.Tensor) else v for kk, v in k.items()})
+        hooks.append(unet.get_submodule(slot.module_path).register_forward_pre_hook(hook, with_kwargs=True))
+    try:
+        with torch.no_grad():   # not inference_mode: captured tensors may later feed training
+            unet(*args, **kwargs)
+    finally:
+        for h in hooks:
+            h.remove()
+    missing = [s.name for s in space.slots if s.name not in captured]
+    if missing:
+        raise RuntimeError(f"slots never called during the forward pass: {missing[:5]}")
+    return captured
+
+
+class TorchProbe:
+    """A cost probe on the profile's device. `unet` is the teacher (any weights: cost does not depend
+    on their values), `args/kwargs` one inference at the profile's size, `bank` the surrogate modules
+    (tocsr.assembly.build_module_bank or a fresh tocsr.distill.bank.new_bank)."""
+
+    clock = None        # perf_counter_ns on a CPU, CUDA events on a GPU (bench.timing)
+
+    def __init__(self, space: SearchSpace, unet: nn.Module, args: tuple, kwargs: dict, profile: DeviceProfile,
+                 bank: Mapping[tuple[str, str], nn.Module]):
+        self.device = resolve_device(profile)
+        dtype = DTYPES[profile.precision]
+        self.mode = profile.execution_mode
+        self.device_name = device_name(self.device)
+        self.bytes_per_param = torch.tensor([], dtype=dtype).element_size()
+        unet = nn.Module.to(unet, device=self.device, dtype=dtype).eval()
+        for m in bank.values():
+            nn.Module.to(m, device=self.device, dtype=dtype).eval()
+        self.args, self.kwargs = cast(args, self.device, dtype), cast(kwargs, self.device, dtype)
+        self.swapper = ModuleSwapper(unet, space, bank)
+        self.swapper.restore()
+        self.teacher = copy.deepcopy(unet)
+        self.slot_inputs = capture_slot_inputs(unet, space, self.args, self.kwargs)
+        self._reference = prepare_callable(self.teacher, self.args, self.kwargs, self.mode)
+
+    def reference(self) -> Callable[[], object]:
+        return self._reference
+
+    def block(self, slot: str, choice: str) -> Callable[[], object]:
+        a, k = self.slot_inputs[slot]
+        return prepare_callable(self.swapper.module_for(slot, choice), a, k, self.mode)
+
+    def block_counts(self, slot: str, choice: str) -> tuple[int, int]:
+        a, k = self.slot_inputs[slot]
+        module = self.swapper.module_for(slot, choice)
+        return count_params(module)["params"], count_macs(module, a, k).total_macs
+
+    def whole_counts(self) -> tuple[int, int]:
+        return count_params(self.teacher)["params"], count_macs(self.teacher, self.args, self.kwargs).total_macs
+
+    def candidate(self, spec: ArchSpec) -> Callable[[], object]:
+        return prepare_callable(self.swapper.apply(spec), self.args, self.kwargs, self.mode)
+
+    def candidate_memory_mib(self, spec: ArchSpec) -> float:
+        # Memory from an eager call, as in bench.measure.measure_workload.
+        unet = self.swapper.apply(spec)
+        eager = prepare_callable(unet, self.args, self.kwargs, "eager")
+        if self.device.type == "cuda":
+            eager()
+            return measure_cuda_peak(eager, self.device, weights_mib(unet)).peak_mib
+        return measure_cpu_peak(eager, weights_mib(unet)).peak_mib
+
+    def candidate_params(self, spec: ArchSpec) -> int:
+        return count_params(self.swapper.apply(spec))["params"]
+
+
+class DeployedCandidateMeter:
+    """Measures candidates as deployed: `build(spec)` returns the model with its trained weights; each
+    measurement is paired with the reference (`reference`, the teacher at the same inputs)."""
+
+    def __init__(self, build: Callable[[ArchSpec], nn.Module], reference: nn.Module, args: tuple, kwargs: dict,
+                 profile: DeviceProfile):
+        self.build, self.profile = build, profile
+        self.args, self.kwargs = args, kwargs
+        self.reference = Workload("reference: teacher", reference, args, kwargs)
+
+    def measure(self, spec: ArchSpec) -> Measurement:
+        model = self.build(spec).eval()
+        return measure_workload(Workload(f"candidate {spec.key}", model, self.args, self.kwargs), self.profile,
+                                reference=self.reference)

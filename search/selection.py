@@ -1,0 +1,315 @@
+"""Choosing the candidate to ship: the search's best, re-measured on the device until one meets the budgets.
+
+The cost model predicts; only a measurement decides. `choose` runs in this order:
+
+1. The teacher is measured now, paired with the reference (the teacher itself). Its median fixes the
+   speed at which every millisecond of this decision is judged (`DecisionSpeed`), and the latency
+   budget in ms at that speed (a `latency_vs_teacher` budget is a multiple of the teacher measured
+   now).
+2. A cost table measured when the machine ran at another speed (beyond `revalidate_above`), or on
+   another device, is re-validated on fresh candidates; one that fails raises `StaleCostTable`, and
+   the caller measures a new table.
+3. The cheapest candidate (every slot at its cheapest choice) is measured. If even it misses the
+   budgets, `SearchInfeasible` says so with the measured figures and the budget that would work.
+4. Rounds: the search runs to this round's evaluation cap (a share of the evaluations is held back
+   for later rounds), the best predicted-feasible candidates are measured, and the first that
+   meets the budgets is chosen. When none does, their measurements join the cost table's
+   calibration, the correction is refitted, the trials are re-scored under it, and the next round
+   searches on. After the last round the best measured-feasible candidate is chosen (at worst the
+   cheapest one, measured in step 3).
+
+Measuring is not done here: a `CandidateMeter` (bench.probe.DeployedCandidateMeter on a device)
+returns `bench.measure.Measurement`s whose latency is paired with the reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bench.costtable import CandidateMeasurement, CostTable, sample_candidates, summarize_errors
+from bench.measure import Measurement
+from bench.profile import DeviceProfile
+from search.problem import Budgets, SearchProblem
+from search.run import evaluate_one
+from search.trials import Trial
+from tocsr.errors import TocsrError
+from tocsr.space import TEACHER, ArchSpec, SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+class SearchInfeasible(TocsrError):
+    """No candidate of the space can meet the profile's budgets."""
+
+
+class StaleCostTable(TocsrError):
+    """The cost table no longer predicts this machine: measure it again."""
+
+
+class CandidateMeter(Protocol):
+    def measure(self, spec: ArchSpec) -> Measurement:
+        """The candidate as deployed, its latency paired with the reference (`Measurement.paired` set)."""
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    per_round: int = 3                 # candidates measured per round
+    rounds: int = 3
+    reserve_share: float = 0.2         # of the evaluations, held back for the rounds after the first
+    revalidate_above: float = 0.15     # |speed now / speed of the table - 1| beyond which the table is re-validated
+    revalidation_candidates: int = 8
+
+    def caps(self, evaluations: int) -> list[int]:
+        """Evaluation cap of each round: the first gets all but the reserve, the last reaches `evaluations`."""
+        if self.rounds == 1:
+            return [evaluations]
+        reserve = min(evaluations - 1, math.ceil(self.reserve_share * evaluations))
+        return [evaluations - reserve + round(reserve * r / (self.rounds - 1)) for r in range(self.rounds)]
+
+
+@dataclass(frozen=True)
+class DecisionSpeed:
+    """How fast the machine runs when the choice is made, and the latency budget at that speed."""
+
+    reference_ms: float            # the reference's (teacher's) median now: ratios convert to ms with it
+    teacher_at_ms: float           # the teacher at the profile's percentile, now
+    table_reference_ms: float      # the reference's median when the cost table was measured
+    latency_budget_ms: float | None
+    percentile: float
+    budget: str                    # the profile's budget in words
+
+    @property
+    def speed_vs_table(self) -> float:
+        """> 1: the machine runs slower now than when the cost table was measured."""
+        return self.reference_ms / self.table_reference_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "speed_vs_table": self.speed_vs_table}
+
+
+@dataclass(frozen=True)
+class Choice:
+    spec: ArchSpec
+    fidelity: float
+    objective: float
+    predicted: dict[str, float]          # the cost model's prediction at decision speed
+    measurement: Measurement
+    latency_ms: float                    # measured, at the percentile, at decision speed
+    found_by: str                        # "search" or "cheapest"
+
+
+@dataclass(frozen=True)
+class Selection:
+    choice: Choice
+    decision: DecisionSpeed
+    table: CostTable                     # as finally used (re-validated / recalibrated)
+    trials: list[Trial]
+    attempts: list[dict[str, Any]]
+    rounds: int
+    cheapest: dict[str, Any]
+    revalidation: dict[str, Any] | None
+    teacher: Measurement
+    problem: SearchProblem = field(repr=False)
+
+
+def as_candidate(m: Measurement, spec: ArchSpec, role: str) -> CandidateMeasurement:
+    if m.paired is None:
+        raise ValueError(f"{m.model}: the measurement was not paired with the reference")
+    return CandidateMeasurement(spec.key, dict(spec.items()), m.paired, float(m.peak_memory_mib or 0.0), m.params, role)
+
+
+def check_reachable(problem: SearchProblem) -> None:
+    """Costs are additive over slots, so each budget's best case is the per-slot minimum. If one of
+    them is out of reach, no candidate can be feasible: say which, and how close the space gets."""
+    space = problem.space
+    for name in ("latency_ms", "peak_memory_mib", "params_m", "gmacs"):
+        budget = getattr(problem.budgets, name)
+        if budget is None:
+            continue
+
+        def cost_of(s: ArchSpec, name=name) -> float:
+            return getattr(problem.costs(s), name)
+
+        base = space.all_teacher()
+        best = {s.name: min(s.choices, key=lambda c, s=s: cost_of(base.with_choice(s.name, c)) if c != TEACHER
+                            else cost_of(base)) for s in space.slots}
+        closest = space.spec(best)
+        value = cost_of(closest)
+        if value > budget:
+            raise SearchInfeasible(
+                f"no candidate meets {name} <= {budget:g}: the closest candidate ({closest.key}, every slot at "
+                f"its cheapest choice) is predicted at {value:.4g}. Relax the profile's budgets or add cheaper "
+                "surrogate families")
+
+
+def _judge(m: Measurement, decision: DecisionSpeed, budgets: Budgets) -> tuple[bool, float | None]:
+    """(meets every measured budget, latency in ms at decision speed)."""
+    if m.status == "error" or m.paired is None:
+        return False, None
+    lat = m.paired.ms_at(decision.percentile, decision.reference_ms)
+    ok = budgets.latency_ms is None or lat <= budgets.latency_ms
+    if budgets.peak_memory_mib is not None:
+        ok = ok and m.peak_memory_mib is not None and m.peak_memory_mib <= budgets.peak_memory_mib
+    if budgets.params_m is not None:
+        ok = ok and m.params / 1e6 <= budgets.params_m
+    if budgets.gmacs is not None and m.macs is not None:
+        ok = ok and m.macs.gmacs <= budgets.gmacs
+    return ok, lat
+
+
+def _infeasible_message(profile: DeviceProfile, decision: DecisionSpeed, spec: ArchSpec, m: Measurement,
+                        lat: float | None) -> str:
+    if lat is None:
+        return f"the cheapest candidate ({spec.key}) could not be measured on {profile.name}: {m.error}"
+    q = decision.percentile
+    parts = [f"the cheapest candidate ({spec.key}, every slot at its cheapest choice) measures p{q:g} {lat:.2f} ms "
+             f"and {m.peak_memory_mib:.0f} MiB on {profile.name} at this machine's current speed (teacher "
+             f"{decision.teacher_at_ms:.2f} ms)"]
+    b = profile.budgets
+    if decision.latency_budget_ms is not None and lat > decision.latency_budget_ms:
+        need = math.ceil(lat * 1.05 * 100) / 100          # 5% above the measurement: timings vary run to run
+        parts.append(f"above the latency budget of {decision.latency_budget_ms:.2f} ms ({decision.budget}); "
+                     f"budgets.latency_ms >= {need:.2f} or budgets.latency_vs_teacher >= "
+                     f"{math.ceil(100 * need / decision.teacher_at_ms) / 100:.2f} would work")
+    if m.peak_memory_mib is not None and m.peak_memory_mib > b.peak_memory_mib:
+        parts.append(f"above the memory budget of {b.peak_memory_mib:g} MiB; budgets.peak_memory_mib >= "
+                     f"{math.ceil(m.peak_memory_mib * 1.05):d} would work")
+    return "; ".join(parts) + ". Relax the profile's budgets or add cheaper surrogate families"
+
+
+def choose(space: SearchSpace, fidelity, table: CostTable, profile: DeviceProfile, meter: CandidateMeter,
+           search_round: Callable[[SearchProblem, int], list[Trial]], evaluations: int,
+           formulation: str = "device", eps_fid: float | None = None, complexity: str = "params",
+           cfg: SelectionConfig = SelectionConfig()) -> Selection:
+    """Search and re-measure until a candidate meets the profile's budgets when measured (see module doc).
+
+    `search_round(problem, cap)` runs (or continues) the search until `cap` evaluations in all and
+    returns every trial scored under `problem`.
+    """
+    q = profile.timing.percentile
+    teacher = meter.measure(space.all_teacher())
+    if teacher.paired is None:
+        raise TocsrError(f"the teacher could not be measured on {profile.name}: {teacher.error}")
+    ref_now = teacher.paired.reference_ms
+    teacher_at = teacher.paired.ms_at(q, ref_now)
+    device_budgets = formulation == "device"
+    latency_budget = profile.budgets.latency_budget_ms(teacher_at) if device_budgets else None
+    decision = DecisionSpeed(ref_now, teacher_at, table.reference_ms, latency_budget, q,
+                             profile.budgets.describe_latency(q))
+    log.info("decision speed: teacher %.2f ms now, %.2f ms when the cost table was measured; latency budget %s",
+             ref_now, table.reference_ms, "none" if latency_budget is None else f"{latency_budget:.2f} ms")
+
+    revalidation = None
+    moved = abs(decision.speed_vs_table - 1) > cfg.revalidate_above
+    if moved or teacher.device_name != table.device_name:
+        table, revalidation = _revalidate(space, table, meter, decision, teacher, cfg)
+
+    pb = profile.budgets
+    budgets = (Budgets(latency_budget, pb.peak_memory_mib, pb.params_m, pb.gmacs, eps_fid) if device_budgets
+               else Budgets(fidelity=eps_fid))
+
+    def problem_for(t: CostTable) -> SearchProblem:
+        return SearchProblem(space, fidelity, t.at_reference(ref_now), budgets, formulation, complexity)
+
+    problem = problem_for(table)
+    measured: dict[str, tuple[ArchSpec, Measurement, bool, float | None]] = {}
+    cheapest_doc: dict[str, Any] = {}
+    if device_budgets:
+        cheapest = table.cheapest(space)
+        m = meter.measure(cheapest)
+        ok, lat = _judge(m, decision, budgets)
+        measured[cheapest.key] = (cheapest, m, ok, lat)
+        cheapest_doc = {"key": cheapest.key, "latency_ms": lat, "peak_memory_mib": m.peak_memory_mib, "meets": ok,
+                        "predicted_latency_ms": problem.costs(cheapest).latency_ms}
+        if not ok:
+            raise SearchInfeasible(_infeasible_message(profile, decision, cheapest, m, lat))
+    check_reachable(problem)
+
+    attempts: list[dict[str, Any]] = []
+    trials: list[Trial] = []
+    caps = cfg.caps(evaluations)
+    chosen: Choice | None = None
+    for round_, cap in enumerate(caps):
+        trials = search_round(problem, cap)
+        ranked = sorted((t for t in trials if t.feasible and t.objective is not None and t.key not in measured),
+                        key=lambda t: t.objective)
+        failed = []
+        for t in ranked[:cfg.per_round]:
+            spec = space.spec(t.choices)
+            m = meter.measure(spec)
+            ok, lat = _judge(m, decision, budgets)
+            measured[t.key] = (spec, m, ok, lat)
+            attempts.append({"round": round_, "key": t.key, "predicted": t.costs, "latency_ms_at_decision": lat,
+                             "measured_p_ms_raw": m.latency_at_ms(q), "ratio": m.paired.ratio if m.paired else None,
+                             "peak_memory_mib": m.peak_memory_mib, "status": m.status, "meets_budgets": ok})
+            if ok:
+                chosen = Choice(spec, float(t.fidelity), float(t.objective), t.costs, m, float(lat), "search")
+                break
+            if m.paired is not None:
+                failed.append(as_candidate(m, spec, "selection"))
+        if chosen is not None or round_ == len(caps) - 1:
+            break
+        if failed:
+            # The predictions near the budget were low: refit the correction with what was just measured.
+            table = table.recalibrated(space, failed)
+            problem = problem_for(table)
+            log.info("round %d: none of %d re-measured candidates met the budgets; correction refitted (%s)",
+                     round_ + 1, len(failed), table.correction.kind)
+
+    if chosen is None:
+        chosen = _best_measured(fidelity, problem, measured, trials)
+    return Selection(chosen, decision, table, trials, attempts, len({a["round"] for a in attempts}) or 1,
+                     cheapest_doc, revalidation, teacher, problem)
+
+
+def _best_measured(fidelity, problem: SearchProblem, measured: dict[str, tuple[ArchSpec, Measurement, bool, float | None]],
+                   trials: list[Trial]) -> Choice:
+    """After the last round: the best candidate that met the budgets when measured (the cheapest one at worst)."""
+    known = {t.key: t for t in trials if t.fidelity is not None}
+    best: Choice | None = None
+    for key, (spec, m, ok, lat) in measured.items():
+        if not ok or lat is None:
+            continue
+        if key in known:
+            fid = float(known[key].fidelity)
+        else:
+            fid, err, _ = evaluate_one(fidelity, spec)
+            if fid is None:
+                log.warning("candidate %s met the budgets but its fidelity could not be evaluated: %s", key, err)
+                continue
+        objective = problem.objective(spec, fid)
+        if best is None or objective < best.objective:
+            best = Choice(spec, fid, objective, problem.costs(spec).to_dict(), m, lat,
+                          "search" if key in known else "cheapest")
+    if best is None:
+        raise SearchInfeasible("no re-measured candidate met the budgets and the cheapest candidate's fidelity could "
+                               "not be evaluated; see the search log")
+    return best
+
+
+def _revalidate(space: SearchSpace, table: CostTable, meter: CandidateMeter, decision: DecisionSpeed,
+                teacher: Measurement, cfg: SelectionConfig) -> tuple[CostTable, dict[str, Any]]:
+    """Measure fresh candidates and judge the table on them; raise StaleCostTable when it misses its bar."""
+    seen = {c.key for c in table.candidates}
+    specs = sample_candidates(space, cfg.revalidation_candidates, seed=len(seen) + 7919, include_extremes=False,
+                              exclude=seen)
+    fresh = []
+    for spec in specs:
+        m = meter.measure(spec)
+        if m.paired is not None:
+            fresh.append(as_candidate(m, spec, "revalidation"))
+    v = summarize_errors(table.errors(fresh), table.bar)
+    doc = {"why": (f"the reference runs {decision.reference_ms:.2f} ms now vs {table.reference_ms:.2f} ms when the "
+                   f"table was measured" if teacher.device_name == table.device_name else
+                   f"measured on {teacher.device_name!r}, the table on {table.device_name!r}"), **v}
+    if v["passes"] is False:
+        raise StaleCostTable(f"the cost table no longer predicts this machine ({doc['why']}): "
+                             f"{100 * v['within_tolerance']:.0f}% of {v['n']} fresh candidates within the tolerance "
+                             f"(bar: {v['bar']}); measure it again")
+    log.info("cost table re-validated: %s", doc)
+    return dataclasses.replace(table, candidates=table.candidates + tuple(fresh)), doc

@@ -1,0 +1,118 @@
+"""Choosing a candidate on a simulated device whose speed moves (tests/simdevice.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bench.costtable import Correction, measure_cost_table
+from bench.profile import parse_profile, replace
+from search.run import run_search
+from search.selection import SearchInfeasible, SelectionConfig, StaleCostTable, choose
+from tests.search.conftest import FakeFidelity
+from tests.simdevice import SIM_PROFILE_YAML, SimMeter, SimProbe, SimulatedDevice, step
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return parse_profile(SIM_PROFILE_YAML, "sim.yaml")
+
+
+def _table(space, profile, sim):
+    return measure_cost_table(space, SimProbe(sim), profile, n_calibration=16, n_holdout=20)
+
+
+def _rounds(tmp_path, method="random"):
+    return lambda problem, cap: run_search(problem, method, cap, tmp_path, seed=0, q=4, show_progress=False)
+
+
+def _with_budget(profile, **budgets):
+    return replace(profile, budgets={"peak_memory_mib": 4096, **budgets})
+
+
+def test_a_machine_2x_slower_when_choosing_still_ends_with_a_choice_that_meets_a_relative_budget(space, profile,
+                                                                                                tmp_path):
+    sim = SimulatedDevice(space)
+    table = _table(space, profile, sim)
+    sim.slowdown = step(sim.now_s(), 2.0)                 # from now on the machine runs at half speed
+    fidelity = FakeFidelity(space)
+    sel = choose(space, fidelity, table, profile, SimMeter(sim, profile), _rounds(tmp_path), evaluations=24)
+    assert sel.decision.speed_vs_table == pytest.approx(2.0, rel=0.1)
+    assert sel.choice.latency_ms <= sel.decision.latency_budget_ms
+    assert sel.decision.latency_budget_ms == pytest.approx(0.5 * sel.decision.teacher_at_ms)
+    # the truth at one speed: the chosen candidate runs in at most half the teacher's time (p90 vs p90, so a
+    # few % of jitter either way)
+    assert sim.true_ratio(sel.choice.spec) <= 0.5 * 1.05
+    assert sel.revalidation is not None and sel.revalidation["passes"]   # speed moved: re-validated, still good
+    assert len(sel.trials) == SelectionConfig().caps(24)[0] == 19 and sel.choice.found_by == "search"
+
+
+def test_a_millisecond_budget_is_judged_at_the_speed_the_machine_runs_when_choosing(space, profile, tmp_path):
+    sim = SimulatedDevice(space)
+    table = _table(space, profile, sim)
+    teacher_ms = table.predict_latency_at_ms(space.all_teacher())
+    ms_profile = _with_budget(profile, latency_ms=0.6 * teacher_ms)
+    sim.slowdown = step(sim.now_s(), 1.5)
+    sel = choose(space, FakeFidelity(space), table, ms_profile, SimMeter(sim, ms_profile), _rounds(tmp_path), 24)
+    assert sel.decision.latency_budget_ms == pytest.approx(0.6 * teacher_ms)
+    assert sel.choice.latency_ms <= 0.6 * teacher_ms
+    # at 1.5x slower, 0.6 of the old teacher time is 0.4 of the teacher's time now
+    assert sim.true_ratio(sel.choice.spec) <= 0.4 * 1.05
+    assert sel.choice.measurement.latency_at_ms(90) == pytest.approx(sel.choice.latency_ms, rel=0.15)
+
+
+def test_a_budget_below_the_cheapest_candidate_stops_with_the_measured_figures_and_spends_no_search(space, profile,
+                                                                                                   tmp_path):
+    sim = SimulatedDevice(space)
+    table = _table(space, profile, sim)
+    cheapest = sim.true_ratio(table.cheapest(space))
+    tight = _with_budget(profile, latency_vs_teacher=0.5 * cheapest)
+    fidelity = FakeFidelity(space)
+    with pytest.raises(SearchInfeasible) as info:
+        choose(space, fidelity, table, tight, SimMeter(sim, tight), _rounds(tmp_path), 24)
+    msg = str(info.value)
+    assert msg.startswith(f"the cheapest candidate ({table.cheapest(space).key}, every slot at its cheapest choice)")
+    assert "above the latency budget" in msg and "budgets.latency_vs_teacher >= " in msg and "\n" not in msg
+    would_work = float(msg.split("budgets.latency_vs_teacher >= ")[1].split()[0])
+    assert cheapest < would_work < 1.3 * cheapest
+    assert fidelity.calls == 0 and not (tmp_path / "trials.jsonl").exists()
+
+
+def test_when_predictions_are_low_near_the_budget_the_rounds_recalibrate_and_still_choose(space, profile, tmp_path):
+    sim = SimulatedDevice(space)
+    table = _table(space, profile, sim)
+    # a correction that predicts every candidate 12% too fast: the first round's picks all miss the budget
+    low = Correction(table.correction.kind, table.correction.intercept * 0.88,
+                     {g: v * 0.88 for g, v in table.correction.slopes.items()}, table.correction.groups)
+    biased = dataclasses.replace(table, correction=low)
+    cfg = SelectionConfig(per_round=2, rounds=3)
+    sel = choose(space, FakeFidelity(space), biased, profile, SimMeter(sim, profile), _rounds(tmp_path), 40, cfg=cfg)
+    first = [a for a in sel.attempts if a["round"] == 0]
+    assert first and not any(a["meets_budgets"] for a in first)
+    assert sel.rounds >= 2 and sel.choice.latency_ms <= sel.decision.latency_budget_ms
+    assert any(c.role == "selection" for c in sel.table.candidates)       # the misses were fed back
+    assert sel.table.correction.intercept != low.intercept
+    assert len(sel.trials) <= 40 and cfg.caps(40) == [32, 36, 40]
+
+
+def test_a_table_from_another_machine_is_refused_as_stale(space, profile, tmp_path):
+    table = _table(space, profile, SimulatedDevice(space, seed=0))
+    other = SimulatedDevice(space, seed=5)             # other relative block costs: another machine
+    other.slowdown = lambda t: 1.3
+    with pytest.raises(StaleCostTable, match="no longer predicts this machine"):
+        choose(space, FakeFidelity(space), table, profile, SimMeter(other, profile), _rounds(tmp_path), 12)
+
+
+def test_bo_with_block_errors_chooses_on_the_simulated_device(space, profile, tmp_path):
+    """What the CLI runs: BO told each block's distillation error."""
+    sim = SimulatedDevice(space)
+    table = _table(space, profile, sim)
+    fidelity = FakeFidelity(space)
+    search = lambda problem, cap: run_search(problem, "bo", cap, tmp_path, seed=0, q=4, show_progress=False,  # noqa: E731
+                                             block_error=lambda slot, choice: fidelity.err[(slot, choice)])
+    sel = choose(space, fidelity, table, profile, SimMeter(sim, profile), search, evaluations=16)
+    assert sel.choice.latency_ms <= sel.decision.latency_budget_ms and len(sel.trials) == SelectionConfig().caps(16)[0] == 12
+    best_random = min(t.objective for t in run_search(sel.problem, "random", 16, tmp_path / "r", seed=0,
+                                                        show_progress=False) if t.feasible)
+    assert sel.choice.fidelity <= best_random * 1.5
