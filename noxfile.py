@@ -1,4 +1,4 @@
-"""Sessions: tests (default), lint, slow, bench, gpu, main.
+"""Sessions: tests (default), lint, slow, faults, scaleout, bench, gpu, nightly, main.
 
 Every session that needs torch installs the torch/torchvision pair pinned in constraints.txt
 first: an unpinned torchvision (pulled by pyiqa, spandrel, timm) would swap torch for a multi-GB
@@ -34,10 +34,14 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *(session.posargs or ["-q"]), env={"HF_HUB_OFFLINE": "1"})
 
 
+RAY = "ray[default]==2.*"
+
+
 @nox.session
 def slow(session: nox.Session) -> None:
-    """Tests marked slow (end-to-end trainings, fault injection): minutes each."""
+    """Tests marked slow (end-to-end trainings, fault injection, Ray scale-out): minutes each."""
     install_project(session)
+    session.install("-c", "constraints.txt", RAY)      # the Ray test is one of them: never skipped here
     session.run("pytest", "-m", "slow", *(session.posargs or ["-q"]), env={"HF_HUB_OFFLINE": "1"})
 
 
@@ -52,7 +56,7 @@ def faults(session: nox.Session) -> None:
 def scaleout(session: nox.Session) -> None:
     """Ray (2 local workers) and a 2-process accelerate run, on this machine."""
     install_project(session)
-    session.install("-c", "constraints.txt", "ray[default]==2.*")
+    session.install("-c", "constraints.txt", RAY)
     session.run("pytest", "tests/scaleout", "-m", "slow", "-q", "-s", env={"HF_HUB_OFFLINE": "1"})
 
 

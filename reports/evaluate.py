@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,30 +73,51 @@ def evaluate_quality(methods: list[SRMethod], photos: list[Photo], patch_px: int
     return out
 
 
-def evaluate_cost(method: SRMethod, profile: DeviceProfile):
+def evaluate_cost(method: SRMethod, profile: DeviceProfile, reference: Workload | None = None):
     side = profile.resolution.input_px
     x = torch.rand(profile.batch, 3, side, side, generator=torch.Generator().manual_seed(0))
     x = x if method.unit_range else x * 2 - 1
-    return measure_workload(Workload(method.name, method.cost_module or method.module, (x,), {}), profile)
+    return measure_workload(Workload(method.name, method.cost_module or method.module, (x,), {}), profile,
+                            reference=reference)
 
 
-def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]],
-                profiles: list[DeviceProfile]) -> list[ReportRow]:
+def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], profiles: list[DeviceProfile],
+                reference: Callable[[DeviceProfile], Workload] | None = None) -> list[ReportRow]:
+    """One row per profile x method. With `reference` (a workload per profile, e.g. the teacher UNet), every
+    latency is measured paired with it and the rows of one profile are put at one speed of the machine:
+    ms = the method's ratio to the reference x the reference's median over that profile's measurements,
+    so a machine that slowed down while some methods were measured does not reorder them."""
     env = environment()
     rows = []
     for profile in profiles:
-        for m in methods:
-            meas = evaluate_cost(m, profile)
-            lat = meas.latency
+        ref = reference(profile) if reference is not None and profile.is_measured else None
+        measured = [(m, evaluate_cost(m, profile, ref)) for m in methods]
+        yardsticks = [meas.paired.reference_ms for _, meas in measured if meas.paired is not None]
+        speed_ms = float(np.median(yardsticks)) if yardsticks else None
+        for m, meas in measured:
+            lat, paired = meas.latency, meas.paired
+            if paired is not None and speed_ms is not None:
+                median, p90 = paired.ms_at(50, speed_ms), paired.ms_at(profile.timing.percentile, speed_ms)
+                iqr, cv = (paired.ratio_at(75) - paired.ratio_at(25)) * speed_ms, paired.relative_cv
+            elif lat is not None:
+                median, p90, iqr, cv = lat.median_ms, lat.p90_ms, lat.iqr_ms, lat.cv
+            else:
+                median = meas.prediction.latency_ms if meas.prediction else None
+                p90 = iqr = cv = None
             rows.append(ReportRow(
                 device_profile=profile.name, device_name=meas.device_name, method=m.name, kind=m.kind,
                 arch_key=m.arch_key or m.name, params_m=meas.params / 1e6,
                 gmacs=meas.macs.gmacs if meas.macs else None,
-                latency_median_ms=lat.median_ms if lat else (meas.prediction.latency_ms if meas.prediction else None),
-                latency_p90_ms=lat.p90_ms if lat else None, latency_iqr_ms=lat.iqr_ms if lat else None,
-                latency_cv=lat.cv if lat else None, peak_memory_mib=meas.peak_memory_mib,
-                energy_mj=meas.energy_mj_per_inference, measurement_status=meas.status, quality=quality[m.name],
+                latency_median_ms=median, latency_p90_ms=p90, latency_iqr_ms=iqr, latency_cv=cv,
+                peak_memory_mib=meas.peak_memory_mib, energy_mj=meas.energy_mj_per_inference,
+                measurement_status=meas.status, quality=quality[m.name],
+                latency_vs_reference=paired.ratio if paired is not None else None,
                 provenance={"commit": env["git"]["sha"], "profile_sha256": profile.sha256,
                             "torch": env["packages"]["torch"], "cpu": env["cpu_model"], "measured_utc": env["created_utc"],
-                            "error": meas.error}))
+                            "error": meas.error,
+                            "latency": ("predicted" if meas.status == "predicted" else
+                                        f"paired with {ref.name}; ms at one speed, where it takes {speed_ms:.3f} ms "
+                                        "(its median over this profile's rows)" if paired is not None else
+                                        "measured alone"),
+                            "latency_raw_median_ms": lat.median_ms if lat is not None else None}))
     return rows

@@ -24,6 +24,7 @@ class ReportRow:
     measurement_status: str                     # ok | unstable | error | predicted
     quality: dict[str, dict[str, Any]] = field(default_factory=dict)   # degradation -> metric -> value or {"unavailable": why}
     provenance: dict[str, Any] = field(default_factory=dict)
+    latency_vs_reference: float | None = None   # median latency / the reference workload's, measured beside it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -307,7 +307,7 @@ def upscale(
                     failed.append(str(err))
                 bar.update(1)
         for msg in failed:
-            typer.echo(f"skipped: {msg}", err=True)
+            typer.echo(f"skipped: {_one_line(msg)}", err=True)
         typer.echo(f"wrote {len(files) - len(failed)} images to {out}")
         if failed:
             raise typer.Exit(1)
@@ -449,6 +449,12 @@ def _click_error_types() -> tuple[type[Exception], ...]:
     return tuple(types)
 
 
+def _one_line(message: object) -> str:
+    """A message on one line: control characters a user's path may carry (newline, carriage return)
+    are shown escaped, so an error never splits over lines or overwrites itself."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message))
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO if os.environ.get("TOCSR_VERBOSE") else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -458,7 +464,7 @@ def main(argv: list[str] | None = None) -> None:
     except TocsrError as err:
         if debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         sys.exit(1)
     except OSError as err:
         # The file system refused a path the user gave (name too long, permission, disk full):
@@ -467,8 +473,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         where = f": {err.filename}" if err.filename else ""
         shown = where if len(where) <= 120 else where[:117] + "..."
-        print(f"error: {err.strerror or type(err).__name__}{shown} (set TOCSR_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        print(f"error: {err.strerror or type(err).__name__}{_one_line(shown)} (set TOCSR_DEBUG=1 for the "
+              "traceback)", file=sys.stderr)
         sys.exit(1)
     except typer.Exit as err:
         sys.exit(getattr(err, "exit_code", 0))
@@ -478,6 +484,6 @@ def main(argv: list[str] | None = None) -> None:
     except _click_error_types() as err:
         if debug:
             raise
-        print(f"error: {err.format_message()} (see `tocsr --help`)", file=sys.stderr)
+        print(f"error: {_one_line(err.format_message())} (see `tocsr --help`)", file=sys.stderr)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

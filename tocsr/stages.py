@@ -22,6 +22,7 @@ from bench.costtable import (
 )
 from bench.probe import DeployedCandidateMeter, TorchProbe
 from bench.profile import DeviceProfile, load_profile
+from bench.workloads import Workload
 from search.problem import Budgets, SearchProblem
 from search.result import convergence, pareto_front, plot_convergence
 from search.run import best_feasible, run_search
@@ -368,7 +369,11 @@ def stage_eval(run_dir: str | Path, profiles: list[str], teacher_dir: str | Path
             raise TocsrError(f"{path}: the checkpoint upscales x{ext_scale}; this run evaluates x{scale}")
         methods.append(SRMethod(f"external:{Path(path).stem}", "external", model, True))
     quality = evaluate_quality(methods, val, patch, scale)
-    rows = report_rows(methods, quality, [load_profile(p) for p in profiles])
+    def reference(profile: DeviceProfile) -> Workload:
+        args, kwargs = _unet_inputs(teacher, profile)
+        return Workload("reference: teacher UNet", teacher.unet, args, kwargs)
+
+    rows = report_rows(methods, quality, [load_profile(p) for p in profiles], reference)
     hr, lr = eval_pairs(val, patch, scale, "realesrgan")
     crops = run / "eval" / "crops"
     to_u8 = lambda t: (((t.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy())  # noqa: E731

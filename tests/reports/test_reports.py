@@ -74,3 +74,21 @@ def test_report_cli_writes_index(run_dir, tmp_path):
         main(["report", str(run_dir), "--out", str(tmp_path / "r2")])
     assert code.value.code == 0 and (tmp_path / "r2" / "index.html").is_file()
     assert json.loads((tmp_path / "r2" / "report.json").read_text())["rows"] == 10
+
+
+def test_report_rows_paired_with_a_reference_are_put_at_one_speed(cpu_profile):
+    from bench.workloads import Workload
+    from reports.evaluate import SRMethod, report_rows
+
+    small = torch.nn.Conv2d(3, 48, 3, padding=1)
+    big = torch.nn.Sequential(*[torch.nn.Conv2d(3, 3, 3, padding=1) for _ in range(12)])
+    methods = [SRMethod("small", "classical", torch.nn.Sequential(small, torch.nn.PixelShuffle(4)), True),
+               SRMethod("big", "classical", torch.nn.Sequential(big, torch.nn.Upsample(scale_factor=4)), True)]
+    quality = {"small": {}, "big": {}}
+    ref = Workload("reference", torch.nn.Conv2d(3, 64, 3, padding=1), (torch.rand(1, 3, 64, 64),))
+    rows = report_rows(methods, quality, [cpu_profile], reference=lambda p: ref)
+    speeds = {r.latency_median_ms / r.latency_vs_reference for r in rows}
+    assert len(rows) == 2 and max(speeds) == pytest.approx(min(speeds))        # one speed for the profile
+    assert all("paired with reference" in r.provenance["latency"] for r in rows)
+    alone = report_rows(methods, quality, [cpu_profile])
+    assert all(r.latency_vs_reference is None and r.provenance["latency"] == "measured alone" for r in alone)
