@@ -22,7 +22,18 @@ from tocsr.provenance import REPO_ROOT, content_sha256
 from tocsr.schema import from_mapping, to_mapping
 
 PROFILE_SCHEMA_VERSION = 1
-PROFILES_DIR = REPO_ROOT / "hw_profiles"
+
+
+def _profiles_dir() -> Path:
+    """hw_profiles/ of the checkout, or the copy an installed wheel carries."""
+    if (REPO_ROOT / "hw_profiles").is_dir():
+        return REPO_ROOT / "hw_profiles"
+    from importlib.resources import files
+
+    return Path(str(files("hw_profiles")))
+
+
+PROFILES_DIR = _profiles_dir()
 
 DeviceKind = Literal["cpu", "cuda", "predicted"]
 Precision = Literal["fp32", "bf16", "fp16"]

@@ -123,13 +123,14 @@ def as_candidate(m: Measurement, spec: ArchSpec, role: str) -> CandidateMeasurem
     return CandidateMeasurement(spec.key, dict(spec.items()), m.paired, float(m.peak_memory_mib or 0.0), m.params, role)
 
 
-def check_reachable(problem: SearchProblem) -> None:
+def check_reachable(problem: SearchProblem, skip: tuple[str, ...] = ()) -> None:
     """Costs are additive over slots, so each budget's best case is the per-slot minimum. If one of
-    them is out of reach, no candidate can be feasible: say which, and how close the space gets."""
+    them is out of reach, no candidate can be feasible: say which, and how close the space gets.
+    Budgets in `skip` are not checked (one a measurement has already settled)."""
     space = problem.space
     for name in ("latency_ms", "peak_memory_mib", "params_m", "gmacs"):
         budget = getattr(problem.budgets, name)
-        if budget is None:
+        if budget is None or name in skip:
             continue
 
         def cost_of(s: ArchSpec, name=name) -> float:
@@ -228,7 +229,11 @@ def choose(space: SearchSpace, fidelity, table: CostTable, profile: DeviceProfil
                         "predicted_latency_ms": problem.costs(cheapest).latency_ms}
         if not ok:
             raise SearchInfeasible(_infeasible_message(profile, decision, cheapest, m, lat))
-    check_reachable(problem)
+        if latency_budget is not None and problem.costs(cheapest).latency_ms > latency_budget:
+            # The measurement says the space reaches the budget, the model says not: believe the measurement.
+            table = table.recalibrated(space, [as_candidate(m, cheapest, "selection")])
+            problem = problem_for(table)
+    check_reachable(problem, skip=("latency_ms",) if device_budgets else ())
 
     attempts: list[dict[str, Any]] = []
     trials: list[Trial] = []
