@@ -14,9 +14,10 @@ The cost model predicts; only a measurement decides. `choose` runs in this order
 4. Rounds: the search runs to this round's evaluation cap (a share of the evaluations is held back
    for later rounds), the best predicted-feasible candidates are measured, and the first that
    meets the budgets is chosen. When none does, their measurements join the cost table's
-   calibration, the correction is refitted, the trials are re-scored under it, and the next round
-   searches on. After the last round the best measured-feasible candidate is chosen (at worst the
-   cheapest one, measured in step 3).
+   calibration, the correction is refitted, and the next round searches below the budget by as
+   much as the refitted model still under-predicts those candidates; the trials are re-scored
+   under it (their fidelity stands) and the search goes on. After the last round the best
+   measured-feasible candidate is chosen (at worst the cheapest one, measured in step 3).
 
 Measuring is not done here: a `CandidateMeter` (bench.probe.DeployedCandidateMeter on a device)
 returns `bench.measure.Measurement`s whose latency is paired with the reference.
@@ -114,7 +115,8 @@ class Selection:
     cheapest: dict[str, Any]
     revalidation: dict[str, Any] | None
     teacher: Measurement
-    problem: SearchProblem = field(repr=False)
+    problem: SearchProblem = field(repr=False)     # the last round's (its latency budget lowered by `shortfall`)
+    shortfall: float = 1.0                         # how far below the budget the last round searched (>= 1)
 
 
 def as_candidate(m: Measurement, spec: ArchSpec, role: str) -> CandidateMeasurement:
@@ -214,8 +216,12 @@ def choose(space: SearchSpace, fidelity, table: CostTable, profile: DeviceProfil
     budgets = (Budgets(latency_budget, pb.peak_memory_mib, pb.params_m, pb.gmacs, eps_fid) if device_budgets
                else Budgets(fidelity=eps_fid))
 
-    def problem_for(t: CostTable) -> SearchProblem:
-        return SearchProblem(space, fidelity, t.at_reference(ref_now), budgets, formulation, complexity)
+    def problem_for(t: CostTable, shortfall: float = 1.0) -> SearchProblem:
+        """The search problem under table `t`, its latency budget lowered by `shortfall` (>= 1), what the
+        model has been seen to under-predict near the budget."""
+        searched = budgets if budgets.latency_ms is None else dataclasses.replace(
+            budgets, latency_ms=budgets.latency_ms / shortfall)
+        return SearchProblem(space, fidelity, t.at_reference(ref_now), searched, formulation, complexity)
 
     problem = problem_for(table)
     measured: dict[str, tuple[ArchSpec, Measurement, bool, float | None]] = {}
@@ -239,37 +245,48 @@ def choose(space: SearchSpace, fidelity, table: CostTable, profile: DeviceProfil
     trials: list[Trial] = []
     caps = cfg.caps(evaluations)
     chosen: Choice | None = None
+    shortfall = 1.0
     for round_, cap in enumerate(caps):
         trials = search_round(problem, cap)
         ranked = sorted((t for t in trials if t.feasible and t.objective is not None and t.key not in measured),
                         key=lambda t: t.objective)
-        failed = []
+        failed, failed_ms = [], []
         for t in ranked[:cfg.per_round]:
             spec = space.spec(t.choices)
             m = meter.measure(spec)
             ok, lat = _judge(m, decision, budgets)
             measured[t.key] = (spec, m, ok, lat)
             attempts.append({"round": round_, "key": t.key, "predicted": t.costs, "latency_ms_at_decision": lat,
+                             "searched_below_ms": problem.budgets.latency_ms,
                              "measured_p_ms_raw": m.latency_at_ms(q), "ratio": m.paired.ratio if m.paired else None,
                              "peak_memory_mib": m.peak_memory_mib, "status": m.status, "meets_budgets": ok})
             if ok:
                 chosen = Choice(spec, float(t.fidelity), float(t.objective), t.costs, m, float(lat), "search")
                 break
-            if m.paired is not None:
+            if m.paired is not None and lat is not None:
                 failed.append(as_candidate(m, spec, "selection"))
+                failed_ms.append(lat)
         if chosen is not None or round_ == len(caps) - 1:
             break
         if failed:
-            # The predictions near the budget were low: refit the correction with what was just measured.
+            # The predictions near the budget were low. Refit the correction with what was just measured;
+            # what the refitted model still under-predicts for those candidates is a bias near the budget
+            # that a global fit cannot see (or the search's winner's curse: among many candidates at the
+            # boundary it keeps those predicted lowest), so the next round searches that much below it.
             table = table.recalibrated(space, failed)
-            problem = problem_for(table)
-            log.info("round %d: none of %d re-measured candidates met the budgets; correction refitted (%s)",
-                     round_ + 1, len(failed), table.correction.kind)
+            refit = problem_for(table)
+            seen = [ms / refit.costs(space.spec(c.choices)).latency_ms
+                    for c, ms in zip(failed, failed_ms, strict=True)]
+            shortfall = max([shortfall, *seen])
+            problem = problem_for(table, shortfall)
+            log.info("round %d: none of %d re-measured candidates met the budgets; correction refitted (%s), "
+                     "next round searches %.1f%% below the budget", round_ + 1, len(failed), table.correction.kind,
+                     100 * (1 - 1 / shortfall))
 
     if chosen is None:
         chosen = _best_measured(fidelity, problem, measured, trials)
     return Selection(chosen, decision, table, trials, attempts, len({a["round"] for a in attempts}) or 1,
-                     cheapest_doc, revalidation, teacher, problem)
+                     cheapest_doc, revalidation, teacher, problem, shortfall)
 
 
 def _best_measured(fidelity, problem: SearchProblem, measured: dict[str, tuple[ArchSpec, Measurement, bool, float | None]],

@@ -160,7 +160,9 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
     m, teacher_at = c.measurement, sel.decision.teacher_at_ms
     doc = {
         "profile": profile.to_dict(), "method": method, "seed": seed, "budget": budget, "formulation": formulation,
-        "complexity": complexity, "budgets": sel.problem.budgets.__dict__, "decision": sel.decision.to_dict(),
+        "complexity": complexity, "decision": sel.decision.to_dict(),
+        "budgets": {**sel.problem.budgets.__dict__, "latency_ms": sel.decision.latency_budget_ms},
+        "last_round_searched_below_budget_by": sel.shortfall,
         "space_id": space.space_id, "evaluations": len(trials),
         "best_feasible_predicted": best.__dict__ if best else None,
         "pareto_front": [{"key": t.key, "fidelity": t.fidelity, **t.costs} for t in front],
