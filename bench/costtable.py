@@ -31,6 +31,7 @@ import dataclasses
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -39,8 +40,9 @@ import torch
 from bench.profile import DeviceProfile
 from bench.stats import PairedLatency
 from bench.timing import Clock, measure_paired, warm_up
-from tocsr.errors import TocsrError
-from tocsr.space import TEACHER, ArchSpec, SearchSpace
+from tocsr.core.artifacts import read_artifact, write_artifact
+from tocsr.core.errors import TocsrError
+from tocsr.core.space import TEACHER, ArchSpec, SearchSpace
 
 COST_TABLE_KIND = "tocsr.bench.cost_table"
 # 2: latencies paired with a reference workload, ratio-space correction, validation rounds.
@@ -314,6 +316,15 @@ class CostTable:
                    bar=ValidationBar(**d["bar"]),
                    candidates=tuple(CandidateMeasurement.from_dict(c) for c in d.get("candidates", [])),
                    rounds=tuple(d.get("rounds", ())), extra=d.get("extra", {}))
+
+    def save(self, path: str | Path, environment: dict[str, Any]) -> Path:
+        return write_artifact(path, COST_TABLE_KIND, COST_TABLE_SCHEMA_VERSION, self.to_dict(), environment=environment)
+
+    @classmethod
+    def load(cls, path: str | Path) -> CostTable:
+        return cls.from_dict(read_artifact(
+            path, COST_TABLE_KIND, COST_TABLE_SCHEMA_VERSION,
+            rebuild="measure it again with `tocsr costs`, or delete it and rerun `tocsr run`"))
 
 
 def summarize_errors(err: np.ndarray, bar: ValidationBar) -> dict[str, Any]:

@@ -33,8 +33,8 @@ from bench.nvml import Nvml
 from bench.probe import TorchProbe
 from bench.profile import DeviceProfile, load_profile, parse_profile, replace
 from bench.workloads import ConvLinearAttention, Workload, resolve_workload
-from tocsr.artifacts import atomic_write_text, write_artifact
-from tocsr.provenance import environment
+from tocsr.core.artifacts import atomic_write_text, write_artifact
+from tocsr.core.provenance import environment
 
 KIND = "tocsr.gpu_evidence"
 SCHEMA_VERSION = 1
@@ -115,31 +115,35 @@ def section_repeatability(profile: DeviceProfile, unet_workload: str) -> dict[st
 def _pipelines(args, profile: DeviceProfile, space, device) -> dict[str, Callable[[], Workload]]:
     """Builders, not models: each pipeline is built when measured and freed after, so only one
     paper-scale model is resident at a time (and memory figures are its own)."""
-    from tocsr.assembly import build_unet
-    from tocsr.baselines import build_baseline
-    from tocsr.models.autoencoder import build_autoencoder_from_preset
-    from tocsr.models.unet import build_unet_from_preset, get_unet_preset
-    from tocsr.sr.onestep import OneStepSR
+    from tocsr.core.baselines import build_baseline
+    from tocsr.core.models.autoencoder import build_autoencoder_from_preset
+    from tocsr.core.models.unet import get_unet_preset
+    from tocsr.core.sr.models import OneStepStudent
+    from tocsr.core.sr.onestep import OneStepSR
 
     preset = get_unet_preset(args.unet_preset)
     scale, lr_px = profile.resolution.scale, profile.resolution.input_px
     lr01 = torch.rand(profile.batch, 3, lr_px, lr_px, generator=torch.Generator().manual_seed(0))
     items: dict[str, Callable[[], Workload]] = {}
 
-    def onestep(name: str, ae_preset: str, make_unet: Callable[[], torch.nn.Module]) -> None:
+    unet_config = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(space.unet_config).items()}
+
+    def onestep(name: str, ae_preset: str, arch_choices: dict[str, str]) -> None:
+        """The shipped one-step model (tocsr.core.sr.onestep.OneStepSR) with random weights."""
         def build() -> Workload:
             with torch.device(device):
                 ae = build_autoencoder_from_preset(ae_preset)
-            pipe = OneStepSR(ae, make_unet(), scale, preset.cond_tokens, preset.cross_attention_dim)
+                student = OneStepStudent(unet_config=unet_config, arch_choices=arch_choices,
+                                         cond_tokens=preset.cond_tokens, cross_attention_dim=preset.cross_attention_dim)
+            pipe = OneStepSR(ae, student, scale)
             return Workload(name, pipe, (lr01 * 2 - 1,), {}, f"one-step SR: {ae_preset} autoencoder + UNet")
         items[name] = build
 
     for spec_name, by_kind in COMPACT_SPECS.items():
-        spec = space.uniform(by_kind)
+        choices = space.uniform(by_kind).replaced()
         for ae in (args.tiny_ae, args.ae_preset):
-            onestep(f"{spec_name}+{ae}", ae, lambda spec=spec: build_unet(space, spec, device=device))
-    onestep(f"osediff-class({args.ae_preset}+{args.unet_preset})", args.ae_preset,
-            lambda: build_unet_from_preset(args.unet_preset, device))
+            onestep(f"{spec_name}+{ae}", ae, choices)
+    onestep(f"osediff-class({args.ae_preset}+{args.unet_preset})", args.ae_preset, {})
     for name in ("bicubic", "espcn", "span", "srvgg", "swinir-light", "rrdb", "swinir-m"):
         items[name] = lambda name=name: Workload(name, build_baseline(name, scale, lr_px), (lr01,), {}, name)
     return items
@@ -164,8 +168,8 @@ def section_sr_pipelines(args, profile: DeviceProfile, space, device, clock: Clo
 
 
 def section_cost_table(args, profile: DeviceProfile, space, device, clock: Clock, reserve_s: float) -> dict[str, Any]:
-    from tocsr.assembly import build_module_bank
-    from tocsr.models.unet import build_unet_from_preset, get_unet_preset, unet_example_inputs
+    from tocsr.core.assembly import build_module_bank
+    from tocsr.core.models.unet import build_unet_from_preset, get_unet_preset, unet_example_inputs
 
     preset = get_unet_preset(args.unet_preset)
     with torch.device(device):
@@ -285,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         name = torch.cuda.get_device_name(0)
         profile = load_profile(args.profile or ("h100-bf16" if "H100" in name else "h200-bf16"))
         unet_workload = f"unet-{args.unet_preset}"
-    from tocsr.models.unet import build_unet_from_preset
-    from tocsr.space import derive_search_space
+    from tocsr.core.models.unet import build_unet_from_preset
+    from tocsr.core.space import derive_search_space
 
     device = torch.device("cuda", 0) if profile.device.kind == "cuda" else torch.device("cpu")
     nvml = Nvml(0) if device.type == "cuda" else None

@@ -26,7 +26,7 @@ from bench.profile import DeviceProfile
 from bench.stats import LatencyStats, PairedLatency
 from bench.timing import cpu_steal_fraction_since, measure_paired, run_timed, warm_up
 from bench.workloads import Workload
-from tocsr.errors import TocsrError
+from tocsr.core.errors import TocsrError
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def resolve_device(profile: DeviceProfile) -> torch.device:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from tocsr.provenance import cpu_model
+    from tocsr.core.provenance import cpu_model
 
     return cpu_model()
 

@@ -29,8 +29,23 @@ from bench.measure import (
 from bench.memory import measure_cpu_peak, measure_cuda_peak, weights_mib
 from bench.profile import DeviceProfile
 from bench.workloads import Workload
-from tocsr.assembly import ModuleSwapper
-from tocsr.space import ArchSpec, SearchSpace
+from tocsr.core.assembly import ModuleSwapper, build_unet, load_surrogate_weights
+from tocsr.core.models.unet import unet_example_inputs
+from tocsr.core.space import ArchSpec, SearchSpace
+
+
+def teacher_inputs(teacher, profile: DeviceProfile) -> tuple[tuple, dict]:
+    """(args, kwargs) of one UNet call of `teacher` (a loaded tocsr.core.teacher Teacher) at the profile's
+    batch and latent size: what cost tables, candidates and the reference are measured on."""
+    cfg = dict(teacher.unet.config)
+    tokens = int(teacher.denoiser.condition.config.cond_tokens)
+    return unet_example_inputs(cfg, tokens, profile.batch, profile.resolution.latent_px)
+
+
+def teacher_reference(teacher, profile: DeviceProfile) -> Workload:
+    """The teacher's UNet as the reference workload every compared latency is paired with."""
+    args, kwargs = teacher_inputs(teacher, profile)
+    return Workload("reference: teacher UNet", teacher.unet, args, kwargs)
 
 
 def capture_slot_inputs(unet: nn.Module, space: SearchSpace, args: tuple, kwargs: dict) -> dict[str, tuple[tuple, dict]]:
@@ -57,7 +72,7 @@ def capture_slot_inputs(unet: nn.Module, space: SearchSpace, args: tuple, kwargs
 class TorchProbe:
     """A cost probe on the profile's device. `unet` is the teacher (any weights: cost does not depend
     on their values), `args/kwargs` one inference at the profile's size, `bank` the surrogate modules
-    (tocsr.assembly.build_module_bank or a fresh tocsr.distill.bank.new_bank)."""
+    (tocsr.core.assembly.build_module_bank or a fresh tocsr.core.distill.bank.new_bank)."""
 
     clock = None        # perf_counter_ns on a CPU, CUDA events on a GPU (bench.timing)
 
@@ -123,3 +138,17 @@ class DeployedCandidateMeter:
         model = self.build(spec).eval()
         return measure_workload(Workload(f"candidate {spec.key}", model, self.args, self.kwargs), self.profile,
                                 reference=self.reference)
+
+
+def deployed_meter(teacher, space: SearchSpace, bank: Mapping[str, nn.Module], profile: DeviceProfile) -> DeployedCandidateMeter:
+    """Candidates of `teacher`'s space built as deployed (trained surrogate weights from `bank`), paired
+    with the teacher."""
+    weights = {k: m.state_dict() for k, m in bank.items()}
+
+    def build(spec: ArchSpec) -> nn.Module:
+        model = build_unet(space, spec, teacher.unet)
+        load_surrogate_weights(model, space, spec, weights)
+        return model
+
+    args, kwargs = teacher_inputs(teacher, profile)
+    return DeployedCandidateMeter(build, teacher.unet, args, kwargs, profile)

@@ -17,9 +17,9 @@ from typing import Literal
 
 import yaml
 
-from tocsr.errors import ConfigError
-from tocsr.provenance import REPO_ROOT, content_sha256
-from tocsr.schema import from_mapping, to_mapping
+from tocsr.core.errors import ConfigError
+from tocsr.core.provenance import REPO_ROOT, content_sha256
+from tocsr.core.schema import from_mapping, to_mapping
 
 PROFILE_SCHEMA_VERSION = 1
 

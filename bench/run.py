@@ -9,9 +9,9 @@ from pathlib import Path
 from bench.measure import MEASUREMENT_KIND, MEASUREMENT_SCHEMA_VERSION, Measurement, measure_workload
 from bench.profile import DeviceProfile, load_profile, resolve_profile_path
 from bench.workloads import resolve_workload
-from tocsr.artifacts import write_artifact
-from tocsr.errors import TocsrError
-from tocsr.provenance import environment
+from tocsr.core.artifacts import write_artifact
+from tocsr.core.errors import TocsrError
+from tocsr.core.provenance import environment
 
 
 def write_measurement(out: Path, profile: DeviceProfile, measurement: Measurement) -> Path:

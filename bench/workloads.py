@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from bench.profile import DeviceProfile
-from tocsr.errors import ConfigError, TocsrError
+from tocsr.core.errors import ConfigError, TocsrError
 
 
 class WorkloadError(TocsrError):
@@ -61,7 +61,7 @@ def list_workloads() -> dict[str, str]:
 
 def _unet_workload(preset_name: str) -> WorkloadFactory:
     def factory(profile: DeviceProfile) -> Workload:
-        from tocsr.models.unet import build_unet_from_preset, get_unet_preset, unet_example_inputs
+        from tocsr.core.models.unet import build_unet_from_preset, get_unet_preset, unet_example_inputs
 
         preset = get_unet_preset(preset_name)
         model = build_unet_from_preset(preset_name)
@@ -187,7 +187,7 @@ def _from_diffusers_config(path: Path, profile: DeviceProfile) -> Workload:
                             "such as UNet2DConditionModel or AutoencoderKL")
     model = cls.from_config(config)
     if class_name in ("UNet2DConditionModel",):
-        from tocsr.models.unet import unet_example_inputs
+        from tocsr.core.models.unet import unet_example_inputs
 
         tokens = int(config.get("tocsr_cond_tokens", 77 if config.get("cross_attention_dim", 0) >= 768 else 1))
         args, kwargs = unet_example_inputs(config, tokens, profile.batch, profile.resolution.latent_px)

@@ -1,4 +1,4 @@
-"""Assemble a run's report: reports/<run>/index.html plus rows.csv and rows.json.
+"""Assemble a run's report: <run>/report/index.html (by default) plus rows.csv and rows.json.
 
 Inputs, all inside the run folder: eval/rows.json (ReportRows), eval/crops/*.png (visual crops),
 search-<profile>/search_result.json and convergence.png (per device), if present.
@@ -15,9 +15,10 @@ from typing import Any
 from reports.html import esc, img, page, rows_table, unavailable_notes
 from reports.plots import quality_vs_cost
 from reports.rows import ReportRow, flat
-from tocsr.artifacts import atomic_write_text, read_artifact, write_artifact
-from tocsr.errors import ArtifactError
-from tocsr.provenance import environment
+from search.result import SearchResult
+from tocsr.core.artifacts import atomic_write_text, read_artifact, write_artifact
+from tocsr.core.errors import ArtifactError
+from tocsr.core.provenance import environment
 
 ROWS_KIND = "tocsr.report_rows"
 
@@ -43,22 +44,20 @@ def read_rows(folder: str | Path) -> tuple[list[ReportRow], dict[str, Any]]:
 
 def _selection(run: Path) -> tuple[str, list[tuple[str, bytes | None]]]:
     rows, images = [], []
-    for f in sorted(run.glob("search-*/search_result.json")):
+    for folder in sorted(p.parent for p in run.glob(f"search-*/{SearchResult.FILE_NAME}")):
         try:
-            d = read_artifact(f, "tocsr.search_result", 2)
+            r = SearchResult.load(folder)
         except ArtifactError:
             continue
-        c, t = d["chosen"], d["teacher_measured"]
-        tl = c["teacher_latency_ms"]
-        cells = [d["profile"]["name"], c["spec"]["key"], f"{c['fidelity']:.4g}", f"{c['measured_latency_ms']:.2f}",
-                 f"{tl:.2f}", f"{tl / c['measured_latency_ms']:.2f}x", f"{c['params_m']:.3f}",
-                 f"{t['params_m'] / c['params_m']:.1f}x", f"{t['macs']['gmacs'] / c['gmacs']:.1f}x" if c.get("gmacs") else "-",
-                 "-" if d["budgets"]["latency_ms"] is None else f"{d['budgets']['latency_ms']:.2f}",
-                 f"{100 * d['cost_table_validation'].get('within_10pct', 0):.0f}%", str(d["evaluations"])]
+        c, tl = r.chosen, r.chosen.teacher_latency_ms
+        cells = [r.profile_name, c.key, f"{c.fidelity:.4g}", f"{c.measured_latency_ms:.2f}", f"{tl:.2f}",
+                 f"{1 / c.latency_vs_teacher:.2f}x", f"{c.params_m:.3f}", f"{r.teacher_params_m / c.params_m:.1f}x",
+                 f"{r.teacher_gmacs / c.gmacs:.1f}x" if c.gmacs and r.teacher_gmacs else "-",
+                 "-" if r.latency_budget_ms is None else f"{r.latency_budget_ms:.2f}",
+                 f"{100 * r.cost_table_validation.get('within_10pct', 0):.0f}%", str(r.evaluations)]
         rows.append("<tr>" + "".join(f"<td>{esc(x)}</td>" for x in cells) + "</tr>")
-        png = f.parent / "convergence.png"
-        images.append((f"search convergence: {d['profile']['name']} ({d['method']})",
-                       png.read_bytes() if png.is_file() else None))
+        png = folder / r.convergence_png
+        images.append((f"search convergence: {r.profile_name} ({r.method})", png.read_bytes() if png.is_file() else None))
     head = ["device", "chosen architecture", "fidelity error", "measured p90 ms", "teacher p90 ms", "speed-up",
             "params M", "fewer params", "fewer GMACs", "latency budget ms", "cost table: held-out within ±10%",
             "evaluations"]

@@ -15,10 +15,10 @@ from bench.profile import DeviceProfile
 from bench.workloads import Workload
 from reports.metrics import MetricSuite
 from reports.rows import ReportRow
-from tocsr.data import Photo
-from tocsr.provenance import environment
-from tocsr.sr.evaluate import eval_pairs
-from tocsr.training import progress
+from tocsr.core.data import Photo
+from tocsr.core.provenance import environment
+from tocsr.core.sr.evaluate import eval_pairs
+from tocsr.core.training import progress
 
 
 class LanczosSR(nn.Module):

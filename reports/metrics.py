@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from tocsr.iqa import load_metric
-from tocsr.metrics import psnr
-from tocsr.sr.evaluate import ssim_y
+from tocsr.core.iqa import load_metric
+from tocsr.core.metrics import psnr
+from tocsr.core.sr.evaluate import ssim_y
 
 NIQE_PARAMS = Path(__file__).resolve().parent / "data" / "niqe_pris_params.mat"
 FULL_REFERENCE = ("lpips", "dists")

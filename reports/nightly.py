@@ -29,9 +29,9 @@ from torch import nn
 from bench.measure import measure_workload
 from bench.profile import DeviceProfile, load_profile
 from bench.workloads import Workload, resolve_workload
-from tocsr.artifacts import atomic_write_text, read_artifact, write_artifact
-from tocsr.errors import ArtifactError
-from tocsr.provenance import environment
+from tocsr.core.artifacts import atomic_write_text, read_artifact, write_artifact
+from tocsr.core.errors import ArtifactError
+from tocsr.core.provenance import environment
 
 log = logging.getLogger(__name__)
 NIGHT_KIND = "tocsr.nightly_night"
@@ -75,7 +75,7 @@ def nightly_workload(name: str, profile: DeviceProfile) -> Workload:
     if name == REFERENCE:
         return Workload(REFERENCE, Reference(), (torch.randn(64, 384, generator=torch.Generator().manual_seed(1)),))
     if name.startswith("sr:"):
-        from tocsr.baselines import build_baseline
+        from tocsr.core.baselines import build_baseline
 
         torch.manual_seed(0)
         side = profile.resolution.input_px
@@ -177,7 +177,8 @@ def detect_regressions(nights: list[dict[str, Any]], min_step: float = 0.10, noi
     return flagged
 
 
-def render_nightly(history: str | Path, out_dir: str | Path) -> Path:
+def render_nightly(history: str | Path, out_dir: str | Path) -> tuple[Path, list[dict[str, Any]]]:
+    """The trend page and regressions.json under `out_dir`; returns (page, the flagged regressions)."""
     from reports.html import esc, img, page
     from reports.plots import trend
 
@@ -212,4 +213,4 @@ def render_nightly(history: str | Path, out_dir: str | Path) -> Path:
     path = out / "index.html"
     atomic_write_text(path, page("TOC-SR nightly benchmark", sections, {"nights": len(nights)}))
     atomic_write_text(out / "regressions.json", json.dumps(flagged, indent=2))
-    return path
+    return path, flagged

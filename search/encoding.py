@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tocsr.space import ArchSpec, SearchSpace
+from tocsr.core.space import ArchSpec, SearchSpace
 
 
 class OneHot:

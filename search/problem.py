@@ -17,8 +17,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from tocsr.errors import ConfigError
-from tocsr.space import ArchSpec, SearchSpace
+from tocsr.core.errors import ConfigError
+from tocsr.core.space import ArchSpec, SearchSpace
 
 
 class CostModel(Protocol):
@@ -37,7 +37,7 @@ Complexity = Literal["params", "gmacs", "latency"]
 
 
 @dataclass(frozen=True)
-class Budgets:
+class Constraints:
     """The ε of the search. None = unconstrained."""
 
     latency_ms: float | None = None
@@ -47,7 +47,7 @@ class Budgets:
     fidelity: float | None = None          # the paper formulation's ε_fid
 
     @classmethod
-    def from_profile(cls, profile, teacher_ms: float | None, fidelity: float | None = None) -> Budgets:
+    def from_profile(cls, profile, teacher_ms: float | None, fidelity: float | None = None) -> Constraints:
         """The profile's budgets, latency in ms where the teacher takes `teacher_ms` (at the percentile)."""
         b = profile.budgets
         return cls(b.latency_budget_ms(teacher_ms), b.peak_memory_mib, b.params_m, b.gmacs, fidelity)
@@ -72,7 +72,7 @@ class SearchProblem:
     space: SearchSpace
     fidelity: FidelityEvaluator
     cost: CostModel
-    budgets: Budgets
+    constraints: Constraints
     formulation: Formulation = "device"
     complexity: Complexity = "params"
     _cache: dict[str, Costs] = field(default_factory=dict, repr=False)
@@ -80,9 +80,9 @@ class SearchProblem:
 
     def __post_init__(self) -> None:
         self._additive = self._additive_costs()
-        if self.formulation == "paper" and self.budgets.fidelity is None:
+        if self.formulation == "paper" and self.constraints.fidelity is None:
             raise ConfigError("the paper formulation needs a fidelity budget (ε_fid), e.g. --eps-fid 0.05")
-        if self.formulation == "device" and self.budgets.latency_ms is None and self.budgets.peak_memory_mib is None:
+        if self.formulation == "device" and self.constraints.latency_ms is None and self.constraints.peak_memory_mib is None:
             raise ConfigError("the device formulation needs a latency or memory budget from the profile")
 
     def _direct(self, spec: ArchSpec) -> np.ndarray:
@@ -118,8 +118,8 @@ class SearchProblem:
         return self._cache[spec.key]
 
     def slacks_of_vector(self, vec: np.ndarray) -> dict[str, float]:
-        return {k: float(vec[i]) / getattr(self.budgets, k) - 1.0 for i, k in enumerate(_COST_FIELDS)
-                if getattr(self.budgets, k) is not None}
+        return {k: float(vec[i]) / getattr(self.constraints, k) - 1.0 for i, k in enumerate(_COST_FIELDS)
+                if getattr(self.constraints, k) is not None}
 
     def cheap_slacks(self, spec: ArchSpec) -> dict[str, float]:
         """Slack of every budget the cost model decides (value / budget - 1; <= 0 feasible)."""
@@ -139,7 +139,7 @@ class SearchProblem:
     def feasible(self, spec: ArchSpec, fidelity: float) -> bool:
         if not self.cheap_feasible(spec):
             return False
-        return self.formulation == "device" or fidelity <= self.budgets.fidelity
+        return self.formulation == "device" or fidelity <= self.constraints.fidelity
 
     def tightest(self, specs: Sequence[ArchSpec]) -> tuple[str, ArchSpec, dict[str, float]]:
         """For an infeasible problem: the constraint that binds most, and the candidate closest to meeting all."""

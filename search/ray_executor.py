@@ -20,8 +20,8 @@ import os
 from collections.abc import Callable, Sequence
 
 from search.run import Outcome, evaluate_one
-from tocsr.errors import ConfigError
-from tocsr.space import ArchSpec
+from tocsr.core.errors import ConfigError
+from tocsr.core.space import ArchSpec
 
 
 def _ray():
@@ -34,7 +34,7 @@ def _ray():
 
 class _EvaluatorActor:
     def __init__(self, make_evaluator: Callable[[], object], space_dict: dict):
-        from tocsr.space import SearchSpace
+        from tocsr.core.space import SearchSpace
 
         self.evaluator = make_evaluator()
         self.space = SearchSpace.from_dict(space_dict)

@@ -1,106 +1,151 @@
-"""What a search leaves behind: every trial, the Pareto front, convergence, the chosen candidate."""
+"""SearchResult: what a device's search hands to the SR stage, the main job's summary and the report.
+
+It is written as `<search folder>/search_result.json` and read back only through `SearchResult.load`,
+so no other module reads the file by key strings. Records that are kept for people and not read by
+any stage (the Pareto front, each re-measured attempt, the cost-table rounds) stay plain mappings.
+
+Example:
+    >>> result = SearchResult.load("runs/quick/search-cpu-2core")
+    >>> result.chosen.key, result.chosen.measured_latency_ms, result.latency_budget_ms
+"""
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
-import numpy as np
-
-from search.trials import Trial
-
-
-def pareto_front(trials: Sequence[Trial], x: str = "latency_ms") -> list[Trial]:
-    """Non-dominated evaluated trials, minimising fidelity error and cost `x` (sorted by cost)."""
-    pts = sorted((t for t in trials if t.fidelity is not None), key=lambda t: (t.costs[x], t.fidelity))
-    front, best = [], float("inf")
-    for t in pts:
-        if t.fidelity < best:
-            front.append(t)
-            best = t.fidelity
-    return front
+from bench.profile import DeviceProfile
+from search.analysis import pareto_front
+from search.run import best_feasible
+from search.selection import Selection
+from tocsr.core.artifacts import read_artifact, write_artifact
+from tocsr.core.space import ArchSpec, SearchSpace
 
 
-def convergence(trials: Sequence[Trial]) -> list[float]:
-    """Best feasible objective after each evaluation (inf before the first feasible one)."""
-    out, best = [], float("inf")
-    for t in sorted(trials, key=lambda t: t.index):
-        if t.feasible and t.objective is not None:
-            best = min(best, t.objective)
-        out.append(best)
-    return out
+@dataclass(frozen=True)
+class ChosenModel:
+    """The architecture a search chose, with what was measured of it at the decision's speed."""
+
+    spec: ArchSpec
+    fidelity: float
+    predicted: dict[str, float]          # the cost model's prediction at the decision's speed
+    found_by: str                        # "search" or "cheapest"
+    measured_latency_ms: float           # at the profile's percentile, at the decision's speed
+    teacher_latency_ms: float            # the teacher, same percentile, same speed
+    measured_latency_ms_raw: float       # as timed, not converted to the decision's speed
+    measured_memory_mib: float | None
+    params_m: float
+    gmacs: float | None
+    status: str
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    @property
+    def latency_vs_teacher(self) -> float:
+        return self.measured_latency_ms / self.teacher_latency_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, "spec": self.spec.to_dict(),
+                "key": self.key, "latency_vs_teacher": self.latency_vs_teacher}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ChosenModel:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in d.items() if k in names}, "spec": ArchSpec.from_dict(d["spec"])})
 
 
-def evaluations_to_reach(curve: Sequence[float], target: float) -> int | None:
-    for i, v in enumerate(curve):
-        if v <= target:
-            return i + 1
-    return None
+@dataclass(frozen=True)
+class SearchResult:
+    """One device's search and selection. Latencies are judged at the decision's speed (the teacher
+    measured when choosing); `latency_budget_ms` is None when the profile sets no latency budget."""
 
+    FILE_NAME: ClassVar[str] = "search_result.json"
+    KIND: ClassVar[str] = "tocsr.search_result"
+    # 3: a typed SearchResult (chosen model and teacher figures as fields, profile name at the top).
+    SCHEMA_VERSION: ClassVar[int] = 3
 
-def median_evaluations(reach: Sequence[int | None]) -> float | None:
-    """Median over seeds of evaluations-to-target, a seed that never got there counting as infinitely
-    many: finite when at least half the seeds reached the target, else None."""
-    if not reach:
-        return None
-    med = float(np.median([np.inf if r is None else r for r in reach]))
-    return med if np.isfinite(med) else None
+    profile_name: str
+    method: str
+    seed: int
+    evaluations_cap: int                 # fidelity evaluations the search was allowed
+    evaluations: int                     # fidelity evaluations it made
+    formulation: str                     # "device" or "paper"
+    complexity: str
+    space_id: str
+    chosen: ChosenModel
+    latency_budget_ms: float | None
+    budget_in_words: str
+    percentile: float
+    teacher_params_m: float
+    teacher_gmacs: float | None
+    selection_rounds: int
+    last_round_searched_below_budget_by: float
+    cost_table_validation: dict[str, Any]
+    profile: dict[str, Any]              # the profile as searched (a record, not read back as a profile)
+    decision: dict[str, Any]             # the decision's speed (search.selection.DecisionSpeed)
+    constraints: dict[str, Any]          # the ε of the last round, latency as the real budget
+    teacher_measured: dict[str, Any]     # bench.measure.Measurement of the teacher when choosing
+    cheapest: dict[str, Any]
+    remeasured: tuple[dict[str, Any], ...]
+    revalidation: dict[str, Any] | None
+    best_feasible_predicted: dict[str, Any] | None
+    pareto_front: tuple[dict[str, Any], ...]
+    cost_table_rounds: tuple[dict[str, Any], ...]
+    convergence_png: str = "convergence.png"
+    cost_table: str = "cost_table.json"
+    environment: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    @classmethod
+    def from_selection(cls, sel: Selection, profile: DeviceProfile, space: SearchSpace, method: str, seed: int,
+                       evaluations_cap: int, formulation: str, complexity: str) -> SearchResult:
+        c, m, teacher_at = sel.choice, sel.choice.measurement, sel.decision.teacher_at_ms
+        chosen = ChosenModel(
+            spec=c.spec, fidelity=c.fidelity, predicted=dict(c.predicted), found_by=c.found_by,
+            measured_latency_ms=c.latency_ms, teacher_latency_ms=teacher_at,
+            measured_latency_ms_raw=m.latency_at_ms(profile.timing.percentile),
+            measured_memory_mib=m.peak_memory_mib, params_m=m.params / 1e6,
+            gmacs=m.macs.gmacs if m.macs else None, status=m.status)
+        best = best_feasible(sel.trials)
+        t = sel.teacher
+        return cls(
+            profile_name=profile.name, method=method, seed=seed, evaluations_cap=evaluations_cap,
+            evaluations=len(sel.trials), formulation=formulation, complexity=complexity, space_id=space.space_id,
+            chosen=chosen, latency_budget_ms=sel.decision.latency_budget_ms, budget_in_words=sel.decision.budget,
+            percentile=sel.decision.percentile, teacher_params_m=t.params / 1e6,
+            teacher_gmacs=t.macs.gmacs if t.macs else None, selection_rounds=sel.rounds,
+            last_round_searched_below_budget_by=sel.shortfall,
+            cost_table_validation=sel.table.validation_summary(), profile=profile.to_dict(),
+            decision=sel.decision.to_dict(),
+            constraints={**sel.problem.constraints.__dict__, "latency_ms": sel.decision.latency_budget_ms},
+            teacher_measured=t.to_dict(), cheapest=dict(sel.cheapest), remeasured=tuple(sel.attempts),
+            revalidation=sel.revalidation, best_feasible_predicted=best.__dict__ if best else None,
+            pareto_front=tuple({"key": x.key, "fidelity": x.fidelity, **x.costs} for x in pareto_front(sel.trials)),
+            cost_table_rounds=tuple(sel.table.rounds))
 
-def random_search_needs(objectives: Sequence[float], target: float, confidence: float = 0.95) -> dict:
-    """How many evaluations random search needs to reach `target`, judged from a sample of its draws.
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "environment"}
+        return {**d, "chosen": self.chosen.to_dict(), "remeasured": list(self.remeasured),
+                "pareto_front": list(self.pareto_front), "cost_table_rounds": list(self.cost_table_rounds)}
 
-    Random search's evaluations-to-target are geometric in p = P(a draw is <= target). With `hits` of
-    `draws` at or below the target, Clopper-Pearson bounds p <= p_upper at `confidence`, so random's
-    median evaluations-to-target are at least median_geometric(p_upper) = ceil(ln 2 / -ln(1 - p_upper)).
-    This turns "no random run got there" into a number a BO run can be compared with.
-    """
-    from scipy.stats import beta
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SearchResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in d.items() if k in names}
+        return cls(**{**fields, "chosen": ChosenModel.from_dict(d["chosen"]),
+                      "remeasured": tuple(d["remeasured"]), "pareto_front": tuple(d["pareto_front"]),
+                      "cost_table_rounds": tuple(d["cost_table_rounds"]), "environment": d.get("environment", {})})
 
-    draws = len(objectives)
-    if draws == 0:
-        raise ValueError("random_search_needs needs at least one random draw")
-    hits = sum(1 for v in objectives if v <= target)
-    p_upper = 1.0 if hits == draws else float(beta.ppf(confidence, hits + 1, draws - hits))
-    median_lower = 1 if p_upper >= 1.0 else int(np.ceil(np.log(2) / -np.log1p(-p_upper)))
-    return {"draws": draws, "hits": hits, "confidence": confidence, "p_upper": p_upper,
-            "median_evaluations_lower_bound": median_lower}
+    def save(self, folder: str | Path, environment: dict[str, Any]) -> Path:
+        return write_artifact(Path(folder) / self.FILE_NAME, self.KIND, self.SCHEMA_VERSION, self.to_dict(),
+                              environment=environment)
 
-
-def plot_convergence(curves: dict[str, list[list[float]]], path: str | Path, best_known: float | None = None,
-                     title: str = "", ylabel: str = "best feasible fidelity error") -> Path:
-    """Median over seeds with the interquartile band, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for method, runs in sorted(curves.items()):
-        n = min(len(r) for r in runs)
-        arr = np.array([r[:n] for r in runs], dtype=float)
-        arr[~np.isfinite(arr)] = np.nan
-        x = np.arange(1, n + 1)
-        with warnings.catch_warnings():     # a curve is NaN until its first feasible trial: expected
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(arr, axis=0)
-            low, high = np.nanpercentile(arr, 25, axis=0), np.nanpercentile(arr, 75, axis=0)
-        ax.plot(x, med, label=f"{method} (median of {len(runs)})")
-        if len(runs) > 1:
-            ax.fill_between(x, low, high, alpha=0.2)
-    if best_known is not None:
-        ax.axhline(best_known, color="k", ls=":", lw=1, label="best known")
-        ax.axhline(best_known * 1.02, color="k", ls="--", lw=0.8, label="within 2% of best known")
-    ax.set_yscale("log")
-    ax.set_xlabel("evaluations")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    @classmethod
+    def load(cls, folder: str | Path) -> SearchResult:
+        doc = read_artifact(Path(folder) / cls.FILE_NAME, cls.KIND, cls.SCHEMA_VERSION,
+                            rebuild=f"search again with `tocsr search --out {folder}` (or delete the folder and "
+                                    "rerun `tocsr run`)")
+        return cls.from_dict(doc)

@@ -18,8 +18,8 @@ from typing import Protocol
 from search.problem import SearchProblem
 from search.strategies import make_strategy
 from search.trials import Trial, TrialLog
-from tocsr.space import ArchSpec
-from tocsr.training import progress
+from tocsr.core.space import ArchSpec
+from tocsr.core.training import progress
 
 log = logging.getLogger(__name__)
 

@@ -35,11 +35,11 @@ from typing import Any, Protocol
 from bench.costtable import CandidateMeasurement, CostTable, sample_candidates, summarize_errors
 from bench.measure import Measurement
 from bench.profile import DeviceProfile
-from search.problem import Budgets, SearchProblem
+from search.problem import Constraints, SearchProblem
 from search.run import evaluate_one
 from search.trials import Trial
-from tocsr.errors import TocsrError
-from tocsr.space import TEACHER, ArchSpec, SearchSpace
+from tocsr.core.errors import TocsrError
+from tocsr.core.space import TEACHER, ArchSpec, SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +128,10 @@ def as_candidate(m: Measurement, spec: ArchSpec, role: str) -> CandidateMeasurem
 def check_reachable(problem: SearchProblem, skip: tuple[str, ...] = ()) -> None:
     """Costs are additive over slots, so each budget's best case is the per-slot minimum. If one of
     them is out of reach, no candidate can be feasible: say which, and how close the space gets.
-    Budgets in `skip` are not checked (one a measurement has already settled)."""
+    Constraints in `skip` are not checked (one a measurement has already settled)."""
     space = problem.space
     for name in ("latency_ms", "peak_memory_mib", "params_m", "gmacs"):
-        budget = getattr(problem.budgets, name)
+        budget = getattr(problem.constraints, name)
         if budget is None or name in skip:
             continue
 
@@ -150,7 +150,7 @@ def check_reachable(problem: SearchProblem, skip: tuple[str, ...] = ()) -> None:
                 "surrogate families")
 
 
-def _judge(m: Measurement, decision: DecisionSpeed, budgets: Budgets) -> tuple[bool, float | None]:
+def _judge(m: Measurement, decision: DecisionSpeed, budgets: Constraints) -> tuple[bool, float | None]:
     """(meets every measured budget, latency in ms at decision speed)."""
     if m.status == "error" or m.paired is None:
         return False, None
@@ -213,8 +213,8 @@ def choose(space: SearchSpace, fidelity, table: CostTable, profile: DeviceProfil
         table, revalidation = _revalidate(space, table, meter, decision, teacher, cfg)
 
     pb = profile.budgets
-    budgets = (Budgets(latency_budget, pb.peak_memory_mib, pb.params_m, pb.gmacs, eps_fid) if device_budgets
-               else Budgets(fidelity=eps_fid))
+    budgets = (Constraints(latency_budget, pb.peak_memory_mib, pb.params_m, pb.gmacs, eps_fid) if device_budgets
+               else Constraints(fidelity=eps_fid))
 
     def problem_for(t: CostTable, shortfall: float = 1.0) -> SearchProblem:
         """The search problem under table `t`, its latency budget lowered by `shortfall` (>= 1), what the
@@ -257,7 +257,7 @@ def choose(space: SearchSpace, fidelity, table: CostTable, profile: DeviceProfil
             ok, lat = _judge(m, decision, budgets)
             measured[t.key] = (spec, m, ok, lat)
             attempts.append({"round": round_, "key": t.key, "predicted": t.costs, "latency_ms_at_decision": lat,
-                             "searched_below_ms": problem.budgets.latency_ms,
+                             "searched_below_ms": problem.constraints.latency_ms,
                              "measured_p_ms_raw": m.latency_at_ms(q), "ratio": m.paired.ratio if m.paired else None,
                              "peak_memory_mib": m.peak_memory_mib, "status": m.status, "meets_budgets": ok})
             if ok:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tocsr.errors import ArtifactError
+from tocsr.core.errors import ArtifactError
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from bench.measure import Measurement
 from bench.memory import MemoryStats
 from bench.profile import DeviceProfile
 from bench.timing import measure_paired
-from tocsr.space import TEACHER, ArchSpec, SearchSpace
+from tocsr.core.space import TEACHER, ArchSpec, SearchSpace
 
 SIM_PROFILE_YAML = """
 schema_version: 1

@@ -1,3 +1,3 @@
-from tocsr.cli import main
+from tocsr.app.cli import main
 
 main()

@@ -8,8 +8,8 @@ from typing import Protocol
 
 from search.problem import SearchProblem
 from search.trials import Trial
-from tocsr.errors import ConfigError
-from tocsr.space import ArchSpec
+from tocsr.core.errors import ConfigError
+from tocsr.core.space import ArchSpec
 
 
 class Strategy(Protocol):

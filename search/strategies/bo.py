@@ -28,7 +28,7 @@ from search.problem import SearchProblem
 from search.strategies.base import mutate, register_strategy, repair, sample_feasible
 from search.strategies.local_search import hill_climb
 from search.trials import Trial
-from tocsr.space import ArchSpec
+from tocsr.core.space import ArchSpec
 
 _FLOOR = 1e-9   # log of a fidelity error of exactly 0 (the all-teacher candidate)
 
@@ -118,7 +118,7 @@ class BayesianOptimisation:
         if self.block_error is not None:
             w = torch.cat([w, torch.zeros(1, dtype=w.dtype)])
         objective = GenericMCObjective(lambda z, X: -(X @ w.to(X) + offset).expand(z.shape[:-1]))
-        log_eps = math.log(self.problem.budgets.fidelity)
+        log_eps = math.log(self.problem.constraints.fidelity)
         return qLogNoisyExpectedImprovement(model, x_baseline, sampler=sampler, objective=objective,
                                             constraints=[lambda z: z[..., 0] - log_eps], prune_baseline=True)
 
@@ -132,7 +132,7 @@ class BayesianOptimisation:
             acq = LogExpectedImprovement(model, best_f=best_f)
             return lambda specs: acq(self._features(specs).unsqueeze(1)).detach()
         w, offset = self._complexity_linear()
-        log_eps = math.log(self.problem.budgets.fidelity)
+        log_eps = math.log(self.problem.constraints.fidelity)
         feasible = [t.objective for t in self.trials if t.feasible]
         best_c = min(feasible) if feasible else None
 

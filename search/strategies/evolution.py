@@ -8,7 +8,7 @@ from collections import deque
 from search.problem import SearchProblem
 from search.strategies.base import mutate, register_strategy, sample_feasible
 from search.trials import Trial
-from tocsr.space import ArchSpec
+from tocsr.core.space import ArchSpec
 
 
 @register_strategy("evolution")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from search.problem import SearchProblem
 from search.strategies.base import register_strategy
 from search.trials import Trial
-from tocsr.space import TEACHER, ArchSpec
+from tocsr.core.space import TEACHER, ArchSpec
 
 
 @register_strategy("greedy")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from search.problem import SearchProblem
-from tocsr.space import ArchSpec
+from tocsr.core.space import ArchSpec
 
 Score = Callable[[list[ArchSpec]], torch.Tensor]   # higher is better, one value per candidate
 

@@ -7,7 +7,7 @@ import random
 from search.problem import SearchProblem
 from search.strategies.base import register_strategy, sample_feasible
 from search.trials import Trial
-from tocsr.space import ArchSpec
+from tocsr.core.space import ArchSpec
 
 
 @register_strategy("random")

@@ -13,8 +13,8 @@ import random
 from search.problem import SearchProblem
 from search.strategies.base import register_strategy, sample_feasible
 from search.trials import Trial
-from tocsr.errors import ConfigError
-from tocsr.space import ArchSpec
+from tocsr.core.errors import ConfigError
+from tocsr.core.space import ArchSpec
 
 _PENALTY = 1e3   # told to the sampler for cheap-infeasible proposals (never evaluated)
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tocsr.cli import main
+from tocsr.app.cli import main
 
 
 def test_bench_writes_versioned_json_and_prints_table(cpu_profile_path, tmp_path, capsys):

@@ -17,8 +17,8 @@ from bench.profile import parse_profile
 from bench.stats import LatencyStats, PairedLatency
 from bench.timing import measure_paired
 from tests.simdevice import SIM_PROFILE_YAML, SimProbe, SimulatedDevice, ramp, step
-from tocsr.models.unet import build_unet_from_preset
-from tocsr.space import derive_search_space
+from tocsr.core.models.unet import build_unet_from_preset
+from tocsr.core.space import derive_search_space
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +144,8 @@ def test_a_real_cost_table_on_the_tiny_unet(cpu_profile):
     """The torch probe end to end, on this CPU: every entry, candidates paired with the teacher."""
     from bench.probe import TorchProbe
     from bench.profile import replace
-    from tocsr.assembly import build_module_bank
-    from tocsr.models.unet import get_unet_preset, unet_example_inputs
+    from tocsr.core.assembly import build_module_bank
+    from tocsr.core.models.unet import get_unet_preset, unet_example_inputs
 
     profile = replace(cpu_profile, timing={**cpu_profile.to_dict()["timing"], "paired_rounds": 2, "max_retries": 0})
     preset = get_unet_preset("tiny")

@@ -9,7 +9,7 @@ import yaml
 
 from bench.profile import PROFILES_DIR, load_profile, parse_profile, replace
 from tests.conftest import CPU_PROFILE_YAML
-from tocsr.errors import ConfigError
+from tocsr.core.errors import ConfigError
 
 
 def test_shipped_profiles_load_and_cover_the_required_devices():

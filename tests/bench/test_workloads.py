@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from bench.workloads import WorkloadError, list_workloads, resolve_workload
-from tocsr.errors import ConfigError
+from tocsr.core.errors import ConfigError
 
 FACTORY = '''
 import torch
@@ -60,7 +60,7 @@ def test_factory_errors_carry_their_own_message(cpu_profile, factory_file):
 
 
 def test_diffusers_config_builds_with_random_weights(cpu_profile, tmp_path):
-    from tocsr.models.unet import get_unet_preset
+    from tocsr.core.models.unet import get_unet_preset
 
     cfg = {"_class_name": "UNet2DConditionModel", **get_unet_preset("tiny").config}
     (tmp_path / "unet").mkdir()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tocsr.provenance import environment
+from tocsr.core.provenance import environment
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ from pathlib import Path
 
 
 def search(folder: str, budget: int) -> None:
-    from search.problem import Budgets, SearchProblem
+    from search.problem import Constraints, SearchProblem
     from search.run import run_search
     from tests.search.conftest import FakeCost, FakeFidelity
-    from tocsr.models.unet import build_unet_from_preset
-    from tocsr.space import derive_search_space
+    from tocsr.core.models.unet import build_unet_from_preset
+    from tocsr.core.space import derive_search_space
 
     class SlowFidelity(FakeFidelity):
         def evaluate(self, spec):
@@ -27,15 +27,15 @@ def search(folder: str, budget: int) -> None:
     space = derive_search_space(build_unet_from_preset("tiny", "meta"))
     cost = FakeCost(space)
     problem = SearchProblem(space, SlowFidelity(space), cost,
-                            Budgets(latency_ms=0.5 * cost.predict_latency_at_ms(space.all_teacher())))
+                            Constraints(latency_ms=0.5 * cost.predict_latency_at_ms(space.all_teacher())))
     run_search(problem, "evolution", budget, folder, seed=0, q=2, show_progress=False)
 
 
 def train(folder: str, steps: int) -> None:
     import dataclasses
 
-    from tocsr.teacher import presets as P
-    from tocsr.teacher.train import train_teacher
+    from tocsr.core.teacher import presets as P
+    from tocsr.core.teacher.train import train_teacher
 
     base = P.TEACHER_PRESETS["smoke"]
     P.TEACHER_PRESETS["fault"] = dataclasses.replace(
@@ -44,7 +44,7 @@ def train(folder: str, steps: int) -> None:
 
 
 def artifacts(folder: str, count: int) -> None:
-    from tocsr.artifacts import write_artifact
+    from tocsr.core.artifacts import write_artifact
 
     for i in range(count):
         write_artifact(Path(folder) / "result.json", "tocsr.test", 1, {"i": i, "payload": list(range(20000))})

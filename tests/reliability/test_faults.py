@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from search.trials import TrialLog
-from tocsr.artifacts import read_artifact
-from tocsr.errors import ArtifactError
-from tocsr.training import Checkpointer
+from tocsr.core.artifacts import read_artifact
+from tocsr.core.errors import ArtifactError
+from tocsr.core.training import Checkpointer
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from reports.nightly import REFERENCE, detect_regressions, load_history, render_nightly, run_night
-from tocsr.artifacts import write_artifact
+from tocsr.core.artifacts import write_artifact
 
 
 def night(i, medians, status="complete", rng=None, spread=0.02):
@@ -53,7 +53,7 @@ def test_failed_nights_are_ignored_and_corrupt_files_named(tmp_path, caplog):
         nights, problems = load_history(tmp_path)
     assert len(nights) == 4 and len(problems) == 1 and "20260105.json" in problems[0]
     assert detect_regressions(nights) == []
-    page = render_nightly(tmp_path, tmp_path / "out").read_text()
+    page = render_nightly(tmp_path, tmp_path / "out")[0].read_text()
     assert "unreadable history file" in page and "failed" in page
 
 

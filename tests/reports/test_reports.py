@@ -10,7 +10,7 @@ import torch
 from reports.build import build_report, read_rows, write_rows
 from reports.metrics import MetricSuite
 from reports.rows import ReportRow
-from tocsr.imageio import save_png
+from tocsr.core.imageio import save_png
 
 HOSTILE = "<script>alert('x')</script>"
 
@@ -68,7 +68,7 @@ def test_missing_weights_are_unavailable_not_zero():
 
 
 def test_report_cli_writes_index(run_dir, tmp_path):
-    from tocsr.cli import main
+    from tocsr.app.cli import main
 
     with pytest.raises(SystemExit) as code:
         main(["report", str(run_dir), "--out", str(tmp_path / "r2")])

@@ -22,7 +22,7 @@ def test_two_process_accelerate_training_loads_in_one_process(tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    from tocsr.teacher.train import load_teacher
+    from tocsr.core.teacher.train import load_teacher
 
     teacher = load_teacher(out)
     import torch

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from search.problem import Budgets, SearchProblem
+from search.problem import Constraints, SearchProblem
 from search.run import run_search
 from search.trials import TrialLog
 from tests.scaleout.fake import make_fake_fidelity, make_slow_fake_fidelity
@@ -31,7 +31,7 @@ def ray_session():
 
 def problem_for(space):
     cost = FakeCost(space)
-    return SearchProblem(space, FakeFidelity(space), cost, Budgets(latency_ms=0.5 * cost.predict_latency_at_ms(space.all_teacher())))
+    return SearchProblem(space, FakeFidelity(space), cost, Constraints(latency_ms=0.5 * cost.predict_latency_at_ms(space.all_teacher())))
 
 
 def test_ray_search_gives_the_same_trials_as_in_process(space, tmp_path, ray_session):

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from search.problem import Budgets, SearchProblem
-from tocsr.models.unet import build_unet_from_preset
-from tocsr.space import TEACHER, derive_search_space
+from search.problem import Constraints, SearchProblem
+from tocsr.core.models.unet import build_unet_from_preset
+from tocsr.core.space import TEACHER, derive_search_space
 
 
 class FakeCost:
@@ -58,4 +58,4 @@ def space():
 def problem(space):
     cost = FakeCost(space)
     teacher_lat = cost.predict_latency_at_ms(space.all_teacher())
-    return SearchProblem(space, FakeFidelity(space), cost, Budgets(latency_ms=0.5 * teacher_lat, peak_memory_mib=1e6))
+    return SearchProblem(space, FakeFidelity(space), cost, Constraints(latency_ms=0.5 * teacher_lat, peak_memory_mib=1e6))

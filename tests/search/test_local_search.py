@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from search.result import median_evaluations, random_search_needs
+from search.analysis import median_evaluations, random_search_needs
 from search.strategies.local_search import hill_climb, neighbours
 
 

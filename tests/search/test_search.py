@@ -4,13 +4,13 @@ import json
 
 import pytest
 
-from search.problem import Budgets, SearchProblem
-from search.result import convergence, pareto_front
+from search.analysis import convergence, pareto_front
+from search.problem import Constraints, SearchProblem
 from search.run import run_search
 from search.strategies import list_strategies
 from search.trials import TrialLog
 from tests.search.conftest import FakeCost, FakeFidelity
-from tocsr.errors import ArtifactError, ConfigError
+from tocsr.core.errors import ArtifactError, ConfigError
 
 FAST_BO = {"n_init": 6, "pool": 300, "fit_maxiter": 30}
 
@@ -75,11 +75,11 @@ def test_a_candidate_that_fails_is_recorded_infeasible_and_the_search_goes_on(sp
 
     cost = FakeCost(space)
     budget = 0.6 * cost.predict_latency_at_ms(space.all_teacher())
-    probe = SearchProblem(space, FakeFidelity(space), cost, Budgets(latency_ms=budget))
+    probe = SearchProblem(space, FakeFidelity(space), cost, Constraints(latency_ms=budget))
     from search.strategies.base import sample_feasible
 
     doomed = sample_feasible(probe, random.Random(3), set())
-    failing = SearchProblem(space, FakeFidelity(space, fail_keys={doomed.key}), cost, Budgets(latency_ms=budget))
+    failing = SearchProblem(space, FakeFidelity(space, fail_keys={doomed.key}), cost, Constraints(latency_ms=budget))
     from search.strategies.random_search import RandomSearch
 
     assert RandomSearch(failing, seed=3).ask(1)[0].key == doomed.key
@@ -91,7 +91,7 @@ def test_a_candidate_that_fails_is_recorded_infeasible_and_the_search_goes_on(sp
 
 def test_paper_formulation_minimises_complexity_under_a_fidelity_budget(space, tmp_path):
     cost = FakeCost(space)
-    problem = SearchProblem(space, FakeFidelity(space), cost, Budgets(fidelity=0.15), formulation="paper",
+    problem = SearchProblem(space, FakeFidelity(space), cost, Constraints(fidelity=0.15), formulation="paper",
                             complexity="params")
     trials = run_search(problem, "bo", 16, tmp_path, seed=0, q=4, show_progress=False, **FAST_BO)
     feasible = [t for t in trials if t.feasible]
@@ -101,7 +101,7 @@ def test_paper_formulation_minimises_complexity_under_a_fidelity_budget(space, t
 
 def test_paper_formulation_requires_a_fidelity_budget(space):
     with pytest.raises(ConfigError, match="fidelity budget"):
-        SearchProblem(space, FakeFidelity(space), FakeCost(space), Budgets(), formulation="paper")
+        SearchProblem(space, FakeFidelity(space), FakeCost(space), Constraints(), formulation="paper")
 
 
 def test_pareto_front_and_convergence(problem, tmp_path):
@@ -118,7 +118,7 @@ def test_tight_budgets_are_reached_by_repairing_samples(space, tmp_path):
     cost = FakeCost(space)
     base = space.spec({s.name: min(s.choices, key=lambda c, s=s: cost.lat[(s.name, c)]) for s in space.slots})
     tight = 1.15 * cost.predict_latency_at_ms(base)        # just above the cheapest candidate
-    problem = SearchProblem(space, FakeFidelity(space), cost, Budgets(latency_ms=tight))
+    problem = SearchProblem(space, FakeFidelity(space), cost, Constraints(latency_ms=tight))
     trials = run_search(problem, "random", 5, tmp_path, seed=0, show_progress=False)
     assert len(trials) == 5 and all(t.feasible for t in trials)
 
@@ -129,7 +129,7 @@ def test_an_impossible_budget_names_the_tightest_constraint_and_closest_candidat
     cost = FakeCost(space)
     cheapest = space.spec({s.name: min(s.choices, key=lambda c, s=s: cost.lat[(s.name, c)]) for s in space.slots})
     floor = cost.predict_latency_at_ms(cheapest)
-    problem = SearchProblem(space, FakeFidelity(space), cost, Budgets(latency_ms=0.5 * floor, peak_memory_mib=1e6))
+    problem = SearchProblem(space, FakeFidelity(space), cost, Constraints(latency_ms=0.5 * floor, peak_memory_mib=1e6))
     with pytest.raises(SearchInfeasible) as info:
         check_reachable(problem)
     msg = str(info.value)

@@ -135,8 +135,8 @@ def _measured_low(table, factor: float):
 
 
 def table_space(table):
-    from tocsr.models.unet import build_unet_from_preset
-    from tocsr.space import derive_search_space
+    from tocsr.core.models.unet import build_unet_from_preset
+    from tocsr.core.space import derive_search_space
 
     space = derive_search_space(build_unet_from_preset("tiny", "meta"))
     assert space.space_id == table.space_id

@@ -1,0 +1,158 @@
+"""The main job end to end at the `smoke` preset (every stage for real, a few steps each), and what users do
+with its output: upscale, export, report. One run (about two minutes on 2 cores) is shared by the module;
+it is part of the default test run, so a break between stages cannot land unnoticed (`-m mainjob` selects
+these tests alone)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+
+from search.result import SearchResult
+from tests.conftest import REPO
+from tocsr.core.sr.info import SRModelInfo
+
+pytestmark = pytest.mark.mainjob
+
+PROFILE = REPO / "hw_profiles" / "cpu-2core.yaml"
+STAGES = ("teacher", "surrogates", "costs-", "search-cpu-2core", "sr-", "eval")
+
+
+def tocsr(*args: str, cwd: Path, timeout: float = 1200) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "tocsr", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mainjob")
+    t0 = time.perf_counter()
+    r = tocsr("run", "-p", str(PROFILE), "--preset", "smoke", "--out", "runs/smoke", "--report-dir", "report",
+              cwd=root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root, root / "runs" / "smoke", r, time.perf_counter() - t0
+
+
+def _marker(run: Path, prefix: str) -> list[Path]:
+    return [p for p in (run / "stages").glob("*.json") if p.stem.startswith(prefix) and ".started" not in p.name]
+
+
+def test_every_stage_ran_once_and_left_its_marker_and_output(job):
+    _, run, r, _ = job
+    for prefix in STAGES:
+        assert len(_marker(run, prefix)) == 1, (prefix, sorted(p.name for p in (run / "stages").iterdir()))
+    summary = json.loads((run / "summary.json").read_text())
+    assert [s.split("-")[0] for s in summary["stages_ran"]] == ["teacher", "surrogates", "costs", "search", "sr", "eval"]
+    for path in ("teacher/teacher.json", "surrogates/distill.json", "search-cpu-2core/search_result.json",
+                 "search-cpu-2core/cost_table.json", "eval/rows.json"):
+        assert (run / path).is_file(), path
+    assert "TOC-SR main job" in r.stdout
+
+
+def test_the_chosen_architecture_was_remeasured_within_its_budget(job):
+    _, run, _, _ = job
+    result = SearchResult.load(run / "search-cpu-2core")
+    c = result.chosen
+    assert result.budget_in_words == "p90 latency <= 0.5 x the teacher"
+    assert c.measured_latency_ms <= result.latency_budget_ms == pytest.approx(0.5 * c.teacher_latency_ms)
+    assert c.measured_memory_mib <= result.profile["budgets"]["peak_memory_mib"]
+    assert result.cheapest["meets"] and result.remeasured and result.cost_table_validation["n"] == 3
+    summary = json.loads((run / "summary.json").read_text())["devices"]["cpu-2core"]
+    assert summary["architecture"] == c.key and summary["measured_p90_ms"] == c.measured_latency_ms
+
+
+def test_the_sr_model_folder_records_the_architecture_the_search_chose(job):
+    _, run, _, _ = job
+    info = SRModelInfo.load(_sr_model(run))
+    assert info.arch == SearchResult.load(run / "search-cpu-2core").chosen.spec and info.scale == 4
+
+
+def test_the_smoke_timing_is_on_record(job):
+    _, run, _, _ = job
+    used = (run / "profiles" / "cpu-2core.yaml").read_text()
+    assert "paired_rounds: 2" in used and "smoke" in used.splitlines()[0]
+
+
+def test_eval_rows_and_a_report_that_renders(job):
+    root, run, _, _ = job
+    rows = json.loads((run / "eval" / "rows.json").read_text())["rows"]
+    methods = {r["method"] for r in rows}
+    assert {"bicubic", "tocsr-onestep (cpu-2core)", "espcn"} <= methods
+    html = (root / "report" / "index.html").read_text()
+    assert "Selected architecture per device" in html and "cpu-2core" in html
+    browser = json.loads((run / "summary.json").read_text())["browser_check"]
+    if os.environ.get("TOCSR_REQUIRE_BROWSER") == "1" or browser["checked"]:
+        assert browser["checked"] and browser["images_failed"] == 0 and browser["console_errors"] == [], browser
+
+
+def test_a_rerun_skips_every_stage(job):
+    root, run, _, _ = job
+    r = tocsr("run", "-p", str(PROFILE), "--preset", "smoke", "--out", "runs/smoke", "--report-dir", "report",
+              cwd=root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stages_ran"] == [] and len(summary["stages_skipped"]) == len(STAGES)
+
+
+def _sr_model(run: Path) -> Path:
+    (folder,) = [p for p in (run / "sr").iterdir() if (p / SRModelInfo.FILE_NAME).is_file()]
+    return folder
+
+
+def test_upscale_accepts_the_model_for_a_file_and_a_folder_and_exits_1_on_a_skipped_file(job, tmp_path):
+    from PIL import Image
+
+    _, run, _, _ = job
+    model = _sr_model(run)
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(skimage.data.astronaut()[::8, ::8]).save(src / "a.png")       # 64 x 64
+    r = tocsr("upscale", str(src / "a.png"), "-o", str(tmp_path / "a_x4.png"), "--model", str(model), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = np.asarray(Image.open(tmp_path / "a_x4.png"))
+    assert out.shape == (256, 256, 3) and out.std() > 5
+    (src / "broken.png").write_bytes(b"not a png")
+    r = tocsr("upscale", str(src), "-o", str(tmp_path / "out"), "--model", str(model), cwd=tmp_path)
+    assert r.returncode == 1 and "skipped:" in r.stderr and "broken.png" in r.stderr
+    assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_export_accepts_the_model_and_checks_it_in_onnxruntime(job, tmp_path):
+    _, run, _, _ = job
+    r = tocsr("export", "--model", str(_sr_model(run)), "-o", str(tmp_path / "m.onnx"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "m.onnx").stat().st_size > 10_000 and "onnxruntime vs torch max |diff|" in r.stdout
+
+
+def test_a_budget_below_the_cheapest_candidate_stops_before_sr_and_a_rerun_stops_again(job, tmp_path):
+    """Issue 19: one line with the measured figures, exit 1, no SR stage; a rerun fails the same way at once."""
+    _, run, _, _ = job
+    tight = tmp_path / "cpu-2core.yaml"      # same name and measurement, so the teacher, surrogates and costs are reused
+    tight.write_text(PROFILE.read_text().replace("latency_vs_teacher: 0.5", "latency_vs_teacher: 0.01"))
+    copy = tmp_path / "runs" / "tight"
+    copy.mkdir(parents=True)
+    for part in ("teacher", "surrogates", "costs", "stages", "profiles"):
+        shutil.copytree(run / part, copy / part)
+    for marker in _marker(copy, "search-") + _marker(copy, "sr-") + _marker(copy, "eval"):
+        marker.unlink()
+    for attempt in (1, 2):
+        t0 = time.perf_counter()
+        r = tocsr("run", "-p", str(tight), "--preset", "smoke", "--out", "runs/tight", "--report-dir", "report",
+                  cwd=tmp_path, timeout=600)
+        wall = time.perf_counter() - t0
+        assert r.returncode == 1, (attempt, r.stdout[-1500:], r.stderr[-1500:])
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: the cheapest candidate (") and "above the latency budget" in last, last
+        assert "budgets.latency_vs_teacher >= " in last and "Traceback" not in r.stderr
+        assert not _marker(copy, "sr-") and not (copy / "sr").exists()
+        assert wall < 300, (attempt, wall)      # no loop: the teacher, surrogates and costs were not redone

@@ -1,0 +1,233 @@
+"""SR adaptation and one-step distillation on tiny models: the whole stage runs, and a resumed
+training ends exactly where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+
+import pytest
+import skimage.data
+import torch
+
+from tocsr.core.assembly import build_module_bank
+from tocsr.core.data import Photo
+from tocsr.core.errors import ConfigError
+from tocsr.core.models.autoencoder import (
+    build_autoencoder_from_preset,
+    raw_latent_mse,
+    raw_latent_mse_per_image,
+    set_latent_stats,
+)
+from tocsr.core.models.condition import ConditionEmbedding
+from tocsr.core.models.unet import build_unet_from_preset
+from tocsr.core.space import derive_search_space
+from tocsr.core.sr.train import (
+    PairCache,
+    SRConfig,
+    build_student,
+    load_sr_teachers,
+    log_latent_mse,
+    sr_scheduler,
+    train_sr_teacher,
+    train_student,
+)
+from tocsr.core.teacher.diffusion_train import Denoiser, make_scheduler
+from tocsr.core.teacher.presets import get_teacher_preset
+from tocsr.core.teacher.train import Teacher
+
+CFG = SRConfig(patch_px=64, batch=2, teacher_steps=4, student_steps=4, sample_steps=2, sample_chains=2, pair_cache=8,
+               teacher_cache=4, pixel_share=1, checkpoint_every=2)
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    torch.manual_seed(0)
+    photos = [Photo("astronaut", skimage.data.astronaut()),
+              Photo("coffee", skimage.data.coffee()),
+              Photo("chelsea", skimage.data.chelsea())]
+    ae = build_autoencoder_from_preset("tiny").eval()
+    x = torch.rand(8, 3, 64, 64) * 2 - 1
+    ae.init_shortcuts_from_images(x)
+    set_latent_stats(ae, x)
+    unet = build_unet_from_preset("tiny", "cpu").eval()
+    preset = get_teacher_preset("smoke")
+    condition = ConditionEmbedding(cond_tokens=1, cross_attention_dim=unet.config.cross_attention_dim)
+    teacher = Teacher(preset, ae, Denoiser(unet, condition).eval(), make_scheduler(preset),
+                      tmp_path_factory.mktemp("teacher"))
+    space = derive_search_space(unet)
+    spec = space.uniform({"resnet": "res_bneck4"})
+    bank = build_module_bank(space)
+    return teacher, space, spec, bank, photos
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Equal up to float rounding, 20x below one Adam update (lr 2e-4) so a lost optimizer or EMA state
+    still fails. The student's teacher term, a log MSE of ~0 on these 8x8 latents, amplifies last-bit
+    differences of the reloaded model to ~1.4e-6 after two steps (the latent term alone: bit-exact)."""
+    sa, sb = _state(a), _state(b)
+    return sa.keys() == sb.keys() and all(torch.allclose(sa[k], sb[k], rtol=0, atol=1e-5) for k in sa)
+
+
+STEP2 = "step-0000002"
+
+
+def _resume_from_first_checkpoint(src, dst, name: str) -> str:
+    """dst holds only the step-2 checkpoint of src, as if the run had been killed after step 2; returns
+    that checkpoint's metadata, which a run that wrongly restarted from step 0 would rewrite."""
+    shutil.copytree(src / "checkpoints" / name / STEP2, dst / "checkpoints" / name / STEP2)
+    return (dst / "checkpoints" / name / STEP2 / "meta.json").read_text()
+
+
+def _resumed_at_step_2(dst, name: str, meta_before: str) -> bool:
+    folder = dst / "checkpoints" / name
+    return (folder / STEP2 / "meta.json").read_text() == meta_before and (folder / "step-0000004").is_dir()
+
+
+def test_resumed_sr_trainings_end_where_uninterrupted_ones_do(parts, tmp_path):
+    teacher, space, spec, bank, photos = parts
+    cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4)
+    assert cache.z_hr.shape == (8, 16, 8, 8) and cache.z_lr.shape == cache.z_hr.shape
+    sched = dict(sr_scheduler(teacher).config)
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    t_full = train_sr_teacher(teacher, cache, full, CFG, "bicubic")
+    meta = _resume_from_first_checkpoint(full, part, "sr_teacher-bicubic")
+    t_part = train_sr_teacher(teacher, cache, part, CFG, "bicubic", resume=True)
+    assert _resumed_at_step_2(part, "sr_teacher-bicubic", meta) and _same(t_full.unet, t_part.unet)
+    # Training moved the zero-initialised head: the teacher is no longer the linear estimate.
+    assert t_full.unet.conv_out.weight.abs().sum() > 0
+    # The saved teacher reloads with its preconditioning and computes what the trained one does.
+    loaded, _ = load_sr_teachers(full, teacher.denoiser.condition)
+    assert set(loaded) == {"bicubic"}
+    torch.testing.assert_close(loaded["bicubic"].residual_std, t_full.residual_std)
+    zt, t = torch.randn(2, 16, 8, 8), torch.tensor([3, 200])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded["bicubic"](zt, t, cache.z_lr[:2].float()),
+                                   t_full.eval()(zt, t, cache.z_lr[:2].float()))
+
+    teachers = {"bicubic": t_full, "realesrgan": t_full}
+    s_full = train_student(teacher, teachers, sched, build_student(teacher, space, spec, bank, CFG), cache, full, CFG)
+    meta = _resume_from_first_checkpoint(full, part, "student")
+    s_part = train_student(teacher, teachers, sched, build_student(teacher, space, spec, bank, CFG), cache, part, CFG,
+                           resume=True)
+    assert _resumed_at_step_2(part, "student", meta) and _same(s_full, s_part)
+    assert s_full.backbone.unet.conv_out.weight.abs().sum() > 0
+    # The same config trains the same student: the discriminator is seeded too.
+    s_again = train_student(teacher, teachers, sched, build_student(teacher, space, spec, bank, CFG), cache,
+                            tmp_path / "again", CFG)
+    assert all(torch.equal(v, _state(s_again)[k]) for k, v in _state(s_full).items())
+    # The cache holds both degradations: a teacher missing for one is refused before any training.
+    with pytest.raises(ConfigError, match="no SR teacher for degradation"):
+        train_student(teacher, {"bicubic": t_full}, sched, build_student(teacher, space, spec, bank, CFG), cache,
+                      tmp_path / "missing", CFG)
+
+
+def test_a_trained_student_fits_its_pairs_far_better_than_the_untrained_one(parts, tmp_path):
+    """A floor an untrained student (a broken optimiser, a detached loss, a lost step) fails: 40 steps of the
+    latent term alone must cut the latent error on the training pairs by more than a fifth (they cut it by
+    about 30% here; the student starts near the identity map, so the error it starts from is already small)."""
+    teacher, space, spec, bank, photos = parts
+    ae = teacher.autoencoder
+    cache = PairCache.build(ae, photos, CFG, seed=0, batch=4)
+    sr_teacher = train_sr_teacher(teacher, cache, tmp_path / "t", CFG, "bicubic")
+    cfg = dataclasses.replace(CFG, student_steps=40, student_lr=1e-3, w_teacher=0.0, w_pixel=0.0, w_adv=0.0,
+                              checkpoint_every=1000)
+    sched = dict(sr_scheduler(teacher).config)
+    with torch.no_grad():
+        before = raw_latent_mse(ae, build_student(teacher, space, spec, bank, cfg)(cache.z_lr.float()),
+                                cache.z_hr.float()).item()
+    student = train_student(teacher, {"bicubic": sr_teacher, "realesrgan": sr_teacher}, sched,
+                            build_student(teacher, space, spec, bank, cfg), cache, tmp_path / "s", cfg)
+    with torch.no_grad():
+        after = raw_latent_mse(ae, student(cache.z_lr.float()), cache.z_hr.float()).item()
+    assert after < 0.8 * before, (before, after)
+
+
+def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp_path, monkeypatch):
+    from tocsr.core.data import split_photos
+    from tocsr.core.sr import run as sr_run
+    from tocsr.core.sr.evaluate import evaluate_methods
+    from tocsr.core.sr.info import SRModelInfo
+    from tocsr.core.sr.models import PerDegradationStudent, load_student
+    from tocsr.core.sr.onestep import OneStepSR
+
+    teacher, space, spec, bank, photos = parts
+    monkeypatch.setattr(sr_run, "load_photos", lambda data, min_side: (photos, None))
+    cfg = dataclasses.replace(CFG, patch_px=64)
+    info = sr_run.run_sr(teacher, space, spec, bank, tmp_path, cfg)
+    assert set(info.quality) == {"bicubic", "realesrgan"}
+    for rows in info.quality.values():
+        assert set(rows) == {"bicubic", "sr-teacher-2x2step", "tocsr-onestep"}
+        # Bicubic needs no model: on real photographs it lands in the usual x4 range. The tiny untrained
+        # autoencoder caps the learned methods far lower; they only have to be real numbers here.
+        assert 20 < rows["bicubic"]["psnr_y"] < 45
+        assert all(math.isfinite(r["psnr_y"]) and r["n_images"] == rows["bicubic"]["n_images"] > 0
+                   for r in rows.values())
+    written = SRModelInfo.load(tmp_path)           # the folder's record reads back as what was returned
+    assert written == info and written.device == "cpu" and written.arch.key == spec.key
+    assert written.config == cfg and written.degradations == cfg.kinds and written.environment["git"]
+    # The folder holds the weights that were scored (the EMA copy, without any autocast wrapper): one student
+    # per degradation, each trained apart (its own checkpoints), each scored on its own degradation.
+    student = load_student(tmp_path / "student")
+    assert isinstance(student, PerDegradationStudent) and student.degradations == cfg.kinds
+    assert all((tmp_path / "checkpoints" / f"student-{k}" / "step-0000004").is_dir() for k in cfg.kinds)
+    assert not torch.equal(student.students["bicubic"].backbone.unet.conv_out.weight,
+                           student.students["realesrgan"].backbone.unet.conv_out.weight)
+    # One SR teacher per degradation too, each trained apart on its own pairs, each with its own data scale.
+    teachers, sched = load_sr_teachers(tmp_path, teacher.denoiser.condition)
+    assert set(teachers) == set(cfg.kinds)
+    assert all((tmp_path / "checkpoints" / f"sr_teacher-{k}" / "step-0000004").is_dir() for k in cfg.kinds)
+    assert not torch.equal(teachers["bicubic"].residual_std, teachers["realesrgan"].residual_std)
+    multi = sr_run.MultiStepSR(teacher.autoencoder, teachers, sched, cfg.scale, cfg.sample_steps, cfg.t_start,
+                               cfg.sample_chains)
+    _, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)
+    again = evaluate_methods({"s": OneStepSR(teacher.autoencoder, student, cfg.scale), "t": multi}, val,
+                             cfg.patch_px, cfg.scale)
+    for kind, rows in again.items():
+        assert rows["s"]["psnr_y"] == pytest.approx(info.quality[kind]["tocsr-onestep"]["psnr_y"], abs=1e-4)
+        assert rows["t"]["psnr_y"] == pytest.approx(info.quality[kind]["sr-teacher-2x2step"]["psnr_y"], abs=1e-4)
+
+
+def test_log_latent_mse_weights_each_image_by_its_own_error(parts):
+    """The PSNR-per-image objective: an image's gradient is scaled by 1 / (its MSE + floor), so the
+    well-predicted (smooth) crop is not drowned by the textured one, unlike the batch MSE."""
+    ae = parts[0].autoencoder
+    target = torch.zeros(2, 16, 8, 8)
+    pred = torch.zeros(2, 16, 8, 8)
+    pred[0] += 0.01                       # a nearly right crop
+    pred[1] += 1.0                        # a badly predicted one
+    per_image = raw_latent_mse_per_image(ae, pred, target)
+    assert torch.allclose(raw_latent_mse(ae, pred, target), per_image.mean())
+    floor = 1e-4
+    pred.requires_grad_(True)
+    log_latent_mse(ae, pred, target, floor).backward()
+    g_log = pred.grad.abs().sum(dim=(1, 2, 3))
+    pred.grad = None
+    raw_latent_mse(ae, pred, target).backward()
+    g_mse = pred.grad.abs().sum(dim=(1, 2, 3))
+    # batch MSE: the gradient follows the error, 100x larger on the bad crop, so the nearly right crop is
+    # never refined; log: each crop's pull is divided by its own MSE + floor, and the nearly right crop
+    # gets the larger one (a dB gained there counts as much as on any other crop)
+    assert g_mse[1] / g_mse[0] == pytest.approx(100, rel=1e-4)
+    expected = 100 * (per_image[0] + floor) / (per_image[1] + floor)
+    assert g_log[1] / g_log[0] == pytest.approx(expected.item(), rel=1e-4)
+    assert g_log[0] > g_log[1]
+
+
+def test_pair_cache_of_kind_holds_exactly_that_degradations_pairs(parts):
+    teacher, _, _, _, photos = parts
+    cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4)
+    bic, resr = cache.of_kind("bicubic"), cache.of_kind("realesrgan")
+    assert bic.items.tolist() == [0, 2, 4, 6] and resr.items.tolist() == [1, 3, 5, 7]
+    assert cache.row_kinds()[:3] == ["bicubic", "realesrgan", "bicubic"] and set(resr.row_kinds()) == {"realesrgan"}
+    assert torch.equal(resr.z_lr, cache.z_lr[1::2]) and torch.equal(resr.z_hr, cache.z_hr[1::2])
+    # Row r of the sub-cache re-crops the HR pixels of its own item, not of item r.
+    assert torch.equal(resr.hr_pixels(torch.tensor([0, 2])), cache.hr_pixels(torch.tensor([1, 5])))
+    with pytest.raises(ConfigError, match="holds bicubic, realesrgan"):
+        cache.of_kind("jpeg")

@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+
+from tocsr.core.data import Photo, RandomPatches, load_default_photos, load_image_folder, split_photos
+from tocsr.core.errors import ConfigError
+from tocsr.core.metrics import bicubic_down_up, psnr
+from tocsr.core.models.autoencoder import (
+    ShortcutAutoencoderKL,
+    build_autoencoder_from_preset,
+    decode_latents,
+    encode_latents,
+    set_latent_stats,
+)
+from tocsr.core.teacher.evaluate import kid
+from tocsr.core.teacher.expand import expand_unet
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return load_default_photos()[0]
+
+
+def test_default_photos_load_offline_and_split_deterministically(photos):
+    assert len(photos) >= 15 and all(p.rgb.dtype.name == "uint8" and p.rgb.shape[2] == 3 for p in photos)
+    a = split_photos(photos, 0.2, seed=3)
+    b = split_photos(photos, 0.2, seed=3)
+    assert [p.name for p in a[1]] == [p.name for p in b[1]]
+    assert not {p.name for p in a[0]} & {p.name for p in a[1]}
+
+
+def test_random_patches_are_reproducible(photos):
+    ds = RandomPatches(photos, 32, 10, seed=1)
+    assert torch.equal(ds[3], RandomPatches(photos, 32, 10, seed=1)[3])
+    assert ds[3].shape == (3, 32, 32) and ds[3].min() >= -1 and ds[3].max() <= 1
+
+
+def test_shortcut_autoencoder_starts_at_its_pca_solution_and_beats_bicubic(photos):
+    train, val = split_photos(photos, 0.2, seed=0)
+    crops = RandomPatches(train, 64, 300, seed=2)
+    ae = build_autoencoder_from_preset("tiny").eval()
+    assert isinstance(ae, ShortcutAutoencoderKL)
+    kept = ae.init_shortcuts_from_images(torch.stack([crops[i] for i in range(300)]))
+    assert 0.9 < kept < 1.0
+    from tocsr.core.data import grid_patches
+
+    x = grid_patches(val, 64, per_image=2)
+    with torch.no_grad():
+        set_latent_stats(ae, torch.stack([crops[i] for i in range(64)]))
+        rec = decode_latents(ae, encode_latents(ae, x)).clamp(-1, 1)
+    assert psnr(rec, x).mean() > psnr(bicubic_down_up(x, 4), x).mean() + 1.0
+
+
+def test_expansion_preserves_the_function_on_replicated_latents():
+    torch.manual_seed(0)
+    cfg = dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+               down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+               cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8)
+    unet4 = UNet2DConditionModel(**cfg).eval()
+    unet16 = expand_unet(unet4).eval()
+    z = torch.randn(2, 4, 8, 8)
+    cond = torch.randn(2, 3, 32)
+    t = torch.tensor([10, 700])
+    with torch.no_grad():
+        ref = unet4(z, t, cond).sample
+        out = unet16(z.repeat(1, 4, 1, 1), t, cond).sample
+    assert unet16.config.in_channels == unet16.config.out_channels == 16
+    torch.testing.assert_close(out, ref.repeat(1, 4, 1, 1), rtol=1e-4, atol=1e-5)
+
+
+def test_expansion_refuses_a_wrong_channel_count():
+    unet = UNet2DConditionModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(32,),
+                                layers_per_block=1, down_block_types=("DownBlock2D",), up_block_types=("UpBlock2D",),
+                                cross_attention_dim=32, norm_num_groups=8)
+    with pytest.raises(ConfigError, match="3-channel"):
+        expand_unet(unet)
+
+
+def test_kid_separates_distributions_and_is_near_zero_for_the_same_one():
+    rng = torch.Generator().manual_seed(0)
+    a = torch.randn(200, 16, generator=rng).double().numpy()
+    b = torch.randn(200, 16, generator=rng).double().numpy()
+    c = (torch.randn(200, 16, generator=rng) * 2 + 1).double().numpy()
+    same, _ = kid(a, b)
+    diff, _ = kid(a, c)
+    assert abs(same) < 0.05 < diff
+
+
+def test_image_folder_skips_bad_files_and_converts_modes(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rgb = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype("uint8")
+    Image.fromarray(rgb).save(tmp_path / "ok.png")
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "grey.jpg")
+    Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(tmp_path / "alpha.png")
+    Image.fromarray(rgb[..., 0].astype("uint16") * 257).save(tmp_path / "deep.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    Image.fromarray(rgb[:8, :8]).save(tmp_path / "tiny.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    photos, report = load_image_folder(tmp_path, min_side=32)
+    assert report.loaded == 4 and len(report.skipped) == 2
+    assert {name for name, _ in report.skipped} == {str(tmp_path / "broken.png"), str(tmp_path / "tiny.png")}
+    assert all(p.rgb.shape == (64, 64, 3) for p in photos)
+
+
+def test_empty_or_missing_data_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="no images found"):
+        load_image_folder(tmp_path)
+    with pytest.raises(ConfigError, match="no such folder"):
+        load_image_folder(tmp_path / "nope")
+    assert dataclasses.is_dataclass(Photo)
+
+
+def test_nan_loss_stops_with_a_message_naming_the_last_good_checkpoint(tmp_path):
+    from tocsr.core.training import Checkpointer, TrainingDiverged, check_finite
+
+    ck = Checkpointer(tmp_path)
+    ck.save(40, lambda d: (d / "weights.bin").write_bytes(b"ok"), {"loss": 0.1})
+    with pytest.raises(TrainingDiverged, match=r"step 41; the last good checkpoint is .*step-0000040"):
+        check_finite(torch.tensor(float("nan")), 41, ck)
+    assert (ck.latest() / "weights.bin").read_bytes() == b"ok"
+
+
+def test_incomplete_or_foreign_teacher_folders_are_one_clear_error(tmp_path):
+    from tocsr.core.errors import ArtifactError
+    from tocsr.core.teacher.train import load_teacher
+
+    with pytest.raises(ArtifactError, match="teacher.json: file not found"):
+        load_teacher(tmp_path)
+    from tocsr.core.artifacts import write_artifact
+
+    write_artifact(tmp_path / "teacher.json", "tocsr.teacher", 1, {"preset": "tiny"})
+    with pytest.raises(ArtifactError, match="incomplete teacher folder, missing autoencoder, unet"):
+        load_teacher(tmp_path)
+    write_artifact(tmp_path / "teacher.json", "tocsr.search_result", 1, {})
+    with pytest.raises(ArtifactError, match="kind = 'tocsr.search_result'"):
+        load_teacher(tmp_path)
+
+
+def test_unknown_preset_is_one_line_exit_1(capsys):
+    from tocsr.app.cli import main
+
+    with pytest.raises(SystemExit) as code:
+        main(["teacher", "train", "--preset", "huge", "--out", "/tmp/never-written"])
+    assert code.value.code == 1 and "--preset 'huge' does not exist; available: tiny" in capsys.readouterr().err
+
+
+def test_teacher_models_round_trip_exactly(tmp_path):
+    from tocsr.core.models.condition import ConditionEmbedding
+    from tocsr.core.teacher.diffusion_train import Denoiser
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=16, out_channels=16, block_out_channels=(32, 64),
+                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=8, norm_num_groups=8).eval()
+    cond = ConditionEmbedding(1, 1, 32).eval()
+    unet.save_pretrained(tmp_path / "unet")
+    cond.save_pretrained(tmp_path / "cond")
+    a = Denoiser(unet, cond)
+    b = Denoiser(UNet2DConditionModel.from_pretrained(tmp_path / "unet").eval(),
+                 ConditionEmbedding.from_pretrained(tmp_path / "cond").eval())
+    z, t = torch.randn(2, 16, 8, 8), torch.tensor([3, 800])
+    with torch.no_grad():
+        assert torch.equal(a(z, t), b(z, t))
+    ae = build_autoencoder_from_preset("tiny").eval()
+    ae.init_shortcuts_from_images(torch.rand(4, 3, 64, 64) * 2 - 1)
+    set_latent_stats(ae, torch.rand(4, 3, 64, 64) * 2 - 1)
+    ae.save_pretrained(tmp_path / "ae")
+    ae2 = ShortcutAutoencoderKL.from_pretrained(tmp_path / "ae").eval()
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(decode_latents(ae, encode_latents(ae, x)), decode_latents(ae2, encode_latents(ae2, x)))

@@ -1,0 +1,495 @@
+"""The `tocsr` command. Each sub-command parses, makes one library call and writes one artifact.
+
+Part of tocsr.app, the top layer: it wires tocsr.core, bench, search and reports together.
+Errors the user can fix (TocsrError, bad arguments) print one line and exit 1; set TOCSR_DEBUG=1
+for the traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from tocsr.core.distill.config import DistillConfig
+from tocsr.core.errors import TocsrError
+from tocsr.core.locking import folder_lock
+from tocsr.core.sr.config import SRConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="TOC-SR: hardware-aware compact diffusion super-resolution.")
+# Commands take their defaults from the config dataclasses, so the two cannot disagree.
+SR_DEFAULTS = SRConfig()
+DISTILL_DEFAULTS = DistillConfig()
+profiles_app = typer.Typer(no_args_is_help=True, help="List and validate device profiles.")
+app.add_typer(profiles_app, name="profiles")
+teacher_app = typer.Typer(no_args_is_help=True, help="The 16-channel teacher: train, expand, sample.")
+app.add_typer(teacher_app, name="teacher")
+
+
+@teacher_app.command("train")
+def teacher_train(
+    preset: str = typer.Option("tiny", "--preset", help="tiny (CPU, minutes), base (one GPU), sd21 (paper scale)."),
+    out: Path = typer.Option(Path("runs/teacher"), "--out", "-o"),
+    data: Path | None = typer.Option(None, "--data", help="Image folder; default: photographs shipped in packages."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
+    init_unet: Path | None = typer.Option(None, "--init-unet", help="Start the UNet from this (expanded) folder."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
+) -> None:
+    """Train the 16-channel autoencoder and the expanded diffusion UNet."""
+    from tocsr.core.teacher.train import train_teacher
+
+    with folder_lock(out, "teacher train"):
+        doc = train_teacher(preset, out, data, resume, threads, init_unet)
+    ae, diff = doc["autoencoder"], doc["diffusion"]
+    typer.echo(f"autoencoder: {ae['val_psnr_db']:.2f} dB held-out PSNR vs bicubic x4 {ae['bicubic_x4_psnr_db']:.2f} dB "
+               f"(+{ae['margin_over_bicubic_x4_db']:.2f} dB)")
+    typer.echo(f"teacher: held-out denoising error {diff['val_error_trained']['mean']:.4f} "
+               f"(untrained {diff['val_error_untrained']['mean']:.4f}); samples {out / 'samples.png'}")
+    typer.echo(f"wrote {out / 'teacher.json'} in {doc['timings_s']['total_s']:.0f} s")
+
+
+@teacher_app.command("presets")
+def teacher_presets() -> None:
+    """Each preset's autoencoder and UNet, constructed without weights, with parameter counts."""
+    from bench.counting import count_params
+    from tocsr.core.models.autoencoder import build_autoencoder_from_preset
+    from tocsr.core.models.unet import build_unet_from_preset
+    from tocsr.core.teacher.presets import TEACHER_PRESETS
+
+    for p in TEACHER_PRESETS.values():
+        ae = count_params(build_autoencoder_from_preset(p.autoencoder, "meta"))["params"]
+        unet = count_params(build_unet_from_preset(p.unet, "meta"))["params"]
+        typer.echo(f"{p.name:6s} autoencoder {p.autoencoder:10s} {ae / 1e6:8.2f} M   unet {p.unet:5s} "
+                   f"{unet / 1e6:8.2f} M   {p.image_px}px   {p.description}")
+
+
+@teacher_app.command("expand")
+def teacher_expand(
+    unet: Path = typer.Option(..., "--unet", help="A 4-channel diffusers UNet2DConditionModel folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the 16-channel UNet folder."),
+) -> None:
+    """Widen a 4-channel UNet to the 16-channel latent (documented, function-preserving init)."""
+    from tocsr.core.teacher.expand import expand_folder
+
+    model = expand_folder(unet, out)
+    typer.echo(f"wrote {out} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params); fine-tune with "
+               f"`tocsr teacher train --init-unet {out}`")
+
+
+@teacher_app.command("sample")
+def teacher_sample(
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
+    out: Path = typer.Option(Path("samples.png"), "--out", "-o"),
+    n: int = typer.Option(16, "--n", min=1, max=256),
+    steps: int = typer.Option(25, "--steps", min=1, max=1000),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """DDIM samples from a trained teacher, as a PNG grid."""
+    import math
+
+    import torch
+
+    from tocsr.core.imageio import save_png
+    from tocsr.core.models.autoencoder import decode_latents
+    from tocsr.core.teacher.evaluate import image_grid, sample
+    from tocsr.core.teacher.train import load_teacher
+
+    t = load_teacher(teacher)
+    side = t.preset.image_px // 8
+    z = sample(lambda zz, tt: t.denoiser(zz, tt), t.scheduler.config, (n, 16, side, side), steps, seed)
+    with torch.no_grad():
+        images = decode_latents(t.autoencoder, z)
+    save_png(out, image_grid(images, math.ceil(math.sqrt(n))))
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def bench(
+    profile: str = typer.Option(..., "--profile", "-p", help="Profile YAML path, or a name in hw_profiles/."),
+    model: str = typer.Option(..., "--model", "-m",
+                              help="Built-in workload, diffusers config.json/folder, or file.py:factory / module:factory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the measurement JSON."),
+    thop: bool = typer.Option(False, "--thop", help="Also count MACs with thop, as a cross-check."),
+    in_process: bool = typer.Option(False, "--in-process", hidden=True),
+) -> None:
+    """Measure one model on the device a profile names: latency, memory, energy, MACs, params."""
+    from bench.profile import load_profile
+    from bench.run import bench_in_process, bench_isolated
+    from bench.table import print_measurements
+
+    prof = load_profile(profile)
+    if prof.timing.isolate and not in_process:
+        raise typer.Exit(bench_isolated(profile, model, out, thop))
+    m = bench_in_process(profile, model, out, thop)
+    print_measurements([m], prof.timing.percentile, title=f"{prof.name}: {m.model}")
+    typer.echo(f"wrote {out}")
+    if m.status == "error":
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    profile: list[str] = typer.Option(["hw_profiles/cpu-2core.yaml"], "--profile", "-p",
+                                      help="Device profile(s); repeat for several devices."),
+    preset: str = typer.Option("quick", "--preset", help="quick (CPU, under 30 minutes) or full."),
+    out: Path = typer.Option(Path("runs/quick"), "--out", "-o", help="Run folder."),
+    data: Path | None = typer.Option(None, "--data", help="Image folder; default: photographs shipped in packages."),
+    report_dir: Path | None = typer.Option(None, "--report-dir", help="default: <run folder>/report"),
+) -> None:
+    """The main job: teacher, surrogates, per-device search and SR, evaluation, report."""
+    from tocsr.app.mainjob import run_main_job
+
+    with folder_lock(out, "run"):
+        run_main_job(profile, preset, out, data, report_dir)
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="a run folder with eval/rows.json"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="default: <run folder>/report"),
+) -> None:
+    """Render a run's self-contained HTML report (plus CSV/JSON rows), then open it in headless Chromium."""
+    from reports.build import build_report
+    from tocsr.app.mainjob import browser_check
+
+    path = build_report(run_dir, out or run_dir / "report")
+    typer.echo(f"wrote {path}")
+    check = browser_check(path)
+    if check["checked"]:
+        typer.echo(f"headless Chromium: {check['images_ok']} images loaded, {check['images_failed']} failed, "
+                   f"{len(check['console_errors'])} console errors; screenshot {check['screenshot']}")
+    else:
+        typer.echo(f"headless Chromium check skipped: {check['why']}")
+
+
+@app.command()
+def distill(
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher", help="Teacher run folder."),
+    out: Path = typer.Option(Path("runs/surrogates"), "--out", "-o"),
+    steps: int = typer.Option(DISTILL_DEFAULTS.steps, "--steps", min=1),
+    batch: int = typer.Option(DISTILL_DEFAULTS.batch, "--batch", min=1),
+    resume: bool = typer.Option(False, "--resume"),
+    threads: int | None = typer.Option(None, "--threads"),
+) -> None:
+    """Distil every surrogate block against its teacher block; write the fidelity table."""
+    import torch
+
+    from tocsr.core.distill.train import distill as run_distill
+    from tocsr.core.teacher.train import load_teacher, teacher_latents
+
+    if threads:
+        torch.set_num_threads(threads)
+    with folder_lock(out, "distill"):
+        t = load_teacher(teacher)
+        latents, val = teacher_latents(t)
+        doc = run_distill(t, latents, val, out, dataclasses.replace(DISTILL_DEFAULTS, steps=steps, batch=batch), resume)
+    r = doc["trained_over_init"]
+    typer.echo(f"{doc['surrogates']} surrogates over {doc['slots']} slots in {doc['distill_s']:.0f} s; trained/init "
+               f"error median {r['median']:.3f}, {100 * r['share_at_most_half']:.0f}% at most half; whole-candidate "
+               f"vs sum-of-blocks Spearman {doc['whole_candidate']['spearman_vs_sum_of_block_errors']:.3f}")
+    typer.echo(f"wrote {out / 'distill.json'}")
+
+
+@app.command()
+def costs(
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
+    profile: str = typer.Option("hw_profiles/cpu-2core.yaml", "--profile", "-p"),
+    out: Path = typer.Option(..., "--out", "-o", help="cost table JSON to write"),
+    calibration: int = typer.Option(16, "--calibration", min=2),
+    holdout: int = typer.Option(50, "--holdout", min=0),
+) -> None:
+    """Measure the per-(slot, choice) cost table of the teacher's search space on a device."""
+    from bench.costtable import describe_validation
+    from tocsr.app.stages import stage_costs
+
+    table = stage_costs(teacher, profile, out, calibration, holdout)
+    typer.echo(f"{len(table.entries)} entries on {table.device_name} ({table.execution_mode}), paired with the "
+               f"teacher ({table.reference_ms:.2f} ms median while measured); {table.correction.kind} correction "
+               f"after {len(table.rounds)} fit(s); {describe_validation(table.validation_summary())}")
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def search(
+    profile: str = typer.Option(..., "--profile", "-p"),
+    surrogates: Path = typer.Option(Path("runs/surrogates"), "--surrogates"),
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
+    cost_table: Path | None = typer.Option(None, "--costs", help="cost table JSON; measured into --out if absent"),
+    evaluations: int = typer.Option(60, "--evaluations", min=1,
+                                    help="fidelity evaluations the search may make (the ε come from the profile)"),
+    method: str = typer.Option("bo", "--method", help="bo, random, evolution, greedy, tpe, tpe-nni"),
+    formulation: str = typer.Option("device", "--formulation", help="device (min fidelity s.t. cost) or paper"),
+    eps_fid: float | None = typer.Option(None, "--eps-fid", help="fidelity budget (paper formulation)"),
+    complexity: str = typer.Option("params", "--complexity", help="paper objective: params, gmacs or latency"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", "-o"),
+) -> None:
+    """ε-constrained search for the backbone that fits the device's budgets."""
+    from bench.costtable import CostTable
+    from tocsr.app.stages import stage_costs, stage_search
+
+    if formulation not in ("device", "paper"):
+        raise typer.BadParameter(f"--formulation {formulation!r}: expected device or paper")
+    if complexity not in ("params", "gmacs", "latency"):
+        raise typer.BadParameter(f"--complexity {complexity!r}: expected params, gmacs or latency")
+    with folder_lock(out, "search"):
+        table_path = cost_table or out / "cost_table.json"
+        table = CostTable.load(table_path) if table_path.is_file() else stage_costs(teacher, profile, table_path)
+        result = stage_search(teacher, surrogates, profile, table, out, method, evaluations, seed, formulation,
+                              eps_fid, complexity)
+    c = result.chosen
+    budget = "none" if result.latency_budget_ms is None else f"{result.latency_budget_ms:.2f} ms"
+    memory = "-" if c.measured_memory_mib is None else f"{c.measured_memory_mib:.0f}"
+    typer.echo(f"chosen {c.key}: fidelity error {c.fidelity:.4g}; measured p{result.percentile:g} "
+               f"{c.measured_latency_ms:.2f} ms ({c.latency_vs_teacher:.2f} x the teacher's "
+               f"{c.teacher_latency_ms:.2f} ms; budget {budget}), {memory} MiB, "
+               f"{c.params_m:.2f} M params (teacher {result.teacher_params_m:.2f} M)")
+    typer.echo(f"wrote {out / 'search_result.json'} and {out / 'convergence.png'}")
+
+
+@app.command()
+def sr(
+    search_result: Path = typer.Option(..., "--search", help="search output folder (its chosen architecture)"),
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
+    surrogates: Path = typer.Option(Path("runs/surrogates"), "--surrogates"),
+    out: Path = typer.Option(Path("runs/sr"), "--out", "-o"),
+    teacher_steps: int = typer.Option(SR_DEFAULTS.teacher_steps, "--teacher-steps", min=1),
+    student_steps: int = typer.Option(SR_DEFAULTS.student_steps, "--student-steps", min=1),
+    data: Path | None = typer.Option(None, "--data"),
+    resume: bool = typer.Option(False, "--resume"),
+) -> None:
+    """Adapt the chosen backbone to SR and distil it into a one-step generator."""
+    from tocsr.app.stages import stage_sr
+
+    with folder_lock(out, "sr"):
+        cfg = dataclasses.replace(SR_DEFAULTS, teacher_steps=teacher_steps, student_steps=student_steps)
+        info = stage_sr(teacher, surrogates, search_result, out, cfg, data, resume)
+    for kind, rows in info.quality.items():
+        typer.echo(f"{kind}: " + ", ".join(f"{m} {r['psnr_y']:.2f} dB" for m, r in rows.items()))
+    typer.echo(f"wrote {out} (upscale with `tocsr upscale IMAGE -o OUT --model {out}`)")
+
+
+@app.command()
+def upscale(
+    source: Path = typer.Argument(..., help="an image file, or a folder of images"),
+    out: Path = typer.Option(..., "--out", "-o", help="output file, or folder when SOURCE is a folder"),
+    model: Path = typer.Option(Path("runs/sr"), "--model", help="SR model folder from `tocsr sr`"),
+    scale: int | None = typer.Option(None, "--scale", help="must match the model's scale"),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (NaN-guarded)"),
+    tile: int = typer.Option(128, "--tile", min=8, help="LR tile side in pixels"),
+    context: int = typer.Option(16, "--context", min=0,
+                                help="LR pixels of real context read around each tile (more = closer to untiled)"),
+    color_fix: str = typer.Option("wavelet", "--color-fix", help="wavelet, adain or none"),
+    degradation: str | None = typer.Option(
+        None, "--degradation",
+        help="what degraded the input, for a model with a student per degradation: realesrgan (real "
+             "photographs, the default) or bicubic (a clean downscale)"),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Upscale an image or a folder with the one-step SR model."""
+    from tocsr.core.imageio import IMAGE_SUFFIXES, ImageReadError
+    from tocsr.core.sr.pipeline import TOCSRPipeline
+    from tocsr.core.sr.upscale import upscale_file
+    from tocsr.core.training import progress
+
+    pipe = TOCSRPipeline.from_pretrained(model, device=device, dtype=dtype, tile_lr=tile, color_fix=color_fix,
+                                         context_lr=context, degradation=degradation)
+    if scale is not None and scale != pipe.scale:
+        raise typer.BadParameter(f"--scale {scale}: the model at {model} upscales x{pipe.scale}")
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise typer.BadParameter(f"{source}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+        failed = []
+        with progress("upscale", len(files)) as bar:
+            for f in files:
+                try:
+                    upscale_file(pipe, f, out / f.relative_to(source).with_suffix(".png"))
+                except ImageReadError as err:
+                    failed.append(str(err))
+                bar.update(1)
+        for msg in failed:
+            typer.echo(f"skipped: {_one_line(msg)}", err=True)
+        typer.echo(f"wrote {len(files) - len(failed)} images to {out}")
+        if failed:
+            raise typer.Exit(1)
+    else:
+        info = upscale_file(pipe, source, out)
+        told = f", degradation {info['degradation']}" if info["degradation"] else ""
+        typer.echo(f"wrote {out} ({info['output_size'][0]}x{info['output_size'][1]}, {info['tiles']} tiles, "
+                   f"{info['fp32_fallbacks']} fp32 fallbacks{told})")
+
+
+@app.command("search-benchmark")
+def search_benchmark(
+    profile: str = typer.Option("hw_profiles/cpu-2core.yaml", "--profile", "-p"),
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
+    surrogates: Path = typer.Option(Path("runs/surrogates"), "--surrogates"),
+    cost_table: Path = typer.Option(..., "--costs"),
+    evaluations: int = typer.Option(250, "--evaluations", min=4, help="fidelity evaluations per method and seed"),
+    seeds: int = typer.Option(5, "--seeds", min=1),
+    random_evaluations: int = typer.Option(600, "--random-evaluations", min=4),
+    best_known_evaluations: int = typer.Option(2000, "--best-known-evaluations", min=10),
+    methods: str = typer.Option("bo,random,evolution,greedy,tpe", "--methods"),
+    out: Path = typer.Option(Path("runs/search-benchmark"), "--out", "-o"),
+) -> None:
+    """BO vs random, evolution, greedy and TPE at equal evaluation caps over several seeds (JSON + plot)."""
+    from bench.costtable import CostTable
+    from tocsr.app.stages import stage_search_benchmark
+
+    with folder_lock(out, "search-benchmark"):
+        doc = stage_search_benchmark(teacher, surrogates, profile, CostTable.load(cost_table), out,
+                                     tuple(methods.split(",")), evaluations, seeds, random_evaluations,
+                                     best_known_evaluations)
+    typer.echo(f"best known {doc['best_known']:.5g}; target within {100 * doc['tolerance']:.0f}%")
+    for k, v in doc["summary"].items():
+        typer.echo(f"{k:12s} median final {v['median_final_best']:.5g}; reached target in {v['reached']}/{doc['seeds']} "
+                   f"seeds, evaluations {v['evaluations_to_within_tol']}")
+    needs, verdict = doc["random_search_needs"], doc["verdict"]
+    if needs:
+        typer.echo(f"random search: {needs['hits']} of {needs['draws']} draws within target -> its median evaluations "
+                   f"to target >= {verdict.get('random_median_evaluations_to_target_at_least')} "
+                   f"({100 * needs['confidence']:.0f}% confidence)")
+    if verdict:
+        typer.echo(f"BO median evaluations to target: {verdict['bo_median_evaluations_to_target']}; within a third of "
+                   f"random: {verdict.get('bo_within_a_third_of_random')}; ahead at equal budget: "
+                   f"{verdict['bo_ahead_at_equal_budget']}")
+    typer.echo(f"wrote {out / 'search_benchmark.json'} and {out / 'convergence.png'}")
+
+
+@app.command()
+def nightly(
+    profile: list[str] = typer.Option(["hw_profiles/cpu-2core.yaml"], "--profile", "-p"),
+    models: str = typer.Option("unet-tiny,toy-conv-attn,sr:espcn,sr:srvgg", "--models",
+                               help="built-in workloads and sr:<baseline> architectures"),
+    history: Path = typer.Option(Path("runs/nightly/history"), "--history"),
+    out: Path = typer.Option(Path("runs/nightly"), "--out", "-o"),
+    inject: list[str] = typer.Option([], "--inject-slowdown", help="MODEL=FACTOR (testing the detector)"),
+    label: str | None = typer.Option(None, "--label"),
+) -> None:
+    """Measure the nightly matrix, append it to the history, flag regressions, render the trend report."""
+    from reports.nightly import render_nightly, run_night
+
+    factors = {}
+    for item in inject:
+        name, _, factor = item.partition("=")
+        try:
+            factors[name] = float(factor)
+        except ValueError:
+            raise typer.BadParameter(f"--inject-slowdown {item!r}: expected MODEL=FACTOR, e.g. unet-tiny=1.2") from None
+    with folder_lock(out, "nightly"):
+        night = run_night(profile, tuple(m for m in models.split(",") if m), history, factors, label=label)
+    page, flagged = render_nightly(history, out)
+    typer.echo(f"night {night.name}: {len(flagged)} regression(s)" +
+               "".join(f"\n  {f['profile']}/{f['model']}: {100 * f['step']:+.1f}% (threshold "
+                       f"{100 * f['threshold']:.1f}%)" for f in flagged))
+    typer.echo(f"wrote {page}")
+
+
+@app.command()
+def export(
+    model: Path = typer.Option(Path("runs/sr"), "--model", help="SR model folder from `tocsr sr`"),
+    out: Path = typer.Option(..., "--out", "-o", help="the .onnx file to write"),
+    opset: int = typer.Option(17, "--opset", min=13),
+    degradation: str | None = typer.Option(
+        None, "--degradation", help="for a model with a student per degradation: the one exported "
+                                    "(realesrgan by default, or bicubic)"),
+) -> None:
+    """Export the one-step generator plus decoder to ONNX and check it against torch."""
+    from tocsr.core.sr.export import check_onnx, export_onnx
+    from tocsr.core.sr.pipeline import TOCSRPipeline
+
+    pipe = TOCSRPipeline.from_pretrained(model, degradation=degradation)
+    path = export_onnx(pipe, out, opset=opset)
+    err = check_onnx(pipe, path)
+    told = f", degradation {pipe.degradation}" if pipe.degradation else ""
+    typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB{told}); onnxruntime vs torch max |diff| {err:.2e}")
+    if err > 1e-3:
+        raise typer.Exit(1)
+
+
+@app.command("workloads")
+def workloads_cmd() -> None:
+    """List the built-in workloads `--model` accepts."""
+    from bench.workloads import list_workloads
+
+    for name, desc in list_workloads().items():
+        typer.echo(f"{name:18s} {desc}")
+
+
+@profiles_app.command("list")
+def profiles_list() -> None:
+    """List the shipped profiles with their budgets."""
+    from bench.profile import PROFILES_DIR, load_profile
+
+    for path in sorted(PROFILES_DIR.glob("*.yaml")):
+        p = load_profile(path)
+        typer.echo(f"{p.name:24s} {p.device.kind:9s} {p.precision:5s} {p.execution_mode:11s} "
+                   f"out {p.resolution.output_px}px x{p.resolution.scale}  "
+                   f"{p.budgets.describe_latency(p.timing.percentile)}, memory <= {p.budgets.peak_memory_mib:g} MiB")
+
+
+@profiles_app.command("check")
+def profiles_check(paths: list[Path] = typer.Argument(..., help="Profile files to validate.")) -> None:
+    """Validate profile files; print one line per file."""
+    from bench.profile import load_profile
+
+    for path in paths:
+        p = load_profile(path)
+        typer.echo(f"{path}: ok ({p.name}, sha256 {p.sha256[:12]})")
+
+
+def _click_error_types() -> tuple[type[Exception], ...]:
+    """Usage-error classes: typer >= 0.20 vendors click as typer._click, older typer uses click itself."""
+    types: list[type[Exception]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            types.append(__import__(module, fromlist=["ClickException"]).ClickException)
+        except ImportError:
+            continue
+    return tuple(types)
+
+
+def _one_line(message: object) -> str:
+    """A message on one line: control characters a user's path may carry (newline, carriage return)
+    are shown escaped, so an error never splits over lines or overwrites itself."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message))
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO if os.environ.get("TOCSR_VERBOSE") else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    debug = bool(os.environ.get("TOCSR_DEBUG"))
+    try:
+        code = app(args=argv, standalone_mode=False, prog_name="tocsr")
+    except TocsrError as err:
+        if debug:
+            raise
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as err:
+        # The file system refused a path the user gave (name too long, permission, disk full):
+        # a user-facing condition, reported in one line (TOCSR_DEBUG=1 shows the traceback).
+        if debug:
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        shown = where if len(where) <= 120 else where[:117] + "..."
+        print(f"error: {err.strerror or type(err).__name__}{_one_line(shown)} (set TOCSR_DEBUG=1 for the "
+              "traceback)", file=sys.stderr)
+        sys.exit(1)
+    except typer.Exit as err:
+        sys.exit(getattr(err, "exit_code", 0))
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except _click_error_types() as err:
+        if debug:
+            raise
+        print(f"error: {_one_line(err.format_message())} (see `tocsr --help`)", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

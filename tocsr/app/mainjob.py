@@ -1,0 +1,297 @@
+"""The main job, `tocsr run`: teacher -> surrogates -> per-device cost, search, SR -> evaluation -> report.
+
+Like tocsr.app.cli, this module wires stages together. Each stage is keyed by a content hash of its
+inputs and writes `<out>/stages/<stage>.json` (atomically) when it finishes: a rerun skips every
+stage whose marker matches its inputs, and a stage interrupted part-way resumes from its own
+checkpoints. Several profiles share the teacher and the surrogates; each profile has its own cost
+table (shared between profiles measured the same way), search and SR model (shared between profiles
+that chose the same architecture).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench.profile import DeviceProfile, load_profile
+from search.result import SearchResult
+from tocsr.core.artifacts import atomic_write_text
+from tocsr.core.errors import ConfigError
+from tocsr.core.provenance import content_sha256, package_versions
+from tocsr.core.sr.info import SRModelInfo
+from tocsr.core.training import progress
+
+
+@dataclass(frozen=True)
+class RunPreset:
+    name: str
+    teacher_preset: str
+    distill_steps: int
+    search_method: str
+    search_evaluations: int
+    sr_teacher_steps: int
+    sr_student_steps: int
+    baseline_steps: int
+    sr_sample_steps: int = 20          # SR teacher calls per chain (tocsr.core.sr.train.SRConfig.sample_steps)
+    sr_sample_chains: int = 16         # SR teacher chains averaged per image (SRConfig.sample_chains)
+    sr_pair_cache: int = 2048          # SRConfig.pair_cache
+    sr_teacher_cache: int = 32         # SRConfig.teacher_cache
+    calibration: int = 16
+    holdout: int = 30
+    # Timing keys that replace the profile's (e.g. fewer repeats). The job measures with the modified
+    # profile, written to <out>/profiles/, so what was measured is on record; a preset that overrides
+    # timing is for tests, not for figures anyone compares.
+    timing_override: dict[str, Any] | None = None
+
+
+RUN_PRESETS = {
+    # SR steps: one SR step costs ~0.14 s (teacher) / ~0.28 s (student) on 2 cores with the latent pair
+    # cache; beyond ~500 student steps the 15 training photographs start to be overfitted (val PSNR falls).
+    # Each degradation's SR teacher trains 1200 steps (on its half of the pairs; half of its samples on the
+    # chain's start state), the budget its Real-ESRGAN read-out was measured at.
+    "quick": RunPreset("quick", "quick", distill_steps=800, search_method="bo", search_evaluations=40,
+                       sr_teacher_steps=1200, sr_student_steps=500, baseline_steps=200),
+    # For tests: every stage runs for real, at a handful of steps each.
+    "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_evaluations=10,
+                       sr_teacher_steps=4, sr_student_steps=4, baseline_steps=4, sr_sample_steps=4,
+                       sr_sample_chains=2, sr_pair_cache=32, sr_teacher_cache=4, calibration=3, holdout=3,
+                       timing_override={"repeats": 8, "paired_rounds": 2, "warmup_max_iters": 10,
+                                        "max_retries": 1}),
+    "full": RunPreset("full", "tiny", distill_steps=2000, search_method="bo", search_evaluations=100,
+                      sr_teacher_steps=1500, sr_student_steps=800, baseline_steps=1000, holdout=50),
+}
+
+
+@dataclass
+class StageLog:
+    out: Path
+    console: Console
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, inputs: dict[str, Any], fn: Callable[[bool], Any], outputs: Path) -> str:
+        """Run `fn(resume)` unless its marker records the same inputs; returns the stage's hash."""
+        sha = content_sha256(inputs)
+        marker = self.out / "stages" / f"{name}.json"
+        if _marker_sha(marker) == sha and outputs.exists():
+            self.skipped.append(name)
+            self.console.print(f"[green]skip[/green] {name}: done earlier with the same inputs")
+            return sha
+        # A stage killed part-way resumes from its checkpoints, but only when it was started with the
+        # same inputs: the `.started` marker records them. (Checking for the stage's final output, as
+        # this once did, never resumed anything: the output is written last.)
+        started = self.out / "stages" / f"{name}.started.json"
+        resume = _marker_sha(started) == sha
+        self.console.print(f"[bold]stage[/bold] {name}" + (" (resuming from its checkpoints)" if resume else ""))
+        atomic_write_text(started, json.dumps({"inputs_sha256": sha, "started_utc": time.time()}, indent=2))
+        t0 = time.perf_counter()
+        fn(resume)
+        self.seconds[name] = time.perf_counter() - t0
+        atomic_write_text(marker, json.dumps({"inputs_sha256": sha, "wall_s": self.seconds[name],
+                                              "finished_utc": time.time(), "resumed": resume}, indent=2))
+        started.unlink(missing_ok=True)
+        self.ran.append(name)
+        return sha
+
+
+def _marker_sha(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("inputs_sha256")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None     # missing or broken: not known to have started with these inputs
+
+
+def data_fingerprint(data: str | Path | None) -> dict[str, Any]:
+    if data is None:
+        return {"embedded": package_versions(("scikit-image", "scikit-learn", "matplotlib"))}
+    files = sorted(p for p in Path(data).rglob("*") if p.is_file())
+    return {"folder": str(Path(data).resolve()),
+            "files": content_sha256([(str(p.relative_to(data)), p.stat().st_size, int(p.stat().st_mtime)) for p in files])}
+
+
+def measurement_key(profile: DeviceProfile) -> str:
+    """Profiles measured the same way (device, precision, batch, size, mode, timing) share a cost table."""
+    d = profile.to_dict()
+    return content_sha256({k: d[k] for k in ("device", "precision", "batch", "resolution", "execution_mode", "timing")})[:12]
+
+
+def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: str | Path | None = None,
+                 report_dir: str | Path | None = None) -> dict[str, Any]:
+    from bench.costtable import CostTable
+    from tocsr.app.stages import stage_costs, stage_eval, stage_search, stage_sr
+    from tocsr.core.distill.train import DistillConfig, distill
+    from tocsr.core.sr.train import SRConfig
+    from tocsr.core.teacher.train import load_teacher, teacher_latents, train_teacher
+
+    if preset not in RUN_PRESETS:
+        raise ConfigError(f"--preset {preset!r} does not exist; available: {', '.join(RUN_PRESETS)}")
+    rp = RUN_PRESETS[preset]
+    out = Path(out_dir)
+    loaded = [load_profile(p) for p in profiles]
+    if len({p.name for p in loaded}) != len(loaded):
+        raise ConfigError("the same profile is named twice")
+    if rp.timing_override:
+        profiles, loaded = _override_timing(loaded, rp, out)
+    # Off a terminal rich assumes 80 columns; the summary table needs more to stay readable in logs.
+    import sys
+
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    log = StageLog(out, console)
+    t_start = time.perf_counter()
+    n_stages = 3 + 3 * len(loaded) + 1
+    with progress("main job stages", n_stages) as bar:
+        teacher_dir = out / "teacher"
+        teacher_sha = log.run("teacher", {"preset": rp.teacher_preset, "data": data_fingerprint(data)},
+                              lambda resume: train_teacher(rp.teacher_preset, teacher_dir, data, resume), teacher_dir)
+        bar.update(1)
+        surrogates_dir = out / "surrogates"
+        dcfg = DistillConfig(steps=rp.distill_steps)
+
+        def run_distill(resume: bool) -> None:
+            t = load_teacher(teacher_dir)
+            lat, val = teacher_latents(t, data)
+            distill(t, lat, val, surrogates_dir, dcfg, resume)
+
+        surrogates_sha = log.run("surrogates", {"teacher": teacher_sha, "config": dataclasses.asdict(dcfg)},
+                                 run_distill, surrogates_dir / "distill.json")
+        bar.update(1)
+        chosen: dict[str, SearchResult] = {}
+        sr_dirs: dict[str, Path] = {}
+        sr_shas: dict[str, str] = {}
+        for profile, ref in zip(loaded, profiles, strict=True):
+            mkey = measurement_key(profile)
+            cost_path = out / "costs" / f"{mkey}.json"
+            costs_sha = log.run(f"costs-{mkey}", {"teacher": teacher_sha, "measurement": mkey,
+                                                  "n": [rp.calibration, rp.holdout]},
+                                lambda resume, ref=ref, cost_path=cost_path: stage_costs(teacher_dir, ref, cost_path,
+                                                                                        rp.calibration, rp.holdout),
+                                cost_path)
+            bar.update(1)
+            search_dir = out / f"search-{profile.name}"
+            log.run(f"search-{profile.name}", {"surrogates": surrogates_sha, "costs": costs_sha,
+                                                            "profile": profile.sha256, "method": rp.search_method,
+                                                            "evaluations": rp.search_evaluations},
+                                 lambda resume, ref=ref, cp=cost_path, sd=search_dir: stage_search(
+                                     teacher_dir, surrogates_dir, ref, CostTable.load(cp), sd, rp.search_method,
+                                     rp.search_evaluations), search_dir / SearchResult.FILE_NAME)
+            bar.update(1)
+            result = SearchResult.load(search_dir)
+            chosen[profile.name] = result
+            arch = result.chosen.key
+            sr_dir = out / "sr" / arch
+            scfg = SRConfig(teacher_steps=rp.sr_teacher_steps, student_steps=rp.sr_student_steps,
+                            sample_steps=rp.sr_sample_steps, sample_chains=rp.sr_sample_chains,
+                            pair_cache=rp.sr_pair_cache, teacher_cache=rp.sr_teacher_cache)
+            sr_shas[profile.name] = log.run(f"sr-{arch}", {"teacher": teacher_sha, "surrogates": surrogates_sha,
+                                                           "arch": arch, "config": dataclasses.asdict(scfg)},
+                                            lambda resume, sd=search_dir, srd=sr_dir, scfg=scfg: stage_sr(
+                                                teacher_dir, surrogates_dir, sd, srd, scfg, data, resume),
+                                            sr_dir / SRModelInfo.FILE_NAME)
+            sr_dirs[profile.name] = sr_dir
+            bar.update(1)
+        log.run("eval", {"sr": sr_shas, "profiles": [p.sha256 for p in loaded], "steps": rp.baseline_steps},
+                lambda resume: stage_eval(out, profiles, teacher_dir, sr_dirs, rp.baseline_steps, data=data),
+                out / "eval" / "rows.json")
+        bar.update(1)
+    from reports.build import build_report
+
+    report_path = build_report(out, Path(report_dir) if report_dir else out / "report")
+    browser = browser_check(report_path)
+    summary = summarize(out, chosen, report_path, time.perf_counter() - t_start, log)
+    summary["browser_check"] = browser
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    print_summary(console, summary)
+    return summary
+
+
+def _override_timing(loaded: list[DeviceProfile], rp: RunPreset, out: Path) -> tuple[list[str], list[DeviceProfile]]:
+    """The profiles with the preset's timing keys, written to <out>/profiles/<name>.yaml and used from there."""
+    import yaml
+
+    from bench.profile import replace
+
+    refs, changed = [], []
+    for profile in loaded:
+        p = replace(profile, timing={**profile.to_dict()["timing"], **(rp.timing_override or {})})
+        path = out / "profiles" / f"{p.name}.yaml"
+        atomic_write_text(path, f"# {p.name} with the timing of the {rp.name!r} preset (tocsr.app.mainjob.RUN_PRESETS)\n"
+                          + yaml.safe_dump(p.to_dict(), sort_keys=False))
+        refs.append(str(path))
+        changed.append(p)
+    return refs, changed
+
+
+def browser_check(report_path: Path) -> dict[str, Any]:
+    """Open the report in headless Chromium when it is installed; keep a screenshot beside it."""
+    from reports.browser import check_page, find_chromium
+
+    if find_chromium() is None:
+        return {"checked": False, "why": "chromium is not installed"}
+    try:
+        r = check_page(report_path, report_path.parent / "screenshot.png")
+    except (OSError, __import__("subprocess").SubprocessError) as err:
+        return {"checked": False, "why": f"{type(err).__name__}: {err}"}
+    return {"checked": True, "images_ok": r.images_ok, "images_failed": r.images_failed,
+            "console_errors": r.console_errors, "screenshot": str(r.screenshot)}
+
+
+def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wall_s: float,
+              log: StageLog) -> dict[str, Any]:
+    from reports.build import read_rows
+
+    rows, _ = read_rows(out / "eval")
+    devices = {}
+    for name, res in chosen.items():
+        c, v = res.chosen, res.cost_table_validation
+        mine = [r for r in rows if r.device_profile == name and r.method == f"tocsr-onestep ({name})"]
+        others = [r for r in rows if r.device_profile == name and r.kind in ("classical", "interpolation", "multi-step")]
+        psnr = {r.method: r.metric("bicubic", "psnr_y") for r in mine + others}
+        devices[name] = {
+            "architecture": c.key, "fidelity_error": c.fidelity,
+            "measured_p90_ms": c.measured_latency_ms, "teacher_p90_ms": c.teacher_latency_ms,
+            "latency_budget_ms": res.latency_budget_ms, "budget": res.budget_in_words,
+            "cost_table_within_10pct": v.get("within_10pct"), "cost_table_holdout_n": v.get("n"),
+            "selection_rounds": res.selection_rounds, "chosen_found_by": c.found_by,
+            "params_m": c.params_m, "teacher_params_m": res.teacher_params_m, "gmacs": c.gmacs,
+            "teacher_gmacs": res.teacher_gmacs, "psnr_y_bicubic_degradation": psnr,
+        }
+    return {"devices": devices, "report": str(report_path), "wall_s": wall_s, "stages_ran": log.ran,
+            "stages_skipped": log.skipped, "stage_seconds": log.seconds}
+
+
+def print_summary(console: Console, s: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="TOC-SR main job", header_style="bold")
+    for col in ("device", "architecture", "p90 ms (teacher)", "budget ms", "cost table ±10%", "params M (teacher)",
+                "GMACs (teacher)", "PSNR-Y: tocsr / best baseline / bicubic"):
+        table.add_column(col)
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    for name, d in s["devices"].items():
+        psnr = d["psnr_y_bicubic_degradation"]
+        mine = next((v for k, v in psnr.items() if k.startswith("tocsr")), None)
+        base = max((v for k, v in psnr.items() if not k.startswith(("tocsr", "bicubic")) and v is not None), default=None)
+        within = d["cost_table_within_10pct"]
+        table.add_row(name, d["architecture"], f"{d['measured_p90_ms']:.2f} ({d['teacher_p90_ms']:.2f})",
+                      fmt(d["latency_budget_ms"]),
+                      "-" if within is None else f"{100 * within:.0f}% of {d['cost_table_holdout_n']}",
+                      f"{d['params_m']:.3f} ({d['teacher_params_m']:.3f})",
+                      f"{fmt(d['gmacs'])} ({fmt(d['teacher_gmacs'])})",
+                      f"{fmt(mine)} / {fmt(base)} / {fmt(psnr.get('bicubic'))}")
+    console.print(table)
+    console.print(f"report: {s['report']}  ({s['wall_s'] / 60:.1f} min; ran {len(s['stages_ran'])} stages, "
+                  f"skipped {len(s['stages_skipped'])})")
+    b = s.get("browser_check", {})
+    if b.get("checked"):
+        console.print(f"headless Chromium: {b['images_ok']} images loaded, {b['images_failed']} failed, "
+                      f"{len(b['console_errors'])} console errors; screenshot {b['screenshot']}")

@@ -1,0 +1,174 @@
+"""The stages of the suite: each reads typed inputs, calls one layer, and writes typed outputs.
+
+Used by the CLI and the main job (tocsr.app). The work itself lives in the layers below: cost tables in
+bench.costtable, the choice in search.selection (recorded as search.result.SearchResult), SR training in
+tocsr.core.sr.run (recorded as tocsr.core.sr.info.SRModelInfo), the comparison in reports.comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from bench.costtable import (
+    CostTable,
+    CostTableInvalid,
+    measure_cost_table,
+)
+from bench.probe import TorchProbe, deployed_meter, teacher_inputs
+from bench.profile import DeviceProfile, load_profile
+from reports.build import write_rows
+from reports.comparison import compare_methods
+from reports.rows import ReportRow
+from search.analysis import convergence, plot_convergence
+from search.benchmark import MemoFidelity, benchmark_strategies
+from search.problem import Constraints, SearchProblem
+from search.result import SearchResult
+from search.run import run_search
+from search.selection import SelectionConfig, StaleCostTable, check_reachable, choose
+from tocsr.core.artifacts import write_artifact
+from tocsr.core.distill.bank import new_bank
+from tocsr.core.distill.fidelity import CandidateFidelity
+from tocsr.core.distill.train import load_surrogates
+from tocsr.core.errors import TocsrError
+from tocsr.core.provenance import environment
+from tocsr.core.space import derive_search_space
+from tocsr.core.sr.info import SRModelInfo
+from tocsr.core.teacher.train import load_teacher, teacher_latents
+from tocsr.core.training import progress
+
+log = logging.getLogger(__name__)
+
+
+def _measured_profile(profile_ref: str | Path) -> DeviceProfile:
+    profile = load_profile(profile_ref)
+    if not profile.is_measured:
+        raise TocsrError(f"profile {profile.name!r} is a predicted device: cost tables are measured, so search it "
+                         "with a measured profile or add a roofline cost table (not built yet)")
+    if profile.device.threads:
+        torch.set_num_threads(profile.device.threads)
+    return profile
+
+
+def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str | Path, n_calibration: int = 16,
+                n_holdout: int = 50, seed: int = 0) -> CostTable:
+    """Measure the per-(slot, choice) cost table of the teacher's space on the profile's device.
+
+    A table that misses its validation bar after its refits is written beside `out_path` as
+    `<name>.rejected.json` for inspection, and the stage fails with the figures."""
+    teacher = load_teacher(teacher_dir)
+    profile = _measured_profile(profile_ref)
+    space = derive_search_space(teacher.unet)
+    args, kwargs = teacher_inputs(teacher, profile)
+    # Cost does not depend on weight values: a fresh bank of surrogates is measured.
+    probe = TorchProbe(space, teacher.unet, args, kwargs, profile, new_bank(space))
+    total = sum(len(s.choices) for s in space.slots) + n_calibration + n_holdout
+    out_path = Path(out_path)
+    with progress(f"costs/{profile.name}", total) as bar:
+        try:
+            table = measure_cost_table(space, probe, profile, n_calibration, n_holdout, seed,
+                                       progress=lambda _msg: bar.update(1))
+        except CostTableInvalid as err:
+            rejected = out_path.with_name(out_path.stem + ".rejected.json")
+            err.table.save(rejected, environment())
+            raise TocsrError(f"{err}; the rejected table is {rejected}") from None
+    table.save(out_path, environment())
+    return table
+
+
+def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref: str | Path,
+                 cost_table: CostTable, out_dir: str | Path, method: str = "bo", evaluations: int = 60, seed: int = 0,
+                 formulation: str = "device", eps_fid: float | None = None, complexity: str = "params",
+                 q: int = 4, selection: SelectionConfig = SelectionConfig()) -> SearchResult:
+    """Search, then re-measure until a candidate meets the budgets (search.selection.choose).
+
+    `evaluations` caps the fidelity evaluations. A cost table that no longer predicts this machine is
+    measured again into `<out>/cost_table.remeasured.json`; the table the decision used (with the
+    candidates measured while choosing) is written to `<out>/cost_table.json`."""
+    out = Path(out_dir)
+    teacher = load_teacher(teacher_dir)
+    profile = _measured_profile(profile_ref)
+    space = derive_search_space(teacher.unet)
+    if cost_table.space_id != space.space_id:
+        raise TocsrError(f"cost table is for space {cost_table.space_id}, the teacher's is {space.space_id}")
+    bank, ftable = load_surrogates(surrogates_dir, space)
+    _, val_latents = teacher_latents(teacher)
+    evaluator = CandidateFidelity(teacher.denoiser, space, bank, teacher.scheduler, val_latents)
+    meter = deployed_meter(teacher, space, bank, profile)
+    kwargs = {"block_error": ftable.error} if method in ("greedy", "bo") else {}
+
+    def search_round(problem, cap: int):
+        return run_search(problem, method, cap, out, seed=seed, q=q, **kwargs)
+
+    def run(table: CostTable):
+        return choose(space, evaluator, table, profile, meter, search_round, evaluations, formulation, eps_fid,
+                      complexity, selection)
+
+    try:
+        sel = run(cost_table)
+    except StaleCostTable as err:
+        log.warning("%s", err)
+        roles = [c.role for c in cost_table.candidates]
+        cost_table = stage_costs(teacher_dir, profile_ref, out / "cost_table.remeasured.json",
+                                 max(2, roles.count("calibration")), roles.count("holdout"))
+        sel = run(cost_table)
+    result = SearchResult.from_selection(sel, profile, space, method, seed, evaluations, formulation, complexity)
+    sel.table.save(out / result.cost_table, environment())
+    plot_convergence({method: [convergence(sel.trials)]}, out / result.convergence_png,
+                     title=f"{method} on {profile.name} ({formulation})",
+                     ylabel="best feasible " + ("fidelity error" if formulation == "device" else complexity))
+    result.save(out, environment())
+    return result
+
+
+def stage_sr(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, data=None, resume: bool = False) -> SRModelInfo:
+    """SR adaptation + one-step distillation of the architecture a search chose."""
+    from tocsr.core.sr.run import run_sr
+    from tocsr.core.sr.train import SRConfig
+
+    chosen = SearchResult.load(search_dir).chosen
+    teacher = load_teacher(teacher_dir)
+    space = derive_search_space(teacher.unet)
+    if chosen.spec.space_id != space.space_id:
+        raise TocsrError(f"{search_dir}: the search ran on space {chosen.spec.space_id}, the teacher's is "
+                         f"{space.space_id}; search again with this teacher")
+    spec = space.spec(dict(chosen.spec.items()))
+    bank, _ = load_surrogates(surrogates_dir, space)
+    return run_sr(teacher, space, spec, bank, out_dir, cfg or SRConfig(), data, resume)
+
+
+def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table: CostTable, out_dir,
+                           methods=("bo", "random", "evolution", "greedy", "tpe"), evaluations: int = 250,
+                           seeds: int = 5, random_evaluations: int = 600, best_known_evaluations: int = 2000,
+                           tolerance: float = 0.02) -> dict:
+    """BO against the baselines on one device problem, `seeds` seeds, equal evaluation caps."""
+    out = Path(out_dir)
+    teacher = load_teacher(teacher_dir)
+    profile = load_profile(profile_ref)
+    space = derive_search_space(teacher.unet)
+    bank, table = load_surrogates(surrogates_dir, space)
+    _, val_latents = teacher_latents(teacher)
+    memo = MemoFidelity(CandidateFidelity(teacher.denoiser, space, bank, teacher.scheduler, val_latents))
+    # One speed for the whole benchmark: the table's own (the fidelity is what is compared here).
+    budgets = Constraints.from_profile(profile, cost_table.predict_latency_at_ms(space.all_teacher()))
+    problem = SearchProblem(space, memo, cost_table, budgets, "device")
+    check_reachable(problem)
+    doc = benchmark_strategies(problem, memo, out, table.error, methods, evaluations, seeds, random_evaluations,
+                               best_known_evaluations, tolerance, title=f"{profile.name}: {seeds} seeds, "
+                               f"{evaluations} evaluations")
+    doc = {"profile": profile.name, **doc, "cost_table_validation": cost_table.validation_summary()}
+    write_artifact(out / "search_benchmark.json", "tocsr.search_benchmark", 1, doc, environment=environment())
+    return doc
+
+
+def stage_eval(run_dir: str | Path, profiles: list[str], teacher_dir: str | Path, sr_dirs: dict[str, Path],
+               baseline_steps: int = 300, baselines=("espcn", "rrdb-s", "swinir-light"),
+               external: list[str] | None = None, data: str | Path | None = None) -> list[ReportRow]:
+    """Every method on every profile: quality once, cost per device; rows and crops under <run>/eval."""
+    run = Path(run_dir)
+    rows, scored_on = compare_methods(run, [load_profile(p) for p in profiles], load_teacher(teacher_dir), sr_dirs,
+                                      baseline_steps, tuple(baselines), list(external or []), data)
+    write_rows(rows, run / "eval", scored_on)
+    return rows

@@ -1,0 +1,223 @@
+"""Classical SR baselines, architecture-matched to their papers (definitions from spandrel).
+
+Each entry builds the network with random weights (cost) or loads a checkpoint through spandrel
+(quality). Inputs are images in [0, 1], (B, 3, h, w); outputs (B, 3, h*scale, w*scale).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tocsr.core.errors import ConfigError
+from tocsr.core.resize import bicubic_upscale
+
+
+class Interpolate(nn.Module):
+    """Bicubic (or other torch) interpolation as a module, so it is measured like the networks."""
+
+    def __init__(self, scale: int, mode: str = "bicubic"):
+        super().__init__()
+        self.scale, self.mode = scale, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "bicubic":
+            return bicubic_upscale(x, self.scale, 0, 1)
+        return F.interpolate(x, scale_factor=self.scale, mode=self.mode).clamp(0, 1)
+
+
+class ESPCN(nn.Module):
+    """ESPCN (Shi et al. 2016): three convolutions and a pixel shuffle; the efficient-CNN floor."""
+
+    def __init__(self, scale: int, features: int = 64):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, features, 5, padding=2), nn.Tanh(),
+                                  nn.Conv2d(features, features // 2, 3, padding=1), nn.Tanh(),
+                                  nn.Conv2d(features // 2, 3 * scale * scale, 3, padding=1))
+        self.shuffle = nn.PixelShuffle(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.body(x))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    name: str
+    description: str
+    build: Callable[[int, int], nn.Module]   # build(scale, input_px)
+    trainable: bool = True
+
+
+def _spandrel(arch: str):
+    try:
+        import importlib
+
+        return importlib.import_module(f"spandrel.architectures.{arch}")
+    except ImportError as err:
+        raise ConfigError(f"baseline needs spandrel (pip install -c constraints.txt spandrel): {err}") from None
+
+
+BASELINES: dict[str, Baseline] = {
+    "bicubic": Baseline("bicubic", "bicubic interpolation", lambda s, px: Interpolate(s, "bicubic"), trainable=False),
+    "espcn": Baseline("espcn", "ESPCN, efficient CNN (~0.03M params)", lambda s, px: ESPCN(s)),
+    "span": Baseline("span", "SPAN (NTIRE 2024 efficient SR winner), 48 channels",
+                     lambda s, px: _spandrel("SPAN").SPAN(num_in_ch=3, num_out_ch=3, feature_channels=48, upscale=s,
+                                                      img_range=1.0)),
+    "srvgg": Baseline("srvgg", "Real-ESRGAN compact (SRVGGNetCompact), 64 features x 16 convs",
+                      lambda s, px: _spandrel("Compact").Compact(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=16,
+                                                             upscale=s)),
+    "rrdb": Baseline("rrdb", "RRDBNet as in Real-ESRGAN x4plus (23 blocks, 64 features, ~16.7M params)",
+                     lambda s, px: _spandrel("ESRGAN").ESRGAN(in_nc=3, out_nc=3, num_filters=64, num_blocks=23, scale=s)),
+    "swinir-m": Baseline("swinir-m", "SwinIR-M as in real-world SwinIR (embed 180, 6x6 blocks, window 8)",
+                         lambda s, px: _spandrel("SwinIR").SwinIR(img_size=px, in_chans=3, embed_dim=180, depths=[6] * 6,
+                                                              num_heads=[6] * 6, window_size=8, mlp_ratio=2.0,
+                                                              upscale=s, img_range=1.0, upsampler="nearest+conv",
+                                                              resi_connection="1conv", drop_path_rate=0.0)),
+    "swinir-light": Baseline("swinir-light", "lightweight SwinIR (embed 60, 4x6 blocks)",
+                             lambda s, px: _spandrel("SwinIR").SwinIR(img_size=px, in_chans=3, embed_dim=60,
+                                                                  depths=[6] * 4, num_heads=[6] * 4, window_size=8,
+                                                                  mlp_ratio=2.0, upscale=s, img_range=1.0,
+                                                                  upsampler="pixelshuffledirect",
+                                                                  resi_connection="1conv", drop_path_rate=0.0)),
+}
+
+
+def list_baselines() -> list[str]:
+    return list(BASELINES)
+
+
+def build_baseline(name: str, scale: int, input_px: int = 64) -> nn.Module:
+    """`input_px` is the LR side the network is built for. SwinIR precomputes its shifted-window
+    attention mask for that size; at other sizes it recomputes it in fp32 per call, which fails in
+    bf16/fp16 and costs time, so cost measurements build it at the measured size."""
+    if name not in BASELINES:
+        raise ConfigError(f"baseline {name!r} does not exist; available: {', '.join(BASELINES)}")
+    return BASELINES[name].build(scale, input_px)
+
+
+BASELINES["rrdb-s"] = Baseline("rrdb-s", "RRDB-class network sized for CPU budgets (6 RRDB blocks, 32 features)",
+                               lambda s, px: _spandrel("ESRGAN").ESRGAN(in_nc=3, out_nc=3, num_filters=32, num_blocks=6,
+                                                                        scale=s))
+
+
+class ResidualSR(nn.Module):
+    """Global residual learning (as VDSR): bicubic upscaling plus g * net(x), with g starting at 0
+    (ReZero). Trained from scratch on a short budget, a plain network starts far below bicubic; this
+    form starts exactly at bicubic and can only be trained up from it, as the suite's one-step
+    student does (it starts as the identity on the LR latent)."""
+
+    def __init__(self, net: nn.Module, scale: int):
+        super().__init__()
+        self.net, self.scale = net, scale
+        self.gain = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = bicubic_upscale(x, self.scale, 0, 1)
+        return (base + self.gain * self.net(x)).clamp(0, 1)
+
+
+def build_trained_baseline(name: str, scale: int, input_px: int) -> nn.Module:
+    net = build_baseline(name, scale, input_px)
+    return ResidualSR(net, scale) if BASELINES[name].trainable else net
+
+
+def train_baseline(name: str, photos, scale: int, steps: int, batch: int = 8, patch_px: int = 128, lr: float = 5e-4,
+                   seed: int = 0, kinds: tuple[str, ...] = ("bicubic", "realesrgan"), progress_desc: str | None = None):
+    """Train a classical baseline with L1 on the same SR pairs and step budget as the suite's models."""
+    import torch.nn.functional as F
+
+    from tocsr.core.sr.data import SRPairs
+    from tocsr.core.training import progress
+
+    torch.manual_seed(seed)
+    model = build_trained_baseline(name, scale, patch_px // scale)
+    if not BASELINES[name].trainable:
+        return model.eval()
+    pairs = SRPairs(photos, patch_px, scale, steps * batch, seed + 11, kinds)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    with progress(progress_desc or f"baseline/{name}", steps) as bar:
+        for step in range(steps):
+            items = [pairs[i] for i in range(step * batch, (step + 1) * batch)]
+            hr = (torch.stack([h for h, _ in items]) + 1) / 2
+            lr_img = (torch.stack([x for _, x in items]) + 1) / 2
+            loss = F.l1_loss(model(lr_img), hr)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.update(1, loss=loss.item())
+    return model.eval()
+
+
+def save_baseline(model: nn.Module, name: str, scale: int, input_px: int, folder) -> None:
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "baseline.json").write_text(json.dumps({"name": name, "scale": scale, "input_px": input_px}))
+
+
+def load_baseline(folder) -> tuple[nn.Module, dict]:
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    meta = json.loads((folder / "baseline.json").read_text())
+    model = build_trained_baseline(meta["name"], meta["scale"], meta["input_px"])
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return model.eval(), meta
+
+
+def load_external_checkpoint(path) -> tuple[nn.Module, int]:
+    """A user's SR checkpoint (.safetensors, .pth, .ckpt), its architecture detected by spandrel.
+
+    The file is read here, not by spandrel: safetensors, or torch.load(weights_only=True), which
+    refuses any pickle that carries code; only the resulting tensors reach spandrel.
+    """
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: checkpoint not found")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(p))
+        except Exception as err:  # noqa: BLE001  safetensors raises several types for broken files
+            raise ConfigError(f"{p}: not a readable safetensors file ({type(err).__name__}: {err})") from None
+    else:
+        import pickle
+
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise ConfigError(f"{p}: refused: the checkpoint contains pickled code or objects other than tensors "
+                              f"({str(err).splitlines()[0][:160]}); convert it to safetensors from a trusted "
+                              "environment") from None
+        except (RuntimeError, EOFError, OSError) as err:
+            raise ConfigError(f"{p}: cannot read the checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    for key in ("params_ema", "params", "state_dict", "model"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{p}: expected a state dict of tensors")
+    try:
+        from spandrel import ModelLoader
+    except ImportError:
+        raise ConfigError("loading external checkpoints needs spandrel (pip install -c constraints.txt spandrel)") from None
+    try:
+        descriptor = ModelLoader().load_from_state_dict(state)
+    except Exception as err:  # noqa: BLE001  spandrel raises its own types for unknown architectures
+        raise ConfigError(f"{p}: spandrel does not recognise this architecture ({type(err).__name__}: {err})") from None
+    return descriptor.model.eval(), int(descriptor.scale)

@@ -1,0 +1,17 @@
+"""DistillConfig: the settings of feature-wise surrogate distillation. Light on purpose (no torch): the
+CLI takes its defaults from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    steps: int = 1500
+    batch: int = 16
+    lr: float = 1e-3
+    val_batches: int = 2
+    checkpoint_every: int = 250
+    seed: int = 0
+    spearman_candidates: int = 100

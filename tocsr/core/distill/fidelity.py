@@ -1,0 +1,80 @@
+"""Fidelity: how far a candidate built from surrogates departs from the teacher.
+
+* Per block (FidelityTable): normalised feature error of each trained surrogate against the teacher
+  block it replaces, on held-out latents: MSE / Var(teacher block output).
+* Whole candidate (CandidateFidelity): the candidate's prediction against the teacher's on fixed
+  noised validation latents over a timestep grid, MSE / E[teacher prediction^2]. The all-teacher
+  candidate scores exactly 0. This is the search's objective (not the sum of per-block errors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from tocsr.core.assembly import ModuleSwapper
+from tocsr.core.space import ArchSpec, SearchSpace
+
+GRID = (100, 300, 500, 700, 900)
+
+
+def normalised_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (pred.float() - target.float()).square().mean() / target.float().var().clamp_min(1e-8)
+
+
+@dataclass(frozen=True)
+class FidelityTable:
+    space_id: str
+    entries: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)   # init / trained / params
+
+    def error(self, slot: str, choice: str) -> float:
+        return 0.0 if choice == "teacher" else self.entries[(slot, choice)]["trained"]
+
+    def sum_of_errors(self, spec: ArchSpec) -> float:
+        return sum(self.error(s, c) for s, c in spec.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"space_id": self.space_id,
+                "entries": [{"slot": s, "choice": c, **v} for (s, c), v in sorted(self.entries.items())]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FidelityTable:
+        return cls(d["space_id"], {(e["slot"], e["choice"]): {k: v for k, v in e.items() if k not in ("slot", "choice")}
+                                   for e in d["entries"]})
+
+
+class CandidateFidelity:
+    """Evaluates whole candidates against the teacher. The teacher's predictions on the fixed inputs
+    are computed once; each evaluation swaps the candidate's trained blocks into the teacher."""
+
+    def __init__(self, denoiser, space: SearchSpace, bank: dict, scheduler, val_latents: torch.Tensor,
+                 grid: tuple[int, ...] = GRID, seed: int = 4321, device: str | torch.device = "cpu"):
+        self.denoiser, self.space, self.device = denoiser.eval().to(device), space, torch.device(device)
+        for m in bank.values():
+            m.eval().to(device)
+        self.swapper = ModuleSwapper(self.denoiser.unet, space, bank)
+        gen = torch.Generator().manual_seed(seed)
+        inputs = []
+        for t_val in grid:
+            noise = torch.randn(val_latents.shape, generator=gen)
+            t = torch.full((len(val_latents),), t_val, dtype=torch.long)
+            inputs.append((scheduler.add_noise(val_latents, noise, t).to(device), t.to(device)))
+        self.inputs = inputs
+        self.swapper.restore()
+        with torch.no_grad():
+            self.targets = [self.denoiser(zt, t) for zt, t in inputs]
+        self.scale = torch.stack([y.float().square().mean() for y in self.targets]).mean()
+        self.evaluations = 0
+
+    @torch.no_grad()
+    def evaluate(self, spec: ArchSpec) -> float:
+        self.swapper.apply(spec)
+        try:
+            err = torch.stack([(self.denoiser(zt, t).float() - y.float()).square().mean()
+                               for (zt, t), y in zip(self.inputs, self.targets, strict=True)]).mean()
+        finally:
+            self.swapper.restore()
+        self.evaluations += 1
+        return float(err / self.scale)

@@ -1,0 +1,77 @@
+"""SRConfig: every setting of the SR stage (SR teacher, one-step student, their data), with the reasons
+for its defaults. Light on purpose (no torch): the CLI takes its defaults from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SRConfig:
+    scale: int = 4
+    patch_px: int = 128
+    batch: int = 16
+    teacher_steps: int = 1500
+    teacher_lr: float = 2e-4
+    student_steps: int = 800
+    student_lr: float = 2e-4
+    # SR teacher: `sample_chains` DDIM chains of `sample_steps` network calls each, averaged. One chain is
+    # a sample: on 64 held-out Real-ESRGAN crops (Real-ESRGAN teacher, 1200 steps) one 50-call chain scored
+    # 1.30 dB below bicubic while its first call alone was 0.22 dB above; the mean of 4 / 8 / 16 chains of
+    # 20 calls: -0.06 (4 x 50) / +0.30 (8 x 20) / see docs/status.md (16 x 20). Only the mean estimates the
+    # posterior mean, which PSNR rewards; the 16-channel latent is near incompressible at fine scale, so the
+    # last calls cannot remove a chain's own noise either (an x0 estimate from HR noised to t = 25 decodes
+    # 3.5 dB below the autoencoder's ceiling). 20 calls per chain: the fewest the acceptance allows, and
+    # 8 x 20 scored above 8 x 50 (+0.30 vs +0.24 dB over bicubic, 64 crops).
+    sample_steps: int = 20
+    sample_chains: int = 16
+    t_start: int = 250                    # the chain starts from the LR latent noised to this timestep
+    # Share of the SR teacher's training samples taken at the chain's real start state (the LR latent
+    # noised to t_start, target the HR latent) instead of the HR latent noised to t <= t_start: the start
+    # state is the one input the forward process never produces. Real-ESRGAN teacher, 64 held-out crops,
+    # first call vs bicubic: share 0.25 (800 steps, no preconditioning) -0.05 dB; 0.5 with the
+    # preconditioning (1200 steps) +0.22; 1.0 +0.48, but then the chain's later calls are never trained.
+    teacher_start_share: float = 0.5
+    pair_cache: int = 2048                # (HR, LR) latent pairs encoded once, shared by both trainings
+    # LR crops whose teacher output the student regresses to, per degradation. Each costs sample_chains x
+    # sample_steps teacher calls (~3 s on 2 CPU cores at 16 x 20), computed once before the student trains.
+    teacher_cache: int = 32
+    w_latent: float = 1.0
+    # The teacher and adversarial terms pull the student away from the posterior mean (PSNR) towards
+    # the teacher's samples and the HR distribution. At 0.25 / 0.02 they cost 0.26 dB PSNR-Y against
+    # 0.05 / 0.002 (main job's models, bicubic deg.: 30.36 vs 30.62; Real-ESRGAN 26.32 vs 26.27).
+    w_teacher: float = 0.05
+    # The teacher term is a log MSE too, whose gradient scales with 1 / (MSE + floor). The teacher's outputs
+    # sit close to the student's (MSE ~1e-3 vs ~1.5e-2 to the HR latent), so with the student's floor of
+    # 1e-4 the 0.05 term pulled 70 % as hard as the HR term, and held the student at the teacher, which is
+    # below bicubic on Real-ESRGAN inputs (Real-ESRGAN student, 64 held-out crops: +0.12 dB over bicubic
+    # with it, +0.57 without). A floor of 1e-2 bounds its pull to about 7 % of the HR term's: +0.46.
+    teacher_target_floor: float = 1e-2
+    w_pixel: float = 0.2
+    pixel_share: int = 4                  # images per batch decoded for the pixel loss (decoding is costly)
+    w_adv: float = 0.002
+    ema_decay: float = 0.995
+    # Both trainings minimise the mean over images of log(latent MSE + floor), not the MSE of the batch:
+    # the score is PSNR averaged over images, the mean of -10 log10(MSE) per image, and with a plain MSE
+    # the small errors on smooth crops vanish beside the textured ones while costing those crops dB.
+    # Main job's models, student retrained, PSNR-Y bicubic deg.: plain MSE 30.60 (a very smooth moon
+    # crop 1.39 dB below bicubic), floor 1e-5 / 1e-4 / 1e-3: 30.82 / 30.83 / 30.84 (that crop -0.01).
+    # The floor keeps the weight of near-perfect crops bounded (1e-4: below the 5 % quantile, 2.6e-4, of
+    # the identity map's per-crop error on the training pairs).
+    loss_floor: float = 1e-4
+    # The SR teacher's per-sample error also spans the noise levels t <= t_start; a floor of 1e-4 starves
+    # the high-noise samples, where the chain starts (one crop 4.2 dB below bicubic, mean 30.43); 1e-2
+    # caps the weight of well-predicted samples (30.68; plain MSE 30.55), same data and steps.
+    teacher_loss_floor: float = 1e-2
+    t_star: int = 250
+    checkpoint_every: int = 500
+    # Processes that crop and degrade pairs while the cache is encoded. Worth it only where encoding
+    # is cheap (a GPU: ~4 ms of CPU per Real-ESRGAN pair vs ~70 ms to encode it on 2 CPU cores).
+    pair_workers: int = 0
+    seed: int = 0
+    kinds: tuple[str, ...] = ("bicubic", "realesrgan")
+    # One student per entry of `kinds`, each trained (student_steps) on that kind's half of the cache. A
+    # blind student trained on both settled near the identity on Real-ESRGAN inputs (64 held-out crops:
+    # -0.03 dB vs bicubic); told the kind through a learned embedding, -0.02. Trained apart: +0.31 dB
+    # (bicubic) and +0.46 dB (Real-ESRGAN) over bicubic. See models.PerDegradationStudent.
+    student_per_degradation: bool = True

@@ -1,0 +1,77 @@
+"""SRModelInfo: what an SR model folder (`tocsr sr --out DIR`) holds, read and written only here.
+
+    DIR/sr.json               this record (scale, architecture, degradations, config, quality, provenance)
+    DIR/autoencoder/          the 16-channel autoencoder (diffusers folder)
+    DIR/student/              the one-step student (one backbone per degradation when trained apart)
+    DIR/sr_teacher/<kind>/    the multi-step SR teacher of each degradation, DIR/sr_scheduler/ its schedule
+
+Example:
+    >>> info = SRModelInfo.load("runs/quick/sr/<arch key>")
+    >>> info.scale, info.arch.key, info.degradations
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tocsr.core.artifacts import read_artifact, write_artifact
+from tocsr.core.errors import ConfigError
+from tocsr.core.space import ArchSpec
+from tocsr.core.sr.train import SRConfig
+
+
+def sr_config_from_dict(d: dict[str, Any]) -> SRConfig:
+    """An SRConfig back from JSON (lists become the tuples the dataclass holds)."""
+    names = {f.name for f in dataclasses.fields(SRConfig)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"SR config keys {unknown} are not SRConfig fields; this folder was written by another "
+                          "version of the suite: train it again with `tocsr sr`")
+    return SRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class SRModelInfo:
+    FILE_NAME: ClassVar[str] = "sr.json"
+    KIND: ClassVar[str] = "tocsr.sr_model"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    scale: int
+    arch: ArchSpec
+    degradations: tuple[str, ...]                  # one student (and SR teacher) per entry when trained apart
+    config: SRConfig
+    quality: dict[str, dict[str, dict[str, float]]]    # degradation -> method -> metric
+    timings_s: dict[str, float]
+    val_images: tuple[str, ...]
+    teacher_folder: str
+    device: str
+    processes: int
+    environment: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "arch": self.arch.to_dict(), "degradations": list(self.degradations),
+                "config": dataclasses.asdict(self.config), "quality": self.quality, "timings_s": self.timings_s,
+                "val_images": list(self.val_images), "teacher_folder": self.teacher_folder, "device": self.device,
+                "processes": self.processes}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SRModelInfo:
+        return cls(scale=int(d["scale"]), arch=ArchSpec.from_dict(d["arch"]), degradations=tuple(d["degradations"]),
+                   config=sr_config_from_dict(d["config"]), quality=d["quality"], timings_s=d["timings_s"],
+                   val_images=tuple(d["val_images"]), teacher_folder=d["teacher_folder"], device=d["device"],
+                   processes=int(d["processes"]), environment=d.get("environment", {}))
+
+    def save(self, folder: str | Path, environment: dict[str, Any]) -> Path:
+        return write_artifact(Path(folder) / self.FILE_NAME, self.KIND, self.SCHEMA_VERSION, self.to_dict(),
+                              environment=environment)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SRModelInfo:
+        root = Path(folder)
+        if not (root / cls.FILE_NAME).is_file():
+            raise ConfigError(f"{root}: not an SR model folder (no {cls.FILE_NAME}); train one with `tocsr sr`")
+        return cls.from_dict(read_artifact(root / cls.FILE_NAME, cls.KIND, cls.SCHEMA_VERSION,
+                                           rebuild=f"train it again with `tocsr sr --out {root}`"))

@@ -1,0 +1,49 @@
+"""OneStepSR: the one-step SR model as a module, the only code that turns an LR image into an SR image.
+
+    LR image --bicubic x scale--> encode --> student (one backbone call) --> decode --> SR image
+
+`TOCSRPipeline` (tiling, colour fix, files) runs it per tile; evaluation, cost measurement, ONNX export
+and the GPU evidence script run it directly, so what is timed and scored is what users run.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tocsr.core.models.autoencoder import decode_latents, encode_latents
+from tocsr.core.resize import bicubic_upscale
+
+
+class OneStepSR(nn.Module):
+    """LR image in [-1, 1], (B, 3, h, w) -> SR image in [-1, 1], (B, 3, h*scale, w*scale).
+
+    `student` is a OneStepStudent (blind) or a PerDegradationStudent (one network per degradation; the
+    caller names the degradation that made the input, None meaning the student's default).
+
+    Example:
+        >>> sr = OneStepSR(autoencoder, load_student("runs/sr/<key>/student"), scale=4)
+        >>> sr(lr, "bicubic").shape       # (B, 3, 4h, 4w)
+    """
+
+    def __init__(self, autoencoder: nn.Module, student: nn.Module, scale: int):
+        super().__init__()
+        self.autoencoder, self.student, self.scale = autoencoder, student, scale
+
+    @property
+    def takes_degradation(self) -> bool:
+        return bool(self.student.degradations)
+
+    def for_degradation(self, degradation: str | None) -> OneStepSR:
+        """The same model holding only the network that handles `degradation`: what one inference runs
+        (and so what is exported and timed)."""
+        return OneStepSR(self.autoencoder, self.student.for_degradation(degradation), self.scale)
+
+    def from_latent(self, z_lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
+        """The LR latent (encoded bicubic upscale) -> SR image: the part that runs once per tile."""
+        return decode_latents(self.autoencoder, self.student.for_degradation(degradation)(z_lr)).clamp(-1, 1)
+
+    def forward(self, lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
+        lr = lr.to(next(self.parameters()).device)
+        z = encode_latents(self.autoencoder, bicubic_upscale(lr, self.scale))
+        return self.from_latent(z, degradation)

@@ -1,0 +1,132 @@
+"""`tocsr sr`: SR adaptation and one-step distillation of a selected backbone, into a model folder.
+
+<out>/autoencoder/, <out>/student/   diffusers folders (self-contained: `tocsr upscale --model <out>`)
+<out>/sr_teacher/<kind>/             the multi-step SR teacher of each degradation (widened expanded UNet and its
+                                     preconditioning); <out>/sr_scheduler/ their x0 schedule
+<out>/sr.json                        tocsr.core.sr.info.SRModelInfo: scale, architecture, quality, timings
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import torch
+from diffusers import DDPMScheduler
+
+from tocsr.core.data import load_photos, split_photos
+from tocsr.core.errors import ConfigError
+from tocsr.core.models.autoencoder import decode_latents, encode_latents
+from tocsr.core.provenance import environment
+from tocsr.core.resize import bicubic_upscale
+from tocsr.core.space import ArchSpec
+from tocsr.core.sr.evaluate import evaluate_methods
+from tocsr.core.sr.info import SRModelInfo
+from tocsr.core.sr.models import PerDegradationStudent, default_degradation
+from tocsr.core.sr.onestep import OneStepSR
+from tocsr.core.sr.train import (
+    PairCache,
+    SRConfig,
+    SRDenoiser,
+    build_student,
+    sample_sr_teacher,
+    sr_scheduler,
+    train_sr_teacher,
+    train_student,
+)
+from tocsr.core.training import make_accelerator
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    """Where a pipeline's weights live: inputs are moved there (evaluation hands in CPU tensors)."""
+    return next(module.parameters()).device
+
+
+class MultiStepSR(torch.nn.Module):
+    """LR image -> SR image through the multi-step SR teacher of the input's degradation (for timing and
+    evaluation): `chains` DDIM chains of `steps` calls, averaged (tocsr.core.sr.train.sample_sr_teacher)."""
+
+    takes_degradation = True
+
+    def __init__(self, autoencoder, sr_teachers: dict[str, SRDenoiser], scheduler_config: dict, scale: int,
+                 steps: int, t_start: int, chains: int):
+        super().__init__()
+        self.autoencoder, self.sr_teachers = autoencoder, torch.nn.ModuleDict(sr_teachers)
+        self.scheduler_config, self.scale, self.steps, self.t_start = dict(scheduler_config), scale, steps, t_start
+        self.chains = chains
+        # Built once here, not on every forward: the latency of this module is what the speed-up divides.
+        self.alphas_cumprod = DDPMScheduler.from_config(self.scheduler_config).alphas_cumprod
+
+    def _name(self, degradation: str | None) -> str:
+        name = degradation or default_degradation(tuple(self.sr_teachers))
+        if name not in self.sr_teachers:
+            raise ConfigError(f"degradation {name!r}: this SR model has teachers for {', '.join(self.sr_teachers)}")
+        return name
+
+    def for_degradation(self, degradation: str | None) -> MultiStepSR:
+        """The same read-out holding only the teacher for `degradation` (None: the default): what costs run."""
+        name = self._name(degradation)
+        return MultiStepSR(self.autoencoder, {name: self.sr_teachers[name]}, self.scheduler_config, self.scale,
+                           self.steps, self.t_start, self.chains)
+
+    def forward(self, lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
+        lr = lr.to(_device(self))
+        z_lr = encode_latents(self.autoencoder, bicubic_upscale(lr, self.scale))
+        z = sample_sr_teacher(self.sr_teachers[self._name(degradation)], self.alphas_cumprod, z_lr, self.steps,
+                              self.t_start, seed=0, chains=self.chains)
+        return decode_latents(self.autoencoder, z)
+
+
+def teacher_method_name(cfg: SRConfig) -> str:
+    return f"sr-teacher-{cfg.sample_chains}x{cfg.sample_steps}step"
+
+
+def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRConfig = SRConfig(),
+           data: str | Path | None = None, resume: bool = False) -> SRModelInfo:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    photos, _ = load_photos(data, min_side=cfg.patch_px)
+    train, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)   # the teacher's split
+    acc = make_accelerator()
+    timings = {}
+    t = time.perf_counter()
+    ae = teacher.autoencoder.eval().to(acc.device)
+    cache = PairCache.build(ae, train, cfg, cfg.seed, acc.device, batch=256 if acc.device.type == "cuda" else 32)
+    timings["pair_cache_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    # One SR teacher per degradation, as the students: a blind teacher's first call stayed at bicubic on
+    # Real-ESRGAN inputs, as the blind student did (docs/status.md).
+    sr_teachers = {kind: train_sr_teacher(teacher, cache.of_kind(kind), out, cfg, kind, resume, acc)
+                   for kind in cfg.kinds}
+    timings["sr_teacher_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sr_config = dict(sr_scheduler(teacher).config)
+    if cfg.student_per_degradation and len(cfg.kinds) > 1:
+        parts = {kind: train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg),
+                                     cache.of_kind(kind), out, cfg, resume, acc, name=f"student-{kind}", save=False)
+                 for kind in cfg.kinds}
+        student = PerDegradationStudent.from_students(parts)
+    else:
+        student = train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg),
+                                cache, out, cfg, resume, acc, save=False)
+    if acc.is_main_process:
+        student.save_pretrained(out / "student")
+    timings["student_s"] = time.perf_counter() - t
+    if acc.is_main_process:
+        teacher.autoencoder.save_pretrained(out / "autoencoder")
+    multi = MultiStepSR(ae, {k: m.eval() for k, m in sr_teachers.items()}, sr_config, cfg.scale, cfg.sample_steps,
+                        cfg.t_start, cfg.sample_chains)
+    one = OneStepSR(ae, student.eval(), cfg.scale)
+    t = time.perf_counter()
+    quality = evaluate_methods({"bicubic": functools.partial(bicubic_upscale, scale=cfg.scale), teacher_method_name(cfg): multi,
+                                "tocsr-onestep": one}, val, cfg.patch_px, cfg.scale)
+    timings["evaluation_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    info = SRModelInfo(scale=cfg.scale, arch=spec, degradations=tuple(cfg.kinds), config=cfg, quality=quality,
+                       timings_s=timings, val_images=tuple(p.name for p in val), teacher_folder=str(teacher.folder),
+                       device=str(acc.device), processes=acc.num_processes)
+    if acc.is_main_process:
+        info.save(out, environment())
+    return info

@@ -1,0 +1,196 @@
+"""`tocsr teacher train`: the autoencoder, then the diffusion UNet, then the teacher's report.
+
+Run folder layout (every stage resumable; a finished stage is skipped when its output exists):
+    <out>/autoencoder/            diffusers folder (ShortcutAutoencoderKL / AutoencoderKL)
+    <out>/unet/, condition/, scheduler/   diffusers folders (EMA weights)
+    <out>/checkpoints/...          step-N folders while training
+    <out>/samples.png              DDIM samples from fixed noise
+    <out>/teacher.json             preset, data, every figure, timings, provenance
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DDPMScheduler, UNet2DConditionModel
+
+from tocsr.core.artifacts import read_artifact, write_artifact
+from tocsr.core.data import load_photos, split_photos
+from tocsr.core.errors import ArtifactError
+from tocsr.core.imageio import save_png
+from tocsr.core.models.autoencoder import AUTOENCODER_CLASSES, decode_latents, get_autoencoder_preset
+from tocsr.core.models.condition import ConditionEmbedding
+from tocsr.core.provenance import environment
+from tocsr.core.teacher.autoencoder_train import AutoencoderReport, train_autoencoder
+from tocsr.core.teacher.diffusion_train import (
+    Denoiser,
+    build_latent_cache,
+    build_val_latents,
+    train_diffusion,
+)
+from tocsr.core.teacher.evaluate import image_grid, kid, latent_features, sample
+from tocsr.core.teacher.presets import TeacherPreset, get_teacher_preset
+from tocsr.core.training import make_accelerator
+
+log = logging.getLogger(__name__)
+TEACHER_KIND = "tocsr.teacher"
+TEACHER_SCHEMA_VERSION = 1
+
+
+@dataclass
+class Teacher:
+    preset: TeacherPreset
+    autoencoder: Any
+    denoiser: Denoiser
+    scheduler: DDPMScheduler
+    folder: Path
+
+    @property
+    def unet(self) -> UNet2DConditionModel:
+        return self.denoiser.unet
+
+
+def _autoencoder_class(folder: Path):
+    import json
+
+    name = json.loads((folder / "config.json").read_text()).get("_class_name")
+    if name not in AUTOENCODER_CLASSES:
+        raise ArtifactError(f"{folder}: _class_name = {name!r}: expected one of {', '.join(AUTOENCODER_CLASSES)}")
+    return AUTOENCODER_CLASSES[name]
+
+
+def load_teacher(folder: str | Path) -> Teacher:
+    """A trained (or expanded/imported) teacher from its run folder; refuses incomplete folders."""
+    root = Path(folder)
+    doc = read_artifact(root / "teacher.json", TEACHER_KIND, TEACHER_SCHEMA_VERSION)
+    missing = [p for p in ("autoencoder", "unet", "condition", "scheduler") if not (root / p / "config.json").is_file()
+               and not (root / p / "scheduler_config.json").is_file()]
+    if missing:
+        raise ArtifactError(f"{root}: incomplete teacher folder, missing {', '.join(missing)}; rerun "
+                            f"`tocsr teacher train --out {root} --resume`")
+    preset = get_teacher_preset(doc["preset"])
+    ae = _autoencoder_class(root / "autoencoder").from_pretrained(root / "autoencoder").eval()
+    unet = UNet2DConditionModel.from_pretrained(root / "unet").eval()
+    condition = ConditionEmbedding.from_pretrained(root / "condition").eval()
+    scheduler = DDPMScheduler.from_pretrained(root / "scheduler")
+    return Teacher(preset, ae, Denoiser(unet, condition).eval(), scheduler, root)
+
+
+LATENTS_FILE = "latents.safetensors"
+
+
+def save_latents(folder: Path, train: torch.Tensor, val: torch.Tensor) -> None:
+    """The latent cache (fp16), reused by distillation, fidelity evaluation and SR."""
+    from safetensors.torch import save
+
+    from tocsr.core.artifacts import atomic_write_bytes
+
+    atomic_write_bytes(folder / LATENTS_FILE, save({"train": train.half().contiguous(), "val": val.half().contiguous()}))
+
+
+def teacher_latents(teacher: Teacher, data: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) normalised latents: from the teacher folder, or rebuilt from the data it names."""
+    path = teacher.folder / LATENTS_FILE
+    if path.is_file():
+        from safetensors.torch import load_file
+
+        d = load_file(str(path))
+        return d["train"].float(), d["val"].float()
+    doc = read_artifact(teacher.folder / "teacher.json", TEACHER_KIND, TEACHER_SCHEMA_VERSION)
+    source = data if data is not None else (None if doc["data"]["source"].startswith("embedded") else doc["data"]["source"])
+    photos, _ = load_photos(source, min_side=teacher.preset.image_px)
+    train, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)
+    p = teacher.preset
+    with torch.no_grad():
+        lat = build_latent_cache(teacher.autoencoder, train, p.image_px, p.diffusion.latent_crops, p.seed + 7, "cpu")
+        val_lat = build_val_latents(teacher.autoencoder, val, p.image_px, "cpu")
+    save_latents(teacher.folder, lat, val_lat)
+    return lat, val_lat
+
+
+def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None = None, resume: bool = False,
+                  threads: int | None = None, init_unet: str | Path | None = None) -> dict[str, Any]:
+    preset = get_teacher_preset(preset_name)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    accelerator = make_accelerator(threads)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    photos, data_report = load_photos(data, min_side=preset.image_px)
+    train, val = split_photos(photos, preset.val_fraction, preset.seed)
+    log.info("%s; %d train / %d validation images", data_report.summary(), len(train), len(val))
+
+    ae_cls = AUTOENCODER_CLASSES[get_autoencoder_preset(preset.autoencoder).cls_name]
+    ae_folder = out / "autoencoder"
+    t = time.perf_counter()
+    if resume and (ae_folder / "config.json").is_file() and (out / "autoencoder_report.json").is_file():
+        ae = ae_cls.from_pretrained(ae_folder).eval().to(accelerator.device)
+        ae_report = AutoencoderReport(**read_artifact(out / "autoencoder_report.json", "tocsr.teacher.autoencoder",
+                                                      1)["report"])
+        log.info("autoencoder: finished earlier, reusing %s", ae_folder)
+    else:
+        ae_report = train_autoencoder(train, val, preset, out, accelerator, resume)
+        ae = ae_cls.from_pretrained(ae_folder).eval().to(accelerator.device)
+        if accelerator.is_main_process:
+            write_artifact(out / "autoencoder_report.json", "tocsr.teacher.autoencoder", 1,
+                           {"report": dataclasses.asdict(ae_report)})
+    timings["autoencoder_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    latents = build_latent_cache(ae, train, preset.image_px, preset.diffusion.latent_crops, preset.seed + 7,
+                                 accelerator.device)
+    val_latents = build_val_latents(ae, val, preset.image_px, accelerator.device)
+    if accelerator.is_main_process:
+        save_latents(out, latents, val_latents)
+    timings["latent_cache_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    diff_report = train_diffusion(latents, val_latents, preset, out, accelerator, resume,
+                                  Path(init_unet) if init_unet else None)
+    timings["diffusion_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    teacher_unet = UNet2DConditionModel.from_pretrained(out / "unet").eval().to(accelerator.device)
+    condition = ConditionEmbedding.from_pretrained(out / "condition").eval().to(accelerator.device)
+    denoiser = Denoiser(teacher_unet, condition).eval()
+    scheduler = DDPMScheduler.from_pretrained(out / "scheduler")
+    n_samples = 64
+    gen_latents = sample(lambda z, tt: denoiser(z, tt), scheduler.config, (n_samples, *latents.shape[1:]),
+                         preset.sample_steps, seed=preset.seed + 99, device=accelerator.device).cpu()
+    # An undertrained teacher (a smoke run, an early kill) can drive unclamped DDIM to inf/NaN: that is
+    # a result to report (KID null, samples_finite false), not a reason to crash or write NaN to JSON.
+    finite = bool(torch.isfinite(gen_latents).all())
+    if not finite:
+        log.warning("teacher samples diverged (non-finite latents); latent KID is not reported")
+        gen_latents = torch.nan_to_num(gen_latents, nan=0.0, posinf=0.0, neginf=0.0)
+    with torch.no_grad():
+        images = decode_latents(ae, gen_latents[:16].to(accelerator.device)).cpu()
+    save_png(out / "samples.png", image_grid(images, 4))
+    feats_gen, feats_val = latent_features(gen_latents), latent_features(val_latents)
+    feats_train = latent_features(latents[:n_samples])
+    kid_gen = kid(feats_gen, feats_val) if finite else None
+    kid_ref = kid(feats_train, feats_val)
+    noise_kid = kid(latent_features(torch.randn_like(gen_latents)), feats_val)
+    timings["evaluation_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+
+    doc = {
+        "preset": preset.name, "preset_config": dataclasses.asdict(preset), "data": data_report.to_dict(),
+        "split": {"train": [p.name for p in train], "val": [p.name for p in val]},
+        "autoencoder": dataclasses.asdict(ae_report) | {"margin_over_bicubic_x4_db": ae_report.margin_db},
+        "diffusion": dataclasses.asdict(diff_report),
+        "samples": {"png": "samples.png", "n_for_kid": n_samples, "samples_finite": finite, "sampler": f"DDIM {preset.sample_steps} steps",
+                    "latent_kid_generated_vs_val": kid_gen, "latent_kid_train_vs_val": kid_ref,
+                    "latent_kid_gaussian_noise_vs_val": noise_kid},
+        "timings_s": timings, "device": str(accelerator.device), "threads": torch.get_num_threads(),
+    }
+    if accelerator.is_main_process:
+        write_artifact(out / "teacher.json", TEACHER_KIND, TEACHER_SCHEMA_VERSION, doc, environment=environment())
+    accelerator.wait_for_everyone()
+    return doc
