@@ -116,3 +116,21 @@ def benchmark_strategies(problem: SearchProblem, memo: MemoFidelity, out: Path, 
                                "over one- and two-slot moves on the true fidelity",
             "tolerance": tolerance, "summary": summary, "random_search_needs": needs,
             "verdict": benchmark_verdict(summary, needs, evaluations), "fidelity_evaluations_computed": memo.computed}
+
+
+def describe_benchmark(doc: dict[str, Any]) -> list[str]:
+    """What `tocsr search-benchmark` prints about the search_benchmark.json record."""
+    lines = [f"best known {doc['best_known']:.5g}; target within {100 * doc['tolerance']:.0f}%"]
+    for k, v in doc["summary"].items():
+        lines.append(f"{k:12s} median final {v['median_final_best']:.5g}; reached target in {v['reached']}/"
+                     f"{doc['seeds']} seeds, evaluations {v['evaluations_to_within_tol']}")
+    needs, verdict = doc["random_search_needs"], doc["verdict"]
+    if needs:
+        lines.append(f"random search: {needs['hits']} of {needs['draws']} draws within target -> its median "
+                     f"evaluations to target >= {verdict.get('random_median_evaluations_to_target_at_least')} "
+                     f"({100 * needs['confidence']:.0f}% confidence)")
+    if verdict:
+        lines.append(f"BO median evaluations to target: {verdict['bo_median_evaluations_to_target']}; within a third "
+                     f"of random: {verdict.get('bo_within_a_third_of_random')}; ahead at equal evaluations: "
+                     f"{verdict['bo_ahead_at_equal_budget']}")
+    return lines

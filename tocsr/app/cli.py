@@ -41,16 +41,11 @@ def teacher_train(
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
 ) -> None:
     """Train the 16-channel autoencoder and the expanded diffusion UNet."""
-    from tocsr.core.teacher.train import train_teacher
+    from tocsr.core.teacher.train import describe_teacher, train_teacher
 
     with folder_lock(out, "teacher train"):
         doc = train_teacher(preset, out, data, resume, threads, init_unet)
-    ae, diff = doc["autoencoder"], doc["diffusion"]
-    typer.echo(f"autoencoder: {ae['val_psnr_db']:.2f} dB held-out PSNR vs bicubic x4 {ae['bicubic_x4_psnr_db']:.2f} dB "
-               f"(+{ae['margin_over_bicubic_x4_db']:.2f} dB)")
-    typer.echo(f"teacher: held-out denoising error {diff['val_error_trained']['mean']:.4f} "
-               f"(untrained {diff['val_error_untrained']['mean']:.4f}); samples {out / 'samples.png'}")
-    typer.echo(f"wrote {out / 'teacher.json'} in {doc['timings_s']['total_s']:.0f} s")
+    typer.echo("\n".join(describe_teacher(doc, out)))
 
 
 @teacher_app.command("presets")
@@ -179,6 +174,7 @@ def distill(
     """Distil every surrogate block against its teacher block; write the fidelity table."""
     import torch
 
+    from tocsr.core.distill.train import describe_distill
     from tocsr.core.distill.train import distill as run_distill
     from tocsr.core.teacher.train import load_teacher, teacher_latents
 
@@ -188,11 +184,7 @@ def distill(
         t = load_teacher(teacher)
         latents, val = teacher_latents(t)
         doc = run_distill(t, latents, val, out, dataclasses.replace(DISTILL_DEFAULTS, steps=steps, batch=batch), resume)
-    r = doc["trained_over_init"]
-    typer.echo(f"{doc['surrogates']} surrogates over {doc['slots']} slots in {doc['distill_s']:.0f} s; trained/init "
-               f"error median {r['median']:.3f}, {100 * r['share_at_most_half']:.0f}% at most half; whole-candidate "
-               f"vs sum-of-blocks Spearman {doc['whole_candidate']['spearman_vs_sum_of_block_errors']:.3f}")
-    typer.echo(f"wrote {out / 'distill.json'}")
+    typer.echo("\n".join(describe_distill(doc, out)))
 
 
 @app.command()
@@ -340,25 +332,14 @@ def search_benchmark(
 ) -> None:
     """BO vs random, evolution, greedy and TPE at equal evaluation caps over several seeds (JSON + plot)."""
     from bench.costtable import CostTable
+    from search.benchmark import describe_benchmark
     from tocsr.app.stages import stage_search_benchmark
 
     with folder_lock(out, "search-benchmark"):
         doc = stage_search_benchmark(teacher, surrogates, profile, CostTable.load(cost_table), out,
                                      tuple(methods.split(",")), evaluations, seeds, random_evaluations,
                                      best_known_evaluations)
-    typer.echo(f"best known {doc['best_known']:.5g}; target within {100 * doc['tolerance']:.0f}%")
-    for k, v in doc["summary"].items():
-        typer.echo(f"{k:12s} median final {v['median_final_best']:.5g}; reached target in {v['reached']}/{doc['seeds']} "
-                   f"seeds, evaluations {v['evaluations_to_within_tol']}")
-    needs, verdict = doc["random_search_needs"], doc["verdict"]
-    if needs:
-        typer.echo(f"random search: {needs['hits']} of {needs['draws']} draws within target -> its median evaluations "
-                   f"to target >= {verdict.get('random_median_evaluations_to_target_at_least')} "
-                   f"({100 * needs['confidence']:.0f}% confidence)")
-    if verdict:
-        typer.echo(f"BO median evaluations to target: {verdict['bo_median_evaluations_to_target']}; within a third of "
-                   f"random: {verdict.get('bo_within_a_third_of_random')}; ahead at equal budget: "
-                   f"{verdict['bo_ahead_at_equal_budget']}")
+    typer.echo("\n".join(describe_benchmark(doc)))
     typer.echo(f"wrote {out / 'search_benchmark.json'} and {out / 'convergence.png'}")
 
 

@@ -3,7 +3,8 @@
 Like tocsr.app.cli, this module wires stages together. Each stage is keyed by a content hash of its
 inputs and writes `<out>/stages/<stage>.json` (atomically) when it finishes: a rerun skips every
 stage whose marker matches its inputs, and a stage interrupted part-way resumes from its own
-checkpoints. Several profiles share the teacher and the surrogates; each profile has its own cost
+checkpoints. The inputs include the schema version of what a stage writes, so a folder written by an
+earlier version of the suite reruns exactly the stages whose records changed. Several profiles share the teacher and the surrogates; each profile has its own cost
 table (shared between profiles measured the same way), search and SR model (shared between profiles
 that chose the same architecture).
 """
@@ -125,7 +126,7 @@ def measurement_key(profile: DeviceProfile) -> str:
 
 def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: str | Path | None = None,
                  report_dir: str | Path | None = None) -> dict[str, Any]:
-    from bench.costtable import CostTable
+    from bench.costtable import COST_TABLE_SCHEMA_VERSION, CostTable
     from tocsr.app.stages import stage_costs, stage_eval, stage_search, stage_sr
     from tocsr.core.distill.train import DistillConfig, distill
     from tocsr.core.sr.train import SRConfig
@@ -170,7 +171,8 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
             mkey = measurement_key(profile)
             cost_path = out / "costs" / f"{mkey}.json"
             costs_sha = log.run(f"costs-{mkey}", {"teacher": teacher_sha, "measurement": mkey,
-                                                  "n": [rp.calibration, rp.holdout]},
+                                                  "n": [rp.calibration, rp.holdout],
+                                                  "record": COST_TABLE_SCHEMA_VERSION},
                                 lambda resume, ref=ref, cost_path=cost_path: stage_costs(teacher_dir, ref, cost_path,
                                                                                         rp.calibration, rp.holdout),
                                 cost_path)
@@ -178,7 +180,8 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
             search_dir = out / f"search-{profile.name}"
             log.run(f"search-{profile.name}", {"surrogates": surrogates_sha, "costs": costs_sha,
                                                             "profile": profile.sha256, "method": rp.search_method,
-                                                            "evaluations": rp.search_evaluations},
+                                                            "evaluations": rp.search_evaluations,
+                                                            "record": SearchResult.SCHEMA_VERSION},
                                  lambda resume, ref=ref, cp=cost_path, sd=search_dir: stage_search(
                                      teacher_dir, surrogates_dir, ref, CostTable.load(cp), sd, rp.search_method,
                                      rp.search_evaluations), search_dir / SearchResult.FILE_NAME)
@@ -191,7 +194,8 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
                             sample_steps=rp.sr_sample_steps, sample_chains=rp.sr_sample_chains,
                             pair_cache=rp.sr_pair_cache, teacher_cache=rp.sr_teacher_cache)
             sr_shas[profile.name] = log.run(f"sr-{arch}", {"teacher": teacher_sha, "surrogates": surrogates_sha,
-                                                           "arch": arch, "config": dataclasses.asdict(scfg)},
+                                                           "arch": arch, "config": dataclasses.asdict(scfg),
+                                                           "record": SRModelInfo.SCHEMA_VERSION},
                                             lambda resume, sd=search_dir, srd=sr_dir, scfg=scfg: stage_sr(
                                                 teacher_dir, surrogates_dir, sd, srd, scfg, data, resume),
                                             sr_dir / SRModelInfo.FILE_NAME)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -145,3 +146,12 @@ def load_surrogates(folder: str | Path, space: SearchSpace) -> tuple[Bank, Fidel
     root = Path(folder)
     table = FidelityTable.from_dict(read_artifact(root / "fidelity_table.json", "tocsr.fidelity_table", 1))
     return load_bank(space, root / "surrogates.safetensors"), table
+
+
+def describe_distill(doc: dict[str, Any], folder: Path) -> list[str]:
+    """What `tocsr distill` prints about the distill.json record `distill` returned."""
+    r = doc["trained_over_init"]
+    return [f"{doc['surrogates']} surrogates over {doc['slots']} slots in {doc['distill_s']:.0f} s; trained/init "
+            f"error median {r['median']:.3f}, {100 * r['share_at_most_half']:.0f}% at most half; whole-candidate "
+            f"vs sum-of-blocks Spearman {doc['whole_candidate']['spearman_vs_sum_of_block_errors']:.3f}",
+            f"wrote {Path(folder) / 'distill.json'}"]

@@ -194,3 +194,13 @@ def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None
         write_artifact(out / "teacher.json", TEACHER_KIND, TEACHER_SCHEMA_VERSION, doc, environment=environment())
     accelerator.wait_for_everyone()
     return doc
+
+
+def describe_teacher(doc: dict[str, Any], folder: Path) -> list[str]:
+    """What `tocsr teacher train` prints about the teacher.json record `train_teacher` returned."""
+    ae, diff = doc["autoencoder"], doc["diffusion"]
+    return [f"autoencoder: {ae['val_psnr_db']:.2f} dB held-out PSNR vs bicubic x4 {ae['bicubic_x4_psnr_db']:.2f} dB "
+            f"(+{ae['margin_over_bicubic_x4_db']:.2f} dB)",
+            f"teacher: held-out denoising error {diff['val_error_trained']['mean']:.4f} "
+            f"(untrained {diff['val_error_untrained']['mean']:.4f}); samples {Path(folder) / 'samples.png'}",
+            f"wrote {Path(folder) / 'teacher.json'} in {doc['timings_s']['total_s']:.0f} s"]
