@@ -16,8 +16,7 @@ from typing import Any
 import torch
 
 from tocsr.core.iqa import load_metric
-from tocsr.core.metrics import psnr
-from tocsr.core.sr.evaluate import ssim_y
+from tocsr.core.metrics import psnr, ssim_y
 
 NIQE_PARAMS = Path(__file__).resolve().parent / "data" / "niqe_pris_params.mat"
 FULL_REFERENCE = ("lpips", "dists")
@@ -48,7 +47,7 @@ class MetricSuite:
         out: dict[str, Any] = {
             "psnr_y": psnr(sr, hr, y_channel=True).mean().item(),
             "psnr_y_crop": psnr(sr, hr, y_channel=True, crop=scale).mean().item(),
-            "ssim_y": ssim_y(sr, hr, 0), "ssim_y_crop": ssim_y(sr, hr, scale),
+            "ssim_y": ssim_y(sr, hr).mean().item(), "ssim_y_crop": ssim_y(sr, hr, scale).mean().item(),
         }
         for name, metric in self.metrics.items():
             try:

@@ -156,3 +156,20 @@ def test_a_budget_below_the_cheapest_candidate_stops_before_sr_and_a_rerun_stops
         assert "budgets.latency_vs_teacher >= " in last and "Traceback" not in r.stderr
         assert not _marker(copy, "sr-") and not (copy / "sr").exists()
         assert wall < 300, (attempt, wall)      # no loop: the teacher, surrogates and costs were not redone
+
+
+def test_the_search_and_report_commands_work_on_the_jobs_outputs(job, tmp_path):
+    """The README's step-by-step commands read what the main job wrote: `tocsr search` with a cost table
+    and `tocsr report` on the run folder (the SR command's path is the main job's own stage_sr)."""
+    _, run, _, _ = job
+    (costs,) = (run / "costs").glob("*.json")
+    profile = run / "profiles" / "cpu-2core.yaml"           # the smoke timing, on record beside the run
+    r = tocsr("search", "-p", str(profile), "--teacher", str(run / "teacher"), "--surrogates",
+              str(run / "surrogates"), "--costs", str(costs), "--evaluations", "6", "--out", "s", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = SearchResult.load(tmp_path / "s")
+    assert f"chosen {result.chosen.key}" in r.stdout and result.evaluations <= 6
+    assert result.chosen.measured_latency_ms <= result.latency_budget_ms
+    r = tocsr("report", str(run), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Selected architecture per device" in (run / "report" / "index.html").read_text()

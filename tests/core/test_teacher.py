@@ -176,3 +176,22 @@ def test_teacher_models_round_trip_exactly(tmp_path):
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         assert torch.equal(decode_latents(ae, encode_latents(ae, x)), decode_latents(ae2, encode_latents(ae2, x)))
+
+
+def test_a_zero_terminal_snr_schedule_ends_at_pure_noise_and_its_sampler_starts_there():
+    from tocsr.core.teacher.diffusion_train import make_scheduler
+    from tocsr.core.teacher.evaluate import latent_ddim
+    from tocsr.core.teacher.presets import get_teacher_preset
+
+    quick = get_teacher_preset("quick")
+    plain = make_scheduler(quick)
+    zsnr = make_scheduler(dataclasses.replace(quick, diffusion=dataclasses.replace(
+        quick.diffusion, prediction_type="v_prediction", zero_terminal_snr=True)))
+    # scaled_linear keeps ~7% of the signal's amplitude at the last step; the rescaled schedule keeps none.
+    assert plain.alphas_cumprod[-1].sqrt() > 0.05 and zsnr.alphas_cumprod[-1] < 1e-6
+    ddim = latent_ddim(dict(zsnr.config))
+    ddim.set_timesteps(25)
+    assert int(ddim.timesteps[0]) == 999 and ddim.config.prediction_type == "v_prediction"
+    with pytest.raises(ConfigError, match="needs prediction_type 'v_prediction'"):
+        make_scheduler(dataclasses.replace(quick, diffusion=dataclasses.replace(quick.diffusion,
+                                                                                 zero_terminal_snr=True)))

@@ -1,19 +1,17 @@
 """Quality of SR methods on held-out photographs (x scale, bicubic and Real-ESRGAN degradations).
 
-Reports PSNR (RGB and Y, with and without a `scale`-pixel border crop) and SSIM on Y; the full pyiqa
-metric suite is computed by `reports`. Images are held-out crops, degraded with fixed seeds.
+Reports PSNR (RGB and Y, with and without a `scale`-pixel border crop) and SSIM on Y, as the field
+computes them (tocsr.core.metrics); the full pyiqa metric suite is computed by `reports`. Images are held-out crops, degraded with fixed seeds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
-from skimage.metrics import structural_similarity
 
 from tocsr.core.data import Photo, grid_patches
-from tocsr.core.metrics import psnr, rgb_to_y
+from tocsr.core.metrics import psnr, ssim_y
 from tocsr.core.sr.degradations import degrade
 
 
@@ -25,21 +23,10 @@ def eval_pairs(photos: list[Photo], patch_px: int, scale: int, kind: str, per_im
     return hr, lr
 
 
-def ssim_y(pred: torch.Tensor, target: torch.Tensor, crop: int) -> float:
-    vals = []
-    for a, b in zip(pred, target, strict=True):
-        ya = rgb_to_y(((a[None].float() + 1) / 2).clamp(0, 1))[0, 0].numpy()
-        yb = rgb_to_y(((b[None].float() + 1) / 2).clamp(0, 1))[0, 0].numpy()
-        if crop:
-            ya, yb = ya[crop:-crop, crop:-crop], yb[crop:-crop, crop:-crop]
-        vals.append(structural_similarity(ya, yb, data_range=1.0))
-    return float(np.mean(vals))
-
-
 def score(pred: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, float]:
     return {"psnr": psnr(pred, hr).mean().item(), "psnr_y": psnr(pred, hr, y_channel=True).mean().item(),
             "psnr_y_crop": psnr(pred, hr, y_channel=True, crop=scale).mean().item(),
-            "ssim_y_crop": ssim_y(pred, hr, scale)}
+            "ssim_y_crop": ssim_y(pred, hr, scale).mean().item()}
 
 
 def evaluate_methods(methods: dict[str, Callable[[torch.Tensor], torch.Tensor]], photos: list[Photo], patch_px: int,

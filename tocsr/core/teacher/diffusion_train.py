@@ -18,6 +18,7 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from diffusers.training_utils import EMAModel
 
 from tocsr.core.data import Photo, RandomPatches, grid_patches
+from tocsr.core.errors import ConfigError
 from tocsr.core.models.autoencoder import encode_latents
 from tocsr.core.models.condition import ConditionEmbedding
 from tocsr.core.models.unet import get_unet_preset
@@ -49,9 +50,15 @@ class Denoiser(torch.nn.Module):
 
 def make_scheduler(preset: TeacherPreset) -> DDPMScheduler:
     d = preset.diffusion
+    if d.zero_terminal_snr and d.prediction_type != "v_prediction":
+        raise ConfigError(f"teacher preset {preset.name!r}: zero_terminal_snr needs prediction_type "
+                          f"'v_prediction', got {d.prediction_type!r}")
+    # clip_sample off: latents are unit-variance, not in [-1, 1] (see latent_ddim). The sampler built
+    # from this config (latent_ddim) inherits the rescaled betas and the spacing.
     return DDPMScheduler(num_train_timesteps=d.num_train_timesteps, beta_schedule=d.beta_schedule,
-                         beta_start=0.00085, beta_end=0.012, prediction_type=d.prediction_type,
-                         clip_sample=False)   # latents are unit-variance, not in [-1, 1]; see latent_ddim
+                         beta_start=0.00085, beta_end=0.012, prediction_type=d.prediction_type, clip_sample=False,
+                         rescale_betas_zero_snr=d.zero_terminal_snr,
+                         timestep_spacing="trailing" if d.zero_terminal_snr else "leading")
 
 
 @torch.no_grad()
@@ -94,8 +101,6 @@ def new_denoiser(preset: TeacherPreset, init_unet: Path | None = None) -> Denois
     if init_unet is not None:
         unet = UNet2DConditionModel.from_pretrained(init_unet)
         if unet.config.in_channels != 16:
-            from tocsr.core.errors import ConfigError
-
             raise ConfigError(f"--init-unet {init_unet}: in_channels = {unet.config.in_channels}: expected 16; "
                               "expand a 4-channel UNet first with `tocsr teacher expand`")
     else:

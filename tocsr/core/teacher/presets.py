@@ -34,6 +34,11 @@ class DiffusionTraining:
     prediction_type: str = "epsilon"     # or "v_prediction"
     num_train_timesteps: int = 1000
     beta_schedule: str = "scaled_linear"
+    # Rescale the betas so the last timestep is pure noise (Lin et al. 2024, "Common diffusion noise
+    # schedules and sample steps are flawed"); sampling then starts at the last timestep ("trailing"
+    # spacing). With scaled_linear the last step keeps sqrt(abar) ~ 0.07 of the signal, which sampling
+    # from pure noise never has. Needs v_prediction (an epsilon model is undefined at zero SNR).
+    zero_terminal_snr: bool = False
     warmup_steps: int = 100
     checkpoint_every: int = 500
     grad_clip: float = 1.0
