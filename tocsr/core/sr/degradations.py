@@ -1,10 +1,14 @@
 """Degradations for SR training and evaluation, in torch, seeded, on the fly.
 
 * `bicubic`: antialiased bicubic downscale by x2/x4 (the classical benchmark degradation).
-* `realesrgan`: Real-ESRGAN's second-order pipeline (Wang et al., 2021): twice [blur with a random
+* `realesrgan`: Real-ESRGAN's second-order pipeline (Wang et al., 2021), as its reference code
+  (realesrgan/models/realesrgan_model.py, basicsr's noise functions) runs it: twice [blur with a random
   kernel (isotropic/anisotropic/generalised/plateau Gaussian, or sinc) -> random resize -> Gaussian or
-  Poisson noise -> JPEG], then the final resize to the LR size with an optional sinc filter, in
-  either order with the last JPEG. Parameters live in `RealESRGANConfig` (the paper's defaults).
+  Poisson noise -> JPEG (the first time)], the second resize relative to the LR size; then the final
+  resize to the LR size with an optional sinc filter, in either order with the last JPEG; then rounding
+  to 8 bits. Parameters live in `RealESRGANConfig` (the released x4plus training options). One
+  departure: the reference degrades an unsharp-masked copy of the HR image (and trains towards it);
+  here the HR image itself is degraded.
 Images are (B, 3, H, W) in [0, 1]. Every random choice comes from the generator passed in, so a seed
 reproduces the exact LR image.
 """
@@ -36,6 +40,7 @@ class RealESRGANConfig:
     jpeg_range: tuple[float, float] = (30.0, 95.0)
     second_blur_prob: float = 0.8
     blur_sigma2: tuple[float, float] = (0.2, 1.5)
+    resize_probs2: tuple[float, float, float] = (0.3, 0.4, 0.3)
     resize_range2: tuple[float, float] = (0.3, 1.2)
     noise_sigma2: tuple[float, float] = (1.0, 25.0)
     poisson_scale2: tuple[float, float] = (0.05, 2.5)
@@ -116,11 +121,14 @@ def add_gaussian_noise(x: torch.Tensor, sigma255: float, gray: bool, gen: torch.
 
 
 def add_poisson_noise(x: torch.Tensor, scale: float, gray: bool, gen: torch.Generator) -> torch.Tensor:
-    src = x.mean(dim=1, keepdim=True) if gray else x
-    vals = 2 ** np.ceil(np.log2(len(torch.unique((src.clamp(0, 1) * 255).round())) + 1))
-    rate = (src.clamp(0, 1) * vals).cpu()
-    noisy = torch.poisson(rate, generator=gen) / vals
-    return x + (noisy.to(x) - src) * scale
+    """basicsr's generate_poisson_noise_pt: the source rounded to 8 bits (its luma when grey), photon
+    counts scaled by 2^ceil(log2(distinct levels)) per image, the noise relative to that source."""
+    src = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]) if gray else x
+    src = (src.clamp(0, 1) * 255).round() / 255
+    vals = torch.tensor([2 ** math.ceil(math.log2(len(torch.unique(img)))) for img in src],
+                        dtype=src.dtype).view(-1, 1, 1, 1)
+    noisy = torch.poisson((src * vals).cpu(), generator=gen).to(x) / vals.to(x)
+    return x + (noisy - src) * scale
 
 
 # ---------------------------------------------------------------- JPEG in torch
@@ -178,21 +186,24 @@ def jpeg(x: torch.Tensor, quality: float) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- pipelines
-def _resize(x: torch.Tensor, factor: float, gen: torch.Generator) -> torch.Tensor:
+def _resize(x: torch.Tensor, size: tuple[int, int], gen: torch.Generator) -> torch.Tensor:
     mode = ["area", "bilinear", "bicubic"][int(torch.randint(0, 3, (), generator=gen))]
-    size = (max(1, round(x.shape[-2] * factor)), max(1, round(x.shape[-1] * factor)))
     kw = {} if mode == "area" else {"align_corners": False}
-    return F.interpolate(x, size=size, mode=mode, **kw)
+    return F.interpolate(x, size=(max(1, size[0]), max(1, size[1])), mode=mode, **kw)
 
 
-def _degrade_once(x: torch.Tensor, gen: torch.Generator, cfg: RealESRGANConfig, first: bool) -> torch.Tensor:
+def _degrade_once(x: torch.Tensor, gen: torch.Generator, cfg: RealESRGANConfig, first: bool,
+                  lr_size: tuple[int, int]) -> torch.Tensor:
     if first or float(torch.rand((), generator=gen)) < cfg.second_blur_prob:
         x = filter2d(x, random_kernel(gen, cfg, cfg.blur_sigma if first else cfg.blur_sigma2, cfg.sinc_prob))
-    up, down, _ = cfg.resize_probs
+    up, down, _ = cfg.resize_probs if first else cfg.resize_probs2
     r = float(torch.rand((), generator=gen))
     rng = cfg.resize_range if first else cfg.resize_range2
     factor = _u(gen, 1.0, rng[1]) if r < up else (_u(gen, rng[0], 1.0) if r < up + down else 1.0)
-    x = _resize(x, factor, gen)
+    # The first resize scales the current image (F.interpolate's scale_factor floors); the second is
+    # relative to the LR size the pipeline ends at (int(ori / scale * factor) in the reference).
+    base = x.shape[-2:] if first else lr_size
+    x = _resize(x, (int(base[0] * factor), int(base[1] * factor)), gen)
     gray = float(torch.rand((), generator=gen)) < cfg.gray_noise_prob
     if float(torch.rand((), generator=gen)) < cfg.gaussian_noise_prob:
         x = add_gaussian_noise(x, _u(gen, *(cfg.noise_sigma if first else cfg.noise_sigma2)), gray, gen)
@@ -206,10 +217,11 @@ def realesrgan_degrade(hr: torch.Tensor, scale: int, gen: torch.Generator,
                        cfg: RealESRGANConfig = RealESRGANConfig()) -> torch.Tensor:
     """Second-order Real-ESRGAN degradation of `hr` to exactly (H/scale, W/scale)."""
     h, w = hr.shape[-2] // scale, hr.shape[-1] // scale
-    x = _degrade_once(hr, gen, cfg, first=True)
-    x = _degrade_once(x, gen, cfg, first=False)
+    x = _degrade_once(hr, gen, cfg, first=True, lr_size=(h, w))
+    x = _degrade_once(x, gen, cfg, first=False, lr_size=(h, w))
     final_sinc = float(torch.rand((), generator=gen)) < cfg.final_sinc_prob
-    sinc = sinc_kernel(21, _u(gen, np.pi / 3, np.pi)) if final_sinc else None
+    size = 2 * int(torch.randint(cfg.kernel_size_range[0] // 2, cfg.kernel_size_range[1] // 2 + 1, (), generator=gen)) + 1
+    sinc = sinc_kernel(size, _u(gen, np.pi / 3, np.pi)) if final_sinc else None
     q = _u(gen, *cfg.jpeg_range2)
     mode = ["area", "bilinear", "bicubic"][int(torch.randint(0, 3, (), generator=gen))]
     kw = {} if mode == "area" else {"align_corners": False}
@@ -221,7 +233,7 @@ def realesrgan_degrade(hr: torch.Tensor, scale: int, gen: torch.Generator,
         x = jpeg(x.clamp(0, 1), q)
         x = F.interpolate(x, size=(h, w), mode=mode, **kw)
         x = filter2d(x, sinc) if sinc is not None else x
-    return x.clamp(0, 1)
+    return (x.clamp(0, 1) * 255).round() / 255          # the LR image as saved: 8 bits
 
 
 def degrade(hr: torch.Tensor, scale: int, kind: str, gen: torch.Generator) -> torch.Tensor:
