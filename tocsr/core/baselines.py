@@ -14,11 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from tocsr.core.errors import ConfigError
-from tocsr.core.resize import bicubic_upscale
+from tocsr.core.resize import bicubic_upscale, matlab_imresize
 
 
 class Interpolate(nn.Module):
-    """Bicubic (or other torch) interpolation as a module, so it is measured like the networks."""
+    """Interpolation as a module, so it is measured like the networks. "bicubic" is MATLAB's imresize
+    (the field's bicubic baseline); "bicubic-torch" is torch's kernel (a = -0.75); other names are torch
+    modes."""
 
     def __init__(self, scale: int, mode: str = "bicubic"):
         super().__init__()
@@ -26,6 +28,8 @@ class Interpolate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "bicubic":
+            return matlab_imresize(x, self.scale).clamp(0, 1)
+        if self.mode == "bicubic-torch":
             return bicubic_upscale(x, self.scale, 0, 1)
         return F.interpolate(x, scale_factor=self.scale, mode=self.mode).clamp(0, 1)
 
@@ -62,7 +66,10 @@ def _spandrel(arch: str):
 
 
 BASELINES: dict[str, Baseline] = {
-    "bicubic": Baseline("bicubic", "bicubic interpolation", lambda s, px: Interpolate(s, "bicubic"), trainable=False),
+    "bicubic": Baseline("bicubic", "bicubic interpolation (MATLAB imresize)", lambda s, px: Interpolate(s, "bicubic"),
+                        trainable=False),
+    "bicubic-torch": Baseline("bicubic-torch", "bicubic interpolation (torch, a = -0.75)",
+                              lambda s, px: Interpolate(s, "bicubic-torch"), trainable=False),
     "espcn": Baseline("espcn", "ESPCN, efficient CNN (~0.03M params)", lambda s, px: ESPCN(s)),
     "span": Baseline("span", "SPAN (NTIRE 2024 efficient SR winner), 48 channels",
                      lambda s, px: _spandrel("SPAN").SPAN(num_in_ch=3, num_out_ch=3, feature_channels=48, upscale=s,

@@ -1,6 +1,6 @@
 """Degradations for SR training and evaluation, in torch, seeded, on the fly.
 
-* `bicubic`: antialiased bicubic downscale by x2/x4 (the classical benchmark degradation).
+* `bicubic`: MATLAB's antialiased bicubic downscale by x2/x4 (the classical benchmark degradation).
 * `realesrgan`: Real-ESRGAN's second-order pipeline (Wang et al., 2021), as its reference code
   (realesrgan/models/realesrgan_model.py, basicsr's noise functions) runs it: twice [blur with a random
   kernel (isotropic/anisotropic/generalised/plateau Gaussian, or sinc) -> random resize -> Gaussian or
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from tocsr.core.resize import matlab_imresize
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,9 @@ def _u(gen: torch.Generator, lo: float, hi: float) -> float:
 
 
 def bicubic_down(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    return F.interpolate(hr, scale_factor=1 / scale, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+    """The classical benchmark LR image: MATLAB's imresize(hr, 1/scale, 'bicubic'), as Set5/Set14/DIV2K's
+    LRbicx4 folders were made."""
+    return matlab_imresize(hr, 1 / scale).clamp(0, 1)
 
 
 # ---------------------------------------------------------------- kernels

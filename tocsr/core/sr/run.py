@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from tocsr.core.data import load_photos, split_photos
 from tocsr.core.errors import ConfigError
 from tocsr.core.models.autoencoder import decode_latents, encode_latents
 from tocsr.core.provenance import environment
-from tocsr.core.resize import bicubic_upscale
+from tocsr.core.resize import bicubic_upscale, matlab_imresize
 from tocsr.core.space import ArchSpec
 from tocsr.core.sr.evaluate import evaluate_methods
 from tocsr.core.sr.info import SRModelInfo
@@ -120,7 +119,7 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
                         cfg.t_start, cfg.sample_chains)
     one = OneStepSR(ae, student.eval(), cfg.scale)
     t = time.perf_counter()
-    quality = evaluate_methods({"bicubic": functools.partial(bicubic_upscale, scale=cfg.scale), teacher_method_name(cfg): multi,
+    quality = evaluate_methods({"bicubic": lambda lr: matlab_imresize(lr, cfg.scale).clamp(-1, 1), teacher_method_name(cfg): multi,
                                 "tocsr-onestep": one}, val, cfg.patch_px, cfg.scale)
     timings["evaluation_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
