@@ -43,6 +43,10 @@ def job(tmp_path_factory):
     return root, root / "runs" / "smoke", r, time.perf_counter() - t0
 
 
+def run_of(job) -> Path:
+    return job[1]
+
+
 def _marker(run: Path, prefix: str) -> list[Path]:
     return [p for p in (run / "stages").glob("*.json") if p.stem.startswith(prefix) and ".started" not in p.name]
 
@@ -57,6 +61,22 @@ def test_every_stage_ran_once_and_left_its_marker_and_output(job):
                  "search-cpu-2core/cost_table.json", "eval/rows.json"):
         assert (run / path).is_file(), path
     assert "TOC-SR main job" in r.stdout
+
+
+def test_the_teacher_and_distill_records_load_typed_and_round_trip(job):
+    from tocsr.core.artifacts import read_artifact
+    from tocsr.core.distill.record import DistillRecord
+    from tocsr.core.teacher.record import TeacherRecord
+
+    for cls, folder in ((TeacherRecord, run_of(job) / "teacher"), (DistillRecord, run_of(job) / "surrogates")):
+        record = cls.load(folder)
+        raw = read_artifact(folder / cls.FILE_NAME, cls.KIND, cls.SCHEMA_VERSION)
+        assert {k: raw[k] for k in record.to_dict()} == record.to_dict(), cls.__name__
+    teacher = TeacherRecord.load(run_of(job) / "teacher")
+    assert teacher.preset == "smoke" and teacher.data_source is None and set(teacher.split_val) and \
+        not set(teacher.split_train) & set(teacher.split_val)
+    distill = DistillRecord.load(run_of(job) / "surrogates")
+    assert len(distill.candidates) == distill.config.spearman_candidates and distill.table.entries
 
 
 def test_the_chosen_architecture_was_remeasured_within_its_budget(job):

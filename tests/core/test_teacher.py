@@ -137,6 +137,12 @@ def test_incomplete_or_foreign_teacher_folders_are_one_clear_error(tmp_path):
     write_artifact(tmp_path / "teacher.json", "tocsr.teacher", 1, {"preset": "tiny"})
     with pytest.raises(ArtifactError, match="incomplete teacher folder, missing autoencoder, unet"):
         load_teacher(tmp_path)
+    for part in ("autoencoder", "unet", "condition", "scheduler"):
+        (tmp_path / part).mkdir()
+        (tmp_path / part / "config.json").write_text("{}")
+    with pytest.raises(ArtifactError, match=r"not a complete teacher record \(KeyError: 'autoencoder'\); train it "
+                                            r"again with `tocsr teacher train --out"):
+        load_teacher(tmp_path)
     write_artifact(tmp_path / "teacher.json", "tocsr.search_result", 1, {})
     with pytest.raises(ArtifactError, match="kind = 'tocsr.search_result'"):
         load_teacher(tmp_path)

@@ -108,8 +108,9 @@ def test_training_killed_repeatedly_keeps_its_checkpoints(tmp_path):
         if not killed:
             break
     finish("train", folder, steps)
-    doc = read_artifact(folder / "teacher.json", "tocsr.teacher", 1)
-    assert doc["diffusion"]["steps"] == steps
+    from tocsr.core.teacher.record import TeacherRecord
+
+    assert TeacherRecord.load(folder).diffusion.steps == steps
     assert kills == 6
 
 

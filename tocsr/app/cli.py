@@ -41,11 +41,11 @@ def teacher_train(
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
 ) -> None:
     """Train the 16-channel autoencoder and the expanded diffusion UNet."""
-    from tocsr.core.teacher.train import describe_teacher, train_teacher
+    from tocsr.core.teacher.train import train_teacher
 
     with folder_lock(out, "teacher train"):
-        doc = train_teacher(preset, out, data, resume, threads, init_unet)
-    typer.echo("\n".join(describe_teacher(doc, out)))
+        record = train_teacher(preset, out, data, resume, threads, init_unet)
+    typer.echo("\n".join(record.describe(out)))
 
 
 @teacher_app.command("presets")
@@ -174,7 +174,6 @@ def distill(
     """Distil every surrogate block against its teacher block; write the fidelity table."""
     import torch
 
-    from tocsr.core.distill.train import describe_distill
     from tocsr.core.distill.train import distill as run_distill
     from tocsr.core.teacher.train import load_teacher, teacher_latents
 
@@ -183,8 +182,9 @@ def distill(
     with folder_lock(out, "distill"):
         t = load_teacher(teacher)
         latents, val = teacher_latents(t)
-        doc = run_distill(t, latents, val, out, dataclasses.replace(DISTILL_DEFAULTS, steps=steps, batch=batch), resume)
-    typer.echo("\n".join(describe_distill(doc, out)))
+        record = run_distill(t, latents, val, out, dataclasses.replace(DISTILL_DEFAULTS, steps=steps, batch=batch),
+                             resume)
+    typer.echo("\n".join(record.describe(out)))
 
 
 @app.command()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,12 +20,12 @@ from tocsr.core.distill.bank import Bank, load_bank, new_bank, save_bank
 from tocsr.core.distill.capture import block_output, record_slots
 from tocsr.core.distill.config import DistillConfig
 from tocsr.core.distill.fidelity import CandidateFidelity, FidelityTable, normalised_error
+from tocsr.core.distill.record import CandidateCheck, DistillRecord
 from tocsr.core.provenance import environment
 from tocsr.core.space import SearchSpace, derive_search_space
 from tocsr.core.training import Checkpointer, check_finite, load_optimizer, progress, save_optimizer
 
 log = logging.getLogger(__name__)
-DISTILL_KIND = "tocsr.distill"
 
 
 def _noised(latents: torch.Tensor, scheduler, idx: torch.Tensor, gen: torch.Generator):
@@ -49,7 +48,7 @@ def block_errors(denoiser, space: SearchSpace, bank: Bank, batches) -> dict[tupl
 
 
 def distill(teacher, latents: torch.Tensor, val_latents: torch.Tensor, out_dir: str | Path,
-            config: DistillConfig = DistillConfig(), resume: bool = False) -> dict:
+            config: DistillConfig = DistillConfig(), resume: bool = False) -> DistillRecord:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -119,25 +118,15 @@ def distill(teacher, latents: torch.Tensor, val_latents: torch.Tensor, out_dir: 
     summed = [table.sum_of_errors(s) for s in specs]
     from scipy.stats import spearmanr
 
-    rho = float(spearmanr(whole, summed).statistic)
-    ratios = {f"{s}|{c}": v["trained"] / v["init"] for (s, c), v in table.entries.items()
-              if v["params"] > 0 and v["init"] > 0}
-    doc = {
-        "teacher": str(teacher.folder), "space_id": space.space_id, "slots": len(space.slots),
-        "surrogates": len(bank), "config": config.__dict__, "distill_s": distill_s, "final_loss": float(loss.item()),
-        "fidelity_table": table.to_dict(),
-        "trained_over_init": {"median": float(np.median(list(ratios.values()))),
-                              "max": float(max(ratios.values())),
-                              "share_at_most_half": float(np.mean([r <= 0.5 for r in ratios.values()])),
-                              "parameter_free": sorted("|".join(k) for k, v in table.entries.items() if v["params"] == 0)},
-        "whole_candidate": {"all_teacher": evaluator.evaluate(space.all_teacher()),
-                            "spearman_vs_sum_of_block_errors": rho, "n": len(specs),
-                            "values": [{"key": s.key, "whole": w, "sum_of_blocks": b}
-                                       for s, w, b in zip(specs, whole, summed, strict=True)]},
-    }
-    write_artifact(out / "distill.json", DISTILL_KIND, 1, doc, environment=environment())
+    record = DistillRecord(
+        teacher_folder=str(teacher.folder), space_id=space.space_id, slots=len(space.slots), surrogates=len(bank),
+        config=config, distill_s=distill_s, final_loss=float(loss.item()), table=table,
+        all_teacher_error=evaluator.evaluate(space.all_teacher()),
+        candidates=tuple(CandidateCheck(s.key, w, b) for s, w, b in zip(specs, whole, summed, strict=True)),
+        spearman_vs_sum_of_block_errors=float(spearmanr(whole, summed).statistic))
+    record.save(out, environment())
     write_artifact(out / "fidelity_table.json", "tocsr.fidelity_table", 1, table.to_dict())
-    return doc
+    return record
 
 
 def load_surrogates(folder: str | Path, space: SearchSpace) -> tuple[Bank, FidelityTable]:
@@ -147,11 +136,3 @@ def load_surrogates(folder: str | Path, space: SearchSpace) -> tuple[Bank, Fidel
     table = FidelityTable.from_dict(read_artifact(root / "fidelity_table.json", "tocsr.fidelity_table", 1))
     return load_bank(space, root / "surrogates.safetensors"), table
 
-
-def describe_distill(doc: dict[str, Any], folder: Path) -> list[str]:
-    """What `tocsr distill` prints about the distill.json record `distill` returned."""
-    r = doc["trained_over_init"]
-    return [f"{doc['surrogates']} surrogates over {doc['slots']} slots in {doc['distill_s']:.0f} s; trained/init "
-            f"error median {r['median']:.3f}, {100 * r['share_at_most_half']:.0f}% at most half; whole-candidate "
-            f"vs sum-of-blocks Spearman {doc['whole_candidate']['spearman_vs_sum_of_block_errors']:.3f}",
-            f"wrote {Path(folder) / 'distill.json'}"]

@@ -36,11 +36,10 @@ from tocsr.core.teacher.diffusion_train import (
 )
 from tocsr.core.teacher.evaluate import image_grid, kid, latent_features, sample
 from tocsr.core.teacher.presets import TeacherPreset, get_teacher_preset
+from tocsr.core.teacher.record import TeacherRecord, TeacherSamples
 from tocsr.core.training import make_accelerator
 
 log = logging.getLogger(__name__)
-TEACHER_KIND = "tocsr.teacher"
-TEACHER_SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -68,13 +67,13 @@ def _autoencoder_class(folder: Path):
 def load_teacher(folder: str | Path) -> Teacher:
     """A trained (or expanded/imported) teacher from its run folder; refuses incomplete folders."""
     root = Path(folder)
-    doc = read_artifact(root / "teacher.json", TEACHER_KIND, TEACHER_SCHEMA_VERSION)
     missing = [p for p in ("autoencoder", "unet", "condition", "scheduler") if not (root / p / "config.json").is_file()
                and not (root / p / "scheduler_config.json").is_file()]
-    if missing:
+    if missing and (root / TeacherRecord.FILE_NAME).is_file():
         raise ArtifactError(f"{root}: incomplete teacher folder, missing {', '.join(missing)}; rerun "
                             f"`tocsr teacher train --out {root} --resume`")
-    preset = get_teacher_preset(doc["preset"])
+    record = TeacherRecord.load(root)
+    preset = get_teacher_preset(record.preset)
     ae = _autoencoder_class(root / "autoencoder").from_pretrained(root / "autoencoder").eval()
     unet = UNet2DConditionModel.from_pretrained(root / "unet").eval()
     condition = ConditionEmbedding.from_pretrained(root / "condition").eval()
@@ -102,8 +101,7 @@ def teacher_latents(teacher: Teacher, data: str | Path | None = None) -> tuple[t
 
         d = load_file(str(path))
         return d["train"].float(), d["val"].float()
-    doc = read_artifact(teacher.folder / "teacher.json", TEACHER_KIND, TEACHER_SCHEMA_VERSION)
-    source = data if data is not None else (None if doc["data"]["source"].startswith("embedded") else doc["data"]["source"])
+    source = data if data is not None else TeacherRecord.load(teacher.folder).data_source
     photos, _ = load_photos(source, min_side=teacher.preset.image_px)
     train, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)
     p = teacher.preset
@@ -115,7 +113,7 @@ def teacher_latents(teacher: Teacher, data: str | Path | None = None) -> tuple[t
 
 
 def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None = None, resume: bool = False,
-                  threads: int | None = None, init_unet: str | Path | None = None) -> dict[str, Any]:
+                  threads: int | None = None, init_unet: str | Path | None = None) -> TeacherRecord:
     preset = get_teacher_preset(preset_name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -180,27 +178,16 @@ def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None
     timings["evaluation_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
 
-    doc = {
-        "preset": preset.name, "preset_config": dataclasses.asdict(preset), "data": data_report.to_dict(),
-        "split": {"train": [p.name for p in train], "val": [p.name for p in val]},
-        "autoencoder": dataclasses.asdict(ae_report) | {"margin_over_bicubic_x4_db": ae_report.margin_db},
-        "diffusion": dataclasses.asdict(diff_report),
-        "samples": {"png": "samples.png", "n_for_kid": n_samples, "samples_finite": finite, "sampler": f"DDIM {preset.sample_steps} steps",
-                    "latent_kid_generated_vs_val": kid_gen, "latent_kid_train_vs_val": kid_ref,
-                    "latent_kid_gaussian_noise_vs_val": noise_kid},
-        "timings_s": timings, "device": str(accelerator.device), "threads": torch.get_num_threads(),
-    }
+    record = TeacherRecord(
+        preset=preset.name, preset_config=dataclasses.asdict(preset), data=data_report.to_dict(),
+        split_train=tuple(p.name for p in train), split_val=tuple(p.name for p in val),
+        autoencoder=ae_report, diffusion=diff_report,
+        samples=TeacherSamples(png="samples.png", n_for_kid=n_samples, samples_finite=finite,
+                               sampler=f"DDIM {preset.sample_steps} steps", latent_kid_generated_vs_val=kid_gen,
+                               latent_kid_train_vs_val=kid_ref, latent_kid_gaussian_noise_vs_val=noise_kid),
+        timings_s=timings, device=str(accelerator.device), threads=torch.get_num_threads())
     if accelerator.is_main_process:
-        write_artifact(out / "teacher.json", TEACHER_KIND, TEACHER_SCHEMA_VERSION, doc, environment=environment())
+        record.save(out, environment())
     accelerator.wait_for_everyone()
-    return doc
+    return record
 
-
-def describe_teacher(doc: dict[str, Any], folder: Path) -> list[str]:
-    """What `tocsr teacher train` prints about the teacher.json record `train_teacher` returned."""
-    ae, diff = doc["autoencoder"], doc["diffusion"]
-    return [f"autoencoder: {ae['val_psnr_db']:.2f} dB held-out PSNR vs bicubic x4 {ae['bicubic_x4_psnr_db']:.2f} dB "
-            f"(+{ae['margin_over_bicubic_x4_db']:.2f} dB)",
-            f"teacher: held-out denoising error {diff['val_error_trained']['mean']:.4f} "
-            f"(untrained {diff['val_error_untrained']['mean']:.4f}); samples {Path(folder) / 'samples.png'}",
-            f"wrote {Path(folder) / 'teacher.json'} in {doc['timings_s']['total_s']:.0f} s"]

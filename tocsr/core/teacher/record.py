@@ -1,0 +1,114 @@
+"""TeacherRecord: what a teacher run folder's teacher.json holds, read and written only here.
+
+    DIR/teacher.json    this record: preset, data and split, the autoencoder's and the diffusion UNet's
+                        held-out figures, the sample check, timings, provenance
+
+Example:
+    >>> record = TeacherRecord.load("runs/quick/teacher")
+    >>> record.samples.beats_noise, record.autoencoder.margin_db
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tocsr.core.artifacts import read_artifact, write_artifact
+from tocsr.core.errors import ArtifactError
+from tocsr.core.teacher.autoencoder_train import AutoencoderReport
+from tocsr.core.teacher.diffusion_train import DiffusionReport
+
+
+@dataclass(frozen=True)
+class TeacherSamples:
+    """The teacher's own generation check: DDIM samples from fixed noise, latent KID against held-out latents.
+
+    KID of Gaussian noise and of training latents against the same held-out latents bracket the
+    generated value: a teacher that generates sits well below noise and near the training latents.
+    """
+
+    png: str
+    n_for_kid: int
+    samples_finite: bool
+    sampler: str
+    latent_kid_generated_vs_val: float | None      # None when the samples diverged (non-finite)
+    latent_kid_train_vs_val: float
+    latent_kid_gaussian_noise_vs_val: float
+
+    @property
+    def beats_noise(self) -> bool:
+        """Issue 22's bar: generated-vs-validation KID at most half of noise-vs-validation."""
+        return (self.latent_kid_generated_vs_val is not None
+                and self.latent_kid_generated_vs_val <= 0.5 * self.latent_kid_gaussian_noise_vs_val)
+
+
+@dataclass(frozen=True)
+class TeacherRecord:
+    FILE_NAME: ClassVar[str] = "teacher.json"
+    KIND: ClassVar[str] = "tocsr.teacher"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    preset: str
+    preset_config: dict[str, Any]       # the preset as trained, for the record (the code reads presets by name)
+    data: dict[str, Any]                # DataReport.to_dict(): source, counts, what was skipped
+    split_train: tuple[str, ...]
+    split_val: tuple[str, ...]
+    autoencoder: AutoencoderReport
+    diffusion: DiffusionReport
+    samples: TeacherSamples
+    timings_s: dict[str, float]
+    device: str
+    threads: int
+    environment: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def data_source(self) -> str | None:
+        """The photo folder the teacher was trained on, or None for the embedded default photos."""
+        source = str(self.data["source"])
+        return None if source.startswith("embedded") else source
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"preset": self.preset, "preset_config": self.preset_config, "data": self.data,
+                "split": {"train": list(self.split_train), "val": list(self.split_val)},
+                "autoencoder": dataclasses.asdict(self.autoencoder) | {"margin_over_bicubic_x4_db": self.autoencoder.margin_db},
+                "diffusion": dataclasses.asdict(self.diffusion), "samples": dataclasses.asdict(self.samples),
+                "timings_s": self.timings_s, "device": self.device, "threads": self.threads}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TeacherRecord:
+        ae = {k: v for k, v in d["autoencoder"].items() if k != "margin_over_bicubic_x4_db"}
+        return cls(preset=d["preset"], preset_config=d["preset_config"], data=d["data"],
+                   split_train=tuple(d["split"]["train"]), split_val=tuple(d["split"]["val"]),
+                   autoencoder=AutoencoderReport(**ae), diffusion=DiffusionReport(**d["diffusion"]),
+                   samples=TeacherSamples(**d["samples"]), timings_s=d["timings_s"], device=d["device"],
+                   threads=int(d["threads"]), environment=d.get("environment", {}))
+
+    def save(self, folder: str | Path, environment: dict[str, Any]) -> Path:
+        return write_artifact(Path(folder) / self.FILE_NAME, self.KIND, self.SCHEMA_VERSION, self.to_dict(),
+                              environment=environment)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TeacherRecord:
+        root = Path(folder)
+        doc = read_artifact(root / cls.FILE_NAME, cls.KIND, cls.SCHEMA_VERSION,
+                            rebuild=f"train it again with `tocsr teacher train --out {root}`")
+        try:
+            return cls.from_dict(doc)
+        except (KeyError, TypeError) as e:
+            raise ArtifactError(f"{root / cls.FILE_NAME}: not a complete teacher record ({type(e).__name__}: {e}); "
+                                f"train it again with `tocsr teacher train --out {root}`") from e
+
+    def describe(self, folder: str | Path) -> list[str]:
+        """What `tocsr teacher train` prints."""
+        ae, diff, s = self.autoencoder, self.diffusion, self.samples
+        kid_gen = "diverged" if s.latent_kid_generated_vs_val is None else f"{s.latent_kid_generated_vs_val:.3f}"
+        return [f"autoencoder: {ae.val_psnr_db:.2f} dB held-out PSNR vs bicubic x4 {ae.bicubic_x4_psnr_db:.2f} dB "
+                f"(+{ae.margin_db:.2f} dB)",
+                f"teacher: held-out denoising error {diff.val_error_trained['mean']:.4f} "
+                f"(untrained {diff.val_error_untrained['mean']:.4f}); samples {Path(folder) / s.png}",
+                f"samples ({s.sampler}, n={s.n_for_kid}): latent KID vs held-out generated {kid_gen}, "
+                f"Gaussian noise {s.latent_kid_gaussian_noise_vs_val:.3f}, training latents "
+                f"{s.latent_kid_train_vs_val:.3f}: {'beats' if s.beats_noise else 'does NOT beat'} noise by 2x",
+                f"wrote {Path(folder) / self.FILE_NAME} in {self.timings_s['total_s']:.0f} s"]
