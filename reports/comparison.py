@@ -86,11 +86,13 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
     methods = [SRMethod("bicubic", "interpolation", Interpolate(scale), True),
                SRMethod("lanczos", "interpolation", LanczosSR(scale), True)] + methods
     methods += _baselines(baselines, run, train, scale, baseline_steps, patch)
-    for path in external:
+    for spec in external:                     # "NAME=FILE", or a bare FILE named by its stem
+        name, _, path = spec.rpartition("=")
         model, ext_scale = load_external_checkpoint(path)
         if ext_scale != scale:
             raise TocsrError(f"{path}: the checkpoint upscales x{ext_scale}; this run evaluates x{scale}")
-        methods.append(SRMethod(f"external:{Path(path).stem}", "external", model, True))
+        methods.append(SRMethod(name or f"external:{Path(path).stem}", "external", model, True,
+                                arch_key=f"external:{Path(path).name}"))
     quality = evaluate_quality(methods, val, patch, scale)
     rows = report_rows(methods, quality, profiles, lambda profile: teacher_reference(teacher, profile))
     _save_crops(methods, val, patch, scale, run / "eval" / "crops")

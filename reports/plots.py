@@ -75,3 +75,20 @@ def trend(series: dict[str, list[tuple[str, float, float]]], title: str, flagged
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
     return _png(fig)
+
+
+def paired_differences(diffs: dict[str, tuple[float, float, float]], reference: str, metric: str) -> bytes | None:
+    """One horizontal bar per method: its mean per-image difference to `reference` with the 95% interval."""
+    if not diffs:
+        return None
+    names = list(diffs)
+    means = [diffs[n][0] for n in names]
+    err = [[diffs[n][0] - diffs[n][1] for n in names], [diffs[n][2] - diffs[n][0] for n in names]]
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.45 * len(names)))
+    colors = ["#2a7" if diffs[n][1] > 0 else "#c44" if diffs[n][2] < 0 else "#999" for n in names]
+    ax.barh(names, means, xerr=err, color=colors, capsize=3, zorder=3)
+    ax.axvline(0, color="k", lw=1)
+    ax.set_xlabel(f"{metric} minus {reference}, per image (mean, 95% bootstrap interval)")
+    ax.invert_yaxis()
+    ax.grid(alpha=0.3, axis="x")
+    return _png(fig)

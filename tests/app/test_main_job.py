@@ -33,12 +33,24 @@ def tocsr(*args: str, cwd: Path, timeout: float = 1200) -> subprocess.CompletedP
                           timeout=timeout)
 
 
+def write_span_checkpoint(path: Path) -> None:
+    """A pretrained-checkpoint stand-in: SPAN x4 in its official key layout, small, random weights."""
+    import torch
+    from safetensors.torch import save_file
+    from spandrel.architectures.SPAN import SPAN
+
+    torch.manual_seed(0)
+    state = SPAN(num_in_ch=3, num_out_ch=3, feature_channels=16, upscale=4).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+
+
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     root = tmp_path_factory.mktemp("mainjob")
+    write_span_checkpoint(root / "span-x4.safetensors")
     t0 = time.perf_counter()
     r = tocsr("run", "-p", str(PROFILE), "--preset", "smoke", "--out", "runs/smoke", "--report-dir", "report",
-              cwd=root)
+              "--baseline", "span-x4=span-x4.safetensors", cwd=root)
     assert r.returncode == 0, r.stderr[-3000:]
     return root, root / "runs" / "smoke", r, time.perf_counter() - t0
 
@@ -75,6 +87,8 @@ def test_the_teacher_and_distill_records_load_typed_and_round_trip(job):
     teacher = TeacherRecord.load(run_of(job) / "teacher")
     assert teacher.preset == "smoke" and teacher.data_source is None and set(teacher.split_val) and \
         not set(teacher.split_train) & set(teacher.split_val)
+    assert "KID of image spectra: generated" in "\n".join(teacher.describe(run_of(job) / "teacher"))
+    assert "surrogates over" in "\n".join(DistillRecord.load(run_of(job) / "surrogates").describe("x"))
     distill = DistillRecord.load(run_of(job) / "surrogates")
     assert len(distill.candidates) == distill.config.spearman_candidates and distill.table.entries
 
@@ -118,7 +132,7 @@ def test_eval_rows_and_a_report_that_renders(job):
 def test_a_rerun_skips_every_stage(job):
     root, run, _, _ = job
     r = tocsr("run", "-p", str(PROFILE), "--preset", "smoke", "--out", "runs/smoke", "--report-dir", "report",
-              cwd=root)
+              "--baseline", "span-x4=span-x4.safetensors", cwd=root)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stages_ran"] == [] and len(summary["stages_skipped"]) == len(STAGES)
@@ -193,3 +207,58 @@ def test_the_search_and_report_commands_work_on_the_jobs_outputs(job, tmp_path):
     r = tocsr("report", str(run), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Selected architecture per device" in (run / "report" / "index.html").read_text()
+
+
+def test_tocsr_eval_scores_a_set5_layout_with_the_jobs_baselines_and_sr_model(job, tmp_path):
+    """Issue 23's acceptance: HR + LRbicx4 made from the embedded photographs; bicubic, two baselines the
+    job trained and its TOC-SR model, whole images, intervals and paired differences."""
+    import torch
+    from PIL import Image
+
+    from reports.protocol import EvalResult
+    from tocsr.core.data import load_photos
+    from tocsr.core.resize import matlab_imresize
+
+    root, run, _, _ = job
+    photos, _ = load_photos(None)
+    (tmp_path / "HR").mkdir()
+    (tmp_path / "LRbicx4").mkdir()
+    for p in photos[:5]:
+        hr = p.rgb[:96, :128]
+        Image.fromarray(hr).save(tmp_path / "HR" / f"{p.name}.png")
+        x = matlab_imresize(torch.from_numpy(hr.copy()).permute(2, 0, 1)[None].float() / 255, 0.25)
+        lr = (x[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(lr).save(tmp_path / "LRbicx4" / f"{p.name}.png")
+    r = tocsr("eval", "--hr", str(tmp_path / "HR"), "--lr", str(tmp_path / "LRbicx4"), "--metrics", "",
+              "--baseline", f"espcn={run / 'baselines' / 'espcn'}", "--baseline", f"rrdb-s={run / 'baselines' / 'rrdb-s'}",
+              "--method", str(_sr_model(run)), "--out", str(tmp_path / "out"), cwd=root, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = EvalResult.load(tmp_path / "out")
+    assert [m["kind"] for m in result.methods] == ["interpolation", "baseline", "baseline", "tocsr"]
+    assert len(result.images) == 5 and result.lr_source == "given"
+    summary = result.summary()
+    tocsr_row = summary["methods"][result.methods[-1]["name"]]
+    assert summary["best_baseline"] in ("espcn", "rrdb-s")
+    for key in ("minus_bicubic", f"minus_{summary['best_baseline']}"):
+        d = tocsr_row[key]["psnr_y"]
+        assert d["low"] <= d["mean"] <= d["high"] and d["n"] == 5
+    assert "PSNR-Y minus bicubic" in r.stdout and "per_image.csv" in r.stdout
+
+
+def test_a_checkpoint_given_to_the_main_job_is_scored_and_costed_in_the_report(job):
+    from reports.build import read_rows
+
+    root, run, _, _ = job
+    rows = [r for r in read_rows(run / "eval")[0] if r.method == "span-x4"]
+    assert rows and all(r.kind == "external" and r.measurement_status in ("ok", "unstable") for r in rows)
+    assert all(r.latency_p90_ms > 0 and r.params_m > 0 and r.quality["bicubic"]["psnr_y"] > 0 for r in rows)   # random weights: scored, not good
+    assert "span-x4" in (root / "report" / "index.html").read_text()
+
+
+def test_a_bad_checkpoint_is_refused_before_any_training(tmp_path):
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    t0 = time.perf_counter()
+    r = tocsr("run", "-p", str(PROFILE), "--preset", "smoke", "--out", "runs/x", "--baseline", "junk=junk.pth",
+              cwd=tmp_path, timeout=120)
+    assert r.returncode == 1 and r.stderr.startswith("error: junk.pth: ") and r.stderr.count("\n") == 1
+    assert not (tmp_path / "runs" / "x" / "teacher").exists() and time.perf_counter() - t0 < 60

@@ -140,6 +140,10 @@ def test_incomplete_or_foreign_teacher_folders_are_one_clear_error(tmp_path):
     for part in ("autoencoder", "unet", "condition", "scheduler"):
         (tmp_path / part).mkdir()
         (tmp_path / part / "config.json").write_text("{}")
+    with pytest.raises(ArtifactError, match=r"schema_version = 1, written by another version of the suite \(this one "
+                                            r"reads 2\); train it again with `tocsr teacher train --out"):
+        load_teacher(tmp_path)                                   # a teacher from before the spectrum check
+    write_artifact(tmp_path / "teacher.json", "tocsr.teacher", 2, {"preset": "tiny"})
     with pytest.raises(ArtifactError, match=r"not a complete teacher record \(KeyError: 'autoencoder'\); train it "
                                             r"again with `tocsr teacher train --out"):
         load_teacher(tmp_path)
@@ -199,5 +203,38 @@ def test_a_zero_terminal_snr_schedule_ends_at_pure_noise_and_its_sampler_starts_
     ddim.set_timesteps(25)
     assert int(ddim.timesteps[0]) == 999 and ddim.config.prediction_type == "v_prediction"
     with pytest.raises(ConfigError, match="needs prediction_type 'v_prediction'"):
-        make_scheduler(dataclasses.replace(quick, diffusion=dataclasses.replace(quick.diffusion,
-                                                                                 zero_terminal_snr=True)))
+        make_scheduler(dataclasses.replace(quick, diffusion=dataclasses.replace(
+            quick.diffusion, prediction_type="epsilon", zero_terminal_snr=True)))
+
+
+def test_the_sample_check_beats_noise_only_at_half_its_spectrum_kid_and_round_trips():
+    from tocsr.core.teacher.record import TeacherSamples
+
+    def samples(spectrum):
+        return TeacherSamples("samples.png", 64, spectrum is not None, "DDIM 25 steps", (0.36, 0.06), (0.33, 0.07),
+                              (0.40, 0.01), spectrum, (0.7, 1.2), (32.0, 1.0))
+
+    assert samples((15.9, 1.0)).beats_noise and not samples((16.1, 1.0)).beats_noise
+    assert not samples(None).beats_noise                    # diverged samples never pass
+    s = samples((4.2, 0.7))
+    assert TeacherSamples.from_dict(s.to_dict()) == s and s.to_dict()["spectrum_kid_noise_vs_val"] == [32.0, 1.0]
+
+
+def test_image_spectra_tell_photographs_from_decoded_noise_and_from_8x8_blocks():
+    import numpy as np
+
+    from tocsr.core.data import load_photos
+    from tocsr.core.teacher.evaluate import image_spectrum_features, spectrum_kid
+
+    photos, _ = load_photos(None)
+    crops = torch.stack([torch.from_numpy(p.rgb[:128, :128].copy()).permute(2, 0, 1).float() / 127.5 - 1
+                         for p in photos if min(p.rgb.shape[:2]) >= 128])
+    half = len(crops) // 2
+    real_a, real_b = image_spectrum_features(crops[:half]), image_spectrum_features(crops[half:])
+    g = torch.Generator().manual_seed(0)
+    noise = torch.rand(half, 3, 128, 128, generator=g) * 2 - 1
+    blocks = torch.nn.functional.interpolate(torch.rand(half, 3, 16, 16, generator=g) * 2 - 1, scale_factor=8)
+    assert real_a.shape[0] == half and real_a.shape[1] >= 10 and np.isfinite(real_a).all()
+    real, _ = spectrum_kid(real_b, real_a)
+    for fake in (noise, blocks):
+        assert spectrum_kid(image_spectrum_features(fake), real_a)[0] > 5 * max(real, 0.1)

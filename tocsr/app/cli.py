@@ -135,24 +135,32 @@ def run(
     out: Path = typer.Option(Path("runs/quick"), "--out", "-o", help="Run folder."),
     data: Path | None = typer.Option(None, "--data", help="Image folder; default: photographs shipped in packages."),
     report_dir: Path | None = typer.Option(None, "--report-dir", help="default: <run folder>/report"),
+    baseline: list[str] = typer.Option([], "--baseline",
+                                       help="NAME=CHECKPOINT: a pretrained SR model spandrel recognises (.pth, "
+                                            ".safetensors), scored and costed beside the job's methods; repeatable"),
 ) -> None:
     """The main job: teacher, surrogates, per-device search and SR, evaluation, report."""
     from tocsr.app.mainjob import run_main_job
 
     with folder_lock(out, "run"):
-        run_main_job(profile, preset, out, data, report_dir)
+        run_main_job(profile, preset, out, data, report_dir, tuple(baseline))
 
 
 @app.command()
 def report(
-    run_dir: Path = typer.Argument(..., help="a run folder with eval/rows.json"),
+    run_dir: Path = typer.Argument(..., help="a run folder (with eval/rows.json) or a `tocsr eval` folder"),
     out: Path | None = typer.Option(None, "--out", "-o", help="default: <run folder>/report"),
 ) -> None:
-    """Render a run's self-contained HTML report (plus CSV/JSON rows), then open it in headless Chromium."""
+    """Render a run's (or a `tocsr eval` folder's) self-contained HTML report, then open it in headless Chromium."""
     from reports.build import build_report
+    from reports.eval_report import build_eval_report
+    from reports.protocol import EvalResult
     from tocsr.app.mainjob import browser_check
 
-    path = build_report(run_dir, out or run_dir / "report")
+    if (run_dir / EvalResult.FILE_NAME).is_file():
+        path = build_eval_report(run_dir, out or run_dir / "report")
+    else:
+        path = build_report(run_dir, out or run_dir / "report")
     typer.echo(f"wrote {path}")
     check = browser_check(path)
     if check["checked"]:
@@ -264,6 +272,37 @@ def sr(
     for kind, rows in info.quality.items():
         typer.echo(f"{kind}: " + ", ".join(f"{m} {r['psnr_y']:.2f} dB" for m, r in rows.items()))
     typer.echo(f"wrote {out} (upscale with `tocsr upscale IMAGE -o OUT --model {out}`)")
+
+
+@app.command("eval")
+def eval_cmd(
+    hr: Path = typer.Option(..., "--hr", help="folder of ground-truth images (Set5/HR, DIV2K_valid_HR, ...)"),
+    lr: Path | None = typer.Option(None, "--lr", help="folder of paired LR inputs (x4, _x4, LR4 names recognised); "
+                                                      "default: degrade the HR images here"),
+    scale: int = typer.Option(4, "--scale", min=2),
+    degrade: str = typer.Option("bicubic", "--degrade", help="without --lr: bicubic (MATLAB imresize) or realesrgan"),
+    seed: int = typer.Option(0, "--seed", help="without --lr: seed of the Real-ESRGAN degradation (per image)"),
+    method: list[Path] = typer.Option([], "--method", help="TOC-SR model folder (`tocsr sr --out`); repeatable"),
+    baseline: list[str] = typer.Option([], "--baseline",
+                                       help="an interpolation (bicubic, lanczos, ...) or NAME=PATH: a folder a run "
+                                            "trained (<run>/baselines/<name>) or a checkpoint spandrel recognises"),
+    metrics: str = typer.Option("lpips,dists,niqe", "--metrics",
+                                help="pyiqa metrics beyond PSNR-Y/SSIM-Y (n/a when their weights are not cached); "
+                                     "'' for none"),
+    out: Path = typer.Option(Path("runs/eval"), "--out", "-o"),
+) -> None:
+    """Score SR methods on a folder the way the field does: whole images, PSNR-Y/SSIM-Y, intervals, paired differences."""
+    from reports.protocol import baseline_method, evaluate_folder, find_images, tocsr_method
+    from tocsr.core.provenance import environment
+
+    images = find_images(hr, lr, scale)
+    specs = ["bicubic", *[b for b in baseline if b != "bicubic"]]
+    methods = [baseline_method(b, scale) for b in specs] + [tocsr_method(m, scale) for m in method]
+    result = evaluate_folder(images, methods, scale, degrade, seed, tuple(k for k in metrics.split(",") if k),
+                             str(hr), str(lr) if lr else None)
+    path = result.save(out, environment())
+    typer.echo("\n".join(result.describe()))
+    typer.echo(f"wrote {path} and {out / 'per_image.csv'}")
 
 
 @app.command()

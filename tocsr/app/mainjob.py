@@ -118,6 +118,22 @@ def data_fingerprint(data: str | Path | None) -> dict[str, Any]:
             "files": content_sha256([(str(p.relative_to(data)), p.stat().st_size, int(p.stat().st_mtime)) for p in files])}
 
 
+def file_fingerprint(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    return {"file": str(p.resolve()), "bytes": p.stat().st_size, "mtime": int(p.stat().st_mtime)}
+
+
+def check_external(external: tuple[str, ...], scale: int) -> None:
+    """Refuse a bad --baseline NAME=CHECKPOINT before any training, not after it."""
+    from reports.protocol import baseline_method
+
+    for spec in external:
+        if "=" not in spec or Path(spec.partition("=")[2]).is_dir():
+            raise ConfigError(f"--baseline {spec!r}: write NAME=CHECKPOINT, a .pth or .safetensors file spandrel "
+                              "recognises (the job trains its own baselines itself)")
+        baseline_method(spec, scale)
+
+
 def measurement_key(profile: DeviceProfile) -> str:
     """Profiles measured the same way (device, precision, batch, size, mode, timing) share a cost table."""
     d = profile.to_dict()
@@ -125,16 +141,21 @@ def measurement_key(profile: DeviceProfile) -> str:
 
 
 def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: str | Path | None = None,
-                 report_dir: str | Path | None = None) -> dict[str, Any]:
+                 report_dir: str | Path | None = None, external: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The main job. `external`: pretrained SR checkpoints ("NAME=FILE") scored and costed beside the rest."""
     from bench.costtable import COST_TABLE_SCHEMA_VERSION, CostTable
     from tocsr.app.stages import stage_costs, stage_eval, stage_search, stage_sr
+    from tocsr.core.distill.record import DistillRecord
     from tocsr.core.distill.train import DistillConfig, distill
     from tocsr.core.sr.train import SRConfig
+    from tocsr.core.teacher.presets import get_teacher_preset
+    from tocsr.core.teacher.record import TeacherRecord
     from tocsr.core.teacher.train import load_teacher, teacher_latents, train_teacher
 
     if preset not in RUN_PRESETS:
         raise ConfigError(f"--preset {preset!r} does not exist; available: {', '.join(RUN_PRESETS)}")
     rp = RUN_PRESETS[preset]
+    check_external(tuple(external), SRConfig().scale)
     out = Path(out_dir)
     loaded = [load_profile(p) for p in profiles]
     if len({p.name for p in loaded}) != len(loaded):
@@ -150,7 +171,9 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     n_stages = 3 + 3 * len(loaded) + 1
     with progress("main job stages", n_stages) as bar:
         teacher_dir = out / "teacher"
-        teacher_sha = log.run("teacher", {"preset": rp.teacher_preset, "data": data_fingerprint(data)},
+        teacher_sha = log.run("teacher", {"preset": rp.teacher_preset, "data": data_fingerprint(data),
+                                          "config": dataclasses.asdict(get_teacher_preset(rp.teacher_preset)),
+                                          "record": TeacherRecord.SCHEMA_VERSION},
                               lambda resume: train_teacher(rp.teacher_preset, teacher_dir, data, resume), teacher_dir)
         bar.update(1)
         surrogates_dir = out / "surrogates"
@@ -161,7 +184,8 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
             lat, val = teacher_latents(t, data)
             distill(t, lat, val, surrogates_dir, dcfg, resume)
 
-        surrogates_sha = log.run("surrogates", {"teacher": teacher_sha, "config": dataclasses.asdict(dcfg)},
+        surrogates_sha = log.run("surrogates", {"teacher": teacher_sha, "config": dataclasses.asdict(dcfg),
+                                                "record": DistillRecord.SCHEMA_VERSION},
                                  run_distill, surrogates_dir / "distill.json")
         bar.update(1)
         chosen: dict[str, SearchResult] = {}
@@ -201,8 +225,11 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
                                             sr_dir / SRModelInfo.FILE_NAME)
             sr_dirs[profile.name] = sr_dir
             bar.update(1)
-        log.run("eval", {"sr": sr_shas, "profiles": [p.sha256 for p in loaded], "steps": rp.baseline_steps},
-                lambda resume: stage_eval(out, profiles, teacher_dir, sr_dirs, rp.baseline_steps, data=data),
+        checkpoints = [{"spec": e, "file": file_fingerprint(e.partition("=")[2])} for e in external]
+        log.run("eval", {"sr": sr_shas, "profiles": [p.sha256 for p in loaded], "steps": rp.baseline_steps,
+                         "external": checkpoints},
+                lambda resume: stage_eval(out, profiles, teacher_dir, sr_dirs, rp.baseline_steps,
+                                          external=list(external), data=data),
                 out / "eval" / "rows.json")
         bar.update(1)
     from reports.build import build_report

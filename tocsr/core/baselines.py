@@ -226,5 +226,7 @@ def load_external_checkpoint(path) -> tuple[nn.Module, int]:
     try:
         descriptor = ModelLoader().load_from_state_dict(state)
     except Exception as err:  # noqa: BLE001  spandrel raises its own types for unknown architectures
-        raise ConfigError(f"{p}: spandrel does not recognise this architecture ({type(err).__name__}: {err})") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ConfigError(f"{p}: spandrel does not recognise this architecture ({type(err).__name__}: "
+                          f"{first[:200]})") from None
     return descriptor.model.eval(), int(descriptor.scale)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tocsr.core.errors import TocsrError
 
@@ -56,6 +56,12 @@ def _to_rgb8(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]:
     return np.asarray(im.convert("RGB")), None, 8
 
 
+def upright(im: Image.Image) -> Image.Image:
+    """The image the right way up: phone cameras store pixels as the sensor saw them and the rotation in
+    EXIF (Orientation), which viewers apply and raw pixel access does not."""
+    return ImageOps.exif_transpose(im) or im
+
+
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
     """Read `path` as (rgb uint8 HxWx3, alpha uint8 HxW or None, info). Raises ImageReadError."""
     p = Path(path)
@@ -69,7 +75,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarr
                                          f"{MAX_SIDE} per side); crop or downscale it first")
                 mode = im.mode
                 im.load()
-                rgb, alpha, bits = _to_rgb8(im)
+                rgb, alpha, bits = _to_rgb8(upright(im))
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:

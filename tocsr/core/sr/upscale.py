@@ -9,7 +9,7 @@ from typing import Any
 from PIL import Image
 
 from tocsr.core.artifacts import atomic_write_bytes
-from tocsr.core.imageio import read_image
+from tocsr.core.imageio import read_image, upright
 from tocsr.core.sr.pipeline import TOCSRPipeline
 
 
@@ -17,7 +17,7 @@ def upscale_file(pipe: TOCSRPipeline, src: Path, dst: Path) -> dict[str, Any]:
     read_image(src)              # size, decodability and bombs are checked before any pixel is decoded
     with Image.open(src) as im:
         im.load()
-        result = pipe(im)
+        result = pipe(upright(im))
     buf = BytesIO()
     result.images[0].save(buf, format="PNG")
     atomic_write_bytes(dst, buf.getvalue())   # never a half-written output file

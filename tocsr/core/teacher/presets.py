@@ -31,7 +31,11 @@ class DiffusionTraining:
     lr: float
     latent_crops: int                    # size of the latent cache (random crops of training photos)
     ema_decay: float = 0.999
-    prediction_type: str = "epsilon"     # or "v_prediction"
+    # v_prediction, not epsilon: an epsilon model's x0 estimate divides its error by sqrt(alpha_bar_t),
+    # about 14.6x at t = 999 with scaled_linear, so the undertrained CPU teachers' DDIM samples blew up
+    # (latent std 2.6, max |z| 17; 8x8-pixel saturated blocks). The same training as v_prediction gives
+    # samples with the latents' own statistics (std 0.96): issue 22 step 0, docs/status.md.
+    prediction_type: str = "v_prediction"
     num_train_timesteps: int = 1000
     beta_schedule: str = "scaled_linear"
     # Rescale the betas so the last timestep is pure noise (Lin et al. 2024, "Common diffusion noise

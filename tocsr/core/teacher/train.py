@@ -34,7 +34,14 @@ from tocsr.core.teacher.diffusion_train import (
     build_val_latents,
     train_diffusion,
 )
-from tocsr.core.teacher.evaluate import image_grid, kid, latent_features, sample
+from tocsr.core.teacher.evaluate import (
+    image_grid,
+    image_spectrum_features,
+    kid,
+    latent_features,
+    sample,
+    spectrum_kid,
+)
 from tocsr.core.teacher.presets import TeacherPreset, get_teacher_preset
 from tocsr.core.teacher.record import TeacherRecord, TeacherSamples
 from tocsr.core.training import make_accelerator
@@ -167,14 +174,25 @@ def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None
     if not finite:
         log.warning("teacher samples diverged (non-finite latents); latent KID is not reported")
         gen_latents = torch.nan_to_num(gen_latents, nan=0.0, posinf=0.0, neginf=0.0)
-    with torch.no_grad():
-        images = decode_latents(ae, gen_latents[:16].to(accelerator.device)).cpu()
-    save_png(out / "samples.png", image_grid(images, 4))
+    noise_latents = torch.randn(gen_latents.shape, generator=torch.Generator().manual_seed(preset.seed + 98))
+
+    def decoded(z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([decode_latents(ae, z[i:i + 16].to(accelerator.device)).cpu()
+                              for i in range(0, len(z), 16)])
+
+    images = decoded(gen_latents)
+    save_png(out / "samples.png", image_grid(images[:16], 4))
     feats_gen, feats_val = latent_features(gen_latents), latent_features(val_latents)
-    feats_train = latent_features(latents[:n_samples])
     kid_gen = kid(feats_gen, feats_val) if finite else None
-    kid_ref = kid(feats_train, feats_val)
-    noise_kid = kid(latent_features(torch.randn_like(gen_latents)), feats_val)
+    kid_ref = kid(latent_features(latents[:n_samples]), feats_val)
+    noise_kid = kid(latent_features(noise_latents), feats_val)
+    # The same check in image space: the decoded held-out latents are the reference, so the autoencoder's
+    # own error is common to every row and only the diffusion model is judged.
+    spec_val = image_spectrum_features(decoded(val_latents))
+    spec_gen = spectrum_kid(image_spectrum_features(images), spec_val) if finite else None
+    spec_train = spectrum_kid(image_spectrum_features(decoded(latents[:n_samples])), spec_val)
+    spec_noise = spectrum_kid(image_spectrum_features(decoded(noise_latents)), spec_val)
     timings["evaluation_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
 
@@ -184,7 +202,9 @@ def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None
         autoencoder=ae_report, diffusion=diff_report,
         samples=TeacherSamples(png="samples.png", n_for_kid=n_samples, samples_finite=finite,
                                sampler=f"DDIM {preset.sample_steps} steps", latent_kid_generated_vs_val=kid_gen,
-                               latent_kid_train_vs_val=kid_ref, latent_kid_gaussian_noise_vs_val=noise_kid),
+                               latent_kid_train_vs_val=kid_ref, latent_kid_gaussian_noise_vs_val=noise_kid,
+                               spectrum_kid_generated_vs_val=spec_gen, spectrum_kid_train_vs_val=spec_train,
+                               spectrum_kid_noise_vs_val=spec_noise),
         timings_s=timings, device=str(accelerator.device), threads=torch.get_num_threads())
     if accelerator.is_main_process:
         record.save(out, environment())
