@@ -206,6 +206,20 @@ def _from_diffusers_config(path: Path, profile: DeviceProfile) -> Workload:
     return Workload(str(path), model, args, kwargs, f"diffusers {class_name} from config (random weights)")
 
 
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
+
+
+def _from_checkpoint(path: Path, profile: DeviceProfile) -> Workload:
+    """A pretrained SR checkpoint (any architecture spandrel recognises) on an LR image of the profile's
+    input size, in [0, 1] as those models take it."""
+    from tocsr.core.baselines import load_external_checkpoint
+
+    model, scale = load_external_checkpoint(path)
+    side = profile.resolution.input_px
+    x = torch.rand(profile.batch, 3, side, side, generator=torch.Generator().manual_seed(0))
+    return Workload(str(path), model, (x,), {}, f"SR checkpoint {type(model).__name__} x{scale} (its own weights)")
+
+
 def resolve_workload(ref: str, profile: DeviceProfile) -> Workload:
     """Turn a `--model` string into a Workload at the profile's batch and resolution.
 
@@ -218,7 +232,10 @@ def resolve_workload(ref: str, profile: DeviceProfile) -> Workload:
     path = Path(ref)
     if path.suffix == ".json" or (path.is_dir() and (path / "config.json").is_file()):
         return _from_diffusers_config(path, profile)
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        return _from_checkpoint(path, profile)
     if ":" in ref:
         return _from_factory(ref, profile)
     raise ConfigError(f"--model {ref!r}: not a built-in workload ({', '.join(list_workloads())}), "
-                      "not a diffusers config.json or folder, and not 'file.py:factory' / 'module:factory'")
+                      "not a diffusers config.json or folder, not an SR checkpoint (.pth, .safetensors) and not "
+                      "'file.py:factory' / 'module:factory'")

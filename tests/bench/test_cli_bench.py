@@ -45,3 +45,21 @@ def test_cli_mistakes_are_one_line_exit_1(argv, fragment, capsys):
     assert code.value.code == 1
     err = capsys.readouterr().err
     assert fragment in err and err.strip().count("\n") == 0 and "Traceback" not in err
+
+
+def test_bench_measures_an_sr_checkpoint_spandrel_recognises(cpu_profile_path, tmp_path, capsys):
+    pytest.importorskip("spandrel")
+    import torch
+    from spandrel.architectures.Compact import Compact
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "realesr-general-x4v3.pth"            # SRVGGNetCompact's official key layout, small
+    torch.save(Compact(num_feat=16, num_conv=4, upscale=4).state_dict(), ckpt)
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit) as code:
+        main(["bench", "--profile", str(cpu_profile_path), "--model", str(ckpt), "--out", str(out)])
+    assert code.value.code == 0, capsys.readouterr().err
+    m = json.loads(out.read_text())["measurement"]
+    assert m["status"] in ("ok", "unstable") and m["params"] == sum(
+        p.numel() for p in Compact(num_feat=16, num_conv=4, upscale=4).parameters())
+    assert m["latency"]["median_ms"] > 0 and m["model"] == str(ckpt)
