@@ -92,3 +92,23 @@ def paired_differences(diffs: dict[str, tuple[float, float, float]], reference: 
     ax.invert_yaxis()
     ax.grid(alpha=0.3, axis="x")
     return _png(fig)
+
+
+def proxy_vs_samples(rows: list[dict], spearman_paired: float, spearman_kid: float) -> bytes | None:
+    """The search's proxy (x) against two sample-level measures (y), one point per candidate."""
+    pts = [r for r in rows if r.get("paired_error") is not None and r.get("spectrum_kid") is not None]
+    if not pts:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0))
+    for ax, key, rho, label in ((axes[0], "paired_error", spearman_paired, "paired sample error vs teacher"),
+                                (axes[1], "spectrum_kid", spearman_kid, "spectrum KID vs teacher's samples")):
+        sc = ax.scatter([r["proxy"] for r in pts], [max(r[key], 1e-6) for r in pts], c=[r["replaced"] for r in pts],
+                        cmap="viridis", s=30, zorder=3)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("search proxy: one-call prediction error (normalised)")
+        ax.set_ylabel(label)
+        ax.set_title(f"Spearman {rho:.3f}")
+        ax.grid(alpha=0.3, which="both")
+    fig.colorbar(sc, ax=axes, label="replaced slots")
+    return _png(fig)

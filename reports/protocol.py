@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from reports.intervals import Interval, bootstrap_mean, paired_difference
-from tocsr.core.artifacts import atomic_write_text, read_artifact, write_artifact
+from tocsr.core.artifacts import FolderRecord, atomic_write_text
 from tocsr.core.errors import ConfigError
 from tocsr.core.imageio import IMAGE_SUFFIXES, read_image
 from tocsr.core.metrics import psnr, ssim_y
@@ -205,10 +205,11 @@ def tocsr_method(folder: str | Path, scale: int, name: str | None = None, **pipe
 
 
 @dataclass(frozen=True)
-class EvalResult:
+class EvalResult(FolderRecord):
     FILE_NAME: ClassVar[str] = "eval.json"
     KIND: ClassVar[str] = "tocsr.eval"
     SCHEMA_VERSION: ClassVar[int] = 1
+    REBUILD: ClassVar[str] = "score the folder again with `tocsr eval --out {folder}`"
 
     scale: int
     lr_source: str                               # "given" (an LR folder) or the degradation applied here
@@ -263,16 +264,8 @@ class EvalResult:
                    per_image=d["per_image"], unavailable=d.get("unavailable", {}), environment=d.get("environment", {}))
 
     def save(self, folder: str | Path, environment: dict[str, Any]) -> Path:
-        root = Path(folder)
-        atomic_write_text(root / "per_image.csv", self.per_image_csv())
-        return write_artifact(root / self.FILE_NAME, self.KIND, self.SCHEMA_VERSION, self.to_dict(),
-                              environment=environment)
-
-    @classmethod
-    def load(cls, folder: str | Path) -> EvalResult:
-        root = Path(folder)
-        return cls.from_dict(read_artifact(root / cls.FILE_NAME, cls.KIND, cls.SCHEMA_VERSION,
-                                           rebuild=f"score the folder again with `tocsr eval --out {root}`"))
+        atomic_write_text(Path(folder) / "per_image.csv", self.per_image_csv())
+        return super().save(folder, environment)
 
     def per_image_csv(self) -> str:
         buf = io.StringIO()
@@ -343,9 +336,17 @@ def evaluate_folder(images: list[EvalImage], methods: list[EvalMethod], scale: i
                 scores = per_image[m.name]
                 scores["psnr_y"].append(psnr(sr_t, hr_t, y_channel=True, crop=scale).item())
                 scores["ssim_y"].append(ssim_y(sr_t, hr_t, crop=scale).item())
-                for k, metric in extra.items():
-                    with torch.no_grad():
-                        value = metric((sr_t + 1) / 2, (hr_t + 1) / 2) if k in FULL_REFERENCE else metric((sr_t + 1) / 2)
+                for k, metric in list(extra.items()):
+                    try:
+                        with torch.no_grad():
+                            value = metric((sr_t + 1) / 2, (hr_t + 1) / 2) if k in FULL_REFERENCE \
+                                else metric((sr_t + 1) / 2)
+                    except (RuntimeError, ValueError) as err:     # e.g. an image too small for this metric
+                        unavailable[k] = f"failed on {image.name} ({m.name}): {str(err).splitlines()[0][:120]}"
+                        del extra[k]
+                        for per_method in per_image.values():
+                            per_method.pop(k, None)
+                        continue
                     scores[k].append(float(torch.as_tensor(value).float().mean()))
                 bar.update(1)
     return EvalResult(scale=scale, lr_source="given" if lr_dir else degradation, seed=seed, hr_dir=hr_dir,

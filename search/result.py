@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 from bench.profile import DeviceProfile
 from search.analysis import pareto_front
 from search.run import best_feasible
 from search.selection import Selection
-from tocsr.core.artifacts import read_artifact, write_artifact
+from tocsr.core.artifacts import FolderRecord
 from tocsr.core.space import ArchSpec, SearchSpace
 
 
@@ -59,7 +58,7 @@ class ChosenModel:
 
 
 @dataclass(frozen=True)
-class SearchResult:
+class SearchResult(FolderRecord):
     """One device's search and selection. Latencies are judged at the decision's speed (the teacher
     measured when choosing); `latency_budget_ms` is None when the profile sets no latency budget."""
 
@@ -67,6 +66,7 @@ class SearchResult:
     KIND: ClassVar[str] = "tocsr.search_result"
     # 3: a typed SearchResult (chosen model and teacher figures as fields, profile name at the top).
     SCHEMA_VERSION: ClassVar[int] = 3
+    REBUILD: ClassVar[str] = "search again with `tocsr search --out {folder}` (or delete the folder and rerun `tocsr run`)"
 
     profile_name: str
     method: str
@@ -139,13 +139,3 @@ class SearchResult:
                       "remeasured": tuple(d["remeasured"]), "pareto_front": tuple(d["pareto_front"]),
                       "cost_table_rounds": tuple(d["cost_table_rounds"]), "environment": d.get("environment", {})})
 
-    def save(self, folder: str | Path, environment: dict[str, Any]) -> Path:
-        return write_artifact(Path(folder) / self.FILE_NAME, self.KIND, self.SCHEMA_VERSION, self.to_dict(),
-                              environment=environment)
-
-    @classmethod
-    def load(cls, folder: str | Path) -> SearchResult:
-        doc = read_artifact(Path(folder) / cls.FILE_NAME, cls.KIND, cls.SCHEMA_VERSION,
-                            rebuild=f"search again with `tocsr search --out {folder}` (or delete the folder and "
-                                    "rerun `tocsr run`)")
-        return cls.from_dict(doc)

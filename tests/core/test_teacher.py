@@ -144,7 +144,7 @@ def test_incomplete_or_foreign_teacher_folders_are_one_clear_error(tmp_path):
                                             r"reads 2\); train it again with `tocsr teacher train --out"):
         load_teacher(tmp_path)                                   # a teacher from before the spectrum check
     write_artifact(tmp_path / "teacher.json", "tocsr.teacher", 2, {"preset": "tiny"})
-    with pytest.raises(ArtifactError, match=r"not a complete teacher record \(KeyError: 'autoencoder'\); train it "
+    with pytest.raises(ArtifactError, match=r"not a complete tocsr.teacher record \(KeyError: 'autoencoder'\); train it "
                                             r"again with `tocsr teacher train --out"):
         load_teacher(tmp_path)
     write_artifact(tmp_path / "teacher.json", "tocsr.search_result", 1, {})

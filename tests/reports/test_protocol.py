@@ -222,3 +222,23 @@ def test_checkpoints_in_official_layouts_are_scored_by_tocsr_eval(tmp_path, caps
     html = (tmp_path / "out" / "report" / "index.html").read_text()
     assert "PSNR-Y minus bicubic" in html and all(name in html for name in _external_states())
     assert html.count("<img alt='PSNR-Y minus") == 2          # vs bicubic and vs the best baseline
+
+
+def test_a_metric_that_fails_on_an_image_becomes_unavailable_with_the_reason_never_a_number(tmp_path, monkeypatch):
+    import reports.protocol as protocol
+
+    calls = []
+
+    def picky(sr01):
+        calls.append(sr01.shape)
+        if len(calls) > 1:
+            raise RuntimeError("image smaller than the metric's patch\nsecond line")
+        return torch.tensor(3.0)
+
+    monkeypatch.setattr(protocol, "_extra_metrics", lambda names: ({"picky": picky}, {"lpips": "weights not cached"}))
+    _write(tmp_path / "HR", _photos(2), ["a", "b"])
+    result = evaluate_folder(find_images(tmp_path / "HR", None, 4), [interpolation("bicubic", 4)], 4,
+                             extra_metrics=("picky", "lpips"))
+    assert result.unavailable == {"lpips": "weights not cached",
+                                  "picky": "failed on b (bicubic): image smaller than the metric's patch"}
+    assert result.metrics() == ["psnr_y", "ssim_y"]

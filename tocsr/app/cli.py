@@ -39,12 +39,14 @@ def teacher_train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     init_unet: Path | None = typer.Option(None, "--init-unet", help="Start the UNet from this (expanded) folder."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
+    steps: int | None = typer.Option(None, "--steps", min=1,
+                                     help="diffusion UNet steps (default: the preset's); for learning curves"),
 ) -> None:
     """Train the 16-channel autoencoder and the expanded diffusion UNet."""
     from tocsr.core.teacher.train import train_teacher
 
     with folder_lock(out, "teacher train"):
-        record = train_teacher(preset, out, data, resume, threads, init_unet)
+        record = train_teacher(preset, out, data, resume, threads, init_unet, diffusion_steps=steps)
     typer.echo("\n".join(record.describe(out)))
 
 
@@ -355,6 +357,44 @@ def upscale(
         told = f", degradation {info['degradation']}" if info["degradation"] else ""
         typer.echo(f"wrote {out} ({info['output_size'][0]}x{info['output_size'][1]}, {info['tiles']} tiles, "
                    f"{info['fp32_fallbacks']} fp32 fallbacks{told})")
+
+
+@app.command("fidelity-check")
+def fidelity_check(
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher", help="Teacher run folder."),
+    surrogates: Path = typer.Option(Path("runs/surrogates"), "--surrogates", help="`tocsr distill` output folder."),
+    candidates: int = typer.Option(24, "--candidates", min=3, help="candidates spanning few to most slots replaced"),
+    samples: int = typer.Option(32, "--samples", min=4, help="samples per candidate (same noise for all)"),
+    steps: int = typer.Option(10, "--steps", min=2, help="DDIM steps per sample"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("runs/fidelity-check"), "--out", "-o"),
+) -> None:
+    """Check the search's fidelity proxy against what candidates generate: Spearman over candidates, with a plot."""
+    from reports.plots import proxy_vs_samples
+    from search.proxy_check import check_proxy, spanning_candidates
+    from tocsr.core.artifacts import atomic_write_bytes
+    from tocsr.core.distill.fidelity import CandidateFidelity
+    from tocsr.core.distill.sample_fidelity import SampleFidelity
+    from tocsr.core.distill.train import load_surrogates
+    from tocsr.core.provenance import environment
+    from tocsr.core.space import derive_search_space
+    from tocsr.core.teacher.train import load_teacher, teacher_latents
+
+    with folder_lock(out, "fidelity-check"):
+        t = load_teacher(teacher)
+        space = derive_search_space(t.unet)
+        bank, _ = load_surrogates(surrogates, space)
+        _, val = teacher_latents(t)
+        proxy = CandidateFidelity(t.denoiser, space, bank, t.scheduler, val)
+        sampler = SampleFidelity(t.denoiser, space, bank, dict(t.scheduler.config), t.autoencoder,
+                                 tuple(val.shape[1:]), n=samples, steps=steps, seed=seed + 2024)
+        check = check_proxy(proxy, sampler, spanning_candidates(space, candidates, seed), seed)
+        path = check.save(out, environment())
+        png = proxy_vs_samples(list(check.candidates), check.spearman_paired, check.spearman_kid)
+        if png is not None:
+            atomic_write_bytes(out / "proxy_vs_samples.png", png)
+    typer.echo("\n".join(check.describe()))
+    typer.echo(f"wrote {path} and {out / 'proxy_vs_samples.png'}")
 
 
 @app.command("search-benchmark")

@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from tocsr.core.errors import ArtifactError
 
@@ -77,3 +77,43 @@ def read_artifact(path: str | os.PathLike[str], kind: str, schema_version: int,
         raise ArtifactError(f"{p}: schema_version = {doc.get('schema_version')!r}, written by another version of "
                             f"the suite (this one reads {schema_version}); {rebuild}")
     return doc
+
+
+R = TypeVar("R", bound="FolderRecord")
+
+
+class FolderRecord:
+    """Base of the typed records a stage leaves in its folder (one JSON file each): how they are saved and
+    loaded, written once. A subclass is a frozen dataclass that sets FILE_NAME, KIND, SCHEMA_VERSION and
+    REBUILD (the command that writes a current one; `{folder}` is filled in) and defines to_dict/from_dict.
+
+    Loading refuses another kind, another schema version and a record with missing or malformed fields,
+    each in one line that names the file and the command that rebuilds it.
+    """
+
+    FILE_NAME: ClassVar[str]
+    KIND: ClassVar[str]
+    SCHEMA_VERSION: ClassVar[int]
+    REBUILD: ClassVar[str] = "re-run the stage that wrote it"
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls: type[R], d: dict[str, Any]) -> R:
+        raise NotImplementedError
+
+    def save(self, folder: str | os.PathLike[str], environment: dict[str, Any]) -> Path:
+        return write_artifact(Path(folder) / self.FILE_NAME, self.KIND, self.SCHEMA_VERSION, self.to_dict(),
+                              environment=environment)
+
+    @classmethod
+    def load(cls: type[R], folder: str | os.PathLike[str]) -> R:
+        root = Path(folder)
+        rebuild = cls.REBUILD.format(folder=root)
+        doc = read_artifact(root / cls.FILE_NAME, cls.KIND, cls.SCHEMA_VERSION, rebuild=rebuild)
+        try:
+            return cls.from_dict(doc)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ArtifactError(f"{root / cls.FILE_NAME}: not a complete {cls.KIND} record ({type(err).__name__}: "
+                                f"{err}); {rebuild}") from err

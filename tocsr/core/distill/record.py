@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tocsr.core.artifacts import read_artifact, write_artifact
+from tocsr.core.artifacts import FolderRecord
 from tocsr.core.distill.config import DistillConfig
 from tocsr.core.distill.fidelity import FidelityTable
-from tocsr.core.errors import ArtifactError
 
 
 @dataclass(frozen=True)
@@ -32,10 +31,11 @@ class CandidateCheck:
 
 
 @dataclass(frozen=True)
-class DistillRecord:
+class DistillRecord(FolderRecord):
     FILE_NAME: ClassVar[str] = "distill.json"
     KIND: ClassVar[str] = "tocsr.distill"
     SCHEMA_VERSION: ClassVar[int] = 1
+    REBUILD: ClassVar[str] = "distil again with `tocsr distill --out {folder}`"
 
     teacher_folder: str
     space_id: str
@@ -80,21 +80,6 @@ class DistillRecord:
                    candidates=tuple(CandidateCheck(**v) for v in whole["values"]),
                    spearman_vs_sum_of_block_errors=float(whole["spearman_vs_sum_of_block_errors"]),
                    environment=d.get("environment", {}))
-
-    def save(self, folder: str | Path, environment: dict[str, Any]) -> Path:
-        return write_artifact(Path(folder) / self.FILE_NAME, self.KIND, self.SCHEMA_VERSION, self.to_dict(),
-                              environment=environment)
-
-    @classmethod
-    def load(cls, folder: str | Path) -> DistillRecord:
-        root = Path(folder)
-        doc = read_artifact(root / cls.FILE_NAME, cls.KIND, cls.SCHEMA_VERSION,
-                            rebuild=f"distil again with `tocsr distill --out {root}`")
-        try:
-            return cls.from_dict(doc)
-        except (KeyError, TypeError) as e:
-            raise ArtifactError(f"{root / cls.FILE_NAME}: not a complete distillation record ({type(e).__name__}: "
-                                f"{e}); distil again with `tocsr distill --out {root}`") from e
 
     def describe(self, folder: str | Path) -> list[str]:
         """What `tocsr distill` prints."""

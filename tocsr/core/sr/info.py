@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tocsr.core.artifacts import read_artifact, write_artifact
+from tocsr.core.artifacts import FolderRecord
 from tocsr.core.errors import ConfigError
 from tocsr.core.space import ArchSpec
 from tocsr.core.sr.train import SRConfig
@@ -34,10 +34,11 @@ def sr_config_from_dict(d: dict[str, Any]) -> SRConfig:
 
 
 @dataclass(frozen=True)
-class SRModelInfo:
+class SRModelInfo(FolderRecord):
     FILE_NAME: ClassVar[str] = "sr.json"
     KIND: ClassVar[str] = "tocsr.sr_model"
     SCHEMA_VERSION: ClassVar[int] = 1
+    REBUILD: ClassVar[str] = "train it again with `tocsr sr --out {folder}`"
 
     scale: int
     arch: ArchSpec
@@ -64,14 +65,9 @@ class SRModelInfo:
                    val_images=tuple(d["val_images"]), teacher_folder=d["teacher_folder"], device=d["device"],
                    processes=int(d["processes"]), environment=d.get("environment", {}))
 
-    def save(self, folder: str | Path, environment: dict[str, Any]) -> Path:
-        return write_artifact(Path(folder) / self.FILE_NAME, self.KIND, self.SCHEMA_VERSION, self.to_dict(),
-                              environment=environment)
-
     @classmethod
     def load(cls, folder: str | Path) -> SRModelInfo:
         root = Path(folder)
         if not (root / cls.FILE_NAME).is_file():
             raise ConfigError(f"{root}: not an SR model folder (no {cls.FILE_NAME}); train one with `tocsr sr`")
-        return cls.from_dict(read_artifact(root / cls.FILE_NAME, cls.KIND, cls.SCHEMA_VERSION,
-                                           rebuild=f"train it again with `tocsr sr --out {root}`"))
+        return super().load(root)

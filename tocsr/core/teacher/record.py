@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tocsr.core.artifacts import read_artifact, write_artifact
-from tocsr.core.errors import ArtifactError
+from tocsr.core.artifacts import FolderRecord
 from tocsr.core.teacher.autoencoder_train import AutoencoderReport
 from tocsr.core.teacher.diffusion_train import DiffusionReport
 
@@ -61,10 +60,11 @@ class TeacherSamples:
 
 
 @dataclass(frozen=True)
-class TeacherRecord:
+class TeacherRecord(FolderRecord):
     FILE_NAME: ClassVar[str] = "teacher.json"
     KIND: ClassVar[str] = "tocsr.teacher"
     SCHEMA_VERSION: ClassVar[int] = 2        # 2: the spectrum KID check (issue 22)
+    REBUILD: ClassVar[str] = "train it again with `tocsr teacher train --out {folder}`"
 
     preset: str
     preset_config: dict[str, Any]       # the preset as trained, for the record (the code reads presets by name)
@@ -100,21 +100,6 @@ class TeacherRecord:
                    autoencoder=AutoencoderReport(**ae), diffusion=DiffusionReport(**d["diffusion"]),
                    samples=TeacherSamples.from_dict(d["samples"]), timings_s=d["timings_s"], device=d["device"],
                    threads=int(d["threads"]), environment=d.get("environment", {}))
-
-    def save(self, folder: str | Path, environment: dict[str, Any]) -> Path:
-        return write_artifact(Path(folder) / self.FILE_NAME, self.KIND, self.SCHEMA_VERSION, self.to_dict(),
-                              environment=environment)
-
-    @classmethod
-    def load(cls, folder: str | Path) -> TeacherRecord:
-        root = Path(folder)
-        doc = read_artifact(root / cls.FILE_NAME, cls.KIND, cls.SCHEMA_VERSION,
-                            rebuild=f"train it again with `tocsr teacher train --out {root}`")
-        try:
-            return cls.from_dict(doc)
-        except (KeyError, TypeError) as e:
-            raise ArtifactError(f"{root / cls.FILE_NAME}: not a complete teacher record ({type(e).__name__}: {e}); "
-                                f"train it again with `tocsr teacher train --out {root}`") from e
 
     def describe(self, folder: str | Path) -> list[str]:
         """What `tocsr teacher train` prints."""

@@ -120,8 +120,12 @@ def teacher_latents(teacher: Teacher, data: str | Path | None = None) -> tuple[t
 
 
 def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None = None, resume: bool = False,
-                  threads: int | None = None, init_unet: str | Path | None = None) -> TeacherRecord:
+                  threads: int | None = None, init_unet: str | Path | None = None,
+                  diffusion_steps: int | None = None) -> TeacherRecord:
+    """`diffusion_steps` overrides the preset's (for learning curves); the record keeps the config trained."""
     preset = get_teacher_preset(preset_name)
+    if diffusion_steps is not None:
+        preset = dataclasses.replace(preset, diffusion=dataclasses.replace(preset.diffusion, steps=diffusion_steps))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(threads)
