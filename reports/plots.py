@@ -94,21 +94,26 @@ def paired_differences(diffs: dict[str, tuple[float, float, float]], reference: 
     return _png(fig)
 
 
-def proxy_vs_samples(rows: list[dict], spearman_paired: float, spearman_kid: float) -> bytes | None:
-    """The search's proxy (x) against two sample-level measures (y), one point per candidate."""
+def proxy_vs_samples(rows: list[dict], spearman: dict[str, tuple[float | None, float | None]]) -> bytes | None:
+    """The search's proxy (x) against two sample-level measures (y), one point per candidate; `spearman` maps
+    each measure to (all candidates, upper half by proxy)."""
     pts = [r for r in rows if r.get("paired_error") is not None and r.get("spectrum_kid") is not None]
     if not pts:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0))
-    for ax, key, rho, label in ((axes[0], "paired_error", spearman_paired, "paired sample error vs teacher"),
-                                (axes[1], "spectrum_kid", spearman_kid, "spectrum KID vs teacher's samples")):
-        sc = ax.scatter([r["proxy"] for r in pts], [max(r[key], 1e-6) for r in pts], c=[r["replaced"] for r in pts],
+    for ax, key, label in ((axes[0], "paired_error", "paired sample error vs teacher"),
+                           (axes[1], "spectrum_kid", "spectrum KID vs teacher's samples")):
+        sc = ax.scatter([max(r["proxy"], 1e-7) for r in pts], [r[key] for r in pts], c=[r["replaced"] for r in pts],
                         cmap="viridis", s=30, zorder=3)
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        # symlog: an unbiased KID can be slightly negative when two sample sets match
+        ax.set_yscale("symlog", linthresh=1e-3 if key == "paired_error" else 1.0)
         ax.set_xlabel("search proxy: one-call prediction error (normalised)")
         ax.set_ylabel(label)
-        ax.set_title(f"Spearman {rho:.3f}")
+        rho_all, rho_upper = (("-" if v is None else f"{v:.3f}") for v in spearman[key])
+        ax.set_title(f"Spearman {rho_all} (upper half by proxy: {rho_upper})")
+        if key == "paired_error":
+            ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3, which="both")
-    fig.colorbar(sc, ax=axes, label="replaced slots")
+    fig.colorbar(sc, ax=axes[1], label="replaced slots")
     return _png(fig)

@@ -262,3 +262,26 @@ def test_a_bad_checkpoint_is_refused_before_any_training(tmp_path):
               cwd=tmp_path, timeout=120)
     assert r.returncode == 1 and r.stderr.startswith("error: junk.pth: ") and r.stderr.count("\n") == 1
     assert not (tmp_path / "runs" / "x" / "teacher").exists() and time.perf_counter() - t0 < 60
+
+
+def test_the_summarys_best_baseline_is_someone_elses_method_never_our_sr_teacher(job):
+    _, run, r, _ = job
+    device = json.loads((run / "summary.json").read_text())["devices"]["cpu-2core"]
+    best = device["best_baseline"]
+    assert best["method"] in ("espcn", "rrdb-s", "swinir-light", "span-x4")
+    others = {k: v for k, v in device["psnr_y_bicubic_degradation"].items() if k in ("espcn", "rrdb-s", "swinir-light",
+                                                                                      "span-x4")}
+    assert best["psnr_y"] == max(others.values())
+
+
+def test_fidelity_check_runs_on_the_jobs_teacher_and_surrogates(job, tmp_path):
+    from search.proxy_check import ProxyCheck
+
+    root, run, _, _ = job
+    r = tocsr("fidelity-check", "--teacher", str(run / "teacher"), "--surrogates", str(run / "surrogates"),
+              "--candidates", "4", "--samples", "4", "--steps", "2", "--out", str(tmp_path / "fc"), cwd=root,
+              timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    check = ProxyCheck.load(tmp_path / "fc")
+    assert len(check.candidates) == 4 and (tmp_path / "fc" / "proxy_vs_samples.png").stat().st_size > 1000
+    assert "upper half by proxy" in r.stdout

@@ -65,7 +65,7 @@ def test_the_check_reports_rank_agreement_and_round_trips(tiny, tmp_path):
             return -paired[spec.key]
 
     check = check_proxy(PairedAsProxy(), samples, specs)
-    assert check.spearman_paired == pytest.approx(1.0) and len(check.candidates) == 6
+    assert check.spearman_paired == pytest.approx(1.0) == check.spearman_paired_upper and len(check.candidates) == 6
     assert check_proxy(Reversed(), samples, specs).spearman_paired == pytest.approx(-1.0)
     check.save(tmp_path, {"test": True})
     assert ProxyCheck.load(tmp_path) == check and "Spearman(proxy, paired sample error) = 1.000" in check.describe()[1]

@@ -390,7 +390,9 @@ def fidelity_check(
                                  tuple(val.shape[1:]), n=samples, steps=steps, seed=seed + 2024)
         check = check_proxy(proxy, sampler, spanning_candidates(space, candidates, seed), seed)
         path = check.save(out, environment())
-        png = proxy_vs_samples(list(check.candidates), check.spearman_paired, check.spearman_kid)
+        png = proxy_vs_samples(list(check.candidates),
+                               {"paired_error": (check.spearman_paired, check.spearman_paired_upper),
+                                "spectrum_kid": (check.spearman_kid, check.spearman_kid_upper)})
         if png is not None:
             atomic_write_bytes(out / "proxy_vs_samples.png", png)
     typer.echo("\n".join(check.describe()))
