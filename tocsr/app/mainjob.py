@@ -237,6 +237,11 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     report_path = build_report(out, Path(report_dir) if report_dir else out / "report")
     browser = browser_check(report_path)
     summary = summarize(out, chosen, report_path, time.perf_counter() - t_start, log)
+    # Until issue 23's fair main job lands, the PSNR column is not a fair comparison; say how, with the figures.
+    summary["comparison_caveat"] = (
+        f"not yet a fair comparison: the baselines train {rp.baseline_steps} steps x 8 crops, the TOC-SR student "
+        f"{rp.sr_teacher_steps} + {rp.sr_student_steps} steps x 16 crops per degradation (SR teacher included) and "
+        "is told which degradation made its input; all are scored on validation crops that tuned the settings")
     summary["browser_check"] = browser
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     print_summary(console, summary)
@@ -326,6 +331,8 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
                       f"{fmt(d['gmacs'])} ({fmt(d['teacher_gmacs'])})",
                       f"{fmt(mine)} / {fmt(base)} / {fmt(psnr.get('bicubic'))}")
     console.print(table)
+    if s.get("comparison_caveat"):
+        console.print(f"PSNR-Y column: {s['comparison_caveat']}")
     console.print(f"report: {s['report']}  ({s['wall_s'] / 60:.1f} min; ran {len(s['stages_ran'])} stages, "
                   f"skipped {len(s['stages_skipped'])})")
     b = s.get("browser_check", {})
