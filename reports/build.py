@@ -66,14 +66,44 @@ def _selection(run: Path) -> tuple[str, list[tuple[str, bytes | None]]]:
     return table, images
 
 
+def _test_headline(run: Path, doc: dict[str, Any]) -> str:
+    """The fair comparison (reports.comparison): each degradation's test table with intervals and paired
+    differences, and how the baselines were trained."""
+    from reports.eval_report import summary_table
+    from reports.protocol import EvalResult
+
+    folders = sorted((run / "eval").glob("test-*"))
+    if not folders:
+        return ""
+    trained = doc.get("baselines_trained") or {}
+    how = "; ".join(f"{esc(n)}: {m.get('steps')} steps x {m.get('batch')} pairs in {m.get('seconds', 0):.0f} s "
+                    f"({esc(m.get('head', '?'))}, {esc(m.get('loss', '?'))})" for n, m in trained.items())
+    budget = doc.get("baseline_budget_s")
+    parts = [f"<p>Scored on {len(doc.get('test_images') or [])} test photographs "
+             f"({esc(', '.join(doc.get('test_images') or []))}; centre {doc.get('test_max_px')} px), which no training, "
+             "setting or selection read. Trained baselines see the same training photographs and degradations as "
+             "TOC-SR" + (f", for the {budget:.0f} s its SR stage spent training (SR teacher included; unit: "
+                         f"{esc(doc.get('budget_unit', '?'))}): {how}" if budget is not None else "")
+             + ". [95% bootstrap interval over photographs]; paired differences resample per-photograph "
+             "differences.</p>"]
+    for folder in folders:
+        res = EvalResult.load(folder)
+        parts.append(f"<h3>{esc(res.lr_source)} degradation</h3>" + summary_table(res))
+    return "".join(parts)
+
+
 def build_report(run_dir: str | Path, out_dir: str | Path, title: str | None = None) -> Path:
     run, out = Path(run_dir), Path(out_dir)
     rows, doc = read_rows(run / "eval")
     devices = sorted({r.device_profile for r in rows})
     degradations = sorted({d for r in rows for d in r.quality})
-    metrics = sorted({k for r in rows for d in r.quality.values() for k in d if k != "n_images"},
+    metrics = sorted({k for r in rows for d in r.quality.values() for k in d
+                      if k != "n_images" and not k.endswith("_interval") and "_minus_" not in k},
                      key=lambda k: (k not in ("psnr_y", "psnr_y_crop", "ssim_y", "ssim_y_crop"), k))
     sections = []
+    headline = _test_headline(run, doc)
+    if headline:
+        sections.append(("Headline: test photographs, every method blind unless its name says otherwise", headline))
     selection, convergence = _selection(run)
     sections.append(("Selected architecture per device", selection))
     for device in devices:
@@ -89,7 +119,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path, title: str | None = N
     crops = sorted((run / "eval" / "crops").glob("*.png"))
     if crops:
         figs = "".join(f"<figure>{img(p.read_bytes(), p.stem)}<figcaption>{esc(p.stem)}</figcaption></figure>" for p in crops)
-        sections.append(("Visual crops (held-out photograph, x4, Real-ESRGAN degradation)", f"<div class='crops'>{figs}</div>"))
+        sections.append(("Visual crops (a test photograph, x4, Real-ESRGAN degradation)", f"<div class='crops'>{figs}</div>"))
     env = environment()
     provenance = {"run": run.name, "commit": env["git"]["sha"], "torch": env["packages"]["torch"],
                   "diffusers": env["packages"]["diffusers"], "cpu": env["cpu_model"], "built": env["created_utc"]}

@@ -1,16 +1,21 @@
 """The comparison a run reports: its SR models beside interpolation and trained baselines, quality
-once on held-out photographs, cost on every device profile (paired with the teacher), and visual
+once on test photographs, cost on every device profile (paired with the teacher), and visual
 crops. `tocsr.app.stages.stage_eval` calls `compare_methods` and writes its rows."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 from bench.probe import teacher_reference
 from bench.profile import DeviceProfile
-from reports.evaluate import LanczosSR, SRMethod, evaluate_quality, report_rows
+from reports.evaluate import LanczosSR, SRMethod, report_rows
+from reports.metrics import FULL_REFERENCE, NO_REFERENCE
+from reports.protocol import EvalMethod, EvalResult, evaluate_folder, find_images, run_module_tiled
 from reports.rows import ReportRow
 from tocsr.core.baselines import (
     Interpolate,
@@ -19,10 +24,10 @@ from tocsr.core.baselines import (
     save_baseline,
     train_baseline,
 )
-from tocsr.core.data import load_photos, split_photos
+from tocsr.core.data import DataSplit, load_split, load_train_val
 from tocsr.core.errors import TocsrError
 from tocsr.core.imageio import save_png
-from tocsr.core.sr.evaluate import eval_pairs
+from tocsr.core.provenance import environment
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import load_student
 from tocsr.core.sr.onestep import OneStepSR
@@ -31,61 +36,142 @@ from tocsr.core.sr.train import load_sr_teachers
 
 
 def load_sr_methods(teacher, sr_dir: Path, profile_name: str, with_teacher: bool) -> tuple[list[SRMethod], SRModelInfo]:
-    """The one-step student of an SR folder (and optionally its multi-step SR teacher) as SRMethods."""
+    """The one-step student of an SR folder (and optionally its multi-step SR teacher) as SRMethods. A method
+    that is told which degradation made its input says so in its name: the others are blind."""
     info = SRModelInfo.load(sr_dir)
     cfg = info.config
     student = load_student(sr_dir / "student")
     one = OneStepSR(teacher.autoencoder, student, cfg.scale)
-    methods = [SRMethod(f"tocsr-onestep ({profile_name})", "one-step", one, False, info.arch.key,
+    told = ", told the degradation" if one.takes_degradation else ""
+    methods = [SRMethod(f"tocsr-onestep ({profile_name}{told})", "one-step", one, False, info.arch.key,
                         cost_module=one.for_degradation(None))]
     if with_teacher:
         sr_teachers, sr_config = load_sr_teachers(sr_dir, teacher.denoiser.condition)
         multi = MultiStepSR(teacher.autoencoder, sr_teachers, sr_config, cfg.scale, cfg.sample_steps, cfg.t_start,
                             cfg.sample_chains)
-        methods.append(SRMethod(f"sr-teacher ({cfg.sample_chains} chains x {cfg.sample_steps} steps)", "multi-step",
+        methods.append(SRMethod(f"sr-teacher ({cfg.sample_chains}x{cfg.sample_steps} steps, told the degradation)", "multi-step",
                                 multi, False, "expanded-teacher", cost_module=multi.for_degradation(None)))
     return methods, info
 
 
-def _baselines(names, run: Path, train, scale: int, steps: int, patch: int) -> list[SRMethod]:
-    """Each baseline trained once per run (kept under <run>/baselines/<name>) and reloaded on reruns."""
-    methods = []
+class _Told(nn.Module):
+    """An SRMethod as a [0, 1] -> [0, 1] module for one degradation (told to methods that take it)."""
+
+    def __init__(self, method: SRMethod, degradation: str):
+        super().__init__()
+        self.method, self.degradation = method, degradation
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        return (self.method.sr(x01 * 2 - 1, self.degradation) + 1) / 2
+
+
+# SRMethod kinds -> the kinds of an evaluation table (reports.protocol.EvalMethod)
+_EVAL_KIND = {"interpolation": "interpolation", "classical": "baseline", "external": "external",
+              "one-step": "tocsr", "multi-step": "tocsr"}
+
+
+def eval_method(method: SRMethod, degradation: str, scale: int) -> EvalMethod:
+    """What the protocol runs: the method on whole 8-bit images (tiled), told `degradation` only if it takes it."""
+    module = _Told(method, degradation).eval()
+    return EvalMethod(method.name, _EVAL_KIND[method.kind], method.arch_key or method.name,
+                      lambda lr: run_module_tiled(module, lr, scale))
+
+
+def write_test_folder(data: str | Path | None, split: DataSplit, folder: Path, max_px: int, scale: int) -> list[str]:
+    """The test photographs as PNGs in `folder` (centre crop of at most `max_px` a side, a multiple of `scale`):
+    the only code in a run that reads them. Returns their names."""
+    got, _ = load_split(data, ("test",), split, min_side=max(32, 16 * scale))
+    names = []
+    for photo in got["test"]:
+        h, w = photo.rgb.shape[:2]
+        ch, cw = (min(h, max_px) // scale) * scale, (min(w, max_px) // scale) * scale
+        y, x = (h - ch) // 2, (w - cw) // 2
+        stem = photo.name.replace("/", "__").rsplit(".", 1)[0]
+        save_png(folder / f"{stem}.png", np.ascontiguousarray(photo.rgb[y:y + ch, x:x + cw]))
+        names.append(stem)
+    return names
+
+
+def _baselines(names, run: Path, train, scale: int, budget_s: float, max_steps: int | None,
+               patch: int) -> tuple[list[SRMethod], dict]:
+    """Each baseline trained once per run for `budget_s` wall-clock seconds (kept under <run>/baselines/<name>,
+    reloaded on reruns); returns the methods and how each was trained."""
+    methods, trained = [], {}
     for name in names:
         folder = run / "baselines" / name
-        if (folder / "model.safetensors").is_file():
-            model, _ = load_baseline(folder)
+        meta = json.loads((folder / "baseline.json").read_text()) if (folder / "baseline.json").is_file() else {}
+        if meta.get("budget_s") == budget_s and meta.get("max_steps") == max_steps and meta.get("head") == "as published":
+            model, meta = load_baseline(folder)
         else:
-            model = train_baseline(name, train, scale, steps, patch_px=patch)
-            save_baseline(model, name, scale, patch // scale, folder)
+            model, info = train_baseline(name, train, scale, budget_s=budget_s, max_steps=max_steps, patch_px=patch)
+            save_baseline(model, info, folder)
+            meta = json.loads((folder / "baseline.json").read_text())
+        trained[name] = meta
         methods.append(SRMethod(name, "classical", model, True))
-    return methods
+    return methods, trained
 
 
-def _save_crops(methods: list[SRMethod], val, patch: int, scale: int, folder: Path) -> None:
-    hr, lr = eval_pairs(val, patch, scale, "realesrgan")
-    to_u8 = lambda t: (((t.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy())  # noqa: E731
-    save_png(folder / "0-ground-truth.png", to_u8(hr[0]))
-    save_png(folder / "1-input (nearest).png", np.repeat(np.repeat(to_u8(lr[0]), scale, 0), scale, 1))
+def _save_crops(methods: list[SRMethod], test_dir: Path, scale: int, folder: Path, patch: int = 96) -> None:
+    """The centre of the first test photograph, Real-ESRGAN degradation, every method on the same LR."""
+    from reports.protocol import load_pair
+
+    image = find_images(test_dir, None, scale)[0]
+    hr, lr = load_pair(image, scale, "realesrgan", 0)
+    h, w = lr.shape[:2]
+    p = min(patch // scale, h, w)
+    y, x = (h - p) // 2, (w - p) // 2
+    save_png(folder / "0-ground-truth.png", np.ascontiguousarray(hr[y * scale:(y + p) * scale, x * scale:(x + p) * scale]))
+    save_png(folder / "1-input (nearest).png", np.repeat(np.repeat(lr[y:y + p, x:x + p], scale, 0), scale, 1))
     for i, m in enumerate(methods):
-        save_png(folder / f"{i + 2}-{m.name}.png", to_u8(m.sr(lr[:1], "realesrgan")[0]))
+        sr = eval_method(m, "realesrgan", scale).run(np.ascontiguousarray(lr[y:y + p, x:x + p]))
+        save_png(folder / f"{i + 2}-{m.name}.png", sr)
 
 
-def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: dict[str, Path], baseline_steps: int,
-                    baselines: tuple[str, ...], external: list[str], data: str | Path | None
-                    ) -> tuple[list[ReportRow], dict]:
-    """Rows for every method on every profile, crops under <run>/eval/crops; returns (rows, what they were
-    scored on)."""
+def _quality(results: dict[str, EvalResult], name: str) -> dict[str, dict]:
+    """A method's test figures per degradation, for its report rows: means, their intervals, and the paired
+    differences to bicubic and to the best baseline."""
+    out = {}
+    for kind, res in results.items():
+        q: dict = {"n_images": len(res.images)}
+        best = res.best_baseline()
+        for k in res.metrics():
+            iv = res.interval(name, k)
+            q[k], q[f"{k}_interval"] = iv.mean, [iv.low, iv.high]
+        for ref in ("bicubic", best):
+            if ref is not None and ref != name:
+                d = res.paired(name, ref, "psnr_y")
+                q[f"psnr_y_minus_{ref}"] = {"mean": d.mean, "low": d.low, "high": d.high}
+        q |= {k: {"unavailable": why} for k, why in res.unavailable.items()}
+        out[kind] = q
+    return out
+
+
+def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: dict[str, Path],
+                    baselines: tuple[str, ...], external: list[str], data: str | Path | None,
+                    test_max_px: int = 384, baseline_max_steps: int | None = None, extra_metrics: tuple[str, ...] = FULL_REFERENCE + NO_REFERENCE,
+                    kinds: tuple[str, ...] = ("bicubic", "realesrgan")) -> tuple[list[ReportRow], dict]:
+    """Rows for every method on every profile; returns (rows, what they were scored on and how trained).
+
+    Fair by construction: the trained baselines see the training photographs and degradations the TOC-SR
+    student saw, for the wall-clock seconds its SR stage spent (SR teacher included); every method is scored
+    blind (one model for all degradations) unless its name says it is told; and the figures are on test
+    photographs, which no training or selection path reads (tocsr.core.data.DataSplit). Each degradation's
+    table is kept as an evaluation folder, <run>/eval/test-<degradation>/ (`tocsr report` renders it)."""
     methods: list[SRMethod] = []
-    info = None
+    infos = []
     for i, (pname, d) in enumerate(sorted(sr_dirs.items())):
         ms, info = load_sr_methods(teacher, Path(d), pname, with_teacher=(i == 0))
         methods += ms
-    scale, patch = (info.scale, info.config.patch_px) if info else (4, teacher.preset.image_px)
-    photos, _ = load_photos(data, min_side=patch)
-    train, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)
+        infos.append(info)
+    if not infos:
+        raise TocsrError("no SR model to compare: the comparison needs at least one `tocsr sr` folder")
+    scale, patch = infos[0].scale, infos[0].config.patch_px
+    budget_s = max(info.training_s for info in infos)
+    train, _val, _ = load_train_val(data, teacher.preset.split, min_side=patch)
     methods = [SRMethod("bicubic", "interpolation", Interpolate(scale), True),
                SRMethod("lanczos", "interpolation", LanczosSR(scale), True)] + methods
-    methods += _baselines(baselines, run, train, scale, baseline_steps, patch)
+    trained_methods, trained = _baselines(baselines, run, train, scale, budget_s, baseline_max_steps, patch)
+    methods += trained_methods
     for spec in external:                     # "NAME=FILE", or a bare FILE named by its stem
         name, _, path = spec.rpartition("=")
         model, ext_scale = load_external_checkpoint(path)
@@ -93,8 +179,21 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
             raise TocsrError(f"{path}: the checkpoint upscales x{ext_scale}; this run evaluates x{scale}")
         methods.append(SRMethod(name or f"external:{Path(path).stem}", "external", model, True,
                                 arch_key=f"external:{Path(path).name}"))
-    quality = evaluate_quality(methods, val, patch, scale)
+    test_dir = run / "test" / "HR"
+    test_names = write_test_folder(data, teacher.preset.split, test_dir, test_max_px, scale)
+    images = find_images(test_dir, None, scale)
+    results = {}
+    for kind in kinds:
+        res = evaluate_folder(images, [eval_method(m, kind, scale) for m in methods], scale, kind, seed=0,
+                              extra_metrics=extra_metrics, hr_dir=str(test_dir))
+        res.save(run / "eval" / f"test-{kind}", environment())
+        results[kind] = res
+    quality = {m.name: _quality(results, m.name) for m in methods}
     rows = report_rows(methods, quality, profiles, lambda profile: teacher_reference(teacher, profile))
-    _save_crops(methods, val, patch, scale, run / "eval" / "crops")
-    return rows, {"scale": scale, "patch_px": patch, "baseline_steps": baseline_steps,
-                  "val_images": [p.name for p in val]}
+    _save_crops(methods, test_dir, scale, run / "eval" / "crops")
+    return rows, {"scale": scale, "patch_px": patch, "split": "test", "test_images": test_names,
+                  "test_max_px": test_max_px, "train_images": sorted(p.name for p in train),
+                  "baseline_budget_s": budget_s, "baselines_trained": trained,
+                  "budget_unit": "wall-clock seconds on this machine, data preparation included; the TOC-SR "
+                                 "share is its SR stage (pair cache, SR teachers, one-step student)",
+                  "told_degradation": [m.name for m in methods if getattr(m.module, "takes_degradation", False)]}

@@ -12,7 +12,7 @@ from tocsr.core.artifacts import atomic_write_text
 from tocsr.core.provenance import environment
 
 
-def _summary_table(result: EvalResult) -> str:
+def summary_table(result: EvalResult) -> str:
     summary = result.summary()
     best = summary["best_baseline"]
     metrics = result.metrics()
@@ -45,7 +45,7 @@ def build_eval_report(eval_dir: str | Path, out_dir: str | Path) -> Path:
     sections = [(f"x{result.scale} on {len(result.images)} images of {result.hr_dir} (LR {result.lr_source})",
                  "<p>Whole images; PSNR-Y and SSIM-Y on 8-bit luma with a border of the scale removed (pyiqa's "
                  "psnry/ssim with color_space='ycbcr'); [95% bootstrap interval over images]; paired differences "
-                 "resample the per-image differences.</p>" + _summary_table(result))]
+                 "resample the per-image differences.</p>" + summary_table(result))]
     figures = []
     for ref in ["bicubic"] + ([best] if best else []):
         diffs = {}

@@ -48,7 +48,9 @@ def rows_table(rows: list[ReportRow], degradation: str, metrics: list[str]) -> s
         cells = [esc(r.device_profile), esc(r.method), esc(r.kind), esc(r.arch_key[:16]), _fmt(r.params_m),
                  _fmt(r.gmacs, 3), _fmt(r.latency_median_ms), _fmt(r.latency_p90_ms), _fmt(r.latency_iqr_ms, 3),
                  _fmt(r.latency_cv, 3), _fmt(r.peak_memory_mib, 1), _fmt(r.energy_mj), esc(r.measurement_status)]
-        cells += [_fmt(r.quality.get(degradation, {}).get(m), 3) for m in metrics]
+        q = r.quality.get(degradation, {})
+        cells += [_fmt(q.get(m), 3) + (f" [{q[m + '_interval'][0]:.3f}, {q[m + '_interval'][1]:.3f}]"
+                                       if isinstance(q.get(m + "_interval"), list) else "") for m in metrics]
         out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)

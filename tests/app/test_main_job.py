@@ -264,15 +264,34 @@ def test_a_bad_checkpoint_is_refused_before_any_training(tmp_path):
     assert not (tmp_path / "runs" / "x" / "teacher").exists() and time.perf_counter() - t0 < 60
 
 
-def test_the_summarys_best_baseline_is_someone_elses_method_never_our_sr_teacher(job):
+def test_the_headline_is_a_fair_blind_comparison_on_test_photographs(job):
+    """Issue 23: baselines trained for the SR stage's seconds, the headline student blind, figures on test
+    photographs with intervals, paired differences and a verdict they support; our SR teacher is not a baseline."""
+    from reports.protocol import EvalResult
+
     _, run, r, _ = job
-    device = json.loads((run / "summary.json").read_text())["devices"]["cpu-2core"]
-    best = device["best_baseline"]
-    assert best["method"] in ("espcn", "rrdb-s", "swinir-light", "span-x4")
-    others = {k: v for k, v in device["psnr_y_bicubic_degradation"].items() if k in ("espcn", "rrdb-s", "swinir-light",
-                                                                                      "span-x4")}
-    assert best["psnr_y"] == max(others.values())
-    assert "not yet a fair comparison" in r.stdout.replace("\n", " ")      # until issue 23's fair job lands
+    summary = json.loads((run / "summary.json").read_text())
+    comp = summary["comparison"]
+    budget = SRModelInfo.load(_sr_model(run)).training_s
+    assert comp["baseline_budget_s"] == pytest.approx(budget) and budget > 0
+    for name in ("espcn", "rrdb-s"):                         # the smoke preset caps them at 4 steps as well
+        t = comp["baselines_trained"][name]
+        assert t["budget_s"] == pytest.approx(budget) and t["steps"] == 4 and t["head"] == "as published"
+    assert comp["told_degradation"] == ["sr-teacher (2x4 steps, told the degradation)"]
+    test = summary["devices"]["cpu-2core"]["test"]
+    assert set(test) == {"bicubic", "realesrgan"}
+    for kind, h in test.items():
+        res = EvalResult.load(run / "eval" / f"test-{kind}")
+        assert list(res.images) == sorted(comp["test_images"]) and h["images"] == len(res.images) >= 3
+        assert h["tocsr"] == "tocsr-onestep (cpu-2core)"                  # blind: no "told" in its name
+        assert h["best_baseline"] in ("espcn", "rrdb-s", "span-x4")
+        d = h["tocsr_minus_best_baseline"]
+        assert d == res.paired(h["tocsr"], h["best_baseline"], "psnr_y").to_dict() and d["low"] <= d["mean"] <= d["high"]
+        assert h["verdict"].startswith(("TOC-SR leads", "TOC-SR is behind", "no clear difference"))
+    out = r.stdout.replace("\n", " ")
+    assert "scored blind on" in out and "minus bicubic" in out and "not yet a fair comparison" not in out
+    html = (run.parent.parent / "report" / "index.html").read_text()
+    assert "Headline: test photographs" in html and "PSNR-Y minus bicubic" in html
 
 
 def test_fidelity_check_runs_on_the_jobs_teacher_and_surrogates(job, tmp_path):
@@ -286,3 +305,48 @@ def test_fidelity_check_runs_on_the_jobs_teacher_and_surrogates(job, tmp_path):
     check = ProxyCheck.load(tmp_path / "fc")
     assert len(check.candidates) == 4 and (tmp_path / "fc" / "proxy_vs_samples.png").stat().st_size > 1000
     assert "upper half by proxy" in r.stdout
+
+
+def test_no_training_or_selection_path_opens_a_test_photograph(tmp_path, monkeypatch):
+    """Issue 23: every file PIL opens during the main job is logged with the stage that opened it; the test
+    photographs (and the run's copies of them) are opened by the evaluation stage only, and they are opened
+    there: the reported table is on them."""
+    from PIL import Image
+
+    from tocsr.app import mainjob
+    from tocsr.core.data import DataSplit, load_photos
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    for p in load_photos(None)[0][:10]:
+        Image.fromarray(np.ascontiguousarray(p.rgb[:160, :160])).save(data / f"{p.name}.png")
+    split = DataSplit().assign(sorted(f.name for f in data.iterdir()))
+    test_stems = {Path(n).stem for n, part in split.items() if part == "test"}
+    assert test_stems and len(test_stems) < 10
+
+    stage = ["before any stage"]
+    real_run, real_open = mainjob.StageLog.run, Image.open
+
+    def run(self, name, inputs, fn, outputs):
+        stage[0] = name
+        try:
+            return real_run(self, name, inputs, fn, outputs)
+        finally:
+            stage[0] = f"after {name}"
+
+    opened: list[tuple[str, str]] = []
+
+    def open_(fp, *args, **kwargs):
+        if isinstance(fp, (str, Path)):
+            opened.append((stage[0], str(fp)))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(mainjob.StageLog, "run", run)
+    monkeypatch.setattr(Image, "open", open_)
+    mainjob.run_main_job([str(PROFILE)], "smoke", tmp_path / "run", data=data)
+    is_test = [(s, f) for s, f in opened if Path(f).stem in test_stems]
+    assert is_test and {s for s, _ in is_test} == {"eval"}, sorted(set(is_test))[:5]
+    # and the training stages did read the training photographs (the log sees what they open)
+    assert any(s == "teacher" and Path(f).stem not in test_stems for s, f in opened)
+    scored = json.loads((tmp_path / "run" / "eval" / "rows.json").read_text())
+    assert set(scored["test_images"]) == test_stems and not test_stems & {Path(n).stem for n in scored["train_images"]}

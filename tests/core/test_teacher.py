@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from tocsr.core.data import Photo, RandomPatches, load_default_photos, load_image_folder, split_photos
+from tocsr.core.data import DataSplit, Photo, RandomPatches, load_photos, load_split
 from tocsr.core.errors import ConfigError
 from tocsr.core.metrics import bicubic_down_up, psnr
 from tocsr.core.models.autoencoder import (
@@ -22,15 +22,53 @@ from tocsr.core.teacher.expand import expand_unet
 
 @pytest.fixture(scope="module")
 def photos():
-    return load_default_photos()[0]
+    return load_photos(None)[0]
 
 
-def test_default_photos_load_offline_and_split_deterministically(photos):
+def _parts(assigned: dict[str, str], part: str) -> set[str]:
+    return {n for n, p in assigned.items() if p == part}
+
+
+def test_default_photos_load_offline_and_split_three_ways_deterministically(photos):
     assert len(photos) >= 15 and all(p.rgb.dtype.name == "uint8" and p.rgb.shape[2] == 3 for p in photos)
-    a = split_photos(photos, 0.2, seed=3)
-    b = split_photos(photos, 0.2, seed=3)
-    assert [p.name for p in a[1]] == [p.name for p in b[1]]
-    assert not {p.name for p in a[0]} & {p.name for p in a[1]}
+    names = [p.name for p in photos]
+    a, b = DataSplit(seed=3).assign(names), DataSplit(seed=3).assign(list(reversed(names)))
+    assert a == b and set(a) == set(names)
+    train, val, test = (_parts(a, k) for k in ("train", "val", "test"))
+    assert len(test) == round(0.25 * len(names)) and len(val) == round(0.15 * len(names))
+    assert len(train) + len(val) + len(test) == len(names)
+    assert DataSplit(seed=4).assign(names) != a                      # the seed matters
+    # the ranking is per name: adding a photograph moves at most one other across each boundary
+    grown = DataSplit(seed=3).assign(names + ["new.png"])
+    assert sum(grown[n] != a[n] for n in names) <= 2
+
+
+def test_a_folder_with_train_val_test_subfolders_keeps_its_own_split_and_reads_only_what_is_asked(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from tocsr.core import data
+
+    rgb = (np.random.default_rng(0).random((40, 40, 3)) * 255).astype("uint8")
+    for part, names in {"train": "abc", "valid": "d", "test": "ef"}.items():
+        (tmp_path / part).mkdir()
+        for n in names:
+            Image.fromarray(rgb).save(tmp_path / part / f"{n}.png")
+    opened = []
+    real = data.open_photo
+    monkeypatch.setattr(data, "open_photo", lambda d, name: opened.append(name) or real(d, name))
+    got, _ = load_split(tmp_path, ("train", "val"))
+    assert sorted(p.name for p in got["train"]) == ["train/a.png", "train/b.png", "train/c.png"]
+    assert [p.name for p in got["val"]] == ["valid/d.png"]
+    assert not [n for n in opened if n.startswith("test/")]          # test photographs were never read
+    assert [p.name for p in load_split(tmp_path, ("test",))[0]["test"]] == ["test/e.png", "test/f.png"]
+    Image.fromarray(rgb).save(tmp_path / "loose.png")
+    with pytest.raises(ConfigError, match="outside the train/, val/"):
+        load_split(tmp_path, ("train",))
+    with pytest.raises(ConfigError, match="sum < 1"):
+        DataSplit(val_fraction=0.5, test_fraction=0.5)
+    with pytest.raises(ConfigError, match="at least 3 images"):
+        DataSplit().assign(["a.png", "b.png"])
 
 
 def test_random_patches_are_reproducible(photos):
@@ -40,7 +78,9 @@ def test_random_patches_are_reproducible(photos):
 
 
 def test_shortcut_autoencoder_starts_at_its_pca_solution_and_beats_bicubic(photos):
-    train, val = split_photos(photos, 0.2, seed=0)
+    assigned = DataSplit().assign([p.name for p in photos])
+    train = [p for p in photos if assigned[p.name] == "train"]
+    val = [p for p in photos if assigned[p.name] != "train"]      # every held-out photograph
     crops = RandomPatches(train, 64, 300, seed=2)
     ae = build_autoencoder_from_preset("tiny").eval()
     assert isinstance(ae, ShortcutAutoencoderKL)
@@ -102,17 +142,17 @@ def test_image_folder_skips_bad_files_and_converts_modes(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     Image.fromarray(rgb[:8, :8]).save(tmp_path / "tiny.png")
     (tmp_path / "notes.txt").write_text("not an image")
-    photos, report = load_image_folder(tmp_path, min_side=32)
+    photos, report = load_photos(tmp_path, min_side=32)
     assert report.loaded == 4 and len(report.skipped) == 2
-    assert {name for name, _ in report.skipped} == {str(tmp_path / "broken.png"), str(tmp_path / "tiny.png")}
+    assert {name for name, _ in report.skipped} == {"broken.png", "tiny.png"}
     assert all(p.rgb.shape == (64, 64, 3) for p in photos)
 
 
 def test_empty_or_missing_data_folder_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no images found"):
-        load_image_folder(tmp_path)
+        load_photos(tmp_path)
     with pytest.raises(ConfigError, match="no such folder"):
-        load_image_folder(tmp_path / "nope")
+        load_photos(tmp_path / "nope")
     assert dataclasses.is_dataclass(Photo)
 
 

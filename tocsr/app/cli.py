@@ -136,7 +136,9 @@ def run(
                                       help="Device profile(s); repeat for several devices."),
     preset: str = typer.Option("quick", "--preset", help="quick (CPU, under 30 minutes) or full."),
     out: Path = typer.Option(Path("runs/quick"), "--out", "-o", help="Run folder."),
-    data: Path | None = typer.Option(None, "--data", help="Image folder; default: photographs shipped in packages."),
+    data: Path | None = typer.Option(None, "--data", help="Image folder; default: photographs shipped in packages. "
+                                     "Its train/, val/ and test/ subfolders are kept; without them a quarter of the "
+                                     "photographs is set aside for the reported test table (tocsr.core.data.DataSplit)."),
     report_dir: Path | None = typer.Option(None, "--report-dir", help="default: <run folder>/report"),
     baseline: list[str] = typer.Option([], "--baseline",
                                        help="NAME=CHECKPOINT: a pretrained SR model spandrel recognises (.pth, "

@@ -39,11 +39,15 @@ class RunPreset:
     search_evaluations: int
     sr_teacher_steps: int
     sr_student_steps: int
-    baseline_steps: int
+    # Trained for the SR stage's measured training seconds each (reports.comparison.compare_methods), so every
+    # baseline listed here costs the main job as much as the SR stage does.
+    baselines: tuple[str, ...]
+    baseline_max_steps: int | None = None   # a cap on top of the seconds: for tests
     sr_sample_steps: int = 20          # SR teacher calls per chain (tocsr.core.sr.train.SRConfig.sample_steps)
     sr_sample_chains: int = 16         # SR teacher chains averaged per image (SRConfig.sample_chains)
     sr_pair_cache: int = 2048          # SRConfig.pair_cache
     sr_teacher_cache: int = 32         # SRConfig.teacher_cache
+    test_max_px: int = 384             # test photographs are scored on their centre, at most this many px a side
     calibration: int = 16
     holdout: int = 30
     # Timing keys that replace the profile's (e.g. fewer repeats). The job measures with the modified
@@ -53,20 +57,22 @@ class RunPreset:
 
 
 RUN_PRESETS = {
-    # SR steps: one SR step costs ~0.14 s (teacher) / ~0.28 s (student) on 2 cores with the latent pair
-    # cache; beyond ~500 student steps the 15 training photographs start to be overfitted (val PSNR falls).
-    # Each degradation's SR teacher trains 1200 steps (on its half of the pairs; half of its samples on the
-    # chain's start state), the budget its Real-ESRGAN read-out was measured at.
-    "quick": RunPreset("quick", "quick", distill_steps=800, search_method="bo", search_evaluations=40,
-                       sr_teacher_steps=1200, sr_student_steps=500, baseline_steps=200),
+    # Sized for 30 minutes on 2 cores. One SR step costs ~0.18 s (SR teacher) / ~0.23 s (student) there; the
+    # trained baseline gets the SR stage's seconds, so a second baseline would cost another SR stage. The
+    # full preset trains five.
+    "quick": RunPreset("quick", "quick", distill_steps=500, search_method="bo", search_evaluations=40,
+                       sr_teacher_steps=400, sr_student_steps=500, baselines=("srvgg",), sr_pair_cache=1024,
+                       sr_teacher_cache=8, holdout=20),
     # For tests: every stage runs for real, at a handful of steps each.
     "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_evaluations=10,
-                       sr_teacher_steps=4, sr_student_steps=4, baseline_steps=4, sr_sample_steps=4,
-                       sr_sample_chains=2, sr_pair_cache=32, sr_teacher_cache=4, calibration=3, holdout=3,
+                       sr_teacher_steps=4, sr_student_steps=4, baselines=("espcn", "rrdb-s"), baseline_max_steps=4,
+                       sr_sample_steps=4, sr_sample_chains=2, sr_pair_cache=32, sr_teacher_cache=4, test_max_px=128,
+                       calibration=3, holdout=3,
                        timing_override={"repeats": 8, "paired_rounds": 2, "warmup_max_iters": 10,
                                         "max_retries": 1}),
     "full": RunPreset("full", "tiny", distill_steps=2000, search_method="bo", search_evaluations=100,
-                      sr_teacher_steps=1500, sr_student_steps=800, baseline_steps=1000, holdout=50),
+                      sr_teacher_steps=1500, sr_student_steps=800,
+                      baselines=("espcn", "srvgg", "span", "rrdb-s", "swinir-light"), test_max_px=512, holdout=50),
 }
 
 
@@ -226,10 +232,12 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
             sr_dirs[profile.name] = sr_dir
             bar.update(1)
         checkpoints = [{"spec": e, "file": file_fingerprint(e.partition("=")[2])} for e in external]
-        log.run("eval", {"sr": sr_shas, "profiles": [p.sha256 for p in loaded], "steps": rp.baseline_steps,
-                         "external": checkpoints},
-                lambda resume: stage_eval(out, profiles, teacher_dir, sr_dirs, rp.baseline_steps,
-                                          external=list(external), data=data),
+        log.run("eval", {"sr": sr_shas, "profiles": [p.sha256 for p in loaded], "baselines": rp.baselines,
+                         "baseline_max_steps": rp.baseline_max_steps, "test_max_px": rp.test_max_px,
+                         "external": checkpoints, "record": 2},
+                lambda resume: stage_eval(out, profiles, teacher_dir, sr_dirs, rp.baselines, external=list(external),
+                                          data=data, test_max_px=rp.test_max_px,
+                                          baseline_max_steps=rp.baseline_max_steps),
                 out / "eval" / "rows.json")
         bar.update(1)
     from reports.build import build_report
@@ -237,11 +245,6 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     report_path = build_report(out, Path(report_dir) if report_dir else out / "report")
     browser = browser_check(report_path)
     summary = summarize(out, chosen, report_path, time.perf_counter() - t_start, log)
-    # Until issue 23's fair main job lands, the PSNR column is not a fair comparison; say how, with the figures.
-    summary["comparison_caveat"] = (
-        f"not yet a fair comparison: the baselines train {rp.baseline_steps} steps x 8 crops, the TOC-SR student "
-        f"{rp.sr_teacher_steps} + {rp.sr_student_steps} steps x 16 crops per degradation (SR teacher included) and "
-        "is told which degradation made its input; all are scored on validation crops that tuned the settings")
     summary["browser_check"] = browser
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     print_summary(console, summary)
@@ -279,21 +282,50 @@ def browser_check(report_path: Path) -> dict[str, Any]:
             "console_errors": r.console_errors, "screenshot": str(r.screenshot)}
 
 
+def verdict(diff: dict[str, float], ours: str, theirs: str) -> str:
+    """A paired difference (ours minus theirs) in words that say only what its interval supports."""
+    if diff["low"] > 0:
+        return f"{ours} leads {theirs}"
+    if diff["high"] < 0:
+        return f"{ours} is behind {theirs}"
+    return f"no clear difference between {ours} and {theirs} (the interval spans 0)"
+
+
+def test_headline(out: Path, device: str) -> dict[str, Any]:
+    """Per degradation, on the test photographs: the device's TOC-SR student, the best baseline and bicubic,
+    with their intervals, the paired differences between them, and what those differences support."""
+    from reports.protocol import EvalResult
+
+    headline = {}
+    for folder in sorted((out / "eval").glob("test-*")):
+        res = EvalResult.load(folder)
+        mine = next((m["name"] for m in res.methods if m["name"].startswith(f"tocsr-onestep ({device}")), None)
+        if mine is None:
+            continue
+        best = res.best_baseline()
+        entry: dict[str, Any] = {"images": len(res.images), "tocsr": mine,
+                                 "psnr_y": {n: res.interval(n, "psnr_y").to_dict()
+                                            for n in (mine, best, "bicubic") if n in res.per_image},
+                                 "best_baseline": best,
+                                 "tocsr_minus_bicubic": res.paired(mine, "bicubic", "psnr_y").to_dict()}
+        if best is not None:
+            entry["tocsr_minus_best_baseline"] = res.paired(mine, best, "psnr_y").to_dict()
+            entry["best_baseline_minus_bicubic"] = res.paired(best, "bicubic", "psnr_y").to_dict()
+            entry["verdict"] = verdict(entry["tocsr_minus_best_baseline"], "TOC-SR", best)
+        else:
+            entry["verdict"] = verdict(entry["tocsr_minus_bicubic"], "TOC-SR", "bicubic")
+        headline[res.lr_source] = entry
+    return headline
+
+
 def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wall_s: float,
               log: StageLog) -> dict[str, Any]:
     from reports.build import read_rows
 
-    rows, _ = read_rows(out / "eval")
+    _, scored_on = read_rows(out / "eval")
     devices = {}
     for name, res in chosen.items():
         c, v = res.chosen, res.cost_table_validation
-        mine = [r for r in rows if r.device_profile == name and r.method == f"tocsr-onestep ({name})"]
-        others = [r for r in rows if r.device_profile == name and r.kind in ("classical", "external", "interpolation",
-                                                                               "multi-step")]
-        psnr = {r.method: r.metric("bicubic", "psnr_y") for r in mine + others}
-        # baselines are other people's methods (trained here or given as checkpoints), never our SR teacher
-        baselines = [r for r in others if r.kind in ("classical", "external") and r.metric("bicubic", "psnr_y") is not None]
-        best = max(baselines, key=lambda r: r.metric("bicubic", "psnr_y"), default=None)
         devices[name] = {
             "architecture": c.key, "fidelity_error": c.fidelity,
             "measured_p90_ms": c.measured_latency_ms, "teacher_p90_ms": c.teacher_latency_ms,
@@ -301,12 +333,12 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
             "cost_table_within_10pct": v.get("within_10pct"), "cost_table_holdout_n": v.get("n"),
             "selection_rounds": res.selection_rounds, "chosen_found_by": c.found_by,
             "params_m": c.params_m, "teacher_params_m": res.teacher_params_m, "gmacs": c.gmacs,
-            "teacher_gmacs": res.teacher_gmacs, "psnr_y_bicubic_degradation": psnr,
-            "best_baseline": None if best is None else {"method": best.method,
-                                                        "psnr_y": best.metric("bicubic", "psnr_y")},
+            "teacher_gmacs": res.teacher_gmacs, "test": test_headline(out, name),
         }
-    return {"devices": devices, "report": str(report_path), "wall_s": wall_s, "stages_ran": log.ran,
-            "stages_skipped": log.skipped, "stage_seconds": log.seconds}
+    fairness = {k: scored_on.get(k) for k in ("test_images", "test_max_px", "baseline_budget_s", "budget_unit",
+                                              "baselines_trained", "told_degradation")}
+    return {"devices": devices, "comparison": fairness, "report": str(report_path), "wall_s": wall_s,
+            "stages_ran": log.ran, "stages_skipped": log.skipped, "stage_seconds": log.seconds}
 
 
 def print_summary(console: Console, s: dict[str, Any]) -> None:
@@ -314,25 +346,40 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
 
     table = Table(title="TOC-SR main job", header_style="bold")
     for col in ("device", "architecture", "p90 ms (teacher)", "budget ms", "cost table ±10%", "params M (teacher)",
-                "GMACs (teacher)", "PSNR-Y: tocsr / best baseline / bicubic"):
+                "GMACs (teacher)", "test PSNR-Y, bicubic deg.: tocsr / best baseline / bicubic"):
         table.add_column(col)
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
+    def iv(d: dict[str, float] | None, sign: str = "") -> str:
+        return "-" if d is None else f"{d['mean']:{sign}.2f} [{d['low']:{sign}.2f}, {d['high']:{sign}.2f}]"
+
     for name, d in s["devices"].items():
-        psnr = d["psnr_y_bicubic_degradation"]
-        mine = next((v for k, v in psnr.items() if k.startswith("tocsr")), None)
-        base = d["best_baseline"]["psnr_y"] if d.get("best_baseline") else None
+        head = d["test"].get("bicubic", {})
+        psnr = head.get("psnr_y", {})
+        cells = [psnr.get(head.get("tocsr")), psnr.get(head.get("best_baseline")), psnr.get("bicubic")]
         within = d["cost_table_within_10pct"]
         table.add_row(name, d["architecture"], f"{d['measured_p90_ms']:.2f} ({d['teacher_p90_ms']:.2f})",
                       fmt(d["latency_budget_ms"]),
                       "-" if within is None else f"{100 * within:.0f}% of {d['cost_table_holdout_n']}",
                       f"{d['params_m']:.3f} ({d['teacher_params_m']:.3f})",
                       f"{fmt(d['gmacs'])} ({fmt(d['teacher_gmacs'])})",
-                      f"{fmt(mine)} / {fmt(base)} / {fmt(psnr.get('bicubic'))}")
+                      " / ".join(fmt(c["mean"]) if c else "-" for c in cells))
     console.print(table)
-    if s.get("comparison_caveat"):
-        console.print(f"PSNR-Y column: {s['comparison_caveat']}")
+    comp = s.get("comparison") or {}
+    trained = ", ".join(f"{n} {m.get('steps')} steps x {m.get('batch')} in {m.get('seconds', 0):.0f} s"
+                        for n, m in (comp.get("baselines_trained") or {}).items())
+    if comp.get("baseline_budget_s") is not None:
+        console.print(f"Baselines trained from scratch for the TOC-SR SR stage's {comp['baseline_budget_s']:.0f} s "
+                      f"each ({trained}); scored blind on {len(comp.get('test_images') or [])} test photographs "
+                      "no setting saw; [95% bootstrap interval over photographs]")
+    for name, d in s["devices"].items():
+        for kind, h in d["test"].items():
+            line = f"{name}, {kind} degradation: TOC-SR minus bicubic {iv(h['tocsr_minus_bicubic'], '+')} dB"
+            if h.get("best_baseline"):
+                line += (f"; minus {h['best_baseline']} {iv(h['tocsr_minus_best_baseline'], '+')} dB; "
+                         f"{h['best_baseline']} minus bicubic {iv(h['best_baseline_minus_bicubic'], '+')} dB")
+            console.print(f"{line}: {h['verdict']}")
     console.print(f"report: {s['report']}  ({s['wall_s'] / 60:.1f} min; ran {len(s['stages_ran'])} stages, "
                   f"skipped {len(s['stages_skipped'])})")
     b = s.get("browser_check", {})

@@ -164,11 +164,12 @@ def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table:
 
 
 def stage_eval(run_dir: str | Path, profiles: list[str], teacher_dir: str | Path, sr_dirs: dict[str, Path],
-               baseline_steps: int = 300, baselines=("espcn", "rrdb-s", "swinir-light"),
-               external: list[str] | None = None, data: str | Path | None = None) -> list[ReportRow]:
-    """Every method on every profile: quality once, cost per device; rows and crops under <run>/eval."""
+               baselines=("srvgg",), external: list[str] | None = None, data: str | Path | None = None,
+               test_max_px: int = 384, baseline_max_steps: int | None = None) -> list[ReportRow]:
+    """Every method on every profile: quality once on the test photographs, cost per device; rows, the test
+    tables and crops under <run>/eval (reports.comparison.compare_methods says what makes it fair)."""
     run = Path(run_dir)
     rows, scored_on = compare_methods(run, [load_profile(p) for p in profiles], load_teacher(teacher_dir), sr_dirs,
-                                      baseline_steps, tuple(baselines), list(external or []), data)
+                                      tuple(baselines), list(external or []), data, test_max_px, baseline_max_steps)
     write_rows(rows, run / "eval", scored_on)
     return rows

@@ -6,6 +6,7 @@ Each entry builds the network with random weights (cost) or loads a checkpoint t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -111,44 +112,65 @@ BASELINES["rrdb-s"] = Baseline("rrdb-s", "RRDB-class network sized for CPU budge
                                                                         scale=s))
 
 
-class ResidualSR(nn.Module):
-    """Global residual learning (as VDSR): bicubic upscaling plus g * net(x), with g starting at 0
-    (ReZero). Trained from scratch on a short budget, a plain network starts far below bicubic; this
-    form starts exactly at bicubic and can only be trained up from it, as the suite's one-step
-    student does (it starts as the identity on the LR latent)."""
+@dataclass(frozen=True)
+class BaselineTraining:
+    """How a baseline was trained: what a reader needs to judge the comparison it appears in."""
 
-    def __init__(self, net: nn.Module, scale: int):
-        super().__init__()
-        self.net, self.scale = net, scale
-        self.gain = nn.Parameter(torch.zeros(1))
+    name: str
+    scale: int
+    input_px: int                         # the LR side it was built for (SwinIR's window mask)
+    budget_s: float | None                # the wall-clock budget it was given (None: a step budget)
+    max_steps: int | None                 # a step cap on top of it (tests), None when there was none
+    seconds: float                        # what it used, data preparation included
+    steps: int
+    batch: int
+    lr: float
+    head: str = "as published"            # no residual or bicubic head added to the method's own design
+    loss: str = "L1"
+    schedule: str = "Adam, cosine decay over the steps the budget affords (estimated after 10 steps)"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        base = bicubic_upscale(x, self.scale, 0, 1)
-        return (base + self.gain * self.net(x)).clamp(0, 1)
+    @property
+    def pairs_seen(self) -> int:
+        return self.steps * self.batch
 
 
-def build_trained_baseline(name: str, scale: int, input_px: int) -> nn.Module:
-    net = build_baseline(name, scale, input_px)
-    return ResidualSR(net, scale) if BASELINES[name].trainable else net
+def train_baseline(name: str, photos, scale: int, budget_s: float | None = None, max_steps: int | None = None,
+                   batch: int = 16, patch_px: int = 128, lr: float = 5e-4, seed: int = 0,
+                   kinds: tuple[str, ...] = ("bicubic", "realesrgan")) -> tuple[nn.Module, BaselineTraining]:
+    """Train a classical baseline from scratch, as its paper defines it, with L1 on fresh pairs from the same
+    photographs and degradations as the suite's models, for `budget_s` wall-clock seconds (data preparation
+    included, as it is in the suite's own training) and/or `max_steps` steps, whichever ends first."""
+    import time
 
-
-def train_baseline(name: str, photos, scale: int, steps: int, batch: int = 8, patch_px: int = 128, lr: float = 5e-4,
-                   seed: int = 0, kinds: tuple[str, ...] = ("bicubic", "realesrgan"), progress_desc: str | None = None):
-    """Train a classical baseline with L1 on the same SR pairs and step budget as the suite's models."""
     import torch.nn.functional as F
 
     from tocsr.core.sr.data import SRPairs
     from tocsr.core.training import progress
 
+    if budget_s is None and max_steps is None:
+        raise ConfigError(f"baseline {name!r}: give a wall-clock budget_s or max_steps, or both")
     torch.manual_seed(seed)
-    model = build_trained_baseline(name, scale, patch_px // scale)
+    model = build_baseline(name, scale, patch_px // scale)
     if not BASELINES[name].trainable:
-        return model.eval()
-    pairs = SRPairs(photos, patch_px, scale, steps * batch, seed + 11, kinds)
+        return model.eval(), BaselineTraining(name, scale, patch_px // scale, budget_s, max_steps, 0.0, 0, batch, lr)
+    pairs = SRPairs(photos, patch_px, scale, 2**62, seed + 11, kinds)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    with progress(progress_desc or f"baseline/{name}", steps) as bar:
-        for step in range(steps):
+    planned = max_steps
+    t0 = time.perf_counter()
+    step = 0
+    with progress(f"baseline/{name}", int(budget_s) if budget_s else int(max_steps or 0)) as bar:
+        shown = 0
+        while True:
+            elapsed = time.perf_counter() - t0
+            if (budget_s is not None and elapsed >= budget_s) or (max_steps is not None and step >= max_steps):
+                break
+            if step == 10 and budget_s is not None:
+                # the cosine needs an end: the steps the rest of the budget affords at the pace so far
+                planned = min(max_steps or 2**62, max(11, int(budget_s / (elapsed / 10))))
+            frac = min(1.0, step / planned) if planned else 0.0
+            for g in opt.param_groups:
+                g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
             items = [pairs[i] for i in range(step * batch, (step + 1) * batch)]
             hr = (torch.stack([h for h, _ in items]) + 1) / 2
             lr_img = (torch.stack([x for _, x in items]) + 1) / 2
@@ -156,12 +178,18 @@ def train_baseline(name: str, photos, scale: int, steps: int, batch: int = 8, pa
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            bar.update(1, loss=loss.item())
-    return model.eval()
+            step += 1
+            now = int(time.perf_counter() - t0) if budget_s else step
+            bar.update(now - shown, loss=loss.item(), step=step)
+            shown = now
+    info = BaselineTraining(name, scale, patch_px // scale, budget_s, max_steps, time.perf_counter() - t0, step,
+                            batch, lr)
+    return model.eval(), info
 
 
-def save_baseline(model: nn.Module, name: str, scale: int, input_px: int, folder) -> None:
+def save_baseline(model: nn.Module, info: BaselineTraining, folder) -> None:
     import json
+    from dataclasses import asdict
     from pathlib import Path
 
     from safetensors.torch import save_file
@@ -169,7 +197,7 @@ def save_baseline(model: nn.Module, name: str, scale: int, input_px: int, folder
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    (folder / "baseline.json").write_text(json.dumps({"name": name, "scale": scale, "input_px": input_px}))
+    (folder / "baseline.json").write_text(json.dumps({**asdict(info), "pairs_seen": info.pairs_seen}, indent=2))
 
 
 def load_baseline(folder) -> tuple[nn.Module, dict]:
@@ -180,7 +208,10 @@ def load_baseline(folder) -> tuple[nn.Module, dict]:
 
     folder = Path(folder)
     meta = json.loads((folder / "baseline.json").read_text())
-    model = build_trained_baseline(meta["name"], meta["scale"], meta["input_px"])
+    if meta.get("head") != "as published":
+        raise ConfigError(f"{folder}: a baseline trained by an earlier version (with a bicubic head the method does "
+                          "not have); delete the folder and rerun, which trains it again")
+    model = build_baseline(meta["name"], meta["scale"], meta["input_px"])
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return model.eval(), meta
 

@@ -3,14 +3,16 @@
 The embedded default needs no download: the photographs bundled with scikit-image (and, where
 installed, scikit-learn's and matplotlib's samples). A user's folder (`--data DIR`: DIV2K, LSDIR,
 FFHQ...) is scanned recursively; images that cannot be used are skipped, counted and logged, so a
-run never dies on one bad file. The train/validation split is by image and deterministic in the seed.
+run never dies on one bad file. The train / validation / test split (DataSplit) is by name, decided
+before any image is read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,76 +61,161 @@ def _rgb(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr[..., :3].astype(np.uint8))
 
 
-def load_default_photos() -> tuple[list[Photo], LoadReport]:
-    """The embedded default data set: real photographs shipped inside installed packages."""
+def _embedded_readers() -> dict[str, Callable[[], np.ndarray]]:
+    """Name -> reader of every embedded photograph; nothing is read until a reader is called."""
     import skimage.data
 
-    photos = [Photo(n, _rgb(getattr(skimage.data, n)())) for n in SKIMAGE_PHOTOS]
-    left, right, _ = skimage.data.stereo_motorcycle()
-    photos += [Photo("motorcycle_left", _rgb(left)), Photo("motorcycle_right", _rgb(right))]
-    skipped = []
+    readers: dict[str, Callable[[], np.ndarray]] = {n: getattr(skimage.data, n) for n in SKIMAGE_PHOTOS}
+    readers["motorcycle_left"] = lambda: skimage.data.stereo_motorcycle()[0]
+    readers["motorcycle_right"] = lambda: skimage.data.stereo_motorcycle()[1]
     try:
-        from sklearn.datasets import load_sample_images
+        from sklearn.datasets import load_sample_image
 
-        for name, img in zip(("china", "flower"), load_sample_images().images, strict=True):
-            photos.append(Photo(name, _rgb(img)))
+        readers["china"] = lambda: load_sample_image("china.jpg")
+        readers["flower"] = lambda: load_sample_image("flower.jpg")
     except ImportError:
-        skipped.append(("sklearn sample images", "scikit-learn not installed"))
-    try:
+        pass
+
+    def grace_hopper() -> np.ndarray:
         import matplotlib.cbook as cbook
+        from PIL import Image
 
         with cbook.get_sample_data("grace_hopper.jpg") as fh:
-            from PIL import Image
+            return np.asarray(Image.open(fh).convert("RGB"))
 
-            photos.append(Photo("grace_hopper", _rgb(np.asarray(Image.open(fh).convert("RGB")))))
-    except (ImportError, OSError, ValueError) as err:
-        skipped.append(("matplotlib grace_hopper.jpg", str(err)))
-    grey = sum(1 for n in SKIMAGE_PHOTOS if n in ("camera", "brick", "grass", "gravel", "moon", "coins", "cell"))
-    return photos, LoadReport("embedded default (scikit-image, scikit-learn, matplotlib)", len(photos),
-                              {"L": grey}, tuple(skipped))
+    readers["grace_hopper"] = grace_hopper
+    return readers
 
 
-def load_image_folder(folder: str | Path, min_side: int = 32) -> tuple[list[Photo], LoadReport]:
-    root = Path(folder)
+def list_photos(data: str | Path | None) -> list[str]:
+    """The names of the photographs in `data` (relative paths; None: the embedded default), unread."""
+    if data is None:
+        return sorted(_embedded_readers())
+    root = Path(data)
     if not root.is_dir():
         raise ConfigError(f"--data {root}: no such folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
+    names = sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not names:
         raise ConfigError(f"--data {root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}, recursively)")
+    return names
+
+
+def open_photo(data: str | Path | None, name: str) -> tuple[Photo, str]:
+    """Read one photograph as RGB uint8: (photo, the mode it was converted from, "" when none).
+
+    The only place a photograph's pixels are read, so a test can watch which ones each stage opens."""
+    if data is None:
+        arr = _embedded_readers()[name]()
+        mode = "L" if arr.ndim == 2 or arr.dtype == bool else ""
+        return Photo(name, _rgb(arr)), mode
+    rgb, _, info = read_image(Path(data) / name)
+    mode = "" if info.source_mode == "RGB" and info.bits == 8 else f"{info.source_mode}/{info.bits}bit"
+    return Photo(name, rgb), mode
+
+
+PARTS = ("train", "val", "test")
+# Subfolder names that declare a photograph's part in a user's folder (DIV2K ships train/ and valid/).
+_DECLARED = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+             "test": "test", "testing": "test"}
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """Which photographs train, which validate (every setting, early stop and selection) and which are only
+    ever scored (the reported table). Decided from names before any pixel is read, so no training or
+    selection code path opens a test photograph: they ask `load_split` for "train" and "val" only.
+
+    A folder whose top-level subfolders are train/, val/ (or valid/, validation/) and test/ keeps its own
+    split. Otherwise photographs are ranked by a hash of (seed, name), which does not depend on what else is
+    in the folder (adding one moves at most one other across each boundary); the first `test_fraction` of
+    them are test, the next `val_fraction` validation.
+    """
+
+    val_fraction: float = 0.15
+    test_fraction: float = 0.25
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.val_fraction < 1 and 0 <= self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise ConfigError(f"DataSplit: val_fraction {self.val_fraction} and test_fraction {self.test_fraction} "
+                              "must be in (0, 1) and [0, 1) and leave photographs to train on (sum < 1)")
+
+    def assign(self, names: list[str]) -> dict[str, str]:
+        """name -> "train" | "val" | "test"."""
+        declared = {n: _DECLARED.get(Path(n).parts[0].lower()) if len(Path(n).parts) > 1 else None for n in names}
+        if any(declared.values()):
+            loose = [n for n, part in declared.items() if part is None]
+            if loose:
+                raise ConfigError(f"--data: {len(loose)} images (first: {loose[0]!r}) are outside the train/, val/ "
+                                  "and test/ subfolders the other images are in; move them into one")
+            return {n: part for n, part in declared.items() if part is not None}
+        if len(names) < 3:
+            raise ConfigError(f"need at least 3 images to split into train, validation and test, found {len(names)}")
+        ranked = sorted(names, key=lambda n: hashlib.sha256(f"{self.seed}:{n}".encode()).hexdigest())
+        n = len(ranked)
+        n_test = max(1, round(n * self.test_fraction)) if self.test_fraction > 0 else 0
+        n_val = max(1, round(n * self.val_fraction))
+        n_test = min(n_test, n - n_val - 1)
+        parts = {name: "test" for name in ranked[:n_test]}
+        parts |= {name: "val" for name in ranked[n_test:n_test + n_val]}
+        return parts | {name: "train" for name in ranked[n_test + n_val:]}
+
+
+def _read_named(data: str | Path | None, names: list[str], min_side: int) -> tuple[list[Photo], LoadReport]:
+    """Read `names` (in order); images that cannot be used are skipped, counted and logged, so a run never
+    dies on one bad file."""
     photos, skipped, converted = [], [], Counter()
-    for path in files:
+    for name in names:
         try:
-            rgb, _, info = read_image(path)
-        except ImageReadError as err:
-            skipped.append((str(path), str(err).split(": ", 1)[-1]))
-            log.warning("skipping %s", err)
+            photo, mode = open_photo(data, name)
+        except (ImageReadError, ImportError, OSError, ValueError) as err:
+            skipped.append((name, str(err).split(": ", 1)[-1]))
+            log.warning("skipping %s: %s", name, err)
             continue
-        if min(rgb.shape[:2]) < min_side:
-            skipped.append((str(path), f"{rgb.shape[1]}x{rgb.shape[0]} is smaller than {min_side} px"))
+        if min(photo.rgb.shape[:2]) < min_side:
+            skipped.append((name, f"{photo.rgb.shape[1]}x{photo.rgb.shape[0]} is smaller than {min_side} px"))
             continue
-        if info.source_mode != "RGB" or info.bits != 8:
-            converted[f"{info.source_mode}/{info.bits}bit"] += 1
-        photos.append(Photo(str(path.relative_to(root)), rgb))
-    report = LoadReport(str(root), len(photos), dict(converted), tuple(skipped))
-    log.info(report.summary())
-    if not photos:
-        raise ConfigError(f"--data {root}: none of the {len(files)} image files is usable; first problem: "
-                          f"{skipped[0][0]}: {skipped[0][1]}")
-    return photos, report
+        if mode:
+            converted[mode] += 1
+        photos.append(photo)
+    source = "embedded default (scikit-image, scikit-learn, matplotlib)" if data is None else str(data)
+    return photos, LoadReport(source, len(photos), dict(converted), tuple(skipped))
+
+
+def load_split(data: str | Path | None, parts: tuple[str, ...], split: DataSplit = DataSplit(),
+               min_side: int = 32) -> tuple[dict[str, list[Photo]], LoadReport]:
+    """The photographs of `parts` only ({part: photos}); the others are never read."""
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise ConfigError(f"data parts {unknown}: not one of {', '.join(PARTS)}")
+    assigned = split.assign(list_photos(data))
+    photos, report = _read_named(data, sorted(n for n, part in assigned.items() if part in parts), min_side)
+    out: dict[str, list[Photo]] = {p: [ph for ph in photos if assigned[ph.name] == p] for p in parts}
+    log.info("%s (%s)", report.summary(), ", ".join(f"{p}: {len(v)}" for p, v in out.items()))
+    empty = [p for p in parts if not out[p]]
+    if empty:
+        first = f"; first problem: {report.skipped[0][0]}: {report.skipped[0][1]}" if report.skipped else ""
+        raise ConfigError(f"--data {report.source}: no usable {empty[0]} images (of {len(assigned)} found, at least "
+                          f"{min_side} px on the shorter side){first}")
+    return out, report
+
+
+def load_train_val(data: str | Path | None, split: DataSplit = DataSplit(),
+                   min_side: int = 32) -> tuple[list[Photo], list[Photo], LoadReport]:
+    """What training and selection may read: (train, validation, report). Never the test part."""
+    got, report = load_split(data, ("train", "val"), split, min_side)
+    return got["train"], got["val"], report
 
 
 def load_photos(data: str | Path | None, min_side: int = 32) -> tuple[list[Photo], LoadReport]:
-    return load_default_photos() if data is None else load_image_folder(data, min_side)
-
-
-def split_photos(photos: list[Photo], val_fraction: float, seed: int) -> tuple[list[Photo], list[Photo]]:
-    """Deterministic split by image (never by crop: the same photo must not be in both)."""
-    if len(photos) < 2:
-        raise ConfigError(f"need at least 2 images to hold one out for validation, found {len(photos)}")
-    order = sorted(photos, key=lambda p: p.name)
-    random.Random(seed).shuffle(order)
-    n_val = min(len(order) - 1, max(1, round(len(order) * val_fraction)))
-    return order[n_val:], order[:n_val]
+    """Every photograph, whatever its part: for writing evaluation folders and tests, never for training."""
+    photos, report = _read_named(data, list_photos(data), min_side)
+    if not photos:
+        raise ConfigError(f"--data {report.source}: none of the images is usable; first problem: "
+                          f"{report.skipped[0][0]}: {report.skipped[0][1]}")
+    return photos, report
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:

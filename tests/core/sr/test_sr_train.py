@@ -150,7 +150,6 @@ def test_a_trained_student_fits_its_pairs_far_better_than_the_untrained_one(part
 
 
 def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp_path, monkeypatch):
-    from tocsr.core.data import split_photos
     from tocsr.core.sr import run as sr_run
     from tocsr.core.sr.evaluate import evaluate_methods
     from tocsr.core.sr.info import SRModelInfo
@@ -158,8 +157,9 @@ def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp
     from tocsr.core.sr.onestep import OneStepSR
 
     teacher, space, spec, bank, photos = parts
-    monkeypatch.setattr(sr_run, "load_photos", lambda data, min_side: (photos, None))
-    cfg = dataclasses.replace(CFG, patch_px=64)
+    train, val = photos[:2], photos[2:]
+    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    cfg = dataclasses.replace(CFG, patch_px=64, student_per_degradation=True)
     info = sr_run.run_sr(teacher, space, spec, bank, tmp_path, cfg)
     assert set(info.quality) == {"bicubic", "realesrgan"}
     for rows in info.quality.values():
@@ -186,7 +186,6 @@ def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp
     assert not torch.equal(teachers["bicubic"].residual_std, teachers["realesrgan"].residual_std)
     multi = sr_run.MultiStepSR(teacher.autoencoder, teachers, sched, cfg.scale, cfg.sample_steps, cfg.t_start,
                                cfg.sample_chains)
-    _, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)
     again = evaluate_methods({"s": OneStepSR(teacher.autoencoder, student, cfg.scale), "t": multi}, val,
                              cfg.patch_px, cfg.scale)
     for kind, rows in again.items():

@@ -52,6 +52,18 @@ class SRModelInfo(FolderRecord):
     processes: int
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    # What the SR stage spent training, the budget the main job's baselines get (its SR teacher included;
+    # the base diffusion teacher is the pretrained model the method starts from, as SD is for others).
+    TRAINING_PARTS: ClassVar[tuple[str, ...]] = ("pair_cache_s", "sr_teacher_s", "student_s")
+
+    @property
+    def training_s(self) -> float:
+        missing = [k for k in self.TRAINING_PARTS if k not in self.timings_s]
+        if missing:
+            raise ConfigError(f"SR model record has no {missing[0]} timing (it has {sorted(self.timings_s)}); "
+                              "train it again with `tocsr sr`")
+        return float(sum(self.timings_s[k] for k in self.TRAINING_PARTS))
+
     def to_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "arch": self.arch.to_dict(), "degradations": list(self.degradations),
                 "config": dataclasses.asdict(self.config), "quality": self.quality, "timings_s": self.timings_s,

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from diffusers import DDPMScheduler
 
-from tocsr.core.data import load_photos, split_photos
+from tocsr.core.data import load_train_val
 from tocsr.core.errors import ConfigError
 from tocsr.core.models.autoencoder import decode_latents, encode_latents
 from tocsr.core.provenance import environment
@@ -86,8 +86,7 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    photos, _ = load_photos(data, min_side=cfg.patch_px)
-    train, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)   # the teacher's split
+    train, val, _ = load_train_val(data, teacher.preset.split, min_side=cfg.patch_px)   # the teacher's split
     acc = make_accelerator()
     timings = {}
     t = time.perf_counter()

@@ -21,7 +21,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from tocsr.core.artifacts import read_artifact, write_artifact
-from tocsr.core.data import load_photos, split_photos
+from tocsr.core.data import load_train_val
 from tocsr.core.errors import ArtifactError
 from tocsr.core.imageio import save_png
 from tocsr.core.models.autoencoder import AUTOENCODER_CLASSES, decode_latents, get_autoencoder_preset
@@ -109,8 +109,7 @@ def teacher_latents(teacher: Teacher, data: str | Path | None = None) -> tuple[t
         d = load_file(str(path))
         return d["train"].float(), d["val"].float()
     source = data if data is not None else TeacherRecord.load(teacher.folder).data_source
-    photos, _ = load_photos(source, min_side=teacher.preset.image_px)
-    train, val = split_photos(photos, teacher.preset.val_fraction, teacher.preset.seed)
+    train, val, _ = load_train_val(source, teacher.preset.split, min_side=teacher.preset.image_px)
     p = teacher.preset
     with torch.no_grad():
         lat = build_latent_cache(teacher.autoencoder, train, p.image_px, p.diffusion.latent_crops, p.seed + 7, "cpu")
@@ -131,8 +130,7 @@ def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None
     accelerator = make_accelerator(threads)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    photos, data_report = load_photos(data, min_side=preset.image_px)
-    train, val = split_photos(photos, preset.val_fraction, preset.seed)
+    train, val, data_report = load_train_val(data, preset.split, min_side=preset.image_px)
     log.info("%s; %d train / %d validation images", data_report.summary(), len(train), len(val))
 
     ae_cls = AUTOENCODER_CLASSES[get_autoencoder_preset(preset.autoencoder).cls_name]
