@@ -117,3 +117,32 @@ def proxy_vs_samples(rows: list[dict], spearman: dict[str, tuple[float | None, f
         ax.grid(alpha=0.3, which="both")
     fig.colorbar(sc, ax=axes[1], label="replaced slots")
     return _png(fig)
+
+
+def eps_sweep_plot(sweep) -> bytes:
+    """A search.sweep.EpsSweep: each ε's choice, its reduction against the teacher (x) and the distance of
+    its samples from the teacher's (y), with the paper's reduction marked."""
+    from search.sweep import PAPER_GMACS_X, PAPER_PARAMS_X
+
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0))
+    pts = list(sweep.points)
+    for ax, key, paper, label in ((axes[0], "params_x", PAPER_PARAMS_X, "fewer parameters than the teacher (x)"),
+                                  (axes[1], "gmacs_x", PAPER_GMACS_X, "fewer GMACs than the teacher (x)")):
+        xs = [p[key] for p in pts if p[key] is not None]
+        ys = [p["spectrum_kid"] for p in pts if p[key] is not None]
+        es = [p["spectrum_kid_std"] for p in pts if p[key] is not None]
+        ax.errorbar(xs, ys, yerr=es, fmt="o-", capsize=3, zorder=3, label="chosen at each ε (BO)")
+        for p in pts:
+            if p[key] is not None:
+                ax.annotate(f"ε={p['eps_fid']:.3g}", (p[key], p["spectrum_kid"]), fontsize=7,
+                            textcoords="offset points", xytext=(4, 4))
+        ax.axvline(paper, color="#b00", ls="--", label=f"paper: {paper}x")
+        ax.axvline(1.0, color="#999", ls=":", label="teacher")
+        ax.set_xlabel(label)
+        ax.set_ylabel("spectrum KID of samples vs the teacher's")
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"paper formulation on {sweep.profile}: minimise {sweep.complexity} s.t. fidelity error <= ε",
+                 fontsize=9)
+    return _png(fig)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from search.sweep import DEFAULT_EPS_REL
 from tocsr.core.distill.config import DistillConfig
 from tocsr.core.errors import TocsrError
 from tocsr.core.locking import folder_lock
@@ -399,6 +400,40 @@ def fidelity_check(
             atomic_write_bytes(out / "proxy_vs_samples.png", png)
     typer.echo("\n".join(check.describe()))
     typer.echo(f"wrote {path} and {out / 'proxy_vs_samples.png'}")
+
+
+@app.command()
+def sweep(
+    profile: str = typer.Option(..., "--profile", "-p"),
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
+    surrogates: Path = typer.Option(Path("runs/surrogates"), "--surrogates"),
+    cost_table: Path = typer.Option(..., "--costs", help="cost table JSON (a run's runs/<r>/costs/<key>.json)"),
+    eps: str = typer.Option(",".join(map(str, DEFAULT_EPS_REL)), "--eps",
+                            help="comma-separated ε, fixed before the sweep: fractions of the cheapest candidate's "
+                                 "fidelity error (or absolute with --absolute)"),
+    absolute: bool = typer.Option(False, "--absolute", help="--eps are absolute fidelity errors"),
+    complexity: str = typer.Option("params", "--complexity", help="what each point minimises: params, gmacs, latency"),
+    evaluations: int = typer.Option(60, "--evaluations", min=1, help="fidelity evaluations per ε"),
+    samples: int = typer.Option(16, "--samples", min=4, help="samples per choice (same noise as the teacher's)"),
+    steps: int = typer.Option(10, "--steps", min=2, help="DDIM steps per sample"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("runs/sweep"), "--out", "-o"),
+) -> None:
+    """The paper's table: minimise complexity s.t. fidelity <= ε for each ε; reductions vs samples, plotted."""
+    from bench.costtable import CostTable
+    from tocsr.app.stages import stage_sweep
+
+    if complexity not in ("params", "gmacs", "latency"):
+        raise typer.BadParameter(f"--complexity {complexity!r}: expected params, gmacs or latency")
+    try:
+        values = tuple(float(x) for x in eps.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--eps {eps!r}: expected comma-separated numbers, e.g. 0.05,0.1,0.2") from None
+    with folder_lock(out, "sweep"):
+        result = stage_sweep(teacher, surrogates, profile, CostTable.load(cost_table), out, values, not absolute,
+                             complexity, "bo", evaluations, samples, steps, seed)
+    typer.echo("\n".join(result.describe()))
+    typer.echo(f"wrote {out / 'sweep.json'}, {out / 'sweep.md'} and {out / 'sweep.png'}")
 
 
 @app.command("search-benchmark")

@@ -28,6 +28,7 @@ from search.problem import Constraints, SearchProblem
 from search.result import SearchResult
 from search.run import run_search
 from search.selection import SelectionConfig, StaleCostTable, check_reachable, choose
+from search.sweep import DEFAULT_EPS_REL, EpsSweep, eps_values
 from tocsr.core.artifacts import write_artifact
 from tocsr.core.distill.bank import new_bank
 from tocsr.core.distill.fidelity import CandidateFidelity
@@ -173,3 +174,50 @@ def stage_eval(run_dir: str | Path, profiles: list[str], teacher_dir: str | Path
                                       tuple(baselines), list(external or []), data, test_max_px, baseline_max_steps)
     write_rows(rows, run / "eval", scored_on)
     return rows
+
+
+def stage_sweep(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref: str | Path, cost_table: CostTable,
+                out_dir: str | Path, eps: tuple[float, ...] = DEFAULT_EPS_REL, relative: bool = True,
+                complexity: str = "params", method: str = "bo", evaluations: int = 60, samples: int = 16,
+                steps: int = 10, seed: int = 0) -> EpsSweep:
+    """The paper formulation over a list of ε fixed up front (search.sweep): one search per ε into
+    <out>/eps-<i>/, each choice sampled beside the teacher; sweep.json, sweep.md and sweep.png in <out>."""
+    from reports.plots import eps_sweep_plot
+    from tocsr.core.artifacts import atomic_write_bytes, atomic_write_text
+    from tocsr.core.distill.sample_fidelity import SampleFidelity
+
+    out = Path(out_dir)
+    teacher = load_teacher(teacher_dir)
+    space = derive_search_space(teacher.unet)
+    bank, _ = load_surrogates(surrogates_dir, space)
+    _, val = teacher_latents(teacher)
+    reference = cost_table.cheapest(space)
+    ref_error = CandidateFidelity(teacher.denoiser, space, bank, teacher.scheduler, val).evaluate(reference)
+    values = eps_values(tuple(eps), relative, ref_error)
+    sampler = SampleFidelity(teacher.denoiser, space, bank, dict(teacher.scheduler.config), teacher.autoencoder,
+                             tuple(val.shape[1:]), n=samples, steps=steps, seed=seed + 2024)
+    points, first = [], None
+    for i, e in enumerate(values):
+        folder = out / f"eps-{i}"
+        res = stage_search(teacher_dir, surrogates_dir, profile_ref, cost_table, folder, method, evaluations, seed,
+                           "paper", e, complexity)
+        first = first or res
+        c = res.chosen
+        s = sampler.evaluate(c.spec)
+        points.append({"eps_fid": e, "key": c.key, "fidelity": c.fidelity, "replaced": len(c.spec.replaced()),
+                       "params_m": c.params_m, "gmacs": c.gmacs, "latency_ms": c.measured_latency_ms,
+                       "params_x": res.teacher_params_m / c.params_m,
+                       "gmacs_x": res.teacher_gmacs / c.gmacs if c.gmacs and res.teacher_gmacs else None,
+                       "latency_x": c.teacher_latency_ms / c.measured_latency_ms,
+                       "paired_error": s.paired_error, "paired_error_std": s.paired_error_std,
+                       "spectrum_kid": s.spectrum_kid, "spectrum_kid_std": s.spectrum_kid_std,
+                       "folder": folder.name})
+    assert first is not None
+    sweep = EpsSweep(first.profile_name, complexity, method, evaluations, tuple(eps) if relative else None,
+                     ref_error, reference.key, tuple(points),
+                     {"params_m": first.teacher_params_m, "gmacs": first.teacher_gmacs,
+                      "latency_ms": first.chosen.teacher_latency_ms}, samples, steps, seed)
+    sweep.save(out, environment())
+    atomic_write_text(out / "sweep.md", "\n".join(sweep.describe()) + "\n")
+    atomic_write_bytes(out / "sweep.png", eps_sweep_plot(sweep))
+    return sweep
