@@ -390,3 +390,18 @@ def test_sweep_runs_the_paper_formulation_over_eps_fixed_up_front(job, tmp_path)
         assert (tmp_path / "sw" / p["folder"] / "search_result.json").is_file()
     assert sweep.eps_relative == (1.0, 0.5) and "paper: 6.6x fewer parameters" in r.stdout
     assert (tmp_path / "sw" / "sweep.png").stat().st_size > 1000 and "| ε" in (tmp_path / "sw" / "sweep.md").read_text()
+
+
+def test_data_without_test_photographs_is_refused_before_any_training(tmp_path):
+    from PIL import Image
+
+    rgb = (np.random.default_rng(0).random((160, 160, 3)) * 255).astype("uint8")
+    for part in ("train", "val"):
+        (tmp_path / "photos" / part).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rgb).save(tmp_path / "photos" / part / f"{i}.png")
+    t0 = time.perf_counter()
+    r = tocsr("run", "-p", str(PROFILE), "--preset", "smoke", "--out", "runs/x", "--data", "photos", cwd=tmp_path,
+              timeout=120)
+    assert r.returncode == 1 and "no test photographs (6 found)" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "runs" / "x" / "teacher").exists() and time.perf_counter() - t0 < 60

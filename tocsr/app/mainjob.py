@@ -141,6 +141,19 @@ def check_external(external: tuple[str, ...], scale: int) -> None:
         baseline_method(spec, scale)
 
 
+def check_split(data: str | Path | None, split) -> None:
+    """Refuse, before any training, data without photographs for one of the parts: the test table is made
+    at the end of the job, and a folder with train/ and val/ but no test/ would only fail there."""
+    from tocsr.core.data import PARTS, list_photos
+
+    assigned = split.assign(list_photos(data))
+    missing = [p for p in PARTS if p not in assigned.values()]
+    if missing:
+        raise ConfigError(f"--data {data}: no {missing[0]} photographs ({len(assigned)} found); add a {missing[0]}/ "
+                          "subfolder beside the others, or remove the train/, val/, test/ subfolders to have them split "
+                          "by name")
+
+
 def measurement_key(profile: DeviceProfile) -> str:
     """Profiles measured the same way (device, precision, batch, size, mode, timing) share a cost table."""
     d = profile.to_dict()
@@ -163,6 +176,7 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
         raise ConfigError(f"--preset {preset!r} does not exist; available: {', '.join(RUN_PRESETS)}")
     rp = RUN_PRESETS[preset]
     check_external(tuple(external), SRConfig().scale)
+    check_split(data, get_teacher_preset(rp.teacher_preset).split)
     out = Path(out_dir)
     loaded = [load_profile(p) for p in profiles]
     if len({p.name for p in loaded}) != len(loaded):
