@@ -71,8 +71,7 @@ class SRConfig:
     seed: int = 0
     kinds: tuple[str, ...] = ("bicubic", "realesrgan")
     # One student per entry of `kinds` (each on its kind's half of the cache), told at run time which
-    # degradation made its input; measured better than a blind one (+0.31 / +0.46 dB over bicubic, bicubic /
-    # Real-ESRGAN inputs, vs -0.03 dB blind on Real-ESRGAN inputs; models.PerDegradationStudent). Off by
-    # default: users rarely know what degraded a photograph, the baselines are blind, and so the headline
-    # comparison is blind too. A told student is reported as its own, labelled row.
+    # degradation made its input; it measured better than a blind one (figures: docs/status.md, issue 6 and
+    # the eleventh session). Off by default: users rarely know what degraded a photograph, the baselines are
+    # blind, and so the headline comparison is blind too. A told student is reported as its own, labelled row.
     student_per_degradation: bool = False
