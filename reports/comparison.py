@@ -18,6 +18,7 @@ from reports.metrics import FULL_REFERENCE, NO_REFERENCE
 from reports.protocol import EvalMethod, EvalResult, evaluate_folder, find_images, run_module_tiled
 from reports.rows import ReportRow
 from tocsr.core.baselines import (
+    BaselineTraining,
     Interpolate,
     load_baseline,
     load_external_checkpoint,
@@ -100,7 +101,8 @@ def _baselines(names, run: Path, train, scale: int, budget_s: float, max_steps: 
     for name in names:
         folder = run / "baselines" / name
         meta = json.loads((folder / "baseline.json").read_text()) if (folder / "baseline.json").is_file() else {}
-        if meta.get("budget_s") == budget_s and meta.get("max_steps") == max_steps and meta.get("head") == "as published":
+        if (meta.get("budget_s"), meta.get("max_steps"), meta.get("head"), meta.get("init")) == \
+                (budget_s, max_steps, "as published", BaselineTraining.init):
             model, meta = load_baseline(folder)
         else:
             model, info = train_baseline(name, train, scale, budget_s=budget_s, max_steps=max_steps, patch_px=patch)

@@ -165,6 +165,7 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     """The main job. `external`: pretrained SR checkpoints ("NAME=FILE") scored and costed beside the rest."""
     from bench.costtable import COST_TABLE_SCHEMA_VERSION, CostTable
     from tocsr.app.stages import stage_costs, stage_eval, stage_search, stage_sr
+    from tocsr.core.baselines import BaselineTraining
     from tocsr.core.distill.record import DistillRecord
     from tocsr.core.distill.train import DistillConfig, distill
     from tocsr.core.sr.train import SRConfig
@@ -249,7 +250,8 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
         checkpoints = [{"spec": e, "file": file_fingerprint(e.partition("=")[2])} for e in external]
         log.run("eval", {"sr": sr_shas, "profiles": [p.sha256 for p in loaded], "baselines": rp.baselines,
                          "baseline_max_steps": rp.baseline_max_steps, "test_max_px": rp.test_max_px,
-                         "external": checkpoints, "record": 2},
+                         "external": checkpoints, "record": 2,
+                         "baseline_init": BaselineTraining.init},
                 lambda resume: stage_eval(out, profiles, teacher_dir, sr_dirs, rp.baselines, external=list(external),
                                           data=data, test_max_px=rp.test_max_px,
                                           baseline_max_steps=rp.baseline_max_steps),

@@ -112,6 +112,30 @@ BASELINES["rrdb-s"] = Baseline("rrdb-s", "RRDB-class network sized for CPU budge
                                                                         scale=s))
 
 
+INITS = ("he", "pytorch-default")
+
+
+def he_init(model: nn.Module, output_scale: float = 0.1) -> nn.Module:
+    """Kaiming-normal (fan-in, PReLU/leaky slope 0.25) weights and zero biases for every convolution, the last
+    one scaled by `output_scale` so training starts near the network's own upsampling path.
+
+    Why: with PyTorch's default init a deep plain network such as SRVGGNetCompact (18 convolutions, no
+    normalisation) passes almost nothing of its input to the output, so for the first thousands of steps it
+    is nearest-neighbour upsampling plus a constant, whatever it is trained on; papers that train it for
+    hundreds of thousands of steps do not notice, a CPU budget of minutes does
+    (reports/evidence/baseline-recipe/README.md).
+    """
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    for conv in convs:
+        nn.init.kaiming_normal_(conv.weight, a=0.25, mode="fan_in", nonlinearity="leaky_relu")
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+    if convs:
+        with torch.no_grad():
+            convs[-1].weight.mul_(output_scale)
+    return model
+
+
 @dataclass(frozen=True)
 class BaselineTraining:
     """How a baseline was trained: what a reader needs to judge the comparison it appears in."""
@@ -128,6 +152,7 @@ class BaselineTraining:
     head: str = "as published"            # no residual or bicubic head added to the method's own design
     loss: str = "L1"
     schedule: str = "Adam, cosine decay over the steps the budget affords (estimated after 10 steps)"
+    init: str = "he"                      # one of INITS (he_init says why)
 
     @property
     def pairs_seen(self) -> int:
@@ -136,7 +161,8 @@ class BaselineTraining:
 
 def train_baseline(name: str, photos, scale: int, budget_s: float | None = None, max_steps: int | None = None,
                    batch: int = 16, patch_px: int = 128, lr: float = 5e-4, seed: int = 0,
-                   kinds: tuple[str, ...] = ("bicubic", "realesrgan")) -> tuple[nn.Module, BaselineTraining]:
+                   kinds: tuple[str, ...] = ("bicubic", "realesrgan"), init: str = "he"
+                   ) -> tuple[nn.Module, BaselineTraining]:
     """Train a classical baseline from scratch, as its paper defines it, with L1 on fresh pairs from the same
     photographs and degradations as the suite's models, for `budget_s` wall-clock seconds (data preparation
     included, as it is in the suite's own training) and/or `max_steps` steps, whichever ends first."""
@@ -149,10 +175,15 @@ def train_baseline(name: str, photos, scale: int, budget_s: float | None = None,
 
     if budget_s is None and max_steps is None:
         raise ConfigError(f"baseline {name!r}: give a wall-clock budget_s or max_steps, or both")
+    if init not in INITS:
+        raise ConfigError(f"baseline init {init!r} does not exist; available: {', '.join(INITS)}")
     torch.manual_seed(seed)
     model = build_baseline(name, scale, patch_px // scale)
     if not BASELINES[name].trainable:
-        return model.eval(), BaselineTraining(name, scale, patch_px // scale, budget_s, max_steps, 0.0, 0, batch, lr)
+        return model.eval(), BaselineTraining(name, scale, patch_px // scale, budget_s, max_steps, 0.0, 0, batch, lr,
+                                              init="none")
+    if init == "he":
+        he_init(model)
     pairs = SRPairs(photos, patch_px, scale, 2**62, seed + 11, kinds)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -183,7 +214,7 @@ def train_baseline(name: str, photos, scale: int, budget_s: float | None = None,
             bar.update(now - shown, loss=loss.item(), step=step)
             shown = now
     info = BaselineTraining(name, scale, patch_px // scale, budget_s, max_steps, time.perf_counter() - t0, step,
-                            batch, lr)
+                            batch, lr, init=init)
     return model.eval(), info
 
 
