@@ -94,28 +94,32 @@ def paired_differences(diffs: dict[str, tuple[float, float, float]], reference: 
     return _png(fig)
 
 
-def proxy_vs_samples(rows: list[dict], spearman: dict[str, tuple[float | None, float | None]]) -> bytes | None:
-    """The search's proxy (x) against two sample-level measures (y), one point per candidate; `spearman` maps
-    each measure to (all candidates, upper half by proxy)."""
-    pts = [r for r in rows if r.get("paired_error") is not None and r.get("spectrum_kid") is not None]
+def proxy_vs_samples(check) -> bytes | None:
+    """A search.proxy_check.ProxyCheck: each proxy (a row) against the two sample-level measures (columns), one
+    point per candidate, titled with Spearman over all candidates and over the upper half by that proxy."""
+    pts = [r for r in check.candidates if r.get("paired_error") is not None and r.get("spectrum_kid") is not None]
     if not pts:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0))
-    for ax, key, label in ((axes[0], "paired_error", "paired sample error vs teacher"),
-                           (axes[1], "spectrum_kid", "spectrum KID vs teacher's samples")):
-        sc = ax.scatter([max(r["proxy"], 1e-7) for r in pts], [r[key] for r in pts], c=[r["replaced"] for r in pts],
-                        cmap="viridis", s=30, zorder=3)
-        ax.set_xscale("log")
-        # symlog: an unbiased KID can be slightly negative when two sample sets match
-        ax.set_yscale("symlog", linthresh=1e-3 if key == "paired_error" else 1.0)
-        ax.set_xlabel("search proxy: one-call prediction error (normalised)")
-        ax.set_ylabel(label)
-        rho_all, rho_upper = (("-" if v is None else f"{v:.3f}") for v in spearman[key])
-        ax.set_title(f"Spearman {rho_all} (upper half by proxy: {rho_upper})")
-        if key == "paired_error":
-            ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3, which="both")
-    fig.colorbar(sc, ax=axes[1], label="replaced slots")
+    rows = len(check.proxies)
+    fig, axes = plt.subplots(rows, 2, figsize=(10.5, 4.0 * rows), squeeze=False)
+    for i, name in enumerate(check.proxies):
+        a = check.agreement[name]
+        for ax, key, label in ((axes[i][0], "paired", "paired sample error vs teacher"),
+                               (axes[i][1], "kid", "spectrum KID vs teacher's samples")):
+            col = "paired_error" if key == "paired" else "spectrum_kid"
+            sc = ax.scatter([max(r[f"proxy:{name}"] or 1e-7, 1e-7) for r in pts], [r[col] for r in pts],
+                            c=[r["replaced"] for r in pts], cmap="viridis", s=30, zorder=3)
+            ax.set_xscale("log")
+            # symlog: an unbiased KID can be slightly negative when two sample sets match
+            ax.set_yscale("symlog", linthresh=1e-3 if key == "paired" else 1.0)
+            ax.set_xlabel(f"proxy {name} (normalised error)")
+            ax.set_ylabel(label)
+            rho_all, rho_upper = ("-" if v is None else f"{v:.3f}" for v in (a[key], a[f"{key}_upper"]))
+            ax.set_title(f"Spearman {rho_all} (upper half by proxy: {rho_upper})", fontsize=9)
+            if key == "paired":
+                ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3, which="both")
+        fig.colorbar(sc, ax=axes[i][1], label="replaced slots")
     return _png(fig)
 
 

@@ -51,71 +51,111 @@ def _fmt(x: float | None) -> str:
     return "undefined" if x is None else f"{x:.3f}"
 
 
+def _rho(a: list[float], b: list[float]) -> float | None:
+    from scipy.stats import spearmanr
+
+    return _finite(float(spearmanr(a, b).statistic))
+
+
 @dataclass(frozen=True)
 class ProxyCheck(FolderRecord):
+    """Rank agreement of each proxy with the sample-level measures, and the measures' own ceiling.
+
+    `agreement[proxy]` holds Spearman(proxy, paired sample error) and Spearman(proxy, spectrum KID) over all
+    candidates and over the upper half by that proxy (where a search under a tight budget chooses, a proxy
+    must order close candidates, not only tell one replaced block from twenty). `ceiling` is the same
+    measures drawn again from independent noise, ranked against the first draw: no proxy can agree with a
+    sample measure better than the measure agrees with itself, so a low ceiling in the upper half says the
+    reference, not the proxy, needs more samples. None where undefined (a constant column).
+    """
+
     FILE_NAME: ClassVar[str] = "proxy_check.json"
     KIND: ClassVar[str] = "tocsr.proxy_check"
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
     REBUILD: ClassVar[str] = "run `tocsr fidelity-check --out {folder}` again"
 
-    candidates: tuple[dict[str, Any], ...]   # key, replaced, proxy, paired_error(_std), spectrum_kid(_std)
-    # None where undefined (a constant column)
-    spearman_paired: float | None             # proxy vs paired sample error
-    spearman_kid: float | None                # proxy vs spectrum KID to the teacher's samples
-    # The same over the candidates at or above the median proxy: where a search under a tight budget
-    # chooses, a proxy must order close candidates, not only tell one replaced block from twenty.
-    spearman_paired_upper: float | None
-    spearman_kid_upper: float | None
+    proxies: tuple[str, ...]
+    candidates: tuple[dict[str, Any], ...]      # key, replaced, proxy:<name>, paired_error(_std), spectrum_kid(_std)
+    agreement: dict[str, dict[str, float | None]]   # proxy -> paired, kid, paired_upper, kid_upper
+    ceiling: dict[str, dict[str, float | None]]     # proxy (whose upper half) -> paired, kid, paired_upper, kid_upper
+    proxy_seconds: dict[str, float]             # mean wall-clock seconds per evaluation
     n_samples: int
     steps: int
     seed: int
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"candidates": [dict(c) for c in self.candidates], "spearman_paired": self.spearman_paired,
-                "spearman_kid": self.spearman_kid, "spearman_paired_upper": self.spearman_paired_upper,
-                "spearman_kid_upper": self.spearman_kid_upper, "n": len(self.candidates),
-                "n_samples": self.n_samples, "steps": self.steps, "seed": self.seed}
+        return {"proxies": list(self.proxies), "candidates": [dict(c) for c in self.candidates],
+                "agreement": self.agreement, "ceiling": self.ceiling, "proxy_seconds": self.proxy_seconds,
+                "n": len(self.candidates), "n_samples": self.n_samples, "steps": self.steps, "seed": self.seed}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ProxyCheck:
-        return cls(tuple(d["candidates"]), d["spearman_paired"], d["spearman_kid"], d["spearman_paired_upper"],
-                   d["spearman_kid_upper"], int(d["n_samples"]), int(d["steps"]), int(d["seed"]),
-                   d.get("environment", {}))
+        return cls(tuple(d["proxies"]), tuple(d["candidates"]), d["agreement"], d["ceiling"], d["proxy_seconds"],
+                   int(d["n_samples"]), int(d["steps"]), int(d["seed"]), d.get("environment", {}))
 
     def describe(self) -> list[str]:
-        return [f"{len(self.candidates)} candidates, {self.n_samples} samples each ({self.steps} DDIM steps, seed "
-                f"{self.seed}), teacher's samples from the same noise as reference:",
-                f"Spearman(proxy, paired sample error) = {_fmt(self.spearman_paired)}; "
-                f"Spearman(proxy, spectrum KID) = {_fmt(self.spearman_kid)} (goal >= 0.8)",
-                f"upper half by proxy ({self._upper_n()} candidates, where tight budgets choose): "
-                f"{_fmt(self.spearman_paired_upper)} / {_fmt(self.spearman_kid_upper)}"]
+        upper_n = len(self.candidates) - len(self.candidates) // 2
+        lines = [f"{len(self.candidates)} candidates, {self.n_samples} samples each ({self.steps} DDIM steps, seed "
+                 f"{self.seed}), teacher's samples from the same noise as reference; Spearman (goal >= 0.8), all "
+                 f"candidates / upper half by the proxy (~{upper_n}, where tight budgets choose):",
+                 f"{'proxy':<22} {'s/eval':>7} {'vs paired sample error':>24} {'vs spectrum KID':>20}"]
+        for name in self.proxies:
+            a = self.agreement[name]
+            lines.append(f"{name:<22} {self.proxy_seconds[name]:>7.2f} "
+                         f"{_fmt(a['paired']) + ' / ' + _fmt(a['paired_upper']):>24} "
+                         f"{_fmt(a['kid']) + ' / ' + _fmt(a['kid_upper']):>20}")
+        for name, c in self.ceiling.items():
+            lines.append(f"{'ceiling (' + name + ')':<22} {'':>7} {_fmt(c['paired']) + ' / ' + _fmt(c['paired_upper']):>24} "
+                         f"{_fmt(c['kid']) + ' / ' + _fmt(c['kid_upper']):>20}")
+        if self.ceiling:
+            lines.append("ceiling: the sample measures from independent noise against themselves, over the same "
+                         "candidates; no proxy can rank better than that")
+        return lines
 
-    def _upper_n(self) -> int:
-        return len(_upper(list(self.candidates)))
 
+def check_proxy(proxies: dict[str, Proxy], samples, specs: list[ArchSpec], seed: int = 0,
+                repeat=None) -> ProxyCheck:
+    """Score `specs` by each proxy and by their samples; the rank correlations between the two. `repeat` (a
+    second sample scorer on independent noise) gives the ceiling."""
+    import time
 
-def check_proxy(proxy: Proxy, samples, specs: list[ArchSpec], seed: int = 0) -> ProxyCheck:
-    """Score `specs` by the proxy and by their samples; the rank correlations between the two."""
-    from scipy.stats import spearmanr
-
-    rows = []
+    rows, seconds = [], dict.fromkeys(proxies, 0.0)
     with progress("fidelity-check", len(specs)) as bar:
         for spec in specs:
             s = samples.evaluate(spec)
-            rows.append({"key": spec.key, "replaced": len(spec.replaced()), "proxy": proxy.evaluate(spec),
-                         "paired_error": s.paired_error, "paired_error_std": s.paired_error_std,
-                         "spectrum_kid": s.spectrum_kid, "spectrum_kid_std": s.spectrum_kid_std})
+            row = {"key": spec.key, "replaced": len(spec.replaced()),
+                   "paired_error": s.paired_error, "paired_error_std": s.paired_error_std,
+                   "spectrum_kid": s.spectrum_kid, "spectrum_kid_std": s.spectrum_kid_std}
+            for name, proxy in proxies.items():
+                t0 = time.perf_counter()
+                row[f"proxy:{name}"] = proxy.evaluate(spec)
+                seconds[name] += time.perf_counter() - t0
+            if repeat is not None:
+                r = repeat.evaluate(spec)
+                row.update(paired_error_repeat=r.paired_error, spectrum_kid_repeat=r.spectrum_kid)
+            rows.append(row)
             bar.update(1)
-    def rho(subset: list[dict], key: str) -> float | None:
-        return _finite(float(spearmanr([r["proxy"] for r in subset], [r[key] for r in subset]).statistic))
 
-    upper = _upper(rows)
+    def agree(subset: list[dict], x: str) -> dict[str, float | None]:
+        return {"paired": _rho([r[x] for r in subset], [r["paired_error"] for r in subset]),
+                "kid": _rho([r[x] for r in subset], [r["spectrum_kid"] for r in subset])}
+
+    agreement, ceiling = {}, {}
+    for name in proxies:
+        upper = _upper(rows, f"proxy:{name}")
+        agreement[name] = {**agree(rows, f"proxy:{name}"),
+                           **{f"{k}_upper": v for k, v in agree(upper, f"proxy:{name}").items()}}
+        if repeat is not None:
+            def own(subset: list[dict]) -> dict[str, float | None]:
+                return {"paired": _rho([r["paired_error_repeat"] for r in subset], [r["paired_error"] for r in subset]),
+                        "kid": _rho([r["spectrum_kid_repeat"] for r in subset], [r["spectrum_kid"] for r in subset])}
+            ceiling[name] = {**own(rows), **{f"{k}_upper": v for k, v in own(upper).items()}}
     stored = tuple({k: (_finite(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
-    return ProxyCheck(stored, rho(rows, "paired_error"), rho(rows, "spectrum_kid"), rho(upper, "paired_error"),
-                      rho(upper, "spectrum_kid"), samples.n, samples.steps, seed)
+    return ProxyCheck(tuple(proxies), stored, agreement, ceiling,
+                      {k: v / max(1, len(specs)) for k, v in seconds.items()}, samples.n, samples.steps, seed)
 
 
-def _upper(rows: list[dict]) -> list[dict]:
-    median = float(np.median([r["proxy"] for r in rows]))
-    return [r for r in rows if r["proxy"] >= median]
+def _upper(rows: list[dict], key: str) -> list[dict]:
+    median = float(np.median([r[key] for r in rows]))
+    return [r for r in rows if r[key] >= median]

@@ -302,12 +302,15 @@ def test_fidelity_check_runs_on_the_jobs_teacher_and_surrogates(job, tmp_path):
 
     root, run, _, _ = job
     r = tocsr("fidelity-check", "--teacher", str(run / "teacher"), "--surrogates", str(run / "surrogates"),
-              "--candidates", "4", "--samples", "4", "--steps", "2", "--out", str(tmp_path / "fc"), cwd=root,
-              timeout=600)
+              "--candidates", "4", "--samples", "4", "--steps", "2", "--proxies", "one-call,rollout*2",
+              "--out", str(tmp_path / "fc"), cwd=root, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     check = ProxyCheck.load(tmp_path / "fc")
     assert len(check.candidates) == 4 and (tmp_path / "fc" / "proxy_vs_samples.png").stat().st_size > 1000
-    assert "upper half by proxy" in r.stdout
+    assert check.proxies == ("one-call", "rollout*2") and set(check.ceiling) == {"one-call", "rollout*2"}
+    assert "upper half by the proxy" in r.stdout and "ceiling (rollout*2)" in r.stdout
+    bad = tocsr("fidelity-check", "--proxies", "two-call*2", "--out", str(tmp_path / "fc2"), cwd=root, timeout=120)
+    assert bad.returncode == 1 and "two-call*2" in bad.stderr and "one-call, rollout" in bad.stderr
 
 
 TRACE_OPENS = """

@@ -50,7 +50,7 @@ def test_spanning_candidates_are_distinct_and_run_from_few_to_many_replaced_slot
     assert sum(counts[:4]) < sum(counts[-4:])
 
 
-def test_the_check_reports_rank_agreement_and_round_trips(tiny, tmp_path):
+def test_the_check_reports_rank_agreement_per_proxy_and_the_ceiling_and_round_trips(tiny, tmp_path):
     space, samples = tiny
     specs = spanning_candidates(space, 6, seed=2)
 
@@ -64,8 +64,33 @@ def test_the_check_reports_rank_agreement_and_round_trips(tiny, tmp_path):
         def evaluate(self, spec):
             return -paired[spec.key]
 
-    check = check_proxy(PairedAsProxy(), samples, specs)
-    assert check.spearman_paired == pytest.approx(1.0) == check.spearman_paired_upper and len(check.candidates) == 6
-    assert check_proxy(Reversed(), samples, specs).spearman_paired == pytest.approx(-1.0)
+    check = check_proxy({"same": PairedAsProxy(), "reversed": Reversed()}, samples, specs, repeat=samples)
+    assert check.agreement["same"]["paired"] == pytest.approx(1.0) == check.agreement["same"]["paired_upper"]
+    assert check.agreement["reversed"]["paired"] == pytest.approx(-1.0) and len(check.candidates) == 6
+    # the same scorer as its own repeat: the ceiling is perfect
+    assert check.ceiling["same"]["paired"] == pytest.approx(1.0) and check.proxy_seconds["same"] >= 0
     check.save(tmp_path, {"test": True})
-    assert ProxyCheck.load(tmp_path) == check and "Spearman(proxy, paired sample error) = 1.000" in check.describe()[1]
+    assert ProxyCheck.load(tmp_path) == check
+    text = "\n".join(check.describe())
+    assert "same" in text and "1.000 / 1.000" in text and "ceiling (same)" in text
+
+
+def test_the_rollout_proxy_scores_the_teacher_zero_and_orders_few_before_many_replaced(tiny):
+    from tocsr.core.distill.fidelity import RolloutFidelity
+
+    space, samples = tiny
+    proxy = RolloutFidelity(samples.denoiser, space, samples.swapper.bank, samples.config, (16, 8, 8), n=4, steps=3,
+                            noise_draws=2)
+    assert proxy.evaluate(space.all_teacher()) == 0.0
+    specs = spanning_candidates(space, 6, seed=3)
+    few, many = proxy.evaluate(specs[0]), proxy.evaluate(specs[-1])
+    assert 0 < few < many and proxy.evaluate(specs[0]) == few and proxy.evaluations == 4
+
+
+def test_an_unknown_proxy_is_refused_with_the_choices(tiny):
+    from tocsr.core.distill.fidelity import build_proxy
+    from tocsr.core.errors import ConfigError
+
+    space, samples = tiny
+    with pytest.raises(ConfigError, match="one-call, rollout"):
+        build_proxy("two-call", None, space, {}, torch.zeros(1, 16, 8, 8))

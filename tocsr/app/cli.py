@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 
 from search.sweep import DEFAULT_EPS_REL
-from tocsr.core.distill.config import DistillConfig
+from tocsr.core.distill.config import PROXIES, DistillConfig
 from tocsr.core.errors import TocsrError
 from tocsr.core.locking import folder_lock
 from tocsr.core.sr.config import SRConfig
@@ -369,6 +369,11 @@ def fidelity_check(
     candidates: int = typer.Option(24, "--candidates", min=3, help="candidates spanning few to most slots replaced"),
     samples: int = typer.Option(32, "--samples", min=4, help="samples per candidate (same noise for all)"),
     steps: int = typer.Option(10, "--steps", min=2, help="DDIM steps per sample"),
+    proxies: str = typer.Option("one-call,one-call*4,rollout,rollout*4", "--proxies",
+                                help=f"comma-separated proxies to check, of {', '.join(PROXIES)}, each optionally "
+                                     "*N for N noise draws per evaluation"),
+    ceiling: bool = typer.Option(True, "--ceiling/--no-ceiling",
+                                 help="score the samples again from independent noise: the ranking ceiling"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("runs/fidelity-check"), "--out", "-o"),
 ) -> None:
@@ -376,26 +381,32 @@ def fidelity_check(
     from reports.plots import proxy_vs_samples
     from search.proxy_check import check_proxy, spanning_candidates
     from tocsr.core.artifacts import atomic_write_bytes
-    from tocsr.core.distill.fidelity import CandidateFidelity
+    from tocsr.core.distill.fidelity import build_proxy
     from tocsr.core.distill.sample_fidelity import SampleFidelity
     from tocsr.core.distill.train import load_surrogates
     from tocsr.core.provenance import environment
     from tocsr.core.space import derive_search_space
     from tocsr.core.teacher.train import load_teacher, teacher_latents
 
+    names = [p.strip() for p in proxies.split(",") if p.strip()]
+    parsed = {n: (n.partition("*")[0], n.partition("*")[2] or "1") for n in names}
+    bad = [n for n, (base, draws) in parsed.items() if base not in PROXIES or not draws.isdigit() or int(draws) < 1]
+    if bad or not names:
+        raise typer.BadParameter(f"cannot read {bad or proxies!r}: give NAME or NAME*DRAWS, NAME one of "
+                                 f"{', '.join(PROXIES)}, DRAWS >= 1", param_hint="--proxies")
     with folder_lock(out, "fidelity-check"):
         t = load_teacher(teacher)
         space = derive_search_space(t.unet)
         bank, _ = load_surrogates(surrogates, space)
         _, val = teacher_latents(t)
-        proxy = CandidateFidelity(t.denoiser, space, bank, t.scheduler, val)
+        built = {n: build_proxy(base, t, space, bank, val, int(draws)) for n, (base, draws) in parsed.items()}
         sampler = SampleFidelity(t.denoiser, space, bank, dict(t.scheduler.config), t.autoencoder,
                                  tuple(val.shape[1:]), n=samples, steps=steps, seed=seed + 2024)
-        check = check_proxy(proxy, sampler, spanning_candidates(space, candidates, seed), seed)
+        repeat = SampleFidelity(t.denoiser, space, bank, dict(t.scheduler.config), t.autoencoder,
+                                tuple(val.shape[1:]), n=samples, steps=steps, seed=seed + 4048) if ceiling else None
+        check = check_proxy(built, sampler, spanning_candidates(space, candidates, seed), seed, repeat)
         path = check.save(out, environment())
-        png = proxy_vs_samples(list(check.candidates),
-                               {"paired_error": (check.spearman_paired, check.spearman_paired_upper),
-                                "spectrum_kid": (check.spearman_kid, check.spearman_kid_upper)})
+        png = proxy_vs_samples(check)
         if png is not None:
             atomic_write_bytes(out / "proxy_vs_samples.png", png)
     typer.echo("\n".join(check.describe()))

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Whole-candidate fidelity proxies the search can minimise (tocsr.core.distill.fidelity.build_proxy).
+PROXIES = ("one-call", "rollout")
+
 
 @dataclass(frozen=True)
 class DistillConfig:

@@ -2,20 +2,28 @@
 
 * Per block (FidelityTable): normalised feature error of each trained surrogate against the teacher
   block it replaces, on held-out latents: MSE / Var(teacher block output).
-* Whole candidate (CandidateFidelity): the candidate's prediction against the teacher's on fixed
-  noised validation latents over a timestep grid, MSE / E[teacher prediction^2]. The all-teacher
+* Whole candidate, one call (CandidateFidelity): the candidate's prediction against the teacher's on
+  fixed noised validation latents over a timestep grid, MSE / E[teacher prediction^2]. The all-teacher
   candidate scores exactly 0. This is the search's objective (not the sum of per-block errors).
+* Whole candidate, short rollout (RolloutFidelity): a few DDIM steps from fixed noise, the candidate's
+  final latents against the teacher's from the same noise, MSE / E[teacher latent^2]. It sees errors
+  compound along the sampler's own trajectory, which one call on noised real latents does not.
+Both have the same interface (`evaluate(spec) -> float`, 0 for the teacher), so the search takes either.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from tocsr.core.assembly import ModuleSwapper
+from tocsr.core.distill.config import PROXIES
+from tocsr.core.errors import ConfigError
 from tocsr.core.space import ArchSpec, SearchSpace
+from tocsr.core.teacher.evaluate import sample
 
 GRID = (100, 300, 500, 700, 900)
 
@@ -47,17 +55,19 @@ class FidelityTable:
 
 class CandidateFidelity:
     """Evaluates whole candidates against the teacher. The teacher's predictions on the fixed inputs
-    are computed once; each evaluation swaps the candidate's trained blocks into the teacher."""
+    are computed once; each evaluation swaps the candidate's trained blocks into the teacher.
+    `noise_draws` noises per (latent, timestep) lower the variance between close candidates."""
 
     def __init__(self, denoiser, space: SearchSpace, bank: dict, scheduler, val_latents: torch.Tensor,
-                 grid: tuple[int, ...] = GRID, seed: int = 4321, device: str | torch.device = "cpu"):
+                 grid: tuple[int, ...] = GRID, seed: int = 4321, device: str | torch.device = "cpu",
+                 noise_draws: int = 1):
         self.denoiser, self.space, self.device = denoiser.eval().to(device), space, torch.device(device)
         for m in bank.values():
             m.eval().to(device)
         self.swapper = ModuleSwapper(self.denoiser.unet, space, bank)
         gen = torch.Generator().manual_seed(seed)
         inputs = []
-        for t_val in grid:
+        for t_val in [t for _ in range(noise_draws) for t in grid]:
             noise = torch.randn(val_latents.shape, generator=gen)
             t = torch.full((len(val_latents),), t_val, dtype=torch.long)
             inputs.append((scheduler.add_noise(val_latents, noise, t).to(device), t.to(device)))
@@ -78,3 +88,54 @@ class CandidateFidelity:
             self.swapper.restore()
         self.evaluations += 1
         return float(err / self.scale)
+
+
+class RolloutFidelity:
+    """Evaluates whole candidates by short DDIM rollouts from fixed noise against the teacher's.
+
+    `noise_draws` independent batches of `n` starting noises (their mean is the score) lower the
+    variance of the comparison between two close candidates; the teacher's rollouts are computed once.
+    """
+
+    def __init__(self, denoiser, space: SearchSpace, bank: dict, scheduler_config: dict,
+                 latent_shape: tuple[int, ...], n: int = 8, steps: int = 4, noise_draws: int = 1,
+                 seed: int = 8765, device: str | torch.device = "cpu"):
+        if n < 1 or steps < 1 or noise_draws < 1:
+            raise ValueError(f"RolloutFidelity needs n, steps, noise_draws >= 1, got {n}, {steps}, {noise_draws}")
+        self.denoiser, self.space, self.device = denoiser.eval().to(device), space, torch.device(device)
+        for m in bank.values():
+            m.eval().to(device)
+        self.swapper = ModuleSwapper(self.denoiser.unet, space, bank)
+        self.config, self.shape, self.steps = dict(scheduler_config), (n, *latent_shape), steps
+        self.seeds = tuple(seed + 97 * k for k in range(noise_draws))
+        self.swapper.restore()
+        self.targets = [self._rollout(s) for s in self.seeds]
+        self.scale = torch.stack([y.float().square().mean() for y in self.targets]).mean()
+        self.evaluations = 0
+
+    def _rollout(self, seed: int) -> torch.Tensor:
+        return sample(lambda z, t: self.denoiser(z, t), self.config, self.shape, self.steps, seed, self.device)
+
+    @torch.no_grad()
+    def evaluate(self, spec: ArchSpec) -> float:
+        self.swapper.apply(spec)
+        try:
+            err = torch.stack([(self._rollout(s).float() - y.float()).square().mean()
+                               for s, y in zip(self.seeds, self.targets, strict=True)]).mean()
+        finally:
+            self.swapper.restore()
+        self.evaluations += 1
+        value = float(err / self.scale)
+        return value if math.isfinite(value) else float("inf")
+
+
+def build_proxy(name: str, teacher, space: SearchSpace, bank: dict, val_latents: torch.Tensor,
+                noise_draws: int = 1, device: str | torch.device = "cpu"):
+    """The whole-candidate proxy called `name` (one of PROXIES) for a loaded teacher."""
+    if name == "one-call":
+        return CandidateFidelity(teacher.denoiser, space, bank, teacher.scheduler, val_latents, device=device,
+                                 noise_draws=noise_draws)
+    if name == "rollout":
+        return RolloutFidelity(teacher.denoiser, space, bank, dict(teacher.scheduler.config),
+                               tuple(val_latents.shape[1:]), noise_draws=noise_draws, device=device)
+    raise ConfigError(f"fidelity proxy {name!r} does not exist; available: {', '.join(PROXIES)}")
