@@ -50,7 +50,7 @@ def _selection(run: Path) -> tuple[str, list[tuple[str, bytes | None]]]:
         except ArtifactError:
             continue
         c, tl = r.chosen, r.chosen.teacher_latency_ms
-        cells = [r.profile_name, c.key, f"{c.fidelity:.4g}", f"{c.measured_latency_ms:.2f}", f"{tl:.2f}",
+        cells = [r.profile_name, c.key, f"{c.fidelity:.4g} ({r.proxy})", f"{c.measured_latency_ms:.2f}", f"{tl:.2f}",
                  f"{1 / c.latency_vs_teacher:.2f}x", f"{c.params_m:.3f}", f"{r.teacher_params_m / c.params_m:.1f}x",
                  f"{r.teacher_gmacs / c.gmacs:.1f}x" if c.gmacs and r.teacher_gmacs else "-",
                  "-" if r.latency_budget_ms is None else f"{r.latency_budget_ms:.2f}",
@@ -58,7 +58,7 @@ def _selection(run: Path) -> tuple[str, list[tuple[str, bytes | None]]]:
         rows.append("<tr>" + "".join(f"<td>{esc(x)}</td>" for x in cells) + "</tr>")
         png = folder / r.convergence_png
         images.append((f"search convergence: {r.profile_name} ({r.method})", png.read_bytes() if png.is_file() else None))
-    head = ["device", "chosen architecture", "fidelity error", "measured p90 ms", "teacher p90 ms", "speed-up",
+    head = ["device", "chosen architecture", "fidelity error (proxy)", "measured p90 ms", "teacher p90 ms", "speed-up",
             "params M", "fewer params", "fewer GMACs", "latency budget ms", "cost table: held-out within ±10%",
             "evaluations"]
     table = ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>") \

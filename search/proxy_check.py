@@ -99,14 +99,15 @@ class ProxyCheck(FolderRecord):
         lines = [f"{len(self.candidates)} candidates, {self.n_samples} samples each ({self.steps} DDIM steps, seed "
                  f"{self.seed}), teacher's samples from the same noise as reference; Spearman (goal >= 0.8), all "
                  f"candidates / upper half by the proxy (~{upper_n}, where tight budgets choose):",
-                 f"{'proxy':<22} {'s/eval':>7} {'vs paired sample error':>24} {'vs spectrum KID':>20}"]
+                 f"{'proxy':<30} {'s/eval':>7} {'vs paired sample error':>24} {'vs spectrum KID':>20}"]
         for name in self.proxies:
             a = self.agreement[name]
-            lines.append(f"{name:<22} {self.proxy_seconds[name]:>7.2f} "
+            lines.append(f"{name:<30} {self.proxy_seconds[name]:>7.2f} "
                          f"{_fmt(a['paired']) + ' / ' + _fmt(a['paired_upper']):>24} "
                          f"{_fmt(a['kid']) + ' / ' + _fmt(a['kid_upper']):>20}")
         for name, c in self.ceiling.items():
-            lines.append(f"{'ceiling (' + name + ')':<22} {'':>7} {_fmt(c['paired']) + ' / ' + _fmt(c['paired_upper']):>24} "
+            label = f"ceiling ({name})"
+            lines.append(f"{label:<30} {'':>7} {_fmt(c['paired']) + ' / ' + _fmt(c['paired_upper']):>24} "
                          f"{_fmt(c['kid']) + ' / ' + _fmt(c['kid_upper']):>20}")
         if self.ceiling:
             lines.append("ceiling: the sample measures from independent noise against themselves, over the same "

@@ -65,7 +65,8 @@ class SearchResult(FolderRecord):
     FILE_NAME: ClassVar[str] = "search_result.json"
     KIND: ClassVar[str] = "tocsr.search_result"
     # 3: a typed SearchResult (chosen model and teacher figures as fields, profile name at the top).
-    SCHEMA_VERSION: ClassVar[int] = 3
+    # 4: names the fidelity proxy the search minimised (`proxy`).
+    SCHEMA_VERSION: ClassVar[int] = 4
     REBUILD: ClassVar[str] = "search again with `tocsr search --out {folder}` (or delete the folder and rerun `tocsr run`)"
 
     profile_name: str
@@ -75,6 +76,7 @@ class SearchResult(FolderRecord):
     evaluations: int                     # fidelity evaluations it made
     formulation: str                     # "device" or "paper"
     complexity: str
+    proxy: str                           # the fidelity proxy minimised (tocsr.core.distill.config.PROXIES)
     space_id: str
     chosen: ChosenModel
     latency_budget_ms: float | None
@@ -101,7 +103,7 @@ class SearchResult(FolderRecord):
 
     @classmethod
     def from_selection(cls, sel: Selection, profile: DeviceProfile, space: SearchSpace, method: str, seed: int,
-                       evaluations_cap: int, formulation: str, complexity: str) -> SearchResult:
+                       evaluations_cap: int, formulation: str, complexity: str, proxy: str) -> SearchResult:
         c, m, teacher_at = sel.choice, sel.choice.measurement, sel.decision.teacher_at_ms
         chosen = ChosenModel(
             spec=c.spec, fidelity=c.fidelity, predicted=dict(c.predicted), found_by=c.found_by,
@@ -113,7 +115,8 @@ class SearchResult(FolderRecord):
         t = sel.teacher
         return cls(
             profile_name=profile.name, method=method, seed=seed, evaluations_cap=evaluations_cap,
-            evaluations=len(sel.trials), formulation=formulation, complexity=complexity, space_id=space.space_id,
+            evaluations=len(sel.trials), formulation=formulation, complexity=complexity, proxy=proxy,
+            space_id=space.space_id,
             chosen=chosen, latency_budget_ms=sel.decision.latency_budget_ms, budget_in_words=sel.decision.budget,
             percentile=sel.decision.percentile, teacher_params_m=t.params / 1e6,
             teacher_gmacs=t.macs.gmacs if t.macs else None, selection_rounds=sel.rounds,

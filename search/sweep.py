@@ -41,7 +41,7 @@ def eps_values(eps: tuple[float, ...], relative: bool, reference: float) -> list
 class EpsSweep(FolderRecord):
     FILE_NAME: ClassVar[str] = "sweep.json"
     KIND: ClassVar[str] = "tocsr.eps_sweep"
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2          # 2: names the fidelity proxy
     REBUILD: ClassVar[str] = "run `tocsr sweep --out {folder}` again"
 
     profile: str
@@ -58,10 +58,11 @@ class EpsSweep(FolderRecord):
     n_samples: int
     steps: int
     seed: int
+    proxy: str                              # the fidelity proxy ε bounds (tocsr.core.distill.config.PROXIES)
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"profile": self.profile, "complexity": self.complexity, "method": self.method,
+        return {"profile": self.profile, "complexity": self.complexity, "method": self.method, "proxy": self.proxy,
                 "evaluations": self.evaluations,
                 "eps_relative": None if self.eps_relative is None else list(self.eps_relative),
                 "reference_fidelity": self.reference_fidelity, "reference_key": self.reference_key,
@@ -75,7 +76,7 @@ class EpsSweep(FolderRecord):
         return cls(d["profile"], d["complexity"], d["method"], int(d["evaluations"]),
                    None if rel is None else tuple(rel), float(d["reference_fidelity"]), d["reference_key"],
                    tuple(d["points"]), d["teacher"], int(d["n_samples"]), int(d["steps"]), int(d["seed"]),
-                   d.get("environment", {}))
+                   d["proxy"], d.get("environment", {}))
 
     def table(self) -> list[str]:
         """A markdown table: one row per ε."""
@@ -93,7 +94,8 @@ class EpsSweep(FolderRecord):
 
     def describe(self) -> list[str]:
         t = self.teacher
-        return [f"paper formulation on {self.profile}: minimise {self.complexity} s.t. fidelity error <= ε "
+        return [f"paper formulation on {self.profile}: minimise {self.complexity} s.t. fidelity error ({self.proxy} "
+                "proxy) <= ε "
                 f"({self.method}, {self.evaluations} evaluations per ε); ε fixed before the sweep"
                 + (f" as {list(self.eps_relative)} x the cheapest candidate's error {self.reference_fidelity:.4g}"
                    if self.eps_relative else ""),

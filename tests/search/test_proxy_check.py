@@ -94,3 +94,15 @@ def test_an_unknown_proxy_is_refused_with_the_choices(tiny):
     space, samples = tiny
     with pytest.raises(ConfigError, match="one-call, rollout"):
         build_proxy("two-call", None, space, {}, torch.zeros(1, 16, 8, 8))
+
+
+def test_the_rollout_spectrum_proxy_is_zero_for_the_teacher_and_grows_with_replaced_slots(tiny):
+    from tocsr.core.distill.fidelity import RolloutFidelity
+
+    space, samples = tiny
+    proxy = RolloutFidelity(samples.denoiser, space, samples.swapper.bank, samples.config, (16, 8, 8), n=4, steps=3,
+                            measure="spectrum", autoencoder=samples.autoencoder)
+    assert proxy.evaluate(space.all_teacher()) == pytest.approx(0.0, abs=1e-9)
+    assert proxy.evaluate(spanning_candidates(space, 6, seed=3)[-1]) > 1e-4
+    with pytest.raises(ValueError, match="autoencoder"):
+        RolloutFidelity(samples.denoiser, space, samples.swapper.bank, samples.config, (16, 8, 8), measure="spectrum")

@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 
 from search.sweep import DEFAULT_EPS_REL
-from tocsr.core.distill.config import PROXIES, DistillConfig
+from tocsr.core.distill.config import DEFAULT_PROXY, PROXIES, DistillConfig
 from tocsr.core.errors import TocsrError
 from tocsr.core.locking import folder_lock
 from tocsr.core.sr.config import SRConfig
@@ -232,6 +232,7 @@ def search(
     formulation: str = typer.Option("device", "--formulation", help="device (min fidelity s.t. cost) or paper"),
     eps_fid: float | None = typer.Option(None, "--eps-fid", help="fidelity budget (paper formulation)"),
     complexity: str = typer.Option("params", "--complexity", help="paper objective: params, gmacs or latency"),
+    proxy: str = typer.Option(DEFAULT_PROXY, "--proxy", help=f"fidelity proxy minimised: {', '.join(PROXIES)}"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", "-o"),
 ) -> None:
@@ -243,15 +244,16 @@ def search(
         raise typer.BadParameter(f"--formulation {formulation!r}: expected device or paper")
     if complexity not in ("params", "gmacs", "latency"):
         raise typer.BadParameter(f"--complexity {complexity!r}: expected params, gmacs or latency")
+    _check_proxy(proxy)
     with folder_lock(out, "search"):
         table_path = cost_table or out / "cost_table.json"
         table = CostTable.load(table_path) if table_path.is_file() else stage_costs(teacher, profile, table_path)
         result = stage_search(teacher, surrogates, profile, table, out, method, evaluations, seed, formulation,
-                              eps_fid, complexity)
+                              eps_fid, complexity, proxy=proxy)
     c = result.chosen
     budget = "none" if result.latency_budget_ms is None else f"{result.latency_budget_ms:.2f} ms"
     memory = "-" if c.measured_memory_mib is None else f"{c.measured_memory_mib:.0f}"
-    typer.echo(f"chosen {c.key}: fidelity error {c.fidelity:.4g}; measured p{result.percentile:g} "
+    typer.echo(f"chosen {c.key}: fidelity error ({result.proxy} proxy) {c.fidelity:.4g}; measured p{result.percentile:g} "
                f"{c.measured_latency_ms:.2f} ms ({c.latency_vs_teacher:.2f} x the teacher's "
                f"{c.teacher_latency_ms:.2f} ms; budget {budget}), {memory} MiB, "
                f"{c.params_m:.2f} M params (teacher {result.teacher_params_m:.2f} M)")
@@ -362,6 +364,11 @@ def upscale(
                    f"{info['fp32_fallbacks']} fp32 fallbacks{told})")
 
 
+def _check_proxy(proxy: str) -> None:
+    if proxy not in PROXIES:
+        raise typer.BadParameter(f"{proxy!r}: expected one of {', '.join(PROXIES)}", param_hint="--proxy")
+
+
 @app.command("fidelity-check")
 def fidelity_check(
     teacher: Path = typer.Option(Path("runs/teacher"), "--teacher", help="Teacher run folder."),
@@ -369,7 +376,7 @@ def fidelity_check(
     candidates: int = typer.Option(24, "--candidates", min=3, help="candidates spanning few to most slots replaced"),
     samples: int = typer.Option(32, "--samples", min=4, help="samples per candidate (same noise for all)"),
     steps: int = typer.Option(10, "--steps", min=2, help="DDIM steps per sample"),
-    proxies: str = typer.Option("one-call,one-call*4,rollout,rollout*4", "--proxies",
+    proxies: str = typer.Option("one-call,rollout*4,rollout-spectrum", "--proxies",
                                 help=f"comma-separated proxies to check, of {', '.join(PROXIES)}, each optionally "
                                      "*N for N noise draws per evaluation"),
     ceiling: bool = typer.Option(True, "--ceiling/--no-ceiling",
@@ -427,6 +434,7 @@ def sweep(
     evaluations: int = typer.Option(60, "--evaluations", min=1, help="fidelity evaluations per ε"),
     samples: int = typer.Option(16, "--samples", min=4, help="samples per choice (same noise as the teacher's)"),
     steps: int = typer.Option(10, "--steps", min=2, help="DDIM steps per sample"),
+    proxy: str = typer.Option(DEFAULT_PROXY, "--proxy", help=f"fidelity proxy ε bounds: {', '.join(PROXIES)}"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("runs/sweep"), "--out", "-o"),
 ) -> None:
@@ -440,9 +448,10 @@ def sweep(
         values = tuple(float(x) for x in eps.split(",") if x.strip())
     except ValueError:
         raise typer.BadParameter(f"--eps {eps!r}: expected comma-separated numbers, e.g. 0.05,0.1,0.2") from None
+    _check_proxy(proxy)
     with folder_lock(out, "sweep"):
         result = stage_sweep(teacher, surrogates, profile, CostTable.load(cost_table), out, values, not absolute,
-                             complexity, "bo", evaluations, samples, steps, seed)
+                             complexity, "bo", evaluations, samples, steps, seed, proxy)
     typer.echo("\n".join(result.describe()))
     typer.echo(f"wrote {out / 'sweep.json'}, {out / 'sweep.md'} and {out / 'sweep.png'}")
 

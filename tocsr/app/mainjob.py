@@ -25,6 +25,7 @@ from rich.console import Console
 from bench.profile import DeviceProfile, load_profile
 from search.result import SearchResult
 from tocsr.core.artifacts import atomic_write_text
+from tocsr.core.distill.config import DEFAULT_PROXY
 from tocsr.core.errors import ConfigError
 from tocsr.core.provenance import content_sha256, package_versions
 from tocsr.core.sr.info import SRModelInfo
@@ -55,6 +56,7 @@ class RunPreset:
     # profile, written to <out>/profiles/, so what was measured is on record; a preset that overrides
     # timing is for tests, not for figures anyone compares.
     timing_override: dict[str, Any] | None = None
+    proxy: str = DEFAULT_PROXY          # the fidelity proxy each search minimises
 
 
 RUN_PRESETS = {
@@ -227,10 +229,11 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
             log.run(f"search-{profile.name}", {"surrogates": surrogates_sha, "costs": costs_sha,
                                                             "profile": profile.sha256, "method": rp.search_method,
                                                             "evaluations": rp.search_evaluations,
+                                                            "proxy": rp.proxy,
                                                             "record": SearchResult.SCHEMA_VERSION},
                                  lambda resume, ref=ref, cp=cost_path, sd=search_dir: stage_search(
                                      teacher_dir, surrogates_dir, ref, CostTable.load(cp), sd, rp.search_method,
-                                     rp.search_evaluations), search_dir / SearchResult.FILE_NAME)
+                                     rp.search_evaluations, proxy=rp.proxy), search_dir / SearchResult.FILE_NAME)
             bar.update(1)
             result = SearchResult.load(search_dir)
             chosen[profile.name] = result

@@ -31,7 +31,8 @@ from search.selection import SelectionConfig, StaleCostTable, check_reachable, c
 from search.sweep import DEFAULT_EPS_REL, EpsSweep, eps_values
 from tocsr.core.artifacts import write_artifact
 from tocsr.core.distill.bank import new_bank
-from tocsr.core.distill.fidelity import CandidateFidelity
+from tocsr.core.distill.config import DEFAULT_PROXY
+from tocsr.core.distill.fidelity import CandidateFidelity, build_proxy
 from tocsr.core.distill.train import load_surrogates
 from tocsr.core.errors import TocsrError
 from tocsr.core.provenance import environment
@@ -82,7 +83,8 @@ def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str 
 def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref: str | Path,
                  cost_table: CostTable, out_dir: str | Path, method: str = "bo", evaluations: int = 60, seed: int = 0,
                  formulation: str = "device", eps_fid: float | None = None, complexity: str = "params",
-                 q: int = 4, selection: SelectionConfig = SelectionConfig()) -> SearchResult:
+                 q: int = 4, selection: SelectionConfig = SelectionConfig(), proxy: str = DEFAULT_PROXY
+                 ) -> SearchResult:
     """Search, then re-measure until a candidate meets the budgets (search.selection.choose).
 
     `evaluations` caps the fidelity evaluations. A cost table that no longer predicts this machine is
@@ -96,7 +98,7 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
         raise TocsrError(f"cost table is for space {cost_table.space_id}, the teacher's is {space.space_id}")
     bank, ftable = load_surrogates(surrogates_dir, space)
     _, val_latents = teacher_latents(teacher)
-    evaluator = CandidateFidelity(teacher.denoiser, space, bank, teacher.scheduler, val_latents)
+    evaluator = build_proxy(proxy, teacher, space, bank, val_latents)
     meter = deployed_meter(teacher, space, bank, profile)
     kwargs = {"block_error": ftable.error} if method in ("greedy", "bo") else {}
 
@@ -115,7 +117,8 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
         cost_table = stage_costs(teacher_dir, profile_ref, out / "cost_table.remeasured.json",
                                  max(2, roles.count("calibration")), roles.count("holdout"))
         sel = run(cost_table)
-    result = SearchResult.from_selection(sel, profile, space, method, seed, evaluations, formulation, complexity)
+    result = SearchResult.from_selection(sel, profile, space, method, seed, evaluations, formulation, complexity,
+                                         proxy)
     sel.table.save(out / result.cost_table, environment())
     plot_convergence({method: [convergence(sel.trials)]}, out / result.convergence_png,
                      title=f"{method} on {profile.name} ({formulation})",
@@ -151,6 +154,8 @@ def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table:
     space = derive_search_space(teacher.unet)
     bank, table = load_surrogates(surrogates_dir, space)
     _, val_latents = teacher_latents(teacher)
+    # The cheap one-call proxy: what is compared here is the search strategies on one objective, over thousands
+    # of evaluations (best known), not which proxy predicts samples (`tocsr fidelity-check` does that).
     memo = MemoFidelity(CandidateFidelity(teacher.denoiser, space, bank, teacher.scheduler, val_latents))
     # One speed for the whole benchmark: the table's own (the fidelity is what is compared here).
     budgets = Constraints.from_profile(profile, cost_table.predict_latency_at_ms(space.all_teacher()))
@@ -179,7 +184,7 @@ def stage_eval(run_dir: str | Path, profiles: list[str], teacher_dir: str | Path
 def stage_sweep(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref: str | Path, cost_table: CostTable,
                 out_dir: str | Path, eps: tuple[float, ...] = DEFAULT_EPS_REL, relative: bool = True,
                 complexity: str = "params", method: str = "bo", evaluations: int = 60, samples: int = 16,
-                steps: int = 10, seed: int = 0) -> EpsSweep:
+                steps: int = 10, seed: int = 0, proxy: str = DEFAULT_PROXY) -> EpsSweep:
     """The paper formulation over a list of ε fixed up front (search.sweep): one search per ε into
     <out>/eps-<i>/, each choice sampled beside the teacher; sweep.json, sweep.md and sweep.png in <out>."""
     from reports.plots import eps_sweep_plot
@@ -192,7 +197,7 @@ def stage_sweep(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref
     bank, _ = load_surrogates(surrogates_dir, space)
     _, val = teacher_latents(teacher)
     reference = cost_table.cheapest(space)
-    ref_error = CandidateFidelity(teacher.denoiser, space, bank, teacher.scheduler, val).evaluate(reference)
+    ref_error = build_proxy(proxy, teacher, space, bank, val).evaluate(reference)
     values = eps_values(tuple(eps), relative, ref_error)
     sampler = SampleFidelity(teacher.denoiser, space, bank, dict(teacher.scheduler.config), teacher.autoencoder,
                              tuple(val.shape[1:]), n=samples, steps=steps, seed=seed + 2024)
@@ -200,7 +205,7 @@ def stage_sweep(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref
     for i, e in enumerate(values):
         folder = out / f"eps-{i}"
         res = stage_search(teacher_dir, surrogates_dir, profile_ref, cost_table, folder, method, evaluations, seed,
-                           "paper", e, complexity)
+                           "paper", e, complexity, proxy=proxy)
         first = first or res
         c = res.chosen
         s = sampler.evaluate(c.spec)
@@ -216,7 +221,7 @@ def stage_sweep(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref
     sweep = EpsSweep(first.profile_name, complexity, method, evaluations, tuple(eps) if relative else None,
                      ref_error, reference.key, tuple(points),
                      {"params_m": first.teacher_params_m, "gmacs": first.teacher_gmacs,
-                      "latency_ms": first.chosen.teacher_latency_ms}, samples, steps, seed)
+                      "latency_ms": first.chosen.teacher_latency_ms}, samples, steps, seed, proxy)
     sweep.save(out, environment())
     atomic_write_text(out / "sweep.md", "\n".join(sweep.describe()) + "\n")
     atomic_write_bytes(out / "sweep.png", eps_sweep_plot(sweep))

@@ -6,7 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Whole-candidate fidelity proxies the search can minimise (tocsr.core.distill.fidelity.build_proxy).
-PROXIES = ("one-call", "rollout")
+PROXIES = ("one-call", "rollout", "rollout-spectrum")
+# What searches minimise unless told otherwise: the proxy that ranks candidates by the distribution of what they
+# generate, close candidates included (`tocsr fidelity-check`; reports/evidence/proxy-check-run8/).
+DEFAULT_PROXY = "rollout-spectrum"
 
 
 @dataclass(frozen=True)

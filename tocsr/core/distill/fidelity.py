@@ -6,7 +6,8 @@
   fixed noised validation latents over a timestep grid, MSE / E[teacher prediction^2]. The all-teacher
   candidate scores exactly 0. This is the search's objective (not the sum of per-block errors).
 * Whole candidate, short rollout (RolloutFidelity): a few DDIM steps from fixed noise, the candidate's
-  final latents against the teacher's from the same noise, MSE / E[teacher latent^2]. It sees errors
+  final latents against the teacher's from the same noise, MSE / E[teacher latent^2] ("rollout"), or the
+  decoded rollouts' power-spectrum distribution against the teacher's ("rollout-spectrum"). It sees errors
   compound along the sampler's own trajectory, which one call on noised real latents does not.
 Both have the same interface (`evaluate(spec) -> float`, 0 for the teacher), so the search takes either.
 """
@@ -22,8 +23,9 @@ import torch
 from tocsr.core.assembly import ModuleSwapper
 from tocsr.core.distill.config import PROXIES
 from tocsr.core.errors import ConfigError
+from tocsr.core.models.autoencoder import decode_latents
 from tocsr.core.space import ArchSpec, SearchSpace
-from tocsr.core.teacher.evaluate import sample
+from tocsr.core.teacher.evaluate import image_spectrum_features, sample
 
 GRID = (100, 300, 500, 700, 900)
 
@@ -95,13 +97,21 @@ class RolloutFidelity:
 
     `noise_draws` independent batches of `n` starting noises (their mean is the score) lower the
     variance of the comparison between two close candidates; the teacher's rollouts are computed once.
+    `measure`: "paired" compares each final latent with the teacher's from the same noise; "spectrum"
+    decodes them (needs `autoencoder`) and compares the distribution of their radial power spectra with
+    the teacher's (per band, squared differences of mean and spread, bands standardised by the teacher's
+    spread): a distribution-level score like the spectrum KID, deterministic for fixed seeds.
     """
 
     def __init__(self, denoiser, space: SearchSpace, bank: dict, scheduler_config: dict,
                  latent_shape: tuple[int, ...], n: int = 8, steps: int = 4, noise_draws: int = 1,
-                 seed: int = 8765, device: str | torch.device = "cpu"):
-        if n < 1 or steps < 1 or noise_draws < 1:
-            raise ValueError(f"RolloutFidelity needs n, steps, noise_draws >= 1, got {n}, {steps}, {noise_draws}")
+                 seed: int = 8765, device: str | torch.device = "cpu", measure: str = "paired", autoencoder=None):
+        if n < 2 or steps < 1 or noise_draws < 1:
+            raise ValueError(f"RolloutFidelity needs n >= 2, steps, noise_draws >= 1, got {n}, {steps}, {noise_draws}")
+        if measure not in ("paired", "spectrum") or (measure == "spectrum" and autoencoder is None):
+            raise ValueError(f"RolloutFidelity measure must be 'paired' or 'spectrum' (with an autoencoder), got "
+                             f"{measure!r}")
+        self.measure, self.autoencoder = measure, autoencoder
         self.denoiser, self.space, self.device = denoiser.eval().to(device), space, torch.device(device)
         for m in bank.values():
             m.eval().to(device)
@@ -111,21 +121,39 @@ class RolloutFidelity:
         self.swapper.restore()
         self.targets = [self._rollout(s) for s in self.seeds]
         self.scale = torch.stack([y.float().square().mean() for y in self.targets]).mean()
+        if measure == "spectrum":
+            feats = torch.cat([self._spectra(y) for y in self.targets])
+            self.band_mean, self.band_sd = feats.mean(0), feats.std(0) + 1e-6
+            self.target_stats = self._stats(feats)
         self.evaluations = 0
 
     def _rollout(self, seed: int) -> torch.Tensor:
         return sample(lambda z, t: self.denoiser(z, t), self.config, self.shape, self.steps, seed, self.device)
 
     @torch.no_grad()
+    def _spectra(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(image_spectrum_features(decode_latents(self.autoencoder, z.float()).cpu()))
+
+    def _stats(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = (feats - self.band_mean) / self.band_sd
+        return x.mean(0), x.std(0)
+
+    @torch.no_grad()
     def evaluate(self, spec: ArchSpec) -> float:
         self.swapper.apply(spec)
         try:
-            err = torch.stack([(self._rollout(s).float() - y.float()).square().mean()
-                               for s, y in zip(self.seeds, self.targets, strict=True)]).mean()
+            outs = [self._rollout(s).float() for s in self.seeds]
         finally:
             self.swapper.restore()
         self.evaluations += 1
-        value = float(err / self.scale)
+        if not all(bool(torch.isfinite(z).all()) for z in outs):
+            return float("inf")
+        if self.measure == "paired":
+            value = float(torch.stack([(z - y.float()).square().mean()
+                                       for z, y in zip(outs, self.targets, strict=True)]).mean() / self.scale)
+        else:
+            (mu, sd), (mu_t, sd_t) = self._stats(torch.cat([self._spectra(z) for z in outs])), self.target_stats
+            value = float(((mu - mu_t).square() + (sd - sd_t).square()).mean())
         return value if math.isfinite(value) else float("inf")
 
 
@@ -138,4 +166,8 @@ def build_proxy(name: str, teacher, space: SearchSpace, bank: dict, val_latents:
     if name == "rollout":
         return RolloutFidelity(teacher.denoiser, space, bank, dict(teacher.scheduler.config),
                                tuple(val_latents.shape[1:]), noise_draws=noise_draws, device=device)
+    if name == "rollout-spectrum":
+        return RolloutFidelity(teacher.denoiser, space, bank, dict(teacher.scheduler.config),
+                               tuple(val_latents.shape[1:]), n=16, noise_draws=noise_draws, device=device,
+                               measure="spectrum", autoencoder=teacher.autoencoder)
     raise ConfigError(f"fidelity proxy {name!r} does not exist; available: {', '.join(PROXIES)}")

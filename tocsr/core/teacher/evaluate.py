@@ -107,9 +107,10 @@ def spectrum_kid(features: np.ndarray, reference: np.ndarray) -> tuple[float, fl
 
 def kid(features_a: np.ndarray, features_b: np.ndarray, subsets: int = 20, subset_size: int | None = None,
         seed: int = 0) -> tuple[float, float]:
-    """Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3; (mean, std) over random subsets."""
+    """Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3; (mean, std) over random subsets, by default of half the
+    smaller set (subsets as large as both sets would all be the same draw, and the spread would read 0)."""
     d = features_a.shape[1]
-    m = subset_size or min(len(features_a), len(features_b))
+    m = subset_size or max(2, min(len(features_a), len(features_b)) // 2)
     rng = np.random.default_rng(seed)
     vals = []
     for _ in range(subsets):
