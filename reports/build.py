@@ -66,6 +66,29 @@ def _selection(run: Path) -> tuple[str, list[tuple[str, bytes | None]]]:
     return table, images
 
 
+def _finetune(run: Path) -> str:
+    """Each fine-tuned backbone (tocsr.core.distill.finetune): samples against the teacher's from the same noise,
+    before and after, mean ± spread."""
+    from tocsr.core.distill.finetune import FinetuneRecord
+
+    rows = []
+    for folder in sorted(p.parent for p in run.glob(f"finetune/*/{FinetuneRecord.FILE_NAME}")):
+        r = FinetuneRecord.load(folder)
+        b, a = r.before, r.after
+        cells = [r.arch_key, str(r.config["steps"]), f"{r.seconds:.0f}",
+                 f"{b['paired_error']:.4f} ± {b['paired_error_std']:.4f}", f"{a['paired_error']:.4f} ± {a['paired_error_std']:.4f}",
+                 f"{b['spectrum_kid']:.3f} ± {b['spectrum_kid_std']:.3f}", f"{a['spectrum_kid']:.3f} ± {a['spectrum_kid_std']:.3f}",
+                 f"{b['n_samples']} x {b['steps']} DDIM steps"]
+        rows.append("<tr>" + "".join(f"<td>{esc(x)}</td>" for x in cells) + "</tr>")
+    if not rows:
+        return ""
+    head = ["architecture", "steps", "seconds", "paired sample error before", "after", "spectrum KID before", "after",
+            "samples (same noise)"]
+    return ("<p>Measured: samples of the backbone against the teacher's from the same noise; ± is the spread over "
+            "samples (paired error) and over KID subsets.</p><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
+            + "</tr>" + "".join(rows) + "</table>")
+
+
 def _test_headline(run: Path, doc: dict[str, Any]) -> str:
     """The fair comparison (reports.comparison): each degradation's test table with intervals and paired
     differences, and how the baselines were trained."""
@@ -106,6 +129,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path, title: str | None = N
         sections.append(("Headline: test photographs, every method blind unless its name says otherwise", headline))
     selection, convergence = _selection(run)
     sections.append(("Selected architecture per device", selection))
+    finetuned = _finetune(run)
+    if finetuned:
+        sections.append(("Fine-tune of the chosen backbone: sample-level fidelity before and after", finetuned))
     for device in devices:
         figs = "".join(img(quality_vs_cost(rows, device, cost, "psnr_y", degradations[0] if degradations else "bicubic"),
                            f"{device} quality vs {cost}") for cost in ("gmacs", "latency_median_ms"))

@@ -24,7 +24,7 @@ from tocsr.core.sr.info import SRModelInfo
 pytestmark = pytest.mark.mainjob
 
 PROFILE = REPO / "hw_profiles" / "cpu-2core.yaml"
-STAGES = ("teacher", "surrogates", "costs-", "search-cpu-2core", "sr-", "eval")
+STAGES = ("teacher", "surrogates", "costs-", "search-cpu-2core", "finetune-", "sr-", "eval")
 
 
 def tocsr(*args: str, cwd: Path, timeout: float = 1200) -> subprocess.CompletedProcess:
@@ -68,7 +68,8 @@ def test_every_stage_ran_once_and_left_its_marker_and_output(job):
     for prefix in STAGES:
         assert len(_marker(run, prefix)) == 1, (prefix, sorted(p.name for p in (run / "stages").iterdir()))
     summary = json.loads((run / "summary.json").read_text())
-    assert [s.split("-")[0] for s in summary["stages_ran"]] == ["teacher", "surrogates", "costs", "search", "sr", "eval"]
+    assert [s.split("-")[0] for s in summary["stages_ran"]] == ["teacher", "surrogates", "costs", "search", "finetune",
+                                                               "sr", "eval"]
     for path in ("teacher/teacher.json", "surrogates/distill.json", "search-cpu-2core/search_result.json",
                  "search-cpu-2core/cost_table.json", "eval/rows.json"):
         assert (run / path).is_file(), path
@@ -103,6 +104,25 @@ def test_the_chosen_architecture_was_remeasured_within_its_budget(job):
     assert result.cheapest["meets"] and result.remeasured and result.cost_table_validation["n"] == 3
     summary = json.loads((run / "summary.json").read_text())["devices"]["cpu-2core"]
     assert summary["architecture"] == c.key and summary["measured_p90_ms"] == c.measured_latency_ms
+
+
+def test_the_chosen_backbone_is_fine_tuned_and_the_sr_stage_starts_from_it(job):
+    from tocsr.core.distill.finetune import FinetuneRecord, load_finetuned
+
+    _, run, r, _ = job
+    arch = SearchResult.load(run / "search-cpu-2core").chosen.key
+    model, record = load_finetuned(run / "finetune" / arch)
+    assert record.arch_key == arch and record.config["steps"] == 4
+    for when in (record.before, record.after):
+        assert when["paired_error"] >= 0 and when["n_samples"] == 16 and when["spectrum_kid_std"] > 0
+    assert record.before != record.after                      # the weights moved, the same noise saw it
+    source = SRModelInfo.load(_sr_model(run)).backbone_source
+    assert source.startswith("fine-tuned (") and f"finetune/{arch}" in source
+    summary = json.loads((run / "summary.json").read_text())["devices"]["cpu-2core"]
+    assert summary["finetune"]["after"] == record.after and summary["fidelity_proxy"] == "rollout-spectrum"
+    assert "paired sample error" in r.stdout and FinetuneRecord.load(run / "finetune" / arch) == record
+    html = (run.parent.parent / "report" / "index.html").read_text()
+    assert "Fine-tune of the chosen backbone" in html and arch in html
 
 
 def test_the_sr_model_folder_records_the_architecture_the_search_chose(job):

@@ -57,6 +57,9 @@ class RunPreset:
     # timing is for tests, not for figures anyone compares.
     timing_override: dict[str, Any] | None = None
     proxy: str = DEFAULT_PROXY          # the fidelity proxy each search minimises
+    # Fine-tune steps for each chosen backbone as a diffusion model before the SR stage (0: no fine-tune stage;
+    # the quick preset has no minutes left for it).
+    finetune_steps: int = 0
 
 
 RUN_PRESETS = {
@@ -69,12 +72,13 @@ RUN_PRESETS = {
     # For tests: every stage runs for real, at a handful of steps each.
     "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_evaluations=10,
                        sr_teacher_steps=4, sr_student_steps=4, baselines=("espcn", "rrdb-s"), baseline_max_steps=4,
+                       finetune_steps=4,
                        sr_sample_steps=4, sr_sample_chains=2, sr_pair_cache=32, sr_teacher_cache=4, test_max_px=128,
                        calibration=3, holdout=3,
                        timing_override={"repeats": 8, "paired_rounds": 2, "warmup_max_iters": 10,
                                         "max_retries": 1}),
     "full": RunPreset("full", "tiny", distill_steps=2000, search_method="bo", search_evaluations=100,
-                      sr_teacher_steps=1500, sr_student_steps=800,
+                      sr_teacher_steps=1500, sr_student_steps=800, finetune_steps=1000,
                       baselines=("espcn", "srvgg", "span", "rrdb-s", "swinir-light"), test_max_px=512, holdout=50),
 }
 
@@ -166,8 +170,9 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
                  report_dir: str | Path | None = None, external: tuple[str, ...] = ()) -> dict[str, Any]:
     """The main job. `external`: pretrained SR checkpoints ("NAME=FILE") scored and costed beside the rest."""
     from bench.costtable import COST_TABLE_SCHEMA_VERSION, CostTable
-    from tocsr.app.stages import stage_costs, stage_eval, stage_search, stage_sr
+    from tocsr.app.stages import stage_costs, stage_eval, stage_finetune, stage_search, stage_sr
     from tocsr.core.baselines import BaselineTraining
+    from tocsr.core.distill.finetune import FinetuneConfig, FinetuneRecord
     from tocsr.core.distill.record import DistillRecord
     from tocsr.core.distill.train import DistillConfig, distill
     from tocsr.core.sr.train import SRConfig
@@ -192,7 +197,7 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     console = Console() if sys.stdout.isatty() else Console(width=160)
     log = StageLog(out, console)
     t_start = time.perf_counter()
-    n_stages = 3 + 3 * len(loaded) + 1
+    n_stages = 3 + (3 + (rp.finetune_steps > 0)) * len(loaded) + 1
     with progress("main job stages", n_stages) as bar:
         teacher_dir = out / "teacher"
         teacher_sha = log.run("teacher", {"preset": rp.teacher_preset, "data": data_fingerprint(data),
@@ -238,15 +243,26 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
             result = SearchResult.load(search_dir)
             chosen[profile.name] = result
             arch = result.chosen.key
+            ft_dir, ft_sha = None, None
+            if rp.finetune_steps > 0:
+                ft_dir = out / "finetune" / arch
+                fcfg = FinetuneConfig(steps=rp.finetune_steps)
+                ft_sha = log.run(f"finetune-{arch}", {"teacher": teacher_sha, "surrogates": surrogates_sha,
+                                                      "arch": arch, "config": dataclasses.asdict(fcfg),
+                                                      "record": FinetuneRecord.SCHEMA_VERSION},
+                                 lambda resume, sd=search_dir, fd=ft_dir, fcfg=fcfg: stage_finetune(
+                                     teacher_dir, surrogates_dir, sd, fd, fcfg, resume),
+                                 ft_dir / FinetuneRecord.FILE_NAME)
             sr_dir = out / "sr" / arch
             scfg = SRConfig(teacher_steps=rp.sr_teacher_steps, student_steps=rp.sr_student_steps,
                             sample_steps=rp.sr_sample_steps, sample_chains=rp.sr_sample_chains,
                             pair_cache=rp.sr_pair_cache, teacher_cache=rp.sr_teacher_cache)
             sr_shas[profile.name] = log.run(f"sr-{arch}", {"teacher": teacher_sha, "surrogates": surrogates_sha,
                                                            "arch": arch, "config": dataclasses.asdict(scfg),
+                                                           "finetune": ft_sha,
                                                            "record": SRModelInfo.SCHEMA_VERSION},
-                                            lambda resume, sd=search_dir, srd=sr_dir, scfg=scfg: stage_sr(
-                                                teacher_dir, surrogates_dir, sd, srd, scfg, data, resume),
+                                            lambda resume, sd=search_dir, srd=sr_dir, scfg=scfg, fd=ft_dir: stage_sr(
+                                                teacher_dir, surrogates_dir, sd, srd, scfg, data, resume, fd),
                                             sr_dir / SRModelInfo.FILE_NAME)
             sr_dirs[profile.name] = sr_dir
             bar.update(1)
@@ -359,12 +375,23 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
             "cost_table_within_10pct": v.get("within_10pct"), "cost_table_holdout_n": v.get("n"),
             "selection_rounds": res.selection_rounds, "chosen_found_by": c.found_by,
             "params_m": c.params_m, "teacher_params_m": res.teacher_params_m, "gmacs": c.gmacs,
-            "teacher_gmacs": res.teacher_gmacs, "test": test_headline(out, name),
+            "teacher_gmacs": res.teacher_gmacs, "test": test_headline(out, name), "fidelity_proxy": res.proxy,
+            "finetune": _finetune_summary(out / "finetune" / c.key),
         }
     fairness = {k: scored_on.get(k) for k in ("test_images", "test_max_px", "baseline_budget_s", "budget_unit",
                                               "baselines_trained", "told_degradation")}
     return {"devices": devices, "comparison": fairness, "report": str(report_path), "wall_s": wall_s,
             "stages_ran": log.ran, "stages_skipped": log.skipped, "stage_seconds": log.seconds}
+
+
+def _finetune_summary(folder: Path) -> dict[str, Any] | None:
+    from tocsr.core.distill.finetune import FinetuneRecord
+
+    if not (folder / FinetuneRecord.FILE_NAME).is_file():
+        return None
+    r = FinetuneRecord.load(folder)
+    return {"steps": r.config["steps"], "seconds": r.seconds, "before": r.before, "after": r.after,
+            "lines": r.describe()}
 
 
 def print_summary(console: Console, s: dict[str, Any]) -> None:
@@ -400,6 +427,8 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
                       f"each ({trained}); scored blind on {len(comp.get('test_images') or [])} test photographs "
                       "no setting saw; [95% bootstrap interval over photographs]")
     for name, d in s["devices"].items():
+        if d.get("finetune"):
+            console.print(f"{name}: " + "\n".join(d["finetune"]["lines"]))
         for kind, h in d["test"].items():
             line = f"{name}, {kind} degradation: TOC-SR minus bicubic {iv(h['tocsr_minus_bicubic'], '+')} dB"
             if h.get("best_baseline"):

@@ -127,20 +127,37 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
     return result
 
 
-def stage_sr(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, data=None, resume: bool = False) -> SRModelInfo:
-    """SR adaptation + one-step distillation of the architecture a search chose."""
-    from tocsr.core.sr.run import run_sr
-    from tocsr.core.sr.train import SRConfig
-
+def _chosen_spec(search_dir, teacher):
     chosen = SearchResult.load(search_dir).chosen
-    teacher = load_teacher(teacher_dir)
     space = derive_search_space(teacher.unet)
     if chosen.spec.space_id != space.space_id:
         raise TocsrError(f"{search_dir}: the search ran on space {chosen.spec.space_id}, the teacher's is "
                          f"{space.space_id}; search again with this teacher")
-    spec = space.spec(dict(chosen.spec.items()))
+    return space, space.spec(dict(chosen.spec.items()))
+
+
+def stage_finetune(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, resume: bool = False):
+    """Fine-tune the architecture a search chose as a diffusion model; sample fidelity before and after."""
+    from tocsr.core.distill.finetune import FinetuneConfig, finetune_backbone
+
+    teacher = load_teacher(teacher_dir)
+    space, spec = _chosen_spec(search_dir, teacher)
     bank, _ = load_surrogates(surrogates_dir, space)
-    return run_sr(teacher, space, spec, bank, out_dir, cfg or SRConfig(), data, resume)
+    latents, _ = teacher_latents(teacher)
+    return finetune_backbone(teacher, space, spec, bank, latents, out_dir, cfg or FinetuneConfig(), resume)
+
+
+def stage_sr(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, data=None, resume: bool = False,
+             finetuned=None) -> SRModelInfo:
+    """SR adaptation + one-step distillation of the architecture a search chose (from its fine-tuned backbone
+    when `finetuned` names a fine-tune folder)."""
+    from tocsr.core.sr.run import run_sr
+    from tocsr.core.sr.train import SRConfig
+
+    teacher = load_teacher(teacher_dir)
+    space, spec = _chosen_spec(search_dir, teacher)
+    bank, _ = load_surrogates(surrogates_dir, space)
+    return run_sr(teacher, space, spec, bank, out_dir, cfg or SRConfig(), data, resume, finetuned)
 
 
 def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table: CostTable, out_dir,

@@ -63,11 +63,21 @@ class SampleFidelity:
 
     @torch.no_grad()
     def evaluate(self, spec: ArchSpec) -> SampleScore:
+        """A candidate: its surrogates swapped into the teacher."""
         self.swapper.apply(spec)
         try:
             z = self._sample()
         finally:
             self.swapper.restore()
+        return self._score(z)
+
+    @torch.no_grad()
+    def evaluate_denoiser(self, denoise) -> SampleScore:
+        """Any `denoise(z_t, t) -> prediction` in the teacher's parametrisation (e.g. a fine-tuned backbone)."""
+        z = sample(denoise, self.config, self.shape, self.steps, self.seed, self.device).cpu()
+        return self._score(z)
+
+    def _score(self, z: torch.Tensor) -> SampleScore:
         self.evaluations += 1
         finite = bool(torch.isfinite(z).all())
         per_sample = ((z.float() - self.teacher_samples.float()).square().mean(dim=(1, 2, 3)) / self.scale).numpy() \

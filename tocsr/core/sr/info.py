@@ -37,7 +37,7 @@ def sr_config_from_dict(d: dict[str, Any]) -> SRConfig:
 class SRModelInfo(FolderRecord):
     FILE_NAME: ClassVar[str] = "sr.json"
     KIND: ClassVar[str] = "tocsr.sr_model"
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2          # 2: says where the backbone's weights came from
     REBUILD: ClassVar[str] = "train it again with `tocsr sr --out {folder}`"
 
     scale: int
@@ -50,6 +50,9 @@ class SRModelInfo(FolderRecord):
     teacher_folder: str
     device: str
     processes: int
+    # "teacher + distilled surrogates", or "fine-tuned (<folder>)" when the chosen backbone was fine-tuned
+    # as a diffusion model first (tocsr.core.distill.finetune)
+    backbone_source: str = "teacher + distilled surrogates"
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
 
     # What the SR stage spent training, the budget the main job's baselines get (its SR teacher included;
@@ -68,14 +71,15 @@ class SRModelInfo(FolderRecord):
         return {"scale": self.scale, "arch": self.arch.to_dict(), "degradations": list(self.degradations),
                 "config": dataclasses.asdict(self.config), "quality": self.quality, "timings_s": self.timings_s,
                 "val_images": list(self.val_images), "teacher_folder": self.teacher_folder, "device": self.device,
-                "processes": self.processes}
+                "processes": self.processes, "backbone_source": self.backbone_source}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SRModelInfo:
         return cls(scale=int(d["scale"]), arch=ArchSpec.from_dict(d["arch"]), degradations=tuple(d["degradations"]),
                    config=sr_config_from_dict(d["config"]), quality=d["quality"], timings_s=d["timings_s"],
                    val_images=tuple(d["val_images"]), teacher_folder=d["teacher_folder"], device=d["device"],
-                   processes=int(d["processes"]), environment=d.get("environment", {}))
+                   processes=int(d["processes"]), backbone_source=d["backbone_source"],
+                   environment=d.get("environment", {}))
 
     @classmethod
     def load(cls, folder: str | Path) -> SRModelInfo:

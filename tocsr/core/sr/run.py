@@ -82,8 +82,19 @@ def teacher_method_name(cfg: SRConfig) -> str:
 
 
 def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRConfig = SRConfig(),
-           data: str | Path | None = None, resume: bool = False) -> SRModelInfo:
+           data: str | Path | None = None, resume: bool = False, finetuned: str | Path | None = None) -> SRModelInfo:
+    """SR adaptation and one-step distillation of `spec`. `finetuned`: a fine-tune folder
+    (tocsr.core.distill.finetune) whose backbone weights the students start from instead of the teacher's
+    blocks and the distilled surrogates."""
     out = Path(out_dir)
+    backbone = None
+    if finetuned is not None:
+        from tocsr.core.distill.finetune import load_finetuned
+
+        backbone, record = load_finetuned(finetuned)
+        if record.arch_key != spec.key:
+            raise ConfigError(f"{finetuned}: fine-tuned {record.arch_key}, but the SR stage trains {spec.key}; "
+                              "fine-tune the chosen architecture again")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     train, val, _ = load_train_val(data, teacher.preset.split, min_side=cfg.patch_px)   # the teacher's split
@@ -102,12 +113,12 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     t = time.perf_counter()
     sr_config = dict(sr_scheduler(teacher).config)
     if cfg.student_per_degradation and len(cfg.kinds) > 1:
-        parts = {kind: train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg),
+        parts = {kind: train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg, backbone),
                                      cache.of_kind(kind), out, cfg, resume, acc, name=f"student-{kind}", save=False)
                  for kind in cfg.kinds}
         student = PerDegradationStudent.from_students(parts)
     else:
-        student = train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg),
+        student = train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg, backbone),
                                 cache, out, cfg, resume, acc, save=False)
     if acc.is_main_process:
         student.save_pretrained(out / "student")
@@ -124,7 +135,8 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     timings["total_s"] = time.perf_counter() - t0
     info = SRModelInfo(scale=cfg.scale, arch=spec, degradations=tuple(cfg.kinds), config=cfg, quality=quality,
                        timings_s=timings, val_images=tuple(p.name for p in val), teacher_folder=str(teacher.folder),
-                       device=str(acc.device), processes=acc.num_processes)
+                       device=str(acc.device), processes=acc.num_processes,
+                       backbone_source=f"fine-tuned ({finetuned})" if finetuned else "teacher + distilled surrogates")
     if acc.is_main_process:
         info.save(out, environment())
     return info

@@ -301,13 +301,18 @@ def sample_sr_teacher(model, alphas_cumprod: torch.Tensor, z_lr: torch.Tensor, s
     return x0.view(chains, *z_lr.shape).mean(0)
 
 
-def build_student(teacher, space: SearchSpace, spec: ArchSpec, bank, cfg: SRConfig) -> OneStepStudent:
+def build_student(teacher, space: SearchSpace, spec: ArchSpec, bank, cfg: SRConfig, backbone=None) -> OneStepStudent:
+    """The one-step student for `spec`: its backbone from the teacher's blocks and the distilled surrogates, or
+    from `backbone` (the same architecture, fine-tuned as a diffusion model) when given."""
     unet_config = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(space.unet_config).items()}
     student = OneStepStudent(unet_config=unet_config, arch_choices=spec.replaced(),
                              cond_tokens=int(teacher.denoiser.condition.config.cond_tokens),
                              cross_attention_dim=int(teacher.unet.config.cross_attention_dim), timestep=cfg.t_star)
-    load_teacher_weights(student.backbone, teacher.unet, space, spec)
-    load_surrogate_weights(student.backbone, space, spec, {k: m.state_dict() for k, m in bank.items()})
+    if backbone is None:
+        load_teacher_weights(student.backbone, teacher.unet, space, spec)
+        load_surrogate_weights(student.backbone, space, spec, {k: m.state_dict() for k, m in bank.items()})
+    else:
+        student.backbone.load_state_dict(backbone.state_dict())
     with torch.no_grad():
         student.null_condition.copy_(teacher.denoiser.condition.null(1))
         # Start as the identity map (z_hr = z_lr): the backbone's last layer begins at zero.
