@@ -37,11 +37,33 @@ def eps_values(eps: tuple[float, ...], relative: bool, reference: float) -> list
     return sorted(e * reference if relative else e for e in eps)
 
 
+COMPLEXITY_FIELD = {"params": "params_m", "gmacs": "gmacs", "latency": "latency_ms"}
+
+
+def carry_forward(points: list[dict[str, Any]], complexity: str) -> list[dict[str, Any]]:
+    """Points in ascending ε. A looser ε admits every candidate a tighter one admitted, so when an earlier point's
+    choice meets this ε (fidelity <= ε) at lower complexity than this ε's own search found, it is the better
+    answer: kept, marked `carried_from` (the earlier point's index), this search's own choice kept as
+    `searched_key`. What the searches evaluated is shared across ε; how often a point is carried says how far
+    a single search at this evaluation cap is from converged."""
+    field_name = COMPLEXITY_FIELD[complexity]
+    out: list[dict[str, Any]] = []
+    for i, p in enumerate(points):
+        best = {**p, "searched_key": p["key"], "carried_from": None}
+        for j, q in enumerate(points[:i]):
+            if q[field_name] is not None and best[field_name] is not None and q["fidelity"] <= p["eps_fid"] \
+                    and q[field_name] < best[field_name]:
+                best = {**q, "eps_fid": p["eps_fid"], "searched_key": p["key"], "carried_from": j,
+                        "folder": p["folder"]}
+        out.append(best)
+    return out
+
+
 @dataclass(frozen=True)
 class EpsSweep(FolderRecord):
     FILE_NAME: ClassVar[str] = "sweep.json"
     KIND: ClassVar[str] = "tocsr.eps_sweep"
-    SCHEMA_VERSION: ClassVar[int] = 2          # 2: names the fidelity proxy
+    SCHEMA_VERSION: ClassVar[int] = 3          # 2: names the fidelity proxy; 3: points carried forward
     REBUILD: ClassVar[str] = "run `tocsr sweep --out {folder}` again"
 
     profile: str
@@ -52,7 +74,7 @@ class EpsSweep(FolderRecord):
     reference_fidelity: float              # the cheapest candidate's fidelity error (what relative ε scale)
     reference_key: str
     # eps_fid, key, fidelity, params_m, gmacs, latency_ms, params_x, gmacs_x, latency_x, replaced,
-    # paired_error(_std), spectrum_kid(_std), folder
+    # paired_error(_std), spectrum_kid(_std), folder, searched_key, carried_from (carry_forward)
     points: tuple[dict[str, Any], ...]
     teacher: dict[str, float]              # params_m, gmacs, latency_ms
     n_samples: int
@@ -85,7 +107,8 @@ class EpsSweep(FolderRecord):
                 "|---|---|---|---|---|---|---|---|"]
         for p in self.points:
             rel = f" ({p['eps_fid'] / self.reference_fidelity:.3g}x)" if self.reference_fidelity > 0 else ""
-            rows.append(f"| {p['eps_fid']:.4g}{rel} | {p['key']} | {p['fidelity']:.4g} | {p['params_m']:.3f} "
+            carried = f" (ε #{p['carried_from']}'s)" if p.get("carried_from") is not None else ""
+            rows.append(f"| {p['eps_fid']:.4g}{rel} | {p['key']}{carried} | {p['fidelity']:.4g} | {p['params_m']:.3f} "
                         f"({p['params_x']:.2f}x) | {_num(p['gmacs'])} ({_num(p['gmacs_x'])}x) | "
                         f"{p['latency_ms']:.2f} ({p['latency_x']:.2f}x) | "
                         f"{p['paired_error']:.4f} ± {p['paired_error_std']:.4f} | "
@@ -103,6 +126,8 @@ class EpsSweep(FolderRecord):
                 f"(measured); samples: {self.n_samples} per candidate, {self.steps} DDIM steps, seed {self.seed}, "
                 "± = spread over samples / KID subsets",
                 *self.table(),
+                "(ε #j's): the choice of a tighter ε, which also meets this one at lower complexity than this ε's "
+                "own search found (search.sweep.carry_forward); that search's choice is `searched_key` in sweep.json",
                 f"paper: {PAPER_PARAMS_X}x fewer parameters, {PAPER_GMACS_X}x fewer GMACs at preserved fidelity"]
 
 

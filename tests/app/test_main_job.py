@@ -125,6 +125,20 @@ def test_the_chosen_backbone_is_fine_tuned_and_the_sr_stage_starts_from_it(job):
     assert "Fine-tune of the chosen backbone" in html and arch in html
 
 
+def test_finetune_command_fine_tunes_the_chosen_backbone_and_refuses_a_bad_config(job, tmp_path):
+    from tocsr.core.distill.finetune import load_finetuned
+
+    root, run, _, _ = job
+    args = ("finetune", "--search", str(run / "search-cpu-2core"), "--teacher", str(run / "teacher"), "--surrogates",
+            str(run / "surrogates"), "--samples", "4")
+    r = tocsr(*args, "--steps", "2", "--out", str(tmp_path / "ft"), cwd=root, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    _, record = load_finetuned(tmp_path / "ft")
+    assert record.config["steps"] == 2 and record.before["n_samples"] == 4 and "spectrum KID" in r.stdout
+    bad = tocsr(*args, "--steps", "2", "--kd-weight", "-1", "--out", str(tmp_path / "ft2"), cwd=root, timeout=120)
+    assert bad.returncode != 0 and "kd-weight" in bad.stderr
+
+
 def test_the_sr_model_folder_records_the_architecture_the_search_chose(job):
     _, run, _, _ = job
     info = SRModelInfo.load(_sr_model(run))

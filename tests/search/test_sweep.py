@@ -25,3 +25,19 @@ def test_the_sweep_record_round_trips_and_its_table_has_a_row_per_eps(tmp_path):
     lines = again.describe()
     assert sum(line.startswith("| 0.0") for line in lines) == 2 and "(5.00x)" in lines[4]
     assert "rollout-spectrum proxy" in lines[0]
+
+
+def test_a_looser_eps_keeps_a_tighter_eps_choice_when_its_own_search_found_worse():
+    from search.sweep import carry_forward
+
+    def point(eps, key, fidelity, params):
+        return {"eps_fid": eps, "key": key, "fidelity": fidelity, "params_m": params, "gmacs": 0.2,
+                "latency_ms": 4.0, "folder": f"eps-{eps}"}
+
+    pts = carry_forward([point(0.02, "a", 0.018, 0.53), point(0.05, "b", 0.04, 0.46), point(0.1, "c", 0.09, 0.71),
+                         point(0.4, "d", 0.3, 0.49)], "params")
+    assert [p["key"] for p in pts] == ["a", "b", "b", "b"]
+    assert [p["carried_from"] for p in pts] == [None, None, 1, 1]
+    assert [p["searched_key"] for p in pts] == ["a", "b", "c", "d"] and pts[2]["eps_fid"] == 0.1
+    # a tighter choice with more parameters is not carried
+    assert carry_forward([point(0.02, "a", 0.018, 0.9), point(0.05, "b", 0.04, 0.5)], "params")[1]["carried_from"] is None

@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 
 from search.sweep import DEFAULT_EPS_REL
-from tocsr.core.distill.config import DEFAULT_PROXY, PROXIES, DistillConfig
+from tocsr.core.distill.config import DEFAULT_PROXY, PROXIES, DistillConfig, FinetuneConfig
 from tocsr.core.errors import TocsrError
 from tocsr.core.locking import folder_lock
 from tocsr.core.sr.config import SRConfig
@@ -269,6 +269,8 @@ def sr(
     teacher_steps: int = typer.Option(SR_DEFAULTS.teacher_steps, "--teacher-steps", min=1),
     student_steps: int = typer.Option(SR_DEFAULTS.student_steps, "--student-steps", min=1),
     data: Path | None = typer.Option(None, "--data"),
+    finetuned: Path | None = typer.Option(None, "--finetuned",
+                                          help="`tocsr finetune` output: start the students from that backbone"),
     resume: bool = typer.Option(False, "--resume"),
 ) -> None:
     """Adapt the chosen backbone to SR and distil it into a one-step generator."""
@@ -276,10 +278,33 @@ def sr(
 
     with folder_lock(out, "sr"):
         cfg = dataclasses.replace(SR_DEFAULTS, teacher_steps=teacher_steps, student_steps=student_steps)
-        info = stage_sr(teacher, surrogates, search_result, out, cfg, data, resume)
+        info = stage_sr(teacher, surrogates, search_result, out, cfg, data, resume, finetuned)
     for kind, rows in info.quality.items():
         typer.echo(f"{kind}: " + ", ".join(f"{m} {r['psnr_y']:.2f} dB" for m, r in rows.items()))
     typer.echo(f"wrote {out} (upscale with `tocsr upscale IMAGE -o OUT --model {out}`)")
+
+
+@app.command()
+def finetune(
+    search_result: Path = typer.Option(..., "--search", help="search output folder (its chosen architecture)"),
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
+    surrogates: Path = typer.Option(Path("runs/surrogates"), "--surrogates"),
+    out: Path = typer.Option(Path("runs/finetune"), "--out", "-o"),
+    steps: int = typer.Option(FinetuneConfig.steps, "--steps", min=1),
+    kd_weight: float = typer.Option(FinetuneConfig.kd_weight, "--kd-weight", min=0.0,
+                                    help="weight of matching the teacher's prediction beside the diffusion target"),
+    samples: int = typer.Option(FinetuneConfig.samples, "--samples", min=4,
+                                help="samples for the fidelity before / after (same noise)"),
+    resume: bool = typer.Option(False, "--resume"),
+) -> None:
+    """Fine-tune the chosen backbone as a diffusion model; its sample-level fidelity before and after."""
+    from tocsr.app.stages import stage_finetune
+
+    with folder_lock(out, "finetune"):
+        record = stage_finetune(teacher, surrogates, search_result, out,
+                                FinetuneConfig(steps=steps, kd_weight=kd_weight, samples=samples), resume)
+    typer.echo("\n".join(record.describe()))
+    typer.echo(f"wrote {out} (SR from it: `tocsr sr --search {search_result} --finetuned {out}`)")
 
 
 @app.command("eval")

@@ -172,7 +172,8 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     from bench.costtable import COST_TABLE_SCHEMA_VERSION, CostTable
     from tocsr.app.stages import stage_costs, stage_eval, stage_finetune, stage_search, stage_sr
     from tocsr.core.baselines import BaselineTraining
-    from tocsr.core.distill.finetune import FinetuneConfig, FinetuneRecord
+    from tocsr.core.distill.config import FinetuneConfig
+    from tocsr.core.distill.finetune import FinetuneRecord
     from tocsr.core.distill.record import DistillRecord
     from tocsr.core.distill.train import DistillConfig, distill
     from tocsr.core.sr.train import SRConfig

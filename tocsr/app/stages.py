@@ -28,7 +28,7 @@ from search.problem import Constraints, SearchProblem
 from search.result import SearchResult
 from search.run import run_search
 from search.selection import SelectionConfig, StaleCostTable, check_reachable, choose
-from search.sweep import DEFAULT_EPS_REL, EpsSweep, eps_values
+from search.sweep import DEFAULT_EPS_REL, EpsSweep, carry_forward, eps_values
 from tocsr.core.artifacts import write_artifact
 from tocsr.core.distill.bank import new_bank
 from tocsr.core.distill.config import DEFAULT_PROXY
@@ -138,7 +138,8 @@ def _chosen_spec(search_dir, teacher):
 
 def stage_finetune(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, resume: bool = False):
     """Fine-tune the architecture a search chose as a diffusion model; sample fidelity before and after."""
-    from tocsr.core.distill.finetune import FinetuneConfig, finetune_backbone
+    from tocsr.core.distill.config import FinetuneConfig
+    from tocsr.core.distill.finetune import finetune_backbone
 
     teacher = load_teacher(teacher_dir)
     space, spec = _chosen_spec(search_dir, teacher)
@@ -234,6 +235,7 @@ def stage_sweep(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref
                        "paired_error": s.paired_error, "paired_error_std": s.paired_error_std,
                        "spectrum_kid": s.spectrum_kid, "spectrum_kid_std": s.spectrum_kid_std,
                        "folder": folder.name})
+    points = carry_forward(points, complexity)
     assert first is not None
     sweep = EpsSweep(first.profile_name, complexity, method, evaluations, tuple(eps) if relative else None,
                      ref_error, reference.key, tuple(points),

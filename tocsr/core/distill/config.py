@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tocsr.core.errors import ConfigError
+
 # Whole-candidate fidelity proxies the search can minimise (tocsr.core.distill.fidelity.build_proxy).
 PROXIES = ("one-call", "rollout", "rollout-spectrum")
 # What searches minimise unless told otherwise: the proxy that ranks candidates by the distribution of what they
@@ -21,3 +23,21 @@ class DistillConfig:
     checkpoint_every: int = 250
     seed: int = 0
     spearman_candidates: int = 100
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    steps: int = 300
+    batch: int = 16
+    lr: float = 1e-4
+    kd_weight: float = 1.0           # matching the teacher's prediction, beside the diffusion target
+    ema_decay: float = 0.99
+    checkpoint_every: int = 100
+    samples: int = 16                # sample-level fidelity before / after, same noise
+    sample_steps: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch < 1 or self.samples < 4:
+            raise ConfigError(f"fine-tune needs steps >= 1, batch >= 1 and samples >= 4, got steps {self.steps}, "
+                              f"batch {self.batch}, samples {self.samples}")

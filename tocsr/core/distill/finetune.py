@@ -23,30 +23,12 @@ from diffusers.training_utils import EMAModel
 
 from tocsr.core.artifacts import FolderRecord
 from tocsr.core.assembly import CompactUNet2DConditionModel, build_unet, load_surrogate_weights
+from tocsr.core.distill.config import FinetuneConfig
 from tocsr.core.distill.sample_fidelity import SampleFidelity
-from tocsr.core.errors import ConfigError
 from tocsr.core.space import ArchSpec, SearchSpace
 from tocsr.core.teacher.diffusion_train import Denoiser
 from tocsr.core.teacher.evaluate import prediction_target
 from tocsr.core.training import Checkpointer, check_finite, load_optimizer, progress, save_optimizer
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    steps: int = 300
-    batch: int = 16
-    lr: float = 1e-4
-    kd_weight: float = 1.0           # matching the teacher's prediction, beside the diffusion target
-    ema_decay: float = 0.99
-    checkpoint_every: int = 100
-    samples: int = 16                # sample-level fidelity before / after, same noise
-    sample_steps: int = 10
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.steps < 1 or self.batch < 1 or self.samples < 4:
-            raise ConfigError(f"fine-tune needs steps >= 1, batch >= 1 and samples >= 4, got steps {self.steps}, "
-                              f"batch {self.batch}, samples {self.samples}")
 
 
 @dataclass(frozen=True)
