@@ -18,7 +18,7 @@ import pytest
 from search.proxy_check import ProxyCheck
 from tocsr.core.distill.config import DEFAULT_PROXY
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]   # ~12 min; the default per-test limit is 600 s
 REPO = Path(__file__).resolve().parents[2]
 
 
