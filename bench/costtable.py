@@ -231,6 +231,8 @@ class CostTable:
     rounds: tuple[dict[str, Any], ...] = ()      # validation of every fit, first to last
     extra: dict[str, Any] = field(default_factory=dict)
 
+    scope = "backbone"          # what it predicts: one backbone call (bench.pipeline adds the fixed parts)
+
     def _check(self, spec: ArchSpec) -> None:
         if spec.space_id != self.space_id:
             raise ValueError(f"ArchSpec {spec.key} is from space {spec.space_id}; this cost table is for {self.space_id}")
@@ -281,6 +283,9 @@ class CostTable:
 
     def holdout(self) -> list[CandidateMeasurement]:
         return [c for c in self.candidates if c.role == "holdout"]
+
+    def with_candidates(self, fresh: Sequence[CandidateMeasurement]) -> CostTable:
+        return dataclasses.replace(self, candidates=self.candidates + tuple(fresh))
 
     def validation_summary(self) -> dict[str, Any]:
         return summarize_errors(self.errors(self.holdout()), self.bar)

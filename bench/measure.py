@@ -23,6 +23,7 @@ from bench.counting import MacCount, count_macs, count_params
 from bench.memory import MemoryStats, measure_cpu_peak, measure_cuda_peak, weights_mib
 from bench.nvml import GpuTelemetry, Nvml
 from bench.profile import DeviceProfile
+from bench.rapl import Rapl
 from bench.stats import LatencyStats, PairedLatency
 from bench.timing import cpu_steal_fraction_since, measure_paired, run_timed, warm_up
 from bench.workloads import Workload
@@ -301,12 +302,21 @@ def _timed_with_retries(call: Callable[[], object], profile: DeviceProfile,
 
 def _energy(call: Callable[[], object], device: torch.device, nvml: Nvml | None,
             samples: list[float]) -> tuple[float | None, str]:
-    if device.type != "cuda":
-        return None, "not measured: no energy counter is read on CPU"
-    if nvml is None or not nvml.available:
-        return None, f"not measured: NVML unavailable ({nvml.reason if nvml else 'no handle'})"
     median_ms = sorted(samples)[len(samples) // 2]
     iters = max(len(samples), int(ENERGY_WINDOW_S * 1e3 / max(median_ms, 1e-3)))
+    if device.type != "cuda":
+        rapl = Rapl()
+        if not rapl.available:
+            return None, f"not measured: {rapl.reason}"
+        s0 = rapl.snapshot()
+        run_timed(call, iters, device)
+        delta = Rapl.delta_mj(s0, rapl.snapshot())
+        if delta <= 0:
+            return None, "not measured: the RAPL energy counters did not advance"
+        return delta / iters, (f"RAPL package-energy delta over {iters} inferences (~{iters * median_ms / 1e3:.1f} s; "
+                               "the whole CPU package: idle cores and other processes included)")
+    if nvml is None or not nvml.available:
+        return None, f"not measured: NVML unavailable ({nvml.reason if nvml else 'no handle'})"
     e0 = nvml.energy_mj()
     if e0 is None:
         return None, "not measured: this GPU has no NVML total-energy counter"

@@ -6,6 +6,9 @@ workload is a separate copy of the teacher, so it stays the teacher while candid
 
 `DeployedCandidateMeter` measures a candidate as it ships (built with its trained weights), paired
 with the same reference, for the re-measurement that decides which candidate is chosen.
+
+`TorchPipelineProbe` and `DeployedPipelineMeter` do the same for the whole one-step SR call (LR image in,
+SR image out), for profiles whose budgets bound the pipeline (bench.pipeline).
 """
 
 from __future__ import annotations
@@ -152,3 +155,109 @@ def deployed_meter(teacher, space: SearchSpace, bank: Mapping[str, nn.Module], p
 
     args, kwargs = teacher_inputs(teacher, profile)
     return DeployedCandidateMeter(build, teacher.unet, args, kwargs, profile)
+
+
+def _pipeline_inputs(teacher, profile: DeviceProfile) -> torch.Tensor:
+    """A fixed LR batch in [-1, 1] at the profile's input size (cost does not depend on the pixels)."""
+    res = profile.resolution
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(profile.batch, 3, res.input_px, res.input_px, generator=g) * 2 - 1
+
+
+def pipeline_builder(teacher, space: SearchSpace, bank: Mapping, scale: int) -> Callable[[ArchSpec], nn.Module]:
+    """spec -> the deployed one-step SR model (tocsr.core.sr.onestep.OneStepSR) with `spec` as its backbone,
+    its blocks from the teacher and `bank`: what `tocsr upscale` runs, built the way the SR stage builds it."""
+    from tocsr.core.sr.onestep import OneStepSR
+    from tocsr.core.sr.train import SRConfig, build_student
+
+    cfg = SRConfig()
+
+    def build(spec: ArchSpec) -> nn.Module:
+        return OneStepSR(teacher.autoencoder, build_student(teacher, space, spec, bank, cfg), scale).eval()
+
+    return build
+
+
+class TorchPipelineProbe:
+    """The whole one-step SR call on the profile's device, for `bench.pipeline.measure_pipeline_parts`:
+    its fixed parts (bicubic + encoder, decoder) and whole pipelines with a candidate backbone, each paired
+    with the same reference as the cost table (the teacher UNet at the latent size)."""
+
+    clock = None
+
+    def __init__(self, teacher, space: SearchSpace, bank: Mapping, profile: DeviceProfile):
+        from tocsr.core.sr.onestep import LatentDecoder, LatentEncoder
+
+        self.device = resolve_device(profile)
+        self.dtype = DTYPES[profile.precision]
+        self.mode = profile.execution_mode
+        self.device_name = device_name(self.device)
+        self.bytes_per_param = torch.tensor([], dtype=self.dtype).element_size()
+        self.space, self.profile = space, profile
+        scale = profile.resolution.scale
+        self.build = pipeline_builder(teacher, space, bank, scale)
+        self.lr = cast((_pipeline_inputs(teacher, profile),), self.device, self.dtype)
+        self.encoder = nn.Module.to(LatentEncoder(copy.deepcopy(teacher.autoencoder), scale), self.device, self.dtype).eval()
+        self.decoder = LatentDecoder(self.encoder.autoencoder).eval()
+        with torch.inference_mode():
+            self.z = (self.encoder(*self.lr),)
+        args, kwargs = teacher_inputs(teacher, profile)
+        unet = nn.Module.to(copy.deepcopy(teacher.unet), self.device, self.dtype).eval()
+        self._reference = prepare_callable(unet, cast(args, self.device, self.dtype),
+                                           cast(kwargs, self.device, self.dtype), self.mode)
+        self._built: tuple[str, nn.Module] | None = None
+
+    def reference(self) -> Callable[[], object]:
+        return self._reference
+
+    def parts(self) -> dict[str, tuple[Callable[[], object], int]]:
+        ae_params = count_params(self.encoder.autoencoder.encoder)["params"]
+        dec_params = count_params(self.decoder.autoencoder.decoder)["params"]
+        return {"bicubic + encoder": (prepare_callable(self.encoder, self.lr, {}, self.mode), ae_params),
+                "decoder": (prepare_callable(self.decoder, self.z, {}, self.mode), dec_params)}
+
+    def _model(self, spec: ArchSpec) -> nn.Module:
+        if self._built is None or self._built[0] != spec.key:
+            model = nn.Module.to(self.build(spec), self.device, self.dtype).eval()
+            self._built = (spec.key, model)
+        return self._built[1]
+
+    def candidate(self, spec: ArchSpec) -> Callable[[], object]:
+        return prepare_callable(self._model(spec), self.lr, {}, self.mode)
+
+    def candidate_memory_mib(self, spec: ArchSpec) -> float:
+        model = self._model(spec)
+        eager = prepare_callable(model, self.lr, {}, "eager")
+        if self.device.type == "cuda":
+            eager()
+            return measure_cuda_peak(eager, self.device, weights_mib(model)).peak_mib
+        return measure_cpu_peak(eager, weights_mib(model)).peak_mib
+
+    def candidate_params(self, spec: ArchSpec) -> int:
+        return count_params(self._model(spec).student.backbone)["params"]
+
+
+class DeployedPipelineMeter:
+    """search.selection.CandidateMeter of the whole one-step SR call: the pipeline with `spec` as its
+    backbone (trained surrogate weights from `bank`), paired with the teacher UNet as every cost table is.
+    The measurement's params and MACs are the backbone's (what params/GMAC budgets bound)."""
+
+    def __init__(self, teacher, space: SearchSpace, bank: Mapping, profile: DeviceProfile):
+        self.profile = profile
+        self.build = pipeline_builder(teacher, space, bank, profile.resolution.scale)
+        self.lr = _pipeline_inputs(teacher, profile)
+        self.args, self.kwargs = teacher_inputs(teacher, profile)
+        self.reference = Workload("reference: teacher", teacher.unet, self.args, self.kwargs)
+
+    def measure(self, spec: ArchSpec) -> Measurement:
+        import dataclasses
+
+        model = self.build(spec)
+        m = measure_workload(Workload(f"pipeline {spec.key}", model, (self.lr,), {}), self.profile,
+                             reference=self.reference)
+        backbone = model.student.backbone
+        args = cast(self.args, next(backbone.parameters()).device, next(backbone.parameters()).dtype)
+        kwargs = cast(self.kwargs, next(backbone.parameters()).device, next(backbone.parameters()).dtype)
+        return dataclasses.replace(m, params=count_params(backbone)["params"], macs=count_macs(backbone, args, kwargs),
+                                   extra={**m.extra, "pipeline_params": m.params,
+                                          "pipeline_gmacs": m.macs.gmacs if m.macs else None})

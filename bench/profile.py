@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,7 +22,11 @@ from tocsr.core.errors import ConfigError
 from tocsr.core.provenance import REPO_ROOT, content_sha256
 from tocsr.core.schema import from_mapping, to_mapping
 
-PROFILE_SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+# 2: `budgets.scope` (the whole one-step SR call by default). A schema-1 file is read as schema 2 with
+#    `scope: backbone`, which is what its budgets meant (one UNet call), and a warning says so.
+PROFILE_SCHEMA_VERSION = 2
 
 
 def _profiles_dir() -> Path:
@@ -38,6 +43,7 @@ PROFILES_DIR = _profiles_dir()
 DeviceKind = Literal["cpu", "cuda", "predicted"]
 Precision = Literal["fp32", "bf16", "fp16"]
 ExecutionMode = Literal["eager", "compiled", "cuda_graphs"]
+BudgetScope = Literal["pipeline", "backbone"]
 
 _SLUG = {"pattern": r"[a-z0-9][a-z0-9._-]{0,63}",
          "pattern_help": "a lowercase slug (letters, digits, '.', '_', '-'; at most 64; no '/')"}
@@ -101,6 +107,12 @@ class TimingPolicy:
 class Budgets:
     """The ε-constraints of the search. Latency applies at `timing.percentile`.
 
+    `scope` says what the latency and memory budgets bound. "pipeline" (the default): the whole
+    one-step SR call a user deploys, LR image in, HR image out (bicubic upsampling, encoder, one
+    backbone call, decoder) at the profile's resolution and batch; "backbone": one backbone (UNet)
+    call at the latent size, what the paper's tables count. Parameter and GMAC budgets always bound
+    the backbone.
+
     Latency can be bounded in milliseconds, relative to the teacher measured on the spot
     (`latency_vs_teacher: 0.5` = at most half the teacher's latency on this machine, now), or both
     (both then hold). Machines of one class differ and a shared machine's speed moves over minutes:
@@ -114,6 +126,7 @@ class Budgets:
     params_m: float | None = field(default=None, metadata={"gt": 0})
     gmacs: float | None = field(default=None, metadata={"gt": 0})
     energy_mj: float | None = field(default=None, metadata={"gt": 0})
+    scope: BudgetScope = "pipeline"
 
     def __post_init__(self) -> None:
         if self.latency_ms is None and self.latency_vs_teacher is None:
@@ -131,9 +144,11 @@ class Budgets:
         return min(limits) if limits else None
 
     def describe_latency(self, percentile: float) -> str:
+        teacher = "the teacher-shaped pipeline" if self.scope == "pipeline" else "the teacher"
         parts = ([f"{self.latency_ms:g} ms"] if self.latency_ms is not None else []) + (
-            [f"{self.latency_vs_teacher:g} x the teacher"] if self.latency_vs_teacher is not None else [])
-        return f"p{percentile:g} latency <= " + " and <= ".join(parts) if parts else "no latency budget"
+            [f"{self.latency_vs_teacher:g} x {teacher}"] if self.latency_vs_teacher is not None else [])
+        what = "one-step SR pipeline" if self.scope == "pipeline" else "backbone (one UNet call)"
+        return f"{what} p{percentile:g} latency <= " + " and <= ".join(parts) if parts else "no latency budget"
 
 
 @dataclass(frozen=True)
@@ -226,7 +241,20 @@ def parse_profile(text: str, source: str = "<profile>") -> DeviceProfile:
         raise ConfigError(f"{source}: not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
     if data is None:
         raise ConfigError(f"{source}: the file is empty; expected a device profile mapping")
-    return from_mapping(DeviceProfile, data, source=source)
+    return from_mapping(DeviceProfile, migrate(data, source), source=source)
+
+
+def migrate(data, source: str = "<profile>"):
+    """A schema-1 profile mapping as schema 2: its budgets bounded one UNet call, so `scope: backbone`."""
+    if not isinstance(data, dict) or data.get("schema_version") != 1:
+        return data
+    budgets = data.get("budgets")
+    if isinstance(budgets, dict) and "scope" not in budgets:
+        log.warning("%s: schema_version 1 profile read as schema 2 with budgets.scope: backbone (what its budgets "
+                    "meant: one UNet call). To bound the deployed one-step SR call instead, set schema_version: 2 "
+                    "and budgets.scope: pipeline", source)
+        budgets = {**budgets, "scope": "backbone"}
+    return {**data, "schema_version": PROFILE_SCHEMA_VERSION, "budgets": budgets}
 
 
 def replace(profile: DeviceProfile, **changes) -> DeviceProfile:
@@ -235,6 +263,6 @@ def replace(profile: DeviceProfile, **changes) -> DeviceProfile:
 
 
 __all__ = [
-    "Budgets", "DeviceProfile", "DeviceSpec", "PredictedConstants", "Resolution", "TimingPolicy",
-    "load_profile", "parse_profile", "replace", "resolve_profile_path",
+    "BudgetScope", "Budgets", "DeviceProfile", "DeviceSpec", "PredictedConstants", "Resolution", "TimingPolicy",
+    "load_profile", "migrate", "parse_profile", "replace", "resolve_profile_path",
 ]

@@ -45,12 +45,13 @@ class Constraints:
     params_m: float | None = None
     gmacs: float | None = None
     fidelity: float | None = None          # the paper formulation's ε_fid
+    energy_mj: float | None = None         # per call; judged on measurements only (no cost model predicts it)
 
     @classmethod
     def from_profile(cls, profile, teacher_ms: float | None, fidelity: float | None = None) -> Constraints:
         """The profile's budgets, latency in ms where the teacher takes `teacher_ms` (at the percentile)."""
         b = profile.budgets
-        return cls(b.latency_budget_ms(teacher_ms), b.peak_memory_mib, b.params_m, b.gmacs, fidelity)
+        return cls(b.latency_budget_ms(teacher_ms), b.peak_memory_mib, b.params_m, b.gmacs, fidelity, b.energy_mj)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from bench.pipeline import PipelineCostModel, describe_pipeline
 from bench.profile import DeviceProfile
 from search.analysis import pareto_front
 from search.run import best_feasible
@@ -66,7 +67,8 @@ class SearchResult(FolderRecord):
     KIND: ClassVar[str] = "tocsr.search_result"
     # 3: a typed SearchResult (chosen model and teacher figures as fields, profile name at the top).
     # 4: names the fidelity proxy the search minimised (`proxy`).
-    SCHEMA_VERSION: ClassVar[int] = 4
+    # 5: `scope` of the budgets and, for the pipeline, its split into fixed parts and backbone (`pipeline`).
+    SCHEMA_VERSION: ClassVar[int] = 5
     REBUILD: ClassVar[str] = "search again with `tocsr search --out {folder}` (or delete the folder and rerun `tocsr run`)"
 
     profile_name: str
@@ -97,6 +99,8 @@ class SearchResult(FolderRecord):
     best_feasible_predicted: dict[str, Any] | None
     pareto_front: tuple[dict[str, Any], ...]
     cost_table_rounds: tuple[dict[str, Any], ...]
+    scope: str = "backbone"              # what the latencies above are of: "pipeline" (one-step SR call) or "backbone"
+    pipeline: dict[str, Any] | None = None   # scope "pipeline": fixed parts, backbone share, held-out pipelines
     convergence_png: str = "convergence.png"
     cost_table: str = "cost_table.json"
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -113,6 +117,17 @@ class SearchResult(FolderRecord):
             gmacs=m.macs.gmacs if m.macs else None, status=m.status)
         best = best_feasible(sel.trials)
         t = sel.teacher
+        pipeline, table = None, sel.table
+        if isinstance(sel.table, PipelineCostModel):
+            at, table = sel.table.at_reference(sel.decision.reference_ms), sel.table.table
+            pipeline = {"fixed_parts_median_ms": at.fixed_latency_at_ms(),
+                        "backbone_median_ms_predicted": at.table.predict_latency_ms(c.spec),
+                        "pipeline_median_ms_predicted": at.predict_latency_ms(c.spec),
+                        "backbone_share_predicted": at.backbone_ratio(c.spec) / at.predict_ratio(c.spec),
+                        "teacher_backbone_share_predicted": at.backbone_ratio(space.all_teacher())
+                        / at.predict_ratio(space.all_teacher()),
+                        "validation": sel.table.validation_summary(),
+                        "line": describe_pipeline(at, c.spec, c.latency_ms)}
         return cls(
             profile_name=profile.name, method=method, seed=seed, evaluations_cap=evaluations_cap,
             evaluations=len(sel.trials), formulation=formulation, complexity=complexity, proxy=proxy,
@@ -121,13 +136,13 @@ class SearchResult(FolderRecord):
             percentile=sel.decision.percentile, teacher_params_m=t.params / 1e6,
             teacher_gmacs=t.macs.gmacs if t.macs else None, selection_rounds=sel.rounds,
             last_round_searched_below_budget_by=sel.shortfall,
-            cost_table_validation=sel.table.validation_summary(), profile=profile.to_dict(),
+            cost_table_validation=table.validation_summary(), profile=profile.to_dict(),
             decision=sel.decision.to_dict(),
             constraints={**sel.problem.constraints.__dict__, "latency_ms": sel.decision.latency_budget_ms},
             teacher_measured=t.to_dict(), cheapest=dict(sel.cheapest), remeasured=tuple(sel.attempts),
             revalidation=sel.revalidation, best_feasible_predicted=best.__dict__ if best else None,
             pareto_front=tuple({"key": x.key, "fidelity": x.fidelity, **x.costs} for x in pareto_front(sel.trials)),
-            cost_table_rounds=tuple(sel.table.rounds))
+            cost_table_rounds=tuple(sel.table.rounds), scope=sel.decision.scope, pipeline=pipeline)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "environment"}

@@ -21,6 +21,11 @@ The cost model predicts; only a measurement decides. `choose` runs in this order
 
 Measuring is not done here: a `CandidateMeter` (bench.probe.DeployedCandidateMeter on a device)
 returns `bench.measure.Measurement`s whose latency is paired with the reference.
+
+What the budgets bound follows the profile's `budgets.scope`: for "pipeline" the cost model is a
+`bench.pipeline.PipelineCostModel` (fixed parts + the backbone table) and the meter measures whole
+one-step SR calls (bench.probe.DeployedPipelineMeter); "the teacher" is then the pipeline with the
+teacher as its backbone. Everything above holds unchanged in those units.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any, Protocol
 
 from bench.costtable import CandidateMeasurement, CostTable, sample_candidates, summarize_errors
 from bench.measure import Measurement
+from bench.pipeline import PipelineCostModel
 from bench.profile import DeviceProfile
 from search.problem import Constraints, SearchProblem
 from search.run import evaluate_one
@@ -83,6 +89,7 @@ class DecisionSpeed:
     latency_budget_ms: float | None
     percentile: float
     budget: str                    # the profile's budget in words
+    scope: str = "backbone"        # what is measured and bounded: "pipeline" (the one-step SR call) or "backbone"
 
     @property
     def speed_vs_table(self) -> float:
@@ -108,7 +115,7 @@ class Choice:
 class Selection:
     choice: Choice
     decision: DecisionSpeed
-    table: CostTable                     # as finally used (re-validated / recalibrated)
+    table: CostTable | PipelineCostModel   # as finally used (re-validated / recalibrated)
     trials: list[Trial]
     attempts: list[dict[str, Any]]
     rounds: int
@@ -162,11 +169,13 @@ def _judge(m: Measurement, decision: DecisionSpeed, budgets: Constraints) -> tup
         ok = ok and m.params / 1e6 <= budgets.params_m
     if budgets.gmacs is not None and m.macs is not None:
         ok = ok and m.macs.gmacs <= budgets.gmacs
+    if budgets.energy_mj is not None:
+        ok = ok and m.energy_mj_per_inference is not None and m.energy_mj_per_inference <= budgets.energy_mj
     return ok, lat
 
 
 def _infeasible_message(profile: DeviceProfile, decision: DecisionSpeed, spec: ArchSpec, m: Measurement,
-                        lat: float | None) -> str:
+                        lat: float | None, table: CostTable | PipelineCostModel) -> str:
     if lat is None:
         return f"the cheapest candidate ({spec.key}) could not be measured on {profile.name}: {m.error}"
     q = decision.percentile
@@ -179,13 +188,21 @@ def _infeasible_message(profile: DeviceProfile, decision: DecisionSpeed, spec: A
         parts.append(f"above the latency budget of {decision.latency_budget_ms:.2f} ms ({decision.budget}); "
                      f"budgets.latency_ms >= {need:.2f} or budgets.latency_vs_teacher >= "
                      f"{math.ceil(100 * need / decision.teacher_at_ms) / 100:.2f} would work")
+    if b.energy_mj is not None and (m.energy_mj_per_inference is None or m.energy_mj_per_inference > b.energy_mj):
+        parts.append(f"energy per call {m.energy_mj_per_inference} mJ against the budget of {b.energy_mj:g} mJ "
+                     f"({m.energy_note})")
     if m.peak_memory_mib is not None and m.peak_memory_mib > b.peak_memory_mib:
         parts.append(f"above the memory budget of {b.peak_memory_mib:g} MiB; budgets.peak_memory_mib >= "
                      f"{math.ceil(m.peak_memory_mib * 1.05):d} would work")
+    if isinstance(table, PipelineCostModel):
+        fixed = table.at_reference(decision.reference_ms).fixed_latency_at_ms()
+        parts.append("the pipeline's fixed parts alone take " + ", ".join(f"{k} {v:.2f} ms" for k, v in fixed.items())
+                     + " (medians); no backbone choice removes them")
     return "; ".join(parts) + ". Relax the profile's budgets or add cheaper surrogate families"
 
 
-def choose(space: SearchSpace, fidelity, table: CostTable, profile: DeviceProfile, meter: CandidateMeter,
+def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, profile: DeviceProfile,
+           meter: CandidateMeter,
            search_round: Callable[[SearchProblem, int], list[Trial]], evaluations: int,
            formulation: str = "device", eps_fid: float | None = None, complexity: str = "params",
            cfg: SelectionConfig = SelectionConfig()) -> Selection:
@@ -194,6 +211,9 @@ def choose(space: SearchSpace, fidelity, table: CostTable, profile: DeviceProfil
     `search_round(problem, cap)` runs (or continues) the search until `cap` evaluations in all and
     returns every trial scored under `problem`.
     """
+    if table.scope != profile.budgets.scope:
+        raise TocsrError(f"profile {profile.name!r} bounds the {profile.budgets.scope} (budgets.scope) and the cost "
+                         f"model predicts the {table.scope}: give the matching model (bench.pipeline.load_cost_model)")
     q = profile.timing.percentile
     teacher = meter.measure(space.all_teacher())
     if teacher.paired is None:
@@ -203,7 +223,7 @@ def choose(space: SearchSpace, fidelity, table: CostTable, profile: DeviceProfil
     device_budgets = formulation == "device"
     latency_budget = profile.budgets.latency_budget_ms(teacher_at) if device_budgets else None
     decision = DecisionSpeed(ref_now, teacher_at, table.reference_ms, latency_budget, q,
-                             profile.budgets.describe_latency(q))
+                             profile.budgets.describe_latency(q), table.scope)
     log.info("decision speed: teacher %.2f ms now, %.2f ms when the cost table was measured; latency budget %s",
              ref_now, table.reference_ms, "none" if latency_budget is None else f"{latency_budget:.2f} ms")
 
@@ -213,8 +233,8 @@ def choose(space: SearchSpace, fidelity, table: CostTable, profile: DeviceProfil
         table, revalidation = _revalidate(space, table, meter, decision, teacher, cfg)
 
     pb = profile.budgets
-    budgets = (Constraints(latency_budget, pb.peak_memory_mib, pb.params_m, pb.gmacs, eps_fid) if device_budgets
-               else Constraints(fidelity=eps_fid))
+    budgets = (Constraints(latency_budget, pb.peak_memory_mib, pb.params_m, pb.gmacs, eps_fid, pb.energy_mj)
+               if device_budgets else Constraints(fidelity=eps_fid))
 
     def problem_for(t: CostTable, shortfall: float = 1.0) -> SearchProblem:
         """The search problem under table `t`, its latency budget lowered by `shortfall` (>= 1), what the
@@ -234,7 +254,7 @@ def choose(space: SearchSpace, fidelity, table: CostTable, profile: DeviceProfil
         cheapest_doc = {"key": cheapest.key, "latency_ms": lat, "peak_memory_mib": m.peak_memory_mib, "meets": ok,
                         "predicted_latency_ms": problem.costs(cheapest).latency_ms}
         if not ok:
-            raise SearchInfeasible(_infeasible_message(profile, decision, cheapest, m, lat))
+            raise SearchInfeasible(_infeasible_message(profile, decision, cheapest, m, lat, table))
         if latency_budget is not None and problem.costs(cheapest).latency_ms > latency_budget:
             # The measurement says the space reaches the budget, the model says not: believe the measurement.
             table = table.recalibrated(space, [as_candidate(m, cheapest, "selection")])
@@ -314,8 +334,9 @@ def _best_measured(fidelity, problem: SearchProblem, measured: dict[str, tuple[A
     return best
 
 
-def _revalidate(space: SearchSpace, table: CostTable, meter: CandidateMeter, decision: DecisionSpeed,
-                teacher: Measurement, cfg: SelectionConfig) -> tuple[CostTable, dict[str, Any]]:
+def _revalidate(space: SearchSpace, table: CostTable | PipelineCostModel, meter: CandidateMeter,
+                decision: DecisionSpeed, teacher: Measurement, cfg: SelectionConfig
+                ) -> tuple[CostTable | PipelineCostModel, dict[str, Any]]:
     """Measure fresh candidates and judge the table on them; raise StaleCostTable when it misses its bar."""
     seen = {c.key for c in table.candidates}
     specs = sample_candidates(space, cfg.revalidation_candidates, seed=len(seen) + 7919, include_extremes=False,
@@ -334,4 +355,4 @@ def _revalidate(space: SearchSpace, table: CostTable, meter: CandidateMeter, dec
                              f"{100 * v['within_tolerance']:.0f}% of {v['n']} fresh candidates within the tolerance "
                              f"(bar: {v['bar']}); measure it again")
     log.info("cost table re-validated: %s", doc)
-    return dataclasses.replace(table, candidates=table.candidates + tuple(fresh)), doc
+    return table.with_candidates(fresh), doc

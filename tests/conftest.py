@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 
 CPU_PROFILE_YAML = """
-schema_version: 1
+schema_version: 2
 name: test-cpu
 device: {kind: cpu, threads: 2}
 precision: fp32
@@ -23,16 +23,16 @@ batch: 1
 resolution: {output_px: 64, scale: 4, vae_factor: 8}
 execution_mode: eager
 timing: {warmup_min_iters: 2, warmup_max_iters: 6, repeats: 5, percentile: 90, max_cv: 0.5}
-budgets: {latency_ms: 100, peak_memory_mib: 1024}
+budgets: {latency_ms: 100, peak_memory_mib: 1024, scope: backbone}
 """
 
 PREDICTED_PROFILE_YAML = """
-schema_version: 1
+schema_version: 2
 name: test-edge
 device: {kind: predicted, name: test edge}
 precision: fp16
 resolution: {output_px: 64, scale: 4}
-budgets: {latency_ms: 100, peak_memory_mib: 1024}
+budgets: {latency_ms: 100, peak_memory_mib: 1024, scope: backbone}
 predicted: {peak_tflops: {fp16: 10.0}, memory_bandwidth_gbps: 100.0, launch_overhead_us: 10.0}
 """
 

@@ -26,13 +26,13 @@ from bench.timing import measure_paired
 from tocsr.core.space import TEACHER, ArchSpec, SearchSpace
 
 SIM_PROFILE_YAML = """
-schema_version: 1
+schema_version: 2
 name: sim
 device: {kind: cpu, threads: 2}
 precision: fp32
 resolution: {output_px: 128, scale: 4, vae_factor: 8}
 timing: {warmup_min_iters: 2, warmup_max_iters: 10, repeats: 16, percentile: 90, max_cv: 0.05, max_retries: 1}
-budgets: {latency_vs_teacher: 0.5, peak_memory_mib: 4096}
+budgets: {latency_vs_teacher: 0.5, peak_memory_mib: 4096, scope: backbone}
 """
 
 
@@ -154,3 +154,35 @@ def ramp(total_s: float, top: float = 2.0) -> Callable[[float], float]:
 
 def step(at_s: float, factor: float = 2.0) -> Callable[[float], float]:
     return lambda t: 1.0 if t < at_s else factor
+
+
+class SimPipelineProbe(SimProbe):
+    """bench.pipeline.PipelineProbe on a SimulatedDevice: the one-step SR call costs
+    `encoder_ms + candidate + decoder_ms + overhead_ms`, where the overhead is what no part measured alone
+    shows (0 on an honest device)."""
+
+    def __init__(self, sim: SimulatedDevice, encoder_ms: float = 4.0, decoder_ms: float = 6.0, overhead_ms: float = 0.0):
+        super().__init__(sim)
+        self.encoder_ms, self.decoder_ms, self.overhead_ms = encoder_ms, decoder_ms, overhead_ms
+
+    def parts(self):
+        return {"bicubic + encoder": (lambda: self.sim.spend(self.encoder_ms), 1000),
+                "decoder": (lambda: self.sim.spend(self.decoder_ms), 2000)}
+
+    def pipeline_ms(self, spec: ArchSpec) -> float:
+        return self.encoder_ms + self.sim.true_ms(spec) + self.decoder_ms + self.overhead_ms
+
+    def candidate(self, spec):
+        ms = self.pipeline_ms(spec)
+        return lambda: self.sim.spend(ms)
+
+    def candidate_memory_mib(self, spec):
+        return super().candidate_memory_mib(spec) + 20.0
+
+
+class SimPipelineMeter(SimMeter):
+    """search.selection.CandidateMeter of whole pipelines on a SimulatedDevice (DeployedPipelineMeter's role)."""
+
+    def __init__(self, sim: SimulatedDevice, profile: DeviceProfile, **parts_ms: float):
+        super().__init__(sim, profile)
+        self.probe = SimPipelineProbe(sim, **parts_ms)

@@ -35,6 +35,21 @@ def test_hash_ignores_formatting_but_not_content():
     assert p.sha256 == same.sha256 != other.sha256
 
 
+def test_a_schema_1_profile_keeps_its_meaning_a_backbone_budget_and_says_so(caplog):
+    old = _mutate(schema_version=1, budgets__scope=_DELETE)
+    with caplog.at_level("WARNING"):
+        p = parse_profile(old, "old.yaml")
+    assert p.schema_version == 2 and p.budgets.scope == "backbone"
+    assert "old.yaml: schema_version 1" in caplog.text and "budgets.scope: pipeline" in caplog.text
+    # a schema-2 profile without a scope bounds what users deploy: the whole one-step SR call
+    assert parse_profile(_mutate(budgets__scope=_DELETE)).budgets.scope == "pipeline"
+    assert "one-step SR pipeline" in parse_profile(_mutate(budgets__scope=_DELETE)).budgets.describe_latency(90)
+
+
+def test_the_default_device_profile_bounds_the_deployed_pipeline():
+    assert load_profile("cpu-2core").budgets.scope == "pipeline"
+
+
 def _mutate(**changes):
     data = yaml.safe_load(CPU_PROFILE_YAML)
     for dotted, value in changes.items():
@@ -76,6 +91,7 @@ MALFORMED = {
     "cuda graphs on cpu": (_mutate(execution_mode="cuda_graphs"), "cuda_graphs"),
     "nan budget": (_mutate(budgets__latency_ms=float("nan")), "budgets.latency_ms"),
     "future schema": (_mutate(schema_version=99), "schema_version = 99"),
+    "unknown budget scope": (_mutate(budgets__scope="unet"), "budgets.scope = 'unet': expected one of 'pipeline', 'backbone'"),
 }
 
 

@@ -7,11 +7,20 @@ import dataclasses
 import pytest
 
 from bench.costtable import Correction, measure_cost_table
+from bench.pipeline import measure_pipeline_parts
 from bench.profile import parse_profile, replace
 from search.run import run_search
 from search.selection import SearchInfeasible, SelectionConfig, StaleCostTable, choose
 from tests.search.conftest import FakeFidelity
-from tests.simdevice import SIM_PROFILE_YAML, SimMeter, SimProbe, SimulatedDevice, step
+from tests.simdevice import (
+    SIM_PROFILE_YAML,
+    SimMeter,
+    SimPipelineMeter,
+    SimPipelineProbe,
+    SimProbe,
+    SimulatedDevice,
+    step,
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +37,7 @@ def _rounds(tmp_path, method="random"):
 
 
 def _with_budget(profile, **budgets):
-    return replace(profile, budgets={"peak_memory_mib": 4096, **budgets})
+    return replace(profile, budgets={"peak_memory_mib": 4096, "scope": "backbone", **budgets})
 
 
 def test_a_machine_2x_slower_when_choosing_still_ends_with_a_choice_that_meets_a_relative_budget(space, profile,
@@ -156,3 +165,61 @@ def test_when_a_refit_cannot_see_the_bias_the_next_round_searches_below_the_budg
     assert sel.choice.found_by == "search" and sel.choice.latency_ms <= sel.decision.latency_budget_ms
     # not a consolation prize: the choice uses most of the budget (the cheapest candidate uses about a tenth)
     assert sel.choice.latency_ms > 0.8 * sel.decision.latency_budget_ms
+
+
+def test_a_pipeline_budget_is_met_by_the_whole_remeasured_call_and_leaves_the_backbone_only_what_is_left(
+        space, profile, tmp_path):
+    sim = SimulatedDevice(space)
+    table = _table(space, profile, sim)
+    parts = {"encoder_ms": 4.0, "decoder_ms": 6.0}
+    model = measure_pipeline_parts(space, table, SimPipelineProbe(sim, **parts), profile, n_holdout=10)
+    pipe_profile = _with_budget(profile, latency_vs_teacher=0.8, scope="pipeline")
+    sim.slowdown = step(sim.now_s(), 1.5)                 # and the machine slows down before choosing
+    meter = SimPipelineMeter(sim, pipe_profile, **parts)
+    sel = choose(space, FakeFidelity(space), model, pipe_profile, meter, _rounds(tmp_path), evaluations=24)
+    teacher_pipeline = meter.probe.pipeline_ms(space.all_teacher())
+    assert sel.decision.scope == "pipeline"
+    assert sel.choice.latency_ms <= sel.decision.latency_budget_ms == pytest.approx(0.8 * sel.decision.teacher_at_ms)
+    assert sel.decision.teacher_at_ms / sel.decision.reference_ms == pytest.approx(
+        teacher_pipeline / sim.true_ms(space.all_teacher()), rel=0.1)       # "the teacher" is the teacher-shaped call
+    # the truth at one speed: the whole call is within 0.8 of the teacher-shaped one, so the backbone got only
+    # what the fixed parts left (far less than 0.8 of the teacher's backbone)
+    assert meter.probe.pipeline_ms(sel.choice.spec) <= 0.8 * teacher_pipeline * 1.05
+    backbone_left = (0.8 * teacher_pipeline - 10.0) / sim.true_ms(space.all_teacher())
+    assert sim.true_ratio(sel.choice.spec) <= backbone_left * 1.1 < 0.8
+
+
+def test_a_pipeline_profile_refuses_a_backbone_table_and_the_reverse(space, profile, tmp_path):
+    from tocsr.core.errors import TocsrError
+
+    sim = SimulatedDevice(space)
+    table = _table(space, profile, sim)
+    pipe_profile = _with_budget(profile, latency_vs_teacher=0.8, scope="pipeline")
+    with pytest.raises(TocsrError, match="bounds the pipeline"):
+        choose(space, FakeFidelity(space), table, pipe_profile, SimMeter(sim, pipe_profile), _rounds(tmp_path), 8)
+    model = measure_pipeline_parts(space, table, SimPipelineProbe(sim), profile, n_holdout=2)
+    with pytest.raises(TocsrError, match="bounds the backbone"):
+        choose(space, FakeFidelity(space), model, profile, SimMeter(sim, profile), _rounds(tmp_path), 8)
+
+
+class _EnergyMeter(SimMeter):
+    """Energy per call proportional to the candidate's true latency (no cost model predicts it)."""
+
+    def measure(self, spec):
+        return dataclasses.replace(super().measure(spec), energy_mj_per_inference=10.0 * self.sim.true_ratio(spec))
+
+
+def test_an_energy_budget_is_judged_on_the_remeasured_candidates(space, profile, tmp_path):
+    sim = SimulatedDevice(space)
+    table = _table(space, profile, sim)
+    cheapest = table.cheapest(space)
+    budget = 10.0 * sim.true_ratio(cheapest) * 1.3          # only candidates near the cheapest meet it
+    energy_profile = _with_budget(profile, latency_vs_teacher=0.5, energy_mj=budget)
+    sel = choose(space, FakeFidelity(space), table, energy_profile, _EnergyMeter(sim, energy_profile),
+                 _rounds(tmp_path), evaluations=24)
+    assert sel.choice.measurement.energy_mj_per_inference <= budget
+    assert sel.choice.latency_ms <= sel.decision.latency_budget_ms
+    # the latency budget alone would have chosen something that burns more
+    free = choose(space, FakeFidelity(space), table, _with_budget(profile, latency_vs_teacher=0.5),
+                  _EnergyMeter(sim, profile), _rounds(tmp_path / "free"), evaluations=24)
+    assert free.choice.measurement.energy_mj_per_inference > budget

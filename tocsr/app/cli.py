@@ -201,6 +201,14 @@ def distill(
     typer.echo("\n".join(record.describe(out)))
 
 
+def _cost_model(path: Path, profile: str):
+    """The cost model a profile's budget scope needs, from a cost table file (and the pipeline parts beside it)."""
+    from bench.pipeline import load_cost_model
+    from bench.profile import load_profile
+
+    return load_cost_model(path, load_profile(profile).budgets.scope)
+
+
 @app.command()
 def costs(
     teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
@@ -208,16 +216,26 @@ def costs(
     out: Path = typer.Option(..., "--out", "-o", help="cost table JSON to write"),
     calibration: int = typer.Option(16, "--calibration", min=2),
     holdout: int = typer.Option(50, "--holdout", min=0),
+    pipelines: int = typer.Option(10, "--pipelines", min=0,
+                                  help="held-out whole one-step SR pipelines that judge the pipeline cost model"),
 ) -> None:
-    """Measure the per-(slot, choice) cost table of the teacher's search space on a device."""
+    """Measure the per-(slot, choice) cost table of the teacher's search space on a device, and the one-step
+    SR pipeline's fixed parts (bicubic + encoder, decoder) beside it."""
     from bench.costtable import describe_validation
+    from bench.pipeline import describe_pipeline, pipeline_parts_path
     from tocsr.app.stages import stage_costs
+    from tocsr.core.space import derive_search_space
+    from tocsr.core.teacher.train import load_teacher
 
-    table = stage_costs(teacher, profile, out, calibration, holdout)
+    model = stage_costs(teacher, profile, out, calibration, holdout, n_pipelines=pipelines)
+    table = model.table
     typer.echo(f"{len(table.entries)} entries on {table.device_name} ({table.execution_mode}), paired with the "
                f"teacher ({table.reference_ms:.2f} ms median while measured); {table.correction.kind} correction "
                f"after {len(table.rounds)} fit(s); {describe_validation(table.validation_summary())}")
-    typer.echo(f"wrote {out}")
+    teacher_spec = derive_search_space(load_teacher(teacher).unet).all_teacher()
+    typer.echo(f"one-step SR pipeline with the teacher as backbone: {describe_pipeline(model, teacher_spec)}; "
+               f"whole pipelines: {describe_validation(model.validation_summary())}")
+    typer.echo(f"wrote {out} and {pipeline_parts_path(out)}")
 
 
 @app.command()
@@ -237,7 +255,6 @@ def search(
     out: Path = typer.Option(..., "--out", "-o"),
 ) -> None:
     """ε-constrained search for the backbone that fits the device's budgets."""
-    from bench.costtable import CostTable
     from tocsr.app.stages import stage_costs, stage_search
 
     if formulation not in ("device", "paper"):
@@ -247,16 +264,20 @@ def search(
     _check_proxy(proxy)
     with folder_lock(out, "search"):
         table_path = cost_table or out / "cost_table.json"
-        table = CostTable.load(table_path) if table_path.is_file() else stage_costs(teacher, profile, table_path)
+        table = _cost_model(table_path, profile) if table_path.is_file() else stage_costs(teacher, profile, table_path)
         result = stage_search(teacher, surrogates, profile, table, out, method, evaluations, seed, formulation,
                               eps_fid, complexity, proxy=proxy)
     c = result.chosen
     budget = "none" if result.latency_budget_ms is None else f"{result.latency_budget_ms:.2f} ms"
     memory = "-" if c.measured_memory_mib is None else f"{c.measured_memory_mib:.0f}"
-    typer.echo(f"chosen {c.key}: fidelity error ({result.proxy} proxy) {c.fidelity:.4g}; measured p{result.percentile:g} "
-               f"{c.measured_latency_ms:.2f} ms ({c.latency_vs_teacher:.2f} x the teacher's "
+    what, teacher_is = (("one-step SR pipeline", "teacher-shaped pipeline") if result.scope == "pipeline"
+                        else ("backbone", "teacher"))
+    typer.echo(f"chosen {c.key}: fidelity error ({result.proxy} proxy) {c.fidelity:.4g}; {what} measured "
+               f"p{result.percentile:g} {c.measured_latency_ms:.2f} ms ({c.latency_vs_teacher:.2f} x the {teacher_is}'s "
                f"{c.teacher_latency_ms:.2f} ms; budget {budget}), {memory} MiB, "
-               f"{c.params_m:.2f} M params (teacher {result.teacher_params_m:.2f} M)")
+               f"backbone {c.params_m:.2f} M params (teacher {result.teacher_params_m:.2f} M)")
+    if result.pipeline:
+        typer.echo(f"pipeline: {result.pipeline['line']}")
     typer.echo(f"wrote {out / 'search_result.json'} and {out / 'convergence.png'}")
 
 
@@ -464,7 +485,6 @@ def sweep(
     out: Path = typer.Option(Path("runs/sweep"), "--out", "-o"),
 ) -> None:
     """The paper's table: minimise complexity s.t. fidelity <= ε for each ε; reductions vs samples, plotted."""
-    from bench.costtable import CostTable
     from tocsr.app.stages import stage_sweep
 
     if complexity not in ("params", "gmacs", "latency"):
@@ -475,7 +495,7 @@ def sweep(
         raise typer.BadParameter(f"--eps {eps!r}: expected comma-separated numbers, e.g. 0.05,0.1,0.2") from None
     _check_proxy(proxy)
     with folder_lock(out, "sweep"):
-        result = stage_sweep(teacher, surrogates, profile, CostTable.load(cost_table), out, values, not absolute,
+        result = stage_sweep(teacher, surrogates, profile, _cost_model(cost_table, profile), out, values, not absolute,
                              complexity, "bo", evaluations, samples, steps, seed, proxy)
     typer.echo("\n".join(result.describe()))
     typer.echo(f"wrote {out / 'sweep.json'}, {out / 'sweep.md'} and {out / 'sweep.png'}")
@@ -495,12 +515,11 @@ def search_benchmark(
     out: Path = typer.Option(Path("runs/search-benchmark"), "--out", "-o"),
 ) -> None:
     """BO vs random, evolution, greedy and TPE at equal evaluation caps over several seeds (JSON + plot)."""
-    from bench.costtable import CostTable
     from search.benchmark import describe_benchmark
     from tocsr.app.stages import stage_search_benchmark
 
     with folder_lock(out, "search-benchmark"):
-        doc = stage_search_benchmark(teacher, surrogates, profile, CostTable.load(cost_table), out,
+        doc = stage_search_benchmark(teacher, surrogates, profile, _cost_model(cost_table, profile), out,
                                      tuple(methods.split(",")), evaluations, seeds, random_evaluations,
                                      best_known_evaluations)
     typer.echo("\n".join(describe_benchmark(doc)))

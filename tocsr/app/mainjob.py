@@ -60,6 +60,8 @@ class RunPreset:
     # Fine-tune steps for each chosen backbone as a diffusion model before the SR stage (0: no fine-tune stage;
     # the quick preset has no minutes left for it).
     finetune_steps: int = 0
+    # Held-out whole one-step SR pipelines that judge the pipeline cost model (bench.pipeline) per device.
+    pipelines: int = 10
 
 
 RUN_PRESETS = {
@@ -68,18 +70,19 @@ RUN_PRESETS = {
     # full preset trains five.
     "quick": RunPreset("quick", "quick", distill_steps=500, search_method="bo", search_evaluations=40,
                        sr_teacher_steps=400, sr_student_steps=500, baselines=("srvgg",), sr_pair_cache=1024,
-                       sr_teacher_cache=8, holdout=20),
+                       sr_teacher_cache=8, holdout=20, pipelines=10),
     # For tests: every stage runs for real, at a handful of steps each.
     "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_evaluations=10,
                        sr_teacher_steps=4, sr_student_steps=4, baselines=("espcn", "rrdb-s"), baseline_max_steps=4,
                        finetune_steps=4,
                        sr_sample_steps=4, sr_sample_chains=2, sr_pair_cache=32, sr_teacher_cache=4, test_max_px=128,
-                       calibration=3, holdout=3,
+                       calibration=3, holdout=3, pipelines=2,
                        timing_override={"repeats": 8, "paired_rounds": 2, "warmup_max_iters": 10,
                                         "max_retries": 1}),
     "full": RunPreset("full", "tiny", distill_steps=2000, search_method="bo", search_evaluations=100,
                       sr_teacher_steps=1500, sr_student_steps=800, finetune_steps=1000,
-                      baselines=("espcn", "srvgg", "span", "rrdb-s", "swinir-light"), test_max_px=512, holdout=50),
+                      baselines=("espcn", "srvgg", "span", "rrdb-s", "swinir-light"), test_max_px=512, holdout=50,
+                      pipelines=30),
 }
 
 
@@ -169,7 +172,8 @@ def measurement_key(profile: DeviceProfile) -> str:
 def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: str | Path | None = None,
                  report_dir: str | Path | None = None, external: tuple[str, ...] = ()) -> dict[str, Any]:
     """The main job. `external`: pretrained SR checkpoints ("NAME=FILE") scored and costed beside the rest."""
-    from bench.costtable import COST_TABLE_SCHEMA_VERSION, CostTable
+    from bench.costtable import COST_TABLE_SCHEMA_VERSION
+    from bench.pipeline import PIPELINE_PARTS_SCHEMA_VERSION, load_cost_model, pipeline_parts_path
     from tocsr.app.stages import stage_costs, stage_eval, stage_finetune, stage_search, stage_sr
     from tocsr.core.baselines import BaselineTraining
     from tocsr.core.distill.config import FinetuneConfig
@@ -225,11 +229,11 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
             mkey = measurement_key(profile)
             cost_path = out / "costs" / f"{mkey}.json"
             costs_sha = log.run(f"costs-{mkey}", {"teacher": teacher_sha, "measurement": mkey,
-                                                  "n": [rp.calibration, rp.holdout],
-                                                  "record": COST_TABLE_SCHEMA_VERSION},
-                                lambda resume, ref=ref, cost_path=cost_path: stage_costs(teacher_dir, ref, cost_path,
-                                                                                        rp.calibration, rp.holdout),
-                                cost_path)
+                                                  "n": [rp.calibration, rp.holdout, rp.pipelines],
+                                                  "record": [COST_TABLE_SCHEMA_VERSION, PIPELINE_PARTS_SCHEMA_VERSION]},
+                                lambda resume, ref=ref, cost_path=cost_path: stage_costs(
+                                    teacher_dir, ref, cost_path, rp.calibration, rp.holdout, n_pipelines=rp.pipelines),
+                                pipeline_parts_path(cost_path))
             bar.update(1)
             search_dir = out / f"search-{profile.name}"
             log.run(f"search-{profile.name}", {"surrogates": surrogates_sha, "costs": costs_sha,
@@ -237,8 +241,9 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
                                                             "evaluations": rp.search_evaluations,
                                                             "proxy": rp.proxy,
                                                             "record": SearchResult.SCHEMA_VERSION},
-                                 lambda resume, ref=ref, cp=cost_path, sd=search_dir: stage_search(
-                                     teacher_dir, surrogates_dir, ref, CostTable.load(cp), sd, rp.search_method,
+                                 lambda resume, ref=ref, cp=cost_path, sd=search_dir, p=profile: stage_search(
+                                     teacher_dir, surrogates_dir, ref, load_cost_model(cp, p.budgets.scope), sd,
+                                     rp.search_method,
                                      rp.search_evaluations, proxy=rp.proxy), search_dir / SearchResult.FILE_NAME)
             bar.update(1)
             result = SearchResult.load(search_dir)
@@ -377,6 +382,7 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
             "selection_rounds": res.selection_rounds, "chosen_found_by": c.found_by,
             "params_m": c.params_m, "teacher_params_m": res.teacher_params_m, "gmacs": c.gmacs,
             "teacher_gmacs": res.teacher_gmacs, "test": test_headline(out, name), "fidelity_proxy": res.proxy,
+            "scope": res.scope, "pipeline": res.pipeline,
             "finetune": _finetune_summary(out / "finetune" / c.key),
         }
     fairness = {k: scored_on.get(k) for k in ("test_images", "test_max_px", "baseline_budget_s", "budget_unit",
@@ -428,6 +434,16 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
                       f"each ({trained}); scored blind on {len(comp.get('test_images') or [])} test photographs "
                       "no setting saw; [95% bootstrap interval over photographs]")
     for name, d in s["devices"].items():
+        p = d.get("pipeline")
+        if p:
+            v = p["validation"]
+            within = "not validated" if not v.get("n") else \
+                f"{100 * v['within_10pct']:.0f}% of {v['n']} held-out pipelines within ±10%"
+            console.print(f"{name}: latencies are of the whole one-step SR call ({d['budget']}): {p['line']}; the "
+                          f"teacher as backbone would be {100 * p['teacher_backbone_share_predicted']:.0f}% of its "
+                          f"call; pipeline cost model: {within}")
+        else:
+            console.print(f"{name}: latencies are of one backbone call ({d['budget']})")
         if d.get("finetune"):
             console.print(f"{name}: " + "\n".join(d["finetune"]["lines"]))
         for kind, h in d["test"].items():

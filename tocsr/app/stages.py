@@ -7,6 +7,7 @@ tocsr.core.sr.run (recorded as tocsr.core.sr.info.SRModelInfo), the comparison i
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from bench.costtable import (
     CostTableInvalid,
     measure_cost_table,
 )
-from bench.probe import TorchProbe, deployed_meter, teacher_inputs
+from bench.pipeline import PipelineCostModel, measure_pipeline_parts, pipeline_parts_path
+from bench.probe import DeployedPipelineMeter, TorchPipelineProbe, TorchProbe, deployed_meter, teacher_inputs
 from bench.profile import DeviceProfile, load_profile
+from bench.rapl import energy_unmeasurable
 from reports.build import write_rows
 from reports.comparison import compare_methods
 from reports.rows import ReportRow
@@ -49,23 +52,33 @@ def _measured_profile(profile_ref: str | Path) -> DeviceProfile:
     if not profile.is_measured:
         raise TocsrError(f"profile {profile.name!r} is a predicted device: cost tables are measured, so search it "
                          "with a measured profile or add a roofline cost table (not built yet)")
+    if profile.budgets.energy_mj is not None:
+        why = energy_unmeasurable(profile.device.kind, profile.device.index)
+        if why:
+            raise TocsrError(f"profile {profile.name!r} sets budgets.energy_mj = {profile.budgets.energy_mj:g} and this "
+                             f"machine cannot measure energy ({why}); remove the energy budget or run where the "
+                             "counters are readable")
     if profile.device.threads:
         torch.set_num_threads(profile.device.threads)
     return profile
 
 
 def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str | Path, n_calibration: int = 16,
-                n_holdout: int = 50, seed: int = 0) -> CostTable:
-    """Measure the per-(slot, choice) cost table of the teacher's space on the profile's device.
+                n_holdout: int = 50, seed: int = 0, n_pipelines: int = 10) -> PipelineCostModel:
+    """Measure the per-(slot, choice) cost table of the teacher's space on the profile's device, then the
+    one-step SR pipeline's fixed parts and `n_pipelines` held-out whole pipelines (bench.pipeline), saved
+    beside the table; returns both as the pipeline cost model (its `.table` is the backbone's).
 
     A table that misses its validation bar after its refits is written beside `out_path` as
-    `<name>.rejected.json` for inspection, and the stage fails with the figures."""
+    `<name>.rejected.json` for inspection, and the stage fails with the figures. A pipeline model that
+    misses its bar is kept and says so: the choice is judged on a measured pipeline either way."""
     teacher = load_teacher(teacher_dir)
     profile = _measured_profile(profile_ref)
     space = derive_search_space(teacher.unet)
     args, kwargs = teacher_inputs(teacher, profile)
     # Cost does not depend on weight values: a fresh bank of surrogates is measured.
-    probe = TorchProbe(space, teacher.unet, args, kwargs, profile, new_bank(space))
+    # The probe swaps blocks into the UNet it is given: a copy, so the pipeline probe below builds from the teacher.
+    probe = TorchProbe(space, copy.deepcopy(teacher.unet), args, kwargs, profile, new_bank(space))
     total = sum(len(s.choices) for s in space.slots) + n_calibration + n_holdout
     out_path = Path(out_path)
     with progress(f"costs/{profile.name}", total) as bar:
@@ -77,35 +90,48 @@ def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str 
             err.table.save(rejected, environment())
             raise TocsrError(f"{err}; the rejected table is {rejected}") from None
     table.save(out_path, environment())
-    return table
+    pipe_probe = TorchPipelineProbe(teacher, space, new_bank(space), profile)
+    with progress(f"pipeline/{profile.name}", 3 + n_pipelines) as bar:
+        model = measure_pipeline_parts(space, table, pipe_probe, profile, n_pipelines, seed,
+                                       progress=lambda _msg: bar.update(1))
+    v = model.validation_summary()
+    if v["passes"] is False:
+        log.warning("the pipeline cost model for %s misses its bar: %s", profile.name, v)
+    model.pipeline.save(pipeline_parts_path(out_path), environment(), v)
+    return model
 
 
 def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref: str | Path,
-                 cost_table: CostTable, out_dir: str | Path, method: str = "bo", evaluations: int = 60, seed: int = 0,
+                 cost_table: CostTable | PipelineCostModel, out_dir: str | Path, method: str = "bo", evaluations: int = 60, seed: int = 0,
                  formulation: str = "device", eps_fid: float | None = None, complexity: str = "params",
                  q: int = 4, selection: SelectionConfig = SelectionConfig(), proxy: str = DEFAULT_PROXY
                  ) -> SearchResult:
     """Search, then re-measure until a candidate meets the budgets (search.selection.choose).
 
-    `evaluations` caps the fidelity evaluations. A cost table that no longer predicts this machine is
+    `evaluations` caps the fidelity evaluations. `cost_table` is the backbone's table, or the pipeline cost
+    model (bench.pipeline.load_cost_model) when the profile's budgets bound the whole one-step SR call; then
+    candidates are re-measured as whole pipelines. A cost table that no longer predicts this machine is
     measured again into `<out>/cost_table.remeasured.json`; the table the decision used (with the
-    candidates measured while choosing) is written to `<out>/cost_table.json`."""
+    candidates measured while choosing) is written to `<out>/cost_table.json` (pipeline parts beside it)."""
     out = Path(out_dir)
     teacher = load_teacher(teacher_dir)
     profile = _measured_profile(profile_ref)
     space = derive_search_space(teacher.unet)
-    if cost_table.space_id != space.space_id:
-        raise TocsrError(f"cost table is for space {cost_table.space_id}, the teacher's is {space.space_id}")
+    cost_table = _for_scope(cost_table, profile)
+    table = cost_table.table if isinstance(cost_table, PipelineCostModel) else cost_table
+    if table.space_id != space.space_id:
+        raise TocsrError(f"cost table is for space {table.space_id}, the teacher's is {space.space_id}")
     bank, ftable = load_surrogates(surrogates_dir, space)
     _, val_latents = teacher_latents(teacher)
     evaluator = build_proxy(proxy, teacher, space, bank, val_latents)
-    meter = deployed_meter(teacher, space, bank, profile)
+    meter = (DeployedPipelineMeter(teacher, space, bank, profile) if profile.budgets.scope == "pipeline"
+             else deployed_meter(teacher, space, bank, profile))
     kwargs = {"block_error": ftable.error} if method in ("greedy", "bo") else {}
 
     def search_round(problem, cap: int):
         return run_search(problem, method, cap, out, seed=seed, q=q, **kwargs)
 
-    def run(table: CostTable):
+    def run(table):
         return choose(space, evaluator, table, profile, meter, search_round, evaluations, formulation, eps_fid,
                       complexity, selection)
 
@@ -113,9 +139,9 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
         sel = run(cost_table)
     except StaleCostTable as err:
         log.warning("%s", err)
-        roles = [c.role for c in cost_table.candidates]
-        cost_table = stage_costs(teacher_dir, profile_ref, out / "cost_table.remeasured.json",
-                                 max(2, roles.count("calibration")), roles.count("holdout"))
+        roles = [c.role for c in table.candidates]
+        cost_table = _for_scope(stage_costs(teacher_dir, profile_ref, out / "cost_table.remeasured.json",
+                                            max(2, roles.count("calibration")), roles.count("holdout")), profile)
         sel = run(cost_table)
     result = SearchResult.from_selection(sel, profile, space, method, seed, evaluations, formulation, complexity,
                                          proxy)
@@ -125,6 +151,17 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
                      ylabel="best feasible " + ("fidelity error" if formulation == "device" else complexity))
     result.save(out, environment())
     return result
+
+
+def _for_scope(cost: CostTable | PipelineCostModel, profile: DeviceProfile) -> CostTable | PipelineCostModel:
+    """The cost model a profile's budgets need: the pipeline model for scope "pipeline", the table for "backbone"."""
+    if profile.budgets.scope == "backbone":
+        return cost.table if isinstance(cost, PipelineCostModel) else cost
+    if not isinstance(cost, PipelineCostModel):
+        raise TocsrError(f"profile {profile.name!r} bounds the whole one-step SR pipeline (budgets.scope: pipeline) and "
+                         "the cost table came without the pipeline's parts; load it with "
+                         "bench.pipeline.load_cost_model, or measure it again with `tocsr costs`")
+    return cost
 
 
 def _chosen_spec(search_dir, teacher):
@@ -161,7 +198,7 @@ def stage_sr(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, data=No
     return run_sr(teacher, space, spec, bank, out_dir, cfg or SRConfig(), data, resume, finetuned)
 
 
-def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table: CostTable, out_dir,
+def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table: CostTable | PipelineCostModel, out_dir,
                            methods=("bo", "random", "evolution", "greedy", "tpe"), evaluations: int = 250,
                            seeds: int = 5, random_evaluations: int = 600, best_known_evaluations: int = 2000,
                            tolerance: float = 0.02) -> dict:
@@ -169,6 +206,7 @@ def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table:
     out = Path(out_dir)
     teacher = load_teacher(teacher_dir)
     profile = load_profile(profile_ref)
+    cost_table = _for_scope(cost_table, profile)
     space = derive_search_space(teacher.unet)
     bank, table = load_surrogates(surrogates_dir, space)
     _, val_latents = teacher_latents(teacher)
@@ -199,7 +237,8 @@ def stage_eval(run_dir: str | Path, profiles: list[str], teacher_dir: str | Path
     return rows
 
 
-def stage_sweep(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref: str | Path, cost_table: CostTable,
+def stage_sweep(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref: str | Path,
+                cost_table: CostTable | PipelineCostModel,
                 out_dir: str | Path, eps: tuple[float, ...] = DEFAULT_EPS_REL, relative: bool = True,
                 complexity: str = "params", method: str = "bo", evaluations: int = 60, samples: int = 16,
                 steps: int = 10, seed: int = 0, proxy: str = DEFAULT_PROXY) -> EpsSweep:

@@ -15,6 +15,28 @@ from tocsr.core.models.autoencoder import decode_latents, encode_latents
 from tocsr.core.resize import bicubic_upscale
 
 
+class LatentEncoder(nn.Module):
+    """The pipeline's first fixed part: LR image -> bicubic x scale -> encoder -> LR latent."""
+
+    def __init__(self, autoencoder: nn.Module, scale: int):
+        super().__init__()
+        self.autoencoder, self.scale = autoencoder, scale
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return encode_latents(self.autoencoder, bicubic_upscale(lr, self.scale))
+
+
+class LatentDecoder(nn.Module):
+    """The pipeline's last fixed part: HR latent -> decoder -> SR image in [-1, 1]."""
+
+    def __init__(self, autoencoder: nn.Module):
+        super().__init__()
+        self.autoencoder = autoencoder
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return decode_latents(self.autoencoder, z).clamp(-1, 1)
+
+
 class OneStepSR(nn.Module):
     """LR image in [-1, 1], (B, 3, h, w) -> SR image in [-1, 1], (B, 3, h*scale, w*scale).
 
@@ -29,6 +51,7 @@ class OneStepSR(nn.Module):
     def __init__(self, autoencoder: nn.Module, student: nn.Module, scale: int):
         super().__init__()
         self.autoencoder, self.student, self.scale = autoencoder, student, scale
+        self.encoder, self.decoder = LatentEncoder(autoencoder, scale), LatentDecoder(autoencoder)
 
     @property
     def takes_degradation(self) -> bool:
@@ -41,9 +64,8 @@ class OneStepSR(nn.Module):
 
     def from_latent(self, z_lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
         """The LR latent (encoded bicubic upscale) -> SR image: the part that runs once per tile."""
-        return decode_latents(self.autoencoder, self.student.for_degradation(degradation)(z_lr)).clamp(-1, 1)
+        return self.decoder(self.student.for_degradation(degradation)(z_lr))
 
     def forward(self, lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
         lr = lr.to(next(self.parameters()).device)
-        z = encode_latents(self.autoencoder, bicubic_upscale(lr, self.scale))
-        return self.from_latent(z, degradation)
+        return self.from_latent(self.encoder(lr), degradation)

@@ -1,0 +1,298 @@
+"""The cost of what is deployed: the whole one-step SR call, from fixed parts plus the backbone's cost table.
+
+    pipeline ratio(spec) = sum of the fixed parts' ratios + the backbone table's ratio(spec)
+
+Every ratio is a latency in units of the same reference workload (the teacher UNet, timed beside each
+measurement; bench.costtable), so parts measured at different moments add up at one machine speed.
+The fixed parts (bicubic upsampling + encoder, decoder) do not depend on the backbone: they are
+measured once per device. Whole pipelines held out from everything fitted judge the sum (`bar`), as
+held-out candidates judge a cost table.
+
+`PipelineParts` is the measured record (an artifact beside the cost table, `pipeline_parts_path`); `PipelineCostModel`
+joins it with a `CostTable` and answers as the search's cost model (search.problem.CostModel) and as
+the table the selection re-validates and recalibrates (search.selection.choose). Parameters and
+GMACs stay the backbone's: the paper's measures, and what a params/GMAC budget bounds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from bench.costtable import (
+    CandidateMeasurement,
+    CostTable,
+    ValidationBar,
+    measure_candidate,
+    sample_candidates,
+    summarize_errors,
+)
+from bench.profile import DeviceProfile
+from bench.stats import LatencyStats, PairedLatency
+from bench.timing import Clock, measure_paired, warm_up
+from tocsr.core.artifacts import read_artifact, write_artifact
+from tocsr.core.errors import ConfigError
+from tocsr.core.space import ArchSpec, SearchSpace
+
+PIPELINE_PARTS_KIND = "tocsr.bench.pipeline_parts"
+PIPELINE_PARTS_SCHEMA_VERSION = 1
+
+
+def pipeline_parts_path(table_path: str | Path) -> Path:
+    """Where the pipeline parts measured with a cost table are kept: beside it, `<table>.pipeline.json`."""
+    path = Path(table_path)
+    return path.with_name(path.stem + ".pipeline.json")
+
+
+@dataclass(frozen=True)
+class PartCost:
+    """One fixed part of the pipeline, timed beside the reference."""
+
+    name: str
+    ratio: float            # median latency / the reference's median, in the same rounds
+    median_ms: float
+    iqr_ms: float
+    reference_ms: float
+    params: int
+
+
+class PipelineProbe(Protocol):
+    """The device the pipeline is measured on. `bench.probe.TorchPipelineProbe` runs torch modules; tests
+    use a simulated device. `candidate`, `candidate_memory_mib` and `candidate_params` measure the whole
+    pipeline with `spec` as its backbone (params: the backbone's)."""
+
+    device: torch.device
+    clock: Clock | None
+    device_name: str
+    bytes_per_param: int
+
+    def reference(self) -> Callable[[], object]: ...
+    def parts(self) -> dict[str, tuple[Callable[[], object], int]]: ...     # name -> (call, params)
+    def candidate(self, spec: ArchSpec) -> Callable[[], object]: ...
+    def candidate_memory_mib(self, spec: ArchSpec) -> float: ...
+    def candidate_params(self, spec: ArchSpec) -> int: ...
+
+
+@dataclass(frozen=True)
+class PipelineParts:
+    """The fixed parts of the one-step SR pipeline on one device, and whole pipelines measured to judge the sum."""
+
+    profile_name: str
+    profile_sha256: str
+    device_name: str
+    input_px: int
+    output_px: int
+    batch: int
+    parts: tuple[PartCost, ...]
+    percentile: float
+    percentile_ratio: float        # p{percentile} / median of a whole pipeline's relative samples (mean)
+    fixed_memory_mib: float        # the teacher-shaped pipeline's peak minus its backbone's weights
+    candidates: tuple[CandidateMeasurement, ...] = ()    # whole pipelines: "teacher", "holdout", "selection", ...
+    bar: ValidationBar = ValidationBar()
+
+    @property
+    def fixed_ratio(self) -> float:
+        return sum(p.ratio for p in self.parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**d, "parts": [dataclasses.asdict(p) for p in self.parts], "bar": dataclasses.asdict(self.bar),
+                "candidates": [c.to_dict() for c in self.candidates], "fixed_ratio": self.fixed_ratio}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PipelineParts:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in d.items() if k in names},
+                      "parts": tuple(PartCost(**p) for p in d["parts"]), "bar": ValidationBar(**d["bar"]),
+                      "candidates": tuple(CandidateMeasurement.from_dict(c) for c in d["candidates"])})
+
+    def save(self, path: str | Path, environment: dict[str, Any], validation: dict[str, Any] | None = None) -> Path:
+        return write_artifact(path, PIPELINE_PARTS_KIND, PIPELINE_PARTS_SCHEMA_VERSION,
+                              {**self.to_dict(), "validation": validation}, environment=environment)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PipelineParts:
+        return cls.from_dict(read_artifact(path, PIPELINE_PARTS_KIND, PIPELINE_PARTS_SCHEMA_VERSION,
+                                           rebuild="measure it again with `tocsr costs`"))
+
+
+def backbone_equivalent(m: CandidateMeasurement, fixed_ratio: float) -> CandidateMeasurement:
+    """A measured pipeline as a backbone measurement: the fixed parts' ratio taken off every relative
+    sample (and their ms off the raw ones), so it can join a backbone cost table's calibration."""
+    p = m.latency
+    rel = tuple(max(1e-9, r - fixed_ratio) for r in p.relative_samples)
+    shift = fixed_ratio * p.reference.median_ms
+    target = LatencyStats.from_samples([max(0.0, s - shift) for s in p.target.samples_ms], p.target.timer,
+                                       p.target.warmup_iters)
+    return dataclasses.replace(m, latency=PairedLatency(target, p.reference, rel, p.rounds, p.attempts))
+
+
+@dataclass(frozen=True)
+class PipelineCostModel:
+    """Fixed parts + a backbone cost table: the cost of the deployed one-step SR call (see module doc)."""
+
+    table: CostTable
+    pipeline: PipelineParts
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    scope = "pipeline"
+
+    # --- what the selection reads of a table
+    @property
+    def reference_ms(self) -> float:
+        return self.table.reference_ms
+
+    @property
+    def device_name(self) -> str:
+        return self.table.device_name
+
+    @property
+    def bar(self) -> ValidationBar:
+        return self.pipeline.bar
+
+    @property
+    def candidates(self) -> tuple[CandidateMeasurement, ...]:
+        return self.pipeline.candidates
+
+    @property
+    def rounds(self) -> tuple[dict[str, Any], ...]:
+        return self.table.rounds
+
+    @property
+    def correction(self):
+        return self.table.correction
+
+    # --- predictions
+    def backbone_ratio(self, spec: ArchSpec) -> float:
+        return self.table.predict_ratio(spec)
+
+    def predict_ratio(self, spec: ArchSpec) -> float:
+        return self.pipeline.fixed_ratio + self.table.predict_ratio(spec)
+
+    def predict_latency_ms(self, spec: ArchSpec) -> float:
+        return self.predict_ratio(spec) * self.table.reference_ms
+
+    def predict_latency_at_ms(self, spec: ArchSpec) -> float:
+        return self.predict_latency_ms(spec) * self.pipeline.percentile_ratio
+
+    def backbone_latency_at_ms(self, spec: ArchSpec) -> float:
+        return self.table.predict_latency_at_ms(spec)
+
+    def fixed_latency_at_ms(self) -> dict[str, float]:
+        """Each fixed part's median in ms at the speed of `reference_ms`."""
+        return {p.name: p.ratio * self.table.reference_ms for p in self.pipeline.parts}
+
+    def predict_memory_mib(self, spec: ArchSpec) -> float:
+        return self.table.params(spec) * self.table.bytes_per_param / 2**20 + self.pipeline.fixed_memory_mib
+
+    def params(self, spec: ArchSpec) -> int:
+        return self.table.params(spec)
+
+    def macs(self, spec: ArchSpec) -> int:
+        return self.table.macs(spec)
+
+    def cheapest(self, space: SearchSpace) -> ArchSpec:
+        return self.table.cheapest(space)
+
+    # --- judged on whole pipelines
+    def errors(self, cands: Sequence[CandidateMeasurement]) -> np.ndarray:
+        """Relative errors (predicted / measured - 1) of whole pipelines' median latency, in reference units."""
+        return np.array([(self.pipeline.fixed_ratio + self.table.correction.predict(self.table.entries, c.choices))
+                         / c.latency.ratio - 1 for c in cands])
+
+    def holdout(self) -> list[CandidateMeasurement]:
+        return [c for c in self.pipeline.candidates if c.role == "holdout"]
+
+    def validation_summary(self) -> dict[str, Any]:
+        return summarize_errors(self.errors(self.holdout()), self.pipeline.bar)
+
+    # --- updated by the selection
+    def at_reference(self, reference_ms: float) -> PipelineCostModel:
+        return dataclasses.replace(self, table=self.table.at_reference(reference_ms))
+
+    def with_candidates(self, fresh: Sequence[CandidateMeasurement]) -> PipelineCostModel:
+        return dataclasses.replace(self, pipeline=dataclasses.replace(
+            self.pipeline, candidates=self.pipeline.candidates + tuple(fresh)))
+
+    def recalibrated(self, space: SearchSpace, measured: Sequence[CandidateMeasurement]) -> PipelineCostModel:
+        """Whole pipelines measured while choosing refit the backbone table, as backbone measurements (the
+        fixed parts taken off); they are kept with the pipeline's candidates too."""
+        table = self.table.recalibrated(space, [backbone_equivalent(m, self.pipeline.fixed_ratio) for m in measured])
+        return dataclasses.replace(self.with_candidates(measured), table=table)
+
+    def save(self, table_path: str | Path, environment: dict[str, Any]) -> Path:
+        """The backbone table at `table_path` and the pipeline parts beside it (`pipeline_parts_path`)."""
+        self.table.save(table_path, environment)
+        return self.pipeline.save(pipeline_parts_path(table_path), environment, self.validation_summary())
+
+
+def load_cost_model(table_path: str | Path, scope: str) -> CostTable | PipelineCostModel:
+    """The cost model for a profile's budget scope: the backbone table alone, or with the pipeline parts
+    measured beside it."""
+    table = CostTable.load(table_path)
+    if scope == "backbone":
+        return table
+    parts = pipeline_parts_path(table_path)
+    if not parts.is_file():
+        raise ConfigError(f"{table_path}: the profile's budgets bound the whole one-step SR pipeline, and no pipeline "
+                          f"parts were measured with this cost table ({parts.name} is missing); measure both again "
+                          f"with `tocsr costs -p PROFILE --teacher DIR --out {table_path}`")
+    return PipelineCostModel(table, PipelineParts.load(parts))
+
+
+def measure_pipeline_parts(space: SearchSpace, table: CostTable, probe: PipelineProbe, profile: DeviceProfile,
+                           n_holdout: int = 30, seed: int = 0, bar: ValidationBar = ValidationBar(),
+                           progress: Callable[[str], None] | None = None) -> PipelineCostModel:
+    """Measure the fixed parts and `n_holdout` whole pipelines (backbones never measured for `table`) on
+    the probe's device; the model they make with `table`, judged on those pipelines."""
+    reference = probe.reference()
+    warm_up(reference, profile.timing, probe.device, probe.clock)
+    parts = []
+    for name, (call, params) in probe.parts().items():
+        paired = measure_paired(call, reference, profile.timing, probe.device, probe.clock, warm_reference=False)
+        parts.append(PartCost(name, paired.ratio, paired.target.median_ms, paired.target.iqr_ms, paired.reference_ms,
+                              params))
+        if progress:
+            progress(name)
+    teacher = measure_candidate(probe, space.all_teacher(), profile, "teacher")
+    if progress:
+        progress("teacher-shaped pipeline")
+    specs = sample_candidates(space, n_holdout, seed + 101, False, exclude={c.key for c in table.candidates})
+    held = []
+    for spec in specs:
+        held.append(measure_candidate(probe, spec, profile, "holdout"))
+        if progress:
+            progress(f"pipeline {len(held)}/{len(specs)}")
+    q = profile.timing.percentile
+    measured = [teacher, *held]
+    teacher_weights = table.params(space.all_teacher()) * probe.bytes_per_param / 2**20
+    res = profile.resolution
+    pipeline = PipelineParts(
+        profile_name=profile.name, profile_sha256=profile.sha256, device_name=probe.device_name,
+        input_px=res.input_px, output_px=res.output_px, batch=profile.batch, parts=tuple(parts), percentile=q,
+        percentile_ratio=float(np.mean([c.latency.ratio_at(q) / c.latency.ratio for c in measured])),
+        fixed_memory_mib=max(0.0, teacher.peak_memory_mib - teacher_weights), candidates=tuple(measured), bar=bar)
+    return PipelineCostModel(table, pipeline)
+
+
+def describe_pipeline(model: PipelineCostModel, spec: ArchSpec, measured_ms: float | None = None) -> str:
+    """One line: the pipeline's predicted cost split into its parts, the backbone's share."""
+    fixed = model.fixed_latency_at_ms()
+    backbone = model.table.predict_latency_ms(spec)
+    total = sum(fixed.values()) + backbone
+    parts = ", ".join(f"{k} {v:.2f} ms" for k, v in fixed.items())
+    head = f"measured p{model.pipeline.percentile:g} {measured_ms:.2f} ms; " if measured_ms is not None else ""
+    return (f"{head}predicted median {total:.2f} ms = {parts}, backbone {backbone:.2f} ms "
+            f"({100 * backbone / total:.0f}% of the call)")
+
+
+__all__ = [
+    "PartCost", "PipelineCostModel", "PipelineParts", "PipelineProbe", "backbone_equivalent", "describe_pipeline",
+    "load_cost_model", "measure_pipeline_parts", "pipeline_parts_path",
+]

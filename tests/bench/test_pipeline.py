@@ -1,0 +1,93 @@
+"""The pipeline cost model: fixed parts measured once plus the backbone's cost table, judged on whole
+pipelines (bench.pipeline), on a simulated device whose truth is known (tests/simdevice.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.costtable import measure_cost_table
+from bench.pipeline import (
+    PipelineParts,
+    backbone_equivalent,
+    load_cost_model,
+    measure_pipeline_parts,
+    pipeline_parts_path,
+)
+from bench.profile import parse_profile
+from tests.simdevice import SIM_PROFILE_YAML, SimPipelineProbe, SimProbe, SimulatedDevice
+from tocsr.core.errors import ConfigError
+from tocsr.core.models.unet import build_unet_from_preset
+from tocsr.core.space import derive_search_space
+
+
+@pytest.fixture(scope="module")
+def space():
+    return derive_search_space(build_unet_from_preset("tiny", "meta"))
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return parse_profile(SIM_PROFILE_YAML, "sim.yaml")
+
+
+@pytest.fixture(scope="module")
+def measured(space, profile):
+    sim = SimulatedDevice(space)
+    table = measure_cost_table(space, SimProbe(sim), profile, n_calibration=16, n_holdout=20)
+    probe = SimPipelineProbe(sim, encoder_ms=4.0, decoder_ms=6.0)
+    return sim, probe, measure_pipeline_parts(space, table, probe, profile, n_holdout=30, seed=3)
+
+
+def test_the_fixed_parts_add_to_the_backbone_table_within_the_bar_on_30_held_out_pipelines(space, measured):
+    sim, probe, model = measured
+    teacher_ms = sim.true_ms(space.all_teacher())
+    parts = {p.name: p.ratio for p in model.pipeline.parts}
+    assert parts["bicubic + encoder"] == pytest.approx(4.0 / teacher_ms, rel=0.05)
+    assert parts["decoder"] == pytest.approx(6.0 / teacher_ms, rel=0.05)
+    v = model.validation_summary()
+    assert v["n"] == 30 and v["passes"] and v["within_10pct"] >= 0.9
+    assert not {c.key for c in model.holdout()} & {c.key for c in model.table.candidates}   # never fitted on
+    for spec in (space.all_teacher(), model.cheapest(space)):
+        assert model.predict_ratio(spec) == pytest.approx(probe.pipeline_ms(spec) / teacher_ms, rel=0.05)
+    # the backbone's share of the teacher-shaped call is what the truth says
+    share = model.backbone_ratio(space.all_teacher()) / model.predict_ratio(space.all_teacher())
+    assert share == pytest.approx(teacher_ms / probe.pipeline_ms(space.all_teacher()), rel=0.05)
+    # params and GMACs stay the backbone's
+    assert model.params(space.all_teacher()) == model.table.params(space.all_teacher())
+
+
+def test_a_pipeline_that_costs_more_than_its_parts_fails_its_validation(space, profile, measured):
+    sim, _, model = measured
+    # 40% of the teacher-shaped call that no part shows alone (e.g. a copy between encoder and backbone)
+    overhead = 0.4 * (10.0 + sim.true_ms(space.all_teacher()))
+    probe = SimPipelineProbe(sim, encoder_ms=4.0, decoder_ms=6.0, overhead_ms=overhead)
+    bad = measure_pipeline_parts(space, model.table, probe, profile, n_holdout=10, seed=5)
+    v = bad.validation_summary()
+    assert v["passes"] is False and v["mean_signed_err"] < -0.2
+
+
+def test_a_measured_pipeline_joins_the_backbone_calibration_without_its_fixed_parts(space, measured):
+    _, _, model = measured
+    pipe = model.holdout()[0]
+    back = backbone_equivalent(pipe, model.pipeline.fixed_ratio)
+    assert back.latency.ratio == pytest.approx(pipe.latency.ratio - model.pipeline.fixed_ratio, rel=1e-6)
+    refit = model.recalibrated(space, [pipe])
+    assert refit.table.candidates[-1].latency.ratio == pytest.approx(back.latency.ratio)
+    assert refit.candidates[-1] is pipe and len(refit.candidates) == len(model.candidates) + 1
+
+
+def test_the_parts_round_trip_beside_their_table_and_a_missing_file_is_named(space, measured, tmp_path):
+    _, _, model = measured
+    path = tmp_path / "costs" / "abc.json"
+    model.save(path, {})
+    assert pipeline_parts_path(path).name == "abc.pipeline.json"
+    loaded = load_cost_model(path, "pipeline")
+    spec = model.cheapest(space)
+    assert loaded.predict_latency_at_ms(spec) == pytest.approx(model.predict_latency_at_ms(spec))
+    assert loaded.pipeline == PipelineParts.from_dict(model.pipeline.to_dict())
+    assert np.allclose(loaded.errors(loaded.holdout()), model.errors(model.holdout()))
+    assert load_cost_model(path, "backbone").scope == "backbone"
+    pipeline_parts_path(path).unlink()
+    with pytest.raises(ConfigError, match=r"abc\.pipeline\.json is missing"):
+        load_cost_model(path, "pipeline")
