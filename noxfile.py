@@ -88,9 +88,12 @@ def gpu(session: nox.Session) -> None:
 
 @nox.session
 def nightly(session: nox.Session) -> None:
-    """The nightly matrix (profiles x models): measure, append to the history, flag regressions, render."""
+    """The nightly matrix (profiles x models): measure, append to the history, flag regressions, render.
+    After the main job (runs/quick), its selected model and trained baselines are tracked too, with quality.
+    Fails when a regression is flagged (exit 3) or something could not be measured (exit 1)."""
     install_project(session)
-    session.run("tocsr", "nightly", "--profile", "hw_profiles/cpu-2core.yaml", *session.posargs,
+    run = ["--run", "runs/quick"] if os.path.isdir("runs/quick/search-cpu-2core") else []
+    session.run("tocsr", "nightly", "--profile", "hw_profiles/cpu-2core.yaml", *run, *session.posargs,
                 env={"HF_HUB_OFFLINE": "1"})
 
 

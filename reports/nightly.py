@@ -11,13 +11,22 @@ Regressions are steps beyond the measured noise, not single slow runs (asv's pri
     max(10%, 4 x the noise of the earlier nights' ratios), clears every earlier night's ratio by
     5%, and its raw samples differ from the last complete night's by a Mann-Whitney test at
     p < 0.001. Tests inject a slowdown with `inject`.
+
+Exit codes of `tocsr nightly` (`exit_code`), for whatever schedules it: 0 the night is complete and
+nothing is flagged; 3 a regression is flagged (`regressions.json` says what and by how much); 1 the
+night could not measure something (an errored model, a failed night) — errors win over regressions,
+since a broken measurement hides what it would have shown.
+
+`compare_nights` puts two nights side by side (asv's `compare`): per (profile, model), the change of
+the reference-normalised median and whether it is beyond noise, by the same bar as the detector
+(`noise_threshold`, from the history's night-to-night spread).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,12 +38,15 @@ from torch import nn
 from bench.measure import measure_workload
 from bench.profile import DeviceProfile, load_profile
 from bench.workloads import Workload, resolve_workload
+from reports.protocol import EvalMethod, run_module_tiled
 from tocsr.core.artifacts import atomic_write_text, read_artifact, write_artifact
-from tocsr.core.errors import ArtifactError
+from tocsr.core.errors import ArtifactError, ConfigError
 from tocsr.core.provenance import environment
 
 log = logging.getLogger(__name__)
 NIGHT_KIND = "tocsr.nightly_night"
+REGRESSIONS_KIND = "tocsr.nightly_regressions"
+EXIT_CLEAN, EXIT_ERROR, EXIT_REGRESSION = 0, 1, 3
 REFERENCE = "reference-matmul"
 REPS = 3
 DEFAULT_MODELS = ("unet-tiny", "toy-conv-attn", "sr:espcn", "sr:srvgg")
@@ -84,10 +96,80 @@ def nightly_workload(name: str, profile: DeviceProfile) -> Workload:
     return resolve_workload(name, profile)
 
 
+@dataclass
+class TrackedMethod:
+    """A model a run selected or trained, as the nightly times it (`workload`) and scores it (`quality`)."""
+
+    name: str                 # "tocsr:<profile>" (the profile's one-step SR model) or "baseline:<name>"
+    kind: str                 # "tocsr" or "baseline"
+    source: str               # its folder
+    workload: Workload
+    quality: EvalMethod
+    modules: tuple[nn.Module, ...]     # whose weights a quality injection perturbs
+
+
+def tracked_methods(run_dir: str | Path, profile: DeviceProfile) -> list[TrackedMethod]:
+    """What a run folder ships for `profile`: the one-step SR model its search chose for that profile (through
+    the deployed TOCSRPipeline), and every baseline the run trained."""
+    from search.result import SearchResult
+    from tocsr.core.baselines import load_baseline
+    from tocsr.core.sr.pipeline import TOCSRPipeline
+
+    run, res = Path(run_dir), profile.resolution
+    g = torch.Generator().manual_seed(0)
+    lr = torch.rand(profile.batch, 3, res.input_px, res.input_px, generator=g)
+    out = []
+    for found in sorted(run.glob(f"search-*/{SearchResult.FILE_NAME}")):
+        result = SearchResult.load(found.parent)
+        if result.profile_name != profile.name:
+            continue
+        folder = run / "sr" / result.chosen.key
+        pipe = TOCSRPipeline.from_pretrained(folder)
+        name = f"tocsr:{profile.name}"
+        out.append(TrackedMethod(name, "tocsr", str(folder), Workload(name, pipe.model, (lr * 2 - 1,)),
+                                 EvalMethod(name, "tocsr", str(folder), lambda x, p=pipe: p.upscale_array(x)[0]),
+                                 (pipe.model,)))
+    if not out:
+        raise ConfigError(f"{run}: no search for profile {profile.name!r} in this run folder (search-*/"
+                          f"{SearchResult.FILE_NAME}); run the main job with this profile, or drop it from --profile")
+    for meta in sorted(run.glob("baselines/*/baseline.json")):
+        name = f"baseline:{meta.parent.name}"
+        model = load_baseline(meta.parent)[0].eval()
+        method = EvalMethod(name, "baseline", str(meta.parent),
+                            lambda x, m=model: run_module_tiled(m, x, res.scale))
+        out.append(TrackedMethod(name, "baseline", str(meta.parent), Workload(name, model, (lr,)), method, (model,)))
+    return out
+
+
+def perturb_weights(modules: tuple[nn.Module, ...], sigma: float, seed: int = 0) -> None:
+    """Test hook: every weight moved by Gaussian noise of `sigma` times its tensor's std (a broken checkpoint)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in modules:
+            for p in module.parameters():
+                if p.numel() > 1 and p.is_floating_point():
+                    p.add_(torch.randn(p.shape, generator=g).to(p.device, p.dtype) * sigma * p.float().std().item())
+
+
+def eval_images(run_dir: str | Path, scale: int) -> list:
+    """The run's test photographs (the same every night): what quality is tracked on."""
+    from reports.protocol import find_images
+
+    hr = Path(run_dir) / "test" / "HR"
+    if not hr.is_dir():
+        raise ConfigError(f"{run_dir}: no test photographs ({hr}); the main job's eval stage writes them")
+    return find_images(hr, None, scale)
+
+
 def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
-              inject: dict[str, float] | None = None, reps: int = REPS, label: str | None = None) -> Path:
-    """Measure the matrix and append one night to the history folder."""
-    inject = inject or {}
+              inject: dict[str, float] | None = None, reps: int = REPS, label: str | None = None,
+              run_dir: str | Path | None = None, perturb: dict[str, float] | None = None) -> Path:
+    """Measure the matrix and append one night to the history folder. With `run_dir`, the models that run
+    ships (`tracked_methods`) join the matrix, each with its quality (PSNR-Y, bicubic degradation) on the
+    run's test photographs. `inject` (slowdown factors) and `perturb` (weight noise) are test hooks."""
+    from reports.protocol import evaluate_folder
+
+    inject, perturb = inject or {}, perturb or {}
     history = Path(history)
     env = environment()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
@@ -96,6 +178,18 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
     for ref in profiles:
         profile = load_profile(ref)
         work = {name: nightly_workload(name, profile) for name in (REFERENCE, *models)}
+        tracked = {t.name: t for t in tracked_methods(run_dir, profile)} if run_dir else {}
+        for name, t in tracked.items():
+            if name in perturb:
+                perturb_weights(t.modules, perturb[name])
+            work[name] = t.workload
+        quality = {}
+        if tracked:
+            images = eval_images(run_dir, profile.resolution.scale)
+            result = evaluate_folder(images, [t.quality for t in tracked.values()], profile.resolution.scale)
+            quality = {name: {"metric": "psnr_y", "degradation": "bicubic", "images": list(result.images),
+                              "per_image": list(result.per_image[name]["psnr_y"]),
+                              "mean": float(np.mean(result.per_image[name]["psnr_y"]))} for name in tracked}
         for name, factor in inject.items():
             if name in work:
                 work[name].module = SlowedDown(work[name].module, factor)
@@ -115,9 +209,13 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
                 rows.append({"profile": profile.name, "model": name, "status": status.get(name, "error")})
                 continue
             medians = [float(np.median(s)) for s in samples[name]]
-            rows.append({"profile": profile.name, "model": name, "status": status.get(name, "ok"),
-                         "median_ms": float(np.median(medians)), "rep_medians_ms": medians,
-                         "samples_ms": [x for s in samples[name] for x in s], "injected_factor": inject.get(name)})
+            row = {"profile": profile.name, "model": name, "status": status.get(name, "ok"),
+                   "median_ms": float(np.median(medians)), "rep_medians_ms": medians,
+                   "samples_ms": [x for s in samples[name] for x in s], "injected_factor": inject.get(name)}
+            if name in tracked:
+                row.update({"kind": tracked[name].kind, "source": tracked[name].source, "quality": quality[name],
+                            "perturbed_sigma": perturb.get(name)})
+            rows.append(row)
     night_status = "complete" if errors == 0 else ("failed" if errors == len(rows) else "partial")
     path = history / f"{stamp}-{sha}.json"
     write_artifact(path, NIGHT_KIND, 1, {"night": stamp, "label": label or stamp, "status": night_status,
@@ -129,7 +227,7 @@ def load_history(history: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     nights, problems = [], []
     for f in sorted(Path(history).glob("*.json")):
         try:
-            nights.append(read_artifact(f, NIGHT_KIND, 1))
+            nights.append({**read_artifact(f, NIGHT_KIND, 1), "file": f.stem})
         except ArtifactError as err:
             log.warning("%s", err)
             problems.append(str(err))
@@ -142,6 +240,17 @@ def _ratio(night: dict, profile: str, model: str) -> tuple[float | None, list[fl
     if not row or not ref or "median_ms" not in row or "median_ms" not in ref:
         return None, []
     return row["median_ms"] / ref["median_ms"], row.get("samples_ms", [])
+
+
+def noise_threshold(past_ratios: list[float], min_step: float = 0.10, noise_k: float = 4.0) -> float:
+    """The regression policy's one noise bar: a relative change counts only beyond max(`min_step`, `noise_k` x
+    the night-to-night spread of the earlier ratios (MAD, as a fraction of their median)). Night-to-night,
+    not within a night: a machine's speed moves between nights more than within one (asv's lesson)."""
+    if len(past_ratios) < 2:
+        return min_step
+    r = np.asarray(past_ratios, dtype=np.float64)
+    spread = float(np.median(np.abs(r - np.median(r))) * 1.4826 / np.median(r))
+    return max(min_step, noise_k * spread)
 
 
 def detect_regressions(nights: list[dict[str, Any]], min_step: float = 0.10, noise_k: float = 4.0,
@@ -164,8 +273,7 @@ def detect_regressions(nights: list[dict[str, Any]], min_step: float = 0.10, noi
         if now is None or not past:
             continue
         baseline = float(np.median([r for r, _ in past]))
-        spread = float(np.median(np.abs(np.array([r for r, _ in past]) - baseline)) * 1.4826) if len(past) > 1 else 0.0
-        threshold = max(min_step, noise_k * spread / baseline)
+        threshold = noise_threshold([r for r, _ in past], min_step, noise_k)
         step = now / baseline - 1
         # A step must also clear the highest earlier night: with few nights the spread estimate is
         # itself noisy, and a change within what was already seen is not a step.
@@ -177,22 +285,64 @@ def detect_regressions(nights: list[dict[str, Any]], min_step: float = 0.10, noi
     return flagged
 
 
+def quality_of(night: dict[str, Any], profile: str, model: str) -> dict[str, Any] | None:
+    row = next((r for r in night["rows"] if (r["profile"], r["model"]) == (profile, model)), None)
+    return row.get("quality") if row else None
+
+
+def quality_change(now: dict[str, Any], before: dict[str, Any], min_drop_db: float = 0.01) -> dict[str, Any] | None:
+    """PSNR-Y now minus before on the same images: the paired bootstrap interval, and whether it is a drop
+    beyond it (the whole interval below zero and the mean below -`min_drop_db`, which absorbs the last bits
+    of float nondeterminism). None when the nights scored different images."""
+    from reports.intervals import paired_difference
+
+    if now["images"] != before["images"]:
+        return None
+    d = paired_difference(now["per_image"], before["per_image"])
+    return {"metric": now["metric"], "change_db": d.mean, "low_db": d.low, "high_db": d.high, "n_images": d.n,
+            "drop": bool(d.high < 0 and d.mean < -min_drop_db)}
+
+
+def detect_quality_regressions(nights: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the latest night whose quality dropped below the last complete night's on the same images,
+    beyond the paired bootstrap interval over those images."""
+    good = [n for n in nights if n["status"] != "failed"]
+    if len(good) < 2:
+        return []
+    latest, earlier = good[-1], [n for n in good[:-1] if n["status"] == "complete"]
+    flagged = []
+    for row in latest["rows"]:
+        if not row.get("quality"):
+            continue
+        before = next((q for q in (quality_of(n, row["profile"], row["model"]) for n in reversed(earlier))
+                       if q and q["images"] == row["quality"]["images"]), None)
+        change = quality_change(row["quality"], before) if before else None
+        if change and change["drop"]:
+            flagged.append({"profile": row["profile"], "model": row["model"], "kind": "quality", **change,
+                            "night": latest["night"]})
+    return flagged
+
+
 def render_nightly(history: str | Path, out_dir: str | Path) -> tuple[Path, list[dict[str, Any]]]:
     """The trend page and regressions.json under `out_dir`; returns (page, the flagged regressions)."""
     from reports.html import esc, img, page
     from reports.plots import trend
 
     nights, problems = load_history(history)
-    flagged = detect_regressions(nights)
-    flagged_names = {f"{f['profile']}/{f['model']}" for f in flagged}
+    slow = [{**f, "kind": "latency"} for f in detect_regressions(nights)]
+    worse = detect_quality_regressions(nights)
+    flagged = slow + worse
+    flagged_names = {f"{f['profile']}/{f['model']}" for f in slow}
     sections = []
     if flagged:
         rows = "".join(f"<tr><td class='bad'>{esc(f['profile'])}</td><td class='bad'>{esc(f['model'])}</td>"
-                       f"<td>{100 * f['step']:+.1f}%</td><td>{100 * f['threshold']:.1f}%</td><td>{f['p_value']:.1e}</td></tr>"
-                       for f in flagged)
-        sections.append(("Regressions in the latest night", "<table><tr><th>profile</th><th>model</th><th>step vs "
-                         "baseline (reference-normalised)</th><th>threshold</th><th>p (Mann-Whitney)</th></tr>"
-                         f"{rows}</table>"))
+                       f"<td>latency</td><td>{100 * f['step']:+.1f}% (threshold {100 * f['threshold']:.1f}%, "
+                       f"p {f['p_value']:.1e})</td></tr>" for f in slow)
+        rows += "".join(f"<tr><td class='bad'>{esc(f['profile'])}</td><td class='bad'>{esc(f['model'])}</td>"
+                        f"<td>quality</td><td>PSNR-Y {f['change_db']:+.3f} dB [{f['low_db']:+.3f}, {f['high_db']:+.3f}] "
+                        f"over {f['n_images']} images vs the last complete night</td></tr>" for f in worse)
+        sections.append(("Regressions in the latest night", "<table><tr><th>profile</th><th>model</th><th>what</th>"
+                         f"<th>change (latency: reference-normalised)</th></tr>{rows}</table>"))
     else:
         sections.append(("Regressions in the latest night", "<p>None: every change is within the measured noise.</p>"))
     status_rows = "".join(f"<tr><td>{esc(n['label'])}</td><td>{esc(n['status'])}</td><td>"
@@ -209,8 +359,117 @@ def render_nightly(history: str | Path, out_dir: str | Path) -> tuple[Path, list
         sections.append((f"Trends on {profile}", img(trend(series, f"{profile}: median latency per night",
                                                            {n.split("/", 1)[1] for n in flagged_names
                                                             if n.startswith(profile + "/")}), f"trend {profile}")))
+        scores: dict[str, list] = {}
+        for n in nights:
+            for r in n["rows"]:
+                if r["profile"] == profile and r.get("quality"):
+                    q = r["quality"]
+                    scores.setdefault(r["model"], []).append((n["label"][-15:], q["mean"], float(np.std(q["per_image"]))
+                                                              / max(1.0, len(q["per_image"]) ** 0.5)))
+        if scores:
+            dropped = {f["model"] for f in worse if f["profile"] == profile}
+            sections.append((f"Quality on {profile}", img(trend(scores, f"{profile}: PSNR-Y on the run's test photographs "
+                                                                "(bicubic degradation; ± standard error)", dropped,
+                                                                ylabel="PSNR-Y (dB)", log=False), f"quality {profile}")))
     out = Path(out_dir)
     path = out / "index.html"
     atomic_write_text(path, page("TOC-SR nightly benchmark", sections, {"nights": len(nights)}))
-    atomic_write_text(out / "regressions.json", json.dumps(flagged, indent=2))
+    latest = nights[-1] if nights else None
+    write_artifact(out / "regressions.json", REGRESSIONS_KIND, 1,
+                   {"night": latest["night"] if latest else None, "night_status": latest["status"] if latest else None,
+                    "flagged": flagged, "exit_code": exit_code(latest, flagged), "exit_codes": {
+                        "clean": EXIT_CLEAN, "error": EXIT_ERROR, "regression": EXIT_REGRESSION}},
+                   environment=environment())
     return path, flagged
+
+
+def exit_code(latest: dict[str, Any] | None, flagged: list[dict[str, Any]]) -> int:
+    """What `tocsr nightly` exits with for the latest night (see the module doc)."""
+    if latest is None or latest["status"] != "complete":
+        return EXIT_ERROR
+    return EXIT_REGRESSION if flagged else EXIT_CLEAN
+
+
+def find_night(nights: list[dict[str, Any]], ref: str) -> dict[str, Any]:
+    """A night by its stamp, label, history file stem, or commit (prefix; the latest night at that commit)."""
+    exact = [n for n in nights if ref in (n["night"], n["label"], n.get("file"))]
+    if len(exact) == 1:
+        return exact[0]
+
+    def sha(n: dict[str, Any]) -> str:
+        return ((n.get("environment") or {}).get("git") or {}).get("sha") or ""
+
+    by_commit = [n for n in nights if len(ref) >= 4 and sha(n).startswith(ref)]
+    if by_commit and not exact:
+        return by_commit[-1]
+    known = ", ".join(n["label"] for n in nights[-8:]) or "none"
+    if len(exact) > 1:
+        raise ArtifactError(f"night {ref!r} names {len(exact)} nights; give a night stamp (one of the history's "
+                            f"file names) instead")
+    raise ArtifactError(f"no night {ref!r} in the history (a night stamp, label or commit); latest: {known}")
+
+
+def compare_nights(a: dict[str, Any], b: dict[str, Any], nights: list[dict[str, Any]] | None = None,
+                   min_step: float = 0.10, noise_k: float = 4.0, p_value: float = 1e-3) -> list[dict[str, Any]]:
+    """Per (profile, model) in both nights: latency relative to each night's reference, the change from `a`
+    to `b`, and whether it is beyond noise: larger than the regression policy's bar (`noise_threshold` over
+    the complete nights of `nights` other than `b`, with `a` among them) and the samples differ (two-sided
+    Mann-Whitney on each sample over its night's reference median, p < `p_value`)."""
+    from scipy.stats import mannwhitneyu
+
+    def cells(night):
+        rows = {(r["profile"], r["model"]): r for r in night["rows"]}
+        out = {}
+        for (profile, model), r in rows.items():
+            ref = rows.get((profile, REFERENCE))
+            if model == REFERENCE or "median_ms" not in r or not ref or "median_ms" not in ref:
+                continue
+            out[(profile, model)] = (r["median_ms"] / ref["median_ms"],
+                                     np.asarray(r.get("samples_ms") or [r["median_ms"]]) / ref["median_ms"])
+        return out
+
+    others = [n for n in (nights or []) if n["status"] == "complete" and n is not b and n["night"] != b["night"]]
+    if not any(n["night"] == a["night"] for n in others):
+        others.append(a)
+    ca, cb = cells(a), cells(b)
+    result = []
+    for key in sorted(set(ca) | set(cb)):
+        if key not in ca or key not in cb:
+            result.append({"profile": key[0], "model": key[1], "only_in": a["label"] if key in ca else b["label"]})
+            continue
+        (ra, sa), (rb, sb) = ca[key], cb[key]
+        change = rb / ra - 1
+        p = float(mannwhitneyu(sb, sa, alternative="two-sided").pvalue) if len(sa) > 1 and len(sb) > 1 else 1.0
+        past = [r for r, _ in (_ratio(n, *key) for n in others) if r is not None]
+        noise = noise_threshold(past, min_step, noise_k)
+        qa, qb = quality_of(a, *key), quality_of(b, *key)
+        result.append({"profile": key[0], "model": key[1], "ratio_a": ra, "ratio_b": rb, "change": change,
+                       "noise": noise, "nights_in_noise": len(past), "p_value": p,
+                       "beyond_noise": bool(abs(change) > noise and p < p_value),
+                       "quality": quality_change(qb, qa) if qa and qb else None})
+    return result
+
+
+def describe_flag(f: dict[str, Any]) -> str:
+    if f["kind"] == "quality":
+        return (f"{f['profile']}/{f['model']}: quality, PSNR-Y {f['change_db']:+.3f} dB [{f['low_db']:+.3f}, "
+                f"{f['high_db']:+.3f}] over {f['n_images']} images")
+    return f"{f['profile']}/{f['model']}: latency {100 * f['step']:+.1f}% (threshold {100 * f['threshold']:.1f}%)"
+
+
+def describe_comparison(a: dict[str, Any], b: dict[str, Any], cells: list[dict[str, Any]]) -> list[str]:
+    lines = [f"{a['label']} -> {b['label']}: latency relative to each night's reference workload (measured)"]
+    for c in cells:
+        if "only_in" in c:
+            lines.append(f"  {c['profile']}/{c['model']}: only in {c['only_in']}")
+            continue
+        verdict = "BEYOND NOISE" if c["beyond_noise"] else "within noise"
+        line = (f"  {c['profile']}/{c['model']}: latency {c['ratio_a']:.3f} -> {c['ratio_b']:.3f} "
+                f"({100 * c['change']:+.1f}%; noise bar {100 * c['noise']:.1f}% from {c['nights_in_noise']} night(s), "
+                f"p {c['p_value']:.1e}): {verdict}")
+        q = c.get("quality")
+        if q:
+            line += (f"; PSNR-Y {q['change_db']:+.3f} dB [{q['low_db']:+.3f}, {q['high_db']:+.3f}]: "
+                     f"{'DROP BEYOND NOISE' if q['drop'] else 'within noise'}")
+        lines.append(line)
+    return lines

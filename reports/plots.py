@@ -57,8 +57,9 @@ def quality_vs_cost(rows: list[ReportRow], device: str, cost: str, metric: str =
     return _png(fig)
 
 
-def trend(series: dict[str, list[tuple[str, float, float]]], title: str, flagged: set[str]) -> bytes:
-    """series: name -> [(night label, median, spread)]; flagged names drawn bold red."""
+def trend(series: dict[str, list[tuple[str, float, float]]], title: str, flagged: set[str],
+          ylabel: str = "median latency (ms)", log: bool = True) -> bytes:
+    """series: name -> [(night label, value, spread)]; flagged names drawn bold red."""
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for name, pts in sorted(series.items()):
         xs = list(range(len(pts)))
@@ -69,8 +70,9 @@ def trend(series: dict[str, list[tuple[str, float, float]]], title: str, flagged
                     **style)
     labels = max(series.values(), key=len) if series else []
     ax.set_xticks(range(len(labels)), [p[0] for p in labels], rotation=30, fontsize=7)
-    ax.set_ylabel("median latency (ms)")
-    ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=2)

@@ -98,8 +98,8 @@ def test_the_chosen_architecture_was_remeasured_within_its_budget(job):
     _, run, _, _ = job
     result = SearchResult.load(run / "search-cpu-2core")
     c = result.chosen
-    assert result.budget_in_words == "one-step SR pipeline p90 latency <= 0.9 x the teacher-shaped pipeline"
-    assert c.measured_latency_ms <= result.latency_budget_ms == pytest.approx(0.9 * c.teacher_latency_ms)
+    assert result.budget_in_words == "one-step SR pipeline p90 latency <= 0.87 x the teacher-shaped pipeline"
+    assert c.measured_latency_ms <= result.latency_budget_ms == pytest.approx(0.87 * c.teacher_latency_ms)
     assert c.measured_memory_mib <= result.profile["budgets"]["peak_memory_mib"]
     assert result.cheapest["meets"] and result.remeasured and result.cost_table_validation["n"] == 3
     # what was re-measured and bounded is the whole one-step SR call: the teacher-shaped one costs its fixed
@@ -215,7 +215,7 @@ def test_a_budget_below_the_cheapest_candidate_stops_before_sr_and_a_rerun_stops
     """Issue 19: one line with the measured figures, exit 1, no SR stage; a rerun fails the same way at once."""
     _, run, _, _ = job
     tight = tmp_path / "cpu-2core.yaml"      # same name and measurement, so the teacher, surrogates and costs are reused
-    tight.write_text(PROFILE.read_text().replace("latency_vs_teacher: 0.9", "latency_vs_teacher: 0.01"))
+    tight.write_text(PROFILE.read_text().replace("latency_vs_teacher: 0.87", "latency_vs_teacher: 0.01"))
     copy = tmp_path / "runs" / "tight"
     copy.mkdir(parents=True)
     for part in ("teacher", "surrogates", "costs", "stages", "profiles"):
@@ -453,3 +453,33 @@ def test_data_without_test_photographs_is_refused_before_any_training(tmp_path):
               timeout=120)
     assert r.returncode == 1 and "no test photographs (6 found)" in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert not (tmp_path / "runs" / "x" / "teacher").exists() and time.perf_counter() - t0 < 60
+
+
+def test_nightly_tracks_the_runs_models_with_quality_and_a_perturbed_model_exits_3(job, tmp_path):
+    """Issue 27: `tocsr nightly --run` times and scores what the run ships; a quality drop is flagged alone."""
+    _, run, _, _ = job
+    profile = run / "profiles" / "cpu-2core.yaml"          # the smoke timing the run used
+    common = ["nightly", "-p", str(profile), "--models", "", "--run", str(run), "--history", str(tmp_path / "h"),
+              "--out", str(tmp_path / "n")]
+    for i in (1, 2):
+        r = tocsr(*common, "--label", f"night-{i}", cwd=tmp_path)
+        flags = json.loads((tmp_path / "n" / "regressions.json").read_text())["flagged"]
+        # latency on a shared 2-core machine at smoke timing may step; quality of unchanged models may not
+        assert r.returncode in (0, 3) and all(f["kind"] == "latency" for f in flags), (r.stdout, r.stderr[-1500:])
+        assert r.returncode == (3 if flags else 0)
+    r = tocsr(*common, "--label", "night-3", "--perturb-weights", "tocsr:cpu-2core=0.3", cwd=tmp_path)
+    doc = json.loads((tmp_path / "n" / "regressions.json").read_text())
+    quality = [(f["model"], f["kind"]) for f in doc["flagged"] if f["kind"] == "quality"]
+    assert r.returncode == 3 == doc["exit_code"] and quality == [("tocsr:cpu-2core", "quality")], r.stdout
+    assert "tocsr:cpu-2core: quality, PSNR-Y -" in r.stdout
+    night = json.loads(sorted((tmp_path / "h").glob("*.json"))[-1].read_text())
+    tracked = {row["model"]: row for row in night["rows"] if row.get("quality")}
+    assert set(tracked) == {"tocsr:cpu-2core", "baseline:espcn", "baseline:rrdb-s"}
+    assert len(tracked["baseline:espcn"]["quality"]["per_image"]) == 5 and tracked["tocsr:cpu-2core"]["median_ms"] > 0
+    page = (tmp_path / "n" / "index.html").read_text()
+    assert "Quality on cpu-2core" in page and "PSNR-Y" in page
+    r = tocsr("nightly", "compare", "night-2", "night-3", "--history", str(tmp_path / "h"), cwd=tmp_path)
+    lines = {line.strip().split("/", 1)[1].split(": latency")[0]: line.split("; PSNR-Y")[1]
+             for line in r.stdout.splitlines() if line.startswith("  cpu-2core/")}
+    assert r.returncode == 0 and "DROP BEYOND NOISE" in lines["tocsr:cpu-2core"], r.stdout
+    assert "within noise" in lines["baseline:espcn"] and "within noise" in lines["baseline:rrdb-s"]

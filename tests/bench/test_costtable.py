@@ -13,22 +13,11 @@ from bench.costtable import (
     measure_cost_table,
     sample_candidates,
 )
-from bench.profile import parse_profile
 from bench.stats import LatencyStats, PairedLatency
 from bench.timing import measure_paired
-from tests.simdevice import SIM_PROFILE_YAML, SimProbe, SimulatedDevice, ramp, step
+from tests.simdevice import SimProbe, SimulatedDevice, ramp, step
 from tocsr.core.models.unet import build_unet_from_preset
 from tocsr.core.space import derive_search_space
-
-
-@pytest.fixture(scope="module")
-def space():
-    return derive_search_space(build_unet_from_preset("tiny", "meta"))
-
-
-@pytest.fixture(scope="module")
-def profile():
-    return parse_profile(SIM_PROFILE_YAML, "sim.yaml")
 
 
 def _truth_errors(table: CostTable, sim: SimulatedDevice, specs) -> np.ndarray:

@@ -14,21 +14,8 @@ from bench.pipeline import (
     measure_pipeline_parts,
     pipeline_parts_path,
 )
-from bench.profile import parse_profile
-from tests.simdevice import SIM_PROFILE_YAML, SimPipelineProbe, SimProbe, SimulatedDevice
+from tests.simdevice import SimPipelineProbe, SimProbe, SimulatedDevice
 from tocsr.core.errors import ConfigError
-from tocsr.core.models.unet import build_unet_from_preset
-from tocsr.core.space import derive_search_space
-
-
-@pytest.fixture(scope="module")
-def space():
-    return derive_search_space(build_unet_from_preset("tiny", "meta"))
-
-
-@pytest.fixture(scope="module")
-def profile():
-    return parse_profile(SIM_PROFILE_YAML, "sim.yaml")
 
 
 @pytest.fixture(scope="module")

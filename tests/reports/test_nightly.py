@@ -74,3 +74,60 @@ def test_real_nights_flag_exactly_the_injected_slowdown(tmp_path, cpu_profile_pa
     run_night([str(cpu_profile_path)], models, tmp_path / "h", inject={"sr:srvgg": 1.2}, label="injected")
     nights, _ = load_history(tmp_path / "h")
     assert [f["model"] for f in detect_regressions(nights)] == ["sr:srvgg"]
+
+
+def _history(tmp_path, n_nights=4, slow=None):
+    """Nights 1..n written as history files; the last one with `slow` = {model: factor}."""
+    for i in range(1, n_nights + 1):
+        medians = jitter(seed=i)
+        if i == n_nights:
+            for model, factor in (slow or {}).items():
+                medians[model] *= factor
+        write_artifact(tmp_path / f"2026010{i}T000000-abc{i}.json", "tocsr.nightly_night", 1,
+                       {**night(i, medians), "night": f"2026010{i}T000000"},
+                       environment={"git": {"sha": f"c0ffee{i}0" * 4}})
+    return tmp_path
+
+
+def test_the_exit_code_says_clean_regression_or_error_and_regressions_json_carries_it(tmp_path):
+    import json
+
+    from reports.nightly import EXIT_CLEAN, EXIT_ERROR, EXIT_REGRESSION, exit_code
+
+    clean = _history(tmp_path / "clean")
+    _, flagged = render_nightly(clean, tmp_path / "out-clean")
+    assert flagged == [] and json.loads((tmp_path / "out-clean" / "regressions.json").read_text())["exit_code"] == EXIT_CLEAN
+    slow = _history(tmp_path / "slow", slow={"espcn": 1.25})
+    _, flagged = render_nightly(slow, tmp_path / "out-slow")
+    doc = json.loads((tmp_path / "out-slow" / "regressions.json").read_text())
+    assert doc["exit_code"] == EXIT_REGRESSION == 3 and [f["model"] for f in doc["flagged"]] == ["espcn"]
+    assert doc["kind"] == "tocsr.nightly_regressions" and doc["flagged"][0]["step"] > 0.2
+    nights, _ = load_history(slow)
+    assert exit_code({**nights[-1], "status": "partial"}, flagged) == EXIT_ERROR == 1    # errors win
+    assert exit_code(None, []) == EXIT_ERROR
+
+
+def test_compare_shows_the_slowed_model_beyond_noise_and_the_rest_within(tmp_path):
+    from reports.nightly import compare_nights, find_night
+
+    nights, _ = load_history(_history(tmp_path, slow={"espcn": 1.2}))
+    a, b = find_night(nights, "n3"), find_night(nights, "c0ffee40")          # by label, by commit prefix
+    cells = {c["model"]: c for c in compare_nights(a, b, nights)}
+    assert set(cells) == {"unet", "espcn", "toy"}
+    assert cells["espcn"]["beyond_noise"] and cells["espcn"]["change"] > 0.15 and cells["espcn"]["nights_in_noise"] == 3
+    assert not cells["unet"]["beyond_noise"] and not cells["toy"]["beyond_noise"]
+    assert find_night(nights, "20260102T000000-abc2")["label"] == "n2"        # by history file name
+
+
+def test_nightly_compare_command_prints_the_table_and_names_an_unknown_night(tmp_path, capsys):
+    from tocsr.app.cli import main
+
+    history = _history(tmp_path, slow={"toy": 1.3})
+    with pytest.raises(SystemExit) as done:
+        main(["nightly", "compare", "n3", "n4", "--history", str(history)])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and "cpu/toy: " in out and "BEYOND NOISE" in out
+    assert sum("within noise" in line for line in out.splitlines()) == 2
+    with pytest.raises(SystemExit) as done:
+        main(["nightly", "compare", "n3", "nope", "--history", str(history)])
+    assert done.value.code == 1 and "no night 'nope' in the history" in capsys.readouterr().err

@@ -526,33 +526,71 @@ def search_benchmark(
     typer.echo(f"wrote {out / 'search_benchmark.json'} and {out / 'convergence.png'}")
 
 
-@app.command()
+def _named_numbers(items: list[str], option: str, expected: str) -> dict[str, float]:
+    """NAME=NUMBER options as a mapping; a malformed one is refused naming the option and the value."""
+    out = {}
+    for item in items:
+        name, _, number = item.partition("=")
+        try:
+            out[name] = float(number)
+        except ValueError:
+            raise typer.BadParameter(f"{option} {item!r}: expected {expected}") from None
+    return out
+
+
+nightly_app = typer.Typer(invoke_without_command=True, help=(
+    "Measure the nightly matrix, append it to the history, flag regressions, render the trend report. "
+    "Exit 0: complete and nothing flagged; 3: a regression flagged (regressions.json); 1: something could not "
+    "be measured. `tocsr nightly compare A B` puts two nights side by side."))
+app.add_typer(nightly_app, name="nightly")
+
+
+@nightly_app.callback()
 def nightly(
+    ctx: typer.Context,
     profile: list[str] = typer.Option(["hw_profiles/cpu-2core.yaml"], "--profile", "-p"),
     models: str = typer.Option("unet-tiny,toy-conv-attn,sr:espcn,sr:srvgg", "--models",
                                help="built-in workloads and sr:<baseline> architectures"),
     history: Path = typer.Option(Path("runs/nightly/history"), "--history"),
     out: Path = typer.Option(Path("runs/nightly"), "--out", "-o"),
     inject: list[str] = typer.Option([], "--inject-slowdown", help="MODEL=FACTOR (testing the detector)"),
+    perturb: list[str] = typer.Option([], "--perturb-weights",
+                                      help="MODEL=SIGMA: weight noise in a --run model (testing the quality check)"),
+    run: Path | None = typer.Option(None, "--run", help="a main-job run folder: track the models it selected "
+                                                         "per profile and the baselines it trained, with quality"),
     label: str | None = typer.Option(None, "--label"),
 ) -> None:
     """Measure the nightly matrix, append it to the history, flag regressions, render the trend report."""
-    from reports.nightly import render_nightly, run_night
+    if ctx.invoked_subcommand is not None:
+        return
+    from reports.nightly import describe_flag, exit_code, load_history, render_nightly, run_night
 
-    factors = {}
-    for item in inject:
-        name, _, factor = item.partition("=")
-        try:
-            factors[name] = float(factor)
-        except ValueError:
-            raise typer.BadParameter(f"--inject-slowdown {item!r}: expected MODEL=FACTOR, e.g. unet-tiny=1.2") from None
+    factors = _named_numbers(inject, "--inject-slowdown", "MODEL=FACTOR, e.g. unet-tiny=1.2")
+    noise = _named_numbers(perturb, "--perturb-weights", "MODEL=SIGMA, e.g. tocsr:cpu-2core=0.05")
     with folder_lock(out, "nightly"):
-        night = run_night(profile, tuple(m for m in models.split(",") if m), history, factors, label=label)
+        night = run_night(profile, tuple(m for m in models.split(",") if m), history, factors, label=label,
+                          run_dir=run, perturb=noise)
     page, flagged = render_nightly(history, out)
-    typer.echo(f"night {night.name}: {len(flagged)} regression(s)" +
-               "".join(f"\n  {f['profile']}/{f['model']}: {100 * f['step']:+.1f}% (threshold "
-                       f"{100 * f['threshold']:.1f}%)" for f in flagged))
-    typer.echo(f"wrote {page}")
+    latest = next(n for n in load_history(history)[0] if n["file"] == night.stem)
+    code = exit_code(latest, flagged)
+    typer.echo(f"night {night.name} ({latest['status']}): {len(flagged)} regression(s)" +
+               "".join(f"\n  {describe_flag(f)}" for f in flagged))
+    typer.echo(f"wrote {page} and {out / 'regressions.json'}; exit {code}")
+    raise typer.Exit(code)
+
+
+@nightly_app.command("compare")
+def nightly_compare(
+    a: str = typer.Argument(..., help="a night: its stamp, label, history file name or commit"),
+    b: str = typer.Argument(..., help="the night to compare with A"),
+    history: Path = typer.Option(Path("runs/nightly/history"), "--history"),
+) -> None:
+    """Two nights side by side: per profile and model, the change and whether it is beyond noise."""
+    from reports.nightly import compare_nights, describe_comparison, find_night, load_history
+
+    nights, _ = load_history(history)
+    night_a, night_b = find_night(nights, a), find_night(nights, b)
+    typer.echo("\n".join(describe_comparison(night_a, night_b, compare_nights(night_a, night_b, nights))))
 
 
 @app.command()

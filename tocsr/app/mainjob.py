@@ -70,7 +70,7 @@ RUN_PRESETS = {
     # full preset trains five.
     "quick": RunPreset("quick", "quick", distill_steps=500, search_method="bo", search_evaluations=40,
                        sr_teacher_steps=400, sr_student_steps=500, baselines=("srvgg",), sr_pair_cache=1024,
-                       sr_teacher_cache=8, holdout=20, pipelines=10),
+                       sr_teacher_cache=8, holdout=20, pipelines=8),
     # For tests: every stage runs for real, at a handful of steps each.
     "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_evaluations=10,
                        sr_teacher_steps=4, sr_student_steps=4, baselines=("espcn", "rrdb-s"), baseline_max_steps=4,
