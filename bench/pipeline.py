@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -139,7 +139,6 @@ class PipelineCostModel:
 
     table: CostTable
     pipeline: PipelineParts
-    extra: dict[str, Any] = field(default_factory=dict)
 
     scope = "pipeline"
 

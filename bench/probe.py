@@ -14,6 +14,7 @@ SR image out), for profiles whose budgets bound the pipeline (bench.pipeline).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Mapping
 
 import torch
@@ -250,8 +251,6 @@ class DeployedPipelineMeter:
         self.reference = Workload("reference: teacher", teacher.unet, self.args, self.kwargs)
 
     def measure(self, spec: ArchSpec) -> Measurement:
-        import dataclasses
-
         model = self.build(spec)
         m = measure_workload(Workload(f"pipeline {spec.key}", model, (self.lr,), {}), self.profile,
                              reference=self.reference)
