@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,18 @@ def _test_headline(run: Path, doc: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _nightly_link(run: Path, out: Path) -> str:
+    """Where the nightly page that tracks this run's models lives (`tocsr nightly --run`, default output beside
+    the run folder), linked relative to this report."""
+    nightly = run.parent / "nightly" / "index.html"
+    rel = os.path.relpath(nightly.resolve(), out.resolve())
+    state = "" if nightly.is_file() else " (not written yet)"
+    return (f"<p>The models this run selected and trained, night after night (latency, memory, energy, quality, "
+            f"flagged regressions): <a href='{esc(rel)}'>{esc(nightly)}</a>{state}, written by "
+            f"<code>tocsr nightly --run {esc(run)} -o {esc(nightly.parent)}</code> (<code>nox -s nightly</code> for "
+            "runs/quick).</p>")
+
+
 def build_report(run_dir: str | Path, out_dir: str | Path, title: str | None = None) -> Path:
     run, out = Path(run_dir), Path(out_dir)
     rows, doc = read_rows(run / "eval")
@@ -157,6 +170,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path, title: str | None = N
     if crops:
         figs = "".join(f"<figure>{img(p.read_bytes(), p.stem)}<figcaption>{esc(p.stem)}</figcaption></figure>" for p in crops)
         sections.append(("Visual crops (a test photograph, x4, Real-ESRGAN degradation)", f"<div class='crops'>{figs}</div>"))
+    sections.append(("Nightly", _nightly_link(run, out)))
     env = environment()
     provenance = {"run": run.name, "commit": env["git"]["sha"], "torch": env["packages"]["torch"],
                   "diffusers": env["packages"]["diffusers"], "cpu": env["cpu_model"], "built": env["created_utc"]}

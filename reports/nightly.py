@@ -1,5 +1,9 @@
 """Nightly benchmark: a fixed matrix of profiles x models, an append-only history, regression detection.
 
+Each cell (profile x model) records latency (median, p90, the repeat medians), the peak memory of one
+inference, energy per inference where the device has a counter (else the reason), and, for the models a
+run ships (`--run`), PSNR-Y on the run's test photographs.
+
 History: one JSON file per night in the history folder, written atomically and never rewritten.
 A night records every measurement; one that errored makes the night "partial", none measured makes
 it "failed". A corrupted history file is named in a warning and left out, never silently read.
@@ -24,7 +28,9 @@ the reference-normalised median and whether it is beyond noise, by the same bar 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -194,6 +200,7 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
             if name in work:
                 work[name].module = SlowedDown(work[name].module, factor)
         samples: dict[str, list[list[float]]] = {n: [] for n in work}
+        costs: dict[str, list[dict[str, Any]]] = {n: [] for n in work}
         status: dict[str, str] = {}
         for _ in range(reps):            # interleaved: every model once per round
             for name, w in work.items():
@@ -202,6 +209,7 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
                     status[name] = f"error: {m.error}"
                     continue
                 samples[name].append(list(m.latency.samples_ms))
+                costs[name].append(_memory_and_energy(m))
                 status.setdefault(name, m.status)
         for name in work:
             if not samples[name]:
@@ -209,9 +217,11 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
                 rows.append({"profile": profile.name, "model": name, "status": status.get(name, "error")})
                 continue
             medians = [float(np.median(s)) for s in samples[name]]
+            every = [x for s in samples[name] for x in s]
             row = {"profile": profile.name, "model": name, "status": status.get(name, "ok"),
                    "median_ms": float(np.median(medians)), "rep_medians_ms": medians,
-                   "samples_ms": [x for s in samples[name] for x in s], "injected_factor": inject.get(name)}
+                   "p90_ms": float(np.percentile(every, 90)), "samples_ms": every,
+                   **_summarise_costs(costs[name]), "injected_factor": inject.get(name)}
             if name in tracked:
                 row.update({"kind": tracked[name].kind, "source": tracked[name].source, "quality": quality[name],
                             "perturbed_sigma": perturb.get(name)})
@@ -221,6 +231,23 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
     write_artifact(path, NIGHT_KIND, 1, {"night": stamp, "label": label or stamp, "status": night_status,
                                          "rows": rows}, environment=env)
     return path
+
+
+def _memory_and_energy(m) -> dict[str, Any]:
+    return {"peak_mib": m.memory.peak_mib if m.memory else None, "memory_method": m.memory.method if m.memory else None,
+            "energy_mj": m.energy_mj_per_inference, "energy_note": m.energy_note}
+
+
+def _summarise_costs(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
+    """A cell's memory and energy over its repeats. Memory: the largest reading, since on CPU only a process's
+    first call of a model sees its whole resident growth (bench.memory) and later ones read lower. Energy: the
+    median where the device could measure it, else None with the reason."""
+    peaks = [r["peak_mib"] for r in per_rep if r["peak_mib"] is not None]
+    energies = [r["energy_mj"] for r in per_rep if r["energy_mj"] is not None]
+    return {"peak_mib": max(peaks) if peaks else None,
+            "memory_method": next((r["memory_method"] for r in per_rep if r["memory_method"]), None),
+            "energy_mj": float(np.median(energies)) if energies else None,
+            "energy_note": per_rep[0]["energy_note"] if per_rep else ""}
 
 
 def load_history(history: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -323,8 +350,50 @@ def detect_quality_regressions(nights: list[dict[str, Any]]) -> list[dict[str, A
     return flagged
 
 
-def render_nightly(history: str | Path, out_dir: str | Path) -> tuple[Path, list[dict[str, Any]]]:
-    """The trend page and regressions.json under `out_dir`; returns (page, the flagged regressions)."""
+def _latest_table(latest: dict[str, Any]) -> str:
+    """Every cell of a night: latency (median, p90, the spread of the repeat medians), peak memory, energy, and
+    quality where tracked. All measured on this night's machine."""
+    from reports.html import esc
+
+    def cell(r: dict[str, Any]) -> str:
+        if "median_ms" not in r:
+            return f"<td colspan='5' class='bad'>{esc(r['status'])}</td>"
+        reps = r.get("rep_medians_ms") or [r["median_ms"]]
+        mem = f"{r['peak_mib']:.1f}" if r.get("peak_mib") is not None else "not measured"
+        energy = f"{r['energy_mj']:.2f}" if r.get("energy_mj") is not None else esc(r.get("energy_note") or "not measured")
+        q = r.get("quality")
+        qual = (f"{q['mean']:.3f} ± {float(np.std(q['per_image'])) / max(1.0, len(q['per_image']) ** 0.5):.3f} "
+                f"({len(q['per_image'])} images)") if q else "not tracked"
+        p90 = f"{r['p90_ms']:.3f}" if r.get("p90_ms") is not None else "-"
+        return (f"<td>{r['median_ms']:.3f} [{min(reps):.3f}, {max(reps):.3f}]</td><td>{p90}</td>"
+                f"<td>{mem}</td><td>{energy}</td><td>{qual}</td>")
+
+    rows = "".join(f"<tr><td>{esc(r['profile'])}</td><td>{esc(r['model'])}</td>{cell(r)}</tr>" for r in latest["rows"])
+    return ("<p>Measured on this machine; latency: median [range of the repeat medians] and p90 over every sample; "
+            "memory: peak of one inference (weights + transient); energy: per inference where the device has a counter; "
+            "quality: PSNR-Y (bicubic degradation) on the run's test photographs, ± standard error.</p>"
+            "<table><tr><th>profile</th><th>model</th><th>median ms</th><th>p90 ms</th><th>peak MiB</th>"
+            f"<th>energy mJ</th><th>PSNR-Y (dB)</th></tr>{rows}</table>")
+
+
+def _run_report_link(run_dir: str | Path | None, out_dir: Path) -> str:
+    """A link from the nightly page to the main report of the run whose models it tracks."""
+    from reports.html import esc
+
+    if run_dir is None:
+        return ""
+    summary = Path(run_dir) / "summary.json"
+    report = json.loads(summary.read_text()).get("report") if summary.is_file() else None
+    if not report or not Path(report).is_file():
+        return f"<p>Models tracked from {esc(run_dir)} (no report found there).</p>"
+    rel = os.path.relpath(Path(report).resolve(), out_dir.resolve())
+    return f"<p>Models tracked from {esc(run_dir)}: <a href='{esc(rel)}'>its main report</a>.</p>"
+
+
+def render_nightly(history: str | Path, out_dir: str | Path,
+                   run_dir: str | Path | None = None) -> tuple[Path, list[dict[str, Any]]]:
+    """The trend page and regressions.json under `out_dir`; returns (page, the flagged regressions). With
+    `run_dir`, the page links to that run's main report."""
     from reports.html import esc, img, page
     from reports.plots import trend
 
@@ -345,6 +414,9 @@ def render_nightly(history: str | Path, out_dir: str | Path) -> tuple[Path, list
                          f"<th>change (latency: reference-normalised)</th></tr>{rows}</table>"))
     else:
         sections.append(("Regressions in the latest night", "<p>None: every change is within the measured noise.</p>"))
+    if nights:
+        sections.append((f"Latest night: {nights[-1]['label']}", _run_report_link(run_dir, Path(out_dir))
+                         + _latest_table(nights[-1])))
     status_rows = "".join(f"<tr><td>{esc(n['label'])}</td><td>{esc(n['status'])}</td><td>"
                           f"{esc((n.get('environment', {}).get('git') or {}).get('sha'))}</td></tr>" for n in nights)
     sections.append(("Nights", f"<table><tr><th>night</th><th>status</th><th>commit</th></tr>{status_rows}</table>"
@@ -443,9 +515,12 @@ def compare_nights(a: dict[str, Any], b: dict[str, Any], nights: list[dict[str, 
         past = [r for r, _ in (_ratio(n, *key) for n in others) if r is not None]
         noise = noise_threshold(past, min_step, noise_k)
         qa, qb = quality_of(a, *key), quality_of(b, *key)
+        row_a, row_b = (next(r for r in n["rows"] if (r["profile"], r["model"]) == key) for n in (a, b))
         result.append({"profile": key[0], "model": key[1], "ratio_a": ra, "ratio_b": rb, "change": change,
                        "noise": noise, "nights_in_noise": len(past), "p_value": p,
                        "beyond_noise": bool(abs(change) > noise and p < p_value),
+                       "peak_mib_a": row_a.get("peak_mib"), "peak_mib_b": row_b.get("peak_mib"),
+                       "energy_mj_a": row_a.get("energy_mj"), "energy_mj_b": row_b.get("energy_mj"),
                        "quality": quality_change(qb, qa) if qa and qb else None})
     return result
 
@@ -467,6 +542,10 @@ def describe_comparison(a: dict[str, Any], b: dict[str, Any], cells: list[dict[s
         line = (f"  {c['profile']}/{c['model']}: latency {c['ratio_a']:.3f} -> {c['ratio_b']:.3f} "
                 f"({100 * c['change']:+.1f}%; noise bar {100 * c['noise']:.1f}% from {c['nights_in_noise']} night(s), "
                 f"p {c['p_value']:.1e}): {verdict}")
+        if c.get("peak_mib_a") is not None and c.get("peak_mib_b") is not None:
+            line += f"; peak memory {c['peak_mib_a']:.1f} -> {c['peak_mib_b']:.1f} MiB"
+        if c.get("energy_mj_a") is not None and c.get("energy_mj_b") is not None:
+            line += f"; energy {c['energy_mj_a']:.2f} -> {c['energy_mj_b']:.2f} mJ"
         q = c.get("quality")
         if q:
             line += (f"; PSNR-Y {q['change_db']:+.3f} dB [{q['low_db']:+.3f}, {q['high_db']:+.3f}]: "

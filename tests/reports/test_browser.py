@@ -36,3 +36,14 @@ def test_a_broken_image_is_detected(tmp_path):
     page.write_text(render("broken", [("x", "<img alt='bad' src='data:image/png;base64,AAAA'>")], {}))
     result = check_page(page)
     assert result.images_failed == 1
+
+
+@needs_browser
+def test_the_nightly_page_renders_in_headless_chromium_with_all_images(tmp_path):
+    from reports.nightly import render_nightly
+    from tests.reports.test_nightly import _history
+
+    page, _ = render_nightly(_history(tmp_path / "h", slow={"espcn": 1.3}), tmp_path / "nightly")
+    result = check_page(page, tmp_path / "nightly" / "screenshot.png")
+    assert result.images_in_page >= 1 and result.images_failed == 0 and result.images_ok == result.images_in_page
+    assert result.console_errors == []

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -131,3 +133,41 @@ def test_nightly_compare_command_prints_the_table_and_names_an_unknown_night(tmp
     with pytest.raises(SystemExit) as done:
         main(["nightly", "compare", "n3", "nope", "--history", str(history)])
     assert done.value.code == 1 and "no night 'nope' in the history" in capsys.readouterr().err
+
+
+def test_a_real_night_records_p90_peak_memory_and_energy_or_why_not(tmp_path, cpu_profile_path):
+    path = run_night([str(cpu_profile_path)], ("sr:espcn",), tmp_path / "h", reps=2, label="one")
+    nights, problems = load_history(tmp_path / "h")
+    assert problems == [] and nights[0]["file"] == path.stem
+    row = next(r for r in nights[0]["rows"] if r["model"] == "sr:espcn")
+    assert row["p90_ms"] >= row["median_ms"] > 0 and len(row["rep_medians_ms"]) == 2
+    assert row["peak_mib"] > 0 and row["memory_method"]
+    # these virtual machines have no readable RAPL counter: no figure, and the reason instead of one
+    assert (row["energy_mj"] is None and row["energy_note"].startswith("not measured")) or row["energy_mj"] > 0
+
+
+def test_the_page_lists_every_cell_of_the_latest_night_and_compare_shows_memory(tmp_path):
+    from reports.nightly import compare_nights, describe_comparison, find_night
+
+    history = _history(tmp_path / "h")
+    latest = sorted(history.glob("*.json"))[-1]
+    doc = json.loads(latest.read_text())
+    for row in doc["rows"]:
+        row.update({"p90_ms": row["median_ms"] * 1.1, "peak_mib": 12.5, "energy_mj": None,
+                    "energy_note": "not measured: no counter here"})
+    doc["rows"][1]["quality"] = {"metric": "psnr_y", "degradation": "bicubic", "images": ["a", "b"],
+                                 "per_image": [30.0, 32.0], "mean": 31.0}
+    latest.write_text(json.dumps(doc))
+    page = render_nightly(history, tmp_path / "out")[0].read_text()
+    assert "Latest night: n4" in page and "not measured: no counter here" in page and "12.5" in page
+    assert "31.000 ± 0.707 (2 images)" in page and page.count("not tracked") == len(doc["rows"]) - 1
+    nights, _ = load_history(history)
+    lines = describe_comparison(nights[2], nights[3], compare_nights(find_night(nights, "n3"), nights[3], nights))
+    assert not any("peak memory" in line for line in lines)          # night 3 has no memory reading
+    doc3 = json.loads(sorted(history.glob("*.json"))[2].read_text())
+    for row in doc3["rows"]:
+        row["peak_mib"] = 10.0
+    sorted(history.glob("*.json"))[2].write_text(json.dumps(doc3))
+    nights, _ = load_history(history)
+    lines = describe_comparison(nights[2], nights[3], compare_nights(nights[2], nights[3], nights))
+    assert sum("peak memory 10.0 -> 12.5 MiB" in line for line in lines) == 3

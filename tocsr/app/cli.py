@@ -564,17 +564,21 @@ def nightly(
     if ctx.invoked_subcommand is not None:
         return
     from reports.nightly import describe_flag, exit_code, load_history, render_nightly, run_night
+    from tocsr.app.mainjob import browser_check
 
     factors = _named_numbers(inject, "--inject-slowdown", "MODEL=FACTOR, e.g. unet-tiny=1.2")
     noise = _named_numbers(perturb, "--perturb-weights", "MODEL=SIGMA, e.g. tocsr:cpu-2core=0.05")
     with folder_lock(out, "nightly"):
         night = run_night(profile, tuple(m for m in models.split(",") if m), history, factors, label=label,
                           run_dir=run, perturb=noise)
-    page, flagged = render_nightly(history, out)
+    page, flagged = render_nightly(history, out, run_dir=run)
     latest = next(n for n in load_history(history)[0] if n["file"] == night.stem)
     code = exit_code(latest, flagged)
     typer.echo(f"night {night.name} ({latest['status']}): {len(flagged)} regression(s)" +
                "".join(f"\n  {describe_flag(f)}" for f in flagged))
+    check = browser_check(page)
+    typer.echo(f"headless Chromium: {check['images_ok']} images loaded, {check['images_failed']} failed; screenshot "
+               f"{check['screenshot']}" if check["checked"] else f"headless Chromium check skipped: {check['why']}")
     typer.echo(f"wrote {page} and {out / 'regressions.json'}; exit {code}")
     raise typer.Exit(code)
 

@@ -65,12 +65,13 @@ class RunPreset:
 
 
 RUN_PRESETS = {
-    # Sized for 30 minutes on 2 cores. One SR step costs ~0.18 s (SR teacher) / ~0.23 s (student) there; the
-    # trained baseline gets the SR stage's seconds, so a second baseline would cost another SR stage. The
-    # full preset trains five.
+    # Sized for 30 minutes on 2 cores. Every SR step is paid twice: the trained baseline gets the SR stage's
+    # seconds, so a second baseline would cost another SR stage (the full preset trains five). A pipeline
+    # budget lets the search pick a backbone several times the teacher's smallest, whose student steps cost
+    # more than at backbone scope: the SR step counts leave room for that.
     "quick": RunPreset("quick", "quick", distill_steps=500, search_method="bo", search_evaluations=40,
-                       sr_teacher_steps=400, sr_student_steps=500, baselines=("srvgg",), sr_pair_cache=1024,
-                       sr_teacher_cache=8, holdout=20, pipelines=8),
+                       sr_teacher_steps=350, sr_student_steps=450, baselines=("srvgg",), sr_pair_cache=1024,
+                       sr_teacher_cache=8, holdout=20, pipelines=6),
     # For tests: every stage runs for real, at a handful of steps each.
     "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_evaluations=10,
                        sr_teacher_steps=4, sr_student_steps=4, baselines=("espcn", "rrdb-s"), baseline_max_steps=4,
