@@ -62,8 +62,33 @@ def teacher_presets() -> None:
     for p in TEACHER_PRESETS.values():
         ae = count_params(build_autoencoder_from_preset(p.autoencoder, "meta"))["params"]
         unet = count_params(build_unet_from_preset(p.unet, "meta"))["params"]
-        typer.echo(f"{p.name:6s} autoencoder {p.autoencoder:10s} {ae / 1e6:8.2f} M   unet {p.unet:5s} "
-                   f"{unet / 1e6:8.2f} M   {p.image_px}px   {p.description}")
+        trains = "trains it" if p.ae_training.steps else "imports it (--vae)"
+        typer.echo(f"{p.name:9s} autoencoder {p.autoencoder:9s} {ae / 1e6:7.2f} M, {trains:18s} unet {p.unet:9s} "
+                   f"{unet / 1e6:7.2f} M   {p.image_px}px   {p.description}")
+
+
+@teacher_app.command("import")
+def teacher_import(
+    vae: Path = typer.Option(..., "--vae", help="A 16-channel diffusers AutoencoderKL folder (SD3/FLUX-style)."),
+    unet: Path | None = typer.Option(None, "--unet", help="A UNet2DConditionModel folder, 4 channels (widened "
+                                                          "on import) or 16; default: the preset's, from scratch."),
+    out: Path = typer.Option(..., "--out", "-o"),
+    preset: str = typer.Option("sd21", "--preset", help="the shapes and training to check against and run "
+                                                        "(`tocsr teacher presets`)"),
+    data: Path | None = typer.Option(None, "--data", help="Image folder; default: photographs shipped in packages."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="diffusion steps on the 16-channel latents "
+                                                                  "(default: the preset's)"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
+) -> None:
+    """Start a teacher from real weights: import the autoencoder, widen the UNet, fine-tune it on the latents.
+    The result is a normal teacher folder every later stage accepts."""
+    from tocsr.core.teacher.train import train_teacher
+
+    with folder_lock(out, "teacher import"):
+        record = train_teacher(preset, out, data, resume, threads, unet, diffusion_steps=steps, vae=vae,
+                               unet_option="--unet")
+    typer.echo("\n".join(record.describe(out)))
 
 
 @teacher_app.command("expand")
@@ -76,7 +101,7 @@ def teacher_expand(
 
     model = expand_folder(unet, out)
     typer.echo(f"wrote {out} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params); fine-tune with "
-               f"`tocsr teacher train --init-unet {out}`")
+               f"`tocsr teacher train --init-unet {out}` (or in one step: `tocsr teacher import --vae VAE --unet UNET`)")
 
 
 @teacher_app.command("sample")

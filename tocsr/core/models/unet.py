@@ -59,6 +59,15 @@ UNET_PRESETS: dict[str, UNetPreset] = {
              up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
              attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024, norm_num_groups=32),
         cond_tokens=77),
+    # SD 2.1's block structure (four levels, cross-attention in the first three, linear projections, one head
+    # count per level) at a width a CPU runs in seconds: the shape the import tests write as a checkpoint.
+    "sd21-tiny": UNetPreset(
+        "sd21-tiny", "SD-2.1-shaped UNet at reduced width, for tests of import and the gpu preset on CPU",
+        _cfg(sample_size=8, block_out_channels=(32, 32, 64, 64), layers_per_block=2,
+             down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+             attention_head_dim=(2, 2, 4, 4), cross_attention_dim=64, norm_num_groups=8),
+        cond_tokens=4),
 }
 
 

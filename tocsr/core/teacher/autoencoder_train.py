@@ -43,6 +43,7 @@ class AutoencoderReport:
     steps: int
     perceptual: str
     pca_variance_kept: float | None
+    source: str = "trained"              # or "imported from <folder>" (tocsr.core.teacher.importing)
 
     @property
     def margin_db(self) -> float:

@@ -23,6 +23,7 @@ from tocsr.core.models.autoencoder import encode_latents
 from tocsr.core.models.condition import ConditionEmbedding
 from tocsr.core.models.unet import get_unet_preset
 from tocsr.core.teacher.evaluate import denoising_error, prediction_target
+from tocsr.core.teacher.importing import load_unet
 from tocsr.core.teacher.presets import TeacherPreset
 from tocsr.core.training import (
     Checkpointer,
@@ -94,15 +95,15 @@ def _lr_at(step: int, preset: TeacherPreset) -> float:
     return d.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_frac))))
 
 
-def new_denoiser(preset: TeacherPreset, init_unet: Path | None = None) -> Denoiser:
-    """A fresh denoiser of the preset's shape, or one starting from a UNet folder (e.g. an expanded one)."""
+def new_denoiser(preset: TeacherPreset, init_unet: Path | None = None, latent_side: int | None = None,
+                 unet_option: str = "--init-unet") -> Denoiser:
+    """A fresh denoiser of the preset's shape, or one starting from a UNet folder (checked and, from 4 channels,
+    widened by `tocsr.core.teacher.importing.load_unet`). The condition tokens are always new: the teacher is
+    conditioned on a learned embedding, not on a text encoder."""
     unet_preset = get_unet_preset(preset.unet)
     torch.manual_seed(preset.seed)
     if init_unet is not None:
-        unet = UNet2DConditionModel.from_pretrained(init_unet)
-        if unet.config.in_channels != 16:
-            raise ConfigError(f"--init-unet {init_unet}: in_channels = {unet.config.in_channels}: expected 16; "
-                              "expand a 4-channel UNet first with `tocsr teacher expand`")
+        unet = load_unet(init_unet, preset, latent_side or preset.image_px // 8, option=unet_option)
     else:
         unet = UNet2DConditionModel(**unet_preset.config)
     condition = ConditionEmbedding(1, unet_preset.cond_tokens, int(unet.config.cross_attention_dim))
@@ -110,11 +111,12 @@ def new_denoiser(preset: TeacherPreset, init_unet: Path | None = None) -> Denois
 
 
 def train_diffusion(latents: torch.Tensor, val_latents: torch.Tensor, preset: TeacherPreset, out_dir: Path,
-                    accelerator, resume: bool, init_unet: Path | None = None) -> DiffusionReport:
+                    accelerator, resume: bool, init_unet: Path | None = None,
+                    unet_option: str = "--init-unet") -> DiffusionReport:
     d = preset.diffusion
     scheduler = make_scheduler(preset)
     checkpointer = Checkpointer(out_dir / "checkpoints" / "unet")
-    model = new_denoiser(preset, init_unet)
+    model = new_denoiser(preset, init_unet, latents.shape[-1], unet_option)
     untrained = denoising_error(lambda z, t: model(z, t), scheduler, val_latents)
     optimizer = torch.optim.AdamW(model.parameters(), lr=d.lr, weight_decay=1e-2)
     ema = EMAModel(model.parameters(), decay=d.ema_decay)

@@ -5,7 +5,8 @@ Initialisation (documented so the starting point is exact, not approximate):
   conv_out: W16[4g + c] = W4[c], b16[4g + c] = b4[c].
 So, fed a 16-channel latent made of four copies of a 4-channel latent z, the expanded UNet computes
 exactly the original UNet's output on z, in each of the four groups. Every other weight is copied.
-Fine-tuning on real 16-channel latents (`tocsr teacher expand ... --steps N`) then departs from it.
+Fine-tuning on real 16-channel latents (`tocsr teacher train --init-unet DIR`, or `tocsr teacher import
+--vae VAE --unet UNET`, which widens on import) then departs from it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Teacher presets: which autoencoder and UNet, at what size, trained how long.
 
 tiny: this CPU class, minutes. base: one GPU. sd21: paper scale (SD3-shaped VAE + SD-2.1-shaped
-UNet on a 16-channel latent), meant for real weights loaded from local folders.
+UNet on a 16-channel latent), meant for real weights loaded from local folders (`tocsr teacher import`).
+A preset with `ae_training.steps == 0` does not train its autoencoder: it must import one, and refuses
+to run without it (an untrained autoencoder is never saved as a teacher's).
 """
 
 from __future__ import annotations
@@ -93,6 +95,12 @@ TEACHER_PRESETS = {
         ae_training=AutoencoderTraining(steps=0, batch=8, patch_px=256, lr=1e-5),
         diffusion=DiffusionTraining(steps=100_000, batch=32, lr=2e-5, latent_crops=500_000, ema_decay=0.9999,
                                     checkpoint_every=2000)),
+    "sd21-tiny": TeacherPreset(
+        "sd21-tiny", "tests: the sd21 preset's shapes at reduced width (64 px crops, 8x8x16 latents); imports its "
+        "autoencoder like sd21",
+        autoencoder="sd3-tiny", unet="sd21-tiny", image_px=64, sample_steps=4,
+        ae_training=AutoencoderTraining(steps=0, batch=4, patch_px=64, lr=1e-5),
+        diffusion=DiffusionTraining(steps=4, batch=4, lr=1e-4, latent_crops=32, checkpoint_every=2, warmup_steps=1)),
 }
 
 

@@ -107,8 +107,8 @@ class TeacherRecord(FolderRecord):
         def fmt(k: tuple[float, float] | None) -> str:
             return "diverged" if k is None else f"{k[0]:.3f} ± {k[1]:.3f}"
 
-        return [f"autoencoder: {ae.val_psnr_db:.2f} dB held-out PSNR vs bicubic x4 {ae.bicubic_x4_psnr_db:.2f} dB "
-                f"(+{ae.margin_db:.2f} dB)",
+        return [f"autoencoder ({ae.source}): {ae.val_psnr_db:.2f} dB held-out PSNR vs bicubic x4 "
+                f"{ae.bicubic_x4_psnr_db:.2f} dB ({ae.margin_db:+.2f} dB)",
                 f"teacher: held-out denoising error {diff.val_error_trained['mean']:.4f} "
                 f"(untrained {diff.val_error_untrained['mean']:.4f}); samples {Path(folder) / s.png}",
                 f"samples ({s.sampler}, n={s.n_for_kid}) vs held-out, KID of image spectra: generated "

@@ -22,9 +22,9 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from tocsr.core.artifacts import read_artifact, write_artifact
 from tocsr.core.data import load_train_val
-from tocsr.core.errors import ArtifactError
+from tocsr.core.errors import ArtifactError, ConfigError
 from tocsr.core.imageio import save_png
-from tocsr.core.models.autoencoder import AUTOENCODER_CLASSES, decode_latents, get_autoencoder_preset
+from tocsr.core.models.autoencoder import AUTOENCODER_CLASSES, decode_latents
 from tocsr.core.models.condition import ConditionEmbedding
 from tocsr.core.provenance import environment
 from tocsr.core.teacher.autoencoder_train import AutoencoderReport, train_autoencoder
@@ -42,6 +42,7 @@ from tocsr.core.teacher.evaluate import (
     sample,
     spectrum_kid,
 )
+from tocsr.core.teacher.importing import check_before_writing, import_autoencoder
 from tocsr.core.teacher.presets import TeacherPreset, get_teacher_preset
 from tocsr.core.teacher.record import TeacherRecord, TeacherSamples
 from tocsr.core.training import make_accelerator
@@ -120,11 +121,19 @@ def teacher_latents(teacher: Teacher, data: str | Path | None = None) -> tuple[t
 
 def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None = None, resume: bool = False,
                   threads: int | None = None, init_unet: str | Path | None = None,
-                  diffusion_steps: int | None = None) -> TeacherRecord:
-    """`diffusion_steps` overrides the preset's (for learning curves); the record keeps the config trained."""
+                  diffusion_steps: int | None = None, vae: str | Path | None = None,
+                  unet_option: str = "--init-unet") -> TeacherRecord:
+    """`diffusion_steps` overrides the preset's (for learning curves); the record keeps the config trained.
+    With `vae`, the autoencoder is imported from that folder (`tocsr.core.teacher.importing`), not trained; a
+    preset that trains its autoencoder for 0 steps refuses to run without one."""
     preset = get_teacher_preset(preset_name)
     if diffusion_steps is not None:
         preset = dataclasses.replace(preset, diffusion=dataclasses.replace(preset.diffusion, steps=diffusion_steps))
+    if vae is None and preset.ae_training.steps == 0:
+        raise ConfigError(f"teacher preset {preset.name!r} does not train its autoencoder (0 steps): import a "
+                          "16-channel one with `tocsr teacher import --vae DIR --preset "
+                          f"{preset.name}` (a diffusers AutoencoderKL folder, SD3/FLUX-style)")
+    check_before_writing(preset, vae, init_unet, unet_option)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(threads)
@@ -133,17 +142,20 @@ def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None
     train, val, data_report = load_train_val(data, preset.split, min_side=preset.image_px)
     log.info("%s; %d train / %d validation images", data_report.summary(), len(train), len(val))
 
-    ae_cls = AUTOENCODER_CLASSES[get_autoencoder_preset(preset.autoencoder).cls_name]
     ae_folder = out / "autoencoder"
     t = time.perf_counter()
     if resume and (ae_folder / "config.json").is_file() and (out / "autoencoder_report.json").is_file():
-        ae = ae_cls.from_pretrained(ae_folder).eval().to(accelerator.device)
+        ae = _autoencoder_class(ae_folder).from_pretrained(ae_folder).eval().to(accelerator.device)
         ae_report = AutoencoderReport(**read_artifact(out / "autoencoder_report.json", "tocsr.teacher.autoencoder",
                                                       1)["report"])
         log.info("autoencoder: finished earlier, reusing %s", ae_folder)
     else:
-        ae_report = train_autoencoder(train, val, preset, out, accelerator, resume)
-        ae = ae_cls.from_pretrained(ae_folder).eval().to(accelerator.device)
+        if vae is not None:
+            ae_report = import_autoencoder(vae, preset, val, out, accelerator.device, accelerator.is_main_process)
+            accelerator.wait_for_everyone()     # other ranks read the written folder next
+        else:
+            ae_report = train_autoencoder(train, val, preset, out, accelerator, resume)
+        ae = _autoencoder_class(ae_folder).from_pretrained(ae_folder).eval().to(accelerator.device)
         if accelerator.is_main_process:
             write_artifact(out / "autoencoder_report.json", "tocsr.teacher.autoencoder", 1,
                            {"report": dataclasses.asdict(ae_report)})
@@ -159,7 +171,7 @@ def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None
 
     t = time.perf_counter()
     diff_report = train_diffusion(latents, val_latents, preset, out, accelerator, resume,
-                                  Path(init_unet) if init_unet else None)
+                                  Path(init_unet) if init_unet else None, unet_option)
     timings["diffusion_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
