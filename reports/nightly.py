@@ -189,13 +189,7 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
             if name in perturb:
                 perturb_weights(t.modules, perturb[name])
             work[name] = t.workload
-        quality = {}
-        if tracked:
-            images = eval_images(run_dir, profile.resolution.scale)
-            result = evaluate_folder(images, [t.quality for t in tracked.values()], profile.resolution.scale)
-            quality = {name: {"metric": "psnr_y", "degradation": "bicubic", "images": list(result.images),
-                              "per_image": list(result.per_image[name]["psnr_y"]),
-                              "mean": float(np.mean(result.per_image[name]["psnr_y"]))} for name in tracked}
+        images = eval_images(run_dir, profile.resolution.scale) if tracked else []     # a missing folder fails first
         for name, factor in inject.items():
             if name in work:
                 work[name].module = SlowedDown(work[name].module, factor)
@@ -211,6 +205,14 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
                 samples[name].append(list(m.latency.samples_ms))
                 costs[name].append(_memory_and_energy(m))
                 status.setdefault(name, m.status)
+        # Quality after timing: the models' first calls in this process are then the timed ones, whose resident
+        # growth is the memory reading (bench.memory).
+        quality = {}
+        if tracked:
+            result = evaluate_folder(images, [t.quality for t in tracked.values()], profile.resolution.scale)
+            quality = {name: {"metric": "psnr_y", "degradation": "bicubic", "images": list(result.images),
+                              "per_image": list(result.per_image[name]["psnr_y"]),
+                              "mean": float(np.mean(result.per_image[name]["psnr_y"]))} for name in tracked}
         for name in work:
             if not samples[name]:
                 errors += 1
@@ -360,7 +362,7 @@ def _latest_table(latest: dict[str, Any]) -> str:
             return f"<td colspan='5' class='bad'>{esc(r['status'])}</td>"
         reps = r.get("rep_medians_ms") or [r["median_ms"]]
         mem = f"{r['peak_mib']:.1f}" if r.get("peak_mib") is not None else "not measured"
-        energy = f"{r['energy_mj']:.2f}" if r.get("energy_mj") is not None else esc(r.get("energy_note") or "not measured")
+        energy = f"{r['energy_mj']:.2f}" if r.get("energy_mj") is not None else "not measured"
         q = r.get("quality")
         qual = (f"{q['mean']:.3f} ± {float(np.std(q['per_image'])) / max(1.0, len(q['per_image']) ** 0.5):.3f} "
                 f"({len(q['per_image'])} images)") if q else "not tracked"
@@ -369,11 +371,14 @@ def _latest_table(latest: dict[str, Any]) -> str:
                 f"<td>{mem}</td><td>{energy}</td><td>{qual}</td>")
 
     rows = "".join(f"<tr><td>{esc(r['profile'])}</td><td>{esc(r['model'])}</td>{cell(r)}</tr>" for r in latest["rows"])
+    why = sorted({r.get("energy_note") or "no reason recorded" for r in latest["rows"]
+                  if "median_ms" in r and r.get("energy_mj") is None})
+    notes = "".join(f"<p class='unavail'>energy not measured: {esc(w.removeprefix('not measured: '))}</p>" for w in why)
     return ("<p>Measured on this machine; latency: median [range of the repeat medians] and p90 over every sample; "
             "memory: peak of one inference (weights + transient); energy: per inference where the device has a counter; "
             "quality: PSNR-Y (bicubic degradation) on the run's test photographs, ± standard error.</p>"
             "<table><tr><th>profile</th><th>model</th><th>median ms</th><th>p90 ms</th><th>peak MiB</th>"
-            f"<th>energy mJ</th><th>PSNR-Y (dB)</th></tr>{rows}</table>")
+            f"<th>energy mJ</th><th>PSNR-Y (dB)</th></tr>{rows}</table>{notes}")
 
 
 def _run_report_link(run_dir: str | Path | None, out_dir: Path) -> str:

@@ -5,6 +5,9 @@ a teacher folder the later stages accept; every bad folder refused in one line b
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,35 @@ def test_no_preset_saves_an_untrained_autoencoder_as_trained(tmp_path, name, mon
 
 def test_the_presets_without_autoencoder_training_include_the_paper_scale_one():
     assert {"sd21", "sd21-tiny"} <= {n for n, p in TEACHER_PRESETS.items() if p.ae_training.steps == 0}
+
+
+def test_the_main_job_refuses_bad_weight_folders_before_any_stage(tmp_path, capsys):
+    vae = write_vae(tmp_path / "vae", latent_channels=4)
+    with pytest.raises(SystemExit) as done:
+        main(["run", "--preset", "smoke", "--vae", str(vae), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 1 and "--vae" in err and "latent_channels = 4" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run" / "teacher").exists() and not (tmp_path / "run" / "stages").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_the_main_job_starts_from_imported_weights(tmp_path):
+    """`tocsr run --vae --unet`: the teacher stage imports (a tiny-UNet-shaped 4-channel folder, widened) and every
+    later stage runs on that teacher."""
+    from tests.conftest import REPO
+    from tocsr.core.teacher.record import TeacherRecord
+
+    vae = write_vae(tmp_path / "vae")
+    torch.manual_seed(0)
+    UNet2DConditionModel(**{**get_unet_preset("tiny").config, "in_channels": 4, "out_channels": 4}).save_pretrained(
+        tmp_path / "unet4")
+    r = subprocess.run([sys.executable, "-m", "tocsr", "run", "-p", str(REPO / "hw_profiles" / "cpu-2core.yaml"),
+                        "--preset", "smoke", "--vae", str(vae), "--unet", str(tmp_path / "unet4"), "--out", "runs/imp"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=1700,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / "runs" / "imp"
+    record = TeacherRecord.load(run / "teacher")
+    assert record.autoencoder.source == f"imported from {vae.resolve()}" and record.autoencoder.steps == 0
+    assert (run / "search-cpu-2core" / "search_result.json").is_file() and (run / "eval" / "rows.json").is_file()

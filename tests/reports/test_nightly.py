@@ -159,7 +159,7 @@ def test_the_page_lists_every_cell_of_the_latest_night_and_compare_shows_memory(
                                  "per_image": [30.0, 32.0], "mean": 31.0}
     latest.write_text(json.dumps(doc))
     page = render_nightly(history, tmp_path / "out")[0].read_text()
-    assert "Latest night: n4" in page and "not measured: no counter here" in page and "12.5" in page
+    assert "Latest night: n4" in page and "energy not measured: no counter here" in page and "12.5" in page
     assert "31.000 ± 0.707 (2 images)" in page and page.count("not tracked") == len(doc["rows"]) - 1
     nights, _ = load_history(history)
     lines = describe_comparison(nights[2], nights[3], compare_nights(find_night(nights, "n3"), nights[3], nights))

@@ -169,12 +169,16 @@ def run(
     baseline: list[str] = typer.Option([], "--baseline",
                                        help="NAME=CHECKPOINT: a pretrained SR model spandrel recognises (.pth, "
                                             ".safetensors), scored and costed beside the job's methods; repeatable"),
+    vae: Path | None = typer.Option(None, "--vae", help="start the teacher from this 16-channel AutoencoderKL folder "
+                                                        "(imported, not trained; `tocsr teacher import`)"),
+    unet: Path | None = typer.Option(None, "--unet", help="start the teacher's UNet from this folder (4 channels are "
+                                                          "widened), then fine-tune it on the latents"),
 ) -> None:
     """The main job: teacher, surrogates, per-device search and SR, evaluation, report."""
     from tocsr.app.mainjob import run_main_job
 
     with folder_lock(out, "run"):
-        run_main_job(profile, preset, out, data, report_dir, tuple(baseline))
+        run_main_job(profile, preset, out, data, report_dir, tuple(baseline), vae=vae, unet=unet)
 
 
 @app.command()

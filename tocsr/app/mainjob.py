@@ -140,6 +140,14 @@ def file_fingerprint(path: str | Path) -> dict[str, Any]:
     return {"file": str(p.resolve()), "bytes": p.stat().st_size, "mtime": int(p.stat().st_mtime)}
 
 
+def check_teacher_weights(preset, vae: str | Path | None, unet: str | Path | None) -> None:
+    """Refuse bad --vae / --unet folders, or a teacher preset that needs --vae, before any stage runs."""
+    from tocsr.core.teacher.importing import check_before_writing, require_autoencoder_source
+
+    require_autoencoder_source(preset, vae)
+    check_before_writing(preset, vae, unet, "--unet")
+
+
 def check_external(external: tuple[str, ...], scale: int) -> None:
     """Refuse a bad --baseline NAME=CHECKPOINT before any training, not after it."""
     from reports.protocol import baseline_method
@@ -171,8 +179,11 @@ def measurement_key(profile: DeviceProfile) -> str:
 
 
 def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: str | Path | None = None,
-                 report_dir: str | Path | None = None, external: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The main job. `external`: pretrained SR checkpoints ("NAME=FILE") scored and costed beside the rest."""
+                 report_dir: str | Path | None = None, external: tuple[str, ...] = (),
+                 vae: str | Path | None = None, unet: str | Path | None = None) -> dict[str, Any]:
+    """The main job. `external`: pretrained SR checkpoints ("NAME=FILE") scored and costed beside the rest.
+    `vae` / `unet`: weight folders the teacher starts from (tocsr.core.teacher.importing), checked before any
+    stage runs."""
     from bench.costtable import COST_TABLE_SCHEMA_VERSION
     from bench.pipeline import PIPELINE_PARTS_SCHEMA_VERSION, load_cost_model, pipeline_parts_path
     from tocsr.app.stages import stage_costs, stage_eval, stage_finetune, stage_search, stage_sr
@@ -191,6 +202,7 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     rp = RUN_PRESETS[preset]
     check_external(tuple(external), SRConfig().scale)
     check_split(data, get_teacher_preset(rp.teacher_preset).split)
+    check_teacher_weights(get_teacher_preset(rp.teacher_preset), vae, unet)
     out = Path(out_dir)
     loaded = [load_profile(p) for p in profiles]
     if len({p.name for p in loaded}) != len(loaded):
@@ -206,10 +218,12 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     n_stages = 3 + (3 + (rp.finetune_steps > 0)) * len(loaded) + 1
     with progress("main job stages", n_stages) as bar:
         teacher_dir = out / "teacher"
+        weights = {name: data_fingerprint(folder) for name, folder in (("vae", vae), ("unet", unet)) if folder}
         teacher_sha = log.run("teacher", {"preset": rp.teacher_preset, "data": data_fingerprint(data),
                                           "config": dataclasses.asdict(get_teacher_preset(rp.teacher_preset)),
-                                          "record": TeacherRecord.SCHEMA_VERSION},
-                              lambda resume: train_teacher(rp.teacher_preset, teacher_dir, data, resume), teacher_dir)
+                                          "record": TeacherRecord.SCHEMA_VERSION, **weights},
+                              lambda resume: train_teacher(rp.teacher_preset, teacher_dir, data, resume, init_unet=unet,
+                                                           vae=vae, unet_option="--unet"), teacher_dir)
         bar.update(1)
         surrogates_dir = out / "surrogates"
         dcfg = DistillConfig(steps=rp.distill_steps)

@@ -115,6 +115,15 @@ def load_unet(path: str | Path, preset: TeacherPreset, latent_side: int, option:
     return unet
 
 
+def require_autoencoder_source(preset: TeacherPreset, vae: str | Path | None) -> None:
+    """A preset that trains its autoencoder for 0 steps runs only with one to import: an untrained autoencoder is
+    never saved as a teacher's."""
+    if vae is None and preset.ae_training.steps == 0:
+        raise ConfigError(f"teacher preset {preset.name!r} does not train its autoencoder (0 steps): import a "
+                          f"16-channel one with `tocsr teacher import --vae DIR --preset {preset.name}` (a diffusers "
+                          "AutoencoderKL folder, SD3/FLUX-style; `tocsr run --vae DIR` in the main job)")
+
+
 def check_before_writing(preset: TeacherPreset, vae: str | Path | None, unet: str | Path | None,
                          unet_option: str) -> None:
     """Every check of the folders a teacher run was given, before it reads a photograph or writes a file."""

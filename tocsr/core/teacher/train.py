@@ -22,7 +22,7 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from tocsr.core.artifacts import read_artifact, write_artifact
 from tocsr.core.data import load_train_val
-from tocsr.core.errors import ArtifactError, ConfigError
+from tocsr.core.errors import ArtifactError
 from tocsr.core.imageio import save_png
 from tocsr.core.models.autoencoder import AUTOENCODER_CLASSES, decode_latents
 from tocsr.core.models.condition import ConditionEmbedding
@@ -42,7 +42,7 @@ from tocsr.core.teacher.evaluate import (
     sample,
     spectrum_kid,
 )
-from tocsr.core.teacher.importing import check_before_writing, import_autoencoder
+from tocsr.core.teacher.importing import check_before_writing, import_autoencoder, require_autoencoder_source
 from tocsr.core.teacher.presets import TeacherPreset, get_teacher_preset
 from tocsr.core.teacher.record import TeacherRecord, TeacherSamples
 from tocsr.core.training import make_accelerator
@@ -129,10 +129,7 @@ def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None
     preset = get_teacher_preset(preset_name)
     if diffusion_steps is not None:
         preset = dataclasses.replace(preset, diffusion=dataclasses.replace(preset.diffusion, steps=diffusion_steps))
-    if vae is None and preset.ae_training.steps == 0:
-        raise ConfigError(f"teacher preset {preset.name!r} does not train its autoencoder (0 steps): import a "
-                          "16-channel one with `tocsr teacher import --vae DIR --preset "
-                          f"{preset.name}` (a diffusers AutoencoderKL folder, SD3/FLUX-style)")
+    require_autoencoder_source(preset, vae)
     check_before_writing(preset, vae, init_unet, unet_option)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
