@@ -37,6 +37,15 @@ def _cfg(**kw: Any) -> dict[str, Any]:
     return base
 
 
+def _sd21_shaped(**widths: Any) -> dict[str, Any]:
+    """SD 2.1's block structure: four levels, cross-attention in the first three, linear projections, one head
+    count per level; `widths` sets the channels, heads, conditioning width and sample size."""
+    return _cfg(layers_per_block=2,
+                down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+                **widths)
+
+
 UNET_PRESETS: dict[str, UNetPreset] = {
     "tiny": UNetPreset(
         "tiny", "CPU preset: trains in minutes on 2 cores; 16x16 latents of 128px images",
@@ -54,19 +63,14 @@ UNET_PRESETS: dict[str, UNetPreset] = {
         cond_tokens=1),
     "sd21": UNetPreset(
         "sd21", "Stable Diffusion 2.1 UNet shape widened to a 16-channel latent (paper scale, ~866M params)",
-        _cfg(sample_size=64, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
-             down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-             attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024, norm_num_groups=32),
+        _sd21_shaped(sample_size=64, block_out_channels=(320, 640, 1280, 1280), attention_head_dim=(5, 10, 20, 20),
+                     cross_attention_dim=1024, norm_num_groups=32),
         cond_tokens=77),
-    # SD 2.1's block structure (four levels, cross-attention in the first three, linear projections, one head
-    # count per level) at a width a CPU runs in seconds: the shape the import tests write as a checkpoint.
+    # SD 2.1's structure at a width a CPU runs in seconds: the shape the import tests write as a checkpoint.
     "sd21-tiny": UNetPreset(
         "sd21-tiny", "SD-2.1-shaped UNet at reduced width, for tests of import and the gpu preset on CPU",
-        _cfg(sample_size=8, block_out_channels=(32, 32, 64, 64), layers_per_block=2,
-             down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-             attention_head_dim=(2, 2, 4, 4), cross_attention_dim=64, norm_num_groups=8),
+        _sd21_shaped(sample_size=8, block_out_channels=(32, 32, 64, 64), attention_head_dim=(2, 2, 4, 4),
+                     cross_attention_dim=64, norm_num_groups=8),
         cond_tokens=4),
 }
 
