@@ -200,7 +200,8 @@ def _predict(workload: Workload, profile: DeviceProfile, base: dict[str, Any]) -
                       cast(workload.kwargs, torch.device("meta"), DTYPES[profile.precision]))
     return Measurement(**base, status="predicted", params=counts["params"], buffers=counts["buffers"], macs=macs,
                        prediction=est, energy_note="not measured: predicted device",
-                       notes=("latency and memory are a roofline estimate from the profile's device constants",))
+                       notes=("latency and memory are a roofline estimate from the profile's device constants"
+                              + (f", calibrated against {est.calibration}" if est.calibration else ""),))
 
 
 def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: bool = False,

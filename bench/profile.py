@@ -152,6 +152,17 @@ class Budgets:
 
 
 @dataclass(frozen=True)
+class RooflineCalibration:
+    """What a card measured, folded into the roofline (`python -m bench.roofline_check` fits it): latency =
+    compute_scale x roofline time + launches x launch_overhead_us + intercept_ms. Predictions stay predictions."""
+
+    compute_scale: float = field(metadata={"gt": 0})
+    launch_overhead_us: float = field(metadata={"ge": 0})
+    intercept_ms: float = field(metadata={"ge": 0})
+    source: str = ""                       # the evidence it was fitted on, and its held-out error
+
+
+@dataclass(frozen=True)
 class PredictedConstants:
     """Datasheet constants for a device that is not attached; used by the roofline estimate only."""
 
@@ -159,6 +170,7 @@ class PredictedConstants:
     memory_bandwidth_gbps: float = field(metadata={"gt": 0})
     launch_overhead_us: float = field(default=5.0, metadata={"ge": 0})
     memory_mib: float | None = field(default=None, metadata={"gt": 0})
+    calibration: RooflineCalibration | None = None
 
     def __post_init__(self) -> None:
         for key, value in self.peak_tflops.items():
@@ -263,6 +275,7 @@ def replace(profile: DeviceProfile, **changes) -> DeviceProfile:
 
 
 __all__ = [
-    "BudgetScope", "Budgets", "DeviceProfile", "DeviceSpec", "PredictedConstants", "Resolution", "TimingPolicy",
+    "BudgetScope", "Budgets", "DeviceProfile", "DeviceSpec", "PredictedConstants", "Resolution", "RooflineCalibration",
+    "TimingPolicy",
     "load_profile", "migrate", "parse_profile", "replace", "resolve_profile_path",
 ]

@@ -33,6 +33,7 @@ class RooflineEstimate:
     bytes_moved: int
     memory_lower_bound_mib: float
     method: str = "roofline(max(flops/peak, bytes/bandwidth) + launch overhead per op), predicted"
+    calibration: str | None = None        # the evidence a calibration was fitted on, when one was applied
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -91,11 +92,17 @@ def estimate(module: torch.nn.Module, args: tuple, kwargs: dict, constants: Pred
     compute = sum(f for f, _ in recorder.records) / peak
     memory = sum(b for _, b in recorder.records) / bandwidth
     total = sum(max(f / peak, b / bandwidth) for f, b in recorder.records)
-    launch = len(recorder.records) * constants.launch_overhead_us * 1e-6
+    cal = constants.calibration
+    per_launch_us = cal.launch_overhead_us if cal else constants.launch_overhead_us
+    launch = len(recorder.records) * per_launch_us * 1e-6
+    body_ms = total * 1e3 * (cal.compute_scale if cal else 1.0) + (cal.intercept_ms if cal else 0.0)
     weight_bytes = sum(p.numel() for p in meta_module.parameters()) * element_bytes
     return RooflineEstimate(
-        latency_ms=(total + launch) * 1e3, compute_bound_ms=compute * 1e3, memory_bound_ms=memory * 1e3,
+        latency_ms=body_ms + launch * 1e3, compute_bound_ms=compute * 1e3, memory_bound_ms=memory * 1e3,
         launch_overhead_ms=launch * 1e3, ops=len(recorder.records),
         flops=sum(f for f, _ in recorder.records), bytes_moved=sum(b for _, b in recorder.records),
         memory_lower_bound_mib=(weight_bytes + recorder.max_working_set) / 2**20,
+        method=("calibrated roofline(scale x max(flops/peak, bytes/bandwidth) + fitted launch cost per op + fixed "
+                "cost), predicted") if cal else RooflineEstimate.method,
+        calibration=cal.source if cal else None,
     )

@@ -18,6 +18,7 @@ that matters for a search (it orders candidates). Every figure here is a predict
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,10 +63,11 @@ class RooflineCheck:
     calibration: dict[str, float]         # compute_scale, launch_us, intercept_ms
     rows: tuple[CandidatePrediction, ...] = field(repr=False)
     label: str = "predicted"
+    shipped: dict[str, float] | None = None   # the profile's own calibration (if any), over the held-out candidates
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("profile_name", "evidence", "card", "execution_mode", "precision",
-                                           "latent_px", "raw", "calibrated", "calibration", "label")}
+                                           "latent_px", "raw", "calibrated", "calibration", "label", "shipped")}
         return {**d, "rows": [r.__dict__ for r in self.rows]}
 
     def save(self, path: str | Path, env: dict[str, Any]) -> Path:
@@ -81,7 +83,8 @@ class RooflineCheck:
                 f"{self.precision}, {self.latent_px}x{self.latent_px} latents:",
                 f"  datasheet constants, every candidate: {fmt(self.raw)}",
                 f"  calibrated on {c['n_fit']:.0f} calibration candidates (roofline x {c['compute_scale']:.2f} + "
-                f"{c['launch_us']:.2f} us per launch + {c['intercept_ms']:.3f} ms), held-out: {fmt(self.calibrated)}"]
+                f"{c['launch_us']:.2f} us per launch + {c['intercept_ms']:.3f} ms), held-out: {fmt(self.calibrated)}"] + (
+                [f"  the profile's own calibration, held-out: {fmt(self.shipped)}"] if self.shipped else [])
 
 
 def error_summary(measured: Sequence[float], predicted: Sequence[float]) -> dict[str, float]:
@@ -114,11 +117,12 @@ def predict_candidates(space, candidates: Sequence[dict[str, Any]], profile: Dev
     from tocsr.core.models.unet import unet_example_inputs
 
     args, kwargs = unet_example_inputs(unet_config, cond_tokens, profile.batch, latent_px, device="meta")
-    launch_ms = profile.predicted.launch_overhead_us * 1e-3
+    datasheet = dataclasses.replace(profile.predicted, calibration=None)     # what is judged: the constants alone
+    launch_ms = datasheet.launch_overhead_us * 1e-3
     out = []
     for cand in candidates:
         model = build_unet(space, space.spec(cand["choices"]), device="meta")
-        est = roofline.estimate(model, args, kwargs, profile.predicted, profile.precision)
+        est = roofline.estimate(model, args, kwargs, datasheet, profile.precision)
         body = est.latency_ms - est.launch_overhead_ms
         out.append(CandidatePrediction(cand["key"], cand["role"], float(cand["latency"]["median_ms"]), body, est.ops,
                                        body + est.ops * launch_ms))
@@ -163,9 +167,14 @@ def check_against_evidence(evidence: str | Path, profile_ref: str | Path, unet_p
     rows = [CandidatePrediction(**{**r.__dict__, "calibrated_ms": cal["compute_scale"] * r.roofline_ms
                                    + cal["launch_us"] * 1e-3 * r.launches + cal["intercept_ms"]}) for r in rows]
     held = [r for r in rows if r.role != "calibration"]
+    own = profile.predicted.calibration
+    shipped = error_summary([r.measured_ms for r in held], [own.compute_scale * r.roofline_ms + own.launch_overhead_us
+                                                             * 1e-3 * r.launches + own.intercept_ms for r in held]) \
+        if own else None
     return RooflineCheck(profile.name, str(evidence), doc.get("card", "?"), table["execution_mode"], table["precision"],
                          int(table["latent_px"]), error_summary([r.measured_ms for r in rows], [r.predicted_ms for r in rows]),
-                         error_summary([r.measured_ms for r in held], [r.calibrated_ms for r in held]), cal, tuple(rows))
+                         error_summary([r.measured_ms for r in held], [r.calibrated_ms for r in held]), cal, tuple(rows),
+                         shipped=shipped)
 
 
 def plot(check: RooflineCheck) -> bytes:

@@ -51,3 +51,32 @@ def test_a_measured_profile_a_wrong_precision_or_a_missing_section_is_refused(tm
         check_against_evidence(EVIDENCE, fp16)
     with pytest.raises(ConfigError, match="no cost table section 'cost_table:eager' .*cost_table:cuda_graphs"):
         check_against_evidence(EVIDENCE, PREDICTED, section="cost_table:eager")
+
+
+def test_a_profile_calibration_is_applied_to_predictions_and_named():
+    import dataclasses
+
+    import torch
+
+    from bench import roofline
+    from bench.profile import RooflineCalibration, load_profile
+
+    constants = dataclasses.replace(load_profile(PREDICTED).predicted, calibration=None)
+    cal = RooflineCalibration(compute_scale=2.0, launch_overhead_us=10.0, intercept_ms=0.5, source="a card")
+
+    def predict(c):
+        model = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.SiLU(), torch.nn.Conv2d(32, 16, 1))
+        return roofline.estimate(model, (torch.randn(1, 16, 64, 64),), {}, c, "bf16")
+
+    raw, fitted = predict(constants), predict(dataclasses.replace(constants, calibration=cal))
+    body = raw.latency_ms - raw.launch_overhead_ms
+    assert fitted.latency_ms == pytest.approx(2.0 * body + raw.ops * 10e-3 + 0.5)
+    assert raw.calibration is None and fitted.calibration == "a card" and fitted.method.startswith("calibrated")
+
+
+def test_the_check_judges_the_datasheet_constants_and_the_profiles_own_calibration_apart():
+    check = check_against_evidence(EVIDENCE, PREDICTED, limit=14)
+    # raw: the datasheet roofline alone (launches x its 2 us; no fitted scale or intercept)
+    assert all(r.predicted_ms == pytest.approx(r.roofline_ms + r.launches * 2e-3) for r in check.rows)
+    assert check.shipped is not None and check.shipped["median_abs_err"] < check.raw["median_abs_err"] / 2
+    assert "the profile's own calibration" in check.describe()[-1]
