@@ -171,3 +171,33 @@ def test_the_page_lists_every_cell_of_the_latest_night_and_compare_shows_memory(
     nights, _ = load_history(history)
     lines = describe_comparison(nights[2], nights[3], compare_nights(nights[2], nights[3], nights))
     assert sum("peak memory 10.0 -> 12.5 MiB" in line for line in lines) == 3
+
+
+def test_a_peak_memory_step_above_every_earlier_night_is_flagged_and_small_wobbles_are_not(tmp_path):
+    from reports.nightly import EXIT_REGRESSION, describe_flag, detect_memory_regressions, exit_code
+
+    history = _history(tmp_path / "h")
+    files = sorted(history.glob("*.json"))
+    base = {"unet": 40.0, "espcn": 0.4, "toy": 3.0, REFERENCE: 0.5}
+    for i, f in enumerate(files):
+        doc = json.loads(f.read_text())
+        for row in doc["rows"]:
+            row["peak_mib"] = base[row["model"]] * (1 + 0.02 * (i % 2))      # a 2% wobble between nights
+            row["memory_method"] = "torch_cuda_allocated_growth_plus_weights"
+            if i == len(files) - 1:
+                row["peak_mib"] *= {"unet": 1.3, "espcn": 2.0, "toy": 1.05}.get(row["model"], 1.0)
+        f.write_text(json.dumps(doc))
+    nights, _ = load_history(history)
+    flags = detect_memory_regressions(nights)
+    # unet +30% (+12 MiB) is a step; espcn doubles but by 0.4 MiB; toy +5% is within the bar
+    assert [(f["model"], f["kind"]) for f in flags] == [("unet", "memory")]
+    assert describe_flag(flags[0]).startswith("cpu/unet: memory, peak memory 40.8 -> 53.0 MiB (+30.0%")
+    page_flags = render_nightly(history, tmp_path / "out")[1]
+    assert exit_code(nights[-1], page_flags) == EXIT_REGRESSION and "peak memory 40.8 -&gt; 53.0 MiB" in (
+        tmp_path / "out" / "index.html").read_text()
+    assert detect_memory_regressions(nights[:-1]) == []
+    # the same numbers read as CPU resident-set growth are recorded, never judged (they vary 2x between nights)
+    for n in nights:
+        for row in n["rows"]:
+            row["memory_method"] = "linux_vmhwm_growth_plus_weights"
+    assert detect_memory_regressions(nights) == []
