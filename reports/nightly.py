@@ -193,8 +193,8 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
             work[name] = t.workload
         # Quality before timing, on purpose: the quality pass's larger calls grow the process's heap once, so the
         # timed calls that follow run warm, as in a long-running deployed process. Timed first, the same model's
-        # median moved between identical nights (ratio to the reference 100 vs 79 on this VM) with the heap
-        # state. The memory column then reads the growth after that pass (CPU memory is not judged, below).
+        # median moved between identical nights with the heap's state (docs/status.md). The memory column then
+        # reads the growth after that pass (CPU memory is not judged, below).
         quality = {}
         if tracked:
             images = eval_images(run_dir, profile.resolution.scale)
@@ -394,7 +394,11 @@ def _run_report_link(run_dir: str | Path | None, out_dir: Path) -> str:
     if run_dir is None:
         return ""
     summary = Path(run_dir) / "summary.json"
-    report = json.loads(summary.read_text()).get("report") if summary.is_file() else None
+    try:
+        report = json.loads(summary.read_text()).get("report") if summary.is_file() else None
+    except (OSError, json.JSONDecodeError) as err:
+        log.warning("%s: unreadable (%s); the nightly page does not link the run's report", summary, err)
+        report = None
     if not report or not Path(report).is_file():
         return f"<p>Models tracked from {esc(run_dir)} (no report found there).</p>"
     rel = os.path.relpath(Path(report).resolve(), out_dir.resolve())
@@ -403,7 +407,7 @@ def _run_report_link(run_dir: str | Path | None, out_dir: Path) -> str:
 
 # Only the CUDA allocator's peak is judged: it counts the bytes one inference allocates, the same every night.
 # A CPU reading is resident-set growth, which depends on what the allocator kept from earlier work in the
-# process: identical nights on this 2-core VM read 9.7 and 19.4 MiB for the same model. It is recorded, not judged.
+# process, and moved by a factor of two between identical nights (docs/status.md). It is recorded, not judged.
 JUDGED_MEMORY_METHODS = ("torch_cuda_allocated_growth_plus_weights",)
 
 

@@ -60,8 +60,8 @@ def read_model_folder(path: str | Path, option: str, class_name: str) -> dict[st
     return cfg
 
 
-def load_autoencoder(path: str | Path, preset: TeacherPreset) -> AutoencoderKL:
-    """A 16-channel AutoencoderKL from a local folder, checked against the preset's crop size."""
+def check_autoencoder_folder(path: str | Path, preset: TeacherPreset) -> dict[str, Any]:
+    """The config of a 16-channel AutoencoderKL folder that fits the preset's crop size, or a refusal."""
     cfg = read_model_folder(path, "--vae", "AutoencoderKL")
     channels = cfg.get("latent_channels")
     if channels != LATENT_CHANNELS:
@@ -72,6 +72,12 @@ def load_autoencoder(path: str | Path, preset: TeacherPreset) -> AutoencoderKL:
     if preset.image_px % factor:
         raise ConfigError(f"--vae {path}: it downsamples {factor}x, which does not divide the {preset.name!r} preset's "
                           f"{preset.image_px} px crops; choose a preset whose crops are a multiple of {factor}")
+    return cfg
+
+
+def load_autoencoder(path: str | Path, preset: TeacherPreset) -> AutoencoderKL:
+    """A 16-channel AutoencoderKL from a local folder, checked against the preset's crop size."""
+    check_autoencoder_folder(path, preset)
     try:
         return AutoencoderKL.from_pretrained(path, use_safetensors=True).eval()
     except (OSError, ValueError, RuntimeError) as err:
@@ -127,10 +133,9 @@ def require_autoencoder_source(preset: TeacherPreset, vae: str | Path | None) ->
 def check_before_writing(preset: TeacherPreset, vae: str | Path | None, unet: str | Path | None,
                          unet_option: str) -> None:
     """Every check of the folders a teacher run was given, before it reads a photograph or writes a file."""
-    ae_config = read_model_folder(vae, "--vae", "AutoencoderKL") if vae is not None else \
+    # Configs only: the weights are read once, when the autoencoder is imported.
+    ae_config = check_autoencoder_folder(vae, preset) if vae is not None else \
         get_autoencoder_preset(preset.autoencoder).config
-    if vae is not None:
-        load_autoencoder(vae, preset)
     if unet is not None:
         check_unet_folder(unet, preset, preset.image_px // 2 ** (len(ae_config["block_out_channels"]) - 1), unet_option)
 
