@@ -46,7 +46,8 @@ from tocsr.core.space import TEACHER, ArchSpec, SearchSpace
 
 COST_TABLE_KIND = "tocsr.bench.cost_table"
 # 2: latencies paired with a reference workload, ratio-space correction, validation rounds.
-COST_TABLE_SCHEMA_VERSION = 2
+# 3: `measured` (False: built from a predicted device's roofline, bench.predicted); every version-2 table was measured.
+COST_TABLE_SCHEMA_VERSION = 3
 REFERENCE_WORKLOAD = "teacher UNet, one call at the profile's batch and latent size"
 
 # Slot groups of the correction models, simplest first (ties in leave-one-out error go to the simpler).
@@ -230,6 +231,12 @@ class CostTable:
     candidates: tuple[CandidateMeasurement, ...] = ()
     rounds: tuple[dict[str, Any], ...] = ()      # validation of every fit, first to last
     extra: dict[str, Any] = field(default_factory=dict)
+    measured: bool = True          # False: every figure is the roofline of a device that is not attached
+
+    @property
+    def how(self) -> str:
+        """"measured" or "predicted": the word every figure from this table is shown with."""
+        return "measured" if self.measured else "predicted"
 
     scope = "backbone"          # what it predicts: one backbone call (bench.pipeline adds the fixed parts)
 
@@ -309,6 +316,7 @@ class CostTable:
             "entries": [dataclasses.asdict(e) for e in self.entries.values()],
             "candidates": [c.to_dict() for c in self.candidates],
             "validation": self.validation_summary(), "rounds": list(self.rounds), "extra": self.extra,
+            "measured": self.measured,
         }
 
     @classmethod
@@ -320,7 +328,7 @@ class CostTable:
         return cls(**{k: d[k] for k in keys}, entries=entries, correction=Correction.from_dict(d["correction"]),
                    bar=ValidationBar(**d["bar"]),
                    candidates=tuple(CandidateMeasurement.from_dict(c) for c in d.get("candidates", [])),
-                   rounds=tuple(d.get("rounds", ())), extra=d.get("extra", {}))
+                   rounds=tuple(d.get("rounds", ())), extra=d.get("extra", {}), measured=bool(d["measured"]))
 
     def save(self, path: str | Path, environment: dict[str, Any]) -> Path:
         return write_artifact(path, COST_TABLE_KIND, COST_TABLE_SCHEMA_VERSION, self.to_dict(), environment=environment)
@@ -329,7 +337,8 @@ class CostTable:
     def load(cls, path: str | Path) -> CostTable:
         return cls.from_dict(read_artifact(
             path, COST_TABLE_KIND, COST_TABLE_SCHEMA_VERSION,
-            rebuild="measure it again with `tocsr costs`, or delete it and rerun `tocsr run`"))
+            rebuild="measure it again with `tocsr costs`, or delete it and rerun `tocsr run`",
+            migrations={2: lambda d: {**d, "measured": True}}))
 
 
 def summarize_errors(err: np.ndarray, bar: ValidationBar) -> dict[str, Any]:
@@ -475,4 +484,5 @@ def _table(profile, probe, space, entries, correction, calibration, holdout, tea
         fixed_macs=teacher_macs - sum(e.macs for e in slot_teacher),
         correction=correction, percentile_ratio=ratio, percentile=q,
         teacher_transient_mib=max(0.0, teacher.peak_memory_mib - teacher_params * probe.bytes_per_param / 2**20),
-        bytes_per_param=probe.bytes_per_param, bar=bar, candidates=tuple(calibration + holdout), rounds=tuple(rounds))
+        bytes_per_param=probe.bytes_per_param, bar=bar, candidates=tuple(calibration + holdout), rounds=tuple(rounds),
+        measured=profile.is_measured)

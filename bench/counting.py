@@ -13,7 +13,7 @@ Counting only needs shapes, so a model on the meta device is counted without com
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,9 +71,44 @@ def call_module(module: nn.Module, args: tuple, kwargs: Mapping[str, Any]) -> An
     return module(*args, **kwargs)
 
 
+def meta_call(module: nn.Module, args: tuple, kwargs: Mapping[str, Any], dtype: torch.dtype) -> Callable[[], Any]:
+    """`module(*args, **kwargs)` with meta tensors of the same shapes in place of the module's parameters,
+    buffers and inputs (floating ones in `dtype`), as a zero-argument call: it runs the model's operators
+    without computing or allocating, and leaves the module as it was. The stand-ins are made now, so a
+    counter wrapped around the call sees only the model's own operators."""
+
+    def to_meta(x):
+        if isinstance(x, torch.Tensor):
+            return torch.empty(x.shape, dtype=dtype if x.is_floating_point() else x.dtype, device="meta")
+        return x
+
+    # One name per tensor and tie_weights=False: a submodule registered under two names is one object, so
+    # swapping it under one name swaps it everywhere; with every alias named (or tie_weights=True)
+    # functional_call leaves the aliases on the stand-ins after the call.
+    state = {name: to_meta(t) for name, t in [*module.named_parameters(), *module.named_buffers()]}
+    margs, mkwargs = tuple(to_meta(a) for a in args), {k: to_meta(v) for k, v in kwargs.items()}
+
+    def call() -> Any:
+        # Some models keep plain tensor attributes and replace them in forward (spandrel's SPAN:
+        # `self.mean = self.mean.type_as(x)`); after a meta call they would hold meta tensors. Put back what
+        # was there and drop meta tensors forward created, so the module is as it was.
+        saved = [(m, k, v) for m in module.modules() for k, v in vars(m).items() if isinstance(v, torch.Tensor)]
+        try:
+            return torch.func.functional_call(module, state, margs, mkwargs, tie_weights=False)
+        finally:
+            for m in module.modules():
+                for k in [k for k, v in vars(m).items() if isinstance(v, torch.Tensor) and v.is_meta]:
+                    del m.__dict__[k]
+            for m, k, v in saved:
+                m.__dict__[k] = v
+
+    return call
+
+
 def count_macs(module: nn.Module, args: tuple = (), kwargs: Mapping[str, Any] | None = None,
-               thop_check: bool = False) -> MacCount:
-    """Count MACs of `module(*args, **kwargs)` on whatever device the module and inputs are on.
+               thop_check: bool = False, meta_dtype: torch.dtype | None = None) -> MacCount:
+    """Count MACs of `module(*args, **kwargs)` on whatever device the module and inputs are on, or, with
+    `meta_dtype`, on meta stand-ins in that dtype (no computation; the module is not touched).
 
     Example:
         >>> conv = nn.Conv2d(8, 16, 3, padding=1)
@@ -82,8 +117,13 @@ def count_macs(module: nn.Module, args: tuple = (), kwargs: Mapping[str, Any] | 
     """
     kwargs = dict(kwargs or {})
     mode = fc.FlopCounterMode(display=False, depth=None, custom_mapping=_extra_rules())
-    with torch.no_grad(), mode:
-        call_module(module, args, kwargs)
+    if meta_dtype is not None:
+        call = meta_call(module, args, kwargs, meta_dtype)
+        with torch.no_grad(), mode:
+            call()
+    else:
+        with torch.no_grad(), mode:
+            call_module(module, args, kwargs)
     counts = mode.get_flop_counts()
     per_op = {str(op).split(".")[-1] if "." in str(op) else str(op): int(v) // 2
               for op, v in counts.get("Global", {}).items()}

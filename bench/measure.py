@@ -22,6 +22,7 @@ from bench import roofline
 from bench.counting import MacCount, count_macs, count_params
 from bench.memory import MemoryStats, measure_cpu_peak, measure_cuda_peak, weights_mib
 from bench.nvml import GpuTelemetry, Nvml
+from bench.predicted import predicted_device_name, predicted_pair
 from bench.profile import DeviceProfile
 from bench.rapl import Rapl
 from bench.stats import LatencyStats, PairedLatency
@@ -116,7 +117,8 @@ def resolve_device(profile: DeviceProfile) -> torch.device:
             raise DeviceUnavailableError(
                 f"profile {profile.name!r} measures a CUDA device, but this machine has none "
                 f"(torch {torch.__version__}, torch.cuda.is_available() is False); use a cpu profile, "
-                "or a predicted one for a device that is not attached")
+                "or a predicted one for a device that is not attached (`tocsr run` predicts a CUDA profile "
+                "that has a 'predicted:' section, labelled predicted)")
         if profile.device.index >= torch.cuda.device_count():
             raise DeviceUnavailableError(f"profile {profile.name!r}: device.index = {profile.device.index} but only "
                                          f"{torch.cuda.device_count()} CUDA device(s) are visible")
@@ -192,14 +194,26 @@ def _threads(n: int | None):
         torch.set_num_threads(old)
 
 
-def _predict(workload: Workload, profile: DeviceProfile, base: dict[str, Any]) -> Measurement:
+def _predict(workload: Workload, profile: DeviceProfile, base: dict[str, Any], reference: Workload | None
+             ) -> Measurement:
+    """The roofline in place of a measurement; with `reference`, also in its paired form (what selection
+    judges), in units of the reference's roofline."""
     assert profile.predicted is not None
     counts = count_params(workload.module)
-    est = roofline.estimate(workload.module, workload.args, workload.kwargs, profile.predicted, profile.precision)
-    macs = count_macs(workload.module, tuple(cast(a, torch.device("meta"), DTYPES[profile.precision]) for a in workload.args),
-                      cast(workload.kwargs, torch.device("meta"), DTYPES[profile.precision]))
+    try:
+        est = roofline.estimate(workload.module, workload.args, workload.kwargs, profile.predicted, profile.precision)
+    except (NotImplementedError, RuntimeError) as err:
+        # The roofline sees torch operators only: a model that leaves torch (PIL, numpy) has no estimate.
+        return Measurement(**base, status="error", params=counts["params"], buffers=counts["buffers"],
+                           energy_note="not measured: predicted device",
+                           error=f"no roofline estimate: the model runs work torch does not see ({err})")
+    paired = None
+    if reference is not None:
+        paired = predicted_pair(est, roofline.estimate(reference.module, reference.args, reference.kwargs,
+                                                       profile.predicted, profile.precision))
+    macs = count_macs(workload.module, workload.args, workload.kwargs, meta_dtype=DTYPES[profile.precision])
     return Measurement(**base, status="predicted", params=counts["params"], buffers=counts["buffers"], macs=macs,
-                       prediction=est, energy_note="not measured: predicted device",
+                       prediction=est, paired=paired, energy_note="not measured: predicted device",
                        notes=("latency and memory are a roofline estimate from the profile's device constants"
                               + (f", calibrated against {est.calibration}" if est.calibration else ""),))
 
@@ -217,7 +231,7 @@ def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: boo
             "precision": profile.precision, "execution_mode": profile.execution_mode, "batch": profile.batch,
             "device_name": profile.device.name or profile.device.kind}
     if not profile.is_measured:
-        m = _predict(workload, profile, base)
+        m = _predict(workload, profile, {**base, "device_name": predicted_device_name(profile)}, reference)
         return _with_wall(m, t_start)
 
     device = resolve_device(profile)

@@ -167,6 +167,14 @@ class PipelineCostModel:
     def correction(self):
         return self.table.correction
 
+    @property
+    def measured(self) -> bool:
+        return self.table.measured
+
+    @property
+    def how(self) -> str:
+        return self.table.how
+
     # --- predictions
     def backbone_ratio(self, spec: ArchSpec) -> float:
         return self.table.predict_ratio(spec)
@@ -286,8 +294,11 @@ def describe_pipeline(model: PipelineCostModel, spec: ArchSpec, measured_ms: flo
     backbone = model.table.predict_latency_ms(spec)
     total = sum(fixed.values()) + backbone
     parts = ", ".join(f"{k} {v:.2f} ms" for k, v in fixed.items())
-    head = f"measured p{model.pipeline.percentile:g} {measured_ms:.2f} ms; " if measured_ms is not None else ""
-    return (f"{head}predicted median {total:.2f} ms = {parts}, backbone {backbone:.2f} ms "
+    # On a predicted device the "re-measured" figure is the roofline of the whole pipeline, and the split
+    # is the table's roofline: both are predictions, and the line says so.
+    head = (f"{model.how} p{model.pipeline.percentile:g} {measured_ms:.2f} ms; " if measured_ms is not None else "")
+    source = "cost model" if model.measured else "roofline cost model"
+    return (f"{head}{source} median {total:.2f} ms = {parts}, backbone {backbone:.2f} ms "
             f"({100 * backbone / total:.0f}% of the call)")
 
 

@@ -31,7 +31,9 @@ from bench.measure import (
     resolve_device,
 )
 from bench.memory import measure_cpu_peak, measure_cuda_peak, weights_mib
+from bench.predicted import RooflineClock, predicted_device_name
 from bench.profile import DeviceProfile
+from bench.timing import Clock
 from bench.workloads import Workload
 from tocsr.core.assembly import ModuleSwapper, build_unet, load_surrogate_weights
 from tocsr.core.models.unet import unet_example_inputs
@@ -73,20 +75,31 @@ def capture_slot_inputs(unet: nn.Module, space: SearchSpace, args: tuple, kwargs
     return captured
 
 
+def _placement(profile: DeviceProfile) -> tuple[torch.device, torch.dtype, str]:
+    """(device, dtype, device name) the probes hold their modules on. A predicted device holds them on the
+    CPU in fp32: only their shapes matter, and the roofline is estimated at the profile's precision."""
+    if not profile.is_measured:
+        return torch.device("cpu"), torch.float32, predicted_device_name(profile)
+    device = resolve_device(profile)
+    return device, DTYPES[profile.precision], device_name(device)
+
+
+def _bytes_per_param(profile: DeviceProfile) -> int:
+    return torch.tensor([], dtype=DTYPES[profile.precision]).element_size()
+
+
 class TorchProbe:
     """A cost probe on the profile's device. `unet` is the teacher (any weights: cost does not depend
     on their values), `args/kwargs` one inference at the profile's size, `bank` the surrogate modules
     (tocsr.core.assembly.build_module_bank or a fresh tocsr.core.distill.bank.new_bank)."""
 
-    clock = None        # perf_counter_ns on a CPU, CUDA events on a GPU (bench.timing)
+    clock: Clock | None = None        # perf_counter_ns on a CPU, CUDA events on a GPU (bench.timing)
 
     def __init__(self, space: SearchSpace, unet: nn.Module, args: tuple, kwargs: dict, profile: DeviceProfile,
                  bank: Mapping[tuple[str, str], nn.Module]):
-        self.device = resolve_device(profile)
-        dtype = DTYPES[profile.precision]
+        self.device, dtype, self.device_name = _placement(profile)
         self.mode = profile.execution_mode
-        self.device_name = device_name(self.device)
-        self.bytes_per_param = torch.tensor([], dtype=dtype).element_size()
+        self.bytes_per_param = _bytes_per_param(profile)
         unet = nn.Module.to(unet, device=self.device, dtype=dtype).eval()
         for m in bank.values():
             nn.Module.to(m, device=self.device, dtype=dtype).eval()
@@ -95,14 +108,17 @@ class TorchProbe:
         self.swapper.restore()
         self.teacher = copy.deepcopy(unet)
         self.slot_inputs = capture_slot_inputs(unet, space, self.args, self.kwargs)
-        self._reference = prepare_callable(self.teacher, self.args, self.kwargs, self.mode)
+        self._reference = self._call(self.teacher, self.args, self.kwargs)
+
+    def _call(self, module: nn.Module, args: tuple, kwargs: dict) -> Callable[[], object]:
+        return prepare_callable(module, args, kwargs, self.mode)
 
     def reference(self) -> Callable[[], object]:
         return self._reference
 
     def block(self, slot: str, choice: str) -> Callable[[], object]:
         a, k = self.slot_inputs[slot]
-        return prepare_callable(self.swapper.module_for(slot, choice), a, k, self.mode)
+        return self._call(self.swapper.module_for(slot, choice), a, k)
 
     def block_counts(self, slot: str, choice: str) -> tuple[int, int]:
         a, k = self.slot_inputs[slot]
@@ -113,7 +129,7 @@ class TorchProbe:
         return count_params(self.teacher)["params"], count_macs(self.teacher, self.args, self.kwargs).total_macs
 
     def candidate(self, spec: ArchSpec) -> Callable[[], object]:
-        return prepare_callable(self.swapper.apply(spec), self.args, self.kwargs, self.mode)
+        return self._call(self.swapper.apply(spec), self.args, self.kwargs)
 
     def candidate_memory_mib(self, spec: ArchSpec) -> float:
         # Memory from an eager call, as in bench.measure.measure_workload.
@@ -126,6 +142,30 @@ class TorchProbe:
 
     def candidate_params(self, spec: ArchSpec) -> int:
         return count_params(self.swapper.apply(spec))["params"]
+
+
+class RooflineProbe(TorchProbe):
+    """`TorchProbe` of a predicted device: every call is its roofline on the profile's device, on a virtual
+    clock (bench.predicted), so `bench.costtable.measure_cost_table` builds and validates a predicted table
+    with the code that measures real ones. Memory is the roofline's lower bound (weights + largest op)."""
+
+    def __init__(self, space: SearchSpace, unet: nn.Module, args: tuple, kwargs: dict, profile: DeviceProfile,
+                 bank: Mapping[tuple[str, str], nn.Module]):
+        self.clock = RooflineClock(profile)
+        super().__init__(space, unet, args, kwargs, profile, bank)
+
+    def _call(self, module: nn.Module, args: tuple, kwargs: dict) -> Callable[[], object]:
+        return self.clock.call(module, args, kwargs)
+
+    def candidate_memory_mib(self, spec: ArchSpec) -> float:
+        return self.clock.estimate(self.swapper.apply(spec), self.args, self.kwargs).memory_lower_bound_mib
+
+
+def cost_probe(space: SearchSpace, unet: nn.Module, args: tuple, kwargs: dict, profile: DeviceProfile,
+               bank: Mapping[tuple[str, str], nn.Module]) -> TorchProbe:
+    """The cost probe of the profile's device: measured, or the roofline of a predicted one."""
+    cls = TorchProbe if profile.is_measured else RooflineProbe
+    return cls(space, unet, args, kwargs, profile, bank)
 
 
 class DeployedCandidateMeter:
@@ -184,16 +224,14 @@ class TorchPipelineProbe:
     its fixed parts (bicubic + encoder, decoder) and whole pipelines with a candidate backbone, each paired
     with the same reference as the cost table (the teacher UNet at the latent size)."""
 
-    clock = None
+    clock: Clock | None = None
 
     def __init__(self, teacher, space: SearchSpace, bank: Mapping, profile: DeviceProfile):
         from tocsr.core.sr.onestep import LatentDecoder, LatentEncoder
 
-        self.device = resolve_device(profile)
-        self.dtype = DTYPES[profile.precision]
+        self.device, self.dtype, self.device_name = _placement(profile)
         self.mode = profile.execution_mode
-        self.device_name = device_name(self.device)
-        self.bytes_per_param = torch.tensor([], dtype=self.dtype).element_size()
+        self.bytes_per_param = _bytes_per_param(profile)
         self.space, self.profile = space, profile
         scale = profile.resolution.scale
         self.build = pipeline_builder(teacher, space, bank, scale)
@@ -204,9 +242,11 @@ class TorchPipelineProbe:
             self.z = (self.encoder(*self.lr),)
         args, kwargs = teacher_inputs(teacher, profile)
         unet = nn.Module.to(copy.deepcopy(teacher.unet), self.device, self.dtype).eval()
-        self._reference = prepare_callable(unet, cast(args, self.device, self.dtype),
-                                           cast(kwargs, self.device, self.dtype), self.mode)
+        self._reference = self._call(unet, cast(args, self.device, self.dtype), cast(kwargs, self.device, self.dtype))
         self._built: tuple[str, nn.Module] | None = None
+
+    def _call(self, module: nn.Module, args: tuple, kwargs: dict) -> Callable[[], object]:
+        return prepare_callable(module, args, kwargs, self.mode)
 
     def reference(self) -> Callable[[], object]:
         return self._reference
@@ -214,8 +254,8 @@ class TorchPipelineProbe:
     def parts(self) -> dict[str, tuple[Callable[[], object], int]]:
         ae_params = count_params(self.encoder.autoencoder.encoder)["params"]
         dec_params = count_params(self.decoder.autoencoder.decoder)["params"]
-        return {"bicubic + encoder": (prepare_callable(self.encoder, self.lr, {}, self.mode), ae_params),
-                "decoder": (prepare_callable(self.decoder, self.z, {}, self.mode), dec_params)}
+        return {"bicubic + encoder": (self._call(self.encoder, self.lr, {}), ae_params),
+                "decoder": (self._call(self.decoder, self.z, {}), dec_params)}
 
     def _model(self, spec: ArchSpec) -> nn.Module:
         if self._built is None or self._built[0] != spec.key:
@@ -224,7 +264,7 @@ class TorchPipelineProbe:
         return self._built[1]
 
     def candidate(self, spec: ArchSpec) -> Callable[[], object]:
-        return prepare_callable(self._model(spec), self.lr, {}, self.mode)
+        return self._call(self._model(spec), self.lr, {})
 
     def candidate_memory_mib(self, spec: ArchSpec) -> float:
         model = self._model(spec)
@@ -236,6 +276,26 @@ class TorchPipelineProbe:
 
     def candidate_params(self, spec: ArchSpec) -> int:
         return count_params(self._model(spec).student.backbone)["params"]
+
+
+class RooflinePipelineProbe(TorchPipelineProbe):
+    """`TorchPipelineProbe` of a predicted device (see `RooflineProbe`)."""
+
+    def __init__(self, teacher, space: SearchSpace, bank: Mapping, profile: DeviceProfile):
+        self.clock = RooflineClock(profile)
+        super().__init__(teacher, space, bank, profile)
+
+    def _call(self, module: nn.Module, args: tuple, kwargs: dict) -> Callable[[], object]:
+        return self.clock.call(module, args, kwargs)
+
+    def candidate_memory_mib(self, spec: ArchSpec) -> float:
+        return self.clock.estimate(self._model(spec), self.lr, {}).memory_lower_bound_mib
+
+
+def pipeline_probe(teacher, space: SearchSpace, bank: Mapping, profile: DeviceProfile) -> TorchPipelineProbe:
+    """The pipeline probe of the profile's device: measured, or the roofline of a predicted one."""
+    cls = TorchPipelineProbe if profile.is_measured else RooflinePipelineProbe
+    return cls(teacher, space, bank, profile)
 
 
 class DeployedPipelineMeter:

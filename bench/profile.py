@@ -198,13 +198,16 @@ class DeviceProfile:
         if self.schema_version != PROFILE_SCHEMA_VERSION:
             raise ValueError(f"schema_version = {self.schema_version}: this suite reads profile schema "
                              f"version {PROFILE_SCHEMA_VERSION}")
-        if (self.device.kind == "predicted") != (self.predicted is not None):
-            raise ValueError("device.kind 'predicted' needs a 'predicted:' section with device constants, "
-                             "and only predicted devices may have one")
+        if self.device.kind == "predicted" and self.predicted is None:
+            raise ValueError("device.kind 'predicted' needs a 'predicted:' section with device constants")
+        if self.device.kind == "cpu" and self.predicted is not None:
+            raise ValueError("a cpu profile measures this machine's CPU and may not have a 'predicted:' section; "
+                             "describe another CPU as device.kind 'predicted'")
         if self.predicted is not None and self.precision not in self.predicted.peak_tflops:
             raise ValueError(f"predicted.peak_tflops has no entry for precision {self.precision!r}")
-        if self.execution_mode == "cuda_graphs" and self.device.kind != "cuda":
-            raise ValueError(f"execution_mode = 'cuda_graphs' needs device.kind 'cuda', not {self.device.kind!r}")
+        if self.execution_mode == "cuda_graphs" and self.device.kind == "cpu":
+            raise ValueError("execution_mode = 'cuda_graphs' needs device.kind 'cuda' (or 'predicted', whose constants "
+                             "then assume graph replay), not 'cpu'")
 
     @property
     def is_measured(self) -> bool:
@@ -222,6 +225,22 @@ class DeviceProfile:
         if self.device.kind == "cuda":
             return f"cuda:{self.device.index}"
         return "cpu" if self.device.kind == "cpu" else "meta"
+
+
+def predicted_stand_in(profile: DeviceProfile) -> DeviceProfile:
+    """A CUDA profile whose card is not attached, as a predicted device: the same budgets, precision, size
+    and mode, costed by the roofline of its `predicted:` constants (bench.predicted) and labelled predicted."""
+    if profile.device.kind != "cuda":
+        raise ValueError(f"profile {profile.name!r} has device.kind {profile.device.kind!r}: only a CUDA profile has a "
+                         "predicted stand-in")
+    if profile.predicted is None:
+        raise ConfigError(f"profile {profile.name!r} measures a CUDA device and this machine has none; add a "
+                          "'predicted:' section (peak_tflops, memory_bandwidth_gbps, launch_overhead_us from the "
+                          "card's datasheet) to predict it here, or run on a machine with the card")
+    device = {**profile.to_dict()["device"], "kind": "predicted"}
+    note = (f"{profile.description} Predicted here: the card was not attached, so its costs are the roofline of "
+            "the 'predicted:' constants.").strip()
+    return replace(profile, device=device, description=note)
 
 
 def resolve_profile_path(ref: str | Path) -> Path:
@@ -277,5 +296,5 @@ def replace(profile: DeviceProfile, **changes) -> DeviceProfile:
 __all__ = [
     "BudgetScope", "Budgets", "DeviceProfile", "DeviceSpec", "PredictedConstants", "Resolution", "RooflineCalibration",
     "TimingPolicy",
-    "load_profile", "migrate", "parse_profile", "replace", "resolve_profile_path",
+    "load_profile", "migrate", "parse_profile", "predicted_stand_in", "replace", "resolve_profile_path",
 ]

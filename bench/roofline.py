@@ -16,6 +16,7 @@ from torch.utils import flop_counter as fc
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from bench.counting import meta_call
 from bench.profile import PredictedConstants
 
 _NO_KERNEL = {"detach", "alias", "lift_fresh", "empty", "empty_like", "empty_strided", "_to_copy_meta"}
@@ -69,24 +70,17 @@ def estimate(module: torch.nn.Module, args: tuple, kwargs: dict, constants: Pred
              precision: str) -> RooflineEstimate:
     """Roofline latency of `module(*args, **kwargs)` on the described device.
 
-    The module is moved to the meta device in place (its weights are not needed, and copying a
-    paper-scale model just to estimate it would cost gigabytes); inputs may be on any device.
+    The call runs with meta stand-ins for the module's parameters and buffers (`torch.func.functional_call`):
+    nothing is computed or copied, so a paper-scale model costs no memory, and the module is left as it was.
+    Inputs may be on any device.
     """
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    # In place and outside the recorder: the module is consumed (left on meta), and the cast is not work.
-    meta_module = torch.nn.Module.to(module, device="meta", dtype=dtype)
 
-    def to_meta(x):
-        if isinstance(x, torch.Tensor):
-            return torch.empty(x.shape, dtype=dtype if x.is_floating_point() else x.dtype, device="meta")
-        return x
-
-    margs = tuple(to_meta(a) for a in args)
-    mkwargs = {k: to_meta(v) for k, v in kwargs.items()}
+    call = meta_call(module, args, kwargs, dtype)
     element_bytes = BYTES_PER_ELEMENT[precision]
     recorder = _OpRecorder(element_bytes)
     with torch.no_grad(), recorder:
-        meta_module(*margs, **mkwargs)
+        call()
     peak = constants.peak_tflops[precision] * 1e12
     bandwidth = constants.memory_bandwidth_gbps * 1e9
     compute = sum(f for f, _ in recorder.records) / peak
@@ -96,7 +90,7 @@ def estimate(module: torch.nn.Module, args: tuple, kwargs: dict, constants: Pred
     per_launch_us = cal.launch_overhead_us if cal else constants.launch_overhead_us
     launch = len(recorder.records) * per_launch_us * 1e-6
     body_ms = total * 1e3 * (cal.compute_scale if cal else 1.0) + (cal.intercept_ms if cal else 0.0)
-    weight_bytes = sum(p.numel() for p in meta_module.parameters()) * element_bytes
+    weight_bytes = sum(p.numel() for p in module.parameters()) * element_bytes
     return RooflineEstimate(
         latency_ms=body_ms + launch * 1e3, compute_bound_ms=compute * 1e3, memory_bound_ms=memory * 1e3,
         launch_overhead_ms=launch * 1e3, ops=len(recorder.records),

@@ -140,7 +140,8 @@ def measure_paired(target: Callable[[], object], reference: Callable[[], object]
             ref += ref_r
             rel += [t / yardstick for t in tgt_r]
         steal, _ = cpu_steal_fraction_since(snap)
-        timer = "cuda_event" if device.type == "cuda" else "perf_counter"
+        # A clock may name itself (bench.predicted.RooflineClock: "roofline"): samples say what produced them.
+        timer = "cuda_event" if device.type == "cuda" else getattr(clock, "timer", "perf_counter")
         paired = PairedLatency(LatencyStats.from_samples(tgt, timer, warm), LatencyStats.from_samples(ref, timer, 0),
                                tuple(rel), rounds)
         attempts.append({"ratio": paired.ratio, "relative_cv": paired.relative_cv, "target_median_ms":

@@ -44,37 +44,47 @@ def read_rows(folder: str | Path) -> tuple[list[ReportRow], dict[str, Any]]:
 
 
 def _selection(run: Path) -> tuple[str, list[tuple[str, bytes | None]]]:
-    rows, images, lines = [], [], []
+    rows, images, lines, predicted = [], [], [], []
     for folder in sorted(p.parent for p in run.glob(f"search-*/{SearchResult.FILE_NAME}")):
         try:
             r = SearchResult.load(folder)
         except ArtifactError:
             continue
         c, tl = r.chosen, r.chosen.teacher_latency_ms
+        if c.how == "predicted":
+            predicted.append(r.profile_name)
         what = "one-step SR call" if r.scope == "pipeline" else "backbone call"
         share = f"{100 * r.pipeline['backbone_share_predicted']:.0f}%" if r.pipeline else "100%"
-        cells = [r.profile_name, c.key, f"{c.fidelity:.4g} ({r.proxy})", what, f"{c.measured_latency_ms:.2f}", f"{tl:.2f}",
-                 share,
+        mark = "" if c.how == "measured" else " predicted"
+        cells = [r.profile_name, c.key, f"{c.fidelity:.4g} ({r.proxy})", what, f"{c.measured_latency_ms:.2f}{mark}",
+                 f"{tl:.2f}{mark}", share,
                  f"{1 / c.latency_vs_teacher:.2f}x", f"{c.params_m:.3f}", f"{r.teacher_params_m / c.params_m:.1f}x",
                  f"{r.teacher_gmacs / c.gmacs:.1f}x" if c.gmacs and r.teacher_gmacs else "-",
                  "-" if r.latency_budget_ms is None else f"{r.latency_budget_ms:.2f}",
-                 f"{100 * r.cost_table_validation.get('within_10pct', 0):.0f}%", str(r.evaluations)]
+                 f"{100 * r.cost_table_validation.get('within_10pct', 0):.0f}%"
+                 + ("" if c.how == "measured" else " of whole-model rooflines"), str(r.evaluations)]
         rows.append("<tr>" + "".join(f"<td>{esc(x)}</td>" for x in cells) + "</tr>")
         if r.pipeline:
             v = r.pipeline["validation"]
-            lines.append(f"{r.profile_name}, whole one-step SR call: {r.pipeline['line']}; the pipeline cost model "
+            lines.append(f"{r.profile_name} ({c.how}), whole one-step SR call: {r.pipeline['line']}; the pipeline cost model "
                          f"(fixed parts + backbone table) within ±10% on {100 * (v.get('within_10pct') or 0):.0f}% of "
                          f"{v.get('n', 0)} held-out pipelines")
         png = folder / r.convergence_png
         images.append((f"search convergence: {r.profile_name} ({r.method})", png.read_bytes() if png.is_file() else None))
-    head = ["device", "chosen architecture", "fidelity error (proxy)", "latency of", "measured p90 ms",
+    head = ["device", "chosen architecture", "fidelity error (proxy)", "latency of", "p90 ms, measured unless marked",
             "teacher(-shaped) p90 ms", "backbone's share (predicted)", "speed-up",
             "params M", "fewer params", "fewer GMACs", "latency budget ms", "cost table: held-out within ±10%",
             "evaluations"]
     table = ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>") \
         if rows else "<p>No search results in this run.</p>"
     if lines:
-        table += "<p>Measured on the device: " + "<br>".join(esc(x) for x in lines) + "</p>"
+        table += "<p>On each device: " + "<br>".join(esc(x) for x in lines) + "</p>"
+    if predicted:
+        table += ("<p><b>Predicted, not measured</b>: " + ", ".join(esc(x) for x in predicted) + " are devices that were "
+                  "not attached; their latencies and memory are the roofline estimate from the profile's device "
+                  "constants (bench.roofline), the choice was checked against that estimate, and its cost table was "
+                  "judged against the roofline of whole models. `python -m bench.roofline_check` says how far the "
+                  "roofline is from a measured card.</p>")
     return table, images
 
 

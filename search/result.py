@@ -48,6 +48,11 @@ class ChosenModel:
     def latency_vs_teacher(self) -> float:
         return self.measured_latency_ms / self.teacher_latency_ms
 
+    @property
+    def how(self) -> str:
+        """"predicted" on a device that is not attached (the `measured_*` figures are its roofline), else "measured"."""
+        return "predicted" if self.status == "predicted" else "measured"
+
     def to_dict(self) -> dict[str, Any]:
         return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, "spec": self.spec.to_dict(),
                 "key": self.key, "latency_vs_teacher": self.latency_vs_teacher}

@@ -181,6 +181,46 @@ def test_a_rerun_skips_every_stage(job):
     assert summary["stages_ran"] == [] and len(summary["stages_skipped"]) == len(STAGES)
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the H100 profile is measured where a GPU is")
+def test_a_cuda_profile_without_its_card_joins_the_run_as_a_labelled_prediction(job, tmp_path):
+    """Issue 25 at the smoke preset: `-p cpu-2core -p h100-bf16` on a machine with no GPU. The measured device's
+    stages are reused, the H100 is costed by the roofline of its profile's constants, and every figure of it
+    says predicted: summary, search result, cost table, report, eval rows."""
+    from bench.costtable import CostTable
+    from bench.profile import load_profile
+
+    root, run, _, _ = job
+    shutil.copytree(run, tmp_path / "runs" / "smoke")
+    shutil.copy(root / "span-x4.safetensors", tmp_path)
+    h100 = REPO / "hw_profiles" / "h100-bf16.yaml"
+    r = tocsr("run", "-p", str(PROFILE), "-p", str(h100), "--preset", "smoke", "--out", "runs/smoke",
+              "--report-dir", "report", "--baseline", "span-x4=span-x4.safetensors", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "runs" / "smoke"
+    summary = json.loads((out / "summary.json").read_text())
+    for stage in ("teacher", "surrogates", "search-cpu-2core"):
+        assert stage in summary["stages_skipped"]
+    assert {s.split("-")[0] for s in summary["stages_ran"]} >= {"costs", "search", "sr", "eval"}
+    cpu, gpu = summary["devices"]["cpu-2core"], summary["devices"]["h100-bf16"]
+    assert cpu["latency_how"] == "measured" and gpu["latency_how"] == "predicted"
+    assert gpu["measured_p90_ms"] <= gpu["latency_budget_ms"]
+    assert "h100-bf16: PREDICTED, not measured" in r.stdout and "no CUDA device on this machine" in r.stderr
+    assert load_profile(out / "profiles" / "h100-bf16.yaml").device.kind == "predicted"
+    result = SearchResult.load(out / "search-h100-bf16")
+    assert result.chosen.how == "predicted" and result.teacher_measured["device_name"] == "H100 (predicted)"
+    table = CostTable.load(out / "search-h100-bf16" / result.cost_table)
+    assert table.measured is False and table.how == "predicted" and table.device_name == "H100 (predicted)"
+    assert all(c.latency.target.timer == "roofline" for c in table.candidates)
+    rows = json.loads((out / "eval" / "rows.json").read_text())["rows"]
+    gpu_rows = [x for x in rows if x["device_profile"] == "h100-bf16"]
+    assert gpu_rows and all(x["measurement_status"] in ("predicted", "error") for x in gpu_rows)
+    assert {x["measurement_status"] for x in rows if x["device_profile"] == "cpu-2core"} <= {"ok", "unstable"}
+    lanczos = next(x for x in gpu_rows if x["method"] == "lanczos")      # PIL's resampling: torch cannot see it
+    assert lanczos["measurement_status"] == "error" and "no roofline estimate" in lanczos["provenance"]["error"]
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "Predicted, not measured" in html and f"{gpu['measured_p90_ms']:.2f} predicted" in html
+
+
 def _sr_model(run: Path) -> Path:
     (folder,) = [p for p in (run / "sr").iterdir() if (p / SRModelInfo.FILE_NAME).is_file()]
     return folder

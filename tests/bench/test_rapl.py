@@ -68,7 +68,7 @@ def test_a_cpu_measurement_records_energy_per_call_from_rapl(tmp_path, monkeypat
 
 
 def test_an_energy_budget_where_nothing_measures_energy_is_refused_before_anything_runs(tmp_path, monkeypatch):
-    from tocsr.app.stages import _measured_profile
+    from tocsr.app.stages import _usable_profile
     from tocsr.core.errors import TocsrError
 
     monkeypatch.setattr(bench.rapl, "POWERCAP", tmp_path / "absent")
@@ -76,7 +76,7 @@ def test_an_energy_budget_where_nothing_measures_energy_is_refused_before_anythi
     path = tmp_path / "p.yaml"
     path.write_text(CPU_PROFILE_YAML.replace("peak_memory_mib: 1024", "peak_memory_mib: 1024, energy_mj: 50"))
     with pytest.raises(TocsrError, match=r"budgets.energy_mj = 50 .*cannot measure energy \(RAPL: no "):
-        _measured_profile(path)
+        _usable_profile(path)
     _zone(tmp_path / "powercap", "intel-rapl:0", 0)
     monkeypatch.setattr(bench.rapl, "POWERCAP", tmp_path / "powercap")
-    assert _measured_profile(path).budgets.energy_mj == 50
+    assert _usable_profile(path).budgets.energy_mj == 50

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -207,8 +208,7 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     loaded = [load_profile(p) for p in profiles]
     if len({p.name for p in loaded}) != len(loaded):
         raise ConfigError("the same profile is named twice")
-    if rp.timing_override:
-        profiles, loaded = _override_timing(loaded, rp, out)
+    profiles, loaded = _prepare_profiles(profiles, loaded, rp, out)
     # Off a terminal rich assumes 80 columns; the summary table needs more to stay readable in logs.
     import sys
 
@@ -308,21 +308,36 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     return summary
 
 
-def _override_timing(loaded: list[DeviceProfile], rp: RunPreset, out: Path) -> tuple[list[str], list[DeviceProfile]]:
-    """The profiles with the preset's timing keys, written to <out>/profiles/<name>.yaml and used from there."""
+def _prepare_profiles(refs: list[str], loaded: list[DeviceProfile], rp: RunPreset, out: Path
+                      ) -> tuple[list[str], list[DeviceProfile]]:
+    """The profiles as the stages use them. A CUDA profile whose card is not attached becomes its predicted
+    stand-in (bench.profile.predicted_stand_in: one line says so, every figure is labelled predicted; without
+    a 'predicted:' section it is refused here, before any training); the preset's timing keys are applied.
+    A profile that changed is written to <out>/profiles/<name>.yaml and used from there, on record."""
+    import torch
     import yaml
 
-    from bench.profile import replace
+    from bench.profile import predicted_stand_in, replace
 
-    refs, changed = [], []
-    for profile in loaded:
-        p = replace(profile, timing={**profile.to_dict()["timing"], **(rp.timing_override or {})})
-        path = out / "profiles" / f"{p.name}.yaml"
-        atomic_write_text(path, f"# {p.name} with the timing of the {rp.name!r} preset (tocsr.app.mainjob.RUN_PRESETS)\n"
-                          + yaml.safe_dump(p.to_dict(), sort_keys=False))
-        refs.append(str(path))
-        changed.append(p)
-    return refs, changed
+    out_refs, out_loaded = [], []
+    for ref, profile in zip(refs, loaded, strict=True):
+        p, why = profile, []
+        if p.device.kind == "cuda" and not torch.cuda.is_available():
+            p = predicted_stand_in(p)
+            why.append("its CUDA device is not attached here, so it is predicted from its 'predicted:' constants")
+            logging.getLogger(__name__).warning("%s: no CUDA device on this machine; its costs are PREDICTED by the "
+                                                "roofline of the profile's 'predicted:' constants", p.name)
+        if rp.timing_override:
+            p = replace(p, timing={**p.to_dict()["timing"], **rp.timing_override})
+            why.append(f"with the timing of the {rp.name!r} preset (tocsr.app.mainjob.RUN_PRESETS)")
+        if p is profile:
+            out_refs.append(str(ref))
+        else:
+            path = out / "profiles" / f"{p.name}.yaml"
+            atomic_write_text(path, f"# {p.name}: {'; '.join(why)}\n" + yaml.safe_dump(p.to_dict(), sort_keys=False))
+            out_refs.append(str(path))
+        out_loaded.append(p)
+    return out_refs, out_loaded
 
 
 def browser_check(report_path: Path) -> dict[str, Any]:
@@ -391,7 +406,7 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
         c, v = res.chosen, res.cost_table_validation
         devices[name] = {
             "architecture": c.key, "fidelity_error": c.fidelity,
-            "measured_p90_ms": c.measured_latency_ms, "teacher_p90_ms": c.teacher_latency_ms,
+            "measured_p90_ms": c.measured_latency_ms, "teacher_p90_ms": c.teacher_latency_ms, "latency_how": c.how,
             "latency_budget_ms": res.latency_budget_ms, "budget": res.budget_in_words,
             "cost_table_within_10pct": v.get("within_10pct"), "cost_table_holdout_n": v.get("n"),
             "selection_rounds": res.selection_rounds, "chosen_found_by": c.found_by,
@@ -434,7 +449,8 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         psnr = head.get("psnr_y", {})
         cells = [psnr.get(head.get("tocsr")), psnr.get(head.get("best_baseline")), psnr.get("bicubic")]
         within = d["cost_table_within_10pct"]
-        table.add_row(name, d["architecture"], f"{d['measured_p90_ms']:.2f} ({d['teacher_p90_ms']:.2f})",
+        mark = "" if d["latency_how"] == "measured" else " predicted"
+        table.add_row(name, d["architecture"], f"{d['measured_p90_ms']:.2f} ({d['teacher_p90_ms']:.2f}){mark}",
                       fmt(d["latency_budget_ms"]),
                       "-" if within is None else f"{100 * within:.0f}% of {d['cost_table_holdout_n']}",
                       f"{d['params_m']:.3f} ({d['teacher_params_m']:.3f})",
@@ -459,6 +475,9 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
                           f"call; pipeline cost model: {within}")
         else:
             console.print(f"{name}: latencies are of one backbone call ({d['budget']})")
+        if d["latency_how"] == "predicted":
+            console.print(f"{name}: PREDICTED, not measured: the device is not attached; its latencies, memory and the "
+                          "check of the choice are the roofline from the profile's device constants")
         if d.get("finetune"):
             console.print(f"{name}: " + "\n".join(d["finetune"]["lines"]))
         for kind, h in d["test"].items():

@@ -19,7 +19,7 @@ from bench.costtable import (
     measure_cost_table,
 )
 from bench.pipeline import PipelineCostModel, measure_pipeline_parts, pipeline_parts_path
-from bench.probe import DeployedPipelineMeter, TorchPipelineProbe, TorchProbe, deployed_meter, teacher_inputs
+from bench.probe import DeployedPipelineMeter, cost_probe, deployed_meter, pipeline_probe, teacher_inputs
 from bench.profile import DeviceProfile, load_profile
 from bench.rapl import energy_unmeasurable
 from reports.build import write_rows
@@ -47,11 +47,13 @@ from tocsr.core.training import progress
 log = logging.getLogger(__name__)
 
 
-def _measured_profile(profile_ref: str | Path) -> DeviceProfile:
+def _usable_profile(profile_ref: str | Path) -> DeviceProfile:
+    """The profile, refused up front when it asks for what this machine cannot give. A predicted profile
+    is usable anywhere: its costs are the roofline (bench.predicted), labelled predicted."""
     profile = load_profile(profile_ref)
     if not profile.is_measured:
-        raise TocsrError(f"profile {profile.name!r} is a predicted device: cost tables are measured, so search it "
-                         "with a measured profile or add a roofline cost table (not built yet)")
+        log.info("profile %s is a predicted device: its cost table, pipeline parts and the choice's check are "
+                 "roofline predictions, not measurements", profile.name)
     if profile.budgets.energy_mj is not None:
         why = energy_unmeasurable(profile.device.kind, profile.device.index)
         if why:
@@ -73,12 +75,12 @@ def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str 
     `<name>.rejected.json` for inspection, and the stage fails with the figures. A pipeline model that
     misses its bar is kept and says so: the choice is judged on a measured pipeline either way."""
     teacher = load_teacher(teacher_dir)
-    profile = _measured_profile(profile_ref)
+    profile = _usable_profile(profile_ref)
     space = derive_search_space(teacher.unet)
     args, kwargs = teacher_inputs(teacher, profile)
     # Cost does not depend on weight values: a fresh bank of surrogates is measured.
     # The probe swaps blocks into the UNet it is given: a copy, so the pipeline probe below builds from the teacher.
-    probe = TorchProbe(space, copy.deepcopy(teacher.unet), args, kwargs, profile, new_bank(space))
+    probe = cost_probe(space, copy.deepcopy(teacher.unet), args, kwargs, profile, new_bank(space))
     total = sum(len(s.choices) for s in space.slots) + n_calibration + n_holdout
     out_path = Path(out_path)
     with progress(f"costs/{profile.name}", total) as bar:
@@ -90,7 +92,7 @@ def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str 
             err.table.save(rejected, environment())
             raise TocsrError(f"{err}; the rejected table is {rejected}") from None
     table.save(out_path, environment())
-    pipe_probe = TorchPipelineProbe(teacher, space, new_bank(space), profile)
+    pipe_probe = pipeline_probe(teacher, space, new_bank(space), profile)
     with progress(f"pipeline/{profile.name}", 3 + n_pipelines) as bar:
         model = measure_pipeline_parts(space, table, pipe_probe, profile, n_pipelines, seed,
                                        progress=lambda _msg: bar.update(1))
@@ -115,7 +117,7 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
     candidates measured while choosing) is written to `<out>/cost_table.json` (pipeline parts beside it)."""
     out = Path(out_dir)
     teacher = load_teacher(teacher_dir)
-    profile = _measured_profile(profile_ref)
+    profile = _usable_profile(profile_ref)
     space = derive_search_space(teacher.unet)
     cost_table = _for_scope(cost_table, profile)
     table = cost_table.table if isinstance(cost_table, PipelineCostModel) else cost_table

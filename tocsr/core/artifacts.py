@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -55,10 +56,13 @@ def write_artifact(path: str | os.PathLike[str], kind: str, schema_version: int,
 
 
 def read_artifact(path: str | os.PathLike[str], kind: str, schema_version: int,
-                  rebuild: str = "re-run the stage that wrote it") -> dict[str, Any]:
+                  rebuild: str = "re-run the stage that wrote it",
+                  migrations: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Read an artifact written by `write_artifact`, refusing other kinds, versions and broken files.
 
-    `rebuild` tells the user how to make a file of the current version (the command that writes it)."""
+    `rebuild` tells the user how to make a file of the current version (the command that writes it).
+    `migrations` maps an older schema version to a function that returns the document as the current
+    version (only where the old meaning is known exactly)."""
     p = Path(path)
     if not p.is_file():
         raise ArtifactError(f"{p}: file not found (expected a {kind} artifact)")
@@ -73,6 +77,8 @@ def read_artifact(path: str | os.PathLike[str], kind: str, schema_version: int,
         raise ArtifactError(f"{p}: no kind (written by an earlier version of the suite; expected {kind!r}); {rebuild}")
     if doc.get("kind") != kind:
         raise ArtifactError(f"{p}: kind = {doc.get('kind')!r}: expected {kind!r}")
+    if migrations and doc.get("schema_version") in migrations:
+        doc = {**migrations[doc["schema_version"]](doc), "schema_version": schema_version}
     if doc.get("schema_version") != schema_version:
         raise ArtifactError(f"{p}: schema_version = {doc.get('schema_version')!r}, written by another version of "
                             f"the suite (this one reads {schema_version}); {rebuild}")
