@@ -417,7 +417,6 @@ def measure_cost_table(space: SearchSpace, probe: CostProbe, profile: DeviceProf
     """
     entries = measure_choice_costs(space, probe, profile, progress)
     teacher_params, teacher_macs = probe.whole_counts()
-    slot_teacher = [entries[(s.name, TEACHER)] for s in space.slots]
 
     def measure(specs: list[ArchSpec], role: str, label: str) -> list[CandidateMeasurement]:
         out = []
@@ -437,8 +436,8 @@ def measure_cost_table(space: SearchSpace, probe: CostProbe, profile: DeviceProf
     remeasured: set[str] = set()
     for round_ in range(refit_rounds + 1):
         correction = fit_correction(space, entries, calibration)
-        table = _table(profile, probe, space, entries, correction, calibration, holdout, teacher_params,
-                       teacher_macs, slot_teacher, bar, rounds)
+        table = assemble_table(profile, probe.device_name, probe.bytes_per_param, space, entries, correction,
+                               calibration, holdout, teacher_params, teacher_macs, bar, rounds)
         v = table.validation_summary()
         rounds.append({"round": round_, "correction": correction.kind, "calibration": len(calibration),
                        "loo_median_abs_err": correction.loo_median_abs_err, **v})
@@ -470,19 +469,25 @@ def measure_cost_table(space: SearchSpace, probe: CostProbe, profile: DeviceProf
     return table
 
 
-def _table(profile, probe, space, entries, correction, calibration, holdout, teacher_params, teacher_macs,
-           slot_teacher, bar, rounds) -> CostTable:
+def assemble_table(profile: DeviceProfile, device_name: str, bytes_per_param: int, space: SearchSpace,
+                   entries: dict[tuple[str, str], ChoiceCost], correction: Correction,
+                   calibration: Sequence[CandidateMeasurement], holdout: Sequence[CandidateMeasurement],
+                   teacher_params: int, teacher_macs: int, bar: ValidationBar, rounds: Sequence[dict[str, Any]],
+                   measured: bool | None = None) -> CostTable:
+    """The table from its measured parts: fixed parameters and MACs are the teacher's minus its slots'."""
+    calibration, holdout = list(calibration), list(holdout)
+    slot_teacher = [entries[(s.name, TEACHER)] for s in space.slots]
     q = profile.timing.percentile
     ratio = float(np.mean([c.latency.ratio_at(q) / c.latency.ratio for c in calibration]))
     reference_ms = float(np.median([x for c in calibration + holdout for x in c.latency.reference.samples_ms]))
     teacher = next((c for c in calibration if c.key == space.all_teacher().key), calibration[0])
     return CostTable(
-        profile_name=profile.name, profile_sha256=profile.sha256, device_name=probe.device_name,
+        profile_name=profile.name, profile_sha256=profile.sha256, device_name=device_name,
         precision=profile.precision, execution_mode=profile.execution_mode, latent_px=profile.resolution.latent_px,
         space_id=space.space_id, reference=REFERENCE_WORKLOAD, reference_ms=reference_ms, entries=entries,
         fixed_params=teacher_params - sum(e.params for e in slot_teacher),
         fixed_macs=teacher_macs - sum(e.macs for e in slot_teacher),
         correction=correction, percentile_ratio=ratio, percentile=q,
-        teacher_transient_mib=max(0.0, teacher.peak_memory_mib - teacher_params * probe.bytes_per_param / 2**20),
-        bytes_per_param=probe.bytes_per_param, bar=bar, candidates=tuple(calibration + holdout), rounds=tuple(rounds),
-        measured=profile.is_measured)
+        teacher_transient_mib=max(0.0, teacher.peak_memory_mib - teacher_params * bytes_per_param / 2**20),
+        bytes_per_param=bytes_per_param, bar=bar, candidates=tuple(calibration + holdout), rounds=tuple(rounds),
+        measured=profile.is_measured if measured is None else measured)

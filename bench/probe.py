@@ -257,17 +257,18 @@ class TorchPipelineProbe:
         return {"bicubic + encoder": (self._call(self.encoder, self.lr, {}), ae_params),
                 "decoder": (self._call(self.decoder, self.z, {}), dec_params)}
 
-    def _model(self, spec: ArchSpec) -> nn.Module:
+    def model(self, spec: ArchSpec) -> nn.Module:
+        """The pipeline with `spec` as its backbone (the last one built is kept)."""
         if self._built is None or self._built[0] != spec.key:
             model = nn.Module.to(self.build(spec), self.device, self.dtype).eval()
             self._built = (spec.key, model)
         return self._built[1]
 
     def candidate(self, spec: ArchSpec) -> Callable[[], object]:
-        return self._call(self._model(spec), self.lr, {})
+        return self._call(self.model(spec), self.lr, {})
 
     def candidate_memory_mib(self, spec: ArchSpec) -> float:
-        model = self._model(spec)
+        model = self.model(spec)
         eager = prepare_callable(model, self.lr, {}, "eager")
         if self.device.type == "cuda":
             eager()
@@ -275,7 +276,7 @@ class TorchPipelineProbe:
         return measure_cpu_peak(eager, weights_mib(model)).peak_mib
 
     def candidate_params(self, spec: ArchSpec) -> int:
-        return count_params(self._model(spec).student.backbone)["params"]
+        return count_params(self.model(spec).student.backbone)["params"]
 
 
 class RooflinePipelineProbe(TorchPipelineProbe):
@@ -289,7 +290,7 @@ class RooflinePipelineProbe(TorchPipelineProbe):
         return self.clock.call(module, args, kwargs)
 
     def candidate_memory_mib(self, spec: ArchSpec) -> float:
-        return self.clock.estimate(self._model(spec), self.lr, {}).memory_lower_bound_mib
+        return self.clock.estimate(self.model(spec), self.lr, {}).memory_lower_bound_mib
 
 
 def pipeline_probe(teacher, space: SearchSpace, bank: Mapping, profile: DeviceProfile) -> TorchPipelineProbe:

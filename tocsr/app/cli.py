@@ -17,7 +17,7 @@ import typer
 
 from search.sweep import DEFAULT_EPS_REL
 from tocsr.core.distill.config import DEFAULT_PROXY, PROXIES, DistillConfig, FinetuneConfig
-from tocsr.core.errors import TocsrError
+from tocsr.core.errors import ConfigError, TocsrError
 from tocsr.core.locking import folder_lock
 from tocsr.core.sr.config import SRConfig
 
@@ -238,33 +238,85 @@ def _cost_model(path: Path, profile: str):
     return load_cost_model(path, load_profile(profile).budgets.scope)
 
 
-@app.command()
+costs_app = typer.Typer(invoke_without_command=True, help=(
+    "Measure the cost table of the teacher's space on a device (predicted profiles: the roofline); "
+    "`costs export` / `costs import` measure it on a device without torch through an ONNX bundle."))
+app.add_typer(costs_app, name="costs")
+
+_CALIBRATION = typer.Option(16, "--calibration", min=2)
+_HOLDOUT = typer.Option(50, "--holdout", min=0)
+_PIPELINES = typer.Option(10, "--pipelines", min=0,
+                          help="held-out whole one-step SR pipelines that judge the pipeline cost model")
+
+
+def _describe_costs(model, teacher_spec, out: Path) -> None:
+    from bench.costtable import describe_validation
+    from bench.pipeline import describe_pipeline, pipeline_parts_path
+
+    table = model.table
+    typer.echo(f"{len(table.entries)} entries on {table.device_name} ({table.execution_mode}, {table.how}), paired "
+               f"with the teacher ({table.reference_ms:.2f} ms median); {table.correction.kind} correction "
+               f"after {len(table.rounds)} fit(s); {describe_validation(table.validation_summary())}")
+    typer.echo(f"one-step SR pipeline with the teacher as backbone: {describe_pipeline(model, teacher_spec)}; "
+               f"whole pipelines: {describe_validation(model.validation_summary())}")
+    typer.echo(f"wrote {out} and {pipeline_parts_path(out)}")
+
+
+@costs_app.callback()
 def costs(
+    ctx: typer.Context,
     teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
     profile: str = typer.Option("hw_profiles/cpu-2core.yaml", "--profile", "-p"),
-    out: Path = typer.Option(..., "--out", "-o", help="cost table JSON to write"),
-    calibration: int = typer.Option(16, "--calibration", min=2),
-    holdout: int = typer.Option(50, "--holdout", min=0),
-    pipelines: int = typer.Option(10, "--pipelines", min=0,
-                                  help="held-out whole one-step SR pipelines that judge the pipeline cost model"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="cost table JSON to write"),
+    calibration: int = _CALIBRATION,
+    holdout: int = _HOLDOUT,
+    pipelines: int = _PIPELINES,
 ) -> None:
     """Measure the per-(slot, choice) cost table of the teacher's search space on a device, and the one-step
     SR pipeline's fixed parts (bicubic + encoder, decoder) beside it."""
-    from bench.costtable import describe_validation
-    from bench.pipeline import describe_pipeline, pipeline_parts_path
+    if ctx.invoked_subcommand is not None:
+        return
+    if out is None:
+        raise ConfigError("tocsr costs needs --out FILE (the cost table JSON to write)")
     from tocsr.app.stages import stage_costs
     from tocsr.core.space import derive_search_space
     from tocsr.core.teacher.train import load_teacher
 
     model = stage_costs(teacher, profile, out, calibration, holdout, n_pipelines=pipelines)
-    table = model.table
-    typer.echo(f"{len(table.entries)} entries on {table.device_name} ({table.execution_mode}), paired with the "
-               f"teacher ({table.reference_ms:.2f} ms median while measured); {table.correction.kind} correction "
-               f"after {len(table.rounds)} fit(s); {describe_validation(table.validation_summary())}")
-    teacher_spec = derive_search_space(load_teacher(teacher).unet).all_teacher()
-    typer.echo(f"one-step SR pipeline with the teacher as backbone: {describe_pipeline(model, teacher_spec)}; "
-               f"whole pipelines: {describe_validation(model.validation_summary())}")
-    typer.echo(f"wrote {out} and {pipeline_parts_path(out)}")
+    _describe_costs(model, derive_search_space(load_teacher(teacher).unet).all_teacher(), out)
+
+
+@costs_app.command("export")
+def costs_export(
+    teacher: Path = typer.Option(Path("runs/teacher"), "--teacher"),
+    profile: str = typer.Option(..., "--profile", "-p", help="the device's profile: its batch and sizes"),
+    out: Path = typer.Option(..., "--out", "-o", help="a new folder for the bundle"),
+    calibration: int = _CALIBRATION,
+    holdout: int = _HOLDOUT,
+    pipelines: int = _PIPELINES,
+) -> None:
+    """Write an ONNX measurement bundle for a device with no torch: every workload of the cost table, a
+    manifest, and run_bundle.py (onnxruntime) to time them there."""
+    from tocsr.app.stages import stage_costs_export
+
+    bundle = stage_costs_export(teacher, profile, out, calibration, holdout, pipelines)
+    n = len(list((bundle / "models").glob("*.onnx")))
+    typer.echo(f"wrote {n} ONNX files, manifest.json, run_bundle.py and README.md to {bundle}; on the device: "
+               f"`python run_bundle.py {bundle.name}`, then `tocsr costs import {bundle.name}/results.json -o costs.json`")
+
+
+@costs_app.command("import")
+def costs_import(
+    results: Path = typer.Argument(..., help="results.json written by the bundle's run_bundle.py"),
+    out: Path = typer.Option(..., "--out", "-o", help="cost table JSON to write"),
+    bundle: Path | None = typer.Option(None, "--bundle", help="the bundle folder (default: the results' folder)"),
+) -> None:
+    """Turn a bundle's measured results into a cost table (and pipeline parts) with the device's provenance."""
+    from bench.bundle import bundle_space
+    from tocsr.app.stages import stage_costs_import
+
+    model = stage_costs_import(results, out, bundle)
+    _describe_costs(model, bundle_space(bundle or results.parent).all_teacher(), out)
 
 
 @app.command()

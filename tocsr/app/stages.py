@@ -103,6 +103,34 @@ def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str 
     return model
 
 
+def stage_costs_export(teacher_dir: str | Path, profile_ref: str | Path, out_dir: str | Path, n_calibration: int = 16,
+                       n_holdout: int = 50, n_pipelines: int = 10, seed: int = 0) -> Path:
+    """Write the measurement bundle (bench.bundle) of the teacher's space at the profile's batch and sizes: the
+    device itself is not needed here, it runs the bundle."""
+    from bench.bundle import export_bundle
+
+    teacher = load_teacher(teacher_dir)
+    profile = load_profile(profile_ref)
+    space = derive_search_space(teacher.unet)
+    total = 1 + sum(len(s.choices) for s in space.slots) + n_calibration + n_holdout + 3 + n_pipelines
+    with progress(f"bundle/{profile.name}", total) as bar:
+        return export_bundle(teacher, profile, new_bank(space), out_dir, n_calibration, n_holdout, n_pipelines, seed,
+                             progress=lambda _msg: bar.update(1))
+
+
+def stage_costs_import(results: str | Path, out_path: str | Path, bundle: str | Path | None = None
+                       ) -> PipelineCostModel:
+    """The cost table (and pipeline parts beside it) from a bundle's results file, saved as `tocsr costs` saves
+    a measured one, with the device's provenance from the results."""
+    from bench.bundle import import_results
+
+    model = import_results(results, bundle)
+    env = environment({"measured_on": model.table.extra["device"]})
+    model.table.save(out_path, env)
+    model.pipeline.save(pipeline_parts_path(out_path), env, model.validation_summary())
+    return model
+
+
 def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref: str | Path,
                  cost_table: CostTable | PipelineCostModel, out_dir: str | Path, method: str = "bo", evaluations: int = 60, seed: int = 0,
                  formulation: str = "device", eps_fid: float | None = None, complexity: str = "params",

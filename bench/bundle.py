@@ -1,0 +1,266 @@
+"""A measurement bundle for a device with no torch: ONNX files of everything a cost table needs, and the way back.
+
+`export_bundle` writes, for one profile (its batch and sizes):
+  * `models/*.onnx`: the reference (the teacher UNet), every (slot, choice) block on the inputs it sees
+    inside the teacher, whole candidates (calibration and held-out, as `tocsr costs` samples them), the
+    one-step SR pipeline's fixed parts (bicubic + encoder, decoder) and held-out whole pipelines;
+  * `manifest.json`: every workload with its inputs, parameters and MACs, the search space, the profile;
+  * `run_bundle.py` (bench.bundle_runner, numpy + onnxruntime only) and a README with the trtexec route.
+
+On the device, `python run_bundle.py BUNDLE` times every file beside the reference, in rounds, and writes
+`results.json`. `import_results` checks that file against the manifest (same bundle, every workload, no
+other) and fits the same table `tocsr costs` fits (bench.costtable.fit_correction), judged on the held-out
+candidates, with the device's provenance; the pipeline parts beside it. ONNX files are fp32: a runtime
+that lowers precision (trtexec --fp16) does so on the device, and the results say which runtime timed them.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import shutil
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from bench import bundle_runner
+from bench.costtable import (
+    CandidateMeasurement,
+    ChoiceCost,
+    ValidationBar,
+    assemble_table,
+    fit_correction,
+    sample_candidates,
+)
+from bench.counting import count_params
+from bench.pipeline import PartCost, PipelineCostModel, PipelineParts
+from bench.probe import TorchPipelineProbe, TorchProbe, teacher_inputs
+from bench.profile import DeviceProfile, parse_profile, replace
+from bench.stats import LatencyStats, PairedLatency
+from tocsr.core.artifacts import read_artifact, write_artifact
+from tocsr.core.errors import ConfigError
+from tocsr.core.space import TEACHER, SearchSpace, derive_search_space
+
+BUNDLE_KIND = "tocsr.bench.cost_bundle"
+BUNDLE_VERSION = 1
+OPSET = 17
+
+
+class _TensorsIn(nn.Module):
+    """`module(*args, **kwargs)` with every tensor of args/kwargs as a positional input and every tensor of the
+    output as an output: the form an ONNX graph has. Non-tensor arguments are fixed into the graph."""
+
+    def __init__(self, module: nn.Module, args: tuple, kwargs: dict):
+        super().__init__()
+        self.module = module
+        flat, self.spec = tree_flatten((tuple(args), dict(kwargs)))
+        self.where = [i for i, x in enumerate(flat) if isinstance(x, torch.Tensor)]
+        self.example = tuple(flat[i] for i in self.where)
+        self.fixed = [None if isinstance(x, torch.Tensor) else x for x in flat]
+
+    def forward(self, *tensors: torch.Tensor):
+        flat = list(self.fixed)
+        for i, t in zip(self.where, tensors, strict=True):
+            flat[i] = t
+        args, kwargs = tree_unflatten(flat, self.spec)
+        return tuple(t for t in tree_flatten(self.module(*args, **kwargs))[0] if isinstance(t, torch.Tensor))
+
+
+def _export(module: nn.Module, args: tuple, kwargs: dict, path: Path) -> list[dict[str, Any]]:
+    """Write `module(*args, **kwargs)` as ONNX at `path`; the inputs as the runner feeds them."""
+    graph = _TensorsIn(module, args, kwargs).eval()
+    names = [f"in{i}" for i in range(len(graph.example))]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The TorchScript exporter (as tocsr.core.sr.export uses) warns about every Python-level shape check in
+    # diffusers' blocks, and about itself being legacy: hundreds of lines per bundle, none actionable here.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, graph.example, str(path), dynamo=False, opset_version=OPSET, input_names=names)
+    return [{"name": n, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
+            for n, t in zip(names, graph.example, strict=True)]
+
+
+def _export_profile(profile: DeviceProfile) -> DeviceProfile:
+    """Where the bundle's modules are built and traced: this machine's CPU, fp32, eager."""
+    return replace(profile, device={"kind": "cpu"}, precision="fp32", execution_mode="eager", predicted=None)
+
+
+def export_bundle(teacher, profile: DeviceProfile, bank: dict, out: str | Path, n_calibration: int = 16,
+                  n_holdout: int = 50, n_pipelines: int = 10, seed: int = 0, space: SearchSpace | None = None,
+                  progress: Callable[[str], None] | None = None) -> Path:
+    """Write the bundle for `teacher`'s search space (or `space`, one of its sub-spaces) at `profile`'s batch
+    and sizes to `out` (see module doc). `bank`: surrogate modules (cost does not depend on their weights)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out}: the folder is not empty; give a new folder for the bundle")
+    space = space or derive_search_space(teacher.unet)
+    local = _export_profile(profile)
+    args, kwargs = teacher_inputs(teacher, profile)
+    probe = TorchProbe(space, copy.deepcopy(teacher.unet), args, kwargs, local, bank)
+    workloads: list[dict[str, Any]] = []
+
+    def add(wid: str, role: str, module: nn.Module, a: tuple, k: dict, **info: Any) -> None:
+        file = f"models/{len(workloads):04d}-{role}.onnx"
+        workloads.append({"id": wid, "role": role, "file": file, "inputs": _export(module, a, k, out / file), **info})
+        if progress:
+            progress(wid)
+
+    add("reference", "reference", probe.teacher, probe.args, probe.kwargs)
+    teacher_params, teacher_macs = probe.whole_counts()
+    for slot in space.slots:
+        for choice in slot.choices:
+            params, macs = probe.block_counts(slot.name, choice)
+            a, k = probe.slot_inputs[slot.name]
+            add(f"block:{slot.name}:{choice}", "block", probe.swapper.module_for(slot.name, choice), a, k,
+                slot=slot.name, choice=choice, params=params, macs=macs)
+    calibration = sample_candidates(space, n_calibration, seed, include_extremes=True)
+    holdout = sample_candidates(space, n_holdout, seed + 1, False, {s.key for s in calibration})
+    for role, specs in (("calibration", calibration), ("holdout", holdout)):
+        for spec in specs:
+            add(f"candidate:{spec.key}", role, probe.swapper.apply(spec), probe.args, probe.kwargs, key=spec.key,
+                choices=dict(spec.items()), params=probe.candidate_params(spec))
+    pipes = TorchPipelineProbe(teacher, space, bank, local)
+    add("part:bicubic + encoder", "part", pipes.encoder, pipes.lr, {}, name="bicubic + encoder",
+        params=count_params(pipes.encoder.autoencoder.encoder)["params"])
+    add("part:decoder", "part", pipes.decoder, pipes.z, {}, name="decoder",
+        params=count_params(pipes.decoder.autoencoder.decoder)["params"])
+    seen = {s.key for s in calibration + holdout}
+    for spec in [space.all_teacher(), *sample_candidates(space, n_pipelines, seed + 101, False, seen)]:
+        add(f"pipeline:{spec.key}", "pipeline", pipes.model(spec), pipes.lr, {}, key=spec.key,
+            choices=dict(spec.items()), params=pipes.candidate_params(spec))
+    res = profile.resolution
+    manifest = {"profile_name": profile.name, "profile": profile.to_dict(), "profile_sha256": profile.sha256,
+                "space": space.to_dict(), "space_id": space.space_id, "latent_px": res.latent_px,
+                "input_px": res.input_px, "output_px": res.output_px, "batch": profile.batch,
+                "teacher_params": teacher_params, "teacher_macs": teacher_macs,
+                "bytes_per_param": probe.bytes_per_param, "onnx_precision": "fp32", "opset": OPSET,
+                "timing": dataclasses.asdict(profile.timing), "seed": seed, "workloads": workloads}
+    write_artifact(out / "manifest.json", BUNDLE_KIND, BUNDLE_VERSION, manifest)
+    shutil.copyfile(bundle_runner.__file__, out / "run_bundle.py")
+    (out / "README.md").write_text(_readme(profile, len(workloads)), encoding="utf-8")
+    return out
+
+
+def _readme(profile: DeviceProfile, n: int) -> str:
+    return f"""# Cost-table measurement bundle: {profile.name}
+
+{n} ONNX files (fp32, opset {OPSET}) at batch {profile.batch}, {profile.resolution.output_px} px output: the
+reference workload (the teacher UNet), every (slot, choice) block, whole candidates, the one-step SR
+pipeline's fixed parts and whole pipelines. `manifest.json` lists them with their inputs.
+
+## With onnxruntime (Python 3.9+, numpy, onnxruntime)
+
+    python run_bundle.py .                                   # CPU
+    python run_bundle.py . --provider CUDAExecutionProvider  # or TensorrtExecutionProvider, ...
+
+Then, where the suite is installed: `tocsr costs import results.json -o costs.json` (this folder beside it).
+
+## With TensorRT's trtexec
+
+Time each file with the profile's precision, e.g. `trtexec --onnx=models/0001-block.onnx --fp16
+--iterations=200 --exportTimes=times.json`, interleaving the reference file (`models/0000-reference.onnx`)
+between workloads, and write results.json in run_bundle.py's format (per workload id: target_ms,
+reference_ms, relative = each target sample / the median of the reference samples of its round, rounds,
+warmup_iters; top level: kind, schema_version, manifest_sha256 = sha256 of manifest.json, device).
+"""
+
+
+def read_manifest(bundle: str | Path) -> dict[str, Any]:
+    return read_artifact(Path(bundle) / "manifest.json", BUNDLE_KIND, BUNDLE_VERSION,
+                         rebuild="export the bundle again with `tocsr costs export`")
+
+
+def bundle_space(bundle: str | Path) -> SearchSpace:
+    """The search space a bundle was exported for."""
+    return SearchSpace.from_dict(read_manifest(bundle)["space"])
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _paired(r: dict[str, Any], timer: str) -> PairedLatency:
+    return PairedLatency(LatencyStats.from_samples(r["target_ms"], timer, int(r["warmup_iters"])),
+                         LatencyStats.from_samples(r["reference_ms"], timer, 0),
+                         tuple(float(x) for x in r["relative"]), int(r["rounds"]))
+
+
+def import_results(results_path: str | Path, bundle: str | Path | None = None,
+                   bar: ValidationBar = ValidationBar()) -> PipelineCostModel:
+    """The cost table (and pipeline parts) measured on the device by the bundle's runner. The bundle is the
+    results file's folder unless given. Refuses results of another bundle, and missing or unknown workloads."""
+    results_path = Path(results_path)
+    bundle = Path(bundle) if bundle is not None else results_path.parent
+    manifest = read_manifest(bundle)
+    results = read_artifact(results_path, bundle_runner.RESULTS_KIND, bundle_runner.RESULTS_VERSION,
+                            rebuild="run the bundle again with its run_bundle.py")
+    if results["manifest_sha256"] != _sha256(bundle / "manifest.json"):
+        raise ConfigError(f"{results_path} was measured for another bundle (manifest sha256 "
+                          f"{results['manifest_sha256'][:12]}, {bundle / 'manifest.json'} is "
+                          f"{_sha256(bundle / 'manifest.json')[:12]}); import it with the bundle it was run from")
+    wanted = {w["id"] for w in manifest["workloads"] if w["role"] != "reference"}
+    got = set(results["results"])
+    if wanted - got or got - wanted:
+        raise ConfigError(f"{results_path} does not match its manifest: {len(wanted - got)} workload(s) missing "
+                          f"(e.g. {sorted(wanted - got)[:2]}), {len(got - wanted)} unknown (e.g. {sorted(got - wanted)[:2]}); "
+                          "run the whole bundle again with run_bundle.py")
+    profile = parse_profile(json.dumps(manifest["profile"]), f"{bundle}/manifest.json")
+    space = SearchSpace.from_dict(manifest["space"])
+    device = results["device"]
+    device_name = (f"{device.get('accelerator') or device.get('processor') or device.get('machine')} on "
+                   f"{device['host']} ({device['runtime']}, {device['provider']})")
+    timer = f"{device['runtime']} {device['provider']}"
+    bpp = int(manifest["bytes_per_param"])
+    entries: dict[tuple[str, str], ChoiceCost] = {}
+    cands: dict[str, list[CandidateMeasurement]] = {"calibration": [], "holdout": [], "pipeline": []}
+    parts = []
+    for w in manifest["workloads"]:
+        if w["role"] == "reference":
+            continue
+        r = results["results"][w["id"]]
+        p = _paired(r, timer)
+        if w["role"] == "block":
+            entries[(w["slot"], w["choice"])] = ChoiceCost(w["slot"], w["choice"], p.ratio, p.target.median_ms,
+                                                          p.target.iqr_ms, p.reference_ms, w["params"], w["macs"])
+        elif w["role"] == "part":
+            parts.append(PartCost(w["name"], p.ratio, p.target.median_ms, p.target.iqr_ms, p.reference_ms,
+                                  w["params"]))
+        else:
+            group = role = w["role"]
+            if group == "pipeline":        # as bench.pipeline records them: the teacher-shaped one, then held out
+                role = "teacher" if w["key"] == space.all_teacher().key else "holdout"
+            # The runner times, it does not read memory: weights only, and the table says so (extra).
+            cands[group].append(CandidateMeasurement(w["key"], dict(w["choices"]), p, w["params"] * bpp / 2**20,
+                                                     w["params"], role))
+    if len(entries) != sum(len(s.choices) for s in space.slots) or any((s.name, TEACHER) not in entries
+                                                                        for s in space.slots):
+        raise ConfigError(f"{bundle}/manifest.json does not cover every (slot, choice) of its space; export it again")
+    correction = fit_correction(space, entries, cands["calibration"])
+    table = assemble_table(profile, device_name, bpp, space, entries, correction, cands["calibration"],
+                           cands["holdout"], int(manifest["teacher_params"]), int(manifest["teacher_macs"]), bar, [],
+                           measured=True)
+    v = table.validation_summary()
+    table = dataclasses.replace(
+        table, execution_mode=timer, rounds=({"round": 0, "correction": correction.kind,
+                                               "calibration": len(cands["calibration"]), **v},),
+        extra={"bundle": str(bundle), "manifest_sha256": results["manifest_sha256"], "device": device,
+               "measured_utc": results.get("created_utc"),
+               "memory": "weights only: the bundle runner times, it does not read memory"})
+    q = profile.timing.percentile
+    pipelines = cands["pipeline"]
+    pipe = PipelineParts(
+        profile_name=profile.name, profile_sha256=profile.sha256, device_name=device_name,
+        input_px=int(manifest["input_px"]), output_px=int(manifest["output_px"]), batch=int(manifest["batch"]),
+        parts=tuple(parts), percentile=q,
+        percentile_ratio=float(np.mean([c.latency.ratio_at(q) / c.latency.ratio for c in pipelines])) if pipelines
+        else 1.0,
+        fixed_memory_mib=0.0, candidates=tuple(pipelines), bar=bar)          # not read: see extra["memory"]
+    return PipelineCostModel(table, pipe)

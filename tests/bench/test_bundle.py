@@ -1,0 +1,105 @@
+"""The measurement bundle round trip: export ONNX files, time them with the runner alone (no torch), import."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench.bundle import bundle_space, export_bundle, import_results
+from bench.pipeline import load_cost_model
+from bench.profile import parse_profile
+from tests.conftest import CPU_PROFILE_YAML
+from tocsr.app.stages import stage_costs_import
+from tocsr.core.distill.bank import new_bank
+from tocsr.core.errors import ConfigError
+from tocsr.core.models.autoencoder import build_autoencoder_from_preset, set_latent_stats
+from tocsr.core.models.condition import ConditionEmbedding
+from tocsr.core.models.unet import build_unet_from_preset
+from tocsr.core.space import TEACHER, derive_search_space
+from tocsr.core.teacher.diffusion_train import Denoiser, make_scheduler
+from tocsr.core.teacher.presets import get_teacher_preset
+from tocsr.core.teacher.train import Teacher
+
+pytest.importorskip("onnxruntime")
+
+# Runs the bundle's runner with torch made unimportable: it must need numpy and onnxruntime only.
+WITHOUT_TORCH = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; "
+                 "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    torch.manual_seed(0)
+    ae = build_autoencoder_from_preset("tiny").eval()
+    set_latent_stats(ae, torch.rand(4, 3, 64, 64) * 2 - 1)
+    unet = build_unet_from_preset("tiny", "cpu").eval()
+    condition = ConditionEmbedding(cond_tokens=1, cross_attention_dim=unet.config.cross_attention_dim)
+    preset = get_teacher_preset("smoke")
+    folder = tmp_path_factory.mktemp("bundle")
+    teacher = Teacher(preset, ae, Denoiser(unet, condition).eval(), make_scheduler(preset), folder / "teacher")
+    # one surrogate family per kind keeps the bundle small; the code path is the full space's
+    space = derive_search_space(unet, {"resnet": ("res_bneck4",), "attention": ("attn_linear",)})
+    profile = parse_profile(CPU_PROFILE_YAML, "test-cpu.yaml")
+    bundle = export_bundle(teacher, profile, new_bank(space), folder / "b", n_calibration=5, n_holdout=4,
+                           n_pipelines=2, space=space)
+    run = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, str(bundle / "run_bundle.py"), str(bundle)],
+                         cwd=bundle, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    return bundle, space, run
+
+
+def test_the_bundle_holds_every_workload_and_its_runner(measured):
+    bundle, space, run = measured
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    blocks = {(w["slot"], w["choice"]) for w in manifest["workloads"] if w["role"] == "block"}
+    assert blocks == {(s.name, c) for s in space.slots for c in s.choices}
+    roles = [w["role"] for w in manifest["workloads"]]
+    assert roles.count("reference") == 1 and roles.count("calibration") == 5 and roles.count("holdout") == 4
+    assert roles.count("part") == 2 and roles.count("pipeline") == 3          # the teacher-shaped one + 2
+    assert all((bundle / w["file"]).is_file() for w in manifest["workloads"])
+    assert bundle_space(bundle).space_id == space.space_id
+    assert (bundle / "README.md").is_file() and "trtexec" in (bundle / "README.md").read_text()
+    assert "wrote" in run.stdout and "tocsr costs import" in run.stdout
+
+
+def test_imported_results_make_a_measured_table_with_the_devices_provenance(measured, tmp_path):
+    bundle, space, _ = measured
+    model = stage_costs_import(bundle / "results.json", tmp_path / "costs.json")
+    table = model.table
+    assert table.measured and "onnxruntime" in table.device_name and "CPUExecutionProvider" in table.execution_mode
+    assert table.extra["device"]["host"] and table.extra["manifest_sha256"]
+    assert len(table.entries) == sum(len(s.choices) for s in space.slots)
+    assert all(e.ratio > 0 for e in table.entries.values())
+    assert table.entries[(space.slots[0].name, TEACHER)].median_ms > 0
+    v = table.validation_summary()
+    assert v["n"] == 4 and v["median_abs_err"] is not None
+    assert [p.name for p in model.pipeline.parts] == ["bicubic + encoder", "decoder"]
+    assert model.validation_summary()["n"] == 2
+    assert all(c.latency.target.timer.startswith("onnxruntime") for c in table.candidates)
+    again = load_cost_model(tmp_path / "costs.json", "pipeline")
+    assert again.table.entries == table.entries and again.pipeline.parts == model.pipeline.parts
+
+
+def test_results_of_another_bundle_or_with_workloads_missing_are_refused(measured, tmp_path):
+    bundle, _, _ = measured
+    doc = json.loads((bundle / "results.json").read_text())
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**doc, "manifest_sha256": "0" * 64}))
+    with pytest.raises(ConfigError, match="was measured for another bundle"):
+        import_results(other, bundle)
+    first = next(iter(doc["results"]))
+    other.write_text(json.dumps({**doc, "results": {k: v for k, v in doc["results"].items() if k != first}}))
+    with pytest.raises(ConfigError, match="1 workload\\(s\\) missing"):
+        import_results(other, bundle)
+
+
+def test_a_bundle_is_never_written_over_another(measured):
+    bundle, space, _ = measured
+    with pytest.raises(ConfigError, match="not empty"):
+        export_bundle(None, parse_profile(CPU_PROFILE_YAML, "x"), {}, bundle, space=space)
