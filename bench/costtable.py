@@ -380,63 +380,112 @@ def sample_candidates(space: SearchSpace, n: int, seed: int, include_extremes: b
     return list(specs.values())
 
 
-def measure_choice_costs(space: SearchSpace, probe: CostProbe, profile: DeviceProfile,
-                         progress: Callable[[str], None] | None = None) -> dict[tuple[str, str], ChoiceCost]:
-    reference = probe.reference()
-    warm_up(reference, profile.timing, probe.device, probe.clock)
-    entries = {}
-    for slot in space.slots:
-        for choice in slot.choices:
-            # No retries: the median over rounds already ignores a burst, and there are many entries.
-            paired = measure_paired(probe.block(slot.name, choice), reference, profile.timing, probe.device,
-                                    probe.clock, retries=0, warm_reference=False)
-            params, macs = probe.block_counts(slot.name, choice)
-            entries[(slot.name, choice)] = ChoiceCost(slot.name, choice, paired.ratio, paired.target.median_ms,
-                                                      paired.target.iqr_ms, paired.reference_ms, params, macs)
+class TableMeter(Protocol):
+    """What `measure_cost_table` asks of the device it measures on, one (slot, choice) entry or one
+    whole candidate at a time. `ProbeMeter` measures in this process through a `CostProbe`;
+    `bench.remote.RayTableMeter` measures on the Ray node that has the device. `stop()` returning True
+    ends `candidates` early with what was measured."""
+
+    device_name: str
+    bytes_per_param: int
+
+    def whole_counts(self) -> tuple[int, int]: ...
+    def entries(self, keys: Sequence[tuple[str, str]], progress: Callable[[str], None] | None = None
+                ) -> dict[tuple[str, str], ChoiceCost]: ...
+    def candidates(self, specs: Sequence[ArchSpec], role: str, progress: Callable[[str], None] | None = None,
+                   stop: Callable[[], bool] | None = None) -> list[CandidateMeasurement]: ...
+
+
+class ProbeMeter:
+    """`TableMeter` of a `CostProbe` in this process: every latency paired with the probe's reference,
+    which is warmed up once before the first measurement."""
+
+    def __init__(self, probe: CostProbe, profile: DeviceProfile):
+        self.probe, self.profile = probe, profile
+        self.device_name, self.bytes_per_param = probe.device_name, probe.bytes_per_param
+        self._warm = False
+
+    def _warm_up(self) -> None:
+        if not self._warm:
+            warm_up(self.probe.reference(), self.profile.timing, self.probe.device, self.probe.clock)
+            self._warm = True
+
+    def whole_counts(self) -> tuple[int, int]:
+        return self.probe.whole_counts()
+
+    def entry(self, slot: str, choice: str) -> ChoiceCost:
+        self._warm_up()
+        p = self.probe
+        # No retries: the median over rounds already ignores a burst, and there are many entries.
+        paired = measure_paired(p.block(slot, choice), p.reference(), self.profile.timing, p.device, p.clock,
+                                retries=0, warm_reference=False)
+        params, macs = p.block_counts(slot, choice)
+        return ChoiceCost(slot, choice, paired.ratio, paired.target.median_ms, paired.target.iqr_ms,
+                          paired.reference_ms, params, macs)
+
+    def candidate(self, spec: ArchSpec, role: str) -> CandidateMeasurement:
+        self._warm_up()
+        p = self.probe
+        memory = p.candidate_memory_mib(spec)
+        paired = measure_paired(p.candidate(spec), p.reference(), self.profile.timing, p.device, p.clock,
+                                warm_reference=False)
+        return CandidateMeasurement(spec.key, dict(spec.items()), paired, memory, p.candidate_params(spec), role)
+
+    def entries(self, keys: Sequence[tuple[str, str]], progress: Callable[[str], None] | None = None
+                ) -> dict[tuple[str, str], ChoiceCost]:
+        out = {}
+        for slot, choice in keys:
+            out[(slot, choice)] = self.entry(slot, choice)
             if progress:
-                progress(f"{slot.name}:{choice}")
-    return entries
+                progress(f"{slot}:{choice}")
+        return out
+
+    def candidates(self, specs: Sequence[ArchSpec], role: str, progress: Callable[[str], None] | None = None,
+                   stop: Callable[[], bool] | None = None) -> list[CandidateMeasurement]:
+        out = []
+        for spec in specs:
+            if stop is not None and stop():
+                break
+            out.append(self.candidate(spec, role))
+            if progress:
+                progress(f"{role} {len(out)}/{len(specs)}")
+        return out
 
 
-def measure_candidate(probe: CostProbe, spec: ArchSpec, profile: DeviceProfile, role: str) -> CandidateMeasurement:
-    memory = probe.candidate_memory_mib(spec)
-    paired = measure_paired(probe.candidate(spec), probe.reference(), profile.timing, probe.device, probe.clock,
-                            warm_reference=False)
-    return CandidateMeasurement(spec.key, dict(spec.items()), paired, memory, probe.candidate_params(spec), role)
+def table_meter(probe: CostProbe | TableMeter, profile: DeviceProfile) -> TableMeter:
+    """`probe` itself when it already measures whole entries (a `TableMeter`), else a `ProbeMeter` of it."""
+    return probe if hasattr(probe, "entries") else ProbeMeter(probe, profile)   # type: ignore[return-value]
 
 
-def measure_cost_table(space: SearchSpace, probe: CostProbe, profile: DeviceProfile, n_calibration: int = 16,
+def entry_keys(space: SearchSpace) -> list[tuple[str, str]]:
+    """Every (slot, choice) of `space`, in the space's order: the entries of its cost table."""
+    return [(slot.name, choice) for slot in space.slots for choice in slot.choices]
+
+
+def measure_cost_table(space: SearchSpace, probe: CostProbe | TableMeter, profile: DeviceProfile, n_calibration: int = 16,
                        n_holdout: int = 50, seed: int = 0, refit_rounds: int = 2, bar: ValidationBar = ValidationBar(),
                        progress: Callable[[str], None] | None = None,
                        deadline: Callable[[], bool] | None = None) -> CostTable:
-    """Measure a cost table for `space` on the probe's device, fit it, and validate it.
+    """Measure a cost table for `space` on the probe's device, fit it, and validate it. `probe` is a
+    `CostProbe` (measured here) or a `TableMeter` (measured wherever it measures, e.g. a Ray node).
 
     `deadline()` returning True stops measuring held-out candidates early (GPU leases are short); a
     table cut short that way is returned with what was validated. Raises `CostTableInvalid` when the
     fit still misses `bar` after `refit_rounds` refits.
     """
-    entries = measure_choice_costs(space, probe, profile, progress)
-    teacher_params, teacher_macs = probe.whole_counts()
-
-    def measure(specs: list[ArchSpec], role: str, label: str) -> list[CandidateMeasurement]:
-        out = []
-        for spec in specs:
-            if role == "holdout" and deadline is not None and deadline():
-                break
-            out.append(measure_candidate(probe, spec, profile, role))
-            if progress:
-                progress(f"{label} {len(out)}/{len(specs)}")
-        return out
-
-    calibration = measure(sample_candidates(space, n_calibration, seed, include_extremes=True), "calibration",
-                          "calibration")
+    meter = table_meter(probe, profile)
+    entries = meter.entries(entry_keys(space), progress)
+    teacher_params, teacher_macs = meter.whole_counts()
+    calibration = meter.candidates(sample_candidates(space, n_calibration, seed, include_extremes=True),
+                                   "calibration", progress)
     seen = {c.key for c in calibration}
-    holdout = measure(sample_candidates(space, n_holdout, seed + 1, False, seen), "holdout", "holdout")
+    holdout = meter.candidates(sample_candidates(space, n_holdout, seed + 1, False, seen), "holdout", progress,
+                               deadline)
     rounds: list[dict[str, Any]] = []
     remeasured: set[str] = set()
     for round_ in range(refit_rounds + 1):
         correction = fit_correction(space, entries, calibration)
-        table = assemble_table(profile, probe.device_name, probe.bytes_per_param, space, entries, correction,
+        table = assemble_table(profile, meter.device_name, meter.bytes_per_param, space, entries, correction,
                                calibration, holdout, teacher_params, teacher_macs, bar, rounds)
         v = table.validation_summary()
         rounds.append({"round": round_, "correction": correction.kind, "calibration": len(calibration),
@@ -450,15 +499,14 @@ def measure_cost_table(space: SearchSpace, probe: CostProbe, profile: DeviceProf
         calibration = [dataclasses.replace(c, role="calibration") for c in calibration + holdout]
         loo = table.errors(calibration)
         again = [i for i, e in enumerate(loo) if abs(e) > bar.tolerance and calibration[i].key not in remeasured]
-        for i in again:
-            c = calibration[i]
-            m = measure_candidate(probe, space.spec(c.choices), profile, "calibration")
-            remeasured.add(c.key)
-            if m.latency.relative_cv < c.latency.relative_cv:
+        again_measured = meter.candidates([space.spec(calibration[i].choices) for i in again], "calibration")
+        for i, m in zip(again, again_measured, strict=True):
+            remeasured.add(calibration[i].key)
+            if m.latency.relative_cv < calibration[i].latency.relative_cv:
                 calibration[i] = m
         seen |= {c.key for c in calibration}
-        holdout = measure(sample_candidates(space, n_holdout, seed + 2 + round_, False, seen), "holdout",
-                          f"holdout (refit {round_ + 1})")
+        holdout = meter.candidates(sample_candidates(space, n_holdout, seed + 2 + round_, False, seen), "holdout",
+                                   progress, deadline)
     table = dataclasses.replace(table, extra={**table.extra, "remeasured_outliers": sorted(remeasured)})
     if table.validation_summary()["passes"] is False:
         raise CostTableInvalid(

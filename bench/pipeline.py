@@ -28,14 +28,14 @@ import torch
 from bench.costtable import (
     CandidateMeasurement,
     CostTable,
+    ProbeMeter,
     ValidationBar,
-    measure_candidate,
     sample_candidates,
     summarize_errors,
 )
 from bench.profile import DeviceProfile
 from bench.stats import LatencyStats, PairedLatency
-from bench.timing import Clock, measure_paired, warm_up
+from bench.timing import Clock, measure_paired
 from tocsr.core.artifacts import read_artifact, write_artifact
 from tocsr.core.errors import ConfigError
 from tocsr.core.space import ArchSpec, SearchSpace
@@ -77,6 +77,42 @@ class PipelineProbe(Protocol):
     def candidate(self, spec: ArchSpec) -> Callable[[], object]: ...
     def candidate_memory_mib(self, spec: ArchSpec) -> float: ...
     def candidate_params(self, spec: ArchSpec) -> int: ...
+
+
+class PipelineMeter(Protocol):
+    """What `measure_pipeline_parts` asks of the device: the fixed parts and whole pipelines, each paired
+    with the reference. `PipelineProbeMeter` measures in this process; `bench.remote.RayPipelineMeter` on
+    the Ray node that has the device."""
+
+    device_name: str
+    bytes_per_param: int
+
+    def parts(self, progress: Callable[[str], None] | None = None) -> list[PartCost]: ...
+    def candidates(self, specs: Sequence[ArchSpec], role: str, progress: Callable[[str], None] | None = None,
+                   stop: Callable[[], bool] | None = None) -> list[CandidateMeasurement]: ...
+
+
+class PipelineProbeMeter(ProbeMeter):
+    """`PipelineMeter` of a `PipelineProbe` in this process (whole pipelines are measured as
+    `ProbeMeter` measures candidates)."""
+
+    probe: PipelineProbe
+
+    def parts(self, progress: Callable[[str], None] | None = None) -> list[PartCost]:
+        self._warm_up()
+        p, out = self.probe, []
+        for name, (call, params) in p.parts().items():
+            paired = measure_paired(call, p.reference(), self.profile.timing, p.device, p.clock, warm_reference=False)
+            out.append(PartCost(name, paired.ratio, paired.target.median_ms, paired.target.iqr_ms,
+                                paired.reference_ms, params))
+            if progress:
+                progress(name)
+        return out
+
+
+def pipeline_meter(probe: PipelineProbe | PipelineMeter, profile: DeviceProfile) -> PipelineMeter:
+    """`probe` itself when it already measures whole parts (a `PipelineMeter`), else a `PipelineProbeMeter` of it."""
+    return probe if hasattr(probe, "candidates") else PipelineProbeMeter(probe, profile)   # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -253,35 +289,25 @@ def load_cost_model(table_path: str | Path, scope: str) -> CostTable | PipelineC
     return PipelineCostModel(table, PipelineParts.load(parts))
 
 
-def measure_pipeline_parts(space: SearchSpace, table: CostTable, probe: PipelineProbe, profile: DeviceProfile,
+def measure_pipeline_parts(space: SearchSpace, table: CostTable, probe: PipelineProbe | PipelineMeter,
+                           profile: DeviceProfile,
                            n_holdout: int = 30, seed: int = 0, bar: ValidationBar = ValidationBar(),
                            progress: Callable[[str], None] | None = None) -> PipelineCostModel:
     """Measure the fixed parts and `n_holdout` whole pipelines (backbones never measured for `table`) on
     the probe's device; the model they make with `table`, judged on those pipelines."""
-    reference = probe.reference()
-    warm_up(reference, profile.timing, probe.device, probe.clock)
-    parts = []
-    for name, (call, params) in probe.parts().items():
-        paired = measure_paired(call, reference, profile.timing, probe.device, probe.clock, warm_reference=False)
-        parts.append(PartCost(name, paired.ratio, paired.target.median_ms, paired.target.iqr_ms, paired.reference_ms,
-                              params))
-        if progress:
-            progress(name)
-    teacher = measure_candidate(probe, space.all_teacher(), profile, "teacher")
+    meter = pipeline_meter(probe, profile)
+    parts = meter.parts(progress)
+    [teacher] = meter.candidates([space.all_teacher()], "teacher")
     if progress:
         progress("teacher-shaped pipeline")
     specs = sample_candidates(space, n_holdout, seed + 101, False, exclude={c.key for c in table.candidates})
-    held = []
-    for spec in specs:
-        held.append(measure_candidate(probe, spec, profile, "holdout"))
-        if progress:
-            progress(f"pipeline {len(held)}/{len(specs)}")
+    held = meter.candidates(specs, "holdout", progress)
     q = profile.timing.percentile
     measured = [teacher, *held]
-    teacher_weights = table.params(space.all_teacher()) * probe.bytes_per_param / 2**20
+    teacher_weights = table.params(space.all_teacher()) * meter.bytes_per_param / 2**20
     res = profile.resolution
     pipeline = PipelineParts(
-        profile_name=profile.name, profile_sha256=profile.sha256, device_name=probe.device_name,
+        profile_name=profile.name, profile_sha256=profile.sha256, device_name=meter.device_name,
         input_px=res.input_px, output_px=res.output_px, batch=profile.batch, parts=tuple(parts), percentile=q,
         percentile_ratio=float(np.mean([c.latency.ratio_at(q) / c.latency.ratio for c in measured])),
         fixed_memory_mib=max(0.0, teacher.peak_memory_mib - teacher_weights), candidates=tuple(measured), bar=bar)
@@ -303,6 +329,7 @@ def describe_pipeline(model: PipelineCostModel, spec: ArchSpec, measured_ms: flo
 
 
 __all__ = [
-    "PartCost", "PipelineCostModel", "PipelineParts", "PipelineProbe", "backbone_equivalent", "describe_pipeline",
-    "load_cost_model", "measure_pipeline_parts", "pipeline_parts_path",
+    "PartCost", "PipelineCostModel", "PipelineMeter", "PipelineParts", "PipelineProbe", "PipelineProbeMeter",
+    "backbone_equivalent", "describe_pipeline", "load_cost_model", "measure_pipeline_parts", "pipeline_meter",
+    "pipeline_parts_path",
 ]

@@ -55,6 +55,11 @@ class DeviceSpec:
     name: str = ""                        # human-readable, e.g. "NVIDIA H200"; checked against the card when measured
     index: int = field(default=0, metadata={"ge": 0})
     threads: int | None = field(default=None, metadata={"ge": 1})  # torch intra-op threads (CPU)
+    # The custom Ray resource the device's node advertises (`ray start --resources='{"device:orin-nano": 1}'`):
+    # with `--ray-address`, this profile's measurements run on that node (bench.remote).
+    ray_resource: str | None = field(default=None, metadata={
+        "pattern": r"[A-Za-z0-9][A-Za-z0-9:._-]{0,127}",
+        "pattern_help": "a Ray resource name such as 'device:orin-nano' (letters, digits, ':', '.', '_', '-')"})
 
 
 @dataclass(frozen=True)
@@ -218,8 +223,11 @@ class DeviceProfile:
 
     @property
     def sha256(self) -> str:
-        """Content hash of the validated profile: formatting and comments do not change it."""
-        return content_sha256(self.to_dict())
+        """Content hash of the validated profile: formatting and comments do not change it, nor the Ray
+        resource that names the node it is measured on (where, not what: bench.remote records the node)."""
+        doc = self.to_dict()
+        doc["device"] = {k: v for k, v in doc["device"].items() if k != "ray_resource"}
+        return content_sha256(doc)
 
     def torch_device(self) -> str:
         if self.device.kind == "cuda":

@@ -8,7 +8,10 @@ tocsr.core.sr.run (recorded as tocsr.core.sr.info.SRModelInfo), the comparison i
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -47,10 +50,13 @@ from tocsr.core.training import progress
 log = logging.getLogger(__name__)
 
 
-def _usable_profile(profile_ref: str | Path) -> DeviceProfile:
+def _usable_profile(profile_ref: str | Path, on_ray: bool = False) -> DeviceProfile:
     """The profile, refused up front when it asks for what this machine cannot give. A predicted profile
-    is usable anywhere: its costs are the roofline (bench.predicted), labelled predicted."""
+    is usable anywhere: its costs are the roofline (bench.predicted), labelled predicted. A profile
+    measured on a Ray node (`on_ray` and `device.ray_resource`) is checked there (bench.remote)."""
     profile = load_profile(profile_ref)
+    if on_ray and profile.device.ray_resource:
+        return profile
     if not profile.is_measured:
         log.info("profile %s is a predicted device: its cost table, pipeline parts and the choice's check are "
                  "roofline predictions, not measurements", profile.name)
@@ -65,41 +71,89 @@ def _usable_profile(profile_ref: str | Path) -> DeviceProfile:
     return profile
 
 
+@contextmanager
+def _measuring_node(profile: DeviceProfile, teacher_dir: str | Path, ray_address: str | None) -> Iterator:
+    """The profile's device on the Ray cluster at `ray_address` (bench.remote.RemoteDevice), released on exit;
+    None (measure in this process) without an address or when the profile names no Ray resource."""
+    if not ray_address or not profile.device.ray_resource:
+        if ray_address:
+            log.info("profile %s names no device.ray_resource: measured on this machine", profile.name)
+        yield None
+        return
+    from bench.remote import RemoteDevice
+
+    device = RemoteDevice(profile, teacher_dir, ray_address)
+    log.info("profile %s is measured on the Ray node with %r: %s (%s), node %s", profile.name,
+             profile.device.ray_resource, device.provenance["hostname"], device.device_name,
+             device.provenance["ray_node_id"])
+    try:
+        yield device
+    finally:
+        device.shutdown()
+
+
 def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str | Path, n_calibration: int = 16,
-                n_holdout: int = 50, seed: int = 0, n_pipelines: int = 10) -> PipelineCostModel:
+                n_holdout: int = 50, seed: int = 0, n_pipelines: int = 10, ray_address: str | None = None,
+                remote=None) -> PipelineCostModel:
     """Measure the per-(slot, choice) cost table of the teacher's space on the profile's device, then the
     one-step SR pipeline's fixed parts and `n_pipelines` held-out whole pipelines (bench.pipeline), saved
     beside the table; returns both as the pipeline cost model (its `.table` is the backbone's).
 
     A table that misses its validation bar after its refits is written beside `out_path` as
     `<name>.rejected.json` for inspection, and the stage fails with the figures. A pipeline model that
-    misses its bar is kept and says so: the choice is judged on a measured pipeline either way."""
+    misses its bar is kept and says so: the choice is judged on a measured pipeline either way.
+
+    With `ray_address` and a profile that names `device.ray_resource`, everything is measured on the Ray node
+    advertising that resource (bench.remote), and the table records that node's provenance (`measured_on`)
+    and the worker that measured each entry (`measured_by_pid`); `remote` is such a node already held."""
     teacher = load_teacher(teacher_dir)
-    profile = _usable_profile(profile_ref)
+    profile = _usable_profile(profile_ref, on_ray=bool(ray_address) or remote is not None)
     space = derive_search_space(teacher.unet)
-    args, kwargs = teacher_inputs(teacher, profile)
-    # Cost does not depend on weight values: a fresh bank of surrogates is measured.
-    # The probe swaps blocks into the UNet it is given: a copy, so the pipeline probe below builds from the teacher.
-    probe = cost_probe(space, copy.deepcopy(teacher.unet), args, kwargs, profile, new_bank(space))
+    with nullcontext(remote) if remote is not None else _measuring_node(profile, teacher_dir, ray_address) as device:
+        return _measure_costs(teacher, space, profile, Path(out_path), n_calibration, n_holdout, seed, n_pipelines,
+                              device)
+
+
+def _measure_costs(teacher, space, profile: DeviceProfile, out_path: Path, n_calibration: int, n_holdout: int,
+                   seed: int, n_pipelines: int, device) -> PipelineCostModel:
+    """stage_costs's measurement, in this process (`device` None) or on a bench.remote.RemoteDevice."""
+    if device is None:
+        args, kwargs = teacher_inputs(teacher, profile)
+        # Cost does not depend on weight values: a fresh bank of surrogates is measured. The probe swaps
+        # blocks into the UNet it is given: a copy, so the pipeline probe below builds from the teacher.
+        probe = cost_probe(space, copy.deepcopy(teacher.unet), args, kwargs, profile, new_bank(space))
+        env = environment()
+    else:
+        from bench.remote import RayTableMeter
+
+        probe = RayTableMeter(device)
+        env = environment({"measured_on": device.provenance})
     total = sum(len(s.choices) for s in space.slots) + n_calibration + n_holdout
-    out_path = Path(out_path)
     with progress(f"costs/{profile.name}", total) as bar:
         try:
             table = measure_cost_table(space, probe, profile, n_calibration, n_holdout, seed,
                                        progress=lambda _msg: bar.update(1))
         except CostTableInvalid as err:
             rejected = out_path.with_name(out_path.stem + ".rejected.json")
-            err.table.save(rejected, environment())
+            err.table.save(rejected, env)
             raise TocsrError(f"{err}; the rejected table is {rejected}") from None
-    table.save(out_path, environment())
-    pipe_probe = pipeline_probe(teacher, space, new_bank(space), profile)
+    if device is not None:
+        table = dataclasses.replace(table, extra={**table.extra, "measured_on": device.provenance,
+                                                  "measured_by_pid": probe.measured_by})
+    table.save(out_path, env)
+    if device is None:
+        pipe_probe = pipeline_probe(teacher, space, new_bank(space), profile)
+    else:
+        from bench.remote import RayPipelineMeter
+
+        pipe_probe = RayPipelineMeter(device)
     with progress(f"pipeline/{profile.name}", 3 + n_pipelines) as bar:
         model = measure_pipeline_parts(space, table, pipe_probe, profile, n_pipelines, seed,
                                        progress=lambda _msg: bar.update(1))
     v = model.validation_summary()
     if v["passes"] is False:
         log.warning("the pipeline cost model for %s misses its bar: %s", profile.name, v)
-    model.pipeline.save(pipeline_parts_path(out_path), environment(), v)
+    model.pipeline.save(pipeline_parts_path(out_path), env, v)
     return model
 
 
@@ -134,18 +188,19 @@ def stage_costs_import(results: str | Path, out_path: str | Path, bundle: str | 
 def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref: str | Path,
                  cost_table: CostTable | PipelineCostModel, out_dir: str | Path, method: str = "bo", evaluations: int = 60, seed: int = 0,
                  formulation: str = "device", eps_fid: float | None = None, complexity: str = "params",
-                 q: int = 4, selection: SelectionConfig = SelectionConfig(), proxy: str = DEFAULT_PROXY
-                 ) -> SearchResult:
+                 q: int = 4, selection: SelectionConfig = SelectionConfig(), proxy: str = DEFAULT_PROXY,
+                 ray_address: str | None = None) -> SearchResult:
     """Search, then re-measure until a candidate meets the budgets (search.selection.choose).
 
     `evaluations` caps the fidelity evaluations. `cost_table` is the backbone's table, or the pipeline cost
     model (bench.pipeline.load_cost_model) when the profile's budgets bound the whole one-step SR call; then
     candidates are re-measured as whole pipelines. A cost table that no longer predicts this machine is
     measured again into `<out>/cost_table.remeasured.json`; the table the decision used (with the
-    candidates measured while choosing) is written to `<out>/cost_table.json` (pipeline parts beside it)."""
+    candidates measured while choosing) is written to `<out>/cost_table.json` (pipeline parts beside it).
+    With `ray_address`, candidates are re-measured on the profile's Ray node, as `stage_costs` measures."""
     out = Path(out_dir)
     teacher = load_teacher(teacher_dir)
-    profile = _usable_profile(profile_ref)
+    profile = _usable_profile(profile_ref, on_ray=bool(ray_address))
     space = derive_search_space(teacher.unet)
     cost_table = _for_scope(cost_table, profile)
     table = cost_table.table if isinstance(cost_table, PipelineCostModel) else cost_table
@@ -154,28 +209,36 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
     bank, ftable = load_surrogates(surrogates_dir, space)
     _, val_latents = teacher_latents(teacher)
     evaluator = build_proxy(proxy, teacher, space, bank, val_latents)
-    meter = (DeployedPipelineMeter(teacher, space, bank, profile) if profile.budgets.scope == "pipeline"
-             else deployed_meter(teacher, space, bank, profile))
     kwargs = {"block_error": ftable.error} if method in ("greedy", "bo") else {}
 
     def search_round(problem, cap: int):
         return run_search(problem, method, cap, out, seed=seed, q=q, **kwargs)
 
-    def run(table):
-        return choose(space, evaluator, table, profile, meter, search_round, evaluations, formulation, eps_fid,
-                      complexity, selection)
+    with _measuring_node(profile, teacher_dir, ray_address) as device:
+        if device is None:
+            meter = (DeployedPipelineMeter(teacher, space, bank, profile) if profile.budgets.scope == "pipeline"
+                     else deployed_meter(teacher, space, bank, profile))
+        else:
+            from bench.remote import RayCandidateMeter
 
-    try:
-        sel = run(cost_table)
-    except StaleCostTable as err:
-        log.warning("%s", err)
-        roles = [c.role for c in table.candidates]
-        cost_table = _for_scope(stage_costs(teacher_dir, profile_ref, out / "cost_table.remeasured.json",
-                                            max(2, roles.count("calibration")), roles.count("holdout")), profile)
-        sel = run(cost_table)
+            meter = RayCandidateMeter(device)
+
+        def run(table):
+            return choose(space, evaluator, table, profile, meter, search_round, evaluations, formulation, eps_fid,
+                          complexity, selection)
+
+        try:
+            sel = run(cost_table)
+        except StaleCostTable as err:
+            log.warning("%s", err)
+            roles = [c.role for c in table.candidates]
+            cost_table = _for_scope(stage_costs(teacher_dir, profile_ref, out / "cost_table.remeasured.json",
+                                                max(2, roles.count("calibration")), roles.count("holdout"),
+                                                remote=device), profile)
+            sel = run(cost_table)
     result = SearchResult.from_selection(sel, profile, space, method, seed, evaluations, formulation, complexity,
                                          proxy)
-    sel.table.save(out / result.cost_table, environment())
+    sel.table.save(out / result.cost_table, environment({"measured_on": device.provenance} if device else None))
     plot_convergence({method: [convergence(sel.trials)]}, out / result.convergence_png,
                      title=f"{method} on {profile.name} ({formulation})",
                      ylabel="best feasible " + ("fidelity error" if formulation == "device" else complexity))
