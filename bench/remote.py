@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.costtable import CandidateMeasurement, ChoiceCost, ProbeMeter
-from bench.measure import Measurement
+from bench.measure import Measurement, measure_workload
 from bench.pipeline import PartCost, PipelineProbeMeter
 from bench.profile import DeviceProfile
+from bench.workloads import Workload
 from tocsr.core.errors import ConfigError, TocsrError
 from tocsr.core.space import ArchSpec, SearchSpace
 from tocsr.core.teacher.record import TeacherRecord
@@ -147,6 +148,9 @@ class _MeasurementActor:
     def pipeline_candidate(self, choices: dict[str, str], role: str) -> tuple[CandidateMeasurement, int]:
         return self.pipeline().candidate(self.space.spec(choices), role), os.getpid()
 
+    def workload(self, workload: Workload, reference: Workload | None, profile: DeviceProfile) -> Measurement:
+        return measure_workload(workload, profile, reference=reference)
+
     def deployed(self, choices: dict[str, str]) -> Measurement:
         if self._deployed is None:
             from bench.probe import DeployedPipelineMeter, deployed_meter
@@ -227,6 +231,12 @@ class RemoteDevice:
 
     def pid(self) -> int:
         return self.get(self.actor.pid.remote())
+
+    def measure_workload(self, workload: Workload, reference: Workload | None = None,
+                         profile: DeviceProfile | None = None) -> Measurement:
+        """bench.measure.measure_workload on the node (the modules travel pickled), under `profile` (another
+        profile of the same device, e.g. another precision) or the one this device was opened with."""
+        return self.get(self.actor.workload.remote(workload, reference, profile or self.profile))
 
     def shutdown(self) -> None:
         self.ray.kill(self.actor)

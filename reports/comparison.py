@@ -151,14 +151,15 @@ def _quality(results: dict[str, EvalResult], name: str) -> dict[str, dict]:
 def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: dict[str, Path],
                     baselines: tuple[str, ...], external: list[str], data: str | Path | None,
                     test_max_px: int = 384, baseline_max_steps: int | None = None, extra_metrics: tuple[str, ...] = FULL_REFERENCE + NO_REFERENCE,
-                    kinds: tuple[str, ...] = ("bicubic", "realesrgan")) -> tuple[list[ReportRow], dict]:
+                    kinds: tuple[str, ...] = ("bicubic", "realesrgan"), nodes=None) -> tuple[list[ReportRow], dict]:
     """Rows for every method on every profile; returns (rows, what they were scored on and how trained).
 
     Fair by construction: the trained baselines see the training photographs and degradations the TOC-SR
     student saw, for the wall-clock seconds its SR stage spent (SR teacher included); every method is scored
     blind (one model for all degradations) unless its name says it is told; and the figures are on test
     photographs, which no training or selection path reads (tocsr.core.data.DataSplit). Each degradation's
-    table is kept as an evaluation folder, <run>/eval/test-<degradation>/ (`tocsr report` renders it)."""
+    table is kept as an evaluation folder, <run>/eval/test-<degradation>/ (`tocsr report` renders it).
+    `nodes`: profile name -> the bench.remote.RemoteDevice that profile's costs are measured on."""
     methods: list[SRMethod] = []
     infos = []
     for i, (pname, d) in enumerate(sorted(sr_dirs.items())):
@@ -191,7 +192,7 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
         res.save(run / "eval" / f"test-{kind}", environment())
         results[kind] = res
     quality = {m.name: _quality(results, m.name) for m in methods}
-    rows = report_rows(methods, quality, profiles, lambda profile: teacher_reference(teacher, profile))
+    rows = report_rows(methods, quality, profiles, lambda profile: teacher_reference(teacher, profile), nodes)
     _save_crops(methods, test_dir, scale, run / "eval" / "crops")
     return rows, {"scale": scale, "patch_px": patch, "split": "test", "test_images": test_names,
                   "test_max_px": test_max_px, "train_images": sorted(p.name for p in train),

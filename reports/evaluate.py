@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,25 +74,34 @@ def evaluate_quality(methods: list[SRMethod], photos: list[Photo], patch_px: int
     return out
 
 
-def evaluate_cost(method: SRMethod, profile: DeviceProfile, reference: Workload | None = None):
+def evaluate_cost(method: SRMethod, profile: DeviceProfile, reference: Workload | None = None, node=None):
+    """The method's cost on the profile's device: measured here, or on `node` (a bench.remote.RemoteDevice,
+    the Ray node that has the device)."""
     side = profile.resolution.input_px
     x = torch.rand(profile.batch, 3, side, side, generator=torch.Generator().manual_seed(0))
     x = x if method.unit_range else x * 2 - 1
-    return measure_workload(Workload(method.name, method.cost_module or method.module, (x,), {}), profile,
-                            reference=reference)
+    workload = Workload(method.name, method.cost_module or method.module, (x,), {})
+    if node is not None:
+        return node.measure_workload(workload, reference, profile)
+    return measure_workload(workload, profile, reference=reference)
 
 
 def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], profiles: list[DeviceProfile],
-                reference: Callable[[DeviceProfile], Workload] | None = None) -> list[ReportRow]:
+                reference: Callable[[DeviceProfile], Workload] | None = None,
+                nodes: Mapping[str, Any] | None = None) -> list[ReportRow]:
     """One row per profile x method. With `reference` (a workload per profile, e.g. the teacher UNet), every
     latency is measured paired with it and the rows of one profile are put at one speed of the machine:
     ms = the method's ratio to the reference x the reference's median over that profile's measurements,
-    so a machine that slowed down while some methods were measured does not reorder them."""
-    env = environment()
+    so a machine that slowed down while some methods were measured does not reorder them. `nodes` maps a
+    profile's name to the bench.remote.RemoteDevice its device is measured on (its rows carry that node's
+    provenance)."""
+    here = environment()
     rows = []
     for profile in profiles:
+        node = (nodes or {}).get(profile.name)
+        env = node.provenance if node is not None else here
         ref = reference(profile) if reference is not None and profile.is_measured else None
-        measured = [(m, evaluate_cost(m, profile, ref)) for m in methods]
+        measured = [(m, evaluate_cost(m, profile, ref, node)) for m in methods]
         yardsticks = [meas.paired.reference_ms for _, meas in measured if meas.paired is not None]
         speed_ms = float(np.median(yardsticks)) if yardsticks else None
         for m, meas in measured:
@@ -114,6 +124,7 @@ def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], pr
                 latency_vs_reference=paired.ratio if paired is not None else None,
                 provenance={"commit": env["git"]["sha"], "profile_sha256": profile.sha256,
                             "torch": env["packages"]["torch"], "cpu": env["cpu_model"], "measured_utc": env["created_utc"],
+                            **({"host": env["hostname"], "ray_node_id": env["ray_node_id"]} if node is not None else {}),
                             "error": meas.error,
                             "latency": ("predicted" if meas.status == "predicted" else
                                         f"paired with {ref.name}; ms at one speed, where it takes {speed_ms:.3f} ms "

@@ -66,7 +66,9 @@ def _profile(tmp_path: Path, resource: str) -> Path:
     return path
 
 
-def _node_with(resource: str) -> dict:
+def _node_with(resource: str, address: str) -> dict:
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
     [node] = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get(resource)]
     return node
 
@@ -80,7 +82,7 @@ def test_a_cost_table_is_measured_on_the_node_with_the_resource(cluster, teacher
     out = tmp_path / "costs.json"
     model = stage_costs(teacher_dir, _profile(tmp_path, RESOURCE), out, n_calibration=4, n_holdout=4, n_pipelines=2,
                         ray_address=cluster)
-    node = _node_with(RESOURCE)
+    node = _node_with(RESOURCE, cluster)
     where = model.table.extra["measured_on"]
     assert where["ray_node_id"] == node["NodeID"] and where["hostname"] == socket.gethostname()
     assert where["pid"] != os.getpid() and where["packages"]["torch"]
@@ -151,3 +153,36 @@ def test_a_worker_killed_mid_table_loses_no_finished_entry(cluster, teacher_dir,
     assert kill_after <= len(by_first) <= kill_after + WINDOW
     assert by_first == [f"{s}:{c}" for s, c in keys[:len(by_first)]]
     assert all(pid == second_pid for k, pid in meter.measured_by.items() if k not in by_first)
+
+
+def test_a_device_the_node_lacks_is_one_line_from_the_node(cluster, teacher_dir, tmp_path):
+    from tocsr.app.stages import stage_costs
+    from tocsr.core.errors import TocsrError
+
+    cuda = (Path(__file__).resolve().parents[2] / "hw_profiles" / "h100-bf16.yaml").read_text()
+    path = tmp_path / "h100-remote.yaml"
+    path.write_text(cuda.replace("device:\n", f"device:\n  ray_resource: {RESOURCE}\n", 1))
+    with pytest.raises(TocsrError) as err:
+        stage_costs(teacher_dir, path, tmp_path / "c.json", ray_address=cluster)
+    msg = str(err.value)
+    assert RESOURCE in msg and "cuda" in msg.lower() and "\n" not in msg
+
+
+def test_the_main_job_measures_a_profile_on_its_node(cluster, tmp_path):
+    from tests.app.test_main_job import tocsr
+
+    profile = tmp_path / "cpu-2core.yaml"
+    text = (Path(__file__).resolve().parents[2] / "hw_profiles" / "cpu-2core.yaml").read_text()
+    profile.write_text(text.replace("device:\n", f"device:\n  ray_resource: {RESOURCE}\n", 1))
+    r = tocsr("run", "-p", str(profile), "--preset", "smoke", "--out", "runs/smoke", "--report-dir", "report",
+              "--ray-address", cluster, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-12000:]
+    run = tmp_path / "runs" / "smoke"
+    node = _node_with(RESOURCE, cluster)["NodeID"]
+    [costs] = sorted((run / "costs").glob("*.pipeline.json"))
+    table = json.loads(costs.with_name(costs.name.replace(".pipeline", "")).read_text())
+    assert table["extra"]["measured_on"]["ray_node_id"] == node
+    search_env = json.loads((run / "search-cpu-2core" / "cost_table.json").read_text())["environment"]
+    assert search_env["measured_on"]["ray_node_id"] == node
+    rows = json.loads((run / "eval" / "rows.json").read_text())["rows"]
+    assert rows and all(r["provenance"]["ray_node_id"] == node for r in rows if r["device_profile"] == "cpu-2core")

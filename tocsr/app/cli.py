@@ -156,6 +156,11 @@ def bench(
         raise typer.Exit(1)
 
 
+_RAY_ADDRESS = typer.Option(None, "--ray-address",
+                                          help="Ray cluster (host:port or ray://...): profiles naming "
+                                               "device.ray_resource are measured on the node advertising it")
+
+
 @app.command()
 def run(
     profile: list[str] = typer.Option(["hw_profiles/cpu-2core.yaml"], "--profile", "-p",
@@ -173,12 +178,14 @@ def run(
                                                         "(imported, not trained; `tocsr teacher import`)"),
     unet: Path | None = typer.Option(None, "--unet", help="start the teacher's UNet from this folder (4 channels are "
                                                           "widened), then fine-tune it on the latents"),
+    ray_address: str | None = _RAY_ADDRESS,
 ) -> None:
     """The main job: teacher, surrogates, per-device search and SR, evaluation, report."""
     from tocsr.app.mainjob import run_main_job
 
     with folder_lock(out, "run"):
-        run_main_job(profile, preset, out, data, report_dir, tuple(baseline), vae=vae, unet=unet)
+        run_main_job(profile, preset, out, data, report_dir, tuple(baseline), vae=vae, unet=unet,
+                     ray_address=ray_address)
 
 
 @app.command()
@@ -271,6 +278,7 @@ def costs(
     calibration: int = _CALIBRATION,
     holdout: int = _HOLDOUT,
     pipelines: int = _PIPELINES,
+    ray_address: str | None = _RAY_ADDRESS,
 ) -> None:
     """Measure the per-(slot, choice) cost table of the teacher's search space on a device, and the one-step
     SR pipeline's fixed parts (bicubic + encoder, decoder) beside it."""
@@ -282,7 +290,7 @@ def costs(
     from tocsr.core.space import derive_search_space
     from tocsr.core.teacher.train import load_teacher
 
-    model = stage_costs(teacher, profile, out, calibration, holdout, n_pipelines=pipelines)
+    model = stage_costs(teacher, profile, out, calibration, holdout, n_pipelines=pipelines, ray_address=ray_address)
     _describe_costs(model, derive_search_space(load_teacher(teacher).unet).all_teacher(), out)
 
 
@@ -334,6 +342,7 @@ def search(
     proxy: str = typer.Option(DEFAULT_PROXY, "--proxy", help=f"fidelity proxy minimised: {', '.join(PROXIES)}"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", "-o"),
+    ray_address: str | None = _RAY_ADDRESS,
 ) -> None:
     """ε-constrained search for the backbone that fits the device's budgets."""
     from tocsr.app.stages import stage_costs, stage_search
@@ -345,9 +354,10 @@ def search(
     _check_proxy(proxy)
     with folder_lock(out, "search"):
         table_path = cost_table or out / "cost_table.json"
-        table = _cost_model(table_path, profile) if table_path.is_file() else stage_costs(teacher, profile, table_path)
+        table = (_cost_model(table_path, profile) if table_path.is_file()
+                 else stage_costs(teacher, profile, table_path, ray_address=ray_address))
         result = stage_search(teacher, surrogates, profile, table, out, method, evaluations, seed, formulation,
-                              eps_fid, complexity, proxy=proxy)
+                              eps_fid, complexity, proxy=proxy, ray_address=ray_address)
     c = result.chosen
     budget = "none" if result.latency_budget_ms is None else f"{result.latency_budget_ms:.2f} ms"
     memory = "-" if c.measured_memory_mib is None else f"{c.measured_memory_mib:.0f}"

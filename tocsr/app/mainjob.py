@@ -174,17 +174,21 @@ def check_split(data: str | Path | None, split) -> None:
 
 
 def measurement_key(profile: DeviceProfile) -> str:
-    """Profiles measured the same way (device, precision, batch, size, mode, timing) share a cost table."""
+    """Profiles measured the same way (device, precision, batch, size, mode, timing) share a cost table. The Ray
+    resource is not part of it (it says where, not how); the costs stage records the node it measured on."""
     d = profile.to_dict()
+    d["device"] = {k: v for k, v in d["device"].items() if k != "ray_resource"}
     return content_sha256({k: d[k] for k in ("device", "precision", "batch", "resolution", "execution_mode", "timing")})[:12]
 
 
 def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: str | Path | None = None,
                  report_dir: str | Path | None = None, external: tuple[str, ...] = (),
-                 vae: str | Path | None = None, unet: str | Path | None = None) -> dict[str, Any]:
+                 vae: str | Path | None = None, unet: str | Path | None = None,
+                 ray_address: str | None = None) -> dict[str, Any]:
     """The main job. `external`: pretrained SR checkpoints ("NAME=FILE") scored and costed beside the rest.
     `vae` / `unet`: weight folders the teacher starts from (tocsr.core.teacher.importing), checked before any
-    stage runs."""
+    stage runs. `ray_address`: a Ray cluster whose nodes advertise the profiles' `device.ray_resource`; those
+    profiles' costs, checks and evaluation are measured there (bench.remote)."""
     from bench.costtable import COST_TABLE_SCHEMA_VERSION
     from bench.pipeline import PIPELINE_PARTS_SCHEMA_VERSION, load_cost_model, pipeline_parts_path
     from tocsr.app.stages import stage_costs, stage_eval, stage_finetune, stage_search, stage_sr
@@ -208,7 +212,7 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     loaded = [load_profile(p) for p in profiles]
     if len({p.name for p in loaded}) != len(loaded):
         raise ConfigError("the same profile is named twice")
-    profiles, loaded = _prepare_profiles(profiles, loaded, rp, out)
+    profiles, loaded = _prepare_profiles(profiles, loaded, rp, out, ray_address)
     # Off a terminal rich assumes 80 columns; the summary table needs more to stay readable in logs.
     import sys
 
@@ -243,11 +247,15 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
         for profile, ref in zip(loaded, profiles, strict=True):
             mkey = measurement_key(profile)
             cost_path = out / "costs" / f"{mkey}.json"
+            remote = ray_address if profile.device.ray_resource else None
+            where = {"ray_resource": profile.device.ray_resource} if remote else {}
             costs_sha = log.run(f"costs-{mkey}", {"teacher": teacher_sha, "measurement": mkey,
                                                   "n": [rp.calibration, rp.holdout, rp.pipelines],
-                                                  "record": [COST_TABLE_SCHEMA_VERSION, PIPELINE_PARTS_SCHEMA_VERSION]},
-                                lambda resume, ref=ref, cost_path=cost_path: stage_costs(
-                                    teacher_dir, ref, cost_path, rp.calibration, rp.holdout, n_pipelines=rp.pipelines),
+                                                  "record": [COST_TABLE_SCHEMA_VERSION, PIPELINE_PARTS_SCHEMA_VERSION],
+                                                  **where},
+                                lambda resume, ref=ref, cost_path=cost_path, remote=remote: stage_costs(
+                                    teacher_dir, ref, cost_path, rp.calibration, rp.holdout, n_pipelines=rp.pipelines,
+                                    ray_address=remote),
                                 pipeline_parts_path(cost_path))
             bar.update(1)
             search_dir = out / f"search-{profile.name}"
@@ -255,11 +263,11 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
                                                             "profile": profile.sha256, "method": rp.search_method,
                                                             "evaluations": rp.search_evaluations,
                                                             "proxy": rp.proxy,
-                                                            "record": SearchResult.SCHEMA_VERSION},
-                                 lambda resume, ref=ref, cp=cost_path, sd=search_dir, p=profile: stage_search(
+                                                            "record": SearchResult.SCHEMA_VERSION, **where},
+                                 lambda resume, ref=ref, cp=cost_path, sd=search_dir, p=profile, remote=remote: stage_search(
                                      teacher_dir, surrogates_dir, ref, load_cost_model(cp, p.budgets.scope), sd,
-                                     rp.search_method,
-                                     rp.search_evaluations, proxy=rp.proxy), search_dir / SearchResult.FILE_NAME)
+                                     rp.search_method, rp.search_evaluations, proxy=rp.proxy, ray_address=remote),
+                                 search_dir / SearchResult.FILE_NAME)
             bar.update(1)
             result = SearchResult.load(search_dir)
             chosen[profile.name] = result
@@ -291,10 +299,11 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
         log.run("eval", {"sr": sr_shas, "profiles": [p.sha256 for p in loaded], "baselines": rp.baselines,
                          "baseline_max_steps": rp.baseline_max_steps, "test_max_px": rp.test_max_px,
                          "external": checkpoints, "record": 2,
-                         "baseline_init": BaselineTraining.init},
+                         "baseline_init": BaselineTraining.init,
+                         **({"ray_address": ray_address} if ray_address else {})},
                 lambda resume: stage_eval(out, profiles, teacher_dir, sr_dirs, rp.baselines, external=list(external),
                                           data=data, test_max_px=rp.test_max_px,
-                                          baseline_max_steps=rp.baseline_max_steps),
+                                          baseline_max_steps=rp.baseline_max_steps, ray_address=ray_address),
                 out / "eval" / "rows.json")
         bar.update(1)
     from reports.build import build_report
@@ -308,10 +317,11 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     return summary
 
 
-def _prepare_profiles(refs: list[str], loaded: list[DeviceProfile], rp: RunPreset, out: Path
-                      ) -> tuple[list[str], list[DeviceProfile]]:
-    """The profiles as the stages use them. A CUDA profile whose card is not attached becomes its predicted
-    stand-in (bench.profile.predicted_stand_in: one line says so, every figure is labelled predicted; without
+def _prepare_profiles(refs: list[str], loaded: list[DeviceProfile], rp: RunPreset, out: Path,
+                      ray_address: str | None = None) -> tuple[list[str], list[DeviceProfile]]:
+    """The profiles as the stages use them. A CUDA profile whose card is not attached, and that is not measured
+    on a Ray node (`ray_address` and `device.ray_resource`), becomes its predicted stand-in
+    (bench.profile.predicted_stand_in: one line says so, every figure is labelled predicted; without
     a 'predicted:' section it is refused here, before any training); the preset's timing keys are applied.
     A profile that changed is written to <out>/profiles/<name>.yaml and used from there, on record."""
     import torch
@@ -322,7 +332,8 @@ def _prepare_profiles(refs: list[str], loaded: list[DeviceProfile], rp: RunPrese
     out_refs, out_loaded = [], []
     for ref, profile in zip(refs, loaded, strict=True):
         p, why = profile, []
-        if p.device.kind == "cuda" and not torch.cuda.is_available():
+        on_ray = bool(ray_address and p.device.ray_resource)
+        if p.device.kind == "cuda" and not torch.cuda.is_available() and not on_ray:
             p = predicted_stand_in(p)
             why.append("its CUDA device is not attached here, so it is predicted from its 'predicted:' constants")
             logging.getLogger(__name__).warning("%s: no CUDA device on this machine; its costs are PREDICTED by the "

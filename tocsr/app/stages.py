@@ -11,8 +11,9 @@ import copy
 import dataclasses
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -320,12 +321,26 @@ def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table:
 
 def stage_eval(run_dir: str | Path, profiles: list[str], teacher_dir: str | Path, sr_dirs: dict[str, Path],
                baselines=("srvgg",), external: list[str] | None = None, data: str | Path | None = None,
-               test_max_px: int = 384, baseline_max_steps: int | None = None) -> list[ReportRow]:
+               test_max_px: int = 384, baseline_max_steps: int | None = None,
+               ray_address: str | None = None) -> list[ReportRow]:
     """Every method on every profile: quality once on the test photographs, cost per device; rows, the test
-    tables and crops under <run>/eval (reports.comparison.compare_methods says what makes it fair)."""
+    tables and crops under <run>/eval (reports.comparison.compare_methods says what makes it fair). With
+    `ray_address`, a profile naming `device.ray_resource` has its costs measured on that Ray node."""
     run = Path(run_dir)
-    rows, scored_on = compare_methods(run, [load_profile(p) for p in profiles], load_teacher(teacher_dir), sr_dirs,
-                                      tuple(baselines), list(external or []), data, test_max_px, baseline_max_steps)
+    loaded = [load_profile(p) for p in profiles]
+    with ExitStack() as stack:
+        # One measurement actor per Ray resource: profiles of one device share it (a second would wait for the
+        # resource the first holds).
+        by_resource: dict[str, Any] = {}
+        nodes = {}
+        for p in loaded:
+            key = p.device.ray_resource
+            if ray_address and key and key not in by_resource:
+                by_resource[key] = stack.enter_context(_measuring_node(p, teacher_dir, ray_address))
+            if ray_address and key:
+                nodes[p.name] = by_resource[key]
+        rows, scored_on = compare_methods(run, loaded, load_teacher(teacher_dir), sr_dirs, tuple(baselines),
+                                          list(external or []), data, test_max_px, baseline_max_steps, nodes=nodes)
     write_rows(rows, run / "eval", scored_on)
     return rows
 
