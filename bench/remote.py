@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -77,10 +78,16 @@ class _MeasurementActor:
         from tocsr.core.space import derive_search_space
         from tocsr.core.teacher.train import load_teacher
 
-        self.folder = Path(tempfile.mkdtemp(prefix="tocsr-teacher-"))
+        from tocsr.core.artifacts import atomic_write_bytes
+        from tocsr.core.provenance import content_sha256
+
+        # One folder per teacher content: a restarted actor, or the next stage, reuses it instead of piling up copies.
+        digest = content_sha256({rel: hashlib.sha256(blob).hexdigest() for rel, blob in files.items()})[:16]
+        self.folder = Path(tempfile.gettempdir()) / f"tocsr-teacher-{digest}"
         for rel, blob in files.items():
-            (self.folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            (self.folder / rel).write_bytes(blob)
+            path = self.folder / rel
+            if not path.is_file() or path.stat().st_size != len(blob):
+                atomic_write_bytes(path, blob)
         if profile.budgets.energy_mj is not None:
             from bench.rapl import energy_unmeasurable
 
@@ -192,6 +199,7 @@ class RemoteDevice:
         from tocsr import __version__
 
         if self.provenance["tocsr_version"] != __version__:
+            self.shutdown()
             raise ConfigError(f"the node with {resource!r} runs tocsr {self.provenance['tocsr_version']}, this machine "
                               f"{__version__}; install the same version on both")
         self.device_name: str = self.provenance["device_name"]
