@@ -75,11 +75,10 @@ class _MeasurementActor:
     def __init__(self, files: dict[str, bytes], profile: DeviceProfile):
         import torch
 
-        from tocsr.core.space import derive_search_space
-        from tocsr.core.teacher.train import load_teacher
-
         from tocsr.core.artifacts import atomic_write_bytes
         from tocsr.core.provenance import content_sha256
+        from tocsr.core.space import derive_search_space
+        from tocsr.core.teacher.train import load_teacher
 
         # One folder per teacher content: a restarted actor, or the next stage, reuses it instead of piling up copies.
         digest = content_sha256({rel: hashlib.sha256(blob).hexdigest() for rel, blob in files.items()})[:16]
