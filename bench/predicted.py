@@ -42,6 +42,7 @@ class RooflineClock:
                              "clock needs a predicted profile with a 'predicted:' section")
         self.profile = profile
         self.t_ns = 0
+        self._last: tuple[str, roofline.RooflineEstimate] | None = None
 
     def __call__(self) -> int:
         return self.t_ns
@@ -49,15 +50,27 @@ class RooflineClock:
     def estimate(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> roofline.RooflineEstimate:
         return roofline.estimate(module, args, kwargs, self.profile.predicted, self.profile.precision)
 
-    def call(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> Callable[[], None]:
-        """`module(*args, **kwargs)` on the predicted device: each call of the result advances the clock by
-        the call's roofline latency (estimated now, once)."""
-        ns = max(1, round(self.estimate(module, args, kwargs).latency_ms * 1e6))
+    def estimate_of(self, key: str, build: Callable[[], torch.nn.Module], args: tuple, kwargs: dict
+                    ) -> roofline.RooflineEstimate:
+        """`estimate` of the module `build()` returns, named `key`. The last one is kept: a candidate's memory
+        and its call read one estimate instead of counting the model twice."""
+        if self._last is None or self._last[0] != key:
+            self._last = (key, self.estimate(build(), args, kwargs))
+        return self._last[1]
+
+    def advancer(self, estimate: roofline.RooflineEstimate) -> Callable[[], None]:
+        """A zero-argument call that advances the clock by `estimate`'s latency each time it is called."""
+        ns = max(1, round(estimate.latency_ms * 1e6))
 
         def advance() -> None:
             self.t_ns += ns
 
         return advance
+
+    def call(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> Callable[[], None]:
+        """`module(*args, **kwargs)` on the predicted device: each call of the result advances the clock by
+        the call's roofline latency (estimated now, once)."""
+        return self.advancer(self.estimate(module, args, kwargs))
 
 
 def predicted_pair(target: roofline.RooflineEstimate, reference: roofline.RooflineEstimate) -> PairedLatency:

@@ -157,8 +157,14 @@ class RooflineProbe(TorchProbe):
     def _call(self, module: nn.Module, args: tuple, kwargs: dict) -> Callable[[], object]:
         return self.clock.call(module, args, kwargs)
 
+    def _estimate(self, spec: ArchSpec):
+        return self.clock.estimate_of(spec.key, lambda: self.swapper.apply(spec), self.args, self.kwargs)
+
+    def candidate(self, spec: ArchSpec) -> Callable[[], object]:
+        return self.clock.advancer(self._estimate(spec))
+
     def candidate_memory_mib(self, spec: ArchSpec) -> float:
-        return self.clock.estimate(self.swapper.apply(spec), self.args, self.kwargs).memory_lower_bound_mib
+        return self._estimate(spec).memory_lower_bound_mib
 
 
 def cost_probe(space: SearchSpace, unet: nn.Module, args: tuple, kwargs: dict, profile: DeviceProfile,
@@ -289,8 +295,14 @@ class RooflinePipelineProbe(TorchPipelineProbe):
     def _call(self, module: nn.Module, args: tuple, kwargs: dict) -> Callable[[], object]:
         return self.clock.call(module, args, kwargs)
 
+    def _estimate(self, spec: ArchSpec):
+        return self.clock.estimate_of(spec.key, lambda: self.model(spec), self.lr, {})
+
+    def candidate(self, spec: ArchSpec) -> Callable[[], object]:
+        return self.clock.advancer(self._estimate(spec))
+
     def candidate_memory_mib(self, spec: ArchSpec) -> float:
-        return self.clock.estimate(self.model(spec), self.lr, {}).memory_lower_bound_mib
+        return self._estimate(spec).memory_lower_bound_mib
 
 
 def pipeline_probe(teacher, space: SearchSpace, bank: Mapping, profile: DeviceProfile) -> TorchPipelineProbe:

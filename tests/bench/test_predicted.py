@@ -71,6 +71,27 @@ def tiny():
     return unet, derive_search_space(unet)
 
 
+def test_a_predicted_candidate_is_estimated_once_for_its_memory_and_its_call(tiny, predicted_profile, monkeypatch):
+    from bench.costtable import ProbeMeter
+
+    unet, space = tiny
+    args, kwargs = unet_example_inputs(dict(unet.config), 4, 1, predicted_profile.resolution.latent_px)
+    probe = cost_probe(space, unet, args, kwargs, predicted_profile, new_bank(space))
+    meter = ProbeMeter(probe, predicted_profile)
+    meter.candidate(space.all_teacher(), "calibration")          # warms the reference up
+    seen = []
+    real = RooflineClock.estimate
+    monkeypatch.setattr(RooflineClock, "estimate", lambda self, *a: seen.append(1) or real(self, *a))
+    spec = space.spec({s.name: s.choices[-1] for s in space.slots})
+    m = meter.candidate(spec, "holdout")
+    assert len(seen) == 1
+    # the one estimate is the candidate's: its call's latency and its memory bound
+    whole = roofline.estimate(probe.swapper.apply(spec), probe.args, probe.kwargs, predicted_profile.predicted,
+                              predicted_profile.precision)
+    assert m.latency.target.median_ms == pytest.approx(whole.latency_ms, rel=1e-6)
+    assert m.peak_memory_mib == pytest.approx(whole.memory_lower_bound_mib)
+
+
 def test_a_predicted_profile_gets_a_cost_table_labelled_predicted_and_judged_on_whole_model_rooflines(
         tiny, predicted_profile, tmp_path):
     unet, space = tiny
