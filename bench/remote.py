@@ -179,7 +179,12 @@ class RemoteDevice:
                               f"has its device; add `ray_resource: \"device:<name>\"` under `device:` or measure "
                               "without --ray-address")
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ConfigError(f"cannot reach the Ray cluster at --ray-address {address!r} ({first}); start its head "
+                                  "with `ray start --head` and pass the address it prints") from None
         have = ray.cluster_resources()
         if have.get(resource, 0) < 1:
             names = sorted(k for k in have if not k.startswith("node:") and k not in ("memory", "object_store_memory"))

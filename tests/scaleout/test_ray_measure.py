@@ -123,6 +123,22 @@ def test_a_missing_resource_is_one_line_naming_it(cluster, teacher_dir, tmp_path
     assert "'device:absent'" in msg and "ray start" in msg and "\n" not in msg
 
 
+def test_an_unreachable_cluster_is_one_line(teacher_dir, tmp_path, monkeypatch):
+    from bench.profile import load_profile
+    from bench.remote import RemoteDevice
+    from tocsr.core.errors import ConfigError
+
+    def refuse(*a, **k):
+        raise ConnectionError("Could not find any running Ray instance.\nPlease specify the one to connect to.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(ConfigError) as err:
+        RemoteDevice(load_profile(_profile(tmp_path, RESOURCE)), teacher_dir, "10.0.0.1:6379")
+    msg = str(err.value)
+    assert "'10.0.0.1:6379'" in msg and "Could not find any running Ray instance" in msg and "\n" not in msg
+
+
 def test_a_worker_killed_mid_table_loses_no_finished_entry(cluster, teacher_dir, tmp_path):
     from bench.costtable import entry_keys
     from bench.profile import load_profile

@@ -9,6 +9,7 @@ import pytest
 from bench.costtable import Correction, measure_cost_table
 from bench.pipeline import measure_pipeline_parts
 from bench.profile import parse_profile, replace
+from bench.stats import LatencyStats, PairedLatency
 from search.run import run_search
 from search.selection import SearchInfeasible, SelectionConfig, StaleCostTable, choose
 from tests.search.conftest import FakeFidelity
@@ -86,6 +87,43 @@ def test_a_budget_below_the_cheapest_candidate_stops_with_the_measured_figures_a
     would_work = float(msg.split("budgets.latency_vs_teacher >= ")[1].split()[0])
     assert cheapest < would_work < 1.3 * cheapest
     assert fidelity.calls == 0 and not (tmp_path / "trials.jsonl").exists()
+
+
+class _BurstOnce(SimMeter):
+    """The first measurement of `key` lands in a burst the pairing did not cancel: 1.4x slow."""
+
+    def __init__(self, sim, profile, key: str):
+        super().__init__(sim, profile)
+        self.key, self.hit = key, False
+
+    def measure(self, spec):
+        m = super().measure(spec)
+        if spec.key != self.key or self.hit:
+            return m
+        self.hit = True
+        p = m.paired
+        target = LatencyStats.from_samples([1.4 * x for x in p.target.samples_ms], p.target.timer,
+                                           p.target.warmup_iters)
+        slow = PairedLatency(target, p.reference, tuple(1.4 * r for r in p.relative_samples), p.rounds, p.attempts)
+        return dataclasses.replace(m, latency=target, paired=slow)
+
+
+def test_one_burst_on_the_cheapest_candidate_is_outvoted_not_reported_as_infeasible(space, profile, tmp_path):
+    sim = SimulatedDevice(space)
+    table = _table(space, profile, sim)
+    cheapest = table.cheapest(space)
+    # a budget the cheapest candidate meets by ~15%, and a 1.4x burst on its first reading
+    fair = _with_budget(profile, latency_vs_teacher=1.15 * sim.true_ratio(cheapest))
+    meter = _BurstOnce(sim, fair, cheapest.key)
+    sel = choose(space, FakeFidelity(space), table, fair, meter, _rounds(tmp_path), 24)
+    assert meter.measured.count(cheapest.key) >= 3             # the burst, then two more readings
+    first, *rest = sel.cheapest["measurements_ms"]
+    assert len(rest) == 2 and first > max(rest) and sel.cheapest["meets"]
+    assert sel.cheapest["latency_ms"] == pytest.approx(sorted([first, *rest])[1])
+    # without the re-measurement, the same burst stops the run
+    with pytest.raises(SearchInfeasible, match="the cheapest candidate"):
+        choose(space, FakeFidelity(space), table, fair, _BurstOnce(sim, fair, cheapest.key), _rounds(tmp_path / "b"),
+               24, cfg=SelectionConfig(cheapest_remeasure=0))
 
 
 def test_when_predictions_are_low_near_the_budget_the_rounds_recalibrate_and_still_choose(space, profile, tmp_path):
