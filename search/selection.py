@@ -7,8 +7,10 @@ The cost model predicts; only a measurement decides. `choose` runs in this order
    budget in ms at that speed (a `latency_vs_teacher` budget is a multiple of the teacher measured
    now).
 2. A cost table measured when the machine ran at another speed (beyond `revalidate_above`), or on
-   another device, is re-validated on fresh candidates; one that fails raises `StaleCostTable`, and
-   the caller measures a new table.
+   another device, is re-validated on fresh candidates. One that fails is measured again through the
+   caller's `remeasure` (without one, `StaleCostTable` is raised), and the new table is used as it
+   comes: it was judged on its own held-out candidates minutes ago, and a machine whose load keeps
+   moving would fail any second re-validation. The choice is still judged on its own measurement.
 3. The cheapest candidate (every slot at its cheapest choice) is measured. If even it misses the
    budgets, `SearchInfeasible` says so with the measured figures and the budget that would work.
 4. Rounds: the search runs to this round's evaluation cap (a share of the evaluations is held back
@@ -55,7 +57,11 @@ class SearchInfeasible(TocsrError):
 
 
 class StaleCostTable(TocsrError):
-    """The cost table no longer predicts this machine: measure it again."""
+    """The cost table no longer predicts this machine: measure it again. `revalidation` holds the figures."""
+
+    def __init__(self, message: str, revalidation: dict[str, Any]):
+        super().__init__(message)
+        self.revalidation = revalidation
 
 
 class CandidateMeter(Protocol):
@@ -232,11 +238,13 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
            meter: CandidateMeter,
            search_round: Callable[[SearchProblem, int], list[Trial]], evaluations: int,
            formulation: str = "device", eps_fid: float | None = None, complexity: str = "params",
-           cfg: SelectionConfig = SelectionConfig()) -> Selection:
+           cfg: SelectionConfig = SelectionConfig(),
+           remeasure: Callable[[], CostTable | PipelineCostModel] | None = None) -> Selection:
     """Search and re-measure until a candidate meets the profile's budgets when measured (see module doc).
 
     `search_round(problem, cap)` runs (or continues) the search until `cap` evaluations in all and
-    returns every trial scored under `problem`.
+    returns every trial scored under `problem`. `remeasure()` measures a new cost model of the same scope
+    when this one fails re-validation.
     """
     if table.scope != profile.budgets.scope:
         raise TocsrError(f"profile {profile.name!r} bounds the {profile.budgets.scope} (budgets.scope) and the cost "
@@ -257,7 +265,16 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
     revalidation = None
     moved = abs(decision.speed_vs_table - 1) > cfg.revalidate_above
     if moved or teacher.device_name != table.device_name:
-        table, revalidation = _revalidate(space, table, meter, decision, teacher, cfg)
+        try:
+            table, revalidation = _revalidate(space, table, meter, decision, teacher, cfg)
+        except StaleCostTable as err:
+            if remeasure is None:
+                raise
+            log.warning("%s; measuring it again", err)
+            table = remeasure()
+            decision = dataclasses.replace(decision, table_reference_ms=table.reference_ms)
+            revalidation = {**err.revalidation, "remeasured": True,
+                            "remeasured_validation": table.validation_summary()}
 
     pb = profile.budgets
     budgets = (Constraints(latency_budget, pb.peak_memory_mib, pb.params_m, pb.gmacs, eps_fid, pb.energy_mj)
@@ -381,6 +398,6 @@ def _revalidate(space: SearchSpace, table: CostTable | PipelineCostModel, meter:
     if v["passes"] is False:
         raise StaleCostTable(f"the cost table no longer predicts this machine ({doc['why']}): "
                              f"{100 * v['within_tolerance']:.0f}% of {v['n']} fresh candidates within the tolerance "
-                             f"(bar: {v['bar']}); measure it again")
+                             f"(bar: {v['bar']}); measure it again", doc)
     log.info("cost table re-validated: %s", doc)
     return table.with_candidates(fresh), doc

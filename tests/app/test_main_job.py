@@ -1,7 +1,8 @@
 """The main job end to end at the `smoke` preset (every stage for real, a few steps each), and what users do
-with its output: upscale, export, report. One run (about two minutes on 2 cores) is shared by the module;
+with its output: upscale, export, report. One run (three minutes or so on 2 cores) is shared by the module;
 it is part of the default test run, so a break between stages cannot land unnoticed (`-m mainjob` selects
-these tests alone)."""
+these tests alone). The commands that re-run a stage on its outputs (search, sweep, nightly, a second
+device) are marked slow: `nox -s slow` runs them."""
 
 from __future__ import annotations
 
@@ -24,13 +25,55 @@ from tocsr.core.sr.info import SRModelInfo
 pytestmark = pytest.mark.mainjob
 
 PROFILE = REPO / "hw_profiles" / "cpu-2core.yaml"
-STAGES = ("teacher", "surrogates", "costs-", "search-cpu-2core", "finetune-", "sr-", "eval")
+# stage marker prefix -> how many: "sr-" is the run's shared SR part (sr-shared) and the device's SR stage
+STAGES = {"teacher": 1, "surrogates": 1, "costs-": 1, "search-cpu-2core": 1, "finetune-": 1, "sr-": 2, "eval": 1}
 
 
-def tocsr(*args: str, cwd: Path, timeout: float = 1200) -> subprocess.CompletedProcess:
+def tocsr(*args: str, cwd: Path, timeout: float = 1200, trace: Path | None = None) -> subprocess.CompletedProcess:
+    """`python -m tocsr ARGS`; with `trace`, under TRACE_OPENS, which writes what each stage opened there."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "tocsr", *args], cwd=cwd, env=env, capture_output=True, text=True,
+    cmd = ["-m", "tocsr"] if trace is None else ["-c", TRACE_OPENS, str(trace)]
+    return subprocess.run([sys.executable, *cmd, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+# The CLI with every photograph read (tocsr.core.data.open_photo) and every file PIL opens logged with the
+# main-job stage that was running: argv[1] is where the log goes, the rest are the CLI's arguments.
+TRACE_OPENS = """
+import json, sys
+from pathlib import Path
+from PIL import Image
+from tocsr.app import cli, mainjob
+from tocsr.core import data
+
+stage = ["before any stage"]
+opened = []
+real_run, real_open, real_photo = mainjob.StageLog.run, Image.open, data.open_photo
+
+def run(self, name, inputs, fn, outputs):
+    stage[0] = name
+    try:
+        return real_run(self, name, inputs, fn, outputs)
+    finally:
+        stage[0] = "after " + name
+
+def open_(fp, *args, **kwargs):
+    if isinstance(fp, (str, Path)):
+        opened.append((stage[0], str(fp)))
+    return real_open(fp, *args, **kwargs)
+
+def open_photo(where, name):
+    opened.append((stage[0], str(name)))
+    return real_photo(where, name)
+
+mainjob.StageLog.run = run
+Image.open = open_
+data.open_photo = open_photo
+try:
+    cli.main(sys.argv[2:])
+finally:
+    Path(sys.argv[1]).write_text(json.dumps(opened))
+"""
 
 
 def write_span_checkpoint(path: Path) -> None:
@@ -50,7 +93,7 @@ def job(tmp_path_factory):
     write_span_checkpoint(root / "span-x4.safetensors")
     t0 = time.perf_counter()
     r = tocsr("run", "-p", str(PROFILE), "--preset", "smoke", "--out", "runs/smoke", "--report-dir", "report",
-              "--baseline", "span-x4=span-x4.safetensors", cwd=root)
+              "--baseline", "span-x4=span-x4.safetensors", cwd=root, trace=root / "opened.json")
     assert r.returncode == 0, r.stderr[-3000:]
     return root, root / "runs" / "smoke", r, time.perf_counter() - t0
 
@@ -65,11 +108,12 @@ def _marker(run: Path, prefix: str) -> list[Path]:
 
 def test_every_stage_ran_once_and_left_its_marker_and_output(job):
     _, run, r, _ = job
-    for prefix in STAGES:
-        assert len(_marker(run, prefix)) == 1, (prefix, sorted(p.name for p in (run / "stages").iterdir()))
+    for prefix, n in STAGES.items():
+        assert len(_marker(run, prefix)) == n, (prefix, sorted(p.name for p in (run / "stages").iterdir()))
     summary = json.loads((run / "summary.json").read_text())
     assert [s.split("-")[0] for s in summary["stages_ran"]] == ["teacher", "surrogates", "costs", "search", "finetune",
-                                                               "sr", "eval"]
+                                                               "sr", "sr", "eval"]
+    assert summary["stages_ran"][5] == "sr-shared"
     for path in ("teacher/teacher.json", "surrogates/distill.json", "search-cpu-2core/search_result.json",
                  "search-cpu-2core/cost_table.json", "eval/rows.json"):
         assert (run / path).is_file(), path
@@ -154,6 +198,24 @@ def test_the_sr_model_folder_records_the_architecture_the_search_chose(job):
     assert info.arch == SearchResult.load(run / "search-cpu-2core").chosen.spec and info.scale == 4
 
 
+def test_the_sr_model_starts_from_the_runs_shared_part_and_its_seconds_stay_in_the_budget(job):
+    """The pair cache and SR teachers are trained once per run (sr-shared); the device's model records where
+    they came from, holds copies of its SR teachers (self-contained), and counts their seconds in the
+    training budget its baselines get."""
+    from tocsr.core.sr.shared import SharedSRRecord
+
+    _, run, _, _ = job
+    info = SRModelInfo.load(_sr_model(run))
+    shared = SharedSRRecord.load(run / "sr-shared")
+    assert Path(info.shared_part).name == "sr-shared"
+    for part in ("pair_cache_s", "sr_teacher_s"):
+        assert info.timings_s[part] == shared.timings_s[part] > 0
+    assert info.training_s > info.timings_s["student_s"] + shared.timings_s["sr_teacher_s"]
+    kinds = sorted(p.name for p in (_sr_model(run) / "sr_teacher").iterdir())
+    assert kinds == sorted(shared.config["kinds"]) == sorted(info.degradations)
+    assert (run / "sr-shared" / "pair_cache.pt").is_file()
+
+
 def test_the_smoke_timing_is_on_record(job):
     _, run, _, _ = job
     used = (run / "profiles" / "cpu-2core.yaml").read_text()
@@ -178,10 +240,11 @@ def test_a_rerun_skips_every_stage(job):
               "--baseline", "span-x4=span-x4.safetensors", cwd=root)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["stages_ran"] == [] and len(summary["stages_skipped"]) == len(STAGES)
+    assert summary["stages_ran"] == [] and len(summary["stages_skipped"]) == sum(STAGES.values())
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the H100 profile is measured where a GPU is")
+@pytest.mark.slow
 def test_a_cuda_profile_without_its_card_joins_the_run_as_a_labelled_prediction(job, tmp_path):
     """Issue 25 at the smoke preset: `-p cpu-2core -p h100-bf16` on a machine with no GPU. The measured device's
     stages are reused, the H100 is costed by the roofline of its profile's constants, and every figure of it
@@ -198,8 +261,10 @@ def test_a_cuda_profile_without_its_card_joins_the_run_as_a_labelled_prediction(
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp_path / "runs" / "smoke"
     summary = json.loads((out / "summary.json").read_text())
-    for stage in ("teacher", "surrogates", "search-cpu-2core"):
+    for stage in ("teacher", "surrogates", "search-cpu-2core", "sr-shared"):   # the SR teachers are not retrained
         assert stage in summary["stages_skipped"]
+    for device in summary["devices"].values():
+        assert Path(SRModelInfo.load(out / "sr" / device["architecture"]).shared_part).name == "sr-shared"
     assert {s.split("-")[0] for s in summary["stages_ran"]} >= {"costs", "search", "sr", "eval"}
     cpu, gpu = summary["devices"]["cpu-2core"], summary["devices"]["h100-bf16"]
     assert cpu["latency_how"] == "measured" and gpu["latency_how"] == "predicted"
@@ -276,9 +341,19 @@ def test_a_budget_below_the_cheapest_candidate_stops_before_sr_and_a_rerun_stops
         assert wall < 300, (attempt, wall)      # no loop: the teacher, surrogates and costs were not redone
 
 
-def test_the_search_and_report_commands_work_on_the_jobs_outputs(job, tmp_path):
-    """The README's step-by-step commands read what the main job wrote: `tocsr search` with a cost table
-    and `tocsr report` on the run folder (the SR command's path is the main job's own stage_sr)."""
+def test_the_report_command_renders_the_jobs_outputs(job, tmp_path):
+    _, run, _, _ = job
+    r = tocsr("report", str(run), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Selected architecture per device" in (run / "report" / "index.html").read_text()
+
+
+# The commands below re-run a stage on the job's outputs for a minute or more each (a search measures
+# candidates, a second device trains its student); the default run stays within its time bound without them.
+@pytest.mark.slow
+def test_the_search_command_works_on_the_jobs_outputs(job, tmp_path):
+    """The README's step-by-step `tocsr search` reads what the main job wrote (a cost table, the teacher and
+    surrogates; the SR command's path is the main job's own stage_sr)."""
     _, run, _, _ = job
     (costs,) = [p for p in (run / "costs").glob("*.json") if not p.name.endswith(".pipeline.json")]
     profile = run / "profiles" / "cpu-2core.yaml"           # the smoke timing, on record beside the run
@@ -289,9 +364,6 @@ def test_the_search_and_report_commands_work_on_the_jobs_outputs(job, tmp_path):
     assert f"chosen {result.chosen.key}" in r.stdout and result.evaluations <= 10
     assert "one-step SR pipeline measured" in r.stdout and "pipeline: measured p90" in r.stdout
     assert result.chosen.measured_latency_ms <= result.latency_budget_ms
-    r = tocsr("report", str(run), cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "Selected architecture per device" in (run / "report" / "index.html").read_text()
 
 
 def test_tocsr_eval_scores_a_set5_layout_with_the_jobs_baselines_and_sr_model(job, tmp_path):
@@ -398,66 +470,29 @@ def test_fidelity_check_runs_on_the_jobs_teacher_and_surrogates(job, tmp_path):
     assert bad.returncode == 1 and "two-call*2" in bad.stderr and "one-call, rollout" in bad.stderr
 
 
-TRACE_OPENS = """
-import json, sys
-from pathlib import Path
-from PIL import Image
-from tocsr.app import mainjob
-
-stage = ["before any stage"]
-opened = []
-real_run, real_open = mainjob.StageLog.run, Image.open
-
-def run(self, name, inputs, fn, outputs):
-    stage[0] = name
-    try:
-        return real_run(self, name, inputs, fn, outputs)
-    finally:
-        stage[0] = "after " + name
-
-def open_(fp, *args, **kwargs):
-    if isinstance(fp, (str, Path)):
-        opened.append((stage[0], str(fp)))
-    return real_open(fp, *args, **kwargs)
-
-mainjob.StageLog.run = run
-Image.open = open_
-mainjob.run_main_job([sys.argv[1]], "smoke", sys.argv[2], data=sys.argv[3])
-Path(sys.argv[4]).write_text(json.dumps(opened))
-"""
 
 
-def test_no_training_or_selection_path_opens_a_test_photograph(tmp_path):
-    """Issue 23: every file PIL opens during a main job is logged with the stage that opened it; the test
-    photographs (and the run's copies of them) are opened by the evaluation stage only, and they are opened
-    there: the reported table is on them. (In a child process: a main job leaves this one's memory state
-    changed, which the memory-measurement tests would see.)"""
-    from PIL import Image
+def test_no_training_or_selection_path_opens_a_test_photograph(job):
+    """Issue 23: every photograph the main job reads (tocsr.core.data.open_photo) and every file PIL opens is
+    logged with the stage that opened it (the job fixture runs under TRACE_OPENS); the test photographs (and
+    the run's copies of them) are opened by the evaluation stage only, and they are opened there: the
+    reported table is on them."""
+    from tocsr.core.data import DataSplit, list_photos
 
-    from tocsr.core.data import DataSplit, load_photos
-
-    data = tmp_path / "photos"
-    data.mkdir()
-    for p in load_photos(None)[0][:10]:
-        Image.fromarray(np.ascontiguousarray(p.rgb[:160, :160])).save(data / f"{p.name}.png")
-    split = DataSplit().assign(sorted(f.name for f in data.iterdir()))
+    root, run, _, _ = job
+    split = DataSplit().assign(list_photos(None))
     test_stems = {Path(n).stem for n, part in split.items() if part == "test"}
-    assert test_stems and len(test_stems) < 10
-    (tmp_path / "trace.py").write_text(TRACE_OPENS)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, str(tmp_path / "trace.py"), str(PROFILE), str(tmp_path / "run"), str(data),
-                        str(tmp_path / "opened.json")], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=1200)
-    assert r.returncode == 0, r.stderr[-3000:]
-    opened = json.loads((tmp_path / "opened.json").read_text())
+    assert test_stems and len(test_stems) < len(split)
+    opened = json.loads((root / "opened.json").read_text())
     is_test = [(s, f) for s, f in opened if Path(f).stem in test_stems]
     assert is_test and {s for s, _ in is_test} == {"eval"}, sorted({tuple(x) for x in is_test})[:5]
     # and the training stages did read the training photographs (the log sees what they open)
     assert any(s == "teacher" and Path(f).stem not in test_stems for s, f in opened)
-    scored = json.loads((tmp_path / "run" / "eval" / "rows.json").read_text())
+    scored = json.loads((run / "eval" / "rows.json").read_text())
     assert set(scored["test_images"]) == test_stems and not test_stems & {Path(n).stem for n in scored["train_images"]}
 
 
+@pytest.mark.slow
 def test_sweep_runs_the_paper_formulation_over_eps_fixed_up_front(job, tmp_path):
     """Issue 22 step 4 on the smoke models: one search per ε, each choice within its ε and sampled; the table,
     the record and the plot with the paper's point."""
@@ -495,6 +530,7 @@ def test_data_without_test_photographs_is_refused_before_any_training(tmp_path):
     assert not (tmp_path / "runs" / "x" / "teacher").exists() and time.perf_counter() - t0 < 60
 
 
+@pytest.mark.slow
 def test_nightly_tracks_the_runs_models_with_quality_and_a_perturbed_model_exits_3(job, tmp_path):
     """Issue 27: `tocsr nightly --run` times and scores what the run ships; a quality drop is flagged alone."""
     _, run, _, _ = job

@@ -151,6 +151,32 @@ def test_a_table_from_another_machine_is_refused_as_stale(space, profile, tmp_pa
         choose(space, FakeFidelity(space), table, profile, SimMeter(other, profile), _rounds(tmp_path), 12)
 
 
+def test_a_stale_table_is_measured_again_once_and_the_choice_still_meets_the_budget(space, profile, tmp_path):
+    """The main job on a drifting machine: a table that fails re-validation is measured again through the
+    caller, used as it comes (the speed moves again right after), and the choice is judged on its measurement."""
+    table = _table(space, profile, SimulatedDevice(space, seed=0))
+    other = SimulatedDevice(space, seed=5)
+    other.slowdown = lambda t: 1.3
+    remeasured = []
+
+    def remeasure():
+        fresh = _table(space, profile, other)
+        remeasured.append(fresh)
+        other.slowdown = step(other.now_s(), 1.6)       # the load moves again once the table is measured
+        return fresh
+
+    sel = choose(space, FakeFidelity(space), table, profile, SimMeter(other, profile), _rounds(tmp_path), 24,
+                 remeasure=remeasure)
+    assert len(remeasured) == 1
+    assert sel.revalidation["passes"] is False and sel.revalidation["remeasured"]
+    assert sel.revalidation["remeasured_validation"]["passes"]
+    assert sel.decision.table_reference_ms == remeasured[0].reference_ms
+    # the new table was not re-validated again: none of the failed check's candidates were added to it
+    assert not any(c.role == "revalidation" for c in sel.table.candidates)
+    assert sel.choice.latency_ms <= sel.decision.latency_budget_ms
+    assert other.true_ratio(sel.choice.spec) <= 0.5 * 1.05
+
+
 def test_bo_with_block_errors_chooses_on_the_simulated_device(space, profile, tmp_path):
     """What the CLI runs: BO told each block's distillation error."""
     sim = SimulatedDevice(space)

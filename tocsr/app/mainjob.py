@@ -191,12 +191,20 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     profiles' costs, checks and evaluation are measured there (bench.remote)."""
     from bench.costtable import COST_TABLE_SCHEMA_VERSION
     from bench.pipeline import PIPELINE_PARTS_SCHEMA_VERSION, load_cost_model, pipeline_parts_path
-    from tocsr.app.stages import stage_costs, stage_eval, stage_finetune, stage_search, stage_sr
+    from tocsr.app.stages import (
+        stage_costs,
+        stage_eval,
+        stage_finetune,
+        stage_search,
+        stage_sr,
+        stage_sr_shared,
+    )
     from tocsr.core.baselines import BaselineTraining
     from tocsr.core.distill.config import FinetuneConfig
     from tocsr.core.distill.finetune import FinetuneRecord
     from tocsr.core.distill.record import DistillRecord
     from tocsr.core.distill.train import DistillConfig, distill
+    from tocsr.core.sr.shared import SharedSRRecord, shared_config
     from tocsr.core.sr.train import SRConfig
     from tocsr.core.teacher.presets import get_teacher_preset
     from tocsr.core.teacher.record import TeacherRecord
@@ -219,7 +227,7 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     console = Console() if sys.stdout.isatty() else Console(width=160)
     log = StageLog(out, console)
     t_start = time.perf_counter()
-    n_stages = 3 + (3 + (rp.finetune_steps > 0)) * len(loaded) + 1
+    n_stages = 4 + (3 + (rp.finetune_steps > 0)) * len(loaded) + 1
     with progress("main job stages", n_stages) as bar:
         teacher_dir = out / "teacher"
         weights = {name: data_fingerprint(folder) for name, folder in (("vae", vae), ("unet", unet)) if folder}
@@ -242,6 +250,10 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
                                  run_distill, surrogates_dir / "distill.json")
         bar.update(1)
         chosen: dict[str, SearchResult] = {}
+        scfg = SRConfig(teacher_steps=rp.sr_teacher_steps, student_steps=rp.sr_student_steps,
+                        sample_steps=rp.sr_sample_steps, sample_chains=rp.sr_sample_chains,
+                        pair_cache=rp.sr_pair_cache, teacher_cache=rp.sr_teacher_cache)
+        shared_dir, shared_sha = out / "sr-shared", None
         sr_dirs: dict[str, Path] = {}
         sr_shas: dict[str, str] = {}
         for profile, ref in zip(loaded, profiles, strict=True):
@@ -282,16 +294,22 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
                                  lambda resume, sd=search_dir, fd=ft_dir, fcfg=fcfg: stage_finetune(
                                      teacher_dir, surrogates_dir, sd, fd, fcfg, resume),
                                  ft_dir / FinetuneRecord.FILE_NAME)
+            if shared_sha is None:
+                # Trained once, right before the first device's SR stage (a search that stops the run stops
+                # it before any SR training); every device's student starts from it.
+                shared_sha = log.run("sr-shared", {"teacher": teacher_sha, "config": shared_config(scfg),
+                                                   "record": SharedSRRecord.SCHEMA_VERSION},
+                                     lambda resume: stage_sr_shared(teacher_dir, shared_dir, scfg, data, resume),
+                                     shared_dir / SharedSRRecord.FILE_NAME)
+                bar.update(1)
             sr_dir = out / "sr" / arch
-            scfg = SRConfig(teacher_steps=rp.sr_teacher_steps, student_steps=rp.sr_student_steps,
-                            sample_steps=rp.sr_sample_steps, sample_chains=rp.sr_sample_chains,
-                            pair_cache=rp.sr_pair_cache, teacher_cache=rp.sr_teacher_cache)
             sr_shas[profile.name] = log.run(f"sr-{arch}", {"teacher": teacher_sha, "surrogates": surrogates_sha,
                                                            "arch": arch, "config": dataclasses.asdict(scfg),
-                                                           "finetune": ft_sha,
+                                                           "finetune": ft_sha, "shared": shared_sha,
                                                            "record": SRModelInfo.SCHEMA_VERSION},
-                                            lambda resume, sd=search_dir, srd=sr_dir, scfg=scfg, fd=ft_dir: stage_sr(
-                                                teacher_dir, surrogates_dir, sd, srd, scfg, data, resume, fd),
+                                            lambda resume, sd=search_dir, srd=sr_dir, fd=ft_dir: stage_sr(
+                                                teacher_dir, surrogates_dir, sd, srd, scfg, data, resume, fd,
+                                                shared_dir),
                                             sr_dir / SRModelInfo.FILE_NAME)
             sr_dirs[profile.name] = sr_dir
             bar.update(1)

@@ -22,7 +22,7 @@ from bench.costtable import (
     CostTableInvalid,
     measure_cost_table,
 )
-from bench.pipeline import PipelineCostModel, measure_pipeline_parts, pipeline_parts_path
+from bench.pipeline import PipelineCostModel, load_cost_model, measure_pipeline_parts, pipeline_parts_path
 from bench.probe import DeployedPipelineMeter, cost_probe, deployed_meter, pipeline_probe, teacher_inputs
 from bench.profile import DeviceProfile, load_profile
 from bench.rapl import energy_unmeasurable
@@ -34,7 +34,7 @@ from search.benchmark import MemoFidelity, benchmark_strategies
 from search.problem import Constraints, SearchProblem
 from search.result import SearchResult
 from search.run import run_search
-from search.selection import SelectionConfig, StaleCostTable, check_reachable, choose
+from search.selection import SelectionConfig, check_reachable, choose
 from search.sweep import DEFAULT_EPS_REL, EpsSweep, carry_forward, eps_values
 from tocsr.core.artifacts import write_artifact
 from tocsr.core.distill.bank import new_bank
@@ -186,6 +186,9 @@ def stage_costs_import(results: str | Path, out_path: str | Path, bundle: str | 
     return model
 
 
+REMEASURED_TABLE = "cost_table.remeasured.json"     # in a search folder: the table measured again when stale
+
+
 def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref: str | Path,
                  cost_table: CostTable | PipelineCostModel, out_dir: str | Path, method: str = "bo", evaluations: int = 60, seed: int = 0,
                  formulation: str = "device", eps_fid: float | None = None, complexity: str = "params",
@@ -224,19 +227,16 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
 
             meter = RayCandidateMeter(device)
 
-        def run(table):
-            return choose(space, evaluator, table, profile, meter, search_round, evaluations, formulation, eps_fid,
-                          complexity, selection)
-
-        try:
-            sel = run(cost_table)
-        except StaleCostTable as err:
-            log.warning("%s", err)
+        def remeasure() -> CostTable | PipelineCostModel:
+            """The same sizes as the table given: calibration and held-out candidates, held-out pipelines."""
             roles = [c.role for c in table.candidates]
-            cost_table = _for_scope(stage_costs(teacher_dir, profile_ref, out / "cost_table.remeasured.json",
-                                                max(2, roles.count("calibration")), roles.count("holdout"),
-                                                remote=device), profile)
-            sel = run(cost_table)
+            pipelines = len(cost_table.holdout()) if isinstance(cost_table, PipelineCostModel) else 0
+            return _for_scope(stage_costs(teacher_dir, profile_ref, out / REMEASURED_TABLE,
+                                          max(2, roles.count("calibration")), roles.count("holdout"),
+                                          n_pipelines=max(2, pipelines), remote=device), profile)
+
+        sel = choose(space, evaluator, cost_table, profile, meter, search_round, evaluations, formulation, eps_fid,
+                     complexity, selection, remeasure)
     result = SearchResult.from_selection(sel, profile, space, method, seed, evaluations, formulation, complexity,
                                          proxy)
     sel.table.save(out / result.cost_table, environment({"measured_on": device.provenance} if device else None))
@@ -279,17 +279,33 @@ def stage_finetune(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, r
     return finetune_backbone(teacher, space, spec, bank, latents, out_dir, cfg or FinetuneConfig(), resume)
 
 
+def stage_sr_shared(teacher_dir, out_dir, cfg=None, data=None, resume: bool = False):
+    """The SR stage's architecture-independent part (pair cache, SR teachers; tocsr.core.sr.shared), trained
+    once for every device of a run; returns its record."""
+    from tocsr.core.data import load_train_val
+    from tocsr.core.sr.shared import SharedSRRecord, train_shared
+    from tocsr.core.sr.train import SRConfig
+    from tocsr.core.training import make_accelerator
+
+    teacher = load_teacher(teacher_dir)
+    cfg = cfg or SRConfig()
+    train, _, _ = load_train_val(data, teacher.preset.split, min_side=cfg.patch_px)
+    train_shared(teacher, train, out_dir, cfg, resume, make_accelerator())
+    return SharedSRRecord.load(out_dir)
+
+
 def stage_sr(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, data=None, resume: bool = False,
-             finetuned=None) -> SRModelInfo:
+             finetuned=None, shared=None) -> SRModelInfo:
     """SR adaptation + one-step distillation of the architecture a search chose (from its fine-tuned backbone
-    when `finetuned` names a fine-tune folder)."""
+    when `finetuned` names a fine-tune folder; from the run's shared pair cache and SR teachers when `shared`
+    names a `stage_sr_shared` folder)."""
     from tocsr.core.sr.run import run_sr
     from tocsr.core.sr.train import SRConfig
 
     teacher = load_teacher(teacher_dir)
     space, spec = _chosen_spec(search_dir, teacher)
     bank, _ = load_surrogates(surrogates_dir, space)
-    return run_sr(teacher, space, spec, bank, out_dir, cfg or SRConfig(), data, resume, finetuned)
+    return run_sr(teacher, space, spec, bank, out_dir, cfg or SRConfig(), data, resume, finetuned, shared)
 
 
 def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table: CostTable | PipelineCostModel, out_dir,
@@ -372,6 +388,9 @@ def stage_sweep(teacher_dir: str | Path, surrogates_dir: str | Path, profile_ref
         res = stage_search(teacher_dir, surrogates_dir, profile_ref, cost_table, folder, method, evaluations, seed,
                            "paper", e, complexity, proxy=proxy)
         first = first or res
+        if (folder / REMEASURED_TABLE).exists():
+            # the table went stale during this search and was measured again: the next ε starts from that one
+            cost_table = load_cost_model(folder / REMEASURED_TABLE, load_profile(profile_ref).budgets.scope)
         c = res.chosen
         s = sampler.evaluate(c.spec)
         points.append({"eps_fid": e, "key": c.key, "fidelity": c.fidelity, "replaced": len(c.spec.replaced()),

@@ -230,3 +230,36 @@ def test_pair_cache_of_kind_holds_exactly_that_degradations_pairs(parts):
     assert torch.equal(resr.hr_pixels(torch.tensor([0, 2])), cache.hr_pixels(torch.tensor([1, 5])))
     with pytest.raises(ConfigError, match="holds bicubic, realesrgan"):
         cache.of_kind("jpeg")
+
+
+def test_a_student_from_the_shared_part_is_the_one_it_would_have_been_and_other_settings_are_refused(
+        parts, tmp_path, monkeypatch):
+    """The main job trains the pair cache and SR teachers once for all its devices (tocsr.core.sr.shared):
+    a student that starts from that folder ends where one trained with its own part does, with the same
+    training seconds on record; a folder trained with other settings or another teacher is refused."""
+    from tocsr.core.sr import run as sr_run
+    from tocsr.core.sr.models import load_student
+    from tocsr.core.sr.shared import SharedSRRecord, load_shared, train_shared
+    from tocsr.core.training import make_accelerator
+
+    teacher, space, spec, bank, photos = parts
+    train, val = photos[:2], photos[2:]
+    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    alone = sr_run.run_sr(teacher, space, spec, bank, tmp_path / "alone", CFG)
+    assert alone.shared_part == "trained here" and not (tmp_path / "alone" / "pair_cache.pt").exists()
+    train_shared(teacher, train, tmp_path / "shared", CFG, False, make_accelerator())
+    record = SharedSRRecord.load(tmp_path / "shared")
+    from_shared = sr_run.run_sr(teacher, space, spec, bank, tmp_path / "device", CFG, shared=tmp_path / "shared")
+    assert from_shared.shared_part == str(tmp_path / "shared")
+    assert from_shared.timings_s["sr_teacher_s"] == record.timings_s["sr_teacher_s"]
+    assert not (tmp_path / "device" / "checkpoints" / "sr_teacher-bicubic").exists()      # not trained again
+    assert _same(load_student(tmp_path / "device" / "student"), load_student(tmp_path / "alone" / "student"))
+    for kind in CFG.kinds:
+        assert from_shared.quality[kind]["tocsr-onestep"]["psnr_y"] == pytest.approx(
+            alone.quality[kind]["tocsr-onestep"]["psnr_y"], abs=1e-3)
+    with pytest.raises(ConfigError, match=r"other settings \(teacher_steps: \[4\] vs \[6\]"):
+        load_shared(tmp_path / "shared", teacher, train, dataclasses.replace(CFG, teacher_steps=6), tmp_path / "x",
+                    "cpu")
+    other = dataclasses.replace(teacher, folder=tmp_path / "another-teacher")
+    with pytest.raises(ConfigError, match="trained from the teacher"):
+        load_shared(tmp_path / "shared", other, train, CFG, tmp_path / "x", "cpu")

@@ -53,6 +53,9 @@ class SRModelInfo(FolderRecord):
     # "teacher + distilled surrogates", or "fine-tuned (<folder>)" when the chosen backbone was fine-tuned
     # as a diffusion model first (tocsr.core.distill.finetune)
     backbone_source: str = "teacher + distilled surrogates"
+    # where its pair cache and SR teachers came from: "trained here", or the folder of the run's shared SR
+    # part (tocsr.core.sr.shared), whose seconds are in timings_s all the same
+    shared_part: str = "trained here"
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
 
     # What the SR stage spent training, the budget the main job's baselines get (its SR teacher included;
@@ -71,7 +74,8 @@ class SRModelInfo(FolderRecord):
         return {"scale": self.scale, "arch": self.arch.to_dict(), "degradations": list(self.degradations),
                 "config": dataclasses.asdict(self.config), "quality": self.quality, "timings_s": self.timings_s,
                 "val_images": list(self.val_images), "teacher_folder": self.teacher_folder, "device": self.device,
-                "processes": self.processes, "backbone_source": self.backbone_source}
+                "processes": self.processes, "backbone_source": self.backbone_source,
+                "shared_part": self.shared_part}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SRModelInfo:
@@ -79,7 +83,7 @@ class SRModelInfo(FolderRecord):
                    config=sr_config_from_dict(d["config"]), quality=d["quality"], timings_s=d["timings_s"],
                    val_images=tuple(d["val_images"]), teacher_folder=d["teacher_folder"], device=d["device"],
                    processes=int(d["processes"]), backbone_source=d["backbone_source"],
-                   environment=d.get("environment", {}))
+                   shared_part=d.get("shared_part", "trained here"), environment=d.get("environment", {}))
 
     @classmethod
     def load(cls, folder: str | Path) -> SRModelInfo:

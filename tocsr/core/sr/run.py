@@ -24,14 +24,13 @@ from tocsr.core.sr.evaluate import evaluate_methods
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import PerDegradationStudent, default_degradation
 from tocsr.core.sr.onestep import OneStepSR
+from tocsr.core.sr.shared import load_shared, train_shared
 from tocsr.core.sr.train import (
-    PairCache,
     SRConfig,
     SRDenoiser,
     build_student,
     sample_sr_teacher,
     sr_scheduler,
-    train_sr_teacher,
     train_student,
 )
 from tocsr.core.training import make_accelerator
@@ -82,10 +81,12 @@ def teacher_method_name(cfg: SRConfig) -> str:
 
 
 def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRConfig = SRConfig(),
-           data: str | Path | None = None, resume: bool = False, finetuned: str | Path | None = None) -> SRModelInfo:
+           data: str | Path | None = None, resume: bool = False, finetuned: str | Path | None = None,
+           shared: str | Path | None = None) -> SRModelInfo:
     """SR adaptation and one-step distillation of `spec`. `finetuned`: a fine-tune folder
     (tocsr.core.distill.finetune) whose backbone weights the students start from instead of the teacher's
-    blocks and the distilled surrogates."""
+    blocks and the distilled surrogates. `shared`: a folder of tocsr.core.sr.shared.train_shared (the pair
+    cache and SR teachers, trained once for a run's devices); without it they are trained here."""
     out = Path(out_dir)
     backbone = None
     if finetuned is not None:
@@ -99,17 +100,14 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     t0 = time.perf_counter()
     train, val, _ = load_train_val(data, teacher.preset.split, min_side=cfg.patch_px)   # the teacher's split
     acc = make_accelerator()
-    timings = {}
-    t = time.perf_counter()
     ae = teacher.autoencoder.eval().to(acc.device)
-    cache = PairCache.build(ae, train, cfg, cfg.seed, acc.device, batch=256 if acc.device.type == "cuda" else 32)
-    timings["pair_cache_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    # One SR teacher per degradation, as the students: a blind teacher's first call stayed at bicubic on
-    # Real-ESRGAN inputs, as the blind student did (docs/status.md).
-    sr_teachers = {kind: train_sr_teacher(teacher, cache.of_kind(kind), out, cfg, kind, resume, acc)
-                   for kind in cfg.kinds}
-    timings["sr_teacher_s"] = time.perf_counter() - t
+    if shared is None:
+        part = train_shared(teacher, train, out, cfg, resume, acc, for_sharing=False)
+    else:
+        part = load_shared(shared, teacher, train, cfg, out, acc.device)
+    cache, sr_teachers = part.cache, part.sr_teachers
+    # what the shared part cost stays in this model's training time, the budget its baselines get
+    timings = dict(part.timings_s)
     t = time.perf_counter()
     sr_config = dict(sr_scheduler(teacher).config)
     if cfg.student_per_degradation and len(cfg.kinds) > 1:
@@ -136,7 +134,8 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     info = SRModelInfo(scale=cfg.scale, arch=spec, degradations=tuple(cfg.kinds), config=cfg, quality=quality,
                        timings_s=timings, val_images=tuple(p.name for p in val), teacher_folder=str(teacher.folder),
                        device=str(acc.device), processes=acc.num_processes,
-                       backbone_source=f"fine-tuned ({finetuned})" if finetuned else "teacher + distilled surrogates")
+                       backbone_source=f"fine-tuned ({finetuned})" if finetuned else "teacher + distilled surrogates",
+                       shared_part="trained here" if shared is None else str(shared))
     if acc.is_main_process:
         info.save(out, environment())
     return info
