@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -80,6 +81,9 @@ class SelectionConfig:
     # is measured again up to this many times before the space is called infeasible: one burst that the
     # pairing did not cancel must not stop a run.
     cheapest_remeasure: int = 2
+    # ... with this pause before each further reading: a shared machine's slow spells (a neighbour's job)
+    # last longer than one burst, and change the ratios too (the decoder slowed more than the UNet).
+    cheapest_pause_s: float = 20.0
 
     def caps(self, evaluations: int) -> list[int]:
         """Evaluation cap of each round: the first gets all but the reserve, the last reaches `evaluations`."""
@@ -185,21 +189,22 @@ def _judge(m: Measurement, decision: DecisionSpeed, budgets: Constraints) -> tup
 
 
 def _measure_cheapest(meter: CandidateMeter, spec: ArchSpec, decision: DecisionSpeed, budgets: Constraints,
-                      predicted_ms: float | None, tolerance: float, again: int
+                      predicted_ms: float | None, tolerance: float, again: int, pause_s: float = 0.0
                       ) -> tuple[Measurement, bool, float | None, list[float | None]]:
     """The cheapest candidate, measured. A reading that misses the budgets and is slower than the validated
-    model's prediction beyond `tolerance` gets `again` more readings, and the one with the median latency
-    is kept: one burst is outvoted, neither the slowest nor the fastest reading is picked. Every reading's
-    latency is returned for the record."""
+    model's prediction beyond `tolerance` gets `again` more readings, `pause_s` apart, and the one with the
+    median latency is kept: one burst or slow spell is outvoted, neither the slowest nor the fastest reading
+    is picked. Every reading's latency is returned for the record."""
     m = meter.measure(spec)
     ok, lat = _judge(m, decision, budgets)
     if ok or lat is None or predicted_ms is None or lat <= predicted_ms * (1 + tolerance) or again < 1:
         return m, ok, lat, [lat]
     log.warning("the cheapest candidate %s measured %.2f ms, %.0f%% above the cost model's %.2f ms: measuring it "
-                "%d more times and keeping the median (a burst the pairing did not cancel?)", spec.key, lat,
-                100 * (lat / predicted_ms - 1), predicted_ms, again)
+                "%d more times, %.0f s apart, and keeping the median (a burst or slow spell the pairing did not "
+                "cancel?)", spec.key, lat, 100 * (lat / predicted_ms - 1), predicted_ms, again, pause_s)
     readings = [(m, ok, lat)]
     for _ in range(again):
+        time.sleep(pause_s)
         m = meter.measure(spec)
         readings.append((m, *_judge(m, decision, budgets)))
     timed = sorted((r for r in readings if r[2] is not None), key=lambda r: r[2])
@@ -294,7 +299,7 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
         cheapest = table.cheapest(space)
         predicted = problem.costs(cheapest).latency_ms
         m, ok, lat, tries = _measure_cheapest(meter, cheapest, decision, budgets, predicted, table.bar.tolerance,
-                                              cfg.cheapest_remeasure)
+                                              cfg.cheapest_remeasure, cfg.cheapest_pause_s)
         measured[cheapest.key] = (cheapest, m, ok, lat)
         cheapest_doc = {"key": cheapest.key, "latency_ms": lat, "peak_memory_mib": m.peak_memory_mib, "meets": ok,
                         "predicted_latency_ms": predicted, "measurements_ms": tries}

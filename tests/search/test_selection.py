@@ -108,7 +108,10 @@ class _BurstOnce(SimMeter):
         return dataclasses.replace(m, latency=target, paired=slow)
 
 
-def test_one_burst_on_the_cheapest_candidate_is_outvoted_not_reported_as_infeasible(space, profile, tmp_path):
+def test_one_burst_on_the_cheapest_candidate_is_outvoted_not_reported_as_infeasible(space, profile, tmp_path,
+                                                                                    monkeypatch):
+    pauses = []
+    monkeypatch.setattr("search.selection.time.sleep", pauses.append)     # the simulated device's time is virtual
     sim = SimulatedDevice(space)
     table = _table(space, profile, sim)
     cheapest = table.cheapest(space)
@@ -120,6 +123,7 @@ def test_one_burst_on_the_cheapest_candidate_is_outvoted_not_reported_as_infeasi
     first, *rest = sel.cheapest["measurements_ms"]
     assert len(rest) == 2 and first > max(rest) and sel.cheapest["meets"]
     assert sel.cheapest["latency_ms"] == pytest.approx(sorted([first, *rest])[1])
+    assert pauses == [SelectionConfig().cheapest_pause_s] * 2 and pauses[0] > 0    # a slow spell, not only a burst
     # without the re-measurement, the same burst stops the run
     with pytest.raises(SearchInfeasible, match="the cheapest candidate"):
         choose(space, FakeFidelity(space), table, fair, _BurstOnce(sim, fair, cheapest.key), _rounds(tmp_path / "b"),

@@ -132,11 +132,16 @@ class Progress:
     def update(self, n: int = 1, **info: float) -> None:
         self._done += n
         text = " ".join(f"{k} {v:.4g}" for k, v in info.items())
+        finished = self._done == self.total
+        if self._done > self.total:
+            # More work than announced (a cost table's refits measure more candidates): the total grows
+            # with it, so the line never shows 189/176 and a negative eta, and it is not printed every call.
+            self.total = self._done
         if self._rich is not None:
-            self._rich.update(self._task, advance=n, info=text)
+            self._rich.update(self._task, advance=n, info=text, total=self.total)
             return
         now = time.perf_counter()
-        if now - self._last_print >= 15 or self._done >= self.total:
+        if now - self._last_print >= 15 or finished:
             self._last_print = now
             rate = (self._done - self.start) / max(now - self._t0, 1e-9)
             eta = (self.total - self._done) / rate if rate > 0 else math.inf

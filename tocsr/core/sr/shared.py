@@ -13,6 +13,7 @@ baselines compared with a device's model get what that model cost to train, shar
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,15 @@ def shared_config(cfg: SRConfig) -> dict[str, Any]:
     return {k: getattr(cfg, k) for k in SHARED_FIELDS}
 
 
+def teacher_identity(teacher) -> str:
+    """The teacher a shared part was trained from: its record's sha256 (the same teacher wherever its folder is
+    reached from), or its resolved folder when it has no record (a teacher built in memory)."""
+    record = Path(teacher.folder) / "teacher.json"
+    if record.is_file():
+        return "sha256:" + hashlib.sha256(record.read_bytes()).hexdigest()
+    return str(Path(teacher.folder).resolve())
+
+
 @dataclass(frozen=True)
 class SharedSRRecord(FolderRecord):
     FILE_NAME: ClassVar[str] = "sr_shared.json"
@@ -56,6 +66,7 @@ class SharedSRRecord(FolderRecord):
     config: dict[str, Any]              # shared_config(SRConfig) it was trained with
     timings_s: dict[str, float]         # pair_cache_s, sr_teacher_s
     teacher_folder: str
+    teacher_identity: str               # teacher_identity(teacher)
     device: str
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -65,7 +76,7 @@ class SharedSRRecord(FolderRecord):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SharedSRRecord:
         return cls(dict(d["config"]), {k: float(v) for k, v in d["timings_s"].items()}, str(d["teacher_folder"]),
-                   str(d["device"]), dict(d.get("environment", {})))
+                   str(d["teacher_identity"]), str(d["device"]), dict(d.get("environment", {})))
 
 
 @dataclass
@@ -95,7 +106,8 @@ def train_shared(teacher, train_photos, out_dir: str | Path, cfg: SRConfig, resu
     timings["sr_teacher_s"] = time.perf_counter() - t
     if acc.is_main_process and for_sharing:
         torch.save({"z_hr": cache.z_hr.cpu(), "z_lr": cache.z_lr.cpu()}, out / PAIR_CACHE_FILE)
-        SharedSRRecord(shared_config(cfg), timings, str(teacher.folder), str(acc.device)).save(out, environment())
+        SharedSRRecord(shared_config(cfg), timings, str(teacher.folder), teacher_identity(teacher),
+                       str(acc.device)).save(out, environment())
     acc.wait_for_everyone()
     return SharedSR(cache, sr_teachers, timings)
 
@@ -112,7 +124,7 @@ def load_shared(shared_dir: str | Path, teacher, train_photos, cfg: SRConfig, ou
         diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
         raise ConfigError(f"{shared}: the shared SR part was trained with other settings ({', '.join(diff)}: "
                           f"{[got.get(k) for k in diff]} vs {[want.get(k) for k in diff]} asked); train it again")
-    if Path(record.teacher_folder).resolve() != Path(teacher.folder).resolve():
+    if record.teacher_identity != teacher_identity(teacher):
         raise ConfigError(f"{shared}: the shared SR part was trained from the teacher {record.teacher_folder}, "
                           f"not {teacher.folder}; train it again from this teacher")
     latents = torch.load(shared / PAIR_CACHE_FILE, weights_only=True)
