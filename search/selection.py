@@ -6,8 +6,9 @@ The cost model predicts; only a measurement decides. `choose` runs in this order
    speed at which every millisecond of this decision is judged (`DecisionSpeed`), and the latency
    budget in ms at that speed (a `latency_vs_teacher` budget is a multiple of the teacher measured
    now).
-2. A cost table measured when the machine ran at another speed (beyond `revalidate_above`), or on
-   another device, is re-validated on fresh candidates. One that fails is measured again through the
+2. A cost table measured when the machine ran at another speed (beyond `revalidate_above`), that
+   predicts the teacher just measured off by more than `teacher_off_above`, or measured on another device, is
+   re-validated on fresh candidates. One that fails is measured again through the
    caller's `remeasure` (without one, `StaleCostTable` is raised), and the new table is used as it
    comes: it was judged on its own held-out candidates minutes ago, and a machine whose load keeps
    moving would fail any second re-validation. The choice is still judged on its own measurement.
@@ -76,6 +77,7 @@ class SelectionConfig:
     rounds: int = 3
     reserve_share: float = 0.2         # of the evaluations, held back for the rounds after the first
     revalidate_above: float = 0.15     # |speed now / speed of the table - 1| beyond which the table is re-validated
+    teacher_off_above: float = 0.15    # |model's teacher / teacher measured now - 1| beyond which, likewise
     revalidation_candidates: int = 8
     # The cheapest candidate measured slower than the validated model predicts (beyond the table's tolerance)
     # is measured again up to this many times before the space is called infeasible: one burst that the
@@ -269,7 +271,15 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
 
     revalidation = None
     moved = abs(decision.speed_vs_table - 1) > cfg.revalidate_above
-    if moved or teacher.device_name != table.device_name:
+    # The teacher was just measured: the model's prediction of it is a free check. For a pipeline model it
+    # catches ratios that moved while the speed did not (a slow spell that had slowed the decoder more than
+    # the UNet when the fixed parts were measured, over by the time of choosing, left every candidate
+    # predicted ~15% slow: the search found none under the budget and shipped the cheapest).
+    teacher_off = table.predict_ratio(space.all_teacher()) / teacher.paired.ratio - 1
+    if abs(teacher_off) > cfg.teacher_off_above:
+        log.warning("the cost model predicts the teacher %+.0f%% off its measurement now: re-validating it",
+                    100 * teacher_off)
+    if moved or abs(teacher_off) > cfg.teacher_off_above or teacher.device_name != table.device_name:
         try:
             table, revalidation = _revalidate(space, table, meter, decision, teacher, cfg)
         except StaleCostTable as err:

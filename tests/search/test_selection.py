@@ -133,7 +133,9 @@ def test_one_burst_on_the_cheapest_candidate_is_outvoted_not_reported_as_infeasi
 def test_when_predictions_are_low_near_the_budget_the_rounds_recalibrate_and_still_choose(space, profile, tmp_path):
     sim = SimulatedDevice(space)
     table = _table(space, profile, sim)
-    # a correction that predicts every candidate 12% too fast: the first round's picks all miss the budget
+    # a correction that predicts every candidate 12% too fast (the teacher too, but within
+    # SelectionConfig.teacher_off_above, so the table is not re-validated up front): the first round's picks
+    # all miss the budget
     low = Correction(table.correction.kind, table.correction.intercept * 0.88,
                      {g: v * 0.88 for g, v in table.correction.slopes.items()}, table.correction.groups)
     biased = dataclasses.replace(table, correction=low)
@@ -255,6 +257,31 @@ def test_a_pipeline_budget_is_met_by_the_whole_remeasured_call_and_leaves_the_ba
     assert meter.probe.pipeline_ms(sel.choice.spec) <= 0.8 * teacher_pipeline * 1.05
     backbone_left = (0.8 * teacher_pipeline - 10.0) / sim.true_ms(space.all_teacher())
     assert sim.true_ratio(sel.choice.spec) <= backbone_left * 1.1 < 0.8
+
+
+def test_fixed_parts_measured_in_a_slow_spell_are_caught_by_the_teacher_and_measured_again(space, profile, tmp_path):
+    """Run 19: the decoder was measured while it ran slow relative to the UNet; by the time of choosing the
+    speed was the same but every pipeline was predicted too slow, so no searched candidate fit the budget
+    and the cheapest shipped. The teacher, measured first, shows the model off: it is re-validated,
+    measured again, and the search chooses."""
+    sim = SimulatedDevice(space)
+    table = _table(space, profile, sim)
+    spell = measure_pipeline_parts(space, table, SimPipelineProbe(sim, encoder_ms=4.0, decoder_ms=12.0), profile,
+                                   n_holdout=4)
+    pipe_profile = _with_budget(profile, latency_vs_teacher=0.8, scope="pipeline")
+    meter = SimPipelineMeter(sim, pipe_profile, encoder_ms=4.0, decoder_ms=6.0)      # the spell is over
+    remeasured = []
+
+    def remeasure():
+        remeasured.append(measure_pipeline_parts(space, _table(space, profile, sim), meter.probe, profile,
+                                                 n_holdout=4))
+        return remeasured[-1]
+
+    sel = choose(space, FakeFidelity(space), spell, pipe_profile, meter, _rounds(tmp_path), 24, remeasure=remeasure)
+    assert sim.slowdown(sim.now_s()) == 1.0 and abs(sel.decision.speed_vs_table - 1) < 0.15     # speed unchanged
+    assert len(remeasured) == 1 and sel.revalidation["passes"] is False
+    assert sel.choice.found_by == "search" and sel.choice.latency_ms <= sel.decision.latency_budget_ms
+    assert meter.probe.pipeline_ms(sel.choice.spec) <= 0.8 * meter.probe.pipeline_ms(space.all_teacher()) * 1.05
 
 
 def test_a_pipeline_profile_refuses_a_backbone_table_and_the_reverse(space, profile, tmp_path):
