@@ -95,7 +95,7 @@ def _measuring_node(profile: DeviceProfile, teacher_dir: str | Path, ray_address
 
 def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str | Path, n_calibration: int = 16,
                 n_holdout: int = 50, seed: int = 0, n_pipelines: int = 10, ray_address: str | None = None,
-                remote=None) -> PipelineCostModel:
+                remote=None, keep_invalid: bool = False) -> PipelineCostModel:
     """Measure the per-(slot, choice) cost table of the teacher's space on the profile's device, then the
     one-step SR pipeline's fixed parts and `n_pipelines` held-out whole pipelines (bench.pipeline), saved
     beside the table; returns both as the pipeline cost model (its `.table` is the backbone's).
@@ -112,11 +112,11 @@ def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str 
     space = derive_search_space(teacher.unet)
     with nullcontext(remote) if remote is not None else _measuring_node(profile, teacher_dir, ray_address) as device:
         return _measure_costs(teacher, space, profile, Path(out_path), n_calibration, n_holdout, seed, n_pipelines,
-                              device)
+                              device, keep_invalid)
 
 
 def _measure_costs(teacher, space, profile: DeviceProfile, out_path: Path, n_calibration: int, n_holdout: int,
-                   seed: int, n_pipelines: int, device) -> PipelineCostModel:
+                   seed: int, n_pipelines: int, device, keep_invalid: bool = False) -> PipelineCostModel:
     """stage_costs's measurement, in this process (`device` None) or on a bench.remote.RemoteDevice."""
     if device is None:
         args, kwargs = teacher_inputs(teacher, profile)
@@ -137,7 +137,12 @@ def _measure_costs(teacher, space, profile: DeviceProfile, out_path: Path, n_cal
         except CostTableInvalid as err:
             rejected = out_path.with_name(out_path.stem + ".rejected.json")
             err.table.save(rejected, env)
-            raise TocsrError(f"{err}; the rejected table is {rejected}") from None
+            if not keep_invalid:
+                raise TocsrError(f"{err}; the rejected table is {rejected}") from None
+            # Re-measured during a search because the first table went stale: a choice is still judged on
+            # its own measurement, so an imperfect fresh table steers the search rather than stopping it.
+            log.warning("%s; kept for this search (its validation is on record in the search result)", err)
+            table = err.table
     if device is not None:
         table = dataclasses.replace(table, extra={**table.extra, "measured_on": device.provenance,
                                                   "measured_by_pid": probe.measured_by})
@@ -233,7 +238,8 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
             pipelines = len(cost_table.holdout()) if isinstance(cost_table, PipelineCostModel) else 0
             return _for_scope(stage_costs(teacher_dir, profile_ref, out / REMEASURED_TABLE,
                                           max(2, roles.count("calibration")), roles.count("holdout"),
-                                          n_pipelines=max(2, pipelines), remote=device), profile)
+                                          n_pipelines=max(2, pipelines), remote=device, keep_invalid=True),
+                              profile)
 
         sel = choose(space, evaluator, cost_table, profile, meter, search_round, evaluations, formulation, eps_fid,
                      complexity, selection, remeasure)
