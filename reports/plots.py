@@ -152,3 +152,28 @@ def eps_sweep_plot(sweep) -> bytes:
     fig.suptitle(f"paper formulation on {sweep.profile}: minimise {sweep.complexity} s.t. fidelity error <= ε",
                  fontsize=9)
     return _png(fig)
+
+
+def sr_curve_plot(doc: dict) -> bytes:
+    """tocsr.app.sr_curve's curve: the student's validation PSNR-Y minus bicubic (95% interval) against the SR
+    stage's seconds, one panel per degradation, the SR teacher and the run's own model marked."""
+    kinds = list(doc["bicubic_psnr_y"])
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        pts = doc["points"]
+        xs = [p["sr_stage_s"] for p in pts]
+        d = [p[kind]["minus_bicubic"] for p in pts]
+        ax.errorbar(xs, [v["mean"] for v in d], yerr=[[v["mean"] - v["low"] for v in d], [v["high"] - v["mean"] for v in d]],
+                    fmt="o-", capsize=3, label=f"student, one run of {doc['config']['student_steps']} steps")
+        bicubic = doc["bicubic_psnr_y"][kind]
+        own = doc["run_model"]
+        ax.plot([own["sr_stage_s"]], [own["psnr_y"][kind] - bicubic], "s", color="#b00",
+                label=f"the run's model ({own['student_steps']} steps, own schedule)")
+        ax.axhline(doc["sr_teacher_psnr_y"][kind] - bicubic, color="#555", ls="--", label="SR teacher (multi-step)")
+        ax.axhline(0.0, color="#999", ls=":", label="bicubic")
+        ax.set_xlabel("SR stage seconds (shared part + student)")
+        ax.set_ylabel("validation PSNR-Y minus bicubic (dB)")
+        ax.set_title(f"{kind} degradation", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _png(fig)

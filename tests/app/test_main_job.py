@@ -599,3 +599,28 @@ def test_four_nights_flag_exactly_the_slowed_model_and_the_perturbed_one(job, tm
     for cell, line in cells.items():
         assert ("): BEYOND NOISE" in line) == (cell == "cpu-2core/baseline:rrdb-s"), line
         assert ("DROP BEYOND NOISE" in line) == (cell == "cpu-2core/tocsr:cpu-2core"), line
+
+
+def test_the_student_learning_curve_follows_the_runs_own_student(job, tmp_path):
+    """`python -m tocsr.app.sr_curve` retrains the run's student from its shared part, scoring the EMA weights
+    every few steps: at the run's own step count it is the run's model (the hook changes nothing it trains)."""
+    from tocsr.app.mainjob import RUN_PRESETS
+    from tocsr.app.sr_curve import curve
+
+    _, run, _, _ = job
+    steps = RUN_PRESETS["smoke"].sr_student_steps
+    doc = curve(run, tmp_path / "curve", student_steps=steps, every=steps // 2)
+    pts = doc["points"]
+    assert [p["step"] for p in pts] == [steps // 2, steps]
+    assert doc["shared_part_s"] < pts[0]["sr_stage_s"] < pts[1]["sr_stage_s"]
+    for kind, final in doc["final_psnr_y"].items():
+        # the last point scores exactly the weights the training returns
+        assert pts[-1][kind]["psnr_y"] == pytest.approx(final, abs=1e-4)
+        # and those are the run's own student, trained again in another process (thread counts differ: not
+        # bit for bit)
+        assert final == pytest.approx(doc["run_model"]["psnr_y"][kind], abs=0.05)
+        d = pts[-1][kind]["minus_bicubic"]
+        assert d["low"] <= d["mean"] <= d["high"]
+        assert d["mean"] == pytest.approx(final - doc["bicubic_psnr_y"][kind], abs=1e-3)
+    assert json.loads((tmp_path / "curve" / "sr_curve.json").read_text())["kind"] == "tocsr.sr_curve"
+    assert (tmp_path / "curve" / "sr_curve.png").read_bytes()[:4] == b"\x89PNG"

@@ -92,3 +92,34 @@ def test_report_rows_paired_with_a_reference_are_put_at_one_speed(cpu_profile):
     assert all("paired with reference" in r.provenance["latency"] for r in rows)
     alone = report_rows(methods, quality, [cpu_profile])
     assert all(r.latency_vs_reference is None and r.provenance["latency"] == "measured alone" for r in alone)
+
+
+def test_a_multi_step_method_is_timed_with_few_samples_and_says_so(cpu_profile):
+    # The SR teacher's one call is hundreds of UNet calls: under the profile's full timing its latency alone
+    # took minutes of the main job. It gets two paired samples per round and one attempt; others are unchanged.
+    from bench.profile import replace
+    from bench.workloads import Workload
+    from reports.evaluate import SRMethod, report_rows
+
+    class Counted(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net, self.calls = torch.nn.Sequential(torch.nn.Conv2d(3, 48, 3, padding=1), torch.nn.PixelShuffle(4)), 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.net(x)
+
+    profile = replace(cpu_profile, timing={**cpu_profile.to_dict()["timing"], "repeats": 40, "warmup_max_iters": 30,
+                                           "max_cv": 0.001, "max_retries": 2})
+    one, multi = Counted(), Counted()
+    methods = [SRMethod("one", "one-step", one, True), SRMethod("chain", "multi-step", multi, True)]
+    ref = Workload("reference", torch.nn.Conv2d(3, 16, 3, padding=1), (torch.rand(1, 3, 32, 32),))
+    rows = {r.method: r for r in report_rows(methods, {"one": {}, "chain": {}}, [profile], reference=lambda p: ref)}
+    rounds = profile.timing.paired_rounds
+    assert rows["one"].provenance["latency_samples"] == 40 and "timing" not in rows["one"].provenance
+    assert rows["chain"].provenance["latency_samples"] == 2 * rounds
+    assert "few samples" in rows["chain"].provenance["timing"]
+    # one attempt and a short warm-up (a max_cv nothing meets makes the full policy retry twice)
+    assert 3 * multi.calls < one.calls
+    assert rows["chain"].provenance["profile_sha256"] == profile.sha256     # the row names the profile as given

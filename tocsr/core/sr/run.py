@@ -82,12 +82,17 @@ def teacher_method_name(cfg: SRConfig) -> str:
 
 def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRConfig = SRConfig(),
            data: str | Path | None = None, resume: bool = False, finetuned: str | Path | None = None,
-           shared: str | Path | None = None) -> SRModelInfo:
+           shared: str | Path | None = None, student_evaluate=None, evaluate_every: int = 0) -> SRModelInfo:
     """SR adaptation and one-step distillation of `spec`. `finetuned`: a fine-tune folder
     (tocsr.core.distill.finetune) whose backbone weights the students start from instead of the teacher's
     blocks and the distilled surrogates. `shared`: a folder of tocsr.core.sr.shared.train_shared (the pair
-    cache and SR teachers, trained once for a run's devices); without it they are trained here."""
+    cache and SR teachers, trained once for a run's devices); without it they are trained here.
+    `student_evaluate` / `evaluate_every`: tocsr.core.sr.train.train_student's hook (a learning curve; one
+    student only, not with `student_per_degradation`)."""
     out = Path(out_dir)
+    if student_evaluate is not None and cfg.student_per_degradation and len(cfg.kinds) > 1:
+        raise ConfigError("a student learning curve follows one student; this config trains one per degradation "
+                          "(student_per_degradation): set it off for the curve")
     backbone = None
     if finetuned is not None:
         from tocsr.core.distill.finetune import load_finetuned
@@ -117,7 +122,8 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
         student = PerDegradationStudent.from_students(parts)
     else:
         student = train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg, backbone),
-                                cache, out, cfg, resume, acc, save=False)
+                                cache, out, cfg, resume, acc, save=False, evaluate=student_evaluate,
+                                evaluate_every=evaluate_every)
     if acc.is_main_process:
         student.save_pretrained(out / "student")
     timings["student_s"] = time.perf_counter() - t

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -323,9 +324,13 @@ def build_student(teacher, space: SearchSpace, spec: ArchSpec, bank, cfg: SRConf
 
 def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_config: dict, student: OneStepStudent,
                   cache: PairCache, out_dir: Path, cfg: SRConfig, resume: bool = False,
-                  accelerator=None, name: str = "student", save: bool = True) -> OneStepStudent:
+                  accelerator=None, name: str = "student", save: bool = True,
+                  evaluate: Callable[[int, OneStepStudent], None] | None = None, evaluate_every: int = 0
+                  ) -> OneStepStudent:
     """Distil one student on `cache`; checkpoints under <out>/checkpoints/<name>, the result (EMA weights)
-    saved to <out>/<name> when `save` (a per-degradation part is saved by the caller, combined)."""
+    saved to <out>/<name> when `save` (a per-degradation part is saved by the caller, combined).
+    `evaluate(step, student)` is called every `evaluate_every` steps with the EMA weights in place (the
+    weights a run stopped there would return), in eval mode; training resumes from the raw weights after."""
     acc = accelerator or make_accelerator()
     dev = acc.device
     ck = Checkpointer(out_dir / "checkpoints" / name)
@@ -404,6 +409,13 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
             acc.backward(d_loss)
             opt_d.step()
             bar.update(1, latent=loss_latent.item(), teacher=loss_teacher.item(), d=d_loss.item())
+            if evaluate is not None and evaluate_every > 0 and (step + 1) % evaluate_every == 0:
+                ema.store(student.parameters())
+                ema.copy_to(student.parameters())
+                student.eval()
+                evaluate(step + 1, student)
+                student.train()
+                ema.restore(student.parameters())
             if acc.is_main_process and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.student_steps):
                 def write(d: Path) -> None:
                     student.save_pretrained(d / "student")
