@@ -10,8 +10,8 @@ bicubic with a 95% bootstrap interval over the crops (crops of one photograph ar
 interval is narrower than one over photographs would be).
 
 x is the SR stage's seconds up to that point, the budget the main job gives each trained baseline: the
-shared part's recorded seconds (pair cache, SR teachers) plus the student's so far (its cached teacher
-targets included, the scoring excluded). The learning rate follows one cosine over the whole run, so a point
+shared part's recorded seconds (pair cache, SR teachers) plus the wall time since the SR stage started here
+(loading the shared part, the student's cached teacher targets and its steps; the scoring excluded). The learning rate follows one cosine over the whole run, so a point
 midway is a student whose rate has not decayed yet, not what a shorter run with its own schedule returns: the
 run's own model (its step count, its schedule) is plotted beside the curve as one such end point.
 Writes <out>/sr_curve.json and <out>/sr_curve.png.
@@ -101,7 +101,7 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
            "final_psnr_y": {k: q["tocsr-onestep"]["psnr_y"] for k, q in final.quality.items()},
            "run_model": {"student_steps": info.config.student_steps, "sr_stage_s": info.training_s,
                          "psnr_y": {k: q["tocsr-onestep"]["psnr_y"] for k, q in info.quality.items()}},
-           "x": "SR stage seconds: shared part (recorded) + the student's so far, scoring excluded",
+           "x": "SR stage seconds: shared part (recorded) + wall time of this SR stage so far, scoring excluded",
            "interval": "95% bootstrap over the validation crops, paired with bicubic on the same crops"}
     write_artifact(out / "sr_curve.json", KIND, 1, doc, environment=environment())
     from reports.plots import sr_curve_plot
