@@ -8,7 +8,9 @@
    rates (capped by --max-*-steps). The 20-step calibration includes warm-up: on an H100 it over-estimated the
    step time 2.6x, so the budget sizing is conservative. The pair cache `--pair-cache` is large enough that
    each pair is seen only a few times.
-3. The SR teacher (`sample_chains` x `sample_steps` calls), the one-step student and bicubic are timed on `--profile`.
+3. The SR teacher (`sample_chains` x `sample_steps` calls), the one-step student and bicubic are timed on `--profile`
+   (`--timing-repeats` samples each; the SR teacher, a multi-step method, gets reports.evaluate.timing_profile's
+   short policy: twice its paired rounds in samples, one attempt).
 DIR/sr_scale.json holds every figure, the configs, the chosen step counts and the environment; it is
 rewritten after each phase, so a lease that ends early still leaves what was done.
 `--smoke` runs it at tiny settings (CPU is fine) to test the script before a lease.
