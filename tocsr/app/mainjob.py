@@ -70,8 +70,11 @@ RUN_PRESETS = {
     # seconds, so a second baseline would cost another SR stage (the full preset trains five). A pipeline
     # budget lets the search pick a backbone several times the teacher's smallest, whose student steps cost
     # more than at backbone scope: the SR step counts leave room for that.
-    "quick": RunPreset("quick", "quick", distill_steps=500, search_method="bo", search_evaluations=40,
-                       sr_teacher_steps=350, sr_student_steps=450, baselines=("srvgg",), sr_pair_cache=1024,
+    # The step counts were cut once more (teacher, surrogates, SR teachers, student) when a slow day of the
+    # shared 2-core machine put the job over 30 minutes; docs/status.md has the stage seconds and the quality
+    # figures before and after, and tocsr.app.sr_curve what more student steps would buy.
+    "quick": RunPreset("quick", "quick", distill_steps=400, search_method="bo", search_evaluations=40,
+                       sr_teacher_steps=250, sr_student_steps=400, baselines=("srvgg",), sr_pair_cache=1024,
                        sr_teacher_cache=8, holdout=20, pipelines=6),
     # For tests: every stage runs for real, at a handful of steps each.
     "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_evaluations=10,

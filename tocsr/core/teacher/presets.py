@@ -74,10 +74,10 @@ TEACHER_PRESETS = {
         ae_training=AutoencoderTraining(steps=400, batch=8, patch_px=64, lr=3e-4),
         diffusion=DiffusionTraining(steps=4000, batch=16, lr=5e-4, latent_crops=4096)),
     "quick": TeacherPreset(
-        "quick", "the main job's quick preset: the tiny shapes, fewer steps (about 8 minutes on 2 cores)",
+        "quick", "the main job's quick preset: the tiny shapes, fewer steps (minutes on 2 cores)",
         autoencoder="tiny", unet="tiny", image_px=128,
         ae_training=AutoencoderTraining(steps=300, batch=8, patch_px=64, lr=3e-4),
-        diffusion=DiffusionTraining(steps=1500, batch=16, lr=5e-4, latent_crops=2048, checkpoint_every=500)),
+        diffusion=DiffusionTraining(steps=1100, batch=16, lr=5e-4, latent_crops=2048, checkpoint_every=500)),
     "smoke": TeacherPreset(
         "smoke", "tests only: the tiny shapes, a few steps of everything",
         autoencoder="tiny", unet="tiny", image_px=128, sample_steps=4,
