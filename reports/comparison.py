@@ -78,12 +78,13 @@ def eval_method(method: SRMethod, degradation: str, scale: int) -> EvalMethod:
                       lambda lr: run_module_tiled(module, lr, scale))
 
 
-def write_test_folder(data: str | Path | None, split: DataSplit, folder: Path, max_px: int, scale: int) -> list[str]:
-    """The test photographs as PNGs in `folder` (centre crop of at most `max_px` a side, a multiple of `scale`):
-    the only code in a run that reads them. Returns their names."""
-    got, _ = load_split(data, ("test",), split, min_side=max(32, 16 * scale))
+def write_split_folder(data: str | Path | None, split: DataSplit, folder: Path, max_px: int, scale: int,
+                       part: str = "test") -> list[str]:
+    """The photographs of one split part as PNGs in `folder` (centre crop of at most `max_px` a side, a multiple
+    of `scale`); for "test", the only code in a run that reads them. Returns their names."""
+    got, _ = load_split(data, (part,), split, min_side=max(32, 16 * scale))
     names = []
-    for photo in got["test"]:
+    for photo in got[part]:
         h, w = photo.rgb.shape[:2]
         ch, cw = (min(h, max_px) // scale) * scale, (min(w, max_px) // scale) * scale
         y, x = (h - ch) // 2, (w - cw) // 2
@@ -183,7 +184,7 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
         methods.append(SRMethod(name or f"external:{Path(path).stem}", "external", model, True,
                                 arch_key=f"external:{Path(path).name}"))
     test_dir = run / "test" / "HR"
-    test_names = write_test_folder(data, teacher.preset.split, test_dir, test_max_px, scale)
+    test_names = write_split_folder(data, teacher.preset.split, test_dir, test_max_px, scale)
     images = find_images(test_dir, None, scale)
     results = {}
     for kind in kinds:

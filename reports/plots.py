@@ -177,3 +177,40 @@ def sr_curve_plot(doc: dict) -> bytes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _png(fig)
+
+
+def perception_distortion_plot(doc: dict) -> bytes:
+    """tocsr.app.sr_pd's sweep: PSNR-Y over bicubic (paired on the same photographs: distortion, higher is
+    better) against a no-reference score (NIQE: lower is better), one panel per degradation, 95% intervals
+    over the photographs; each student is labelled with its adversarial weight."""
+    kinds = list(doc["results"])
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.4 * len(kinds), 4.0), squeeze=False)
+    colours = {"bicubic": "#777", "student": "#1f77b4"}
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        res = doc["results"][kind]
+        nr = res["no_reference_metric"]
+        students = []
+        for name, m in res["methods"].items():
+            if nr is None or nr not in m:
+                continue
+            zero = {"mean": 0.0, "low": 0.0, "high": 0.0}
+            x, y = m.get("minus_bicubic", {}).get("psnr_y", zero), m[nr]
+            student = name.startswith("student")
+            ax.errorbar([x["mean"]], [y["mean"]], xerr=[[x["mean"] - x["low"]], [x["high"] - x["mean"]]],
+                        yerr=[[y["mean"] - y["low"]], [y["high"] - y["mean"]]], capsize=3,
+                        fmt="o" if student else ("s" if name == "bicubic" else "^"),
+                        color=colours["student"] if student else colours.get(name, "#d62728"),
+                        label=None if student else name)
+            if student:
+                students.append((x["mean"], y["mean"]))
+                ax.annotate(name.split("w_adv=")[1], (x["mean"], y["mean"]), textcoords="offset points",
+                            xytext=(5, 5), fontsize=8)
+        if students:
+            ax.plot(*zip(*students, strict=True), "-", color=colours["student"], alpha=0.5,
+                    label="students (w_adv labelled)")
+        ax.set_xlabel("PSNR-Y minus bicubic (dB), validation photographs")
+        ax.set_ylabel(f"{nr} (lower is better)" if nr == "niqe" else str(nr))
+        ax.set_title(f"{kind} degradation, {len(doc['val_images'])} photographs", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _png(fig)

@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
+import torch
 
 from search.result import SearchResult
 from tests.conftest import REPO
+from tocsr.core.errors import ConfigError
 from tocsr.core.sr.info import SRModelInfo
 
 pytestmark = pytest.mark.mainjob
@@ -624,3 +626,37 @@ def test_the_student_learning_curve_follows_the_runs_own_student(job, tmp_path):
         assert d["mean"] == pytest.approx(final - doc["bicubic_psnr_y"][kind], abs=1e-3)
     assert json.loads((tmp_path / "curve" / "sr_curve.json").read_text())["kind"] == "tocsr.sr_curve"
     assert (tmp_path / "curve" / "sr_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_adversarial_weight_sweep_trains_one_student_per_weight_and_scores_validation_photographs(job, tmp_path):
+    """`python -m tocsr.app.sr_pd` retrains the run's student once per adversarial weight (only the weight
+    differs) and scores every student, and bicubic, on the whole validation photographs, never the test ones."""
+    from tocsr.app.sr_pd import sweep
+    from tocsr.core.sr.info import SRModelInfo
+    from tocsr.core.sr.models import load_student
+
+    _, run, _, _ = job
+    doc = sweep(run, tmp_path / "pd", [0.0, 0.5], max_px=128)
+    infos = {w: SRModelInfo.load(tmp_path / "pd" / f"w_adv-{w:g}") for w in (0.0, 0.5)}
+    assert {w: i.config.w_adv for w, i in infos.items()} == {0.0: 0.0, 0.5: 0.5}
+    a, b = (load_student(tmp_path / "pd" / f"w_adv-{w:g}" / "student").state_dict() for w in (0.0, 0.5))
+    assert any(not torch.equal(a[k], b[k]) for k in a), "the adversarial weight did not change the student"
+    run_info = SRModelInfo.load(next((run / "sr").glob("*/sr.json")).parent)
+    assert sorted(doc["val_images"]) == sorted(n.replace("/", "__").rsplit(".", 1)[0] for n in run_info.val_images)
+    test_names = set(json.loads((run / "eval" / "rows.json").read_text())["test_images"])
+    assert test_names and not test_names & set(doc["val_images"])
+    for kind, res in doc["results"].items():
+        assert res["no_reference_metric"] == "niqe", res["unavailable"]
+        methods = res["methods"]
+        assert set(methods) == {"bicubic", "student w_adv=0", "student w_adv=0.5"}
+        for name in ("student w_adv=0", "student w_adv=0.5"):
+            d = methods[name]["minus_bicubic"]["psnr_y"]
+            assert d["mean"] == pytest.approx(methods[name]["psnr_y"]["mean"] - methods["bicubic"]["psnr_y"]["mean"],
+                                              abs=1e-6)
+            assert d["low"] <= d["mean"] <= d["high"] and methods[name]["niqe"]["n"] == len(doc["val_images"])
+        assert "minus_student w_adv=0" in methods["student w_adv=0.5"]
+        assert "minus_student w_adv=0" not in methods["student w_adv=0"]
+        assert (tmp_path / "pd" / f"val-{kind}" / "per_image.csv").is_file()
+    assert (tmp_path / "pd" / "sr_pd.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError, match="distinct and >= 0"):
+        sweep(run, tmp_path / "pd2", [0.0, 0.0])

@@ -122,13 +122,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    import os
+    from tocsr.app.script import run_script
 
-    from tocsr.core.errors import TocsrError
-
-    try:
-        main()
-    except TocsrError as err:       # what the user can fix: one line (TOCSR_DEBUG=1 shows the traceback)
-        if os.environ.get("TOCSR_DEBUG"):
-            raise
-        raise SystemExit(f"error: {err}") from None
+    run_script(main)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -152,12 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from tocsr.core.errors import TocsrError
+    from tocsr.app.script import run_script
 
-    try:
-        out = main()
-    except TocsrError as err:       # what the user can fix: one line (TOCSR_DEBUG=1 shows the traceback)
-        if os.environ.get("TOCSR_DEBUG"):
-            raise
-        raise SystemExit(f"error: {err}") from None
+    out = run_script(main)
     print(json.dumps({k: v for k, v in out["phases"].get("latency", {}).items() if k.startswith("speedup")}))

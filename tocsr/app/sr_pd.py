@@ -1,0 +1,121 @@
+"""The one-step student's adversarial weight against distortion and perceived quality, on validation photographs.
+
+    python -m tocsr.app.sr_pd --run runs/quick --out runs/sr-pd --w-adv 0 0.002 0.02 0.1
+
+For each weight of the adversarial term (`SRConfig.w_adv`), trains the student of a run's first SR model again
+from the run's shared part `sr-shared/` (same architecture, steps, seed and every other setting: only the weight
+changes), then scores every student with the evaluation protocol (reports.protocol.evaluate_folder) on the
+validation photographs, whole (the centre of at most `--max-px` a side), each degradation of the run: PSNR-Y and
+the no-reference scores whose weights are here (NIQE always: its parameters ship with the suite), each with a
+95% bootstrap interval over the photographs, and paired differences to bicubic and to the first weight given
+(pass 0 first: "the same student trained without the term"). Bicubic and, with `--with-teacher`, the SR
+teacher are scored on the same images.
+
+Validation, not test: the sweep is for choosing the weight, and the test photographs stay unseen by every
+choice (the main job's report scores them). Writes <out>/sr_pd.json, <out>/sr_pd.png (a perception-distortion
+plot per degradation) and the per-image tables under <out>/val-<degradation>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from tocsr.app.sr_curve import _first_sr_model
+from tocsr.core.artifacts import atomic_write_bytes, write_artifact
+from tocsr.core.errors import ConfigError
+from tocsr.core.provenance import environment
+
+KIND = "tocsr.sr_pd"
+
+
+def _weight_name(w: float) -> str:
+    return f"student w_adv={w:g}"
+
+
+def sweep(run: Path, out: Path, weights: list[float], max_px: int = 384, with_teacher: bool = False,
+          data: Path | None = None, student_steps: int | None = None) -> dict[str, Any]:
+    from reports.comparison import eval_method, load_sr_methods, write_split_folder
+    from reports.metrics import FULL_REFERENCE, NO_REFERENCE
+    from reports.protocol import evaluate_folder, find_images, interpolation
+    from tocsr.core.distill.train import load_surrogates
+    from tocsr.core.space import derive_search_space
+    from tocsr.core.sr.info import SRModelInfo
+    from tocsr.core.sr.run import run_sr
+    from tocsr.core.teacher.train import load_teacher
+
+    if not weights:
+        raise ConfigError("--w-adv: give at least one weight (0 first, to compare with no adversarial term)")
+    if any(w < 0 for w in weights) or len(set(weights)) != len(weights):
+        raise ConfigError(f"--w-adv {weights}: weights must be distinct and >= 0")
+    model = _first_sr_model(run)
+    info = SRModelInfo.load(model)
+    cfg = dataclasses.replace(info.config, checkpoint_every=10**9,
+                              student_steps=student_steps or info.config.student_steps)
+    teacher = load_teacher(run / "teacher")
+    space = derive_search_space(teacher.unet)
+    spec = space.spec(dict(info.arch.items()))
+    bank, _ = load_surrogates(run / "surrogates", space)
+    trained: dict[float, dict[str, Any]] = {}
+    methods = []
+    for i, w in enumerate(weights):
+        folder = out / f"w_adv-{w:g}"
+        t = time.perf_counter()
+        run_sr(teacher, space, spec, bank, folder, dataclasses.replace(cfg, w_adv=w), data, shared=run / "sr-shared")
+        trained[w] = {"folder": str(folder), "student_s": time.perf_counter() - t}
+        ms, _ = load_sr_methods(teacher, folder, "validation", with_teacher=with_teacher and i == 0)
+        methods.append(dataclasses.replace(ms[0], name=_weight_name(w)))
+        methods += ms[1:]
+        print(f"w_adv {w:g}: trained in {trained[w]['student_s']:.0f} s", flush=True)
+    val_dir = out / "val" / "HR"
+    names = write_split_folder(data, teacher.preset.split, val_dir, max_px, cfg.scale, part="val")
+    images = find_images(val_dir, None, cfg.scale)
+    rows: dict[str, dict[str, Any]] = {}
+    for kind in cfg.kinds:
+        res = evaluate_folder(images, [interpolation("bicubic", cfg.scale)]
+                              + [eval_method(m, kind, cfg.scale) for m in methods], cfg.scale, kind, seed=0,
+                              extra_metrics=FULL_REFERENCE + NO_REFERENCE, hr_dir=str(val_dir))
+        res.save(out / f"val-{kind}", environment())
+        nr = next((k for k in NO_REFERENCE if k in res.metrics()), None)
+        per: dict[str, Any] = {"no_reference_metric": nr, "unavailable": dict(res.unavailable), "methods": {}}
+        first = _weight_name(weights[0])
+        for name in ["bicubic"] + [m.name for m in methods]:
+            entry: dict[str, Any] = {k: res.interval(name, k).to_dict() for k in res.metrics()}
+            if name != "bicubic":
+                entry["minus_bicubic"] = {k: res.paired(name, "bicubic", k).to_dict() for k in res.metrics()}
+            if name.startswith("student") and name != first:
+                entry[f"minus_{first}"] = {k: res.paired(name, first, k).to_dict() for k in res.metrics()}
+            per["methods"][name] = entry
+        rows[kind] = per
+    doc = {"run": str(run), "sr_model": str(model), "arch_key": info.arch.key, "config": dataclasses.asdict(cfg),
+           "weights": weights, "trained": {f"{w:g}": v for w, v in trained.items()}, "split": "val",
+           "val_images": names, "max_px": max_px, "results": rows,
+           "interval": "95% bootstrap over the validation photographs (paired where a difference is given)"}
+    write_artifact(out / "sr_pd.json", KIND, 1, doc, environment=environment())
+    from reports.plots import perception_distortion_plot
+
+    atomic_write_bytes(out / "sr_pd.png", perception_distortion_plot(doc))
+    return doc
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, required=True, help="a main-job folder (teacher/, surrogates/, sr-shared/, sr/)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--w-adv", type=float, nargs="+", default=[0.0, 0.002, 0.02, 0.1],
+                    help="adversarial weights, the first the reference of the paired differences (0: no term)")
+    ap.add_argument("--student-steps", type=int, help="default: the run's")
+    ap.add_argument("--max-px", type=int, default=384, help="validation photographs: centre crop of at most this")
+    ap.add_argument("--with-teacher", action="store_true", help="score the multi-step SR teacher too (slow)")
+    ap.add_argument("--data", type=Path, help="the run's --data folder, if it had one")
+    args = ap.parse_args(argv)
+    return sweep(args.run, args.out, args.w_adv, args.max_px, args.with_teacher, args.data, args.student_steps)
+
+
+if __name__ == "__main__":
+    from tocsr.app.script import run_script
+
+    run_script(main)
