@@ -32,7 +32,8 @@ from tocsr.core.provenance import environment
 KIND = "tocsr.sr_curve"
 
 
-def _first_sr_model(run: Path) -> Path:
+def first_sr_model(run: Path) -> Path:
+    """The SR model a run's tools retrain (sr_curve, sr_pd): the first <run>/sr/<arch>/ by name."""
     models = sorted(p.parent for p in (run / "sr").glob("*/sr.json"))
     if not models:
         raise ConfigError(f"{run}/sr has no SR model (sr/<arch>/sr.json): run the main job into {run} first")
@@ -57,7 +58,7 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
 
     if every < 1 or student_steps < every:
         raise ConfigError(f"--every {every} / --student-steps {student_steps}: need 1 <= every <= student steps")
-    model = _first_sr_model(run)
+    model = first_sr_model(run)
     info = SRModelInfo.load(model)
     cfg = dataclasses.replace(info.config, student_steps=student_steps, checkpoint_every=10**9)
     teacher = load_teacher(run / "teacher")

@@ -1,6 +1,6 @@
 """The one-step student's adversarial weight against distortion and perceived quality, on validation photographs.
 
-    python -m tocsr.app.sr_pd --run runs/quick --out runs/sr-pd --w-adv 0 0.002 0.02 0.1
+    python -m tocsr.app.sr_pd --run runs/quick --out runs/sr-pd --w-adv 0 0.002 0.02 0.2
 
 For each weight of the adversarial term (`SRConfig.w_adv`), trains the student of a run's first SR model again
 from the run's shared part `sr-shared/` (same architecture, steps, seed and every other setting: only the weight
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tocsr.app.sr_curve import _first_sr_model
+from tocsr.app.sr_curve import first_sr_model
 from tocsr.core.artifacts import atomic_write_bytes, write_artifact
 from tocsr.core.errors import ConfigError
 from tocsr.core.provenance import environment
@@ -51,7 +51,7 @@ def sweep(run: Path, out: Path, weights: list[float], max_px: int = 384, with_te
         raise ConfigError("--w-adv: give at least one weight (0 first, to compare with no adversarial term)")
     if any(w < 0 for w in weights) or len(set(weights)) != len(weights):
         raise ConfigError(f"--w-adv {weights}: weights must be distinct and >= 0")
-    model = _first_sr_model(run)
+    model = first_sr_model(run)
     info = SRModelInfo.load(model)
     cfg = dataclasses.replace(info.config, checkpoint_every=10**9,
                               student_steps=student_steps or info.config.student_steps)
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True, help="a main-job folder (teacher/, surrogates/, sr-shared/, sr/)")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--w-adv", type=float, nargs="+", default=[0.0, 0.002, 0.02, 0.1],
+    ap.add_argument("--w-adv", type=float, nargs="+", default=[0.0, 0.002, 0.02, 0.2],
                     help="adversarial weights, the first the reference of the paired differences (0: no term)")
     ap.add_argument("--student-steps", type=int, help="default: the run's")
     ap.add_argument("--max-px", type=int, default=384, help="validation photographs: centre crop of at most this")
