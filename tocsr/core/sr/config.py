@@ -38,8 +38,8 @@ class SRConfig:
     teacher_cache: int = 32
     w_latent: float = 1.0
     # The teacher and adversarial terms pull the student away from the posterior mean (PSNR) towards
-    # the teacher's samples and the HR distribution. Together at 0.25 / 0.02 (before the teacher term's
-    # floor below) they cost 0.26 dB PSNR-Y against 0.05 / 0.002 (bicubic deg.; Real-ESRGAN +0.05 dB).
+    # the teacher's samples and the HR distribution; a heavier teacher term cost PSNR-Y on clean inputs
+    # (docs/status.md, SR adaptation section, has the figures).
     w_teacher: float = 0.05
     # The teacher term is a log MSE too, whose gradient scales with 1 / (MSE + floor). The teacher's outputs
     # sit close to the student's (MSE ~1e-3 vs ~1.5e-2 to the HR latent), so with the student's floor of
