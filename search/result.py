@@ -92,6 +92,8 @@ class SearchResult(FolderRecord):
     teacher_params_m: float
     teacher_gmacs: float | None
     selection_rounds: int
+    # the last round searched at latency budget / this: > 1 below it (the model under-predicted near the
+    # budget), < 1 above it (the model over-predicted the measured cheapest candidate)
     last_round_searched_below_budget_by: float
     cost_table_validation: dict[str, Any]
     profile: dict[str, Any]              # the profile as searched (a record, not read back as a profile)

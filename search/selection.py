@@ -13,7 +13,9 @@ The cost model predicts; only a measurement decides. `choose` runs in this order
    comes: it was judged on its own held-out candidates minutes ago, and a machine whose load keeps
    moving would fail any second re-validation. The choice is still judged on its own measurement.
 3. The cheapest candidate (every slot at its cheapest choice) is measured. If even it misses the
-   budgets, `SearchInfeasible` says so with the measured figures and the budget that would work.
+   budgets, `SearchInfeasible` says so with the measured figures and the budget that would work. If it
+   meets them while the model predicts it over the latency budget, the search looks that much above
+   the budget (measurements still decide), rather than proposing nothing and shipping the cheapest.
 4. Rounds: the search runs to this round's evaluation cap (a share of the evaluations is held back
    for later rounds), the best predicted-feasible candidates are measured, and the first that
    meets the budgets is chosen. When none does, their measurements join the cost table's
@@ -138,8 +140,8 @@ class Selection:
     cheapest: dict[str, Any]
     revalidation: dict[str, Any] | None
     teacher: Measurement
-    problem: SearchProblem = field(repr=False)     # the last round's (its latency budget lowered by `shortfall`)
-    shortfall: float = 1.0                         # how far below the budget the last round searched (>= 1)
+    problem: SearchProblem = field(repr=False)     # the last round's (its latency budget / `shortfall`)
+    shortfall: float = 1.0                         # the last round searched below budget / shortfall
 
 
 def as_candidate(m: Measurement, spec: ArchSpec, role: str) -> CandidateMeasurement:
@@ -296,8 +298,8 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
                if device_budgets else Constraints(fidelity=eps_fid))
 
     def problem_for(t: CostTable, shortfall: float = 1.0) -> SearchProblem:
-        """The search problem under table `t`, its latency budget lowered by `shortfall` (>= 1), what the
-        model has been seen to under-predict near the budget."""
+        """The search problem under table `t`, its latency budget divided by `shortfall`: what the model has
+        been seen to under-predict near the budget (> 1), or to over-predict the measured cheapest (< 1)."""
         searched = budgets if budgets.latency_ms is None else dataclasses.replace(
             budgets, latency_ms=budgets.latency_ms / shortfall)
         return SearchProblem(space, fidelity, t.at_reference(ref_now), searched, formulation, complexity)
@@ -315,17 +317,27 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
                         "predicted_latency_ms": predicted, "measurements_ms": tries}
         if not ok:
             raise SearchInfeasible(_infeasible_message(profile, decision, cheapest, m, lat, table))
-        if latency_budget is not None and problem.costs(cheapest).latency_ms > latency_budget:
-            # The measurement says the space reaches the budget, the model says not: believe the measurement.
-            table = table.recalibrated(space, [as_candidate(m, cheapest, "selection")])
-            problem = problem_for(table)
+    shortfall = 1.0
+    if device_budgets and latency_budget is not None and problem.costs(cheapest).latency_ms > latency_budget:
+        # The measurement says the space reaches the budget, the model says not: believe the measurement.
+        table = table.recalibrated(space, [as_candidate(m, cheapest, "selection")])
+        problem = problem_for(table)
+        over = problem.costs(cheapest).latency_ms / lat
+        if problem.costs(cheapest).latency_ms > latency_budget:
+            # One point among the calibration set leaves the refit over-predicting here; searched at the
+            # budget, nothing would be proposed and the cheapest would ship unsearched (a CI run on a
+            # drifting machine did). Search as far above the budget as the model over-predicts the
+            # measured cheapest; every pick is still judged on its own measurement.
+            shortfall = 1 / over
+            problem = problem_for(table, shortfall)
+            log.info("the cost model predicts the cheapest candidate %.0f%% slower than measured: searching up to "
+                     "that far above the budget", 100 * (over - 1))
     check_reachable(problem, skip=("latency_ms",) if device_budgets else ())
 
     attempts: list[dict[str, Any]] = []
     trials: list[Trial] = []
     caps = cfg.caps(evaluations)
     chosen: Choice | None = None
-    shortfall = 1.0
     for round_, cap in enumerate(caps):
         trials = search_round(problem, cap)
         ranked = sorted((t for t in trials if t.feasible and t.objective is not None and t.key not in measured),

@@ -318,3 +318,17 @@ def test_an_energy_budget_is_judged_on_the_remeasured_candidates(space, profile,
     free = choose(space, FakeFidelity(space), table, _with_budget(profile, latency_vs_teacher=0.5),
                   _EnergyMeter(sim, profile), _rounds(tmp_path / "free"), evaluations=24)
     assert free.choice.measurement.energy_mj_per_inference > budget
+
+
+def test_when_the_model_overpredicts_the_measured_cheapest_the_search_still_searches(space, profile, tmp_path):
+    """A CI run on a drifting machine: the cheapest candidate met the budget when measured, the refitted model
+    still put it over, so the search proposed nothing and the cheapest shipped unsearched."""
+    sim = SimulatedDevice(space)
+    table = _measured_low(_table(space, profile, sim), 1.13)          # every prediction ~13% slow
+    cheapest = table.cheapest(space)
+    budget = _with_budget(profile, latency_vs_teacher=1.08 * sim.true_ratio(cheapest))
+    sel = choose(space, FakeFidelity(space), table, budget, SimMeter(sim, budget), _rounds(tmp_path), 24)
+    assert sel.cheapest["meets"] and sel.cheapest["predicted_latency_ms"] > sel.decision.latency_budget_ms
+    assert sel.shortfall < 1 and sel.trials and sel.attempts
+    assert sel.choice.latency_ms <= sel.decision.latency_budget_ms
+    assert sel.choice.found_by == "search" and sel.choice.spec.key != cheapest.key
