@@ -660,3 +660,29 @@ def test_the_adversarial_weight_sweep_trains_one_student_per_weight_and_scores_v
     assert (tmp_path / "pd" / "sr_pd.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ConfigError, match="distinct and >= 0"):
         sweep(run, tmp_path / "pd2", [0.0, 0.0])
+
+
+def test_the_cheaper_parts_are_trained_scored_and_timed_beside_the_autoencoders_own(job, tmp_path, capsys):
+    """`python -m tocsr.app.parts` on the run: both parts saved and scored on validation crops, all four parts
+    timed on the run's profile paired with the teacher UNet, every figure with its spread."""
+    from tocsr.app.parts import main
+    from tocsr.core.artifacts import read_artifact
+    from tocsr.core.sr.parts import load_parts
+
+    _, run, _, _ = job
+    out = tmp_path / "parts"
+    got = main(["--run", str(run), "--out", str(out), "--steps", "2", "-p", str(run / "profiles" / "cpu-2core.yaml")])
+    encoder, decoder, record = load_parts(out)
+    assert record == got["record"] and record.config["steps"] == 2 and record.scale == 4
+    assert set(record.psnr_y_db) == {"lr-encoder", "tiny-decoder"}
+    doc = read_artifact(out / "parts_costs.json", "tocsr.sr_parts_costs", 1)
+    names = ["bicubic + KL encoder", "LR encoder", "KL decoder", "tiny decoder"]
+    assert list(doc["measurements"]) == names and doc["profile"] == "cpu-2core"
+    for m in got["costs"].values():
+        assert m.paired is not None and m.latency.n >= 2 and m.params > 0
+    printed = capsys.readouterr().out
+    assert "lr-encoder: " in printed and "against HR" in printed and "[" in printed
+    lines = {n: next(ln for ln in printed.splitlines() if ln.startswith(f"{n}: median ")) for n in names}
+    # each part with its own parameters (the KL parts' modules hold the whole autoencoder)
+    for n, key in zip(names, ("kl-encoder", "lr-encoder", "kl-decoder", "tiny-decoder"), strict=True):
+        assert f"; {record.params[key] / 1e6:.3f}M params;" in lines[n]

@@ -1,0 +1,93 @@
+"""The cheaper pipeline parts: their shapes at every supported scale, and training that makes them stand in
+for the autoencoder's own parts (a tiny autoencoder, a few dozen steps)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from types import SimpleNamespace
+
+import pytest
+import skimage.data
+import torch
+
+from tocsr.core.data import Photo
+from tocsr.core.errors import ConfigError
+from tocsr.core.models.autoencoder import build_autoencoder_from_preset, set_latent_stats
+from tocsr.core.models.parts import LREncoder, TinyDecoder
+from tocsr.core.sr.data import SRPairs
+from tocsr.core.sr.parts import PartsConfig, PartsRecord, load_parts, part_fidelity, start_linear, train_parts
+
+CFG = PartsConfig(steps=50, batch=4, patch_px=64, encoder_width=16, decoder_widths=(16, 8, 8), lr=2e-3,
+                  val_per_image=2, linear_fit_pairs=16)
+
+
+@pytest.mark.parametrize(("scale", "latent_px"), [(2, 8), (4, 16), (8, 32)])
+def test_the_lr_encoder_lands_on_the_hr_latent_grid_at_every_scale(scale, latent_px):
+    z = LREncoder(scale=scale, width=8, blocks=1)(torch.zeros(2, 3, 32, 32))
+    assert z.shape == (2, 16, latent_px, latent_px)        # 32 * scale px of HR, at f8
+    assert TinyDecoder(widths=(8, 8, 8))(z).shape == (2, 3, 8 * latent_px, 8 * latent_px)
+
+
+def test_a_scale_the_autoencoder_grid_cannot_take_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="scale 3 with an f8 autoencoder") as info:
+        LREncoder(scale=3)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="one width per x2 stage"):
+        TinyDecoder(widths=(8, 8))
+    with pytest.raises(ValueError, match="patch_px = 60"):
+        PartsConfig(patch_px=60)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.manual_seed(0)
+    ae = build_autoencoder_from_preset("tiny").eval()
+    x = torch.rand(8, 3, 64, 64) * 2 - 1
+    ae.init_shortcuts_from_images(x)
+    # the deep paths start silent (the autoencoder is then linear, and so are the best stand-ins): open them
+    for conv in (ae.encoder.conv_out, ae.decoder.conv_out):
+        torch.nn.init.normal_(conv.weight, std=0.01)
+    set_latent_stats(ae, x)
+    teacher = SimpleNamespace(autoencoder=ae, folder=str(tmp_path_factory.mktemp("teacher")))
+    train = [Photo("astronaut", skimage.data.astronaut()), Photo("coffee", skimage.data.coffee())]
+    val = [Photo("chelsea", skimage.data.chelsea())]
+    out = tmp_path_factory.mktemp("parts")
+    record = train_parts(teacher, train, val, out, CFG, scale=4)
+    record.save(out, {})
+    return ae, val, out, record
+
+
+def test_trained_parts_stand_in_for_the_autoencoders_better_than_their_linear_start(trained):
+    ae, val, _, record = trained
+    train = [Photo("astronaut", skimage.data.astronaut()), Photo("coffee", skimage.data.coffee())]
+    pairs = SRPairs(train, CFG.patch_px, 4, CFG.steps * CFG.batch, CFG.seed, CFG.kinds)
+
+    def fresh():
+        torch.manual_seed(CFG.seed)
+        return (LREncoder(scale=4, width=CFG.encoder_width, blocks=CFG.encoder_blocks),
+                TinyDecoder(widths=CFG.decoder_widths, blocks=CFG.decoder_blocks))
+
+    untrained = part_fidelity(ae, *fresh(), val, CFG, 4)
+    encoder, decoder = fresh()
+    start_linear(encoder, decoder, ae, pairs, 4, CFG.linear_fit_pairs)
+    linear = part_fidelity(ae, encoder, decoder, val, CFG, 4)
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    for part in ("lr-encoder", "tiny-decoder"):
+        after = record.psnr_y_db[part]["part_vs_kl"]
+        assert len(after) == len(linear[part]["part_vs_kl"]) > 0
+        assert mean(linear[part]["part_vs_kl"]) > mean(untrained[part]["part_vs_kl"]) + 3, part
+        assert mean(after) > mean(linear[part]["part_vs_kl"]), part      # the steps added to the linear start
+    # the encoder is scored on every degradation's crops, the decoder on the HR crops once
+    assert len(record.psnr_y_db["lr-encoder"]["through_kl"]) == 2 * len(record.psnr_y_db["tiny-decoder"]["through_kl"])
+    assert record.params["lr-encoder"] < record.params["kl-encoder"]
+    assert record.train_s["lr-encoder"] > 0 and record.config == json.loads(json.dumps(dataclasses.asdict(CFG)))
+
+
+def test_saved_parts_load_back_and_compute_what_was_scored(trained):
+    ae, val, out, record = trained
+    encoder, decoder, loaded = load_parts(out)
+    assert loaded == record and PartsRecord.load(out).params == record.params
+    again = part_fidelity(ae, encoder, decoder, val, CFG, 4)
+    for part, scores in again.items():
+        assert scores["part_vs_kl"] == pytest.approx(record.psnr_y_db[part]["part_vs_kl"], abs=1e-3)

@@ -1,0 +1,216 @@
+"""Training the cheaper pipeline parts (tocsr.core.models.parts) to stand in for the autoencoder's own.
+
+* The LR encoder regresses what the KL encoder gives for the bicubic upscale of the same LR crop, on the
+  SR stage's pairs (both degradations), in the raw latent units of `raw_latent_mse`.
+* The tiny decoder regresses the KL decoder's image of the HR crop's latent (distillation: it learns the
+  decoder, not the photographs, so what it gives up is measured against the part it replaces).
+
+Each part's fidelity is the PSNR-Y of what comes out through it against what comes out through the part it
+replaces, on validation crops the training never saw: for the encoder decode(LR encoder(LR)) against
+decode(KL encoder(bicubic(LR))), both with the KL decoder; for the decoder tiny(z) against KL decoder(z).
+Their PSNR-Y against the HR crops is kept beside it (the autoencoder's own ceiling on that path).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from tocsr.core.artifacts import FolderRecord
+from tocsr.core.data import Photo, grid_patches
+from tocsr.core.metrics import psnr
+from tocsr.core.models.autoencoder import decode_latents, encode_latents, raw_latent_mse
+from tocsr.core.models.parts import LREncoder, TinyDecoder
+from tocsr.core.resize import bicubic_upscale
+from tocsr.core.sr.data import SRPairs
+from tocsr.core.sr.degradations import degrade
+from tocsr.core.training import progress
+
+ENCODER_DIR, DECODER_DIR = "lr-encoder", "tiny-decoder"
+
+
+@dataclass(frozen=True)
+class PartsConfig:
+    steps: int = 600
+    batch: int = 8
+    patch_px: int = 128                   # HR crop side; the LR crop is patch_px / scale
+    lr: float = 1e-3
+    encoder_width: int = 48
+    encoder_blocks: int = 2
+    decoder_widths: tuple[int, ...] = (48, 32, 16)
+    decoder_blocks: int = 1
+    val_per_image: int = 4                # validation crops per validation photograph
+    linear_fit_pairs: int = 64            # training pairs the parts' linear shortcuts are fitted on first
+    kinds: tuple[str, ...] = ("bicubic", "realesrgan")
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch", "patch_px", "encoder_width", "val_per_image"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PartsConfig.{name} = {getattr(self, name)}: must be at least 1")
+        if self.patch_px % 8:
+            raise ValueError(f"PartsConfig.patch_px = {self.patch_px}: must be a multiple of the autoencoder's 8")
+
+
+@dataclass(frozen=True)
+class PartsRecord(FolderRecord):
+    """What `train_parts` left in its folder: the config, each part's parameters and per-crop fidelity."""
+
+    FILE_NAME: ClassVar[str] = "parts.json"
+    KIND: ClassVar[str] = "tocsr.sr_parts"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    REBUILD: ClassVar[str] = "train the parts again: python -m tocsr.app.parts --run RUN --out {folder}"
+
+    config: dict[str, Any]
+    scale: int
+    teacher_folder: str
+    params: dict[str, int]                # lr-encoder, kl-encoder, tiny-decoder, kl-decoder
+    # part -> {"through_part": [...], "through_kl": [...], "part_vs_kl": [...]}: PSNR-Y (dB) per validation crop;
+    # for the encoder, crops of every degradation in `config["kinds"]` in turn
+    psnr_y_db: dict[str, dict[str, list[float]]]
+    train_s: dict[str, float]
+    device: str
+    environment: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "environment"}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PartsRecord:
+        return cls(dict(d["config"]), int(d["scale"]), str(d["teacher_folder"]),
+                   {k: int(v) for k, v in d["params"].items()},
+                   {p: {k: [float(x) for x in v] for k, v in m.items()} for p, m in d["psnr_y_db"].items()},
+                   {k: float(v) for k, v in d["train_s"].items()}, str(d["device"]), dict(d.get("environment", {})))
+
+
+def _params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _batches(pairs: SRPairs, cfg: PartsConfig):
+    for step in range(cfg.steps):
+        items = [pairs[step * cfg.batch + i] for i in range(cfg.batch)]
+        yield torch.stack([h for h, _ in items]), torch.stack([lr for _, lr in items])
+
+
+def _fit(name: str, part: torch.nn.Module, loss_of, pairs: SRPairs, cfg: PartsConfig) -> float:
+    """Adam with a cosine schedule over `cfg.steps` batches; returns the seconds it took."""
+    t0 = time.perf_counter()
+    opt = torch.optim.Adam(part.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    part.train()
+    with progress(f"parts/{name}", cfg.steps) as bar:
+        for hr, lr in _batches(pairs, cfg):
+            loss = loss_of(hr, lr)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(1, loss=float(loss.detach()))
+    part.eval()
+    return time.perf_counter() - t0
+
+
+def _val_pairs(val: list[Photo], cfg: PartsConfig, scale: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(HR crops, LR crops) of every degradation in turn; the same crops and draws every time."""
+    hr = grid_patches(val, cfg.patch_px, cfg.val_per_image)
+    out = []
+    for k, kind in enumerate(cfg.kinds):
+        gen = torch.Generator().manual_seed(cfg.seed * 7_919 + 104_729 + k)
+        out.append((hr, degrade((hr + 1) / 2, scale, kind, gen) * 2 - 1))
+    return out
+
+
+@torch.no_grad()
+def part_fidelity(autoencoder, encoder: LREncoder, decoder: TinyDecoder, val: list[Photo], cfg: PartsConfig,
+                  scale: int) -> dict[str, dict[str, list[float]]]:
+    """PSNR-Y per validation crop through each part and through the KL part it replaces (module doc)."""
+    enc = {"through_part": [], "through_kl": [], "part_vs_kl": []}
+    for hr, lr in _val_pairs(val, cfg, scale):
+        kl = decode_latents(autoencoder, encode_latents(autoencoder, bicubic_upscale(lr, scale))).clamp(-1, 1)
+        mine = decode_latents(autoencoder, encoder(lr)).clamp(-1, 1)
+        enc["through_part"] += psnr(mine, hr, y_channel=True).tolist()
+        enc["through_kl"] += psnr(kl, hr, y_channel=True).tolist()
+        enc["part_vs_kl"] += psnr(mine, kl, y_channel=True).tolist()
+    hr = _val_pairs(val, cfg, scale)[0][0]
+    z = encode_latents(autoencoder, hr)
+    kl = decode_latents(autoencoder, z).clamp(-1, 1)
+    mine = decoder(z).clamp(-1, 1)
+    dec = {"through_part": psnr(mine, hr, y_channel=True).tolist(), "through_kl": psnr(kl, hr, y_channel=True).tolist(),
+           "part_vs_kl": psnr(mine, kl, y_channel=True).tolist()}
+    return {ENCODER_DIR: enc, DECODER_DIR: dec}
+
+
+@torch.no_grad()
+def fit_linear(conv: torch.nn.Conv2d, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Set a 1x1 convolution to the least-squares map from x (B, Cin, H, W) to y (B, Cout, H, W)."""
+    a = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).double()
+    a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], dim=1)
+    b = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1]).double()
+    sol = torch.linalg.lstsq(a, b).solution
+    conv.weight.copy_(sol[:-1].T.reshape(conv.weight.shape).to(conv.weight))
+    conv.bias.copy_(sol[-1].to(conv.bias))
+
+
+@torch.no_grad()
+def start_linear(encoder: LREncoder, decoder: TinyDecoder, ae, pairs: SRPairs, scale: int, n: int) -> None:
+    """Both parts start as the best linear stand-in for the part they replace (their shortcuts fitted by least
+    squares on `n` training pairs, their convolutional paths silent), as the tiny autoencoder's shortcuts start
+    from PCA: from random weights, a few hundred steps on a CPU do not reach it."""
+    items = [pairs[i] for i in range(n)]
+    hr, lr = torch.stack([h for h, _ in items]), torch.stack([x for _, x in items])
+    z_lr = encode_latents(ae, bicubic_upscale(lr, scale))
+    fit_linear(encoder.shortcut[1], encoder.shortcut[0](lr), z_lr)
+    z = encode_latents(ae, hr)
+    fit_linear(decoder.shortcut[0], z, F.pixel_unshuffle(decode_latents(ae, z), decoder.config.vae_factor))
+    for net in (encoder.net, decoder.net):
+        net[-1].weight.zero_()
+        net[-1].bias.zero_()
+
+
+def train_parts(teacher, train: list[Photo], val: list[Photo], out_dir: str | Path, cfg: PartsConfig = PartsConfig(),
+                scale: int = 4) -> PartsRecord:
+    """Train the LR encoder and the tiny decoder against `teacher.autoencoder` (frozen) on crops of `train`,
+    score them on crops of `val`, and save both (`save_pretrained`) and their record into `out_dir`."""
+    out = Path(out_dir)
+    ae = teacher.autoencoder.eval().requires_grad_(False)
+    torch.manual_seed(cfg.seed)
+    encoder = LREncoder(scale=scale, width=cfg.encoder_width, blocks=cfg.encoder_blocks)
+    decoder = TinyDecoder(widths=cfg.decoder_widths, blocks=cfg.decoder_blocks)
+    pairs = SRPairs(train, cfg.patch_px, scale, cfg.steps * cfg.batch, cfg.seed, cfg.kinds)
+    start_linear(encoder, decoder, ae, pairs, scale, min(len(pairs), cfg.linear_fit_pairs))
+
+    def encoder_loss(hr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = encode_latents(ae, bicubic_upscale(lr, scale))
+        return raw_latent_mse(ae, encoder(lr), target)
+
+    def decoder_loss(hr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            z = encode_latents(ae, hr)
+            target = decode_latents(ae, z)
+        return (decoder(z) - target).square().mean()
+
+    train_s = {ENCODER_DIR: _fit(ENCODER_DIR, encoder, encoder_loss, pairs, cfg),
+               DECODER_DIR: _fit(DECODER_DIR, decoder, decoder_loss, pairs, cfg)}
+    encoder.save_pretrained(out / ENCODER_DIR)
+    decoder.save_pretrained(out / DECODER_DIR)
+    params = {ENCODER_DIR: _params(encoder), "kl-encoder": _params(ae.encoder),
+              DECODER_DIR: _params(decoder), "kl-decoder": _params(ae.decoder)}
+    config = json.loads(json.dumps(dataclasses.asdict(cfg)))      # as it reads back: tuples become lists
+    return PartsRecord(config, scale, str(teacher.folder), params,
+                       part_fidelity(ae, encoder, decoder, val, cfg, scale), train_s, "cpu")
+
+
+def load_parts(folder: str | Path) -> tuple[LREncoder, TinyDecoder, PartsRecord]:
+    root = Path(folder)
+    record = PartsRecord.load(root)
+    return (LREncoder.from_pretrained(root / ENCODER_DIR).eval(), TinyDecoder.from_pretrained(root / DECODER_DIR).eval(),
+            record)
