@@ -94,21 +94,26 @@ def _params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _batches(pairs: SRPairs, cfg: PartsConfig):
-    for step in range(cfg.steps):
-        items = [pairs[step * cfg.batch + i] for i in range(cfg.batch)]
-        yield torch.stack([h for h, _ in items]), torch.stack([lr for _, lr in items])
+def _pair_batch(pairs: SRPairs, step: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch `step`: the HR crops and their LR crops side by side, (B, 3, P, P) and (B, 3, P/s, P/s)."""
+    items = [pairs[step * batch + i] for i in range(batch)]
+    return torch.stack([h for h, _ in items]), torch.stack([lr for _, lr in items])
 
 
-def _fit(name: str, part: torch.nn.Module, loss_of, pairs: SRPairs, cfg: PartsConfig) -> float:
-    """Adam with a cosine schedule over `cfg.steps` batches; returns the seconds it took."""
+def _hr_batch(pairs: SRPairs, step: int, batch: int) -> torch.Tensor:
+    """Batch `step`'s HR crops alone: the decoder never sees an LR image, so none is degraded for it."""
+    return torch.stack([pairs.hr(step * batch + i) for i in range(batch)])
+
+
+def _fit(name: str, part: torch.nn.Module, loss_of, batch_of, cfg: PartsConfig) -> float:
+    """Adam with a cosine schedule over `cfg.steps` batches (`loss_of(batch_of(step))`); returns the seconds."""
     t0 = time.perf_counter()
     opt = torch.optim.Adam(part.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     part.train()
     with progress(f"parts/{name}", cfg.steps) as bar:
-        for hr, lr in _batches(pairs, cfg):
-            loss = loss_of(hr, lr)
+        for step in range(cfg.steps):
+            loss = loss_of(batch_of(step))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -164,8 +169,7 @@ def start_linear(encoder: LREncoder, decoder: TinyDecoder, ae, pairs: SRPairs, s
     """Both parts start as the best linear stand-in for the part they replace (their shortcuts fitted by least
     squares on `n` training pairs, their convolutional paths silent), as the tiny autoencoder's shortcuts start
     from PCA: from random weights, a few hundred steps on a CPU do not reach it."""
-    items = [pairs[i] for i in range(n)]
-    hr, lr = torch.stack([h for h, _ in items]), torch.stack([x for _, x in items])
+    hr, lr = _pair_batch(pairs, 0, n)
     z_lr = encode_latents(ae, bicubic_upscale(lr, scale))
     fit_linear(encoder.shortcut[1], encoder.shortcut[0](lr), z_lr)
     z = encode_latents(ae, hr)
@@ -187,19 +191,20 @@ def train_parts(teacher, train: list[Photo], val: list[Photo], out_dir: str | Pa
     pairs = SRPairs(train, cfg.patch_px, scale, cfg.steps * cfg.batch, cfg.seed, cfg.kinds)
     start_linear(encoder, decoder, ae, pairs, scale, min(len(pairs), cfg.linear_fit_pairs))
 
-    def encoder_loss(hr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+    def encoder_loss(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        _, lr = batch
         with torch.no_grad():
             target = encode_latents(ae, bicubic_upscale(lr, scale))
         return raw_latent_mse(ae, encoder(lr), target)
 
-    def decoder_loss(hr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+    def decoder_loss(hr: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             z = encode_latents(ae, hr)
             target = decode_latents(ae, z)
         return (decoder(z) - target).square().mean()
 
-    train_s = {ENCODER_DIR: _fit(ENCODER_DIR, encoder, encoder_loss, pairs, cfg),
-               DECODER_DIR: _fit(DECODER_DIR, decoder, decoder_loss, pairs, cfg)}
+    train_s = {ENCODER_DIR: _fit(ENCODER_DIR, encoder, encoder_loss, lambda i: _pair_batch(pairs, i, cfg.batch), cfg),
+               DECODER_DIR: _fit(DECODER_DIR, decoder, decoder_loss, lambda i: _hr_batch(pairs, i, cfg.batch), cfg)}
     encoder.save_pretrained(out / ENCODER_DIR)
     decoder.save_pretrained(out / DECODER_DIR)
     params = {ENCODER_DIR: _params(encoder), "kl-encoder": _params(ae.encoder),
