@@ -35,8 +35,10 @@ def test_a_scale_the_autoencoder_grid_cannot_take_is_refused_in_one_line():
     assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="one width per x2 stage"):
         TinyDecoder(widths=(8, 8))
-    with pytest.raises(ValueError, match="patch_px = 60"):
+    with pytest.raises(ConfigError, match="patch_px = 60"):
         PartsConfig(patch_px=60)
+    with pytest.raises(ConfigError, match=r"steps = 0: must be at least 1 \(e.g. --steps 40\)"):
+        PartsConfig(steps=0)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from tocsr.core.artifacts import FolderRecord
 from tocsr.core.data import Photo, grid_patches
+from tocsr.core.errors import ConfigError
 from tocsr.core.metrics import psnr
 from tocsr.core.models.autoencoder import decode_latents, encode_latents, raw_latent_mse
 from tocsr.core.models.parts import LREncoder, TinyDecoder
@@ -54,9 +55,10 @@ class PartsConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "patch_px", "encoder_width", "val_per_image"):
             if getattr(self, name) < 1:
-                raise ValueError(f"PartsConfig.{name} = {getattr(self, name)}: must be at least 1")
+                raise ConfigError(f"PartsConfig.{name} = {getattr(self, name)}: must be at least 1 (e.g. --steps 40)"
+                                  if name == "steps" else f"PartsConfig.{name} = {getattr(self, name)}: must be at least 1")
         if self.patch_px % 8:
-            raise ValueError(f"PartsConfig.patch_px = {self.patch_px}: must be a multiple of the autoencoder's 8")
+            raise ConfigError(f"PartsConfig.patch_px = {self.patch_px}: must be a multiple of the autoencoder's 8")
 
 
 @dataclass(frozen=True)
