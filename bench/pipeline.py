@@ -43,6 +43,14 @@ from tocsr.core.space import ArchSpec, SearchSpace
 PIPELINE_PARTS_KIND = "tocsr.bench.pipeline_parts"
 PIPELINE_PARTS_SCHEMA_VERSION = 1
 
+# The parts' names as measured. The encoder is always the autoencoder's; the decoder is a choice: the
+# autoencoder's own ("kl") or the tiny one distilled from it ("tiny", tocsr.core.models.parts.TinyDecoder).
+ENCODER_PART = "bicubic + encoder"
+DECODER_PARTS = {"kl": "decoder", "tiny": "tiny decoder"}
+# Whole pipelines measured by `measure_pipeline_parts` (these roles) have the autoencoder's own parts; those
+# measured while choosing have the parts the device deploys.
+MEASURED_WITH_KL_PARTS = ("teacher", "holdout")
+
 
 def pipeline_parts_path(table_path: str | Path) -> Path:
     """Where the pipeline parts measured with a cost table are kept: beside it, `<table>.pipeline.json`."""
@@ -131,10 +139,39 @@ class PipelineParts:
     fixed_memory_mib: float        # the teacher-shaped pipeline's peak minus its backbone's weights
     candidates: tuple[CandidateMeasurement, ...] = ()    # whole pipelines: "teacher", "holdout", "selection", ...
     bar: ValidationBar = ValidationBar()
+    decoder: str = "kl"            # the decoder deployed (a key of DECODER_PARTS); its part is in `parts`
+
+    def __post_init__(self) -> None:
+        if self.decoder not in self.decoders:
+            raise ConfigError(f"pipeline decoder {self.decoder!r}: the parts measured on {self.device_name} offer "
+                              f"{', '.join(self.decoders)}; measure them again with `tocsr costs`")
+
+    def part(self, name: str) -> PartCost:
+        [found] = [p for p in self.parts if p.name == name] or [None]
+        if found is None:
+            raise ConfigError(f"no pipeline part {name!r} was measured (have {', '.join(p.name for p in self.parts)})")
+        return found
+
+    @property
+    def decoders(self) -> tuple[str, ...]:
+        """The decoders whose cost was measured: the choices this device offers."""
+        names = {p.name for p in self.parts}
+        return tuple(k for k, name in DECODER_PARTS.items() if name in names)
+
+    @property
+    def fixed_parts(self) -> tuple[PartCost, ...]:
+        """The parts the deployed pipeline runs beside its backbone: the encoder and the chosen decoder."""
+        return self.part(ENCODER_PART), self.part(DECODER_PARTS[self.decoder])
+
+    def ratio_with(self, decoder: str) -> float:
+        return self.part(ENCODER_PART).ratio + self.part(DECODER_PARTS[decoder]).ratio
 
     @property
     def fixed_ratio(self) -> float:
-        return sum(p.ratio for p in self.parts)
+        return self.ratio_with(self.decoder)
+
+    def with_decoder(self, decoder: str) -> PipelineParts:
+        return dataclasses.replace(self, decoder=decoder)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -228,8 +265,8 @@ class PipelineCostModel:
         return self.table.predict_latency_at_ms(spec)
 
     def fixed_latency_at_ms(self) -> dict[str, float]:
-        """Each fixed part's median in ms at the speed of `reference_ms`."""
-        return {p.name: p.ratio * self.table.reference_ms for p in self.pipeline.parts}
+        """Each deployed fixed part's median in ms at the speed of `reference_ms`."""
+        return {p.name: p.ratio * self.table.reference_ms for p in self.pipeline.fixed_parts}
 
     def predict_memory_mib(self, spec: ArchSpec) -> float:
         return self.table.params(spec) * self.table.bytes_per_param / 2**20 + self.pipeline.fixed_memory_mib
@@ -245,9 +282,12 @@ class PipelineCostModel:
 
     # --- judged on whole pipelines
     def errors(self, cands: Sequence[CandidateMeasurement]) -> np.ndarray:
-        """Relative errors (predicted / measured - 1) of whole pipelines' median latency, in reference units."""
-        return np.array([(self.pipeline.fixed_ratio + self.table.correction.predict(self.table.entries, c.choices))
-                         / c.latency.ratio - 1 for c in cands])
+        """Relative errors (predicted / measured - 1) of whole pipelines' median latency, in reference units. Each
+        is predicted with the parts it was measured with (MEASURED_WITH_KL_PARTS)."""
+        p = self.pipeline
+        return np.array([((p.ratio_with("kl") if c.role in MEASURED_WITH_KL_PARTS else p.fixed_ratio)
+                          + self.table.correction.predict(self.table.entries, c.choices)) / c.latency.ratio - 1
+                         for c in cands])
 
     def holdout(self) -> list[CandidateMeasurement]:
         return [c for c in self.pipeline.candidates if c.role == "holdout"]
@@ -258,6 +298,10 @@ class PipelineCostModel:
     # --- updated by the selection
     def at_reference(self, reference_ms: float) -> PipelineCostModel:
         return dataclasses.replace(self, table=self.table.at_reference(reference_ms))
+
+    def with_decoder(self, decoder: str) -> PipelineCostModel:
+        """The model of the pipeline that deploys `decoder` (a key of DECODER_PARTS measured on this device)."""
+        return dataclasses.replace(self, pipeline=self.pipeline.with_decoder(decoder))
 
     def with_candidates(self, fresh: Sequence[CandidateMeasurement]) -> PipelineCostModel:
         return dataclasses.replace(self, pipeline=dataclasses.replace(

@@ -31,6 +31,7 @@ from bench.measure import (
     resolve_device,
 )
 from bench.memory import measure_cpu_peak, measure_cuda_peak, weights_mib
+from bench.pipeline import DECODER_PARTS, ENCODER_PART
 from bench.predicted import RooflineClock, predicted_device_name
 from bench.profile import DeviceProfile
 from bench.timing import Clock
@@ -211,29 +212,43 @@ def _pipeline_inputs(teacher, profile: DeviceProfile) -> torch.Tensor:
     return torch.rand(profile.batch, 3, res.input_px, res.input_px, generator=g) * 2 - 1
 
 
-def pipeline_builder(teacher, space: SearchSpace, bank: Mapping, scale: int) -> Callable[[ArchSpec], nn.Module]:
+def pipeline_builder(teacher, space: SearchSpace, bank: Mapping, scale: int,
+                     decoder: nn.Module | None = None) -> Callable[[ArchSpec], nn.Module]:
     """spec -> the deployed one-step SR model (tocsr.core.sr.onestep.OneStepSR) with `spec` as its backbone,
-    its blocks from the teacher and `bank`: what `tocsr upscale` runs, built the way the SR stage builds it."""
+    its blocks from the teacher and `bank`, and `decoder` (a TinyDecoder; None: the autoencoder's own): what
+    `tocsr upscale` runs, built the way the SR stage builds it."""
     from tocsr.core.sr.onestep import OneStepSR
     from tocsr.core.sr.train import SRConfig, build_student
 
     cfg = SRConfig()
 
     def build(spec: ArchSpec) -> nn.Module:
-        return OneStepSR(teacher.autoencoder, build_student(teacher, space, spec, bank, cfg), scale).eval()
+        return OneStepSR(teacher.autoencoder, build_student(teacher, space, spec, bank, cfg), scale, decoder).eval()
 
     return build
 
 
+def tiny_decoder_for_cost() -> nn.Module:
+    """A TinyDecoder of the shape the parts stage trains (tocsr.core.sr.parts.PartsConfig), for timing: cost
+    does not depend on its weights."""
+    from tocsr.core.models.parts import TinyDecoder
+    from tocsr.core.sr.parts import PartsConfig
+
+    cfg = PartsConfig()
+    torch.manual_seed(0)
+    return TinyDecoder(widths=cfg.decoder_widths, blocks=cfg.decoder_blocks).eval()
+
+
 class TorchPipelineProbe:
     """The whole one-step SR call on the profile's device, for `bench.pipeline.measure_pipeline_parts`:
-    its fixed parts (bicubic + encoder, decoder) and whole pipelines with a candidate backbone, each paired
-    with the same reference as the cost table (the teacher UNet at the latent size)."""
+    its fixed parts (bicubic + encoder, and each decoder a device may deploy: the autoencoder's, the tiny one) and
+    whole pipelines with a candidate backbone (the autoencoder's own parts), each paired with the same reference
+    as the cost table (the teacher UNet at the latent size)."""
 
     clock: Clock | None = None
 
     def __init__(self, teacher, space: SearchSpace, bank: Mapping, profile: DeviceProfile):
-        from tocsr.core.sr.onestep import LatentDecoder, LatentEncoder
+        from tocsr.core.sr.onestep import LatentDecoder, LatentEncoder, PartDecoder
 
         self.device, self.dtype, self.device_name = _placement(profile)
         self.mode = profile.execution_mode
@@ -244,6 +259,7 @@ class TorchPipelineProbe:
         self.lr = cast((_pipeline_inputs(teacher, profile),), self.device, self.dtype)
         self.encoder = nn.Module.to(LatentEncoder(copy.deepcopy(teacher.autoencoder), scale), self.device, self.dtype).eval()
         self.decoder = LatentDecoder(self.encoder.autoencoder).eval()
+        self.tiny_decoder = nn.Module.to(PartDecoder(tiny_decoder_for_cost()), self.device, self.dtype).eval()
         with torch.inference_mode():
             self.z = (self.encoder(*self.lr),)
         args, kwargs = teacher_inputs(teacher, profile)
@@ -260,8 +276,9 @@ class TorchPipelineProbe:
     def parts(self) -> dict[str, tuple[Callable[[], object], int]]:
         ae_params = count_params(self.encoder.autoencoder.encoder)["params"]
         dec_params = count_params(self.decoder.autoencoder.decoder)["params"]
-        return {"bicubic + encoder": (self._call(self.encoder, self.lr, {}), ae_params),
-                "decoder": (self._call(self.decoder, self.z, {}), dec_params)}
+        return {ENCODER_PART: (self._call(self.encoder, self.lr, {}), ae_params),
+                DECODER_PARTS["kl"]: (self._call(self.decoder, self.z, {}), dec_params),
+                DECODER_PARTS["tiny"]: (self._call(self.tiny_decoder, self.z, {}), count_params(self.tiny_decoder)["params"])}
 
     def model(self, spec: ArchSpec) -> nn.Module:
         """The pipeline with `spec` as its backbone (the last one built is kept)."""
@@ -316,17 +333,26 @@ class DeployedPipelineMeter:
     backbone (trained surrogate weights from `bank`), paired with the teacher UNet as every cost table is.
     The measurement's params and MACs are the backbone's (what params/GMAC budgets bound)."""
 
-    def __init__(self, teacher, space: SearchSpace, bank: Mapping, profile: DeviceProfile):
-        self.profile = profile
-        self.build = pipeline_builder(teacher, space, bank, profile.resolution.scale)
+    def __init__(self, teacher, space: SearchSpace, bank: Mapping, profile: DeviceProfile,
+                 decoder: nn.Module | None = None):
+        self.profile, self.space = profile, space
+        self.build = pipeline_builder(teacher, space, bank, profile.resolution.scale, decoder)
+        self.build_as_shipped = pipeline_builder(teacher, space, bank, profile.resolution.scale)
         self.lr = _pipeline_inputs(teacher, profile)
         self.args, self.kwargs = teacher_inputs(teacher, profile)
         self.reference = Workload("reference: teacher", teacher.unet, self.args, self.kwargs)
 
+    def _measure(self, name: str, model: nn.Module) -> Measurement:
+        return measure_workload(Workload(name, model, (self.lr,), {}), self.profile, reference=self.reference)
+
+    def measure_teacher_as_shipped(self) -> Measurement:
+        """The teacher-shaped pipeline with the autoencoder's own parts, whatever decoder this meter deploys:
+        what a `latency_vs_teacher` budget is a multiple of (search.selection.choose)."""
+        return self._measure("pipeline teacher (autoencoder's parts)", self.build_as_shipped(self.space.all_teacher()))
+
     def measure(self, spec: ArchSpec) -> Measurement:
         model = self.build(spec)
-        m = measure_workload(Workload(f"pipeline {spec.key}", model, (self.lr,), {}), self.profile,
-                             reference=self.reference)
+        m = self._measure(f"pipeline {spec.key}", model)
         backbone = model.student.backbone
         args = cast(self.args, next(backbone.parameters()).device, next(backbone.parameters()).dtype)
         kwargs = cast(self.kwargs, next(backbone.parameters()).device, next(backbone.parameters()).dtype)

@@ -149,7 +149,7 @@ class Budgets:
         return min(limits) if limits else None
 
     def describe_latency(self, percentile: float) -> str:
-        teacher = "the teacher-shaped pipeline" if self.scope == "pipeline" else "the teacher"
+        teacher = "the teacher as shipped (its backbone, the autoencoder's parts)" if self.scope == "pipeline" else "the teacher"
         parts = ([f"{self.latency_ms:g} ms"] if self.latency_ms is not None else []) + (
             [f"{self.latency_vs_teacher:g} x {teacher}"] if self.latency_vs_teacher is not None else [])
         what = "one-step SR pipeline" if self.scope == "pipeline" else "backbone (one UNet call)"

@@ -131,7 +131,7 @@ def tracked_methods(run_dir: str | Path, profile: DeviceProfile) -> list[Tracked
         result = SearchResult.load(found.parent)
         if result.profile_name != profile.name:
             continue
-        folder = run / "sr" / result.chosen.key
+        folder = run / "sr" / result.sr_folder_name
         pipe = TOCSRPipeline.from_pretrained(folder)
         name = f"tocsr:{profile.name}"
         out.append(TrackedMethod(name, "tocsr", str(folder), Workload(name, pipe.model, (lr * 2 - 1,)),

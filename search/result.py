@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from bench.pipeline import PipelineCostModel, describe_pipeline
 from bench.profile import DeviceProfile
 from search.analysis import pareto_front
+from search.decoder import DecoderChoice
 from search.run import best_feasible
 from search.selection import Selection
 from tocsr.core.artifacts import FolderRecord
@@ -73,7 +74,9 @@ class SearchResult(FolderRecord):
     # 3: a typed SearchResult (chosen model and teacher figures as fields, profile name at the top).
     # 4: names the fidelity proxy the search minimised (`proxy`).
     # 5: `scope` of the budgets and, for the pipeline, its split into fixed parts and backbone (`pipeline`).
-    SCHEMA_VERSION: ClassVar[int] = 5
+    # 6: the decoder the chosen pipeline deploys and why (`decoder`, `decoder_choice`; search.decoder).
+    SCHEMA_VERSION: ClassVar[int] = 6
+    MIGRATIONS: ClassVar[dict] = {5: lambda d: {**d, "decoder": "kl"}}     # before 6 every pipeline had the KL decoder
     REBUILD: ClassVar[str] = "search again with `tocsr search --out {folder}` (or delete the folder and rerun `tocsr run`)"
 
     profile_name: str
@@ -108,13 +111,22 @@ class SearchResult(FolderRecord):
     cost_table_rounds: tuple[dict[str, Any], ...]
     scope: str = "backbone"              # what the latencies above are of: "pipeline" (one-step SR call) or "backbone"
     pipeline: dict[str, Any] | None = None   # scope "pipeline": fixed parts, backbone share, held-out pipelines
+    decoder: str = "kl"                  # the decoder the chosen model deploys ("kl": the autoencoder's; "tiny")
+    decoder_choice: dict[str, Any] | None = None   # search.decoder.DecoderChoice: why, and the options weighed
     convergence_png: str = "convergence.png"
     cost_table: str = "cost_table.json"
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    @property
+    def sr_folder_name(self) -> str:
+        """The run's folder (runs/<r>/sr/<this>) of the SR model this choice trains: one per architecture and
+        deployed decoder, so devices that chose the same pair share it."""
+        return self.chosen.key if self.decoder == "kl" else f"{self.chosen.key}-{self.decoder}-decoder"
+
     @classmethod
     def from_selection(cls, sel: Selection, profile: DeviceProfile, space: SearchSpace, method: str, seed: int,
-                       evaluations_cap: int, formulation: str, complexity: str, proxy: str) -> SearchResult:
+                       evaluations_cap: int, formulation: str, complexity: str, proxy: str,
+                       decoder_choice: DecoderChoice | None = None) -> SearchResult:
         c, m, teacher_at = sel.choice, sel.choice.measurement, sel.decision.teacher_at_ms
         chosen = ChosenModel(
             spec=c.spec, fidelity=c.fidelity, predicted=dict(c.predicted), found_by=c.found_by,
@@ -149,7 +161,9 @@ class SearchResult(FolderRecord):
             teacher_measured=t.to_dict(), cheapest=dict(sel.cheapest), remeasured=tuple(sel.attempts),
             revalidation=sel.revalidation, best_feasible_predicted=best.__dict__ if best else None,
             pareto_front=tuple({"key": x.key, "fidelity": x.fidelity, **x.costs} for x in pareto_front(sel.trials)),
-            cost_table_rounds=tuple(sel.table.rounds), scope=sel.decision.scope, pipeline=pipeline)
+            cost_table_rounds=tuple(sel.table.rounds), scope=sel.decision.scope, pipeline=pipeline,
+            decoder=sel.table.pipeline.decoder if isinstance(sel.table, PipelineCostModel) else "kl",
+            decoder_choice=decoder_choice.to_dict() if decoder_choice else None)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "environment"}

@@ -69,6 +69,10 @@ class StaleCostTable(TocsrError):
 
 
 class CandidateMeter(Protocol):
+    """Measures candidates as deployed. A meter whose pipeline deploys other parts than the teacher's own (a
+    cheaper decoder) also has `measure_teacher_as_shipped()`: the teacher-shaped pipeline with the autoencoder's
+    parts, which a `latency_vs_teacher` budget is a multiple of (bench.probe.DeployedPipelineMeter)."""
+
     def measure(self, spec: ArchSpec) -> Measurement:
         """The candidate as deployed, its latency paired with the reference (`Measurement.paired` set)."""
 
@@ -263,7 +267,12 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
     if teacher.paired is None:
         raise TocsrError(f"the teacher could not be measured on {profile.name}: {teacher.error}")
     ref_now = teacher.paired.reference_ms
-    teacher_at = teacher.paired.ms_at(q, ref_now)
+    # "x the teacher" means the teacher as it ships, with its own autoencoder parts, even where this device
+    # deploys a cheaper decoder: the parts' saving is the device's to spend on its backbone.
+    shipped = meter.measure_teacher_as_shipped() if hasattr(meter, "measure_teacher_as_shipped") else teacher
+    if shipped.paired is None:
+        raise TocsrError(f"the teacher as shipped could not be measured on {profile.name}: {shipped.error}")
+    teacher_at = shipped.paired.ms_at(q, ref_now)
     device_budgets = formulation == "device"
     latency_budget = profile.budgets.latency_budget_ms(teacher_at) if device_budgets else None
     decision = DecisionSpeed(ref_now, teacher_at, table.reference_ms, latency_budget, q,

@@ -161,16 +161,23 @@ class SimPipelineProbe(SimProbe):
     `encoder_ms + candidate + decoder_ms + overhead_ms`, where the overhead is what no part measured alone
     shows (0 on an honest device)."""
 
-    def __init__(self, sim: SimulatedDevice, encoder_ms: float = 4.0, decoder_ms: float = 6.0, overhead_ms: float = 0.0):
+    def __init__(self, sim: SimulatedDevice, encoder_ms: float = 4.0, decoder_ms: float = 6.0, overhead_ms: float = 0.0,
+                 tiny_decoder_ms: float | None = None, deploy: str = "kl"):
         super().__init__(sim)
         self.encoder_ms, self.decoder_ms, self.overhead_ms = encoder_ms, decoder_ms, overhead_ms
+        # `tiny_decoder_ms`: the device offers the tiny decoder too; `deploy`: the decoder its pipelines run
+        self.tiny_decoder_ms, self.deploy = tiny_decoder_ms, deploy
 
     def parts(self):
-        return {"bicubic + encoder": (lambda: self.sim.spend(self.encoder_ms), 1000),
-                "decoder": (lambda: self.sim.spend(self.decoder_ms), 2000)}
+        parts = {"bicubic + encoder": (lambda: self.sim.spend(self.encoder_ms), 1000),
+                 "decoder": (lambda: self.sim.spend(self.decoder_ms), 2000)}
+        if self.tiny_decoder_ms is not None:
+            parts["tiny decoder"] = (lambda: self.sim.spend(self.tiny_decoder_ms), 200)
+        return parts
 
-    def pipeline_ms(self, spec: ArchSpec) -> float:
-        return self.encoder_ms + self.sim.true_ms(spec) + self.decoder_ms + self.overhead_ms
+    def pipeline_ms(self, spec: ArchSpec, decoder: str | None = None) -> float:
+        dec = self.tiny_decoder_ms if (decoder or self.deploy) == "tiny" else self.decoder_ms
+        return self.encoder_ms + self.sim.true_ms(spec) + dec + self.overhead_ms
 
     def candidate(self, spec):
         ms = self.pipeline_ms(spec)
@@ -183,6 +190,14 @@ class SimPipelineProbe(SimProbe):
 class SimPipelineMeter(SimMeter):
     """search.selection.CandidateMeter of whole pipelines on a SimulatedDevice (DeployedPipelineMeter's role)."""
 
-    def __init__(self, sim: SimulatedDevice, profile: DeviceProfile, **parts_ms: float):
+    def __init__(self, sim: SimulatedDevice, profile: DeviceProfile, **parts_ms):
         super().__init__(sim, profile)
         self.probe = SimPipelineProbe(sim, **parts_ms)
+
+    def measure_teacher_as_shipped(self) -> Measurement:
+        """The teacher-shaped pipeline with the autoencoder's decoder, whatever this meter deploys."""
+        deploy, self.probe.deploy = self.probe.deploy, "kl"
+        try:
+            return self.measure(self.sim.space.all_teacher())
+        finally:
+            self.probe.deploy = deploy

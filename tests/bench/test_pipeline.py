@@ -78,3 +78,30 @@ def test_the_parts_round_trip_beside_their_table_and_a_missing_file_is_named(spa
     pipeline_parts_path(path).unlink()
     with pytest.raises(ConfigError, match=r"abc\.pipeline\.json is missing"):
         load_cost_model(path, "pipeline")
+
+
+def test_a_pipeline_that_deploys_the_tiny_decoder_is_predicted_and_judged_with_its_own_parts(space, profile, measured):
+    from bench.pipeline import pipeline_meter
+
+    sim, _, kl_only = measured
+    with pytest.raises(ConfigError, match="offer kl"):
+        kl_only.with_decoder("tiny")
+    table = kl_only.table
+    parts = {"encoder_ms": 4.0, "decoder_ms": 6.0, "tiny_decoder_ms": 1.0}
+    model = measure_pipeline_parts(space, table, SimPipelineProbe(sim, **parts), profile, n_holdout=10, seed=4)
+    tiny = model.with_decoder("tiny")
+    teacher_ms = sim.true_ms(space.all_teacher())
+    spec = model.cheapest(space)
+    assert model.pipeline.decoders == ("kl", "tiny") and tiny.pipeline.decoder == "tiny"
+    assert tiny.predict_ratio(spec) == pytest.approx(model.predict_ratio(spec) - 5.0 / teacher_ms, rel=0.02)
+    assert set(tiny.fixed_latency_at_ms()) == {"bicubic + encoder", "tiny decoder"}
+    # the held-out pipelines were measured with the autoencoder's parts and are judged with them, whatever is deployed
+    assert np.allclose(tiny.errors(tiny.holdout()), model.errors(model.holdout()))
+    # a pipeline measured with the tiny decoder (while choosing) is judged with the tiny decoder
+    [fresh] = pipeline_meter(SimPipelineProbe(sim, **parts, deploy="tiny"), profile).candidates([spec], "selection")
+    assert abs(tiny.errors([fresh])[0]) < 0.05 < model.errors([fresh])[0]
+    # and joins the backbone calibration without the tiny decoder's share
+    refit = tiny.recalibrated(space, [fresh])
+    assert refit.table.candidates[-1].latency.ratio == pytest.approx(fresh.latency.ratio - tiny.pipeline.fixed_ratio,
+                                                                     rel=1e-6)
+    assert PipelineParts.from_dict(tiny.pipeline.to_dict()).decoder == "tiny"

@@ -59,3 +59,12 @@ def problem(space):
     cost = FakeCost(space)
     teacher_lat = cost.predict_latency_at_ms(space.all_teacher())
     return SearchProblem(space, FakeFidelity(space), cost, Constraints(latency_ms=0.5 * teacher_lat, peak_memory_mib=1e6))
+
+
+@pytest.fixture(scope="module")
+def profile():
+    """The simulated device's profile (tests/simdevice.py)."""
+    from bench.profile import parse_profile
+    from tests.simdevice import SIM_PROFILE_YAML
+
+    return parse_profile(SIM_PROFILE_YAML, "sim.yaml")

@@ -8,13 +8,12 @@ import pytest
 
 from bench.costtable import Correction, measure_cost_table
 from bench.pipeline import measure_pipeline_parts
-from bench.profile import parse_profile, replace
+from bench.profile import replace
 from bench.stats import LatencyStats, PairedLatency
 from search.run import run_search
 from search.selection import SearchInfeasible, SelectionConfig, StaleCostTable, choose
 from tests.search.conftest import FakeFidelity
 from tests.simdevice import (
-    SIM_PROFILE_YAML,
     SimMeter,
     SimPipelineMeter,
     SimPipelineProbe,
@@ -22,11 +21,6 @@ from tests.simdevice import (
     SimulatedDevice,
     step,
 )
-
-
-@pytest.fixture(scope="module")
-def profile():
-    return parse_profile(SIM_PROFILE_YAML, "sim.yaml")
 
 
 def _table(space, profile, sim):

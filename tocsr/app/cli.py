@@ -343,6 +343,12 @@ def search(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", "-o"),
     ray_address: str | None = _RAY_ADDRESS,
+    parts: Path | None = typer.Option(None, "--parts", help="a run's parts/ folder (tiny decoder trained and "
+                                      "scored): the pipeline may deploy it; without it, the autoencoder's decoder"),
+    max_decoder_loss_db: float | None = typer.Option(None, "--max-decoder-loss-db", min=0.0,
+                                                     help="PSNR-Y (dB) a decoder may lose against the autoencoder's "
+                                                          "and count as free (upper 95% end; default: "
+                                                          "search.decoder.DEFAULT_MAX_LOSS_DB)"),
 ) -> None:
     """ε-constrained search for the backbone that fits the device's budgets."""
     from tocsr.app.stages import stage_costs, stage_search
@@ -357,11 +363,12 @@ def search(
         table = (_cost_model(table_path, profile) if table_path.is_file()
                  else stage_costs(teacher, profile, table_path, ray_address=ray_address))
         result = stage_search(teacher, surrogates, profile, table, out, method, evaluations, seed, formulation,
-                              eps_fid, complexity, proxy=proxy, ray_address=ray_address)
+                              eps_fid, complexity, proxy=proxy, ray_address=ray_address, parts_dir=parts,
+                              **({} if max_decoder_loss_db is None else {"max_decoder_loss_db": max_decoder_loss_db}))
     c = result.chosen
     budget = "none" if result.latency_budget_ms is None else f"{result.latency_budget_ms:.2f} ms"
     memory = "-" if c.measured_memory_mib is None else f"{c.measured_memory_mib:.0f}"
-    what, teacher_is = (("one-step SR pipeline", "teacher-shaped pipeline") if result.scope == "pipeline"
+    what, teacher_is = (("one-step SR pipeline", "teacher as shipped") if result.scope == "pipeline"
                         else ("backbone", "teacher"))
     typer.echo(f"chosen {c.key}: fidelity error ({result.proxy} proxy) {c.fidelity:.4g}; {what} measured "
                f"p{result.percentile:g} {c.measured_latency_ms:.2f} ms ({c.latency_vs_teacher:.2f} x the {teacher_is}'s "
@@ -369,6 +376,8 @@ def search(
                f"backbone {c.params_m:.2f} M params (teacher {result.teacher_params_m:.2f} M)")
     if result.pipeline:
         typer.echo(f"pipeline: {result.pipeline['line']}")
+    if result.decoder_choice:
+        typer.echo(f"decoder deployed: {result.decoder}: {result.decoder_choice['reason']}")
     typer.echo(f"wrote {out / 'search_result.json'} and {out / 'convergence.png'}")
 
 
@@ -384,13 +393,15 @@ def sr(
     finetuned: Path | None = typer.Option(None, "--finetuned",
                                           help="`tocsr finetune` output: start the students from that backbone"),
     resume: bool = typer.Option(False, "--resume"),
+    parts: Path | None = typer.Option(None, "--parts", help="the parts/ folder the search was given: needed when "
+                                      "it chose the tiny decoder"),
 ) -> None:
     """Adapt the chosen backbone to SR and distil it into a one-step generator."""
     from tocsr.app.stages import stage_sr
 
     with folder_lock(out, "sr"):
         cfg = dataclasses.replace(SR_DEFAULTS, teacher_steps=teacher_steps, student_steps=student_steps)
-        info = stage_sr(teacher, surrogates, search_result, out, cfg, data, resume, finetuned)
+        info = stage_sr(teacher, surrogates, search_result, out, cfg, data, resume, finetuned, parts_dir=parts)
     for kind, rows in info.quality.items():
         typer.echo(f"{kind}: " + ", ".join(f"{m} {r['psnr_y']:.2f} dB" for m, r in rows.items()))
     typer.echo(f"wrote {out} (upscale with `tocsr upscale IMAGE -o OUT --model {out}`)")

@@ -63,6 +63,8 @@ class RunPreset:
     finetune_steps: int = 0
     # Held-out whole one-step SR pipelines that judge the pipeline cost model (bench.pipeline) per device.
     pipelines: int = 10
+    # Training steps of each cheaper pipeline part (tocsr.core.sr.parts; the search may deploy the tiny decoder).
+    parts_steps: int = 600
 
 
 RUN_PRESETS = {
@@ -75,13 +77,13 @@ RUN_PRESETS = {
     # figures before and after, and tocsr.app.sr_curve what more student steps would buy.
     "quick": RunPreset("quick", "quick", distill_steps=400, search_method="bo", search_evaluations=40,
                        sr_teacher_steps=250, sr_student_steps=400, baselines=("srvgg",), sr_pair_cache=1024,
-                       sr_teacher_cache=8, holdout=20, pipelines=6),
+                       sr_teacher_cache=8, holdout=20, pipelines=6, parts_steps=40),
     # For tests: every stage runs for real, at a handful of steps each.
     "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_evaluations=10,
                        sr_teacher_steps=4, sr_student_steps=4, baselines=("espcn", "rrdb-s"), baseline_max_steps=4,
                        finetune_steps=4,
                        sr_sample_steps=4, sr_sample_chains=2, sr_pair_cache=32, sr_teacher_cache=4, test_max_px=128,
-                       calibration=3, holdout=3, pipelines=2,
+                       calibration=3, holdout=3, pipelines=2, parts_steps=2,
                        timing_override={"repeats": 8, "paired_rounds": 2, "warmup_max_iters": 10,
                                         "max_retries": 1}),
     "full": RunPreset("full", "tiny", distill_steps=2000, search_method="bo", search_evaluations=100,
@@ -198,6 +200,7 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
         stage_costs,
         stage_eval,
         stage_finetune,
+        stage_parts,
         stage_search,
         stage_sr,
         stage_sr_shared,
@@ -207,6 +210,7 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     from tocsr.core.distill.finetune import FinetuneRecord
     from tocsr.core.distill.record import DistillRecord
     from tocsr.core.distill.train import DistillConfig, distill
+    from tocsr.core.sr.parts import PartsConfig, PartsRecord
     from tocsr.core.sr.shared import SharedSRRecord, shared_config
     from tocsr.core.sr.train import SRConfig
     from tocsr.core.teacher.presets import get_teacher_preset
@@ -230,7 +234,7 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     console = Console() if sys.stdout.isatty() else Console(width=160)
     log = StageLog(out, console)
     t_start = time.perf_counter()
-    n_stages = 4 + (3 + (rp.finetune_steps > 0)) * len(loaded) + 1
+    n_stages = 5 + (3 + (rp.finetune_steps > 0)) * len(loaded) + 1
     with progress("main job stages", n_stages) as bar:
         teacher_dir = out / "teacher"
         weights = {name: data_fingerprint(folder) for name, folder in (("vae", vae), ("unet", unet)) if folder}
@@ -251,6 +255,13 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
         surrogates_sha = log.run("surrogates", {"teacher": teacher_sha, "config": dataclasses.asdict(dcfg),
                                                 "record": DistillRecord.SCHEMA_VERSION},
                                  run_distill, surrogates_dir / "distill.json")
+        bar.update(1)
+        parts_dir = out / "parts"
+        pcfg = PartsConfig(steps=rp.parts_steps)
+        parts_sha = log.run("parts", {"teacher": teacher_sha, "data": data_fingerprint(data),
+                                      "config": dataclasses.asdict(pcfg), "record": PartsRecord.SCHEMA_VERSION},
+                            lambda resume: stage_parts(teacher_dir, parts_dir, pcfg, data),
+                            parts_dir / PartsRecord.FILE_NAME)
         bar.update(1)
         chosen: dict[str, SearchResult] = {}
         scfg = SRConfig(teacher_steps=rp.sr_teacher_steps, student_steps=rp.sr_student_steps,
@@ -277,11 +288,12 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
             log.run(f"search-{profile.name}", {"surrogates": surrogates_sha, "costs": costs_sha,
                                                             "profile": profile.sha256, "method": rp.search_method,
                                                             "evaluations": rp.search_evaluations,
-                                                            "proxy": rp.proxy,
+                                                            "proxy": rp.proxy, "parts": parts_sha,
                                                             "record": SearchResult.SCHEMA_VERSION, **where},
                                  lambda resume, ref=ref, cp=cost_path, sd=search_dir, p=profile, remote=remote: stage_search(
                                      teacher_dir, surrogates_dir, ref, load_cost_model(cp, p.budgets.scope), sd,
-                                     rp.search_method, rp.search_evaluations, proxy=rp.proxy, ray_address=remote),
+                                     rp.search_method, rp.search_evaluations, proxy=rp.proxy, ray_address=remote,
+                                     parts_dir=parts_dir),
                                  search_dir / SearchResult.FILE_NAME)
             bar.update(1)
             result = SearchResult.load(search_dir)
@@ -305,14 +317,15 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
                                      lambda resume: stage_sr_shared(teacher_dir, shared_dir, scfg, data, resume),
                                      shared_dir / SharedSRRecord.FILE_NAME)
                 bar.update(1)
-            sr_dir = out / "sr" / arch
-            sr_shas[profile.name] = log.run(f"sr-{arch}", {"teacher": teacher_sha, "surrogates": surrogates_sha,
+            sr_dir = out / "sr" / result.sr_folder_name
+            sr_shas[profile.name] = log.run(f"sr-{result.sr_folder_name}", {"teacher": teacher_sha, "surrogates": surrogates_sha,
                                                            "arch": arch, "config": dataclasses.asdict(scfg),
                                                            "finetune": ft_sha, "shared": shared_sha,
+                                                           "decoder": result.decoder, "parts": parts_sha,
                                                            "record": SRModelInfo.SCHEMA_VERSION},
                                             lambda resume, sd=search_dir, srd=sr_dir, fd=ft_dir: stage_sr(
                                                 teacher_dir, surrogates_dir, sd, srd, scfg, data, resume, fd,
-                                                shared_dir),
+                                                shared_dir, parts_dir),
                                             sr_dir / SRModelInfo.FILE_NAME)
             sr_dirs[profile.name] = sr_dir
             bar.update(1)
@@ -444,7 +457,8 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
             "selection_rounds": res.selection_rounds, "chosen_found_by": c.found_by,
             "params_m": c.params_m, "teacher_params_m": res.teacher_params_m, "gmacs": c.gmacs,
             "teacher_gmacs": res.teacher_gmacs, "test": test_headline(out, name), "fidelity_proxy": res.proxy,
-            "scope": res.scope, "pipeline": res.pipeline,
+            "scope": res.scope, "pipeline": res.pipeline, "decoder": res.decoder,
+            "decoder_reason": (res.decoder_choice or {}).get("reason"), "sr_folder": res.sr_folder_name,
             "finetune": _finetune_summary(out / "finetune" / c.key),
         }
     fairness = {k: scored_on.get(k) for k in ("test_images", "test_max_px", "baseline_budget_s", "budget_unit",
@@ -505,6 +519,8 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
             console.print(f"{name}: latencies are of the whole one-step SR call ({d['budget']}): {p['line']}; the "
                           f"teacher as backbone would be {100 * p['teacher_backbone_share_predicted']:.0f}% of its "
                           f"call; pipeline cost model: {within}")
+            if d.get("decoder_reason"):
+                console.print(f"{name}: decoder deployed: {d['decoder']}: {d['decoder_reason']}")
         else:
             console.print(f"{name}: latencies are of one backbone call ({d['budget']})")
         if d["latency_how"] == "predicted":

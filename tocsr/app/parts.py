@@ -9,8 +9,9 @@ the crops), and measures all four parts on the profile's device at its resolutio
 teacher UNet as cost tables are (bench.measure). Writes <out>/parts.json (the record), <out>/parts_costs.json
 (the measurements, with spread and provenance) and the two parts' folders.
 
-This is the first slice of making the parts choices of the search (issue 24, item 2): what each would buy
-in cost and give up in fidelity. The search and the SR stage do not use them yet.
+What each would buy in cost and give up in fidelity, measured on its own. The main job trains them in its
+parts stage (tocsr.app.stages.stage_parts), and the search deploys the tiny decoder where it is chosen
+(search.decoder); the LR encoder is not a choice of the search yet.
 """
 
 from __future__ import annotations

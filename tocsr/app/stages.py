@@ -31,6 +31,14 @@ from reports.comparison import compare_methods
 from reports.rows import ReportRow
 from search.analysis import convergence, plot_convergence
 from search.benchmark import MemoFidelity, benchmark_strategies
+from search.decoder import (
+    DEFAULT_MAX_LOSS_DB,
+    DecoderChoice,
+    choose_decoder,
+    decoder_options,
+    only_kl,
+    teacher_budget_ms,
+)
 from search.problem import Constraints, SearchProblem
 from search.result import SearchResult
 from search.run import run_search
@@ -198,8 +206,13 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
                  cost_table: CostTable | PipelineCostModel, out_dir: str | Path, method: str = "bo", evaluations: int = 60, seed: int = 0,
                  formulation: str = "device", eps_fid: float | None = None, complexity: str = "params",
                  q: int = 4, selection: SelectionConfig = SelectionConfig(), proxy: str = DEFAULT_PROXY,
-                 ray_address: str | None = None) -> SearchResult:
+                 ray_address: str | None = None, parts_dir: str | Path | None = None,
+                 max_decoder_loss_db: float = DEFAULT_MAX_LOSS_DB) -> SearchResult:
     """Search, then re-measure until a candidate meets the budgets (search.selection.choose).
+
+    For a pipeline budget, the decoder the device deploys is chosen first (search.decoder: the cheapest within
+    `max_decoder_loss_db` of the autoencoder's own, on the fidelity `stage_parts` measured in `parts_dir`);
+    without `parts_dir` the pipeline keeps the autoencoder's decoder.
 
     `evaluations` caps the fidelity evaluations. `cost_table` is the backbone's table, or the pipeline cost
     model (bench.pipeline.load_cost_model) when the profile's budgets bound the whole one-step SR call; then
@@ -215,6 +228,15 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
     table = cost_table.table if isinstance(cost_table, PipelineCostModel) else cost_table
     if table.space_id != space.space_id:
         raise TocsrError(f"cost table is for space {table.space_id}, the teacher's is {space.space_id}")
+    decoder_choice, decoder = None, None
+    if isinstance(cost_table, PipelineCostModel):
+        decoder_choice = _decoder_choice(cost_table, space, profile, parts_dir, max_decoder_loss_db, bool(ray_address))
+        log.info("decoder for %s: %s (%s)", profile.name, decoder_choice.decoder, decoder_choice.reason)
+        cost_table = cost_table.with_decoder(decoder_choice.decoder)
+        if decoder_choice.decoder == "tiny":
+            from tocsr.core.sr.parts import load_parts
+
+            decoder = load_parts(parts_dir)[1]
     bank, ftable = load_surrogates(surrogates_dir, space)
     _, val_latents = teacher_latents(teacher)
     evaluator = build_proxy(proxy, teacher, space, bank, val_latents)
@@ -225,7 +247,7 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
 
     with _measuring_node(profile, teacher_dir, ray_address) as device:
         if device is None:
-            meter = (DeployedPipelineMeter(teacher, space, bank, profile) if profile.budgets.scope == "pipeline"
+            meter = (DeployedPipelineMeter(teacher, space, bank, profile, decoder) if profile.budgets.scope == "pipeline"
                      else deployed_meter(teacher, space, bank, profile))
         else:
             from bench.remote import RayCandidateMeter
@@ -236,21 +258,61 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
             """The same sizes as the table given: calibration and held-out candidates, held-out pipelines."""
             roles = [c.role for c in table.candidates]
             pipelines = len(cost_table.holdout()) if isinstance(cost_table, PipelineCostModel) else 0
-            return _for_scope(stage_costs(teacher_dir, profile_ref, out / REMEASURED_TABLE,
-                                          max(2, roles.count("calibration")), roles.count("holdout"),
-                                          n_pipelines=max(2, pipelines), remote=device, keep_invalid=True),
-                              profile)
+            fresh = _for_scope(stage_costs(teacher_dir, profile_ref, out / REMEASURED_TABLE,
+                                           max(2, roles.count("calibration")), roles.count("holdout"),
+                                           n_pipelines=max(2, pipelines), remote=device, keep_invalid=True),
+                               profile)
+            return fresh.with_decoder(decoder_choice.decoder) if decoder_choice else fresh
 
         sel = choose(space, evaluator, cost_table, profile, meter, search_round, evaluations, formulation, eps_fid,
                      complexity, selection, remeasure)
     result = SearchResult.from_selection(sel, profile, space, method, seed, evaluations, formulation, complexity,
-                                         proxy)
+                                         proxy, decoder_choice)
     sel.table.save(out / result.cost_table, environment({"measured_on": device.provenance} if device else None))
     plot_convergence({method: [convergence(sel.trials)]}, out / result.convergence_png,
                      title=f"{method} on {profile.name} ({formulation})",
                      ylabel="best feasible " + ("fidelity error" if formulation == "device" else complexity))
     result.save(out, environment())
     return result
+
+
+def decoder_losses(parts_dir: str | Path) -> dict[str, tuple[float, float, int]]:
+    """{"tiny": (mean, upper 95%, crops)}: the tiny decoder's PSNR-Y loss against HR vs the autoencoder's decoder,
+    from the validation crops `stage_parts` scored (a paired bootstrap over the crops)."""
+    from reports.intervals import paired_difference
+    from tocsr.core.sr.parts import DECODER_DIR, PartsRecord
+
+    s = PartsRecord.load(parts_dir).psnr_y_db[DECODER_DIR]
+    loss = paired_difference(s["through_kl"], s["through_part"])
+    return {"tiny": (loss.mean, loss.high, loss.n)}
+
+
+def _decoder_choice(model: PipelineCostModel, space, profile: DeviceProfile, parts_dir: str | Path | None,
+                    max_loss_db: float, on_ray: bool) -> DecoderChoice:
+    if parts_dir is None:
+        return only_kl("no cheaper parts were trained for this run (`tocsr run` trains them in its parts stage)")
+    if on_ray:
+        # The Ray node builds whole pipelines with the autoencoder's parts (bench.remote): a choice measured
+        # there would be judged on another pipeline than it deploys.
+        return only_kl("measured on a Ray node, whose pipelines have the autoencoder's own parts")
+    options = decoder_options(model, space, decoder_losses(parts_dir))
+    return choose_decoder(options, teacher_budget_ms(model, profile), max_loss_db)
+
+
+def stage_parts(teacher_dir: str | Path, out_dir: str | Path, cfg=None, data=None):
+    """Train the cheaper pipeline parts against the teacher's autoencoder and score them on validation crops
+    (tocsr.core.sr.parts), once per run; the search weighs the tiny decoder with that score and the SR stage
+    deploys it where chosen. Returns the record."""
+    from tocsr.core.data import load_train_val
+    from tocsr.core.sr.config import SRConfig
+    from tocsr.core.sr.parts import PartsConfig, train_parts
+
+    teacher = load_teacher(teacher_dir)
+    cfg = cfg or PartsConfig()
+    train, val, _ = load_train_val(data, teacher.preset.split, min_side=cfg.patch_px)
+    record = train_parts(teacher, train, val, out_dir, cfg, SRConfig().scale)
+    record.save(out_dir, environment())
+    return record
 
 
 def _for_scope(cost: CostTable | PipelineCostModel, profile: DeviceProfile) -> CostTable | PipelineCostModel:
@@ -301,17 +363,25 @@ def stage_sr_shared(teacher_dir, out_dir, cfg=None, data=None, resume: bool = Fa
 
 
 def stage_sr(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, data=None, resume: bool = False,
-             finetuned=None, shared=None) -> SRModelInfo:
+             finetuned=None, shared=None, parts_dir=None) -> SRModelInfo:
     """SR adaptation + one-step distillation of the architecture a search chose (from its fine-tuned backbone
     when `finetuned` names a fine-tune folder; from the run's shared pair cache and SR teachers when `shared`
-    names a `stage_sr_shared` folder)."""
+    names a `stage_sr_shared` folder), deploying the decoder the search chose (the tiny one from `parts_dir`)."""
+    from tocsr.core.sr.parts import load_parts
     from tocsr.core.sr.run import run_sr
     from tocsr.core.sr.train import SRConfig
 
     teacher = load_teacher(teacher_dir)
     space, spec = _chosen_spec(search_dir, teacher)
     bank, _ = load_surrogates(surrogates_dir, space)
-    return run_sr(teacher, space, spec, bank, out_dir, cfg or SRConfig(), data, resume, finetuned, shared)
+    decoder = None
+    if SearchResult.load(search_dir).decoder == "tiny":
+        if parts_dir is None:
+            raise TocsrError(f"{search_dir}: the search chose the tiny decoder; give the parts folder it was trained "
+                             "in (stage_parts' out_dir)")
+        decoder = load_parts(parts_dir)[1]
+    return run_sr(teacher, space, spec, bank, out_dir, cfg or SRConfig(), data, resume, finetuned, shared,
+                  decoder=decoder)
 
 
 def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table: CostTable | PipelineCostModel, out_dir,

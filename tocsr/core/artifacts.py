@@ -101,6 +101,8 @@ class FolderRecord:
     KIND: ClassVar[str]
     SCHEMA_VERSION: ClassVar[int]
     REBUILD: ClassVar[str] = "re-run the stage that wrote it"
+    # older schema version -> the document as the current version (only where the old meaning is known exactly)
+    MIGRATIONS: ClassVar[Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -117,7 +119,8 @@ class FolderRecord:
     def load(cls: type[R], folder: str | os.PathLike[str]) -> R:
         root = Path(folder)
         rebuild = cls.REBUILD.format(folder=root)
-        doc = read_artifact(root / cls.FILE_NAME, cls.KIND, cls.SCHEMA_VERSION, rebuild=rebuild)
+        doc = read_artifact(root / cls.FILE_NAME, cls.KIND, cls.SCHEMA_VERSION, rebuild=rebuild,
+                            migrations=cls.MIGRATIONS)
         try:
             return cls.from_dict(doc)
         except (KeyError, TypeError, ValueError) as err:

@@ -263,3 +263,61 @@ def test_a_student_from_the_shared_part_is_the_one_it_would_have_been_and_other_
     other = dataclasses.replace(teacher, folder=tmp_path / "another-teacher")
     with pytest.raises(ConfigError, match="trained from the teacher"):
         load_shared(tmp_path / "shared", other, train, CFG, tmp_path / "x", "cpu")
+
+
+def test_an_sr_model_with_the_tiny_decoder_deploys_and_scores_that_decoder(parts, tmp_path, monkeypatch):
+    """The search can choose the tiny decoder for a device (tocsr.core.models.parts): the SR folder then holds
+    it, says so, and every loader (tocsr upscale's pipeline, the main job's evaluation) runs it."""
+    from reports.comparison import load_sr_methods
+    from tocsr.core.models.parts import TinyDecoder
+    from tocsr.core.sr import run as sr_run
+    from tocsr.core.sr.evaluate import evaluate_methods
+    from tocsr.core.sr.info import SRModelInfo
+    from tocsr.core.sr.models import load_student
+    from tocsr.core.sr.onestep import OneStepSR
+    from tocsr.core.sr.pipeline import TOCSRPipeline
+
+    teacher, space, spec, bank, photos = parts
+    train, val = photos[:2], photos[2:]
+    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    torch.manual_seed(0)
+    decoder = TinyDecoder(widths=(8, 8, 8)).eval()
+    info = sr_run.run_sr(teacher, space, spec, bank, tmp_path, CFG, decoder=decoder)
+    assert info.decoder == "tiny" and SRModelInfo.load(tmp_path).decoder == "tiny"
+    assert (tmp_path / "tiny-decoder" / "config.json").is_file()
+    pipe = TOCSRPipeline.from_pretrained(tmp_path)
+    assert pipe.model.decoder_kind == "tiny"
+    assert torch.equal(pipe.model.part_decoder.net[-1].weight, decoder.net[-1].weight)
+    [one], _ = load_sr_methods(teacher, tmp_path, "cpu", with_teacher=False)
+    assert one.module.decoder_kind == "tiny"
+    student = load_student(tmp_path / "student")
+    with_tiny = OneStepSR(teacher.autoencoder, student, CFG.scale, decoder)
+    again = evaluate_methods({"tiny": with_tiny, "kl": OneStepSR(teacher.autoencoder, student, CFG.scale)}, val,
+                             CFG.patch_px, CFG.scale)
+    for kind, rows in again.items():
+        # the recorded quality is the tiny decoder's, not the autoencoder's (an untrained decoder: far apart)
+        assert rows["tiny"]["psnr_y"] == pytest.approx(info.quality[kind]["tocsr-onestep"]["psnr_y"], abs=1e-4)
+        assert abs(rows["kl"]["psnr_y"] - rows["tiny"]["psnr_y"]) > 1.0
+
+
+def test_an_sr_record_written_before_the_decoder_choice_reads_as_the_kl_decoder(tmp_path):
+    import json
+
+    from tocsr.core.artifacts import ArtifactError
+    from tocsr.core.space import ArchSpec
+    from tocsr.core.sr.info import SRModelInfo
+
+    info = SRModelInfo(scale=4, arch=ArchSpec("s", ("a",), ("b",)), degradations=("bicubic",), config=CFG, quality={},
+                       timings_s={}, val_images=(), teacher_folder="t", device="cpu", processes=1, decoder="tiny")
+    path = info.save(tmp_path, {})
+    doc = json.loads(path.read_text())
+    doc["schema_version"] = 2
+    del doc["decoder"]
+    path.write_text(json.dumps(doc))
+    assert SRModelInfo.load(tmp_path).decoder == "kl"
+    doc["schema_version"] = 1
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ArtifactError, match="schema_version = 1"):
+        SRModelInfo.load(tmp_path)
+    with pytest.raises(ConfigError, match="decoder = 'small'"):
+        dataclasses.replace(info, decoder="small")

@@ -4,6 +4,7 @@
     DIR/autoencoder/          the 16-channel autoencoder (diffusers folder)
     DIR/student/              the one-step student (one backbone per degradation when trained apart)
     DIR/sr_teacher/<kind>/    the multi-step SR teacher of each degradation, DIR/sr_scheduler/ its schedule
+    DIR/tiny-decoder/         the decoder the model deploys when it is not the autoencoder's (`decoder: tiny`)
 
 Example:
     >>> info = SRModelInfo.load("runs/quick/sr/<arch key>")
@@ -20,6 +21,7 @@ from typing import Any, ClassVar
 from tocsr.core.artifacts import FolderRecord
 from tocsr.core.errors import ConfigError
 from tocsr.core.space import ArchSpec
+from tocsr.core.sr.onestep import DECODERS
 from tocsr.core.sr.train import SRConfig
 
 
@@ -37,8 +39,9 @@ def sr_config_from_dict(d: dict[str, Any]) -> SRConfig:
 class SRModelInfo(FolderRecord):
     FILE_NAME: ClassVar[str] = "sr.json"
     KIND: ClassVar[str] = "tocsr.sr_model"
-    SCHEMA_VERSION: ClassVar[int] = 2          # 2: says where the backbone's weights came from
+    SCHEMA_VERSION: ClassVar[int] = 3          # 2: where the backbone's weights came from; 3: the decoder deployed
     REBUILD: ClassVar[str] = "train it again with `tocsr sr --out {folder}`"
+    MIGRATIONS: ClassVar[dict] = {2: lambda d: {**d, "decoder": "kl"}}     # before 3 every model used the KL decoder
 
     scale: int
     arch: ArchSpec
@@ -56,6 +59,9 @@ class SRModelInfo(FolderRecord):
     # where its pair cache and SR teachers came from: "trained here", or the folder of the run's shared SR
     # part (tocsr.core.sr.shared), whose seconds are in timings_s all the same
     shared_part: str = "trained here"
+    # the decoder deployed after the student: "kl" (the autoencoder's) or "tiny" (DIR/tiny-decoder/, distilled from
+    # it; tocsr.core.sr.parts), as the search chose for the device's budget
+    decoder: str = "kl"
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
 
     # What the SR stage spent training, the budget the main job's baselines get (its SR teacher included;
@@ -70,12 +76,16 @@ class SRModelInfo(FolderRecord):
                               "train it again with `tocsr sr`")
         return float(sum(self.timings_s[k] for k in self.TRAINING_PARTS))
 
+    def __post_init__(self) -> None:
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"SRModelInfo.decoder = {self.decoder!r}: expected 'kl' or 'tiny'")
+
     def to_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "arch": self.arch.to_dict(), "degradations": list(self.degradations),
                 "config": dataclasses.asdict(self.config), "quality": self.quality, "timings_s": self.timings_s,
                 "val_images": list(self.val_images), "teacher_folder": self.teacher_folder, "device": self.device,
                 "processes": self.processes, "backbone_source": self.backbone_source,
-                "shared_part": self.shared_part}
+                "shared_part": self.shared_part, "decoder": self.decoder}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SRModelInfo:
@@ -83,7 +93,8 @@ class SRModelInfo(FolderRecord):
                    config=sr_config_from_dict(d["config"]), quality=d["quality"], timings_s=d["timings_s"],
                    val_images=tuple(d["val_images"]), teacher_folder=d["teacher_folder"], device=d["device"],
                    processes=int(d["processes"]), backbone_source=d["backbone_source"],
-                   shared_part=d.get("shared_part", "trained here"), environment=d.get("environment", {}))
+                   shared_part=d.get("shared_part", "trained here"), decoder=str(d["decoder"]),
+                   environment=d.get("environment", {}))
 
     @classmethod
     def load(cls, folder: str | Path) -> SRModelInfo:

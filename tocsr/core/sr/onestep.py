@@ -2,6 +2,9 @@
 
     LR image --bicubic x scale--> encode --> student (one backbone call) --> decode --> SR image
 
+The decoder is the autoencoder's own ("kl") or a cheaper one distilled from it ("tiny":
+tocsr.core.models.parts.TinyDecoder, chosen per device by the search where the budget needs it).
+
 `TOCSRPipeline` (tiling, colour fix, files) runs it per tile; evaluation, cost measurement, ONNX export
 and the GPU evidence script run it directly, so what is timed and scored is what users run.
 """
@@ -37,21 +40,46 @@ class LatentDecoder(nn.Module):
         return decode_latents(self.autoencoder, z).clamp(-1, 1)
 
 
+class PartDecoder(nn.Module):
+    """A stand-in for the autoencoder's decoder (tocsr.core.models.parts.TinyDecoder): HR latent -> SR image in
+    [-1, 1], as `LatentDecoder` gives."""
+
+    def __init__(self, decoder: nn.Module):
+        super().__init__()
+        self.part = decoder
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.part(z).clamp(-1, 1)
+
+
+DECODERS = ("kl", "tiny")       # what `OneStepSR.decoder_kind` can be
+
+
 class OneStepSR(nn.Module):
     """LR image in [-1, 1], (B, 3, h, w) -> SR image in [-1, 1], (B, 3, h*scale, w*scale).
 
     `student` is a OneStepStudent (blind) or a PerDegradationStudent (one network per degradation; the
-    caller names the degradation that made the input, None meaning the student's default).
+    caller names the degradation that made the input, None meaning the student's default). `decoder`: a
+    stand-in for the autoencoder's decoder (a TinyDecoder), or None for the autoencoder's own.
 
     Example:
         >>> sr = OneStepSR(autoencoder, load_student("runs/sr/<key>/student"), scale=4)
         >>> sr(lr, "bicubic").shape       # (B, 3, 4h, 4w)
     """
 
-    def __init__(self, autoencoder: nn.Module, student: nn.Module, scale: int):
+    def __init__(self, autoencoder: nn.Module, student: nn.Module, scale: int, decoder: nn.Module | None = None):
         super().__init__()
         self.autoencoder, self.student, self.scale = autoencoder, student, scale
-        self.encoder, self.decoder = LatentEncoder(autoencoder, scale), LatentDecoder(autoencoder)
+        self.encoder = LatentEncoder(autoencoder, scale)
+        self.decoder = LatentDecoder(autoencoder) if decoder is None else PartDecoder(decoder)
+
+    @property
+    def decoder_kind(self) -> str:
+        return "tiny" if isinstance(self.decoder, PartDecoder) else "kl"
+
+    @property
+    def part_decoder(self) -> nn.Module | None:
+        return self.decoder.part if isinstance(self.decoder, PartDecoder) else None
 
     @property
     def takes_degradation(self) -> bool:
@@ -60,7 +88,7 @@ class OneStepSR(nn.Module):
     def for_degradation(self, degradation: str | None) -> OneStepSR:
         """The same model holding only the network that handles `degradation`: what one inference runs
         (and so what is exported and timed)."""
-        return OneStepSR(self.autoencoder, self.student.for_degradation(degradation), self.scale)
+        return OneStepSR(self.autoencoder, self.student.for_degradation(degradation), self.scale, self.part_decoder)
 
     def from_latent(self, z_lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
         """The LR latent (encoded bicubic upscale) -> SR image: the part that runs once per tile."""

@@ -221,3 +221,16 @@ def load_parts(folder: str | Path) -> tuple[LREncoder, TinyDecoder, PartsRecord]
     record = PartsRecord.load(root)
     return (LREncoder.from_pretrained(root / ENCODER_DIR).eval(), TinyDecoder.from_pretrained(root / DECODER_DIR).eval(),
             record)
+
+
+def deployed_decoder(sr_dir: str | Path, kind: str) -> TinyDecoder | None:
+    """The decoder an SR model folder deploys (tocsr.core.sr.info.SRModelInfo.decoder): None for the
+    autoencoder's own ("kl"), its `tiny-decoder/` for "tiny"."""
+    if kind == "kl":
+        return None
+    folder = Path(sr_dir) / DECODER_DIR
+    if kind != "tiny" or not (folder / "config.json").is_file():
+        raise ConfigError(f"{sr_dir}: decoder {kind!r} " + ("has no folder " + DECODER_DIR if kind == "tiny" else
+                                                            "is not 'kl' or 'tiny'")
+                          + "; train the SR model again with `tocsr sr`")
+    return TinyDecoder.from_pretrained(folder).eval()

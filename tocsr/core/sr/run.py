@@ -3,6 +3,7 @@
 <out>/autoencoder/, <out>/student/   diffusers folders (self-contained: `tocsr upscale --model <out>`)
 <out>/sr_teacher/<kind>/             the multi-step SR teacher of each degradation (widened expanded UNet and its
                                      preconditioning); <out>/sr_scheduler/ their x0 schedule
+<out>/tiny-decoder/                  the decoder deployed when the search chose the tiny one (tocsr.core.sr.parts)
 <out>/sr.json                        tocsr.core.sr.info.SRModelInfo: scale, architecture, quality, timings
 """
 
@@ -24,6 +25,7 @@ from tocsr.core.sr.evaluate import evaluate_methods
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import PerDegradationStudent, default_degradation
 from tocsr.core.sr.onestep import OneStepSR
+from tocsr.core.sr.parts import DECODER_DIR
 from tocsr.core.sr.shared import load_shared, train_shared
 from tocsr.core.sr.train import (
     SRConfig,
@@ -82,13 +84,16 @@ def teacher_method_name(cfg: SRConfig) -> str:
 
 def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRConfig = SRConfig(),
            data: str | Path | None = None, resume: bool = False, finetuned: str | Path | None = None,
-           shared: str | Path | None = None, student_evaluate=None, evaluate_every: int = 0) -> SRModelInfo:
+           shared: str | Path | None = None, student_evaluate=None, evaluate_every: int = 0,
+           decoder: torch.nn.Module | None = None) -> SRModelInfo:
     """SR adaptation and one-step distillation of `spec`. `finetuned`: a fine-tune folder
     (tocsr.core.distill.finetune) whose backbone weights the students start from instead of the teacher's
     blocks and the distilled surrogates. `shared`: a folder of tocsr.core.sr.shared.train_shared (the pair
     cache and SR teachers, trained once for a run's devices); without it they are trained here.
     `student_evaluate` / `evaluate_every`: tocsr.core.sr.train.train_student's hook (a learning curve; one
-    student only, not with `student_per_degradation`)."""
+    student only, not with `student_per_degradation`). `decoder`: the trained TinyDecoder the model deploys in
+    place of the autoencoder's decoder (the search's choice for the device), saved into `<out>/tiny-decoder/`;
+    the student trains against the autoencoder's latents either way (the tiny decoder reproduces its decoder)."""
     out = Path(out_dir)
     if student_evaluate is not None and cfg.student_per_degradation and len(cfg.kinds) > 1:
         raise ConfigError("a student learning curve follows one student; this config trains one per degradation "
@@ -129,9 +134,11 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     timings["student_s"] = time.perf_counter() - t
     if acc.is_main_process:
         teacher.autoencoder.save_pretrained(out / "autoencoder")
+        if decoder is not None:
+            decoder.save_pretrained(out / DECODER_DIR)
     multi = MultiStepSR(ae, {k: m.eval() for k, m in sr_teachers.items()}, sr_config, cfg.scale, cfg.sample_steps,
                         cfg.t_start, cfg.sample_chains)
-    one = OneStepSR(ae, student.eval(), cfg.scale)
+    one = OneStepSR(ae, student.eval(), cfg.scale, None if decoder is None else decoder.eval().to(acc.device))
     t = time.perf_counter()
     quality = evaluate_methods({"bicubic": lambda lr: matlab_imresize(lr, cfg.scale).clamp(-1, 1), teacher_method_name(cfg): multi,
                                 "tocsr-onestep": one}, val, cfg.patch_px, cfg.scale)
@@ -141,7 +148,8 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
                        timings_s=timings, val_images=tuple(p.name for p in val), teacher_folder=str(teacher.folder),
                        device=str(acc.device), processes=acc.num_processes,
                        backbone_source=f"fine-tuned ({finetuned})" if finetuned else "teacher + distilled surrogates",
-                       shared_part="trained here" if shared is None else str(shared))
+                       shared_part="trained here" if shared is None else str(shared),
+                       decoder=one.decoder_kind)
     if acc.is_main_process:
         info.save(out, environment())
     return info
