@@ -367,21 +367,22 @@ def stage_sr(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, data=No
     """SR adaptation + one-step distillation of the architecture a search chose (from its fine-tuned backbone
     when `finetuned` names a fine-tune folder; from the run's shared pair cache and SR teachers when `shared`
     names a `stage_sr_shared` folder), deploying the decoder the search chose (the tiny one from `parts_dir`)."""
-    from tocsr.core.sr.parts import load_parts
+    from tocsr.core.sr.parts import DECODER_DIR, load_parts
     from tocsr.core.sr.run import run_sr
     from tocsr.core.sr.train import SRConfig
 
     teacher = load_teacher(teacher_dir)
     space, spec = _chosen_spec(search_dir, teacher)
     bank, _ = load_surrogates(surrogates_dir, space)
-    decoder = None
+    decoder, decoder_s = None, 0.0
     if SearchResult.load(search_dir).decoder == "tiny":
         if parts_dir is None:
             raise TocsrError(f"{search_dir}: the search chose the tiny decoder; give the parts folder it was trained "
                              "in (stage_parts' out_dir)")
-        decoder = load_parts(parts_dir)[1]
+        _, decoder, record = load_parts(parts_dir)
+        decoder_s = record.train_s[DECODER_DIR]
     return run_sr(teacher, space, spec, bank, out_dir, cfg or SRConfig(), data, resume, finetuned, shared,
-                  decoder=decoder)
+                  decoder=decoder, decoder_train_s=decoder_s)
 
 
 def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table: CostTable | PipelineCostModel, out_dir,

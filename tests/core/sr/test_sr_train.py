@@ -282,8 +282,10 @@ def test_an_sr_model_with_the_tiny_decoder_deploys_and_scores_that_decoder(parts
     monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
     torch.manual_seed(0)
     decoder = TinyDecoder(widths=(8, 8, 8)).eval()
-    info = sr_run.run_sr(teacher, space, spec, bank, tmp_path, CFG, decoder=decoder)
+    info = sr_run.run_sr(teacher, space, spec, bank, tmp_path, CFG, decoder=decoder, decoder_train_s=7.0)
     assert info.decoder == "tiny" and SRModelInfo.load(tmp_path).decoder == "tiny"
+    # the decoder's training seconds are the model's too: the trained baselines' budget includes them
+    assert info.training_s == pytest.approx(sum(info.timings_s[k] for k in info.TRAINING_PARTS) + 7.0)
     assert (tmp_path / "tiny-decoder" / "config.json").is_file()
     pipe = TOCSRPipeline.from_pretrained(tmp_path)
     assert pipe.model.decoder_kind == "tiny"

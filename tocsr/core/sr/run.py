@@ -85,7 +85,7 @@ def teacher_method_name(cfg: SRConfig) -> str:
 def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRConfig = SRConfig(),
            data: str | Path | None = None, resume: bool = False, finetuned: str | Path | None = None,
            shared: str | Path | None = None, student_evaluate=None, evaluate_every: int = 0,
-           decoder: torch.nn.Module | None = None) -> SRModelInfo:
+           decoder: torch.nn.Module | None = None, decoder_train_s: float = 0.0) -> SRModelInfo:
     """SR adaptation and one-step distillation of `spec`. `finetuned`: a fine-tune folder
     (tocsr.core.distill.finetune) whose backbone weights the students start from instead of the teacher's
     blocks and the distilled surrogates. `shared`: a folder of tocsr.core.sr.shared.train_shared (the pair
@@ -93,7 +93,8 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     `student_evaluate` / `evaluate_every`: tocsr.core.sr.train.train_student's hook (a learning curve; one
     student only, not with `student_per_degradation`). `decoder`: the trained TinyDecoder the model deploys in
     place of the autoencoder's decoder (the search's choice for the device), saved into `<out>/tiny-decoder/`;
-    the student trains against the autoencoder's latents either way (the tiny decoder reproduces its decoder)."""
+    the student trains against the autoencoder's latents either way (the tiny decoder reproduces its decoder).
+    `decoder_train_s`: the seconds that decoder was trained for, counted in the model's training budget."""
     out = Path(out_dir)
     if student_evaluate is not None and cfg.student_per_degradation and len(cfg.kinds) > 1:
         raise ConfigError("a student learning curve follows one student; this config trains one per degradation "
@@ -118,6 +119,8 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     cache, sr_teachers = part.cache, part.sr_teachers
     # what the shared part cost stays in this model's training time, the budget its baselines get
     timings = dict(part.timings_s)
+    if decoder is not None:
+        timings["decoder_s"] = float(decoder_train_s)
     t = time.perf_counter()
     sr_config = dict(sr_scheduler(teacher).config)
     if cfg.student_per_degradation and len(cfg.kinds) > 1:
