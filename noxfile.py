@@ -86,6 +86,14 @@ def gpu(session: nox.Session) -> None:
     session.run("python3", "-m", "bench.gpu_evidence", "--out", out, env={"PYTHONPATH": os.getcwd()})
 
 
+@nox.session(python=False)
+def gpu_preset(session: nox.Session) -> None:
+    """The `gpu` run preset at full shape with every stage capped (tocsr.app.gpu_check), the machine's own Python:
+    reference throughput, the stage-time estimate, whether every stage completes. Extra args go to the script."""
+    session.run("python3", "-m", "tocsr.app.gpu_check", "--out", "reports/gpu", *session.posargs,
+                env={"PYTHONPATH": os.getcwd(), "HF_HUB_OFFLINE": "1"})
+
+
 @nox.session
 def nightly(session: nox.Session) -> None:
     """The nightly matrix (profiles x models): measure, append to the history, flag regressions, render.

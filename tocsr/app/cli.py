@@ -165,7 +165,8 @@ _RAY_ADDRESS = typer.Option(None, "--ray-address",
 def run(
     profile: list[str] = typer.Option(["hw_profiles/cpu-2core.yaml"], "--profile", "-p",
                                       help="Device profile(s); repeat for several devices."),
-    preset: str = typer.Option("quick", "--preset", help="quick (CPU, under 30 minutes) or full."),
+    preset: str = typer.Option("quick", "--preset", help="quick (CPU, under 30 minutes), full, gpu (paper scale on "
+                               "one CUDA card; needs --vae) or gpu-tiny (the gpu preset's stages at reduced width)."),
     out: Path = typer.Option(Path("runs/quick"), "--out", "-o", help="Run folder."),
     data: Path | None = typer.Option(None, "--data", help="Image folder; default: photographs shipped in packages. "
                                      "Its train/, val/ and test/ subfolders are kept; without them a quarter of the "
@@ -179,13 +180,18 @@ def run(
     unet: Path | None = typer.Option(None, "--unet", help="start the teacher's UNet from this folder (4 channels are "
                                                           "widened), then fine-tune it on the latents"),
     ray_address: str | None = _RAY_ADDRESS,
+    max_steps: int | None = typer.Option(None, "--max-steps", help="cut every training stage to at most this many "
+                                         "steps: checks that each stage runs at the preset's shapes (not for models "
+                                         "anyone uses)"),
+    estimate_only: bool = typer.Option(False, "--estimate-only", help="time a few steps of each training stage at "
+                                       "the preset's shapes, print and write <out>/estimate.json, train nothing"),
 ) -> None:
     """The main job: teacher, surrogates, per-device search and SR, evaluation, report."""
     from tocsr.app.mainjob import run_main_job
 
     with folder_lock(out, "run"):
         run_main_job(profile, preset, out, data, report_dir, tuple(baseline), vae=vae, unet=unet,
-                     ray_address=ray_address)
+                     ray_address=ray_address, max_steps=max_steps, estimate_only=estimate_only)
 
 
 @app.command()

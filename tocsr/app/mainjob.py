@@ -25,6 +25,7 @@ from rich.console import Console
 
 from bench.profile import DeviceProfile, load_profile
 from search.result import SearchResult
+from tocsr.app.estimate import RunEstimate
 from tocsr.core.artifacts import atomic_write_text
 from tocsr.core.distill.config import DEFAULT_PROXY
 from tocsr.core.errors import ConfigError
@@ -65,6 +66,38 @@ class RunPreset:
     pipelines: int = 10
     # Training steps of each cheaper pipeline part (tocsr.core.sr.parts; the search may deploy the tiny decoder).
     parts_steps: int = 600
+    sr_patch_px: int = 128             # HR crop side of the SR stage and the parts (the output size trained at)
+    needs_cuda: bool = False           # refused up front on a machine without a CUDA device
+    # Time a few steps of each training stage at the run's shapes and print the estimate before the first stage
+    # (tocsr.app.estimate); for presets whose run is long enough that a user should see its cost first.
+    estimate_first: bool = False
+    teacher_max_steps: int | None = None   # a cap on the teacher's diffusion steps (set by `capped`)
+
+    def capped(self, max_steps: int | None) -> RunPreset:
+        """This preset with every training stage cut to at most `max_steps` steps (the baselines too; a stage
+        that is off stays off): a check that every stage runs at the preset's shapes, not a run whose models
+        anyone should use."""
+        if max_steps is None:
+            return self
+        if max_steps < 1:
+            raise ConfigError(f"--max-steps {max_steps}: give a positive number of steps per training stage")
+        changes: dict[str, Any] = {f: min(getattr(self, f), max_steps) for f in (
+            "distill_steps", "sr_teacher_steps", "sr_student_steps", "finetune_steps", "parts_steps")}
+        changes["baseline_max_steps"] = min(self.baseline_max_steps or max_steps, max_steps)
+        changes["teacher_max_steps"] = max_steps
+        return dataclasses.replace(self, **changes)
+
+    def teacher(self):
+        """The teacher preset this run trains, its diffusion steps capped like the rest, and its latent cache cut
+        to what those steps read (the sd21 preset's would take hours to encode)."""
+        from tocsr.core.teacher.presets import get_teacher_preset
+
+        tp = get_teacher_preset(self.teacher_preset)
+        cap, d = self.teacher_max_steps, tp.diffusion
+        if cap is None or d.steps <= cap:
+            return tp
+        crops = min(d.latent_crops, max(64, cap * d.batch))
+        return dataclasses.replace(tp, diffusion=dataclasses.replace(d, steps=cap, latent_crops=crops))
 
 
 RUN_PRESETS = {
@@ -90,6 +123,24 @@ RUN_PRESETS = {
                       sr_teacher_steps=1500, sr_student_steps=800, finetune_steps=1000,
                       baselines=("espcn", "srvgg", "span", "rrdb-s", "swinir-light"), test_max_px=512, holdout=50,
                       pipelines=30),
+    # Paper scale on one GPU: an imported 16-channel VAE (--vae) and an SD-2.1-shaped UNet fine-tuned on its
+    # latents (bf16, gradient checkpointing, EMA), the 38-slot space's surrogates, cost tables in each
+    # profile's execution mode, search per profile, SR at 512 px output. It prints its estimated stage times
+    # before the first stage; `--max-steps N` cuts every stage short (the GPU check, bench.gpu_preset).
+    "gpu": RunPreset("gpu", "sd21", distill_steps=20_000, search_method="bo", search_evaluations=200,
+                     sr_teacher_steps=20_000, sr_student_steps=10_000, finetune_steps=5_000,
+                     baselines=("espcn", "srvgg", "span", "rrdb-s", "swinir-light"), sr_patch_px=512,
+                     sr_pair_cache=8192, sr_teacher_cache=256, test_max_px=1024, holdout=50, pipelines=30,
+                     parts_steps=5_000, needs_cuda=True, estimate_first=True),
+    # The gpu preset's stages and shapes at reduced width (sd21-tiny teacher, 64 px SR crops): what tests run
+    # on CPU to check its wiring end to end.
+    "gpu-tiny": RunPreset("gpu-tiny", "sd21-tiny", distill_steps=4, search_method="bo", search_evaluations=10,
+                          sr_teacher_steps=2, sr_student_steps=2, finetune_steps=2, baselines=("espcn",),
+                          baseline_max_steps=2, sr_patch_px=64, sr_sample_steps=2, sr_sample_chains=2,
+                          sr_pair_cache=16, sr_teacher_cache=4, test_max_px=128, calibration=3, holdout=3,
+                          pipelines=2, parts_steps=2, estimate_first=True,
+                          timing_override={"repeats": 8, "paired_rounds": 2, "warmup_max_iters": 10,
+                                           "max_retries": 1}),
 }
 
 
@@ -154,6 +205,15 @@ def check_teacher_weights(preset, vae: str | Path | None, unet: str | Path | Non
     check_before_writing(preset, vae, unet, "--unet")
 
 
+def check_accelerator(rp: RunPreset) -> None:
+    """Refuse, before anything is written, a preset sized for a GPU on a machine without one."""
+    import torch
+
+    if rp.needs_cuda and not torch.cuda.is_available():
+        raise ConfigError(f"--preset {rp.name} needs a CUDA device and torch sees none (torch.cuda.is_available() is "
+                          "False); --preset gpu-tiny runs the same stages at reduced width on this machine")
+
+
 def check_external(external: tuple[str, ...], scale: int) -> None:
     """Refuse a bad --baseline NAME=CHECKPOINT before any training, not after it."""
     from reports.protocol import baseline_method
@@ -186,14 +246,17 @@ def measurement_key(profile: DeviceProfile) -> str:
     return content_sha256({k: d[k] for k in ("device", "precision", "batch", "resolution", "execution_mode", "timing")})[:12]
 
 
-def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: str | Path | None = None,
+def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Path, data: str | Path | None = None,
                  report_dir: str | Path | None = None, external: tuple[str, ...] = (),
                  vae: str | Path | None = None, unet: str | Path | None = None,
-                 ray_address: str | None = None) -> dict[str, Any]:
-    """The main job. `external`: pretrained SR checkpoints ("NAME=FILE") scored and costed beside the rest.
+                 ray_address: str | None = None, max_steps: int | None = None,
+                 estimate_only: bool = False) -> dict[str, Any]:
+    """The main job on a preset of RUN_PRESETS (or a RunPreset: the GPU check's). `external`: pretrained SR checkpoints ("NAME=FILE") scored and costed beside the rest.
     `vae` / `unet`: weight folders the teacher starts from (tocsr.core.teacher.importing), checked before any
     stage runs. `ray_address`: a Ray cluster whose nodes advertise the profiles' `device.ray_resource`; those
-    profiles' costs, checks and evaluation are measured there (bench.remote)."""
+    profiles' costs, checks and evaluation are measured there (bench.remote). `max_steps`: every training stage
+    cut to at most that many steps (RunPreset.capped). `estimate_only`: print and write the estimated stage
+    times (tocsr.app.estimate), train nothing."""
     from bench.costtable import COST_TABLE_SCHEMA_VERSION
     from bench.pipeline import PIPELINE_PARTS_SCHEMA_VERSION, load_cost_model, pipeline_parts_path
     from tocsr.app.stages import (
@@ -213,16 +276,18 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     from tocsr.core.sr.parts import PartsConfig, PartsRecord
     from tocsr.core.sr.shared import SharedSRRecord, shared_config
     from tocsr.core.sr.train import SRConfig
-    from tocsr.core.teacher.presets import get_teacher_preset
     from tocsr.core.teacher.record import TeacherRecord
     from tocsr.core.teacher.train import load_teacher, teacher_latents, train_teacher
 
-    if preset not in RUN_PRESETS:
+    if not isinstance(preset, RunPreset) and preset not in RUN_PRESETS:
         raise ConfigError(f"--preset {preset!r} does not exist; available: {', '.join(RUN_PRESETS)}")
-    rp = RUN_PRESETS[preset]
+    rp = (preset if isinstance(preset, RunPreset) else RUN_PRESETS[preset]).capped(max_steps)
+    tp = rp.teacher()
+    check_accelerator(rp)
     check_external(tuple(external), SRConfig().scale)
-    check_split(data, get_teacher_preset(rp.teacher_preset).split)
-    check_teacher_weights(get_teacher_preset(rp.teacher_preset), vae, unet)
+    check_split(data, tp.split)
+    if not estimate_only or vae or unet:     # the estimate times random weights: it runs before weights exist
+        check_teacher_weights(tp, vae, unet)
     out = Path(out_dir)
     loaded = [load_profile(p) for p in profiles]
     if len({p.name for p in loaded}) != len(loaded):
@@ -232,6 +297,16 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
     import sys
 
     console = Console() if sys.stdout.isatty() else Console(width=160)
+    if rp.estimate_first or estimate_only:
+        from tocsr.app.estimate import estimate_run
+        from tocsr.core.provenance import environment
+
+        estimate = estimate_run(rp, len(loaded))
+        estimate.save(out, environment())
+        for line in estimate.describe():
+            console.print(line, markup=False, highlight=False)
+        if estimate_only:
+            return {"estimate": estimate.to_dict(), "estimate_file": str(out / RunEstimate.FILE_NAME)}
     log = StageLog(out, console)
     t_start = time.perf_counter()
     n_stages = 5 + (3 + (rp.finetune_steps > 0)) * len(loaded) + 1
@@ -239,10 +314,10 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
         teacher_dir = out / "teacher"
         weights = {name: data_fingerprint(folder) for name, folder in (("vae", vae), ("unet", unet)) if folder}
         teacher_sha = log.run("teacher", {"preset": rp.teacher_preset, "data": data_fingerprint(data),
-                                          "config": dataclasses.asdict(get_teacher_preset(rp.teacher_preset)),
+                                          "config": dataclasses.asdict(tp),
                                           "record": TeacherRecord.SCHEMA_VERSION, **weights},
-                              lambda resume: train_teacher(rp.teacher_preset, teacher_dir, data, resume, init_unet=unet,
-                                                           vae=vae, unet_option="--unet"), teacher_dir)
+                              lambda resume: train_teacher(tp, teacher_dir, data, resume, init_unet=unet, vae=vae,
+                                                           unet_option="--unet"), teacher_dir)
         bar.update(1)
         surrogates_dir = out / "surrogates"
         dcfg = DistillConfig(steps=rp.distill_steps)
@@ -257,14 +332,14 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
                                  run_distill, surrogates_dir / "distill.json")
         bar.update(1)
         parts_dir = out / "parts"
-        pcfg = PartsConfig(steps=rp.parts_steps)
+        pcfg = PartsConfig(steps=rp.parts_steps, patch_px=rp.sr_patch_px)
         parts_sha = log.run("parts", {"teacher": teacher_sha, "data": data_fingerprint(data),
                                       "config": dataclasses.asdict(pcfg), "record": PartsRecord.SCHEMA_VERSION},
                             lambda resume: stage_parts(teacher_dir, parts_dir, pcfg, data),
                             parts_dir / PartsRecord.FILE_NAME)
         bar.update(1)
         chosen: dict[str, SearchResult] = {}
-        scfg = SRConfig(teacher_steps=rp.sr_teacher_steps, student_steps=rp.sr_student_steps,
+        scfg = SRConfig(patch_px=rp.sr_patch_px, teacher_steps=rp.sr_teacher_steps, student_steps=rp.sr_student_steps,
                         sample_steps=rp.sr_sample_steps, sample_chains=rp.sr_sample_chains,
                         pair_cache=rp.sr_pair_cache, teacher_cache=rp.sr_teacher_cache)
         shared_dir, shared_sha = out / "sr-shared", None
@@ -302,7 +377,8 @@ def run_main_job(profiles: list[str], preset: str, out_dir: str | Path, data: st
             ft_dir, ft_sha = None, None
             if rp.finetune_steps > 0:
                 ft_dir = out / "finetune" / arch
-                fcfg = FinetuneConfig(steps=rp.finetune_steps)
+                fcfg = FinetuneConfig(steps=rp.finetune_steps,
+                                      gradient_checkpointing=tp.diffusion.gradient_checkpointing)
                 ft_sha = log.run(f"finetune-{arch}", {"teacher": teacher_sha, "surrogates": surrogates_sha,
                                                       "arch": arch, "config": dataclasses.asdict(fcfg),
                                                       "record": FinetuneRecord.SCHEMA_VERSION},

@@ -41,3 +41,20 @@ def test_grey_poisson_noise_is_drawn_on_the_luma_of_the_8_bit_source():
     noise = out - red
     assert torch.allclose(noise[:, 0], noise[:, 1], atol=1e-6) and torch.allclose(noise[:, 1], noise[:, 2], atol=1e-6)
     assert noise.var().item() == pytest.approx(76 / 255, rel=0.03)
+
+
+def test_small_crops_take_the_second_blur_after_a_downward_resize():
+    # The second-order blur (up to 21 taps) runs after the random resize; on a 64 px HR crop a downward
+    # resize leaves about 10 px, less than the kernel's radius, where reflection padding is undefined.
+    from tocsr.core.sr.degradations import filter2d, gaussian_kernel
+
+    k = gaussian_kernel(21, 2.0, 2.0, 0.0)
+    small = torch.rand(1, 3, 10, 10, generator=torch.Generator().manual_seed(0))
+    assert filter2d(small, k).shape == small.shape
+    big = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    reflect = torch.nn.functional.conv2d(torch.nn.functional.pad(big, (10,) * 4, mode="reflect"),
+                                         k[None, None].repeat(3, 1, 1, 1), groups=3)
+    torch.testing.assert_close(filter2d(big, k), reflect)      # large enough: the reference's reflection
+    hr = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    for seed in range(40):
+        assert realesrgan_degrade(hr, 4, torch.Generator().manual_seed(seed)).shape == (1, 3, 16, 16)

@@ -6,7 +6,9 @@ trained as a whole with the teacher's diffusion objective on the teacher's laten
 matches the teacher's own prediction on the same noised latent (output-level distillation, weight
 `kd_weight`), EMA of the weights as the result. Its sample-level fidelity (paired sample error and
 spectrum KID against the teacher's samples from the same noise, `SampleFidelity`) is measured before and
-after, on the same draws, so the record says what the fine-tune bought.
+after, on the same draws, so the record says what the fine-tune bought. It trains on the accelerator
+`make_accelerator` picks (bf16 autocast on CUDA); batches and noise are drawn on the CPU from seeded
+generators, the same on either.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from tocsr.core.distill.sample_fidelity import SampleFidelity
 from tocsr.core.space import ArchSpec, SearchSpace
 from tocsr.core.teacher.diffusion_train import Denoiser
 from tocsr.core.teacher.evaluate import prediction_target
-from tocsr.core.training import Checkpointer, check_finite, load_optimizer, progress, save_optimizer
+from tocsr.core.training import (
+    Checkpointer,
+    check_finite,
+    load_optimizer,
+    make_accelerator,
+    progress,
+    save_optimizer,
+)
 
 
 @dataclass(frozen=True)
@@ -93,10 +102,13 @@ def finetune_backbone(teacher, space: SearchSpace, spec: ArchSpec, bank: dict, l
     out = Path(out_dir)
     checkpointer = Checkpointer(out / "checkpoints")
     scheduler = teacher.scheduler
-    model = assembled_backbone(teacher, space, spec, bank)
-    condition = copy.deepcopy(teacher.denoiser.condition).eval().requires_grad_(False)
+    acc = make_accelerator()
+    device = acc.device
+    model = assembled_backbone(teacher, space, spec, bank).to(device)
+    condition = copy.deepcopy(teacher.denoiser.condition).eval().requires_grad_(False).to(device)
     scorer = SampleFidelity(teacher.denoiser, space, bank, dict(scheduler.config), teacher.autoencoder,
-                            tuple(latents.shape[1:]), n=cfg.samples, steps=cfg.sample_steps, seed=cfg.seed + 2024)
+                            tuple(latents.shape[1:]), n=cfg.samples, steps=cfg.sample_steps, seed=cfg.seed + 2024,
+                            device=device)
     before = scorer.evaluate_denoiser(Denoiser(model, condition).eval())
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-2)
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
@@ -104,14 +116,17 @@ def finetune_backbone(teacher, space: SearchSpace, spec: ArchSpec, bank: dict, l
     latest = checkpointer.latest() if resume else None
     if latest is not None:
         meta = checkpointer.latest_meta()
-        model = CompactUNet2DConditionModel.from_pretrained(latest / "unet")
+        model = CompactUNet2DConditionModel.from_pretrained(latest / "unet").to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-2)
         state = load_optimizer(latest / "optimizer.pt", optimizer)
         ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
         ema.load_state_dict(state["ema"])
         start, loss_first = int(meta["step"]), float(meta["loss_first"])
+    if cfg.gradient_checkpointing:
+        model.unet.enable_gradient_checkpointing()
+    ema.to(device)
     student = Denoiser(model, condition).train()
-    teacher.denoiser.eval()
+    teacher.denoiser.eval().to(device)
     loss = torch.tensor(float("nan"))
     t0 = time.perf_counter()
     with progress("finetune", cfg.steps, start) as bar:
@@ -122,9 +137,11 @@ def finetune_backbone(teacher, space: SearchSpace, spec: ArchSpec, bank: dict, l
             noise = torch.randn(z0.shape, generator=gen)
             t = torch.randint(0, int(scheduler.config.num_train_timesteps), (cfg.batch,), generator=gen)
             zt = scheduler.add_noise(z0, noise, t)
-            with torch.no_grad():
-                reference = teacher.denoiser(zt, t).float()
-            pred = student(zt, t).float()
+            z0, noise, zt, t = z0.to(device), noise.to(device), zt.to(device), t.to(device)
+            with acc.autocast():
+                with torch.no_grad():
+                    reference = teacher.denoiser(zt, t).float()
+                pred = student(zt, t).float()
             loss = F.mse_loss(pred, prediction_target(scheduler, z0, noise, t).float()) \
                 + cfg.kd_weight * F.mse_loss(pred, reference)
             check_finite(loss, step, checkpointer)
@@ -143,6 +160,8 @@ def finetune_backbone(teacher, space: SearchSpace, spec: ArchSpec, bank: dict, l
 
                 checkpointer.save(step + 1, write, {"loss": loss.item(), "loss_first": loss_first})
     ema.copy_to(model.parameters())
+    if cfg.gradient_checkpointing:
+        model.unet.disable_gradient_checkpointing()
     model.eval()
     after = scorer.evaluate_denoiser(Denoiser(model, condition).eval())
     model.save_pretrained(out / "unet")

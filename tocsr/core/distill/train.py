@@ -4,6 +4,10 @@ Per step: noise a batch of real-image latents at random timesteps, run the teach
 slot recorded, and train each surrogate on its block's recorded inputs to reproduce the recorded
 output (normalised feature MSE; inputs detached, so every surrogate learns only from its own block,
 as in BK-SDM / LAPTOP-Diff's feature-level distillation). One optimiser holds all surrogates.
+
+Training runs on the accelerator `tocsr.core.training.make_accelerator` picks (bf16 autocast on CUDA, fp32
+on CPU); the noise and the batches are drawn on the CPU from seeded generators, so a run draws the same
+data on either. The block errors before and after are measured in fp32.
 """
 
 from __future__ import annotations
@@ -23,16 +27,30 @@ from tocsr.core.distill.fidelity import CandidateFidelity, FidelityTable, normal
 from tocsr.core.distill.record import CandidateCheck, DistillRecord
 from tocsr.core.provenance import environment
 from tocsr.core.space import SearchSpace, derive_search_space
-from tocsr.core.training import Checkpointer, check_finite, load_optimizer, progress, save_optimizer
+from tocsr.core.training import (
+    Checkpointer,
+    check_finite,
+    load_optimizer,
+    make_accelerator,
+    progress,
+    save_optimizer,
+)
 
 log = logging.getLogger(__name__)
 
 
-def _noised(latents: torch.Tensor, scheduler, idx: torch.Tensor, gen: torch.Generator):
+def _noised(latents: torch.Tensor, scheduler, idx: torch.Tensor, gen: torch.Generator,
+            device: torch.device | str = "cpu"):
     z0 = latents[idx]
     noise = torch.randn(z0.shape, generator=gen)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (len(z0),), generator=gen)
-    return scheduler.add_noise(z0, noise, t), t
+    return scheduler.add_noise(z0, noise, t).to(device), t.to(device)
+
+
+def _to(bank: Bank, device: torch.device) -> Bank:
+    for m in bank.values():
+        m.to(device)
+    return bank
 
 
 @torch.no_grad()
@@ -52,14 +70,16 @@ def distill(teacher, latents: torch.Tensor, val_latents: torch.Tensor, out_dir: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    denoiser, scheduler = teacher.denoiser.eval(), teacher.scheduler
+    acc = make_accelerator()
+    device = acc.device
+    denoiser, scheduler = teacher.denoiser.eval().to(device), teacher.scheduler
     for p in denoiser.parameters():
         p.requires_grad_(False)
     space = derive_search_space(denoiser.unet)
     write_artifact(out / "space.json", "tocsr.search_space", 1, space.to_dict())
-    bank = new_bank(space, config.seed)
+    bank = _to(new_bank(space, config.seed), device)
     gen_val = torch.Generator().manual_seed(config.seed + 17)
-    val_batches = [_noised(val_latents, scheduler, torch.arange(len(val_latents)), gen_val)
+    val_batches = [_noised(val_latents, scheduler, torch.arange(len(val_latents)), gen_val, device)
                    for _ in range(config.val_batches)]
     init_errors = block_errors(denoiser, space, bank, val_batches)
     params = [p for m in bank.values() for p in m.parameters()]
@@ -68,7 +88,7 @@ def distill(teacher, latents: torch.Tensor, val_latents: torch.Tensor, out_dir: 
     start = 0
     latest = checkpointer.latest() if resume else None
     if latest is not None:
-        bank = load_bank(space, latest / "surrogates.safetensors")
+        bank = _to(load_bank(space, latest / "surrogates.safetensors"), device)
         params = [p for m in bank.values() for p in m.parameters()]
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
         state = load_optimizer(latest / "optimizer.pt", optimizer)
@@ -85,11 +105,12 @@ def distill(teacher, latents: torch.Tensor, val_latents: torch.Tensor, out_dir: 
                 g["lr"] = lr
             gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
             idx = torch.randint(0, len(latents), (config.batch,), generator=gen)
-            zt, t = _noised(latents, scheduler, idx, gen)
-            with torch.no_grad(), record_slots(denoiser.unet, space) as rec:
-                denoiser(zt, t)
-            loss = sum(normalised_error(block_output(module(*rec[slot][0], **rec[slot][1])), rec[slot][2])
-                       for (slot, _), module in bank.items())
+            zt, t = _noised(latents, scheduler, idx, gen, device)
+            with acc.autocast():
+                with torch.no_grad(), record_slots(denoiser.unet, space) as rec:
+                    denoiser(zt, t)
+                loss = sum(normalised_error(block_output(module(*rec[slot][0], **rec[slot][1])), rec[slot][2])
+                           for (slot, _), module in bank.items())
             check_finite(loss, step, checkpointer)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -111,7 +132,7 @@ def distill(teacher, latents: torch.Tensor, val_latents: torch.Tensor, out_dir: 
     save_bank(bank, out / "surrogates.safetensors", space)
     distill_s = time.perf_counter() - t0
 
-    evaluator = CandidateFidelity(denoiser, space, bank, scheduler, val_latents)
+    evaluator = CandidateFidelity(denoiser, space, bank, scheduler, val_latents, device=device)
     rng = __import__("random").Random(config.seed)
     specs = [space.sample_mixed(rng) for _ in range(config.spearman_candidates)]
     whole = [evaluator.evaluate(s) for s in specs]

@@ -114,7 +114,10 @@ def random_kernel(gen: torch.Generator, cfg: RealESRGANConfig, sigma: tuple[floa
 def filter2d(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     pad = k.shape[-1] // 2
     w = k.to(x)[None, None].repeat(x.shape[1], 1, 1, 1)
-    return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), w, groups=x.shape[1])
+    # Reflection needs the image wider than the kernel's radius; the second blur runs after the random resize,
+    # which takes a small crop (64 px HR) below a 21-tap kernel's radius: the edge pixels repeat there instead.
+    mode = "reflect" if pad < min(x.shape[-2:]) else "replicate"
+    return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode=mode), w, groups=x.shape[1])
 
 
 # ---------------------------------------------------------------- noise

@@ -133,6 +133,8 @@ def train_diffusion(latents: torch.Tensor, val_latents: torch.Tensor, preset: Te
         untrained = meta["val_error_untrained"]
         start = int(meta["step"])
         log.info("diffusion: resuming from %s at step %d", latest, start)
+    if d.gradient_checkpointing:
+        model.unet.enable_gradient_checkpointing()
     model, optimizer = accelerator.prepare(model, optimizer)
     ema.to(accelerator.device)
     model.train()
@@ -172,6 +174,8 @@ def train_diffusion(latents: torch.Tensor, val_latents: torch.Tensor, preset: Te
                 checkpointer.save(step + 1, write, {"loss": loss.item(), "val_error_untrained": untrained})
     inner = accelerator.unwrap_model(model).eval()
     ema.copy_to(inner.parameters())          # the teacher is the EMA of the weights
+    if d.gradient_checkpointing:
+        inner.unet.disable_gradient_checkpointing()
     trained = denoising_error(lambda z, t: inner(z.to(accelerator.device), t.to(accelerator.device)).cpu(),
                               scheduler, val_latents)
     if accelerator.is_main_process:

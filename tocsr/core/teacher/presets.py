@@ -49,6 +49,9 @@ class DiffusionTraining:
     warmup_steps: int = 100
     checkpoint_every: int = 500
     grad_clip: float = 1.0
+    # Recompute activations in the backward pass (diffusers' gradient checkpointing): the paper-scale UNet at
+    # a useful batch does not fit its activations otherwise; costs about a third more time per step.
+    gradient_checkpointing: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,13 +97,14 @@ TEACHER_PRESETS = {
         autoencoder="sd3-shape", unet="sd21", image_px=512,
         ae_training=AutoencoderTraining(steps=0, batch=8, patch_px=256, lr=1e-5),
         diffusion=DiffusionTraining(steps=100_000, batch=32, lr=2e-5, latent_crops=500_000, ema_decay=0.9999,
-                                    checkpoint_every=2000)),
+                                    checkpoint_every=2000, gradient_checkpointing=True)),
     "sd21-tiny": TeacherPreset(
         "sd21-tiny", "tests: the sd21 preset's shapes at reduced width (64 px crops, 8x8x16 latents); imports its "
         "autoencoder like sd21",
         autoencoder="sd3-tiny", unet="sd21-tiny", image_px=64, sample_steps=4,
         ae_training=AutoencoderTraining(steps=0, batch=4, patch_px=64, lr=1e-5),
-        diffusion=DiffusionTraining(steps=4, batch=4, lr=1e-4, latent_crops=32, checkpoint_every=2, warmup_steps=1)),
+        diffusion=DiffusionTraining(steps=4, batch=4, lr=1e-4, latent_crops=32, checkpoint_every=2, warmup_steps=1,
+                                    gradient_checkpointing=True)),
 }
 
 

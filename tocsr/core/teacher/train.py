@@ -119,14 +119,15 @@ def teacher_latents(teacher: Teacher, data: str | Path | None = None) -> tuple[t
     return lat, val_lat
 
 
-def train_teacher(preset_name: str, out_dir: str | Path, data: str | Path | None = None, resume: bool = False,
-                  threads: int | None = None, init_unet: str | Path | None = None,
+def train_teacher(preset_name: str | TeacherPreset, out_dir: str | Path, data: str | Path | None = None,
+                  resume: bool = False, threads: int | None = None, init_unet: str | Path | None = None,
                   diffusion_steps: int | None = None, vae: str | Path | None = None,
                   unet_option: str = "--init-unet") -> TeacherRecord:
-    """`diffusion_steps` overrides the preset's (for learning curves); the record keeps the config trained.
-    With `vae`, the autoencoder is imported from that folder (`tocsr.core.teacher.importing`), not trained; a
+    """`preset_name`: a preset's name, or the preset itself as a run changed it (a step cap; the record keeps
+    the config trained and its name). `diffusion_steps` overrides the preset's (for learning curves). With
+    `vae`, the autoencoder is imported from that folder (`tocsr.core.teacher.importing`), not trained; a
     preset that trains its autoencoder for 0 steps refuses to run without one."""
-    preset = get_teacher_preset(preset_name)
+    preset = preset_name if isinstance(preset_name, TeacherPreset) else get_teacher_preset(preset_name)
     if diffusion_steps is not None:
         preset = dataclasses.replace(preset, diffusion=dataclasses.replace(preset.diffusion, steps=diffusion_steps))
     require_autoencoder_source(preset, vae)

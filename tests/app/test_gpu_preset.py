@@ -1,0 +1,145 @@
+"""The `gpu` run preset: refused without a card, step caps, the stage-time estimate it prints before it commits,
+gradient checkpointing, and its stages end to end at reduced width (`gpu-tiny`) on this CPU, through the GPU
+check script (`tocsr.app.gpu_check --smoke`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+from tocsr.app.estimate import RunEstimate
+from tocsr.app.mainjob import RUN_PRESETS, run_main_job
+from tocsr.core.errors import ConfigError
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a CUDA device")
+def test_the_gpu_preset_is_refused_on_a_machine_without_a_cuda_device_before_anything_is_written(tmp_path):
+    with pytest.raises(ConfigError, match="--preset gpu needs a CUDA device.*--preset gpu-tiny"):
+        run_main_job([str(REPO / "hw_profiles" / "cpu-2core.yaml")], "gpu", tmp_path / "run", vae=tmp_path / "vae")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_step_cap_cuts_every_training_stage_and_the_teachers_diffusion_steps():
+    gpu = RUN_PRESETS["gpu"]
+    capped = gpu.capped(3)
+    for f in ("distill_steps", "sr_teacher_steps", "sr_student_steps", "finetune_steps", "parts_steps",
+              "baseline_max_steps"):
+        assert getattr(capped, f) == 3, f
+    assert capped.teacher().diffusion.steps == 3 and gpu.teacher().diffusion.steps == 100_000
+    # what the cap does not touch: shapes and the stages that are off
+    assert capped.sr_patch_px == 512 and capped.teacher().image_px == 512
+    assert RUN_PRESETS["quick"].capped(3).finetune_steps == 0
+    assert gpu.capped(None) is gpu
+    with pytest.raises(ConfigError, match="--max-steps 0"):
+        gpu.capped(0)
+
+
+def test_the_gpu_preset_trains_its_teacher_and_fine_tune_with_gradient_checkpointing():
+    tp = RUN_PRESETS["gpu"].teacher()
+    assert tp.name == "sd21" and tp.diffusion.gradient_checkpointing
+    assert tp.ae_training.steps == 0          # imports its autoencoder (--vae): never trains one for 0 steps
+
+
+@pytest.fixture(scope="module")
+def estimated(tmp_path_factory):
+    """`tocsr run --preset gpu-tiny --estimate-only`, two devices: the estimate is printed and written, no stage runs."""
+    out = tmp_path_factory.mktemp("estimate") / "run"
+    r = subprocess.run([sys.executable, "-m", "tocsr", "run", "-p", str(REPO / "hw_profiles" / "cpu-2core.yaml"),
+                        "-p", str(REPO / "hw_profiles" / "cpu-2core-tight.yaml"), "--preset", "gpu-tiny",
+                        "--estimate-only", "--max-steps", "3", "--out", str(out)],
+                       capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r.stdout
+
+
+def test_the_estimate_times_each_training_stage_and_trains_nothing(estimated):
+    out, stdout = estimated
+    est = RunEstimate.load(out)
+    assert not (out / "stages").exists() and not (out / "teacher").exists()
+    rows = {s.stage: s for s in est.stages}
+    assert list(rows) == ["teacher", "surrogates", "finetune", "sr-shared/teachers", "sr/teacher-targets", "sr/student"]
+    rp = RUN_PRESETS["gpu-tiny"].capped(3)
+    # step counts are the (capped) run's, per device where each device trains its own
+    assert rows["teacher"].steps == 3 and rows["surrogates"].steps == 3
+    assert rows["finetune"].steps == 2 * rp.finetune_steps and rows["sr/student"].steps == 2 * rp.sr_student_steps
+    assert rows["sr-shared/teachers"].steps == 2 * rp.sr_teacher_steps          # one SR teacher per degradation
+    assert "38 slots recorded" in rows["surrogates"].what and "gradient checkpointing" in rows["teacher"].what
+    assert "32x8x8 in" in rows["sr-shared/teachers"].what                   # 64 px SR crops: 8x8 latents, LR concat
+    for s in est.stages:
+        assert len(s.step_s) == 3 and all(t > 0 for t in s.step_s)
+        assert s.estimated_s == pytest.approx(s.steps * s.step_s_median)
+        assert s.peak_memory_bytes is None                                   # CPU: not readable, not made up
+    assert rows["finetune"].upper_bound and rows["sr/student"].upper_bound and not rows["teacher"].upper_bound
+    shared = rows["sr-shared/teachers"].estimated_s
+    per_device = (rows["sr/teacher-targets"].estimated_s + rows["sr/student"].estimated_s) / 2
+    assert est.baselines_s == pytest.approx(len(rp.baselines) * (shared + per_device))
+    doc = json.loads((out / RunEstimate.FILE_NAME).read_text())
+    assert doc["measured"] is False and doc["environment"]["git"]["sha"]
+    assert "ESTIMATED stage times of the 'gpu-tiny' preset" in stdout and "not estimated: costs" in stdout
+    assert RunEstimate.from_dict(est.to_dict()) == est
+
+
+def test_gradient_checkpointing_in_the_teachers_training_changes_memory_not_the_result(tmp_path, monkeypatch):
+    from diffusers import UNet2DConditionModel
+
+    from tocsr.core.teacher.diffusion_train import train_diffusion
+    from tocsr.core.teacher.presets import get_teacher_preset
+    from tocsr.core.training import make_accelerator
+
+    enabled = []
+    original = UNet2DConditionModel.enable_gradient_checkpointing
+
+    def spy(self, *a, **k):
+        enabled.append(True)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(UNet2DConditionModel, "enable_gradient_checkpointing", spy)
+    base = get_teacher_preset("sd21-tiny")
+    latents = torch.randn(8, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+    weights = {}
+    for flag in (True, False):
+        tp = dataclasses.replace(base, diffusion=dataclasses.replace(base.diffusion, steps=2, checkpoint_every=10,
+                                                                     gradient_checkpointing=flag))
+        train_diffusion(latents, latents[:4], tp, tmp_path / str(flag), make_accelerator(), resume=False)
+        weights[flag] = UNet2DConditionModel.from_pretrained(tmp_path / str(flag) / "unet").state_dict()
+    assert enabled == [True]                       # the preset's flag reached the model, once
+    for k, v in weights[True].items():
+        torch.testing.assert_close(v, weights[False][k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_the_gpu_check_script_runs_the_gpu_presets_stages_end_to_end_at_reduced_width(tmp_path):
+    """`python -m tocsr.app.gpu_check --smoke`: reference throughput, the estimate, and the gpu-tiny main job with
+    every stage capped, from a random SD3-shaped VAE folder imported as a user's would be."""
+    from tocsr.core.sr.info import SRModelInfo
+    from tocsr.core.teacher.record import TeacherRecord
+
+    work = tmp_path / "work"
+    r = subprocess.run([sys.executable, "-m", "tocsr.app.gpu_check", "--smoke", "--max-steps", "2",
+                        "--out", str(tmp_path / "gpu"), "--work", str(work)],
+                       capture_output=True, text=True, cwd=REPO, timeout=2300)
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    doc = json.loads((tmp_path / "gpu" / "cpu-smoke" / "gpu_preset.json").read_text())
+    parts = doc["parts"]
+    assert all(parts[p]["completed"] for p in ("reference", "estimate", "run"))
+    assert parts["reference"]["images_per_s"] > 0 and parts["reference"]["measured"] is True
+    assert parts["estimate"]["measured"] is False and parts["estimate"]["estimate"]["preset"] == "gpu-tiny"
+    run = work / "run"
+    stages = parts["run"]["stages_s"]
+    for stage in ("teacher", "surrogates", "parts", "sr-shared", "eval"):
+        assert stage in stages, stages
+    assert any(s.startswith("finetune-") for s in stages) and any(s.startswith("sr-") for s in stages)
+    teacher = TeacherRecord.load(run / "teacher")
+    assert teacher.preset_config["diffusion"]["steps"] == 2 and teacher.diffusion.steps == 2   # the cap reached it
+    assert "imported" in teacher.autoencoder.source
+    assert len(json.loads((run / "surrogates" / "space.json").read_text())["slots"]) == 38
+    sr = next((run / "sr").iterdir())
+    info = SRModelInfo.load(sr)
+    assert info.config.patch_px == 64 and info.config.student_steps == 2
