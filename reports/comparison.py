@@ -99,12 +99,15 @@ def _baselines(names, run: Path, train, scale: int, budget_s: float, max_steps: 
                patch: int) -> tuple[list[SRMethod], dict]:
     """Each baseline trained once per run for `budget_s` wall-clock seconds (kept under <run>/baselines/<name>,
     reloaded on reruns); returns the methods and how each was trained."""
+    from tocsr.core.training import make_accelerator
+
+    device = str(make_accelerator().device)       # where they train now: a baseline trained elsewhere is retrained
     methods, trained = [], {}
     for name in names:
         folder = run / "baselines" / name
         meta = json.loads((folder / "baseline.json").read_text()) if (folder / "baseline.json").is_file() else {}
-        if (meta.get("budget_s"), meta.get("max_steps"), meta.get("head"), meta.get("init")) == \
-                (budget_s, max_steps, "as published", BaselineTraining.init):
+        if (meta.get("budget_s"), meta.get("max_steps"), meta.get("head"), meta.get("init"), meta.get("device", "cpu")) \
+                == (budget_s, max_steps, "as published", BaselineTraining.init, device):
             model, meta = load_baseline(folder)
         else:
             model, info = train_baseline(name, train, scale, budget_s=budget_s, max_steps=max_steps, patch_px=patch)

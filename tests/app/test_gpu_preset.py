@@ -117,7 +117,8 @@ def test_gradient_checkpointing_in_the_teachers_training_changes_memory_not_the_
 @pytest.mark.timeout(2400)
 def test_the_gpu_check_script_runs_the_gpu_presets_stages_end_to_end_at_reduced_width(tmp_path):
     """`python -m tocsr.app.gpu_check --smoke`: reference throughput, the estimate, and the gpu-tiny main job with
-    every stage capped, from a random SD3-shaped VAE folder imported as a user's would be."""
+    every stage capped, from random weight folders as a user's would be: an SD3-shaped VAE (imported) and a
+    4-channel SD-2.1-shaped UNet (widened, fine-tuned)."""
     from tocsr.core.sr.info import SRModelInfo
     from tocsr.core.teacher.record import TeacherRecord
 
@@ -130,6 +131,7 @@ def test_the_gpu_check_script_runs_the_gpu_presets_stages_end_to_end_at_reduced_
     parts = doc["parts"]
     assert all(parts[p]["completed"] for p in ("reference", "estimate", "run"))
     assert parts["reference"]["images_per_s"] > 0 and parts["reference"]["measured"] is True
+    assert parts["reference"]["precision"] == "fp32" and doc["execution_mode"] == "eager"
     assert parts["estimate"]["measured"] is False and parts["estimate"]["estimate"]["preset"] == "gpu-tiny"
     run = work / "run"
     stages = parts["run"]["stages_s"]
@@ -139,6 +141,8 @@ def test_the_gpu_check_script_runs_the_gpu_presets_stages_end_to_end_at_reduced_
     teacher = TeacherRecord.load(run / "teacher")
     assert teacher.preset_config["diffusion"]["steps"] == 2 and teacher.diffusion.steps == 2   # the cap reached it
     assert "imported" in teacher.autoencoder.source
+    assert json.loads((work / "weights" / "unet4" / "config.json").read_text())["in_channels"] == 4
+    assert json.loads((run / "teacher" / "unet" / "config.json").read_text())["in_channels"] == 16   # widened
     assert len(json.loads((run / "surrogates" / "space.json").read_text())["slots"]) == 38
     sr = next((run / "sr").iterdir())
     info = SRModelInfo.load(sr)

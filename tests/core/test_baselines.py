@@ -44,3 +44,25 @@ def test_a_trained_baseline_records_its_recipe_and_round_trips(tmp_path):
 def test_an_unknown_init_is_refused_with_the_choices():
     with pytest.raises(ConfigError, match="he, pytorch-default"):
         train_baseline("espcn", [], 4, max_steps=1, init="xavier")
+
+
+def test_a_baseline_trains_where_the_sr_stage_trains_and_one_trained_elsewhere_is_not_reused(tmp_path):
+    # Equal seconds are an equal budget only on the same hardware: the baselines train on the accelerator the
+    # SR stage trains on (a GPU run's baselines on the GPU), and the run's cache retrains one recorded elsewhere.
+    import json
+
+    from reports.comparison import _baselines
+    from tocsr.core.training import make_accelerator
+
+    here = str(make_accelerator().device)
+    train, _, _ = load_train_val(None, min_side=128)
+    model, info = train_baseline("espcn", train[:2], 4, max_steps=1, batch=2)
+    assert info.device == here and next(model.parameters()).device.type == "cpu"
+    folder = tmp_path / "baselines" / "espcn"
+    save_baseline(model, info, folder)
+    meta = json.loads((folder / "baseline.json").read_text())
+    _, trained = _baselines(["espcn"], tmp_path, train[:2], 4, None, 1, 128)
+    assert trained["espcn"]["seconds"] == meta["seconds"]                 # same device, same budget: reused
+    (folder / "baseline.json").write_text(json.dumps({**meta, "device": "cuda:0" if here == "cpu" else "cpu"}))
+    _, trained = _baselines(["espcn"], tmp_path, train[:2], 4, None, 1, 128)
+    assert trained["espcn"]["device"] == here                             # recorded elsewhere: trained again here

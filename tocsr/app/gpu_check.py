@@ -10,9 +10,9 @@ What it records, in order, each written to JSON as soon as it is known (a lease 
   3. run         the main job on the gpu preset with every training stage capped at `--max-steps` steps, the
                  caches sized to match, and fewer cost-table candidates: whether every stage completes, and
                  each stage's wall seconds. Its models are not for use: a check of the wiring at paper shape.
-Weights are random: the VAE is a random-initialised SD3-shaped AutoencoderKL written to a folder and imported
-as a user's would be; the UNet starts from the preset's random initialisation. `--smoke` runs the same code on
-CPU with the gpu-tiny preset, to test the script before a lease.
+Weights are random, in the folders a user's downloads would be: an SD3-shaped AutoencoderKL (imported) and a
+4-channel SD-2.1-shaped UNet (widened to 16 channels on import, then fine-tuned). `--smoke` runs the same code
+on CPU with the gpu-tiny preset, to test the script before a lease.
 """
 
 from __future__ import annotations
@@ -81,14 +81,21 @@ def reference_throughput(acc, smoke: bool) -> dict[str, Any]:
             "expected_h200_images_per_s_scaled_by_params": EXPECTED_H200_IMAGES_PER_S * 64e6 / params}
 
 
-def write_random_vae(folder: Path, preset: str) -> Path:
-    from diffusers import AutoencoderKL
+def write_random_weights(folder: Path, teacher_preset: str) -> tuple[Path, Path]:
+    """A random SD3-shaped VAE folder and a random 4-channel UNet folder of the preset's shape (SD 2.1's layout),
+    as a user's downloads would be: the run imports the first and widens the second to 16 channels."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
 
     from tocsr.core.models.autoencoder import get_autoencoder_preset
+    from tocsr.core.models.unet import get_unet_preset
+    from tocsr.core.teacher.presets import get_teacher_preset
 
+    tp = get_teacher_preset(teacher_preset)
     torch.manual_seed(0)
-    AutoencoderKL(**get_autoencoder_preset(preset).config).save_pretrained(folder)
-    return folder
+    AutoencoderKL(**get_autoencoder_preset(tp.autoencoder).config).save_pretrained(folder / "vae")
+    UNet2DConditionModel(**{**get_unet_preset(tp.unet).config, "in_channels": 4, "out_channels": 4}).save_pretrained(
+        folder / "unet4")
+    return folder / "vae", folder / "unet4"
 
 
 def with_mode(profile: Path, mode: str, folder: Path) -> Path:
@@ -119,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     from tocsr.app.estimate import estimate_run
     from tocsr.app.mainjob import run_main_job
     from tocsr.core.provenance import environment
-    from tocsr.core.teacher.presets import get_teacher_preset
     from tocsr.core.training import make_accelerator
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -190,10 +196,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> dict[str, Any]:
         work = args.work or Path(tempfile.mkdtemp(prefix="gpu-preset-"))
-        vae = write_random_vae(work / "vae", get_teacher_preset(rp.teacher_preset).autoencoder)
+        vae, unet = write_random_weights(work / "weights", rp.teacher_preset)
         measured_with = profile if args.smoke else with_mode(profile, args.mode, work / "profiles")
         try:
-            summary = run_main_job([str(measured_with)], rp, work / "run", vae=vae)
+            summary = run_main_job([str(measured_with)], rp, work / "run", vae=vae, unet=unet)
             return {"stages_s": stage_walls(work / "run"), "every_stage_completed": True,
                     "devices": {name: {k: d[k] for k in ("architecture", "measured_p90_ms", "params_m")}
                                 for name, d in summary["devices"].items()}, "run_folder": str(work / "run")}

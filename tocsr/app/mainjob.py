@@ -580,8 +580,8 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
                       " / ".join(fmt(c["mean"]) if c else "-" for c in cells))
     console.print(table)
     comp = s.get("comparison") or {}
-    trained = ", ".join(f"{n} {m.get('steps')} steps x {m.get('batch')} in {m.get('seconds', 0):.0f} s"
-                        for n, m in (comp.get("baselines_trained") or {}).items())
+    trained = ", ".join(f"{n} {m.get('steps')} steps x {m.get('batch')} in {m.get('seconds', 0):.0f} s on "
+                        f"{m.get('device', 'cpu')}" for n, m in (comp.get("baselines_trained") or {}).items())
     if comp.get("baseline_budget_s") is not None:
         console.print(f"Baselines trained from scratch for the TOC-SR SR stage's {comp['baseline_budget_s']:.0f} s "
                       f"each ({trained}); scored blind on {len(comp.get('test_images') or [])} test photographs "

@@ -153,6 +153,9 @@ class BaselineTraining:
     loss: str = "L1"
     schedule: str = "Adam, cosine decay over the steps the budget affords (estimated after 10 steps)"
     init: str = "he"                      # one of INITS (he_init says why)
+    # Where it trained: the accelerator the suite's own SR stage trains on (make_accelerator, its autocast), so
+    # an equal budget in seconds is an equal budget of the same hardware.
+    device: str = "cpu"
 
     @property
     def pairs_seen(self) -> int:
@@ -165,13 +168,14 @@ def train_baseline(name: str, photos, scale: int, budget_s: float | None = None,
                    ) -> tuple[nn.Module, BaselineTraining]:
     """Train a classical baseline from scratch, as its paper defines it, with L1 on fresh pairs from the same
     photographs and degradations as the suite's models, for `budget_s` wall-clock seconds (data preparation
-    included, as it is in the suite's own training) and/or `max_steps` steps, whichever ends first."""
+    included, as it is in the suite's own training) and/or `max_steps` steps, whichever ends first. It trains on
+    the accelerator the suite's SR stage uses (make_accelerator: bf16 autocast on CUDA) and returns on the CPU."""
     import time
 
     import torch.nn.functional as F
 
     from tocsr.core.sr.data import SRPairs
-    from tocsr.core.training import progress
+    from tocsr.core.training import make_accelerator, progress
 
     if budget_s is None and max_steps is None:
         raise ConfigError(f"baseline {name!r}: give a wall-clock budget_s or max_steps, or both")
@@ -184,6 +188,8 @@ def train_baseline(name: str, photos, scale: int, budget_s: float | None = None,
                                               init="none")
     if init == "he":
         he_init(model)
+    acc = make_accelerator()
+    model.to(acc.device)
     pairs = SRPairs(photos, patch_px, scale, 2**62, seed + 11, kinds)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -203,9 +209,10 @@ def train_baseline(name: str, photos, scale: int, budget_s: float | None = None,
             for g in opt.param_groups:
                 g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
             items = [pairs[i] for i in range(step * batch, (step + 1) * batch)]
-            hr = (torch.stack([h for h, _ in items]) + 1) / 2
-            lr_img = (torch.stack([x for _, x in items]) + 1) / 2
-            loss = F.l1_loss(model(lr_img), hr)
+            hr = ((torch.stack([h for h, _ in items]) + 1) / 2).to(acc.device)
+            lr_img = ((torch.stack([x for _, x in items]) + 1) / 2).to(acc.device)
+            with acc.autocast():
+                loss = F.l1_loss(model(lr_img).float(), hr)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -214,8 +221,8 @@ def train_baseline(name: str, photos, scale: int, budget_s: float | None = None,
             bar.update(now - shown, loss=loss.item(), step=step)
             shown = now
     info = BaselineTraining(name, scale, patch_px // scale, budget_s, max_steps, time.perf_counter() - t0, step,
-                            batch, lr, init=init)
-    return model.eval(), info
+                            batch, lr, init=init, device=str(acc.device))
+    return model.eval().cpu(), info
 
 
 def save_baseline(model: nn.Module, info: BaselineTraining, folder) -> None:

@@ -9,6 +9,10 @@ Each part's fidelity is the PSNR-Y of what comes out through it against what com
 replaces, on validation crops the training never saw: for the encoder decode(LR encoder(LR)) against
 decode(KL encoder(bicubic(LR))), both with the KL decoder; for the decoder tiny(z) against KL decoder(z).
 Their PSNR-Y against the HR crops is kept beside it (the autoencoder's own ceiling on that path).
+
+Both train on the accelerator `make_accelerator` picks (bf16 autocast on CUDA); crops are cut and degraded on
+the CPU from seeded generators, the same on either, and the least-squares starts are solved on the CPU in
+float64. Fidelity is scored in fp32.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from tocsr.core.models.parts import LREncoder, TinyDecoder
 from tocsr.core.resize import bicubic_upscale
 from tocsr.core.sr.data import SRPairs
 from tocsr.core.sr.degradations import degrade
-from tocsr.core.training import progress
+from tocsr.core.training import make_accelerator, progress
 
 ENCODER_DIR, DECODER_DIR = "lr-encoder", "tiny-decoder"
 
@@ -107,15 +111,17 @@ def _hr_batch(pairs: SRPairs, step: int, batch: int) -> torch.Tensor:
     return torch.stack([pairs.hr(step * batch + i) for i in range(batch)])
 
 
-def _fit(name: str, part: torch.nn.Module, loss_of, batch_of, cfg: PartsConfig) -> float:
-    """Adam with a cosine schedule over `cfg.steps` batches (`loss_of(batch_of(step))`); returns the seconds."""
+def _fit(name: str, part: torch.nn.Module, loss_of, batch_of, cfg: PartsConfig, acc) -> float:
+    """Adam with a cosine schedule over `cfg.steps` batches (`loss_of(batch_of(step))` under the accelerator's
+    autocast); returns the seconds."""
     t0 = time.perf_counter()
     opt = torch.optim.Adam(part.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     part.train()
     with progress(f"parts/{name}", cfg.steps) as bar:
         for step in range(cfg.steps):
-            loss = loss_of(batch_of(step))
+            with acc.autocast():
+                loss = loss_of(batch_of(step)).float()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -139,17 +145,19 @@ def _val_pairs(val: list[Photo], cfg: PartsConfig, scale: int) -> list[tuple[tor
 def part_fidelity(autoencoder, encoder: LREncoder, decoder: TinyDecoder, val: list[Photo], cfg: PartsConfig,
                   scale: int) -> dict[str, dict[str, list[float]]]:
     """PSNR-Y per validation crop through each part and through the KL part it replaces (module doc)."""
+    dev = next(encoder.parameters()).device
     enc = {"through_part": [], "through_kl": [], "part_vs_kl": []}
     for hr, lr in _val_pairs(val, cfg, scale):
-        kl = decode_latents(autoencoder, encode_latents(autoencoder, bicubic_upscale(lr, scale))).clamp(-1, 1)
-        mine = decode_latents(autoencoder, encoder(lr)).clamp(-1, 1)
+        lr = lr.to(dev)
+        kl = decode_latents(autoencoder, encode_latents(autoencoder, bicubic_upscale(lr, scale))).clamp(-1, 1).cpu()
+        mine = decode_latents(autoencoder, encoder(lr)).clamp(-1, 1).cpu()
         enc["through_part"] += psnr(mine, hr, y_channel=True).tolist()
         enc["through_kl"] += psnr(kl, hr, y_channel=True).tolist()
         enc["part_vs_kl"] += psnr(mine, kl, y_channel=True).tolist()
     hr = _val_pairs(val, cfg, scale)[0][0]
-    z = encode_latents(autoencoder, hr)
-    kl = decode_latents(autoencoder, z).clamp(-1, 1)
-    mine = decoder(z).clamp(-1, 1)
+    z = encode_latents(autoencoder, hr.to(dev))
+    kl = decode_latents(autoencoder, z).clamp(-1, 1).cpu()
+    mine = decoder(z).clamp(-1, 1).cpu()
     dec = {"through_part": psnr(mine, hr, y_channel=True).tolist(), "through_kl": psnr(kl, hr, y_channel=True).tolist(),
            "part_vs_kl": psnr(mine, kl, y_channel=True).tolist()}
     return {ENCODER_DIR: enc, DECODER_DIR: dec}
@@ -157,10 +165,11 @@ def part_fidelity(autoencoder, encoder: LREncoder, decoder: TinyDecoder, val: li
 
 @torch.no_grad()
 def fit_linear(conv: torch.nn.Conv2d, x: torch.Tensor, y: torch.Tensor) -> None:
-    """Set a 1x1 convolution to the least-squares map from x (B, Cin, H, W) to y (B, Cout, H, W)."""
-    a = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).double()
+    """Set a 1x1 convolution to the least-squares map from x (B, Cin, H, W) to y (B, Cout, H, W) (solved on the
+    CPU in float64, wherever the tensors are)."""
+    a = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).double().cpu()
     a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], dim=1)
-    b = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1]).double()
+    b = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1]).double().cpu()
     sol = torch.linalg.lstsq(a, b).solution
     conv.weight.copy_(sol[:-1].T.reshape(conv.weight.shape).to(conv.weight))
     conv.bias.copy_(sol[-1].to(conv.bias))
@@ -171,7 +180,8 @@ def start_linear(encoder: LREncoder, decoder: TinyDecoder, ae, pairs: SRPairs, s
     """Both parts start as the best linear stand-in for the part they replace (their shortcuts fitted by least
     squares on `n` training pairs, their convolutional paths silent), as the tiny autoencoder's shortcuts start
     from PCA: from random weights, a few hundred steps on a CPU do not reach it."""
-    hr, lr = _pair_batch(pairs, 0, n)
+    dev = next(encoder.parameters()).device
+    hr, lr = (t.to(dev) for t in _pair_batch(pairs, 0, n))
     z_lr = encode_latents(ae, bicubic_upscale(lr, scale))
     fit_linear(encoder.shortcut[1], encoder.shortcut[0](lr), z_lr)
     z = encode_latents(ae, hr)
@@ -186,10 +196,12 @@ def train_parts(teacher, train: list[Photo], val: list[Photo], out_dir: str | Pa
     """Train the LR encoder and the tiny decoder against `teacher.autoencoder` (frozen) on crops of `train`,
     score them on crops of `val`, and save both (`save_pretrained`) and their record into `out_dir`."""
     out = Path(out_dir)
-    ae = teacher.autoencoder.eval().requires_grad_(False)
+    acc = make_accelerator()
+    dev = acc.device
+    ae = teacher.autoencoder.eval().requires_grad_(False).to(dev)
     torch.manual_seed(cfg.seed)
-    encoder = LREncoder(scale=scale, width=cfg.encoder_width, blocks=cfg.encoder_blocks)
-    decoder = TinyDecoder(widths=cfg.decoder_widths, blocks=cfg.decoder_blocks)
+    encoder = LREncoder(scale=scale, width=cfg.encoder_width, blocks=cfg.encoder_blocks).to(dev)
+    decoder = TinyDecoder(widths=cfg.decoder_widths, blocks=cfg.decoder_blocks).to(dev)
     pairs = SRPairs(train, cfg.patch_px, scale, cfg.steps * cfg.batch, cfg.seed, cfg.kinds)
     start_linear(encoder, decoder, ae, pairs, scale, min(len(pairs), cfg.linear_fit_pairs))
 
@@ -205,15 +217,20 @@ def train_parts(teacher, train: list[Photo], val: list[Photo], out_dir: str | Pa
             target = decode_latents(ae, z)
         return (decoder(z) - target).square().mean()
 
-    train_s = {ENCODER_DIR: _fit(ENCODER_DIR, encoder, encoder_loss, lambda i: _pair_batch(pairs, i, cfg.batch), cfg),
-               DECODER_DIR: _fit(DECODER_DIR, decoder, decoder_loss, lambda i: _hr_batch(pairs, i, cfg.batch), cfg)}
+    def pair_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        hr, lr = _pair_batch(pairs, step, cfg.batch)
+        return hr.to(dev), lr.to(dev)
+
+    train_s = {ENCODER_DIR: _fit(ENCODER_DIR, encoder, encoder_loss, pair_batch, cfg, acc),
+               DECODER_DIR: _fit(DECODER_DIR, decoder, decoder_loss,
+                                 lambda i: _hr_batch(pairs, i, cfg.batch).to(dev), cfg, acc)}
     encoder.save_pretrained(out / ENCODER_DIR)
     decoder.save_pretrained(out / DECODER_DIR)
     params = {ENCODER_DIR: _params(encoder), "kl-encoder": _params(ae.encoder),
               DECODER_DIR: _params(decoder), "kl-decoder": _params(ae.decoder)}
     config = json.loads(json.dumps(dataclasses.asdict(cfg)))      # as it reads back: tuples become lists
     return PartsRecord(config, scale, str(teacher.folder), params,
-                       part_fidelity(ae, encoder, decoder, val, cfg, scale), train_s, "cpu")
+                       part_fidelity(ae, encoder, decoder, val, cfg, scale), train_s, str(dev))
 
 
 def load_parts(folder: str | Path) -> tuple[LREncoder, TinyDecoder, PartsRecord]:
