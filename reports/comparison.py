@@ -35,6 +35,7 @@ from tocsr.core.sr.onestep import OneStepSR
 from tocsr.core.sr.parts import deployed_decoder
 from tocsr.core.sr.run import MultiStepSR
 from tocsr.core.sr.train import load_sr_teachers
+from tocsr.core.training import make_accelerator
 
 
 def load_sr_methods(teacher, sr_dir: Path, profile_name: str, with_teacher: bool) -> tuple[list[SRMethod], SRModelInfo]:
@@ -76,7 +77,12 @@ def eval_method(method: SRMethod, degradation: str, scale: int) -> EvalMethod:
     """What the protocol runs: the method on whole 8-bit images (tiled), told `degradation` only if it takes it."""
     module = _Told(method, degradation).eval()
     return EvalMethod(method.name, _EVAL_KIND[method.kind], method.arch_key or method.name,
-                      lambda lr: run_module_tiled(module, lr, scale))
+                      lambda lr: run_module_tiled(module, lr, scale, device=_device_of(method.module)))
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    """Where a module's weights are (the CPU for one without weights, e.g. an interpolation)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
 
 
 def write_split_folder(data: str | Path | None, split: DataSplit, folder: Path, max_px: int, scale: int,
@@ -99,8 +105,6 @@ def _baselines(names, run: Path, train, scale: int, budget_s: float, max_steps: 
                patch: int) -> tuple[list[SRMethod], dict]:
     """Each baseline trained once per run for `budget_s` wall-clock seconds (kept under <run>/baselines/<name>,
     reloaded on reruns); returns the methods and how each was trained."""
-    from tocsr.core.training import make_accelerator
-
     device = str(make_accelerator().device)       # where they train now: a baseline trained elsewhere is retrained
     methods, trained = [], {}
     for name in names:
@@ -191,14 +195,22 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
     test_names = write_split_folder(data, teacher.preset.split, test_dir, test_max_px, scale)
     images = find_images(test_dir, None, scale)
     results = {}
+    # Scored on the accelerator the run trained on (the same figures up to float rounding; on a GPU run the SR
+    # teacher's chains would take hours on its CPU); back on the CPU for the cost rows, which place each module
+    # on its profile's device themselves.
+    device = make_accelerator().device
+    for m in methods:
+        m.module.to(device)
     for kind in kinds:
         res = evaluate_folder(images, [eval_method(m, kind, scale) for m in methods], scale, kind, seed=0,
                               extra_metrics=extra_metrics, hr_dir=str(test_dir))
         res.save(run / "eval" / f"test-{kind}", environment())
         results[kind] = res
+    _save_crops(methods, test_dir, scale, run / "eval" / "crops")
+    for m in methods:
+        m.module.to("cpu")
     quality = {m.name: _quality(results, m.name) for m in methods}
     rows = report_rows(methods, quality, profiles, lambda profile: teacher_reference(teacher, profile), nodes)
-    _save_crops(methods, test_dir, scale, run / "eval" / "crops")
     return rows, {"scale": scale, "patch_px": patch, "split": "test", "test_images": test_names,
                   "test_max_px": test_max_px, "train_images": sorted(p.name for p in train),
                   "baseline_budget_s": budget_s, "baselines_trained": trained,

@@ -129,9 +129,10 @@ class EvalMethod:
 
 
 def run_module_tiled(module: nn.Module, lr: np.ndarray, scale: int, tile: int = TILE_LR_PX,
-                     context: int = TILE_CONTEXT_PX) -> np.ndarray:
+                     context: int = TILE_CONTEXT_PX, device: torch.device | str = "cpu") -> np.ndarray:
     """A [0, 1] -> [0, 1] module on a whole 8-bit image, in tiles with real context cropped off after
-    (exact for receptive fields within `context` LR pixels, and memory bounded by the tile)."""
+    (exact for receptive fields within `context` LR pixels, and memory bounded by the tile). Each tile goes to
+    `device` (where the module's weights are) and its output comes back to the CPU."""
     x = _to_tensor(lr)
     h, w = lr.shape[:2]
     out = torch.zeros(1, 3, h * scale, w * scale)
@@ -141,7 +142,7 @@ def run_module_tiled(module: nn.Module, lr: np.ndarray, scale: int, tile: int = 
                 y1, x1 = min(h, y0 + tile), min(w, x0 + tile)
                 ya, xa = max(0, y0 - context), max(0, x0 - context)
                 yb, xb = min(h, y1 + context), min(w, x1 + context)
-                sr = module(x[..., ya:yb, xa:xb]).float().clamp(0, 1)
+                sr = module(x[..., ya:yb, xa:xb].to(device)).float().clamp(0, 1).cpu()
                 oy, ox = (y0 - ya) * scale, (x0 - xa) * scale
                 out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
                     sr[..., oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale]
