@@ -126,7 +126,7 @@ RUN_PRESETS = {
     # Paper scale on one GPU: an imported 16-channel VAE (--vae) and an SD-2.1-shaped UNet fine-tuned on its
     # latents (bf16, gradient checkpointing, EMA), the 38-slot space's surrogates, cost tables in each
     # profile's execution mode, search per profile, SR at 512 px output. It prints its estimated stage times
-    # before the first stage; `--max-steps N` cuts every stage short (the GPU check, bench.gpu_preset).
+    # before the first stage; `--max-steps N` cuts every stage short (the GPU check, tocsr.app.gpu_check).
     "gpu": RunPreset("gpu", "sd21", distill_steps=20_000, search_method="bo", search_evaluations=200,
                      sr_teacher_steps=20_000, sr_student_steps=10_000, finetune_steps=5_000,
                      baselines=("espcn", "srvgg", "span", "rrdb-s", "swinir-light"), sr_patch_px=512,
@@ -251,12 +251,13 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
                  vae: str | Path | None = None, unet: str | Path | None = None,
                  ray_address: str | None = None, max_steps: int | None = None,
                  estimate_only: bool = False) -> dict[str, Any]:
-    """The main job on a preset of RUN_PRESETS (or a RunPreset: the GPU check's). `external`: pretrained SR checkpoints ("NAME=FILE") scored and costed beside the rest.
-    `vae` / `unet`: weight folders the teacher starts from (tocsr.core.teacher.importing), checked before any
-    stage runs. `ray_address`: a Ray cluster whose nodes advertise the profiles' `device.ray_resource`; those
-    profiles' costs, checks and evaluation are measured there (bench.remote). `max_steps`: every training stage
-    cut to at most that many steps (RunPreset.capped). `estimate_only`: print and write the estimated stage
-    times (tocsr.app.estimate), train nothing."""
+    """The main job on a preset of RUN_PRESETS (or a RunPreset: the GPU check's). `external`: pretrained SR
+    checkpoints ("NAME=FILE") scored and costed beside the rest. `vae` / `unet`: weight folders the teacher
+    starts from (tocsr.core.teacher.importing), checked before any stage runs. `ray_address`: a Ray cluster
+    whose nodes advertise the profiles' `device.ray_resource`; those profiles' costs, checks and evaluation are
+    measured there (bench.remote). `max_steps`: every training stage cut to at most that many steps
+    (RunPreset.capped). `estimate_only`: print and write the estimated stage times (tocsr.app.estimate), train
+    nothing."""
     from bench.costtable import COST_TABLE_SCHEMA_VERSION
     from bench.pipeline import PIPELINE_PARTS_SCHEMA_VERSION, load_cost_model, pipeline_parts_path
     from tocsr.app.stages import (
