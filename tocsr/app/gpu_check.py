@@ -12,7 +12,8 @@ What it records, in order, each written to JSON as soon as it is known (a lease 
                  each stage's wall seconds. Its models are not for use: a check of the wiring at paper shape.
 Weights are random, in the folders a user's downloads would be: an SD3-shaped AutoencoderKL (imported) and a
 4-channel SD-2.1-shaped UNet (widened to 16 channels on import, then fine-tuned). `--smoke` runs the same code
-on CPU with the gpu-tiny preset, to test the script before a lease.
+on CPU with the gpu-tiny preset, to test the script before a lease. Stopped by SIGTERM (`timeout`), it writes
+what finished (the run's finished stages under `run_partial`) before it exits.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -163,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                            "execution_mode": "eager" if args.smoke else args.mode, "max_steps": args.max_steps,
                            "parts": {}}
     t0 = time.perf_counter()
+    # `timeout` (a lease's limit) sends SIGTERM: raised as SystemExit, so the parts finished so far and the run's
+    # finished stages are written before the process ends.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
 
     def save() -> None:
         doc["wall_s"] = time.perf_counter() - t0
@@ -176,9 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - t0:7.1f} s] {name} ...", flush=True)
         try:
             doc["parts"][name] = {**fn(), "completed": True, "wall_s": time.perf_counter() - t}
-        except Exception as err:  # noqa: BLE001  the record must say what failed, and the next part still runs
+        except BaseException as err:  # noqa: BLE001  the record must say what failed; the next part still runs
             doc["parts"][name] = {"completed": False, "error": f"{type(err).__name__}: {err}",
                                   "traceback": traceback.format_exc()[-4000:], "wall_s": time.perf_counter() - t}
+            if not isinstance(err, Exception):      # stopped (the lease's timeout, Ctrl-C): save what is known, stop
+                save()
+                raise
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         save()
