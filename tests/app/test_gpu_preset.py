@@ -40,7 +40,7 @@ def test_a_step_cap_cuts_every_training_stage_and_the_teachers_diffusion_steps()
         gpu.capped(0)
 
 
-def test_the_gpu_preset_trains_its_teacher_and_fine_tune_with_gradient_checkpointing():
+def test_the_gpu_presets_teacher_uses_gradient_checkpointing_and_imports_its_vae():
     tp = RUN_PRESETS["gpu"].teacher()
     assert tp.name == "sd21" and tp.diffusion.gradient_checkpointing
     assert tp.ae_training.steps == 0          # imports its autoencoder (--vae): never trains one for 0 steps
