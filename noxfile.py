@@ -31,7 +31,16 @@ def install_project(session: nox.Session, extras: str = "dev") -> None:
 def tests(session: nox.Session) -> None:
     """The default test run: everything but slow tests and benchmarks (< 15 min on 2 cores)."""
     install_project(session)
-    session.run("pytest", *(session.posargs or ["-q"]), env={"HF_HUB_OFFLINE": "1"})
+    # the slowest tests printed at the end: what to mark slow when the run nears its 15 minutes
+    session.run("pytest", *(session.posargs or ["-q", "--durations=15"]), env={"HF_HUB_OFFLINE": "1"})
+
+
+@nox.session
+def extended(session: nox.Session) -> None:
+    """Tests marked extended: the tools around the main job end to end (CI runs them after `tests`), kept out of
+    the default run so that it stays under 15 minutes."""
+    install_project(session)
+    session.run("pytest", "-m", "extended", *(session.posargs or ["-q", "--durations=10"]), env={"HF_HUB_OFFLINE": "1"})
 
 
 RAY = "ray[default]==2.*"

@@ -3,7 +3,7 @@
 `export_bundle` writes, for one profile (its batch and sizes):
   * `models/*.onnx`: the reference (the teacher UNet), every (slot, choice) block on the inputs it sees
     inside the teacher, whole candidates (calibration and held-out, as `tocsr costs` samples them), the
-    one-step SR pipeline's fixed parts (bicubic + encoder, decoder) and held-out whole pipelines;
+    one-step SR pipeline's fixed parts (bicubic + encoder, decoder, tiny decoder) and held-out whole pipelines;
   * `manifest.json`: every workload with its inputs, parameters and MACs, the search space, the profile;
   * `run_bundle.py` (bench.bundle_runner, numpy + onnxruntime only) and a README with the trtexec route.
 
@@ -132,6 +132,9 @@ def export_bundle(teacher, profile: DeviceProfile, bank: dict, out: str | Path, 
         params=count_params(pipes.encoder.autoencoder.encoder)["params"])
     add("part:decoder", "part", pipes.decoder, pipes.z, {}, name="decoder",
         params=count_params(pipes.decoder.autoencoder.decoder)["params"])
+    # the tiny decoder a device may deploy instead (search.decoder): timed so the device's search can choose it
+    add("part:tiny decoder", "part", pipes.tiny_decoder, pipes.z, {}, name="tiny decoder",
+        params=count_params(pipes.tiny_decoder)["params"])
     seen = {s.key for s in calibration + holdout}
     for spec in [space.all_teacher(), *sample_candidates(space, n_pipelines, seed + 101, False, seen)]:
         add(f"pipeline:{spec.key}", "pipeline", pipes.model(spec), pipes.lr, {}, key=spec.key,

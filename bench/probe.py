@@ -357,5 +357,5 @@ class DeployedPipelineMeter:
         args = cast(self.args, next(backbone.parameters()).device, next(backbone.parameters()).dtype)
         kwargs = cast(self.kwargs, next(backbone.parameters()).device, next(backbone.parameters()).dtype)
         return dataclasses.replace(m, params=count_params(backbone)["params"], macs=count_macs(backbone, args, kwargs),
-                                   extra={**m.extra, "pipeline_params": m.params,
+                                   extra={**m.extra, "pipeline_params": model.params_in_call(),
                                           "pipeline_gmacs": m.macs.gmacs if m.macs else None})

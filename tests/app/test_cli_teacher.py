@@ -8,6 +8,7 @@ from tocsr.app.cli import main
 from tocsr.core.teacher.record import TeacherRecord
 
 
+@pytest.mark.extended
 def test_teacher_train_with_a_step_override_records_the_config_it_trained(tmp_path, capsys):
     with pytest.raises(SystemExit) as code:
         main(["teacher", "train", "--preset", "smoke", "--steps", "3", "--out", str(tmp_path / "t"), "--threads", "2"])

@@ -347,6 +347,7 @@ def test_export_accepts_the_model_and_checks_it_in_onnxruntime(job, tmp_path):
     assert (tmp_path / "m.onnx").stat().st_size > 10_000 and "onnxruntime vs torch max |diff|" in r.stdout
 
 
+@pytest.mark.extended
 def test_a_budget_below_the_cheapest_candidate_stops_before_sr_and_a_rerun_stops_again(job, tmp_path):
     """Issue 19: one line with the measured figures, exit 1, no SR stage; a rerun fails the same way at once."""
     _, run, _, _ = job
@@ -485,6 +486,7 @@ def test_the_headline_is_a_fair_blind_comparison_on_test_photographs(job):
     assert "Headline: test photographs" in html and "PSNR-Y minus bicubic" in html
 
 
+@pytest.mark.extended
 def test_fidelity_check_runs_on_the_jobs_teacher_and_surrogates(job, tmp_path):
     from search.proxy_check import ProxyCheck
 
@@ -632,6 +634,7 @@ def test_four_nights_flag_exactly_the_slowed_model_and_the_perturbed_one(job, tm
         assert ("DROP BEYOND NOISE" in line) == (cell == "cpu-2core/tocsr:cpu-2core"), line
 
 
+@pytest.mark.extended
 def test_the_student_learning_curve_follows_the_runs_own_student(job, tmp_path):
     """`python -m tocsr.app.sr_curve` retrains the run's student from its shared part, scoring the EMA weights
     every few steps: at the run's own step count it is the run's model (the hook changes nothing it trains)."""
@@ -657,6 +660,7 @@ def test_the_student_learning_curve_follows_the_runs_own_student(job, tmp_path):
     assert (tmp_path / "curve" / "sr_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.extended
 def test_the_adversarial_weight_sweep_trains_one_student_per_weight_and_scores_validation_photographs(job, tmp_path):
     """`python -m tocsr.app.sr_pd` retrains the run's student once per adversarial weight (only the weight
     differs) and scores every student, and bicubic, on the whole validation photographs, never the test ones."""
@@ -691,6 +695,7 @@ def test_the_adversarial_weight_sweep_trains_one_student_per_weight_and_scores_v
         sweep(run, tmp_path / "pd2", [0.0, 0.0])
 
 
+@pytest.mark.extended
 def test_the_cheaper_parts_are_trained_scored_and_timed_beside_the_autoencoders_own(job, tmp_path, capsys):
     """`python -m tocsr.app.parts` on the run: both parts saved and scored on validation crops, all four parts
     timed on the run's profile paired with the teacher UNet, every figure with its spread."""

@@ -26,6 +26,7 @@ from tocsr.core.teacher.presets import get_teacher_preset
 from tocsr.core.teacher.train import Teacher
 
 pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.extended      # the round trip takes over a minute (nox -s extended; CI runs it)
 
 # Runs the bundle's runner with torch made unimportable: it must need numpy and onnxruntime only.
 WITHOUT_TORCH = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; "
@@ -61,7 +62,9 @@ def test_the_bundle_holds_every_workload_and_its_runner(measured):
     assert blocks == {(s.name, c) for s in space.slots for c in s.choices}
     roles = [w["role"] for w in manifest["workloads"]]
     assert roles.count("reference") == 1 and roles.count("calibration") == 5 and roles.count("holdout") == 4
-    assert roles.count("part") == 2 and roles.count("pipeline") == 3          # the teacher-shaped one + 2
+    assert roles.count("part") == 3 and roles.count("pipeline") == 3          # the teacher-shaped one + 2
+    assert {w["name"] for w in manifest["workloads"] if w["role"] == "part"} == {
+        "bicubic + encoder", "decoder", "tiny decoder"}
     assert all((bundle / w["file"]).is_file() for w in manifest["workloads"])
     assert bundle_space(bundle).space_id == space.space_id
     assert (bundle / "README.md").is_file() and "trtexec" in (bundle / "README.md").read_text()
@@ -79,7 +82,10 @@ def test_imported_results_make_a_measured_table_with_the_devices_provenance(meas
     assert table.entries[(space.slots[0].name, TEACHER)].median_ms > 0
     v = table.validation_summary()
     assert v["n"] == 4 and v["median_abs_err"] is not None
-    assert [p.name for p in model.pipeline.parts] == ["bicubic + encoder", "decoder"]
+    assert [p.name for p in model.pipeline.parts] == ["bicubic + encoder", "decoder", "tiny decoder"]
+    # the device offers the tiny decoder as a choice of its search (search.decoder), cheaper than the autoencoder's
+    assert model.pipeline.decoders == ("kl", "tiny")
+    assert model.pipeline.part("tiny decoder").params < model.pipeline.part("decoder").params
     assert model.validation_summary()["n"] == 2
     assert all(c.latency.target.timer.startswith("onnxruntime") for c in table.candidates)
     again = load_cost_model(tmp_path / "costs.json", "pipeline")

@@ -67,6 +67,7 @@ def test_an_sd3_shaped_vae_and_a_4_channel_sd21_shaped_unet_import_into_a_normal
     assert train.shape[1:] == (16, 8, 8) and val.shape[1] == 16
 
 
+@pytest.mark.extended
 def test_the_imported_teacher_is_accepted_by_the_next_stage(imported, tmp_path):
     with pytest.raises(SystemExit) as done:
         main(["distill", "--teacher", str(imported / "teacher"), "--out", str(tmp_path / "s"), "--steps", "2",

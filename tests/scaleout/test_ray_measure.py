@@ -59,10 +59,11 @@ def teacher_dir(tmp_path_factory):
     return folder
 
 
-def _profile(tmp_path: Path, resource: str) -> Path:
+def _profile(tmp_path: Path, resource: str, scope: str = "backbone") -> Path:
     path = tmp_path / "test-remote.yaml"
     path.write_text(CPU_PROFILE_YAML.replace("name: test-cpu", "name: test-remote").replace(
-        "device: {kind: cpu, threads: 2}", f"device: {{kind: cpu, threads: 2, ray_resource: '{resource}'}}"))
+        "device: {kind: cpu, threads: 2}", f"device: {{kind: cpu, threads: 2, ray_resource: '{resource}'}}").replace(
+        "scope: backbone", f"scope: {scope}"))
     return path
 
 
@@ -93,24 +94,33 @@ def test_a_cost_table_is_measured_on_the_node_with_the_resource(cluster, teacher
     assert saved["environment"]["measured_on"]["ray_node_id"] == node["NodeID"]
     assert CostTable.load(out).measured and len(CostTable.load(out).holdout()) == 4
     parts = PipelineParts.load(pipeline_parts_path(out))
-    assert [p.name for p in parts.parts] == ["bicubic + encoder", "decoder"] and len(parts.candidates) == 3
+    assert [p.name for p in parts.parts] == ["bicubic + encoder", "decoder", "tiny decoder"]
+    assert parts.decoders == ("kl", "tiny") and len(parts.candidates) == 3     # the node's search may choose either
 
 
-def test_the_choice_is_checked_on_the_node(cluster, teacher_dir, tmp_path):
+def test_the_choice_is_checked_on_the_node_with_the_decoder_it_deploys(cluster, teacher_dir, tmp_path):
     from bench.profile import load_profile
     from bench.remote import RayCandidateMeter, RemoteDevice
+    from tocsr.core.errors import ConfigError
     from tocsr.core.space import derive_search_space
     from tocsr.core.teacher.train import load_teacher
 
-    profile = load_profile(_profile(tmp_path, RESOURCE))
+    profile = load_profile(_profile(tmp_path, RESOURCE, scope="pipeline"))
     device = RemoteDevice(profile, teacher_dir, cluster)
     try:
         spec = derive_search_space(load_teacher(teacher_dir).unet).all_teacher()
-        m = RayCandidateMeter(device).measure(spec)
+        kl, tiny = RayCandidateMeter(device).measure(spec), RayCandidateMeter(device, "tiny").measure(spec)
+        shipped = RayCandidateMeter(device, "tiny").measure_teacher_as_shipped()
     finally:
         device.shutdown()
-    assert m.status in ("ok", "unstable") and m.paired is not None and m.latency.median_ms > 0
-    assert m.device_name == device.device_name
+    for m in (kl, tiny, shipped):
+        assert m.status in ("ok", "unstable") and m.paired is not None and m.latency.median_ms > 0
+        assert m.device_name == device.device_name
+    # the tiny decoder's pipeline is the one measured for it; "as shipped" keeps the autoencoder's own parts
+    assert tiny.extra["pipeline_params"] < kl.extra["pipeline_params"] == shipped.params
+    assert kl.params == tiny.params          # the backbone's, what a params budget bounds
+    with pytest.raises(ConfigError, match="decoder 'vq'"):
+        RayCandidateMeter(device, "vq")
 
 
 def test_a_missing_resource_is_one_line_naming_it(cluster, teacher_dir, tmp_path):
@@ -200,5 +210,15 @@ def test_the_main_job_measures_a_profile_on_its_node(cluster, tmp_path):
     assert table["extra"]["measured_on"]["ray_node_id"] == node
     search_env = json.loads((run / "search-cpu-2core" / "cost_table.json").read_text())["environment"]
     assert search_env["measured_on"]["ray_node_id"] == node
+    # the node's parts let its search weigh both decoders, and the chosen pipeline was re-measured there with
+    # the decoder it deploys (the budget is tighter than any pipeline with the autoencoder's decoder)
+    from search.result import SearchResult
+    from tests.app.test_main_job import _sr_model
+    from tocsr.core.sr.info import SRModelInfo
+
+    result = SearchResult.load(run / "search-cpu-2core")
+    assert {o["kind"] for o in result.decoder_choice["options"]} == {"kl", "tiny"}
+    assert result.decoder == "tiny" and result.chosen.measured_latency_ms <= result.latency_budget_ms
+    assert SRModelInfo.load(_sr_model(run)).decoder == "tiny"
     rows = json.loads((run / "eval" / "rows.json").read_text())["rows"]
     assert rows and all(r["provenance"]["ray_node_id"] == node for r in rows if r["device_profile"] == "cpu-2core")

@@ -230,7 +230,7 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
         raise TocsrError(f"cost table is for space {table.space_id}, the teacher's is {space.space_id}")
     decoder_choice, decoder = None, None
     if isinstance(cost_table, PipelineCostModel):
-        decoder_choice = _decoder_choice(cost_table, space, profile, parts_dir, max_decoder_loss_db, bool(ray_address))
+        decoder_choice = _decoder_choice(cost_table, space, profile, parts_dir, max_decoder_loss_db)
         log.info("decoder for %s: %s (%s)", profile.name, decoder_choice.decoder, decoder_choice.reason)
         cost_table = cost_table.with_decoder(decoder_choice.decoder)
         if decoder_choice.decoder == "tiny":
@@ -252,7 +252,8 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
         else:
             from bench.remote import RayCandidateMeter
 
-            meter = RayCandidateMeter(device)
+            # the node builds the deployed decoder's shape itself (bench.remote): cost does not depend on weights
+            meter = RayCandidateMeter(device, decoder_choice.decoder if decoder_choice else "kl")
 
         def remeasure() -> CostTable | PipelineCostModel:
             """The same sizes as the table given: calibration and held-out candidates, held-out pipelines."""
@@ -288,13 +289,9 @@ def decoder_losses(parts_dir: str | Path) -> dict[str, tuple[float, float, int]]
 
 
 def _decoder_choice(model: PipelineCostModel, space, profile: DeviceProfile, parts_dir: str | Path | None,
-                    max_loss_db: float, on_ray: bool) -> DecoderChoice:
+                    max_loss_db: float) -> DecoderChoice:
     if parts_dir is None:
         return only_kl("no cheaper parts were trained for this run (`tocsr run` trains them in its parts stage)")
-    if on_ray:
-        # The Ray node builds whole pipelines with the autoencoder's parts (bench.remote): a choice measured
-        # there would be judged on another pipeline than it deploys.
-        return only_kl("measured on a Ray node, whose pipelines have the autoencoder's own parts")
     options = decoder_options(model, space, decoder_losses(parts_dir))
     return choose_decoder(options, teacher_budget_ms(model, profile), max_loss_db)
 

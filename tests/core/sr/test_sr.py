@@ -269,3 +269,21 @@ def test_onnx_export_matches_torch(per_degradation_parts, tmp_path):
     path = export_onnx(pipe, tmp_path / "sr.onnx", latent_px=8)
     # Batch 1 and 2 at two sizes: batch and spatial axes are dynamic.
     assert check_onnx(pipe, path, sizes=((1, 8), (2, 16))) < 1e-3
+
+
+def test_a_tiny_decoder_pipeline_counts_the_parameters_its_call_runs():
+    """The module holds the whole autoencoder; with a tiny decoder deployed its call never runs the autoencoder's
+    decoder, so that decoder is not counted (bench.probe records the count beside every pipeline it measures)."""
+    from tocsr.core.models.parts import TinyDecoder
+    from tocsr.core.sr.onestep import OneStepSR
+
+    ae = build_autoencoder_from_preset("tiny", "cpu")
+    student, tiny = torch.nn.Conv2d(16, 16, 1), TinyDecoder()
+
+    def n(*modules) -> int:
+        return sum(p.numel() for m in modules for p in m.parameters())
+
+    assert OneStepSR(ae, student, 4).params_in_call() == n(ae, student)
+    with_tiny = OneStepSR(ae, student, 4, tiny)
+    assert with_tiny.params_in_call() == n(ae, student, tiny) - n(ae.decoder)
+    assert with_tiny.params_in_call() < n(with_tiny) and with_tiny.params_in_call() < n(ae, student)

@@ -81,6 +81,15 @@ class OneStepSR(nn.Module):
     def part_decoder(self) -> nn.Module | None:
         return self.decoder.part if isinstance(self.decoder, PartDecoder) else None
 
+    def params_in_call(self) -> int:
+        """Parameters one call runs: the module's, less the autoencoder's decoder where a tiny decoder replaces it
+        (the module still holds the whole autoencoder, whose decoder that call never runs)."""
+        held = sum(p.numel() for p in self.parameters())
+        if self.part_decoder is None:
+            return held
+        unused = [self.autoencoder.decoder, getattr(self.autoencoder, "post_quant_conv", None)]
+        return held - sum(p.numel() for m in unused if m is not None for p in m.parameters())
+
     @property
     def takes_degradation(self) -> bool:
         return bool(self.student.degradations)
