@@ -29,18 +29,21 @@ def install_project(session: nox.Session, extras: str = "dev") -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The default test run: everything but slow tests and benchmarks (< 15 min on 2 cores)."""
+    """The default test run: everything not marked slow, extended, mainjob or benchmark (pyproject's addopts);
+    under 15 min on 2 cores."""
     install_project(session)
-    # the slowest tests printed at the end: what to mark slow when the run nears its 15 minutes
+    # the slowest tests printed at the end: what to move to `extended` when the run nears its 15 minutes
     session.run("pytest", *(session.posargs or ["-q", "--durations=15"]), env={"HF_HUB_OFFLINE": "1"})
 
 
 @nox.session
 def extended(session: nox.Session) -> None:
-    """Tests marked extended: the tools around the main job end to end (CI runs them after `tests`), kept out of
-    the default run so that it stays under 15 minutes."""
+    """The main job end to end at the smoke preset with the commands run on its outputs (`mainjob`), and the other
+    tests marked extended (tens of seconds each): CI runs them after `tests`; kept out of the default run so that
+    it stays well under 15 minutes on a slow day of a 2-core machine."""
     install_project(session)
-    session.run("pytest", "-m", "extended", *(session.posargs or ["-q", "--durations=10"]), env={"HF_HUB_OFFLINE": "1"})
+    session.run("pytest", "-m", "(extended or mainjob) and not slow",
+                *(session.posargs or ["-q", "--durations=15"]), env={"HF_HUB_OFFLINE": "1"})
 
 
 RAY = "ray[default]==2.*"

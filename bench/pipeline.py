@@ -358,15 +358,18 @@ def measure_pipeline_parts(space: SearchSpace, table: CostTable, probe: Pipeline
     return PipelineCostModel(table, pipeline)
 
 
-def describe_pipeline(model: PipelineCostModel, spec: ArchSpec, measured_ms: float | None = None) -> str:
-    """One line: the pipeline's predicted cost split into its parts, the backbone's share."""
+def describe_pipeline(model: PipelineCostModel, spec: ArchSpec, measured_ms: float | None = None,
+                      how: str | None = None) -> str:
+    """One line: the pipeline's predicted cost split into its parts, the backbone's share; `measured_ms`, the
+    choice's own figure, is `how` it was obtained ("measured" or "predicted"; the table's word by default)."""
     fixed = model.fixed_latency_at_ms()
     backbone = model.table.predict_latency_ms(spec)
     total = sum(fixed.values()) + backbone
     parts = ", ".join(f"{k} {v:.2f} ms" for k, v in fixed.items())
-    # On a predicted device the "re-measured" figure is the roofline of the whole pipeline, and the split
-    # is the table's roofline: both are predictions, and the line says so.
-    head = (f"{model.how} p{model.pipeline.percentile:g} {measured_ms:.2f} ms; " if measured_ms is not None else "")
+    # On a predicted device the "re-measured" figure is the roofline of the whole pipeline (or the prediction of
+    # a table measured on the device, bench.table_prediction), and the line says so.
+    head = (f"{how or model.how} p{model.pipeline.percentile:g} {measured_ms:.2f} ms; " if measured_ms is not None
+            else "")
     source = "cost model" if model.measured else "roofline cost model"
     return (f"{head}{source} median {total:.2f} ms = {parts}, backbone {backbone:.2f} ms "
             f"({100 * backbone / total:.0f}% of the call)")

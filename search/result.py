@@ -40,6 +40,9 @@ class ChosenModel:
     params_m: float
     gmacs: float | None
     status: str
+    # where a predicted choice's figures come from (the roofline of the profile's constants, or a cost table
+    # measured on the device: bench.table_prediction); "" when measured on the spot
+    basis: str = ""
 
     @property
     def key(self) -> str:
@@ -133,7 +136,8 @@ class SearchResult(FolderRecord):
             measured_latency_ms=c.latency_ms, teacher_latency_ms=teacher_at,
             measured_latency_ms_raw=m.latency_at_ms(profile.timing.percentile),
             measured_memory_mib=m.peak_memory_mib, params_m=m.params / 1e6,
-            gmacs=m.macs.gmacs if m.macs else None, status=m.status)
+            gmacs=m.macs.gmacs if m.macs else None, status=m.status,
+            basis=m.notes[0] if m.status == "predicted" and m.notes else "")
         best = best_feasible(sel.trials)
         t = sel.teacher
         pipeline, table = None, sel.table
@@ -146,7 +150,7 @@ class SearchResult(FolderRecord):
                         "teacher_backbone_share_predicted": at.backbone_ratio(space.all_teacher())
                         / at.predict_ratio(space.all_teacher()),
                         "validation": sel.table.validation_summary(),
-                        "line": describe_pipeline(at, c.spec, c.latency_ms)}
+                        "line": describe_pipeline(at, c.spec, c.latency_ms, chosen.how)}
         return cls(
             profile_name=profile.name, method=method, seed=seed, evaluations_cap=evaluations_cap,
             evaluations=len(sel.trials), formulation=formulation, complexity=complexity, proxy=proxy,

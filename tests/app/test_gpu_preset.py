@@ -58,6 +58,7 @@ def estimated(tmp_path_factory):
     return out, r.stdout
 
 
+@pytest.mark.extended
 def test_the_estimate_times_each_training_stage_and_trains_nothing(estimated):
     out, stdout = estimated
     est = RunEstimate.load(out)
@@ -85,6 +86,7 @@ def test_the_estimate_times_each_training_stage_and_trains_nothing(estimated):
     assert RunEstimate.from_dict(est.to_dict()) == est
 
 
+@pytest.mark.extended
 def test_gradient_checkpointing_in_the_teachers_training_changes_memory_not_the_result(tmp_path, monkeypatch):
     from diffusers import UNet2DConditionModel
 

@@ -24,6 +24,7 @@ def test_bench_writes_versioned_json_and_prints_table(cpu_profile_path, tmp_path
     assert "toy-conv-attn" in capsys.readouterr().out
 
 
+@pytest.mark.extended
 def test_isolated_measurement_runs_in_a_subprocess(cpu_profile_path, tmp_path):
     text = cpu_profile_path.read_text().replace("max_cv: 0.5}", "max_cv: 0.5, isolate: true}")
     cpu_profile_path.write_text(text)

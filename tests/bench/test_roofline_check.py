@@ -31,6 +31,7 @@ def test_error_summary_reads_relative_errors_and_rank_order():
     assert s["median_abs_err"] == pytest.approx(0.075)
 
 
+@pytest.mark.extended
 def test_the_committed_h200_candidates_are_predicted_in_order_and_calibration_helps():
     check = check_against_evidence(EVIDENCE, PREDICTED, limit=16)     # 10 calibration + 6 held-out candidates
     assert check.card == "NVIDIA H200" and check.label == "predicted" and check.latent_px == 64
@@ -74,6 +75,7 @@ def test_a_profile_calibration_is_applied_to_predictions_and_named():
     assert raw.calibration is None and fitted.calibration == "a card" and fitted.method.startswith("calibrated")
 
 
+@pytest.mark.extended
 def test_the_check_judges_the_datasheet_constants_and_the_profiles_own_calibration_apart():
     check = check_against_evidence(EVIDENCE, PREDICTED, limit=14)
     # raw: the datasheet roofline alone (launches x its 2 us; no fitted scale or intercept)

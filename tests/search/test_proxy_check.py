@@ -50,6 +50,7 @@ def test_spanning_candidates_are_distinct_and_run_from_few_to_many_replaced_slot
     assert sum(counts[:4]) < sum(counts[-4:])
 
 
+@pytest.mark.extended
 def test_the_check_reports_rank_agreement_per_proxy_and_the_ceiling_and_round_trips(tiny, tmp_path):
     space, samples = tiny
     specs = spanning_candidates(space, 6, seed=2)

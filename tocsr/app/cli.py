@@ -376,10 +376,12 @@ def search(
     memory = "-" if c.measured_memory_mib is None else f"{c.measured_memory_mib:.0f}"
     what, teacher_is = (("one-step SR pipeline", "teacher as shipped") if result.scope == "pipeline"
                         else ("backbone", "teacher"))
-    typer.echo(f"chosen {c.key}: fidelity error ({result.proxy} proxy) {c.fidelity:.4g}; {what} measured "
+    typer.echo(f"chosen {c.key}: fidelity error ({result.proxy} proxy) {c.fidelity:.4g}; {what} {c.how} "
                f"p{result.percentile:g} {c.measured_latency_ms:.2f} ms ({c.latency_vs_teacher:.2f} x the {teacher_is}'s "
                f"{c.teacher_latency_ms:.2f} ms; budget {budget}), {memory} MiB, "
                f"backbone {c.params_m:.2f} M params (teacher {result.teacher_params_m:.2f} M)")
+    if c.how == "predicted":
+        typer.echo(f"PREDICTED, not measured: {c.basis or 'the device is not attached'}")
     if result.pipeline:
         typer.echo(f"pipeline: {result.pipeline['line']}")
     if result.decoder_choice:

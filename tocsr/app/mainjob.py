@@ -58,6 +58,9 @@ class RunPreset:
     # profile, written to <out>/profiles/, so what was measured is on record; a preset that overrides
     # timing is for tests, not for figures anyone compares.
     timing_override: dict[str, Any] | None = None
+    # Candidates the surrogates stage scores whole to report how well the per-block errors rank them
+    # (DistillConfig.spearman_candidates); a report, not an input to the search.
+    surrogate_check_candidates: int = 100
     proxy: str = DEFAULT_PROXY          # the fidelity proxy each search minimises
     # Fine-tune steps for each chosen backbone as a diffusion model before the SR stage (0: no fine-tune stage;
     # the quick preset has no minutes left for it).
@@ -116,7 +119,7 @@ RUN_PRESETS = {
                        sr_teacher_steps=4, sr_student_steps=4, baselines=("espcn", "rrdb-s"), baseline_max_steps=4,
                        finetune_steps=4,
                        sr_sample_steps=4, sr_sample_chains=2, sr_pair_cache=32, sr_teacher_cache=4, test_max_px=128,
-                       calibration=3, holdout=3, pipelines=2, parts_steps=2,
+                       calibration=3, holdout=3, pipelines=2, parts_steps=2, surrogate_check_candidates=16,
                        timing_override={"repeats": 8, "paired_rounds": 2, "warmup_max_iters": 10,
                                         "max_retries": 1}),
     "full": RunPreset("full", "tiny", distill_steps=2000, search_method="bo", search_evaluations=100,
@@ -138,7 +141,7 @@ RUN_PRESETS = {
                           sr_teacher_steps=2, sr_student_steps=2, finetune_steps=2, baselines=("espcn",),
                           baseline_max_steps=2, sr_patch_px=64, sr_sample_steps=2, sr_sample_chains=2,
                           sr_pair_cache=16, sr_teacher_cache=4, test_max_px=128, calibration=3, holdout=3,
-                          pipelines=2, parts_steps=2, estimate_first=True,
+                          pipelines=2, parts_steps=2, estimate_first=True, surrogate_check_candidates=16,
                           timing_override={"repeats": 8, "paired_rounds": 2, "warmup_max_iters": 10,
                                            "max_retries": 1}),
 }
@@ -321,7 +324,7 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
                                                            unet_option="--unet"), teacher_dir)
         bar.update(1)
         surrogates_dir = out / "surrogates"
-        dcfg = DistillConfig(steps=rp.distill_steps)
+        dcfg = DistillConfig(steps=rp.distill_steps, spearman_candidates=rp.surrogate_check_candidates)
 
         def run_distill(resume: bool) -> None:
             t = load_teacher(teacher_dir)

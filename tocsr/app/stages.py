@@ -26,6 +26,7 @@ from bench.pipeline import PipelineCostModel, load_cost_model, measure_pipeline_
 from bench.probe import DeployedPipelineMeter, cost_probe, deployed_meter, pipeline_probe, teacher_inputs
 from bench.profile import DeviceProfile, load_profile
 from bench.rapl import energy_unmeasurable
+from bench.table_prediction import TablePredictionMeter
 from reports.build import write_rows
 from reports.comparison import compare_methods
 from reports.rows import ReportRow
@@ -246,7 +247,14 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
         return run_search(problem, method, cap, out, seed=seed, q=q, **kwargs)
 
     with _measuring_node(profile, teacher_dir, ray_address) as device:
-        if device is None:
+        on_table = device is None and not profile.is_measured and table.measured
+        if on_table:
+            # The table holds the device's own measurements (an ONNX bundle's results) and the device is not
+            # attached: judge on them; a roofline check here would replace them with the profile's constants.
+            log.warning("profile %s: the device is not attached and its cost table was measured on %s: the choice "
+                        "is judged on that table, labelled predicted (not re-measured)", profile.name, table.device_name)
+            meter = TablePredictionMeter(cost_table, space, profile)
+        elif device is None:
             meter = (DeployedPipelineMeter(teacher, space, bank, profile, decoder) if profile.budgets.scope == "pipeline"
                      else deployed_meter(teacher, space, bank, profile))
         else:
@@ -266,7 +274,7 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
             return fresh.with_decoder(decoder_choice.decoder) if decoder_choice else fresh
 
         sel = choose(space, evaluator, cost_table, profile, meter, search_round, evaluations, formulation, eps_fid,
-                     complexity, selection, remeasure)
+                     complexity, selection, None if on_table else remeasure)
     result = SearchResult.from_selection(sel, profile, space, method, seed, evaluations, formulation, complexity,
                                          proxy, decoder_choice)
     sel.table.save(out / result.cost_table, environment({"measured_on": device.provenance} if device else None))

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections.abc import Iterator
@@ -76,9 +77,10 @@ class ArchSpec:
         if len(self.slots) != len(self.choices):
             raise ConfigError(f"ArchSpec has {len(self.slots)} slots but {len(self.choices)} choices")
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
-        """Stable across runs and machines: a hash of the space and the (slot, choice) pairs."""
+        """Stable across runs and machines: a hash of the space and the (slot, choice) pairs (computed once per
+        spec: searches look keys up for every neighbour they weigh)."""
         return content_sha256([self.space_id, list(zip(self.slots, self.choices, strict=True))])[:16]
 
     def choice(self, slot: str) -> str:

@@ -89,6 +89,7 @@ def _resumed_at_step_2(dst, name: str, meta_before: str) -> bool:
     return (folder / STEP2 / "meta.json").read_text() == meta_before and (folder / "step-0000004").is_dir()
 
 
+@pytest.mark.extended
 def test_resumed_sr_trainings_end_where_uninterrupted_ones_do(parts, tmp_path):
     teacher, space, spec, bank, photos = parts
     cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4)
@@ -232,6 +233,7 @@ def test_pair_cache_of_kind_holds_exactly_that_degradations_pairs(parts):
         cache.of_kind("jpeg")
 
 
+@pytest.mark.extended
 def test_a_student_from_the_shared_part_is_the_one_it_would_have_been_and_other_settings_are_refused(
         parts, tmp_path, monkeypatch):
     """The main job trains the pair cache and SR teachers once for all its devices (tocsr.core.sr.shared):
