@@ -9,8 +9,8 @@ with device constants (and, where the two disagree, re-measure the whole table a
 `TablePredictionMeter` is the selection's meter for that case: each candidate's "measurement" is the measured
 table's prediction of it (its additive entries and the correction fitted on whole candidates measured on the
 device, the pipeline's fixed parts where the budget is the whole call). Nothing is re-measured, so every figure
-is labelled predicted (`Measurement.status`) and says where it came from (`Measurement.notes`); the choice is
-confirmed on the device by measuring it there (a bundle of the chosen candidate, `tocsr costs export`).
+is labelled predicted (`Measurement.status`) and says where it came from (`Measurement.notes`). Confirming the
+choice on the device, a bundle of the chosen candidate alone timed there, is not built yet (docs/status.md).
 """
 
 from __future__ import annotations
@@ -56,8 +56,11 @@ class TablePredictionMeter:
                               f"{profile.name!r}: import the results of that profile's bundle (`tocsr costs export -p "
                               f"{profile.name}`)")
         self.model, self.table, self.space, self.profile = model, table, space, profile
+        # an imported bundle's runner times and reads no memory: its table's memory is the weights alone
+        memory = f"; memory: {table.extra['memory']}" if "memory" in table.extra else ""
         self.basis = (f"predicted from the cost table measured on {table.device_name} (its entries and the correction "
-                      f"fitted on whole candidates measured there); not re-measured: the device is not attached here")
+                      f"fitted on whole candidates measured there); not re-measured: the device is not attached "
+                      f"here{memory}")
 
     def _measurement(self, name: str, spec: ArchSpec, ratio: float, ratio_at_q: float) -> Measurement:
         params = self.table.params(spec)

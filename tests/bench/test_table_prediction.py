@@ -3,6 +3,8 @@ candidates are judged on that table, nothing is re-measured here, every figure s
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bench.costtable import measure_cost_table
@@ -46,7 +48,7 @@ def test_each_candidate_is_the_measured_tables_prediction_labelled_predicted(mea
     m = meter.measure(spec)
     ref = model.table.reference_ms
     assert m.status == "predicted" and m.device_name == model.table.device_name and m.profile_name == "sim"
-    assert "not re-measured" in m.notes[0] and model.table.device_name in m.notes[0]
+    assert "not re-measured" in m.notes[0] and model.table.device_name in m.notes[0] and "memory" not in m.notes[0]
     assert m.paired.ratio == pytest.approx(tiny.predict_ratio(spec))
     assert m.paired.ms_at(90, ref) == pytest.approx(tiny.predict_latency_at_ms(spec))
     assert m.paired.ms_at(90, 2 * ref) == pytest.approx(2 * tiny.predict_latency_at_ms(spec))   # at another speed
@@ -62,11 +64,18 @@ def test_a_table_for_another_profile_or_a_roofline_table_is_refused(measured):
     other = parse_profile(BOARD_YAML.replace("name: sim", "name: orin"), "orin.yaml")
     with pytest.raises(ConfigError, match="measured for profile 'sim', the search is for 'orin'"):
         TablePredictionMeter(model, space, other)
-    import dataclasses
-
     roofline = dataclasses.replace(model, table=dataclasses.replace(model.table, measured=False))
     with pytest.raises(ConfigError, match="itself a roofline prediction"):
         TablePredictionMeter(roofline, space, parse_profile(BOARD_YAML, "board.yaml"))
+
+
+def test_a_bundles_table_says_its_memory_is_the_weights_alone(measured):
+    """`tocsr costs import` records that the bundle's runner read no memory; a choice judged on that table says so."""
+    space, _, model = measured
+    weights_only = "weights only: the bundle runner times, it does not read memory"
+    imported = dataclasses.replace(model, table=dataclasses.replace(model.table, extra={"memory": weights_only}))
+    m = TablePredictionMeter(imported, space, parse_profile(BOARD_YAML, "board.yaml")).measure(space.all_teacher())
+    assert m.notes[0].endswith(f"; memory: {weights_only}")
 
 
 def test_the_choice_is_made_on_the_devices_table_without_a_measurement_here_and_holds_on_the_device(measured,
