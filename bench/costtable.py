@@ -170,6 +170,10 @@ def _lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     return coef if np.all(coef[1:] > 0) and np.all(np.isfinite(coef)) else None   # a negative slope is not physical
 
 
+def _loo(c: Correction) -> float:
+    return float("inf") if c.loo_median_abs_err is None else c.loo_median_abs_err
+
+
 def fit_correction(space: SearchSpace, entries: dict[tuple[str, str], ChoiceCost],
                    calibration: Sequence[CandidateMeasurement]) -> Correction:
     """The correction with the lowest leave-one-out error on `calibration` (median |relative error|).
@@ -196,10 +200,10 @@ def fit_correction(space: SearchSpace, entries: dict[tuple[str, str], ChoiceCost
             c = _lstsq(x[keep], y[keep]) if keep.sum() >= x.shape[1] else None
             if c is not None:
                 loo.append(abs(float(x[i] @ c) / y[i] - 1))
-        err = float(np.median(loo)) if loo else float("inf")
+        err = float(np.median(loo)) if loo else None      # None: no leave-one-out fit was physical
         model = Correction(kind, float(coef[0]), {g: float(v) for g, v in zip(names, coef[1:], strict=True)}, groups,
                            err)
-        if best is None or err < best.loo_median_abs_err - 1e-3:      # a richer model must earn its place
+        if best is None or _loo(model) < _loo(best) - 1e-3:      # a richer model must earn its place
             best = model
     if best is None:          # every fit gave a negative slope: fall back to a plain offset on the block sum
         groups = {s.name: "all" for s in space.slots}

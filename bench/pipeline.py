@@ -17,6 +17,7 @@ GMACs stay the backbone's: the paper's measures, and what a params/GMAC budget b
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ from bench.timing import Clock, measure_paired
 from tocsr.core.artifacts import read_artifact, write_artifact
 from tocsr.core.errors import ConfigError
 from tocsr.core.space import ArchSpec, SearchSpace
+
+log = logging.getLogger(__name__)
 
 PIPELINE_PARTS_KIND = "tocsr.bench.pipeline_parts"
 PIPELINE_PARTS_SCHEMA_VERSION = 1
@@ -195,12 +198,18 @@ class PipelineParts:
                                            rebuild="measure it again with `tocsr costs`"))
 
 
-def backbone_equivalent(m: CandidateMeasurement, fixed_ratio: float) -> CandidateMeasurement:
+def backbone_equivalent(m: CandidateMeasurement, fixed_ratio: float) -> CandidateMeasurement | None:
     """A measured pipeline as a backbone measurement: the fixed parts' ratio taken off every relative
-    sample (and their ms off the raw ones), so it can join a backbone cost table's calibration."""
+    sample (and their ms off the raw ones), so it can join a backbone cost table's calibration.
+
+    None when the pipeline was not slower than its fixed parts alone (median): on a device where the
+    backbone is a small share of the call, noise in the once-measured parts can exceed it, and such a
+    measurement says nothing about the backbone (its equivalent would be a zero-cost backbone)."""
     p = m.latency
-    rel = tuple(max(1e-9, r - fixed_ratio) for r in p.relative_samples)
     shift = fixed_ratio * p.reference.median_ms
+    if np.median(p.relative_samples) <= fixed_ratio or np.median(p.target.samples_ms) <= shift:
+        return None
+    rel = tuple(max(1e-9, r - fixed_ratio) for r in p.relative_samples)
     target = LatencyStats.from_samples([max(0.0, s - shift) for s in p.target.samples_ms], p.target.timer,
                                        p.target.warmup_iters)
     return dataclasses.replace(m, latency=PairedLatency(target, p.reference, rel, p.rounds, p.attempts))
@@ -310,7 +319,12 @@ class PipelineCostModel:
     def recalibrated(self, space: SearchSpace, measured: Sequence[CandidateMeasurement]) -> PipelineCostModel:
         """Whole pipelines measured while choosing refit the backbone table, as backbone measurements (the
         fixed parts taken off); they are kept with the pipeline's candidates too."""
-        table = self.table.recalibrated(space, [backbone_equivalent(m, self.pipeline.fixed_ratio) for m in measured])
+        backbone = [b for b in (backbone_equivalent(m, self.pipeline.fixed_ratio) for m in measured) if b is not None]
+        if len(backbone) < len(measured):
+            log.warning("%d of %d pipelines measured while choosing ran no slower than the fixed parts alone (%.3f x "
+                        "the reference): kept as pipeline measurements, left out of the backbone table's refit",
+                        len(measured) - len(backbone), len(measured), self.pipeline.fixed_ratio)
+        table = self.table.recalibrated(space, backbone)
         return dataclasses.replace(self.with_candidates(measured), table=table)
 
     def save(self, table_path: str | Path, environment: dict[str, Any]) -> Path:

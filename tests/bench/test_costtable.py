@@ -98,6 +98,14 @@ def test_refitting_picks_a_richer_correction_when_kinds_overlap_differently(spac
     assert affine_only.kind in ("affine", "offset")
 
 
+def test_a_correction_fitted_on_two_candidates_has_no_leave_one_out_error_and_saves(space, profile, tmp_path):
+    sim = SimulatedDevice(space)
+    table = measure_cost_table(space, SimProbe(sim), profile, n_calibration=2, n_holdout=4)
+    assert table.correction.kind == "affine" and table.correction.loo_median_abs_err is None   # not inf
+    table.save(tmp_path / "t.json", {})
+    assert CostTable.load(tmp_path / "t.json").correction == table.correction
+
+
 def test_a_cost_table_round_trips_through_json(space, profile):
     sim = SimulatedDevice(space)
     table = measure_cost_table(space, SimProbe(sim), profile, n_calibration=6, n_holdout=4)

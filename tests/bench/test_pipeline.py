@@ -3,6 +3,8 @@ pipelines (bench.pipeline), on a simulated device whose truth is known (tests/si
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from bench.pipeline import (
     measure_pipeline_parts,
     pipeline_parts_path,
 )
+from bench.stats import LatencyStats
 from tests.simdevice import SimPipelineProbe, SimProbe, SimulatedDevice
 from tocsr.core.errors import ConfigError
 
@@ -62,6 +65,26 @@ def test_a_measured_pipeline_joins_the_backbone_calibration_without_its_fixed_pa
     refit = model.recalibrated(space, [pipe])
     assert refit.table.candidates[-1].latency.ratio == pytest.approx(back.latency.ratio)
     assert refit.candidates[-1] is pipe and len(refit.candidates) == len(model.candidates) + 1
+
+
+def test_a_pipeline_measured_faster_than_its_fixed_parts_is_kept_but_not_fitted_and_the_model_saves(
+        space, measured, tmp_path):
+    # CI once stopped here: such a pipeline became a zero-cost backbone (cv = inf) that JSON refused
+    _, _, model = measured
+    pipe = model.holdout()[0]
+    p = pipe.latency
+    fixed = model.pipeline.fixed_ratio
+    below = dataclasses.replace(p, target=LatencyStats.from_samples(
+        [0.9 * fixed * p.reference.median_ms] * p.target.n, p.target.timer, p.target.warmup_iters),
+        relative_samples=tuple(0.9 * fixed for _ in p.relative_samples))
+    fast = dataclasses.replace(pipe, latency=below)
+    assert backbone_equivalent(fast, fixed) is None
+    refit = model.recalibrated(space, [fast, pipe])
+    assert refit.candidates[-2:] == (fast, pipe)                                  # both kept as pipelines
+    assert len(refit.table.candidates) == len(model.table.candidates) + 1         # only one refits the table
+    assert refit.table.candidates[-1].latency.ratio == pytest.approx(pipe.latency.ratio - fixed, rel=1e-6)
+    refit.save(tmp_path / "t.json", {})
+    assert load_cost_model(tmp_path / "t.json", "pipeline").candidates[-2].key == fast.key
 
 
 def test_the_parts_round_trip_beside_their_table_and_a_missing_file_is_named(space, measured, tmp_path):
