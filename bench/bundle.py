@@ -74,7 +74,7 @@ class _TensorsIn(nn.Module):
         return tuple(t for t in tree_flatten(self.module(*args, **kwargs))[0] if isinstance(t, torch.Tensor))
 
 
-def _export(module: nn.Module, args: tuple, kwargs: dict, path: Path) -> list[dict[str, Any]]:
+def export_onnx(module: nn.Module, args: tuple, kwargs: dict, path: Path) -> list[dict[str, Any]]:
     """Write `module(*args, **kwargs)` as ONNX at `path`; the inputs as the runner feeds them."""
     graph = _TensorsIn(module, args, kwargs).eval()
     names = [f"in{i}" for i in range(len(graph.example))]
@@ -88,7 +88,7 @@ def _export(module: nn.Module, args: tuple, kwargs: dict, path: Path) -> list[di
             for n, t in zip(names, graph.example, strict=True)]
 
 
-def _export_profile(profile: DeviceProfile) -> DeviceProfile:
+def export_profile(profile: DeviceProfile) -> DeviceProfile:
     """Where the bundle's modules are built and traced: this machine's CPU, fp32, eager."""
     return replace(profile, device={"kind": "cpu"}, precision="fp32", execution_mode="eager", predicted=None)
 
@@ -102,14 +102,14 @@ def export_bundle(teacher, profile: DeviceProfile, bank: dict, out: str | Path, 
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: the folder is not empty; give a new folder for the bundle")
     space = space or derive_search_space(teacher.unet)
-    local = _export_profile(profile)
+    local = export_profile(profile)
     args, kwargs = teacher_inputs(teacher, profile)
     probe = TorchProbe(space, copy.deepcopy(teacher.unet), args, kwargs, local, bank)
     workloads: list[dict[str, Any]] = []
 
     def add(wid: str, role: str, module: nn.Module, a: tuple, k: dict, **info: Any) -> None:
         file = f"models/{len(workloads):04d}-{role}.onnx"
-        workloads.append({"id": wid, "role": role, "file": file, "inputs": _export(module, a, k, out / file), **info})
+        workloads.append({"id": wid, "role": role, "file": file, "inputs": export_onnx(module, a, k, out / file), **info})
         if progress:
             progress(wid)
 
@@ -146,9 +146,14 @@ def export_bundle(teacher, profile: DeviceProfile, bank: dict, out: str | Path, 
                 "teacher_params": teacher_params, "teacher_macs": teacher_macs,
                 "bytes_per_param": probe.bytes_per_param, "onnx_precision": "fp32", "opset": OPSET,
                 "timing": dataclasses.asdict(profile.timing), "seed": seed, "workloads": workloads}
-    write_artifact(out / "manifest.json", BUNDLE_KIND, BUNDLE_VERSION, manifest)
+    return write_bundle(out, BUNDLE_KIND, BUNDLE_VERSION, manifest, _readme(profile, len(workloads)))
+
+
+def write_bundle(out: Path, kind: str, version: int, manifest: dict[str, Any], readme: str) -> Path:
+    """The manifest, the runner (run_bundle.py) and the README beside the ONNX files already in `out`."""
+    write_artifact(out / "manifest.json", kind, version, manifest)
     shutil.copyfile(bundle_runner.__file__, out / "run_bundle.py")
-    (out / "README.md").write_text(_readme(profile, len(workloads)), encoding="utf-8")
+    (out / "README.md").write_text(readme, encoding="utf-8")
     return out
 
 
@@ -176,8 +181,8 @@ warmup_iters; top level: kind, schema_version, manifest_sha256 = sha256 of manif
 """
 
 
-def read_manifest(bundle: str | Path) -> dict[str, Any]:
-    return read_artifact(Path(bundle) / "manifest.json", BUNDLE_KIND, BUNDLE_VERSION,
+def read_manifest(bundle: str | Path, kind: str = BUNDLE_KIND, version: int = BUNDLE_VERSION) -> dict[str, Any]:
+    return read_artifact(Path(bundle) / "manifest.json", kind, version,
                          rebuild="export the bundle again with `tocsr costs export`")
 
 
@@ -190,36 +195,49 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _paired(r: dict[str, Any], timer: str) -> PairedLatency:
+def paired_latency(r: dict[str, Any], timer: str) -> PairedLatency:
     return PairedLatency(LatencyStats.from_samples(r["target_ms"], timer, int(r["warmup_iters"])),
                          LatencyStats.from_samples(r["reference_ms"], timer, 0),
                          tuple(float(x) for x in r["relative"]), int(r["rounds"]))
 
 
-def import_results(results_path: str | Path, bundle: str | Path | None = None,
-                   bar: ValidationBar = ValidationBar()) -> PipelineCostModel:
-    """The cost table (and pipeline parts) measured on the device by the bundle's runner. The bundle is the
-    results file's folder unless given. Refuses results of another bundle, and missing or unknown workloads."""
-    results_path = Path(results_path)
-    bundle = Path(bundle) if bundle is not None else results_path.parent
-    manifest = read_manifest(bundle)
+def read_results(results_path: str | Path, bundle: str | Path, kind: str = BUNDLE_KIND,
+                 version: int = BUNDLE_VERSION) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(manifest, results) of a bundle run on a device: refuses results of another bundle, and missing or unknown
+    workloads."""
+    results_path, bundle = Path(results_path), Path(bundle)
+    manifest = read_manifest(bundle, kind, version)
     results = read_artifact(results_path, bundle_runner.RESULTS_KIND, bundle_runner.RESULTS_VERSION,
                             rebuild="run the bundle again with its run_bundle.py")
     if results["manifest_sha256"] != _sha256(bundle / "manifest.json"):
         raise ConfigError(f"{results_path} was measured for another bundle (manifest sha256 "
                           f"{results['manifest_sha256'][:12]}, {bundle / 'manifest.json'} is "
-                          f"{_sha256(bundle / 'manifest.json')[:12]}); import it with the bundle it was run from")
+                          f"{_sha256(bundle / 'manifest.json')[:12]}); use it with the bundle it was run from")
     wanted = {w["id"] for w in manifest["workloads"] if w["role"] != "reference"}
     got = set(results["results"])
     if wanted - got or got - wanted:
         raise ConfigError(f"{results_path} does not match its manifest: {len(wanted - got)} workload(s) missing "
                           f"(e.g. {sorted(wanted - got)[:2]}), {len(got - wanted)} unknown (e.g. {sorted(got - wanted)[:2]}); "
                           "run the whole bundle again with run_bundle.py")
+    return manifest, results
+
+
+def device_name(device: dict[str, Any]) -> str:
+    """The name a results file's device goes by in tables and verdicts."""
+    return (f"{device.get('accelerator') or device.get('processor') or device.get('machine')} on "
+            f"{device['host']} ({device['runtime']}, {device['provider']})")
+
+
+def import_results(results_path: str | Path, bundle: str | Path | None = None,
+                   bar: ValidationBar = ValidationBar()) -> PipelineCostModel:
+    """The cost table (and pipeline parts) measured on the device by the bundle's runner. The bundle is the
+    results file's folder unless given. Refuses results of another bundle, and missing or unknown workloads."""
+    bundle = Path(bundle) if bundle is not None else Path(results_path).parent
+    manifest, results = read_results(results_path, bundle)
     profile = parse_profile(json.dumps(manifest["profile"]), f"{bundle}/manifest.json")
     space = SearchSpace.from_dict(manifest["space"])
     device = results["device"]
-    device_name = (f"{device.get('accelerator') or device.get('processor') or device.get('machine')} on "
-                   f"{device['host']} ({device['runtime']}, {device['provider']})")
+    name = device_name(device)
     timer = f"{device['runtime']} {device['provider']}"
     bpp = int(manifest["bytes_per_param"])
     entries: dict[tuple[str, str], ChoiceCost] = {}
@@ -229,7 +247,7 @@ def import_results(results_path: str | Path, bundle: str | Path | None = None,
         if w["role"] == "reference":
             continue
         r = results["results"][w["id"]]
-        p = _paired(r, timer)
+        p = paired_latency(r, timer)
         if w["role"] == "block":
             entries[(w["slot"], w["choice"])] = ChoiceCost(w["slot"], w["choice"], p.ratio, p.target.median_ms,
                                                           p.target.iqr_ms, p.reference_ms, w["params"], w["macs"])
@@ -247,7 +265,7 @@ def import_results(results_path: str | Path, bundle: str | Path | None = None,
                                                                         for s in space.slots):
         raise ConfigError(f"{bundle}/manifest.json does not cover every (slot, choice) of its space; export it again")
     correction = fit_correction(space, entries, cands["calibration"])
-    table = assemble_table(profile, device_name, bpp, space, entries, correction, cands["calibration"],
+    table = assemble_table(profile, name, bpp, space, entries, correction, cands["calibration"],
                            cands["holdout"], int(manifest["teacher_params"]), int(manifest["teacher_macs"]), bar, [],
                            measured=True)
     v = table.validation_summary()
@@ -260,7 +278,7 @@ def import_results(results_path: str | Path, bundle: str | Path | None = None,
     q = profile.timing.percentile
     pipelines = cands["pipeline"]
     pipe = PipelineParts(
-        profile_name=profile.name, profile_sha256=profile.sha256, device_name=device_name,
+        profile_name=profile.name, profile_sha256=profile.sha256, device_name=name,
         input_px=int(manifest["input_px"]), output_px=int(manifest["output_px"]), batch=int(manifest["batch"]),
         parts=tuple(parts), percentile=q,
         percentile_ratio=float(np.mean([c.latency.ratio_at(q) / c.latency.ratio for c in pipelines])) if pipelines

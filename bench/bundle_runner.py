@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.bundle}: no manifest.json (not a bundle written by `tocsr costs export`)", file=sys.stderr)
         return 2
     out = run(args.bundle, args.provider, args.out or args.bundle / "results.json")
-    print(f"wrote {out}; turn it into a cost table with `tocsr costs import {out} -o costs.json`")
+    # a bundle says what its results are for: a cost table (`tocsr costs import`) or a verdict (`tocsr costs confirm`)
+    then = json.loads((args.bundle / "manifest.json").read_text()).get("then", "tocsr costs import {results} -o costs.json")
+    print(f"wrote {out}; then, where the suite is installed: `{then.format(results=out)}`")
     return 0
 
 

@@ -429,6 +429,38 @@ def test_a_device_that_is_not_attached_is_chosen_for_on_the_table_measured_there
     assert result.chosen.measured_latency_ms <= result.latency_budget_ms
 
 
+def test_a_choice_is_confirmed_on_the_device_by_a_small_bundle_of_its_pipelines(job, tmp_path):
+    """Issue 25: `tocsr costs export --confirm SEARCH_DIR` writes the teacher as shipped, the chosen pipeline with
+    its decoder and runners-up as ONNX; the bundle's runner times them (onnxruntime, no torch needed) and
+    `tocsr costs confirm` says whether the choice meets its budget there, with an interval."""
+    pytest.importorskip("onnxruntime")
+    from bench.confirm import Confirmation
+
+    root, run, _, _ = job
+    search = run / "search-cpu-2core"
+    r = tocsr("costs", "export", "--confirm", str(search), "-p", str(PROFILE), "--teacher", str(run / "teacher"),
+              "-o", "confirm", "--runners-up", "1", cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "wrote 4 ONNX files" in r.stdout and "tocsr costs confirm confirm/results.json" in r.stdout
+    runner = subprocess.run([sys.executable, "confirm/run_bundle.py", "confirm"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert runner.returncode == 0, runner.stderr[-2000:]
+    assert "tocsr costs confirm confirm/results.json" in runner.stdout
+    r = tocsr("costs", "confirm", "confirm/results.json", cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    conf = Confirmation.load(tmp_path / "confirm" / "confirmation.json")
+    result = SearchResult.load(search)
+    assert [p.role for p in conf.pipelines] == ["teacher", "chosen", "runner-up"]
+    assert conf.chosen.key == result.chosen.key and conf.chosen.decoder == result.decoder
+    assert conf.chosen.predicted_vs_teacher == pytest.approx(result.chosen.latency_vs_teacher)
+    assert conf.budget_ms == pytest.approx(0.52 * conf.pipelines[0].p_ms)      # cpu-2core: 0.52 x as shipped
+    assert conf.chosen.meets_budget == (conf.chosen.p_ms <= conf.budget_ms)
+    assert f"chosen    {result.chosen.key}" in r.stdout and "memory: not confirmed" in r.stdout
+    wrong = tocsr("costs", "export", "--confirm", str(search), "-p", str(REPO / "hw_profiles" / "h100-bf16.yaml"),
+                  "--teacher", str(run / "teacher"), "-o", "x", cwd=tmp_path, timeout=300)
+    assert wrong.returncode == 1 and "chose for profile 'cpu-2core', -p gives 'h100-bf16'" in wrong.stderr
+
+
 def test_tocsr_eval_scores_a_set5_layout_with_the_jobs_baselines_and_sr_model(job, tmp_path):
     """Issue 23's acceptance: HR + LRbicx4 made from the embedded photographs; bicubic, two baselines the
     job trained and its TOC-SR model, whole images, intervals and paired differences."""

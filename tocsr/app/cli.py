@@ -308,15 +308,44 @@ def costs_export(
     calibration: int = _CALIBRATION,
     holdout: int = _HOLDOUT,
     pipelines: int = _PIPELINES,
+    confirm: Path | None = typer.Option(None, "--confirm", help=(
+        "a search folder: write the small bundle that confirms its choice on the device instead (the teacher as "
+        "shipped, the chosen pipeline with its decoder, runners-up)")),
+    runners_up: int = typer.Option(2, "--runners-up", min=0, help="with --confirm: runners-up to time beside the choice"),
 ) -> None:
     """Write an ONNX measurement bundle for a device with no torch: every workload of the cost table, a
-    manifest, and run_bundle.py (onnxruntime) to time them there."""
-    from tocsr.app.stages import stage_costs_export
+    manifest, and run_bundle.py (onnxruntime) to time them there. With --confirm, the bundle that confirms a
+    search's choice there (then `tocsr costs confirm`)."""
+    if confirm is not None:
+        from tocsr.app.confirm import stage_confirm_export
 
-    bundle = stage_costs_export(teacher, profile, out, calibration, holdout, pipelines)
+        bundle = stage_confirm_export(confirm, teacher, profile, out, runners_up)
+        then = f"`tocsr costs confirm {bundle.name}/results.json`"
+    else:
+        from tocsr.app.stages import stage_costs_export
+
+        bundle = stage_costs_export(teacher, profile, out, calibration, holdout, pipelines)
+        then = f"`tocsr costs import {bundle.name}/results.json -o costs.json`"
     n = len(list((bundle / "models").glob("*.onnx")))
     typer.echo(f"wrote {n} ONNX files, manifest.json, run_bundle.py and README.md to {bundle}; on the device: "
-               f"`python run_bundle.py {bundle.name}`, then `tocsr costs import {bundle.name}/results.json -o costs.json`")
+               f"`python run_bundle.py {bundle.name}`, then {then}")
+
+
+@costs_app.command("confirm")
+def costs_confirm(
+    results: Path = typer.Argument(..., help="results.json written by a confirmation bundle's run_bundle.py"),
+    bundle: Path | None = typer.Option(None, "--bundle", help="the bundle folder (default: the results' folder)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="verdict JSON (default: confirmation.json beside the "
+                                                               "results)"),
+) -> None:
+    """Whether a search's choice meets its budget on the device, from the device's timings of a confirmation
+    bundle (`tocsr costs export --confirm SEARCH_DIR`), and what to ship if it does not."""
+    from tocsr.app.confirm import stage_confirm
+
+    conf, path = stage_confirm(results, bundle, out)
+    for line in conf.lines():
+        typer.echo(line)
+    typer.echo(f"wrote {path}")
 
 
 @costs_app.command("import")
