@@ -1,17 +1,20 @@
 """Confirming a choice on the device it was made for: a small ONNX bundle of what would ship, and its verdict.
 
 A device that is not attached is chosen for on a cost table (a roofline, or a bundle's measurements fitted
-into one): the choice is a prediction. `export_confirmation` writes the few pipelines that settle it, as
-whole one-step SR calls (LR image in, HR image out), with the same runner as a cost bundle (bench.bundle):
+into one): the choice is a prediction. `export_confirmation` writes the few workloads that settle it, with the
+same runner as a cost bundle (bench.bundle). For a profile whose budgets bound the deployed pipeline, whole
+one-step SR calls (LR image in, HR image out); for one that bounds the backbone, one backbone call each:
 
-  * the reference workload (the teacher UNet), timed beside every pipeline as a cost bundle times it;
-  * the teacher as shipped (its backbone, the autoencoder's parts): what a relative budget is a fraction of;
-  * the chosen pipeline with the decoder it deploys, and runners-up (the next feasible trials by fidelity).
+  * the reference workload (the teacher UNet), timed beside every workload as a cost bundle times it;
+  * the teacher as shipped (its backbone, the autoencoder's parts), or its backbone: what a relative budget
+    is a fraction of;
+  * the chosen model (with the decoder it deploys) and runners-up (the next feasible trials by the search's
+    objective).
 
-`confirm_results` turns the device's timings into a `Confirmation`: each pipeline's p90 at one speed of the
-device (the median of every reference burst of the run), the budget in ms on the device, whether each
-pipeline meets it, a bootstrap interval on pipeline / budget (the verdict is "clear" when it excludes 1),
-and what to ship. The runner times, it does not read memory: a memory budget is not confirmed here.
+`confirm_results` turns the device's timings into a `Confirmation`: each workload's p90 at one speed of the
+device (the median of every reference burst of the run), the budget in ms on the device, whether each meets
+it, a bootstrap interval on latency / budget (the verdict is "clear" when it excludes 1), and what to ship.
+The runner times, it does not read memory: a memory budget is not confirmed here.
 """
 
 from __future__ import annotations
@@ -37,7 +40,13 @@ from bench.bundle import (
     read_results,
     write_bundle,
 )
-from bench.probe import TorchPipelineProbe, pipeline_builder, teacher_inputs, tiny_decoder_for_cost
+from bench.probe import (
+    TorchPipelineProbe,
+    TorchProbe,
+    pipeline_builder,
+    teacher_inputs,
+    tiny_decoder_for_cost,
+)
 from bench.profile import DeviceProfile, parse_profile
 from tocsr.core.artifacts import read_artifact, write_artifact
 from tocsr.core.errors import ConfigError
@@ -71,7 +80,10 @@ class ConfirmTarget:
 def export_confirmation(teacher, profile: DeviceProfile, bank: dict, out: str | Path, targets: Sequence[ConfirmTarget],
                         search: dict[str, Any], progress: Callable[[str], None] | None = None) -> Path:
     """Write the confirmation bundle of `targets` for `profile` (its batch and sizes) to `out` (see module doc).
-    `search` is what the manifest records of the search that chose (folder, status, budget in words)."""
+    `search` is what the manifest records of the search that chose (folder, status, budget in words).
+
+    What is timed is what the profile's budgets bound: whole one-step SR pipelines (scope "pipeline"), or one
+    backbone call at the latent size (scope "backbone": the candidate UNets, the teacher's as the yardstick)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: the folder is not empty; give a new folder for the confirmation bundle")
@@ -80,8 +92,21 @@ def export_confirmation(teacher, profile: DeviceProfile, bank: dict, out: str | 
                           f"{sum(t.role == 'chosen' for t in targets)}")
     space = derive_search_space(teacher.unet)
     local = export_profile(profile)
-    pipes = TorchPipelineProbe(teacher, space, bank, local)
-    with_tiny = pipeline_builder(teacher, space, bank, local.resolution.scale, tiny_decoder_for_cost())
+    args, kwargs = teacher_inputs(teacher, local)
+    scope = profile.budgets.scope
+    if scope == "pipeline":
+        pipes = TorchPipelineProbe(teacher, space, bank, local)
+        with_tiny = pipeline_builder(teacher, space, bank, local.resolution.scale, tiny_decoder_for_cost())
+
+        def build(spec: ArchSpec, decoder: str) -> tuple[nn.Module, tuple, dict, int]:
+            model = pipes.model(spec) if decoder == "kl" else with_tiny(spec).eval()
+            return model, pipes.lr, {}, pipes.candidate_params(spec)
+    else:
+        probe = TorchProbe(space, copy.deepcopy(teacher.unet), args, kwargs, local, bank)
+
+        def build(spec: ArchSpec, decoder: str) -> tuple[nn.Module, tuple, dict, int]:
+            # the probe's UNet with spec's blocks swapped in: exported before the next spec swaps its own
+            return probe.swapper.apply(spec), probe.args, probe.kwargs, probe.candidate_params(spec)
     workloads: list[dict[str, Any]] = []
 
     def add(wid: str, role: str, module: nn.Module, args: tuple, kwargs: dict, **info: Any) -> None:
@@ -91,20 +116,18 @@ def export_confirmation(teacher, profile: DeviceProfile, bank: dict, out: str | 
         if progress:
             progress(wid)
 
-    args, kwargs = teacher_inputs(teacher, local)
     add("reference", "reference", nn.Module.to(copy.deepcopy(teacher.unet), "cpu", torch.float32).eval(), args, kwargs)
     # the teacher as shipped first: the yardstick of a relative budget
     rows = [("teacher", space.all_teacher(), "kl", None), *((t.role, t.spec, t.decoder, t.predicted_vs_teacher)
                                                           for t in targets)]
     for role, spec, decoder, predicted in rows:
-        model = pipes.model(spec) if decoder == "kl" else with_tiny(spec).eval()
-        add(f"pipeline:{role}:{spec.key}:{decoder}", role, model, pipes.lr, {}, key=spec.key,
-            choices=dict(spec.items()), decoder=decoder, params=pipes.candidate_params(spec),
-            predicted_vs_teacher=predicted)
+        model, a, k, params = build(spec, decoder)
+        add(f"{scope}:{role}:{spec.key}:{decoder}", role, model, a, k, key=spec.key, choices=dict(spec.items()),
+            decoder=decoder, params=params, predicted_vs_teacher=predicted)
     manifest = {"profile_name": profile.name, "profile": profile.to_dict(), "profile_sha256": profile.sha256,
                 "space_id": space.space_id, "input_px": profile.resolution.input_px,
                 "output_px": profile.resolution.output_px, "batch": profile.batch, "onnx_precision": "fp32",
-                "opset": OPSET, "timing": dataclasses.asdict(profile.timing), "search": search,
+                "opset": OPSET, "timing": dataclasses.asdict(profile.timing), "search": search, "scope": scope,
                 "then": "tocsr costs confirm {results}", "workloads": workloads}
     return write_bundle(out, CONFIRM_BUNDLE_KIND, CONFIRM_BUNDLE_VERSION, manifest,
                         _readme(profile, targets, search))
@@ -112,16 +135,19 @@ def export_confirmation(teacher, profile: DeviceProfile, bank: dict, out: str | 
 
 def _readme(profile: DeviceProfile, targets: Sequence[ConfirmTarget], search: dict[str, Any]) -> str:
     chosen = next(t for t in targets if t.role == "chosen")
+    res = profile.resolution
+    what, shipped = ((f"whole one-step SR pipelines (LR {res.input_px} px in, HR {res.output_px} px out)",
+                      " as shipped") if profile.budgets.scope == "pipeline" else
+                     (f"backbone calls (one UNet call at {res.latent_px} px latents)", "'s backbone"))
     return f"""# Confirmation bundle: {profile.name}
 
 Confirms on the device the choice `{chosen.spec.key}` ({chosen.decoder} decoder) that a search made without it
 ({search.get('status', '?')}: {search.get('basis') or search.get('folder', '')}). The budget:
 {search.get('budget_in_words', '?')}.
 
-{len(targets) + 1} whole one-step SR pipelines (LR {profile.resolution.input_px} px in, HR
-{profile.resolution.output_px} px out, batch {profile.batch}, fp32 ONNX, opset {OPSET}): the teacher as shipped,
-the chosen one, {len(targets) - 1} runner(s)-up; and the reference workload every pipeline is timed beside.
-The networks' weights are untrained: cost does not depend on them.
+{len(targets) + 1} {what} (batch {profile.batch}, fp32 ONNX, opset {OPSET}): the teacher{shipped}, the chosen
+one, {len(targets) - 1} runner(s)-up; and the reference workload each is timed beside. The networks' weights
+are untrained: cost does not depend on them.
 
     python run_bundle.py .                                   # CPU; or --provider CUDAExecutionProvider, ...
 
@@ -137,9 +163,10 @@ def read_confirmation_manifest(bundle: str | Path) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ConfirmedPipeline:
-    """One pipeline as the device timed it, at the run's speed (ms at the profile's percentile)."""
+    """One pipeline (or backbone call, for a backbone-scoped profile) as the device timed it, at the run's speed
+    (ms at the profile's percentile)."""
 
-    role: str                      # "teacher" (as shipped), "chosen" or "runner-up"
+    role: str                      # "teacher" (as shipped, or its backbone), "chosen" or "runner-up"
     key: str
     decoder: str
     params: int                    # the backbone's
@@ -151,12 +178,12 @@ class ConfirmedPipeline:
     vs_budget_high: float | None
     meets_budget: bool | None
     clear: bool | None             # the interval of vs_budget is on one side of 1
-    measured_vs_teacher: float     # p_ms / the teacher as shipped's
+    measured_vs_teacher: float     # p_ms / the teacher row's
     predicted_vs_teacher: float | None   # what the search said, where it said
 
     @property
     def prediction_error(self) -> float | None:
-        """measured / predicted - 1 of the latency relative to the teacher as shipped (speed-free)."""
+        """measured / predicted - 1 of the latency relative to the teacher row (speed-free)."""
         if self.predicted_vs_teacher is None:
             return None
         return self.measured_vs_teacher / self.predicted_vs_teacher - 1
@@ -176,6 +203,7 @@ class Confirmation:
     reference_median_ms: float
     pipelines: tuple[ConfirmedPipeline, ...]
     recommendation: str
+    scope: str = "pipeline"        # what was timed: whole one-step SR calls, or one backbone call
     memory: str = "not confirmed: the bundle runner times, it does not read memory"
     kind: str = CONFIRMATION_KIND
     schema_version: int = CONFIRMATION_VERSION
@@ -209,10 +237,14 @@ class Confirmation:
                f"reference, at one speed of the device: reference median {self.reference_median_ms:.2f} ms)",
                f"budget: {self.budget_in_words}" + (f" = {self.budget_ms:.2f} ms on this device"
                                                     if self.budget_ms is not None else "")]
+        pipeline = self.scope == "pipeline"
+        out.append("timed: " + ("whole one-step SR calls (LR image in, HR image out)" if pipeline else
+                                "one backbone call each (the profile's budgets bound the backbone)"))
+        teacher = "the teacher as shipped" if pipeline else "the teacher's backbone"
         for p in self.pipelines:
-            line = (f"  {p.role:9s} {p.key} ({p.decoder} decoder, {p.params / 1e6:.2f} M backbone params): {q} "
-                    f"{p.p_ms:.2f} ms [{p.p_ms_low:.2f}, {p.p_ms_high:.2f}], {p.measured_vs_teacher:.3f} x the "
-                    "teacher as shipped")
+            line = (f"  {p.role:9s} {p.key} ({f'{p.decoder} decoder, ' if pipeline else ''}{p.params / 1e6:.2f} M "
+                    f"backbone params): {q} {p.p_ms:.2f} ms [{p.p_ms_low:.2f}, {p.p_ms_high:.2f}], "
+                    f"{p.measured_vs_teacher:.3f} x {teacher}")
             if p.vs_budget is not None and p.role != "teacher":
                 word = "meets" if p.meets_budget else "MISSES"
                 line += (f"; {word} the budget ({p.vs_budget:.3f} x [{p.vs_budget_low:.3f}, {p.vs_budget_high:.3f}]"
@@ -274,7 +306,8 @@ def confirm_results(results_path: str | Path, bundle: str | Path | None = None, 
                                       w.get("predicted_vs_teacher")))
     return Confirmation(profile.name, device_name(device), device, manifest["search"], q,
                         manifest["search"].get("budget_in_words") or budget.describe_latency(q),
-                        None if budget_ms is None else float(budget_ms), ref_ms, tuple(rows), _recommend(rows))
+                        None if budget_ms is None else float(budget_ms), ref_ms, tuple(rows), _recommend(rows),
+                        manifest.get("scope", "pipeline"))
 
 
 def _recommend(rows: Sequence[ConfirmedPipeline]) -> str:

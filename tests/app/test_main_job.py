@@ -305,6 +305,7 @@ def test_a_cuda_profile_without_its_card_joins_the_run_as_a_labelled_prediction(
     assert cpu["latency_how"] == "measured" and gpu["latency_how"] == "predicted"
     assert gpu["measured_p90_ms"] <= gpu["latency_budget_ms"]
     assert "h100-bf16: PREDICTED, not measured" in r.stdout and "no CUDA device on this machine" in r.stderr
+    assert "h100-bf16: to confirm the choice on the device: `tocsr costs export --confirm" in r.stdout
     assert load_profile(out / "profiles" / "h100-bf16.yaml").device.kind == "predicted"
     result = SearchResult.load(out / "search-h100-bf16")
     assert result.chosen.how == "predicted" and result.teacher_measured["device_name"] == "H100 (predicted)"
@@ -456,6 +457,15 @@ def test_a_choice_is_confirmed_on_the_device_by_a_small_bundle_of_its_pipelines(
     assert conf.budget_ms == pytest.approx(0.52 * conf.pipelines[0].p_ms)      # cpu-2core: 0.52 x as shipped
     assert conf.chosen.meets_budget == (conf.chosen.p_ms <= conf.budget_ms)
     assert f"chosen    {result.chosen.key}" in r.stdout and "memory: not confirmed" in r.stdout
+    # the main job's summary gives this command for a predicted choice, none for a measured one
+    import dataclasses
+
+    from tocsr.app.mainjob import confirm_command
+
+    assert confirm_command(run, result, str(PROFILE)) is None
+    predicted = dataclasses.replace(result, chosen=dataclasses.replace(result.chosen, status="predicted"))
+    assert confirm_command(run, predicted, str(PROFILE)) == (
+        f"tocsr costs export --confirm {search} -p {PROFILE} --teacher {run / 'teacher'} -o confirm-cpu-2core/")
     wrong = tocsr("costs", "export", "--confirm", str(search), "-p", str(REPO / "hw_profiles" / "h100-bf16.yaml"),
                   "--teacher", str(run / "teacher"), "-o", "x", cwd=tmp_path, timeout=300)
     assert wrong.returncode == 1 and "chose for profile 'cpu-2core', -p gives 'h100-bf16'" in wrong.stderr

@@ -123,3 +123,53 @@ def test_a_target_must_say_what_it_is():
         ConfirmTarget("teacher", spec)
     with pytest.raises(ValueError, match="decoder must be one of"):
         ConfirmTarget("chosen", spec, "vae")
+
+
+@pytest.mark.extended
+def test_a_backbone_scoped_choice_is_confirmed_on_backbone_calls(tmp_path):
+    """Export (tiny teacher, a profile whose budgets bound the backbone), the runner with onnxruntime, the verdict."""
+    pytest.importorskip("onnxruntime")
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from bench.confirm import export_confirmation, targets_from
+    from tests.bench.test_bundle import WITHOUT_TORCH
+    from tocsr.core.distill.bank import new_bank
+    from tocsr.core.models.autoencoder import build_autoencoder_from_preset, set_latent_stats
+    from tocsr.core.models.condition import ConditionEmbedding
+    from tocsr.core.models.unet import build_unet_from_preset
+    from tocsr.core.space import derive_search_space
+    from tocsr.core.teacher.diffusion_train import Denoiser, make_scheduler
+    from tocsr.core.teacher.presets import get_teacher_preset
+    from tocsr.core.teacher.train import Teacher
+
+    torch.manual_seed(0)
+    ae = build_autoencoder_from_preset("tiny").eval()
+    set_latent_stats(ae, torch.rand(4, 3, 64, 64) * 2 - 1)
+    unet = build_unet_from_preset("tiny", "cpu").eval()
+    condition = ConditionEmbedding(cond_tokens=1, cross_attention_dim=unet.config.cross_attention_dim)
+    preset = get_teacher_preset("smoke")
+    teacher = Teacher(preset, ae, Denoiser(unet, condition).eval(), make_scheduler(preset), tmp_path / "teacher")
+    space = derive_search_space(unet)
+    profile = parse_profile(CPU_PROFILE_YAML, "test-cpu.yaml")           # budgets: 100 ms on the backbone
+    cheap = {s.name: s.choices[-1] for s in space.slots}
+    targets = targets_from(space, cheap, "kl", 0.3, [{space.slots[0].name: space.slots[0].choices[-1]}])
+    bundle = export_confirmation(teacher, profile, new_bank(space), tmp_path / "c", targets,
+                                 {"folder": "s", "status": "predicted", "budget_in_words": "backbone <= 100 ms"})
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["scope"] == "backbone" and [w["role"] for w in manifest["workloads"]] == [
+        "reference", "teacher", "chosen", "runner-up"]
+    run = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, str(bundle / "run_bundle.py"), str(bundle)],
+                         cwd=bundle, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "tocsr costs confirm" in run.stdout
+    conf = confirm_results(bundle / "results.json")
+    teacher_row, chosen = conf.pipelines[0], conf.chosen
+    assert conf.scope == "backbone" and conf.budget_ms == 100.0          # a millisecond budget, as given
+    assert teacher_row.measured_vs_teacher == 1.0 and chosen.measured_vs_teacher < 1.0   # fewer blocks, less time
+    assert chosen.params < teacher_row.params and chosen.meets_budget
+    assert "one backbone call each" in "\n".join(conf.lines())

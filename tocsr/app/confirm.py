@@ -20,17 +20,17 @@ CONFIRMATION_FILE = "confirmation.json"
 
 def stage_confirm_export(search_dir: str | Path, teacher_dir: str | Path, profile_ref: str | Path,
                          out_dir: str | Path, runners_up: int = 2) -> Path:
-    """Write the confirmation bundle of the search in `search_dir`: the teacher as shipped, the chosen pipeline
-    with its decoder, and `runners_up` more (the next feasible trials by the search's objective)."""
+    """Write the confirmation bundle of the search in `search_dir`: the teacher (as shipped, or its backbone), the
+    chosen model (with its decoder), and `runners_up` more (the next feasible trials by the search's objective)."""
     search_dir = Path(search_dir)
     result = SearchResult.load(search_dir)
     profile = load_profile(profile_ref)
     if profile.name != result.profile_name:
         raise ConfigError(f"{search_dir} chose for profile {result.profile_name!r}, -p gives {profile.name!r}: give "
                           "the profile the search was run with")
-    if result.scope != "pipeline":
-        raise ConfigError(f"{search_dir}: its budgets bound one backbone call (scope {result.scope!r}); a confirmation "
-                          "bundle times whole one-step SR pipelines: search again with a pipeline-scoped profile")
+    if result.scope != profile.budgets.scope:
+        raise ConfigError(f"{search_dir} searched under budgets on the {result.scope}, {profile.name}'s bound the "
+                          f"{profile.budgets.scope}: give the profile the search was run with")
     teacher = load_teacher(teacher_dir)
     space = derive_search_space(teacher.unet)
     if result.space_id != space.space_id:

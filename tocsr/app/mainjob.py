@@ -424,7 +424,8 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
 
     report_path = build_report(out, Path(report_dir) if report_dir else out / "report")
     browser = browser_check(report_path)
-    summary = summarize(out, chosen, report_path, time.perf_counter() - t_start, log)
+    summary = summarize(out, chosen, report_path, time.perf_counter() - t_start, log,
+                        {p.name: str(r) for p, r in zip(loaded, profiles, strict=True)})
     summary["browser_check"] = browser
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     print_summary(console, summary)
@@ -521,8 +522,17 @@ def test_headline(out: Path, device: str) -> dict[str, Any]:
     return headline
 
 
+def confirm_command(out: Path, result: SearchResult, profile_ref: str) -> str | None:
+    """The command that writes the bundle confirming a predicted choice on its device (bench.confirm); None
+    where the choice was measured here."""
+    if result.chosen.how != "predicted":
+        return None
+    return (f"tocsr costs export --confirm {out / f'search-{result.profile_name}'} -p {profile_ref} "
+            f"--teacher {out / 'teacher'} -o confirm-{result.profile_name}/")
+
+
 def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wall_s: float,
-              log: StageLog) -> dict[str, Any]:
+              log: StageLog, profile_refs: dict[str, str] | None = None) -> dict[str, Any]:
     from reports.build import read_rows
 
     _, scored_on = read_rows(out / "eval")
@@ -539,7 +549,8 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
             "teacher_gmacs": res.teacher_gmacs, "test": test_headline(out, name), "fidelity_proxy": res.proxy,
             "scope": res.scope, "pipeline": res.pipeline, "decoder": res.decoder,
             "decoder_reason": (res.decoder_choice or {}).get("reason"), "sr_folder": res.sr_folder_name,
-            "finetune": _finetune_summary(out / "finetune" / c.key),
+            "finetune": _finetune_summary(out / "finetune" / c.key), "latency_basis": c.basis,
+            "confirm_command": confirm_command(out, res, (profile_refs or {}).get(name, name)),
         }
     fairness = {k: scored_on.get(k) for k in ("test_images", "test_max_px", "baseline_budget_s", "budget_unit",
                                               "baselines_trained", "told_degradation")}
@@ -604,8 +615,12 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         else:
             console.print(f"{name}: latencies are of one backbone call ({d['budget']})")
         if d["latency_how"] == "predicted":
-            console.print(f"{name}: PREDICTED, not measured: the device is not attached; its latencies, memory and the "
-                          "check of the choice are the roofline from the profile's device constants")
+            console.print(f"{name}: PREDICTED, not measured: " + (
+                d.get("latency_basis") or "the device is not attached; its latencies, memory and the check of the "
+                                          "choice are the roofline from the profile's device constants"))
+            if d.get("confirm_command"):
+                console.print(f"{name}: to confirm the choice on the device: `{d['confirm_command']}`, run the "
+                              f"bundle's run_bundle.py there, then `tocsr costs confirm confirm-{name}/results.json`")
         if d.get("finetune"):
             console.print(f"{name}: " + "\n".join(d["finetune"]["lines"]))
         for kind, h in d["test"].items():
