@@ -8,22 +8,16 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from bench.bundle import bundle_space, export_bundle, import_results
 from bench.pipeline import load_cost_model
 from bench.profile import parse_profile
 from tests.conftest import CPU_PROFILE_YAML
+from tests.tiny import tiny_teacher
 from tocsr.app.stages import stage_costs_import
 from tocsr.core.distill.bank import new_bank
 from tocsr.core.errors import ConfigError
-from tocsr.core.models.autoencoder import build_autoencoder_from_preset, set_latent_stats
-from tocsr.core.models.condition import ConditionEmbedding
-from tocsr.core.models.unet import build_unet_from_preset
 from tocsr.core.space import TEACHER, derive_search_space
-from tocsr.core.teacher.diffusion_train import Denoiser, make_scheduler
-from tocsr.core.teacher.presets import get_teacher_preset
-from tocsr.core.teacher.train import Teacher
 
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.extended      # the round trip takes over a minute (nox -s extended; CI runs it)
@@ -35,14 +29,9 @@ WITHOUT_TORCH = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = sys
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
-    torch.manual_seed(0)
-    ae = build_autoencoder_from_preset("tiny").eval()
-    set_latent_stats(ae, torch.rand(4, 3, 64, 64) * 2 - 1)
-    unet = build_unet_from_preset("tiny", "cpu").eval()
-    condition = ConditionEmbedding(cond_tokens=1, cross_attention_dim=unet.config.cross_attention_dim)
-    preset = get_teacher_preset("smoke")
     folder = tmp_path_factory.mktemp("bundle")
-    teacher = Teacher(preset, ae, Denoiser(unet, condition).eval(), make_scheduler(preset), folder / "teacher")
+    teacher = tiny_teacher(folder / "teacher")
+    unet = teacher.unet
     # one surrogate family per kind keeps the bundle small; the code path is the full space's
     space = derive_search_space(unet, {"resnet": ("res_bneck4",), "attention": ("attn_linear",)})
     profile = parse_profile(CPU_PROFILE_YAML, "test-cpu.yaml")

@@ -133,27 +133,14 @@ def test_a_backbone_scoped_choice_is_confirmed_on_backbone_calls(tmp_path):
     import subprocess
     import sys
 
-    import torch
-
     from bench.confirm import export_confirmation, targets_from
     from tests.bench.test_bundle import WITHOUT_TORCH
+    from tests.tiny import tiny_teacher
     from tocsr.core.distill.bank import new_bank
-    from tocsr.core.models.autoencoder import build_autoencoder_from_preset, set_latent_stats
-    from tocsr.core.models.condition import ConditionEmbedding
-    from tocsr.core.models.unet import build_unet_from_preset
     from tocsr.core.space import derive_search_space
-    from tocsr.core.teacher.diffusion_train import Denoiser, make_scheduler
-    from tocsr.core.teacher.presets import get_teacher_preset
-    from tocsr.core.teacher.train import Teacher
 
-    torch.manual_seed(0)
-    ae = build_autoencoder_from_preset("tiny").eval()
-    set_latent_stats(ae, torch.rand(4, 3, 64, 64) * 2 - 1)
-    unet = build_unet_from_preset("tiny", "cpu").eval()
-    condition = ConditionEmbedding(cond_tokens=1, cross_attention_dim=unet.config.cross_attention_dim)
-    preset = get_teacher_preset("smoke")
-    teacher = Teacher(preset, ae, Denoiser(unet, condition).eval(), make_scheduler(preset), tmp_path / "teacher")
-    space = derive_search_space(unet)
+    teacher = tiny_teacher(tmp_path / "teacher")
+    space = derive_search_space(teacher.unet)
     profile = parse_profile(CPU_PROFILE_YAML, "test-cpu.yaml")           # budgets: 100 ms on the backbone
     cheap = {s.name: s.choices[-1] for s in space.slots}
     targets = targets_from(space, cheap, "kl", 0.3, [{space.slots[0].name: space.slots[0].choices[-1]}])
