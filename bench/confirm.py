@@ -68,7 +68,7 @@ class ConfirmTarget:
     role: str
     spec: ArchSpec
     decoder: str = "kl"
-    predicted_vs_teacher: float | None = None
+    search_vs_teacher: float | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ("chosen", "runner-up"):
@@ -118,12 +118,12 @@ def export_confirmation(teacher, profile: DeviceProfile, bank: dict, out: str | 
 
     add("reference", "reference", nn.Module.to(copy.deepcopy(teacher.unet), "cpu", torch.float32).eval(), args, kwargs)
     # the teacher as shipped first: the yardstick of a relative budget
-    rows = [("teacher", space.all_teacher(), "kl", None), *((t.role, t.spec, t.decoder, t.predicted_vs_teacher)
+    rows = [("teacher", space.all_teacher(), "kl", None), *((t.role, t.spec, t.decoder, t.search_vs_teacher)
                                                           for t in targets)]
-    for role, spec, decoder, predicted in rows:
+    for role, spec, decoder, said in rows:
         model, a, k, params = build(spec, decoder)
         add(f"{scope}:{role}:{spec.key}:{decoder}", role, model, a, k, key=spec.key, choices=dict(spec.items()),
-            decoder=decoder, params=params, predicted_vs_teacher=predicted)
+            decoder=decoder, params=params, search_vs_teacher=said)
     manifest = {"profile_name": profile.name, "profile": profile.to_dict(), "profile_sha256": profile.sha256,
                 "space_id": space.space_id, "input_px": profile.resolution.input_px,
                 "output_px": profile.resolution.output_px, "batch": profile.batch, "onnx_precision": "fp32",
@@ -179,14 +179,16 @@ class ConfirmedPipeline:
     meets_budget: bool | None
     clear: bool | None             # the interval of vs_budget is on one side of 1
     measured_vs_teacher: float     # p_ms / the teacher row's
-    predicted_vs_teacher: float | None   # what the search said, where it said
+    # what the search said of latency / the teacher's: predicted for a device that is not attached, measured where
+    # the search ran on it (Confirmation.search["status"] says which); None for runners-up
+    search_vs_teacher: float | None
 
     @property
-    def prediction_error(self) -> float | None:
-        """measured / predicted - 1 of the latency relative to the teacher row (speed-free)."""
-        if self.predicted_vs_teacher is None:
+    def error_vs_search(self) -> float | None:
+        """Measured here / what the search said - 1, of latency relative to the teacher row (speed-free)."""
+        if self.search_vs_teacher is None:
             return None
-        return self.measured_vs_teacher / self.predicted_vs_teacher - 1
+        return self.measured_vs_teacher / self.search_vs_teacher - 1
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,7 @@ class Confirmation:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["pipelines"] = [{**dataclasses.asdict(p), "prediction_error": p.prediction_error} for p in self.pipelines]
+        d["pipelines"] = [{**dataclasses.asdict(p), "error_vs_search": p.error_vs_search} for p in self.pipelines]
         return {k: v for k, v in d.items() if k not in ("kind", "schema_version")}
 
     def save(self, path: str | Path) -> Path:
@@ -249,8 +251,9 @@ class Confirmation:
                 word = "meets" if p.meets_budget else "MISSES"
                 line += (f"; {word} the budget ({p.vs_budget:.3f} x [{p.vs_budget_low:.3f}, {p.vs_budget_high:.3f}]"
                          f"{'' if p.clear else ', within the noise'})")
-            if p.prediction_error is not None:
-                line += f"; the search predicted {p.predicted_vs_teacher:.3f} x ({100 * p.prediction_error:+.1f}%)"
+            if p.error_vs_search is not None:
+                said = "predicted" if self.search.get("status") != "measured" else "measured where it ran"
+                line += f"; the search {said} {p.search_vs_teacher:.3f} x ({100 * p.error_vs_search:+.1f}%)"
             out.append(line)
         out.append(f"memory: {self.memory}")
         out.append(self.recommendation)
@@ -303,7 +306,7 @@ def confirm_results(results_path: str | Path, bundle: str | Path | None = None, 
             meets, clear = vs <= 1.0, bool(vs_hi < 1.0 or vs_lo > 1.0)
         rows.append(ConfirmedPipeline(w["role"], w["key"], w["decoder"], int(w["params"]), points[wid], float(lo),
                                       float(hi), vs, vs_lo, vs_hi, meets, clear, points[wid] / points[teacher],
-                                      w.get("predicted_vs_teacher")))
+                                      w.get("search_vs_teacher")))
     return Confirmation(profile.name, device_name(device), device, manifest["search"], q,
                         manifest["search"].get("budget_in_words") or budget.describe_latency(q),
                         None if budget_ms is None else float(budget_ms), ref_ms, tuple(rows), _recommend(rows),
@@ -325,10 +328,10 @@ def _recommend(rows: Sequence[ConfirmedPipeline]) -> str:
             "measured there (`tocsr costs export`, `tocsr costs import`), or relax the budget")
 
 
-def targets_from(space: SearchSpace, chosen: dict[str, str], decoder: str, predicted_vs_teacher: float | None,
+def targets_from(space: SearchSpace, chosen: dict[str, str], decoder: str, search_vs_teacher: float | None,
                  runners_up: Sequence[dict[str, str]]) -> list[ConfirmTarget]:
     """The chosen pipeline and its runners-up as confirmation targets (runners-up deploy the same decoder)."""
-    return [ConfirmTarget("chosen", space.spec(chosen), decoder, predicted_vs_teacher),
+    return [ConfirmTarget("chosen", space.spec(chosen), decoder, search_vs_teacher),
             *(ConfirmTarget("runner-up", space.spec(c), decoder) for c in runners_up)]
 
 

@@ -453,7 +453,7 @@ def test_a_choice_is_confirmed_on_the_device_by_a_small_bundle_of_its_pipelines(
     result = SearchResult.load(search)
     assert [p.role for p in conf.pipelines] == ["teacher", "chosen", "runner-up"]
     assert conf.chosen.key == result.chosen.key and conf.chosen.decoder == result.decoder
-    assert conf.chosen.predicted_vs_teacher == pytest.approx(result.chosen.latency_vs_teacher)
+    assert conf.chosen.search_vs_teacher == pytest.approx(result.chosen.latency_vs_teacher)
     assert conf.budget_ms == pytest.approx(0.52 * conf.pipelines[0].p_ms)      # cpu-2core: 0.52 x as shipped
     assert conf.chosen.meets_budget == (conf.chosen.p_ms <= conf.budget_ms)
     assert f"chosen    {result.chosen.key}" in r.stdout and "memory: not confirmed" in r.stdout

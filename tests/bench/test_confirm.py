@@ -37,7 +37,7 @@ def write_bundle(folder, pipelines: dict[str, tuple[str, float, float | None]], 
     results = {}
     for wid, (role, ms, predicted) in pipelines.items():
         workloads.append({"id": wid, "role": role, "file": f"models/{wid}.onnx", "inputs": [], "key": wid,
-                          "choices": {}, "decoder": "tiny", "params": 1_000_000, "predicted_vs_teacher": predicted})
+                          "choices": {}, "decoder": "tiny", "params": 1_000_000, "search_vs_teacher": predicted})
         ref = list(40.0 * speed * (1 + jitter * rng.uniform(-1, 1, 6)))
         tgt = list(ms * speed * (1 + jitter * rng.uniform(-1, 1, 6)))
         rel = [t / np.median(ref[3 * (i // 3):3 * (i // 3) + 3]) for i, t in enumerate(tgt)]
@@ -65,7 +65,7 @@ def test_a_choice_that_meets_its_budget_on_the_device_is_shipped(tmp_path):
     c = conf.chosen
     assert c.meets_budget and c.clear and c.vs_budget == pytest.approx(0.8, rel=0.03)
     assert c.measured_vs_teacher == pytest.approx(0.4, rel=0.03)
-    assert c.prediction_error == pytest.approx(0.4 / 0.42 - 1, abs=0.03)
+    assert c.error_vs_search == pytest.approx(0.4 / 0.42 - 1, abs=0.03)
     assert conf.recommendation.startswith("ship c:") and "noise" not in conf.recommendation
     assert conf.device_name == "Cortex-A78AE on board (onnxruntime 1.20, CPUExecutionProvider)"
     text = "\n".join(conf.lines())
@@ -109,7 +109,7 @@ def test_the_verdict_round_trips_and_results_of_another_bundle_are_refused(tmp_p
     results = write_bundle(tmp_path / "b", {"t": ("teacher", TEACHER_MS, None), "c": ("chosen", 80.0, None)})
     conf = confirm_results(results)
     assert Confirmation.load(conf.save(tmp_path / "v.json")) == conf
-    assert json.loads((tmp_path / "v.json").read_text())["pipelines"][1]["prediction_error"] is None
+    assert json.loads((tmp_path / "v.json").read_text())["pipelines"][1]["error_vs_search"] is None
     other = write_bundle(tmp_path / "o", {"t": ("teacher", TEACHER_MS, None), "c2": ("chosen", 80.0, None)})
     with pytest.raises(ConfigError, match="measured for another bundle"):
         confirm_results(other, tmp_path / "b")
