@@ -32,7 +32,7 @@ from tocsr.core.provenance import environment
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import load_student
 from tocsr.core.sr.onestep import OneStepSR
-from tocsr.core.sr.parts import deployed_decoder
+from tocsr.core.sr.parts import deployed_decoder, deployed_encoder
 from tocsr.core.sr.run import MultiStepSR
 from tocsr.core.sr.train import load_sr_teachers
 from tocsr.core.training import make_accelerator
@@ -44,7 +44,8 @@ def load_sr_methods(teacher, sr_dir: Path, profile_name: str, with_teacher: bool
     info = SRModelInfo.load(sr_dir)
     cfg = info.config
     student = load_student(sr_dir / "student")
-    one = OneStepSR(teacher.autoencoder, student, cfg.scale, deployed_decoder(sr_dir, info.decoder))
+    one = OneStepSR(teacher.autoencoder, student, cfg.scale, deployed_decoder(sr_dir, info.decoder),
+                    deployed_encoder(sr_dir, info.encoder))
     told = ", told the degradation" if one.takes_degradation else ""
     methods = [SRMethod(f"tocsr-onestep ({profile_name}{told})", "one-step", one, False, info.arch.key,
                         cost_module=one.for_degradation(None))]

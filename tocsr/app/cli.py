@@ -431,14 +431,18 @@ def sr(
                                           help="`tocsr finetune` output: start the students from that backbone"),
     resume: bool = typer.Option(False, "--resume"),
     parts: Path | None = typer.Option(None, "--parts", help="the parts/ folder the search was given: needed when "
-                                      "it chose the tiny decoder"),
+                                      "it chose the tiny decoder, or with --encoder lr"),
+    encoder: str = typer.Option("kl", "--encoder", help=(
+        "kl: bicubic upscale + the autoencoder's encoder; lr: the parts stage's LR encoder, reading the LR image at "
+        "LR resolution (cheaper, less faithful: see parts.json), the student trained on its latents")),
 ) -> None:
     """Adapt the chosen backbone to SR and distil it into a one-step generator."""
     from tocsr.app.stages import stage_sr
 
     with folder_lock(out, "sr"):
         cfg = dataclasses.replace(SR_DEFAULTS, teacher_steps=teacher_steps, student_steps=student_steps)
-        info = stage_sr(teacher, surrogates, search_result, out, cfg, data, resume, finetuned, parts_dir=parts)
+        info = stage_sr(teacher, surrogates, search_result, out, cfg, data, resume, finetuned, parts_dir=parts,
+                        encoder=encoder)
     for kind, rows in info.quality.items():
         typer.echo(f"{kind}: " + ", ".join(f"{m} {r['psnr_y']:.2f} dB" for m, r in rows.items()))
     typer.echo(f"wrote {out} (upscale with `tocsr upscale IMAGE -o OUT --model {out}`)")
@@ -753,7 +757,10 @@ def export(
     path = export_onnx(pipe, out, opset=opset)
     err = check_onnx(pipe, path)
     told = f", degradation {pipe.degradation}" if pipe.degradation else ""
-    typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB{told}); onnxruntime vs torch max |diff| {err:.2e}")
+    latent = ("its lr-encoder/ on the LR image" if pipe.model.encoder_kind == "lr" else
+              f"the autoencoder's encoder on the bicubic x{pipe.scale} upscale")
+    typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB{told}; input: the LR latent of {latent}); "
+               f"onnxruntime vs torch max |diff| {err:.2e}")
     if err > 1e-3:
         raise typer.Exit(1)
 

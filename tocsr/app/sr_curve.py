@@ -52,7 +52,7 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
     from tocsr.core.sr.evaluate import eval_pairs
     from tocsr.core.sr.info import SRModelInfo
     from tocsr.core.sr.onestep import OneStepSR
-    from tocsr.core.sr.parts import deployed_decoder
+    from tocsr.core.sr.parts import deployed_decoder, deployed_encoder
     from tocsr.core.sr.run import run_sr
     from tocsr.core.sr.shared import SharedSRRecord
     from tocsr.core.teacher.train import load_teacher
@@ -73,14 +73,15 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
     bicubic = {kind: psnr(matlab_imresize(lr, cfg.scale).clamp(-1, 1), hr, y_channel=True)
                for kind, (hr, lr) in pairs.items()}
     ae = teacher.autoencoder.eval()
-    decoder = deployed_decoder(model, info.decoder)      # the decoder the run's model deploys, scored here too
+    decoder = deployed_decoder(model, info.decoder)      # the parts the run's model deploys, scored here too
+    encoder = deployed_encoder(model, info.encoder)
     points: list[dict[str, Any]] = []
     scoring = {"s": 0.0}
     t0 = time.perf_counter()
 
     def evaluate(step: int, student) -> None:
         t = time.perf_counter()
-        one = OneStepSR(ae, student, cfg.scale, decoder)
+        one = OneStepSR(ae, student, cfg.scale, decoder, encoder)
         point: dict[str, Any] = {"step": step, "sr_stage_s": shared_s + (t - t0) - scoring["s"]}
         for kind, (hr, lr) in pairs.items():
             with torch.no_grad():
@@ -94,7 +95,7 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
         scoring["s"] += time.perf_counter() - t
 
     final = run_sr(teacher, space, spec, bank, out / "sr", cfg, data, shared=shared_dir, student_evaluate=evaluate,
-                   evaluate_every=every, decoder=decoder)
+                   evaluate_every=every, decoder=decoder, encoder=encoder)
     doc = {"run": str(run), "sr_model": str(model), "arch_key": info.arch.key, "config": dataclasses.asdict(cfg),
            "shared_part_s": shared_s, "points": points, "scoring_s": scoring["s"],
            "val_images": list(final.val_images), "crops_per_degradation": {k: len(v[0]) for k, v in pairs.items()},

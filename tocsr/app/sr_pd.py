@@ -44,7 +44,7 @@ def sweep(run: Path, out: Path, weights: list[float], max_px: int = 384, with_te
     from tocsr.core.distill.train import load_surrogates
     from tocsr.core.space import derive_search_space
     from tocsr.core.sr.info import SRModelInfo
-    from tocsr.core.sr.parts import deployed_decoder
+    from tocsr.core.sr.parts import deployed_decoder, deployed_encoder
     from tocsr.core.sr.run import run_sr
     from tocsr.core.teacher.train import load_teacher
 
@@ -66,7 +66,7 @@ def sweep(run: Path, out: Path, weights: list[float], max_px: int = 384, with_te
         folder = out / f"w_adv-{w:g}"
         t = time.perf_counter()
         run_sr(teacher, space, spec, bank, folder, dataclasses.replace(cfg, w_adv=w), data, shared=run / "sr-shared",
-               decoder=deployed_decoder(model, info.decoder))
+               decoder=deployed_decoder(model, info.decoder), encoder=deployed_encoder(model, info.encoder))
         trained[w] = {"folder": str(folder), "student_s": time.perf_counter() - t}
         ms, _ = load_sr_methods(teacher, folder, "validation", with_teacher=with_teacher and i == 0)
         methods.append(dataclasses.replace(ms[0], name=_weight_name(w)))

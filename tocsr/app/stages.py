@@ -368,11 +368,13 @@ def stage_sr_shared(teacher_dir, out_dir, cfg=None, data=None, resume: bool = Fa
 
 
 def stage_sr(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, data=None, resume: bool = False,
-             finetuned=None, shared=None, parts_dir=None) -> SRModelInfo:
+             finetuned=None, shared=None, parts_dir=None, encoder: str = "kl") -> SRModelInfo:
     """SR adaptation + one-step distillation of the architecture a search chose (from its fine-tuned backbone
     when `finetuned` names a fine-tune folder; from the run's shared pair cache and SR teachers when `shared`
-    names a `stage_sr_shared` folder), deploying the decoder the search chose (the tiny one from `parts_dir`)."""
-    from tocsr.core.sr.parts import DECODER_DIR, load_parts
+    names a `stage_sr_shared` folder), deploying the decoder the search chose (the tiny one from `parts_dir`).
+    `encoder` "lr" deploys the LR encoder of `parts_dir` instead of bicubic + the autoencoder's encoder, and
+    trains the student on its latents (not a choice of the search yet: `tocsr sr --encoder lr`)."""
+    from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR, load_parts
     from tocsr.core.sr.run import run_sr
     from tocsr.core.sr.train import SRConfig
 
@@ -386,8 +388,16 @@ def stage_sr(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, data=No
                              "in (stage_parts' out_dir)")
         _, decoder, record = load_parts(parts_dir)
         decoder_s = record.train_s[DECODER_DIR]
+    lr_encoder, encoder_s = None, 0.0
+    if encoder not in ("kl", "lr"):
+        raise TocsrError(f"encoder {encoder!r}: expected 'kl' (bicubic + the autoencoder's encoder) or 'lr'")
+    if encoder == "lr":
+        if parts_dir is None:
+            raise TocsrError("the LR encoder is trained by the parts stage: give its folder (--parts runs/<r>/parts)")
+        lr_encoder, _, record = load_parts(parts_dir)
+        encoder_s = record.train_s[ENCODER_DIR]
     return run_sr(teacher, space, spec, bank, out_dir, cfg or SRConfig(), data, resume, finetuned, shared,
-                  decoder=decoder, decoder_train_s=decoder_s)
+                  decoder=decoder, decoder_train_s=decoder_s, encoder=lr_encoder, encoder_train_s=encoder_s)
 
 
 def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table: CostTable | PipelineCostModel, out_dir,

@@ -271,19 +271,34 @@ def test_onnx_export_matches_torch(per_degradation_parts, tmp_path):
     assert check_onnx(pipe, path, sizes=((1, 8), (2, 16))) < 1e-3
 
 
-def test_a_tiny_decoder_pipeline_counts_the_parameters_its_call_runs():
-    """The module holds the whole autoencoder; with a tiny decoder deployed its call never runs the autoencoder's
-    decoder, so that decoder is not counted (bench.probe records the count beside every pipeline it measures)."""
-    from tocsr.core.models.parts import TinyDecoder
+def test_a_pipeline_with_stand_in_parts_counts_the_parameters_its_call_runs():
+    """The module holds the whole autoencoder; with a tiny decoder (or an LR encoder) deployed its call never runs
+    the autoencoder's decoder (encoder), so that part is not counted (bench.probe records the count beside every
+    pipeline it measures)."""
+    from tocsr.core.models.parts import LREncoder, TinyDecoder
     from tocsr.core.sr.onestep import OneStepSR
 
+    class Student(torch.nn.Conv2d):           # a blind student's interface, one 1x1 convolution
+        degradations = ()
+
+        def for_degradation(self, degradation):
+            return self
+
     ae = build_autoencoder_from_preset("tiny", "cpu")
-    student, tiny = torch.nn.Conv2d(16, 16, 1), TinyDecoder()
+    student, tiny, lr_encoder = Student(16, 16, 1), TinyDecoder(), LREncoder(scale=4)
 
     def n(*modules) -> int:
         return sum(p.numel() for m in modules for p in m.parameters())
 
     assert OneStepSR(ae, student, 4).params_in_call() == n(ae, student)
     with_tiny = OneStepSR(ae, student, 4, tiny)
-    assert with_tiny.params_in_call() == n(ae, student, tiny) - n(ae.decoder)
+    assert with_tiny.params_in_call() == n(ae, student, tiny) - n(ae.decoder, ae.shortcut_out)
     assert with_tiny.params_in_call() < n(with_tiny) and with_tiny.params_in_call() < n(ae, student)
+    both = OneStepSR(ae, student, 4, tiny, lr_encoder)
+    assert (both.encoder_kind, both.decoder_kind) == ("lr", "tiny")
+    assert both.params_in_call() == n(student, tiny, lr_encoder)          # nothing of the autoencoder runs
+    lr = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert both(lr).shape == (1, 3, 64, 64)
+        assert torch.allclose(both.encoder(lr), lr_encoder(lr))         # no bicubic upscale, no KL encoder
+        assert both.for_degradation(None).encoder_kind == "lr"

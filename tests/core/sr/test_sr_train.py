@@ -233,6 +233,24 @@ def test_pair_cache_of_kind_holds_exactly_that_degradations_pairs(parts):
         cache.of_kind("jpeg")
 
 
+def test_a_pair_cache_with_the_lr_encoder_gives_the_student_that_encoders_latents_of_each_rows_lr_image(parts):
+    from tocsr.core.models.parts import LREncoder
+
+    teacher, _, _, _, photos = parts
+    cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4)
+    assert cache.z_in is cache.z_lr                              # by default the student reads the KL latents
+    torch.manual_seed(0)
+    encoder = LREncoder(scale=CFG.scale, width=8, blocks=1).eval()
+    lr_cache = cache.with_encoder(encoder, batch=3)
+    assert torch.equal(lr_cache.z_lr, cache.z_lr) and torch.equal(lr_cache.z_hr, cache.z_hr)   # the teachers' view
+    resr = lr_cache.of_kind("realesrgan")                        # rows 1, 3, 5, 7: each its own item's LR image
+    with torch.no_grad():
+        expected = encoder(torch.stack([cache.pairs[i][1] for i in (1, 3, 5, 7)])).to(cache.z_lr.dtype)
+    assert torch.equal(resr.z_in, expected)
+    assert torch.equal(resr.inputs(torch.tensor([2])), expected[2:3].float())
+    assert not torch.allclose(lr_cache.z_in.float(), cache.z_lr.float(), atol=1e-2)
+
+
 @pytest.mark.extended
 def test_a_student_from_the_shared_part_is_the_one_it_would_have_been_and_other_settings_are_refused(
         parts, tmp_path, monkeypatch):
@@ -304,6 +322,66 @@ def test_an_sr_model_with_the_tiny_decoder_deploys_and_scores_that_decoder(parts
         assert abs(rows["kl"]["psnr_y"] - rows["tiny"]["psnr_y"]) > 1.0
 
 
+def test_a_student_behind_the_lr_encoder_is_trained_on_that_encoders_latents(parts, tmp_path):
+    """Every latent the student reads while training is a row of the LR encoder's latents, none the KL one's."""
+    from tocsr.core.models.parts import LREncoder
+
+    teacher, space, spec, bank, photos = parts
+    torch.manual_seed(0)
+    cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4).with_encoder(
+        LREncoder(scale=CFG.scale, width=8, blocks=1).eval())
+    sr_teacher = train_sr_teacher(teacher, cache, tmp_path / "t", CFG, "bicubic")
+    student = build_student(teacher, space, spec, bank, CFG)
+    seen, real = [], student.forward
+
+    def spy(z, *args, **kwargs):
+        seen.append(z.detach().clone())
+        return real(z, *args, **kwargs)
+
+    student.forward = spy
+    train_student(teacher, {"bicubic": sr_teacher, "realesrgan": sr_teacher}, dict(sr_scheduler(teacher).config),
+                  student, cache, tmp_path / "s", dataclasses.replace(CFG, student_steps=2, checkpoint_every=1000))
+    ours, kl = cache.z_in.float(), cache.z_lr.float()
+    rows = [row for z in seen for row in z]
+    assert len(rows) >= 4
+    assert all(any(torch.equal(row, r) for r in ours) and not any(torch.allclose(row, r) for r in kl) for row in rows)
+
+
+def test_an_sr_model_with_the_lr_encoder_deploys_it_and_scores_what_it_deploys(parts, tmp_path, monkeypatch):
+    """`tocsr sr --encoder lr`: the SR folder holds the LR encoder, says so, counts its seconds, and every loader
+    runs it; the recorded quality is that of the LR-encoder pipeline."""
+    from reports.comparison import load_sr_methods
+    from tocsr.core.models.parts import LREncoder
+    from tocsr.core.sr import run as sr_run
+    from tocsr.core.sr.evaluate import evaluate_methods
+    from tocsr.core.sr.info import SRModelInfo
+    from tocsr.core.sr.models import load_student
+    from tocsr.core.sr.onestep import OneStepSR
+    from tocsr.core.sr.pipeline import TOCSRPipeline
+
+    teacher, space, spec, bank, photos = parts
+    train, val = photos[:2], photos[2:]
+    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    torch.manual_seed(0)
+    encoder = LREncoder(scale=CFG.scale, width=8, blocks=1).eval()
+    info = sr_run.run_sr(teacher, space, spec, bank, tmp_path, CFG, encoder=encoder, encoder_train_s=5.0)
+    assert (info.encoder, info.decoder) == ("lr", "kl") and SRModelInfo.load(tmp_path).encoder == "lr"
+    assert info.training_s == pytest.approx(sum(info.timings_s[k] for k in info.TRAINING_PARTS) + 5.0
+                                            + info.timings_s["encoder_inputs_s"])
+    pipe = TOCSRPipeline.from_pretrained(tmp_path)
+    assert pipe.model.encoder_kind == "lr"
+    assert torch.equal(pipe.model.part_encoder.net[0].weight, encoder.net[0].weight)
+    [one], _ = load_sr_methods(teacher, tmp_path, "cpu", with_teacher=False)
+    assert one.module.encoder_kind == "lr"
+    student = load_student(tmp_path / "student")
+    again = evaluate_methods({"lr": OneStepSR(teacher.autoencoder, student, CFG.scale, None, encoder),
+                              "kl": OneStepSR(teacher.autoencoder, student, CFG.scale)}, val, CFG.patch_px, CFG.scale)
+    for kind, rows in again.items():
+        # the recorded quality is the LR encoder's pipeline's (an untrained encoder: apart from the KL one's)
+        assert rows["lr"]["psnr_y"] == pytest.approx(info.quality[kind]["tocsr-onestep"]["psnr_y"], abs=1e-4)
+        assert abs(rows["kl"]["psnr_y"] - rows["lr"]["psnr_y"]) > 0.1
+
+
 def test_an_sr_record_written_before_the_decoder_choice_reads_as_the_kl_decoder(tmp_path):
     import json
 
@@ -316,12 +394,17 @@ def test_an_sr_record_written_before_the_decoder_choice_reads_as_the_kl_decoder(
     path = info.save(tmp_path, {})
     doc = json.loads(path.read_text())
     doc["schema_version"] = 2
-    del doc["decoder"]
+    del doc["decoder"], doc["encoder"]
     path.write_text(json.dumps(doc))
-    assert SRModelInfo.load(tmp_path).decoder == "kl"
+    assert (SRModelInfo.load(tmp_path).decoder, SRModelInfo.load(tmp_path).encoder) == ("kl", "kl")
+    doc["schema_version"], doc["decoder"] = 3, "tiny"          # before the encoder was recorded
+    path.write_text(json.dumps(doc))
+    assert (SRModelInfo.load(tmp_path).decoder, SRModelInfo.load(tmp_path).encoder) == ("tiny", "kl")
     doc["schema_version"] = 1
     path.write_text(json.dumps(doc))
     with pytest.raises(ArtifactError, match="schema_version = 1"):
         SRModelInfo.load(tmp_path)
     with pytest.raises(ConfigError, match="decoder = 'small'"):
         dataclasses.replace(info, decoder="small")
+    with pytest.raises(ConfigError, match="encoder = 'vae'"):
+        dataclasses.replace(info, encoder="vae")

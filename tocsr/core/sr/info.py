@@ -5,6 +5,7 @@
     DIR/student/              the one-step student (one backbone per degradation when trained apart)
     DIR/sr_teacher/<kind>/    the multi-step SR teacher of each degradation, DIR/sr_scheduler/ its schedule
     DIR/tiny-decoder/         the decoder the model deploys when it is not the autoencoder's (`decoder: tiny`)
+    DIR/lr-encoder/           the encoder the model deploys when it reads the LR image itself (`encoder: lr`)
 
 Example:
     >>> info = SRModelInfo.load("runs/quick/sr/<arch key>")
@@ -21,7 +22,7 @@ from typing import Any, ClassVar
 from tocsr.core.artifacts import FolderRecord
 from tocsr.core.errors import ConfigError
 from tocsr.core.space import ArchSpec
-from tocsr.core.sr.onestep import DECODERS
+from tocsr.core.sr.onestep import DECODERS, ENCODERS
 from tocsr.core.sr.train import SRConfig
 
 
@@ -39,9 +40,12 @@ def sr_config_from_dict(d: dict[str, Any]) -> SRConfig:
 class SRModelInfo(FolderRecord):
     FILE_NAME: ClassVar[str] = "sr.json"
     KIND: ClassVar[str] = "tocsr.sr_model"
-    SCHEMA_VERSION: ClassVar[int] = 3          # 2: where the backbone's weights came from; 3: the decoder deployed
+    # 2: where the backbone's weights came from; 3: the decoder deployed; 4: the encoder deployed
+    SCHEMA_VERSION: ClassVar[int] = 4
     REBUILD: ClassVar[str] = "train it again with `tocsr sr --out {folder}`"
-    MIGRATIONS: ClassVar[dict] = {2: lambda d: {**d, "decoder": "kl"}}     # before 3 every model used the KL decoder
+    # before 3 every model used the KL decoder, before 4 the KL encoder on the bicubic upscale
+    MIGRATIONS: ClassVar[dict] = {2: lambda d: {**d, "decoder": "kl", "encoder": "kl"},
+                                  3: lambda d: {**d, "encoder": "kl"}}
 
     scale: int
     arch: ArchSpec
@@ -62,6 +66,9 @@ class SRModelInfo(FolderRecord):
     # the decoder deployed after the student: "kl" (the autoencoder's) or "tiny" (DIR/tiny-decoder/, distilled from
     # it; tocsr.core.sr.parts), as the search chose for the device's budget
     decoder: str = "kl"
+    # the encoder deployed before the student: "kl" (bicubic upscale + the autoencoder's encoder) or "lr"
+    # (DIR/lr-encoder/, reading the LR image at LR resolution; the student was trained on its latents)
+    encoder: str = "kl"
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
 
     # What the SR stage spent training, the budget the main job's baselines get (its SR teacher included;
@@ -74,19 +81,23 @@ class SRModelInfo(FolderRecord):
         if missing:
             raise ConfigError(f"SR model record has no {missing[0]} timing (it has {sorted(self.timings_s)}); "
                               "train it again with `tocsr sr`")
-        # the deployed tiny decoder was trained for this model too (its distillation, in the parts stage)
-        return float(sum(self.timings_s[k] for k in self.TRAINING_PARTS) + self.timings_s.get("decoder_s", 0.0))
+        # the deployed stand-in parts were trained for this model too (their distillation, in the parts stage), and
+        # the LR encoder's latents of the pairs were computed for its student
+        extra = sum(self.timings_s.get(k, 0.0) for k in ("decoder_s", "encoder_s", "encoder_inputs_s"))
+        return float(sum(self.timings_s[k] for k in self.TRAINING_PARTS) + extra)
 
     def __post_init__(self) -> None:
         if self.decoder not in DECODERS:
             raise ConfigError(f"SRModelInfo.decoder = {self.decoder!r}: expected 'kl' or 'tiny'")
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"SRModelInfo.encoder = {self.encoder!r}: expected 'kl' or 'lr'")
 
     def to_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "arch": self.arch.to_dict(), "degradations": list(self.degradations),
                 "config": dataclasses.asdict(self.config), "quality": self.quality, "timings_s": self.timings_s,
                 "val_images": list(self.val_images), "teacher_folder": self.teacher_folder, "device": self.device,
                 "processes": self.processes, "backbone_source": self.backbone_source,
-                "shared_part": self.shared_part, "decoder": self.decoder}
+                "shared_part": self.shared_part, "decoder": self.decoder, "encoder": self.encoder}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SRModelInfo:
@@ -95,6 +106,7 @@ class SRModelInfo(FolderRecord):
                    val_images=tuple(d["val_images"]), teacher_folder=d["teacher_folder"], device=d["device"],
                    processes=int(d["processes"]), backbone_source=d["backbone_source"],
                    shared_part=d.get("shared_part", "trained here"), decoder=str(d["decoder"]),
+                   encoder=str(d["encoder"]),
                    environment=d.get("environment", {}))
 
     @classmethod

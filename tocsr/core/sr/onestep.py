@@ -3,7 +3,10 @@
     LR image --bicubic x scale--> encode --> student (one backbone call) --> decode --> SR image
 
 The decoder is the autoencoder's own ("kl") or a cheaper one distilled from it ("tiny":
-tocsr.core.models.parts.TinyDecoder, chosen per device by the search where the budget needs it).
+tocsr.core.models.parts.TinyDecoder, chosen per device by the search where the budget needs it). The encoder
+is the autoencoder's own on the bicubic upscale ("kl") or one that reads the LR image at LR resolution
+("lr": tocsr.core.models.parts.LREncoder); a student deployed behind the LR encoder is trained on its latents
+(tocsr.core.sr.run.run_sr).
 
 `TOCSRPipeline` (tiling, colour fix, files) runs it per tile; evaluation, cost measurement, ONNX export
 and the GPU evidence script run it directly, so what is timed and scored is what users run.
@@ -40,6 +43,18 @@ class LatentDecoder(nn.Module):
         return decode_latents(self.autoencoder, z).clamp(-1, 1)
 
 
+class PartEncoder(nn.Module):
+    """A stand-in for the pipeline's first part (tocsr.core.models.parts.LREncoder): LR image -> LR latent at LR
+    resolution, with no bicubic upscale and no KL encoder."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.part = encoder
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.part(lr)
+
+
 class PartDecoder(nn.Module):
     """A stand-in for the autoencoder's decoder (tocsr.core.models.parts.TinyDecoder): HR latent -> SR image in
     [-1, 1], as `LatentDecoder` gives."""
@@ -53,6 +68,7 @@ class PartDecoder(nn.Module):
 
 
 DECODERS = ("kl", "tiny")       # what `OneStepSR.decoder_kind` can be
+ENCODERS = ("kl", "lr")         # what `OneStepSR.encoder_kind` can be
 
 
 class OneStepSR(nn.Module):
@@ -60,17 +76,19 @@ class OneStepSR(nn.Module):
 
     `student` is a OneStepStudent (blind) or a PerDegradationStudent (one network per degradation; the
     caller names the degradation that made the input, None meaning the student's default). `decoder`: a
-    stand-in for the autoencoder's decoder (a TinyDecoder), or None for the autoencoder's own.
+    stand-in for the autoencoder's decoder (a TinyDecoder), or None for the autoencoder's own; `encoder`: a
+    stand-in for bicubic + the autoencoder's encoder (an LREncoder), or None for those.
 
     Example:
         >>> sr = OneStepSR(autoencoder, load_student("runs/sr/<key>/student"), scale=4)
         >>> sr(lr, "bicubic").shape       # (B, 3, 4h, 4w)
     """
 
-    def __init__(self, autoencoder: nn.Module, student: nn.Module, scale: int, decoder: nn.Module | None = None):
+    def __init__(self, autoencoder: nn.Module, student: nn.Module, scale: int, decoder: nn.Module | None = None,
+                 encoder: nn.Module | None = None):
         super().__init__()
         self.autoencoder, self.student, self.scale = autoencoder, student, scale
-        self.encoder = LatentEncoder(autoencoder, scale)
+        self.encoder = LatentEncoder(autoencoder, scale) if encoder is None else PartEncoder(encoder)
         self.decoder = LatentDecoder(autoencoder) if decoder is None else PartDecoder(decoder)
 
     @property
@@ -78,16 +96,26 @@ class OneStepSR(nn.Module):
         return "tiny" if isinstance(self.decoder, PartDecoder) else "kl"
 
     @property
+    def encoder_kind(self) -> str:
+        return "lr" if isinstance(self.encoder, PartEncoder) else "kl"
+
+    @property
     def part_decoder(self) -> nn.Module | None:
         return self.decoder.part if isinstance(self.decoder, PartDecoder) else None
 
+    @property
+    def part_encoder(self) -> nn.Module | None:
+        return self.encoder.part if isinstance(self.encoder, PartEncoder) else None
+
     def params_in_call(self) -> int:
-        """Parameters one call runs: the module's, less the autoencoder's decoder where a tiny decoder replaces it
-        (the module still holds the whole autoencoder, whose decoder that call never runs)."""
+        """Parameters one call runs: the module's, less the autoencoder's parts that a stand-in replaces (the module
+        still holds the whole autoencoder, whose replaced parts that call never runs)."""
+        unused = []
+        if self.part_decoder is not None:
+            unused += [getattr(self.autoencoder, n, None) for n in ("decoder", "post_quant_conv", "shortcut_out")]
+        if self.part_encoder is not None:
+            unused += [getattr(self.autoencoder, n, None) for n in ("encoder", "quant_conv", "shortcut_in")]
         held = sum(p.numel() for p in self.parameters())
-        if self.part_decoder is None:
-            return held
-        unused = [self.autoencoder.decoder, getattr(self.autoencoder, "post_quant_conv", None)]
         return held - sum(p.numel() for m in unused if m is not None for p in m.parameters())
 
     @property
@@ -97,10 +125,11 @@ class OneStepSR(nn.Module):
     def for_degradation(self, degradation: str | None) -> OneStepSR:
         """The same model holding only the network that handles `degradation`: what one inference runs
         (and so what is exported and timed)."""
-        return OneStepSR(self.autoencoder, self.student.for_degradation(degradation), self.scale, self.part_decoder)
+        return OneStepSR(self.autoencoder, self.student.for_degradation(degradation), self.scale, self.part_decoder,
+                         self.part_encoder)
 
     def from_latent(self, z_lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
-        """The LR latent (encoded bicubic upscale) -> SR image: the part that runs once per tile."""
+        """The LR latent (the encoder's: `self.encoder(lr)`) -> SR image."""
         return self.decoder(self.student.for_degradation(degradation)(z_lr))
 
     def forward(self, lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:

@@ -240,14 +240,26 @@ def load_parts(folder: str | Path) -> tuple[LREncoder, TinyDecoder, PartsRecord]
             record)
 
 
+def _deployed_part(sr_dir: str | Path, what: str, kind: str, folder_name: str, cls):
+    """The stand-in part `folder_name` an SR model folder deploys, or None for the autoencoder's own ("kl")."""
+    if kind == "kl":
+        return None
+    folder = Path(sr_dir) / folder_name
+    expected = "tiny" if cls is TinyDecoder else "lr"
+    if kind != expected or not (folder / "config.json").is_file():
+        raise ConfigError(f"{sr_dir}: {what} {kind!r} " + (f"has no folder {folder_name}" if kind == expected else
+                                                          f"is not 'kl' or {expected!r}")
+                          + "; train the SR model again with `tocsr sr`")
+    return cls.from_pretrained(folder).eval()
+
+
 def deployed_decoder(sr_dir: str | Path, kind: str) -> TinyDecoder | None:
     """The decoder an SR model folder deploys (tocsr.core.sr.info.SRModelInfo.decoder): None for the
     autoencoder's own ("kl"), its `tiny-decoder/` for "tiny"."""
-    if kind == "kl":
-        return None
-    folder = Path(sr_dir) / DECODER_DIR
-    if kind != "tiny" or not (folder / "config.json").is_file():
-        raise ConfigError(f"{sr_dir}: decoder {kind!r} " + ("has no folder " + DECODER_DIR if kind == "tiny" else
-                                                            "is not 'kl' or 'tiny'")
-                          + "; train the SR model again with `tocsr sr`")
-    return TinyDecoder.from_pretrained(folder).eval()
+    return _deployed_part(sr_dir, "decoder", kind, DECODER_DIR, TinyDecoder)
+
+
+def deployed_encoder(sr_dir: str | Path, kind: str) -> LREncoder | None:
+    """The encoder an SR model folder deploys (tocsr.core.sr.info.SRModelInfo.encoder): None for bicubic + the
+    autoencoder's encoder ("kl"), its `lr-encoder/` for "lr"."""
+    return _deployed_part(sr_dir, "encoder", kind, ENCODER_DIR, LREncoder)

@@ -35,7 +35,7 @@ from tocsr.core.sr import colorfix
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import OneStepStudent, PerDegradationStudent, load_student
 from tocsr.core.sr.onestep import OneStepSR
-from tocsr.core.sr.parts import deployed_decoder
+from tocsr.core.sr.parts import deployed_decoder, deployed_encoder
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_SIDE = 2
@@ -50,7 +50,8 @@ class UpscaleOutput:
 class TOCSRPipeline:
     def __init__(self, autoencoder, student: OneStepStudent | PerDegradationStudent, scale: int, device: str | torch.device = "cpu",
                  dtype: str = "fp32", tile_lr: int = 128, overlap_lr: int = 8, color_fix: str = "wavelet",
-                 context_lr: int = 16, degradation: str | None = None, decoder: torch.nn.Module | None = None):
+                 context_lr: int = 16, degradation: str | None = None, decoder: torch.nn.Module | None = None,
+                 encoder: torch.nn.Module | None = None):
         if dtype not in DTYPES:
             raise ConfigError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
         if color_fix not in ("wavelet", "adain", "none"):
@@ -60,7 +61,7 @@ class TOCSRPipeline:
         # first tile); None: its default (Real-ESRGAN-like, real photographs). A blind student takes none.
         self.degradation = degradation or student.default_degradation
         student = student.for_degradation(degradation)
-        self.model = torch.nn.Module.to(OneStepSR(autoencoder.eval(), student.eval(), scale, decoder), self.device,
+        self.model = torch.nn.Module.to(OneStepSR(autoencoder.eval(), student.eval(), scale, decoder, encoder), self.device,
                                         self.dtype)
         self._fp32 = None
         self.scale, self.color_fix = scale, color_fix
@@ -82,7 +83,8 @@ class TOCSRPipeline:
         ae_cfg = json.loads((root / "autoencoder" / "config.json").read_text())
         ae = AUTOENCODER_CLASSES[ae_cfg["_class_name"]].from_pretrained(root / "autoencoder")
         student = load_student(root / "student")
-        return cls(ae, student, info.scale, decoder=deployed_decoder(root, info.decoder), **kwargs)
+        return cls(ae, student, info.scale, decoder=deployed_decoder(root, info.decoder),
+                   encoder=deployed_encoder(root, info.encoder), **kwargs)
 
     # ------------------------------------------------------------------ one tile
     def _run(self, lr01: torch.Tensor, model: OneStepSR, dtype: torch.dtype) -> torch.Tensor:

@@ -4,6 +4,7 @@
 <out>/sr_teacher/<kind>/             the multi-step SR teacher of each degradation (widened expanded UNet and its
                                      preconditioning); <out>/sr_scheduler/ their x0 schedule
 <out>/tiny-decoder/                  the decoder deployed when the search chose the tiny one (tocsr.core.sr.parts)
+<out>/lr-encoder/                    the encoder deployed when it is the LR one (tocsr.core.sr.parts)
 <out>/sr.json                        tocsr.core.sr.info.SRModelInfo: scale, architecture, quality, timings
 """
 
@@ -25,7 +26,7 @@ from tocsr.core.sr.evaluate import evaluate_methods
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import PerDegradationStudent, default_degradation
 from tocsr.core.sr.onestep import OneStepSR
-from tocsr.core.sr.parts import DECODER_DIR
+from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR
 from tocsr.core.sr.shared import load_shared, train_shared
 from tocsr.core.sr.train import (
     SRConfig,
@@ -85,7 +86,8 @@ def teacher_method_name(cfg: SRConfig) -> str:
 def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRConfig = SRConfig(),
            data: str | Path | None = None, resume: bool = False, finetuned: str | Path | None = None,
            shared: str | Path | None = None, student_evaluate=None, evaluate_every: int = 0,
-           decoder: torch.nn.Module | None = None, decoder_train_s: float = 0.0) -> SRModelInfo:
+           decoder: torch.nn.Module | None = None, decoder_train_s: float = 0.0,
+           encoder: torch.nn.Module | None = None, encoder_train_s: float = 0.0) -> SRModelInfo:
     """SR adaptation and one-step distillation of `spec`. `finetuned`: a fine-tune folder
     (tocsr.core.distill.finetune) whose backbone weights the students start from instead of the teacher's
     blocks and the distilled surrogates. `shared`: a folder of tocsr.core.sr.shared.train_shared (the pair
@@ -94,7 +96,10 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     student only, not with `student_per_degradation`). `decoder`: the trained TinyDecoder the model deploys in
     place of the autoencoder's decoder (the search's choice for the device), saved into `<out>/tiny-decoder/`;
     the student trains against the autoencoder's latents either way (the tiny decoder reproduces its decoder).
-    `decoder_train_s`: the seconds that decoder was trained for, counted in the model's training budget."""
+    `decoder_train_s`: the seconds that decoder was trained for, counted in the model's training budget.
+    `encoder`: the trained LREncoder the model deploys in place of bicubic + the autoencoder's encoder, saved
+    into `<out>/lr-encoder/`; the student then trains on that encoder's latents of each pair's LR image (the
+    SR teachers' targets stay those of the autoencoder's latents), and `encoder_train_s` joins the budget."""
     out = Path(out_dir)
     if student_evaluate is not None and cfg.student_per_degradation and len(cfg.kinds) > 1:
         raise ConfigError("a student learning curve follows one student; this config trains one per degradation "
@@ -121,6 +126,11 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     timings = dict(part.timings_s)
     if decoder is not None:
         timings["decoder_s"] = float(decoder_train_s)
+    if encoder is not None:
+        timings["encoder_s"] = float(encoder_train_s)
+        t = time.perf_counter()
+        cache = cache.with_encoder(encoder)
+        timings["encoder_inputs_s"] = time.perf_counter() - t
     t = time.perf_counter()
     sr_config = dict(sr_scheduler(teacher).config)
     if cfg.student_per_degradation and len(cfg.kinds) > 1:
@@ -139,9 +149,12 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
         teacher.autoencoder.save_pretrained(out / "autoencoder")
         if decoder is not None:
             decoder.save_pretrained(out / DECODER_DIR)
+        if encoder is not None:
+            encoder.save_pretrained(out / ENCODER_DIR)
     multi = MultiStepSR(ae, {k: m.eval() for k, m in sr_teachers.items()}, sr_config, cfg.scale, cfg.sample_steps,
                         cfg.t_start, cfg.sample_chains)
-    one = OneStepSR(ae, student.eval(), cfg.scale, None if decoder is None else decoder.eval().to(acc.device))
+    one = OneStepSR(ae, student.eval(), cfg.scale, None if decoder is None else decoder.eval().to(acc.device),
+                    None if encoder is None else encoder.eval().to(acc.device))
     t = time.perf_counter()
     quality = evaluate_methods({"bicubic": lambda lr: matlab_imresize(lr, cfg.scale).clamp(-1, 1), teacher_method_name(cfg): multi,
                                 "tocsr-onestep": one}, val, cfg.patch_px, cfg.scale)
@@ -152,7 +165,7 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
                        device=str(acc.device), processes=acc.num_processes,
                        backbone_source=f"fine-tuned ({finetuned})" if finetuned else "teacher + distilled surrogates",
                        shared_part="trained here" if shared is None else str(shared),
-                       decoder=one.decoder_kind)
+                       decoder=one.decoder_kind, encoder=one.encoder_kind)
     if acc.is_main_process:
         info.save(out, environment())
     return info

@@ -150,10 +150,17 @@ class PairCache:
     z_hr: torch.Tensor
     z_lr: torch.Tensor
     items: torch.Tensor | None = None
+    # What the student reads for each row: the KL latent of the bicubic upscale (z_lr, the default), or the
+    # latent a stand-in encoder gives for the LR image itself (`with_encoder`). The SR teachers always read z_lr.
+    z_in: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.items is None:
             self.items = torch.arange(len(self.z_hr))
+        if self.z_in is None:
+            self.z_in = self.z_lr
+        if len(self.z_in) != len(self.z_lr):
+            raise ConfigError(f"PairCache: {len(self.z_in)} student inputs for {len(self.z_lr)} rows")
 
     @classmethod
     def build(cls, ae, photos, cfg: SRConfig, seed: int, device: torch.device | str = "cpu",
@@ -179,13 +186,31 @@ class PairCache:
         on = idx.to(self.device)
         return idx, self.z_hr[on].float(), self.z_lr[on].float()
 
+    def inputs(self, rows: torch.Tensor) -> torch.Tensor:
+        """The student's inputs for cache rows (see `z_in`)."""
+        return self.z_in[rows.to(self.device)].float()
+
+    def with_encoder(self, encoder: torch.nn.Module, batch: int = 32) -> PairCache:
+        """This cache with the student's inputs from `encoder` (tocsr.core.models.parts.LREncoder) on each row's
+        LR image: a student deployed behind that encoder learns to map what it gives. HR latents, the KL
+        latents and the SR teachers' answers (computed from those) are unchanged."""
+        encoder = encoder.to(self.device).eval()
+        out = []
+        with torch.no_grad(), progress("sr/lr-encoder-inputs", len(self.items)) as bar:
+            for i in range(0, len(self.items), batch):
+                items = self.items[i:i + batch]
+                lr = torch.stack([self.pairs[int(j)][1] for j in items]).to(self.device)
+                out.append(encoder(lr).to(self.z_lr.dtype))
+                bar.update(len(items))
+        return PairCache(self.pairs, self.z_hr, self.z_lr, self.items, torch.cat(out))
+
     def of_kind(self, kind: str) -> PairCache:
         """The rows of one degradation (SRPairs alternates them), as a cache of their own (a copy)."""
         if kind not in self.pairs.kinds:
             raise ConfigError(f"degradation {kind!r}: this cache holds {', '.join(self.pairs.kinds)}")
         rows = (self.items % len(self.pairs.kinds) == self.pairs.kinds.index(kind)).nonzero()[:, 0]
         on = rows.to(self.device)
-        return PairCache(self.pairs, self.z_hr[on], self.z_lr[on], self.items[rows])
+        return PairCache(self.pairs, self.z_hr[on], self.z_lr[on], self.items[rows], self.z_in[on])
 
     def row_kinds(self) -> list[str]:
         """The degradation that made each row."""
@@ -365,6 +390,7 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
         raise ConfigError(f"no SR teacher for degradation(s) {', '.join(missing)}; have {', '.join(sr_teachers)}")
     abar = DDPMScheduler.from_config(sr_scheduler_config).alphas_cumprod
     cache_lr = cache.z_lr[:n_t].float()
+    cache_in = cache.inputs(torch.arange(n_t))        # what the student reads for those rows
     cache_teacher = torch.empty_like(cache_lr)
     with progress("sr/teacher-targets", n_t) as bar:
         for i in range(0, n_t, cfg.batch):
@@ -386,10 +412,10 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
             for g in opt.param_groups:
                 g["lr"] = cfg.student_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
             gen = torch.Generator().manual_seed(cfg.seed * 31 + step * world + rank)
-            idx, z_hr, z_lr = cache.sample(gen, cfg.batch)
+            idx, z_hr, _ = cache.sample(gen, cfg.batch)
             ci = torch.randint(0, len(cache_lr), (max(1, cfg.batch // 4),), generator=gen).to(dev)
-            pred = wrapped(z_lr)
-            pred_c = wrapped(cache_lr[ci])
+            pred = wrapped(cache.inputs(idx))
+            pred_c = wrapped(cache_in[ci])
             loss_latent = log_latent_mse(ae, pred.float(), z_hr, cfg.loss_floor)
             loss_teacher = log_latent_mse(ae, pred_c.float(), cache_teacher[ci], cfg.teacher_target_floor)
             k = min(cfg.pixel_share, len(idx))
