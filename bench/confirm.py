@@ -156,11 +156,6 @@ choice meets the budget on this device, with an interval, and what to ship if it
 """
 
 
-def read_confirmation_manifest(bundle: str | Path) -> dict[str, Any]:
-    return read_artifact(Path(bundle) / "manifest.json", CONFIRM_BUNDLE_KIND, CONFIRM_BUNDLE_VERSION,
-                         rebuild="export it again with `tocsr costs export --confirm SEARCH_DIR`")
-
-
 @dataclass(frozen=True)
 class ConfirmedPipeline:
     """One pipeline (or backbone call, for a backbone-scoped profile) as the device timed it, at the run's speed
@@ -336,4 +331,4 @@ def targets_from(space: SearchSpace, chosen: dict[str, str], decoder: str, searc
 
 
 __all__ = ["Confirmation", "ConfirmTarget", "ConfirmedPipeline", "confirm_results", "export_confirmation",
-           "read_confirmation_manifest", "targets_from"]
+           "targets_from"]
