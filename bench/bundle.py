@@ -3,7 +3,7 @@
 `export_bundle` writes, for one profile (its batch and sizes):
   * `models/*.onnx`: the reference (the teacher UNet), every (slot, choice) block on the inputs it sees
     inside the teacher, whole candidates (calibration and held-out, as `tocsr costs` samples them), the
-    one-step SR pipeline's fixed parts (bicubic + encoder, decoder, tiny decoder) and held-out whole pipelines;
+    one-step SR pipeline's fixed parts (each encoder and decoder a device may deploy) and held-out whole pipelines;
   * `manifest.json`: every workload with its inputs, parameters and MACs, the search space, the profile;
   * `run_bundle.py` (bench.bundle_runner, numpy + onnxruntime only) and a README with the trtexec route.
 
@@ -40,7 +40,6 @@ from bench.costtable import (
     fit_correction,
     sample_candidates,
 )
-from bench.counting import count_params
 from bench.pipeline import PartCost, PipelineCostModel, PipelineParts
 from bench.probe import TorchPipelineProbe, TorchProbe, teacher_inputs
 from bench.profile import DeviceProfile, parse_profile, replace
@@ -128,13 +127,9 @@ def export_bundle(teacher, profile: DeviceProfile, bank: dict, out: str | Path, 
             add(f"candidate:{spec.key}", role, probe.swapper.apply(spec), probe.args, probe.kwargs, key=spec.key,
                 choices=dict(spec.items()), params=probe.candidate_params(spec))
     pipes = TorchPipelineProbe(teacher, space, bank, local)
-    add("part:bicubic + encoder", "part", pipes.encoder, pipes.lr, {}, name="bicubic + encoder",
-        params=count_params(pipes.encoder.autoencoder.encoder)["params"])
-    add("part:decoder", "part", pipes.decoder, pipes.z, {}, name="decoder",
-        params=count_params(pipes.decoder.autoencoder.decoder)["params"])
-    # the tiny decoder a device may deploy instead (search.decoder): timed so the device's search can choose it
-    add("part:tiny decoder", "part", pipes.tiny_decoder, pipes.z, {}, name="tiny decoder",
-        params=count_params(pipes.tiny_decoder)["params"])
+    # every encoder and decoder a device may deploy (search.parts): timed so the device's search can choose them
+    for name, (module, inputs, params) in pipes.part_modules().items():
+        add(f"part:{name}", "part", module, inputs, {}, name=name, params=params)
     seen = {s.key for s in calibration + holdout}
     for spec in [space.all_teacher(), *sample_candidates(space, n_pipelines, seed + 101, False, seen)]:
         add(f"pipeline:{spec.key}", "pipeline", pipes.model(spec), pipes.lr, {}, key=spec.key,

@@ -8,7 +8,7 @@ one-step SR calls (LR image in, HR image out); for one that bounds the backbone,
   * the reference workload (the teacher UNet), timed beside every workload as a cost bundle times it;
   * the teacher as shipped (its backbone, the autoencoder's parts), or its backbone: what a relative budget
     is a fraction of;
-  * the chosen model (with the decoder it deploys) and runners-up (the next feasible trials by the search's
+  * the chosen model (with the encoder and decoder it deploys) and runners-up (the next feasible trials by the search's
     objective).
 
 `confirm_results` turns the device's timings into a `Confirmation`: each workload's p90 at one speed of the
@@ -43,38 +43,41 @@ from bench.bundle import (
 from bench.probe import (
     TorchPipelineProbe,
     TorchProbe,
+    parts_for_cost,
     pipeline_builder,
     teacher_inputs,
-    tiny_decoder_for_cost,
 )
 from bench.profile import DeviceProfile, parse_profile
 from tocsr.core.artifacts import read_artifact, write_artifact
 from tocsr.core.errors import ConfigError
 from tocsr.core.space import ArchSpec, SearchSpace, derive_search_space
+from tocsr.core.sr.onestep import DECODERS, ENCODERS
 
 CONFIRM_BUNDLE_KIND = "tocsr.bench.confirm_bundle"
 CONFIRM_BUNDLE_VERSION = 1
 CONFIRMATION_KIND = "tocsr.bench.confirmation"
 CONFIRMATION_VERSION = 1
-DECODERS = ("kl", "tiny")
 BOOTSTRAP = 2000
 
 
 @dataclass(frozen=True)
 class ConfirmTarget:
-    """A pipeline to confirm: `role` "chosen" or "runner-up"; `decoder` the one it deploys; what the search said
-    of its latency relative to the teacher as shipped (None where it said nothing)."""
+    """A pipeline to confirm: `role` "chosen" or "runner-up"; `decoder` and `encoder` the parts it deploys; what
+    the search said of its latency relative to the teacher as shipped (None where it said nothing)."""
 
     role: str
     spec: ArchSpec
     decoder: str = "kl"
     search_vs_teacher: float | None = None
+    encoder: str = "kl"
 
     def __post_init__(self) -> None:
         if self.role not in ("chosen", "runner-up"):
             raise ValueError(f"role must be 'chosen' or 'runner-up', got {self.role!r}")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
 
 
 def export_confirmation(teacher, profile: DeviceProfile, bank: dict, out: str | Path, targets: Sequence[ConfirmTarget],
@@ -96,15 +99,18 @@ def export_confirmation(teacher, profile: DeviceProfile, bank: dict, out: str | 
     scope = profile.budgets.scope
     if scope == "pipeline":
         pipes = TorchPipelineProbe(teacher, space, bank, local)
-        with_tiny = pipeline_builder(teacher, space, bank, local.resolution.scale, tiny_decoder_for_cost())
 
-        def build(spec: ArchSpec, decoder: str) -> tuple[nn.Module, tuple, dict, int]:
-            model = pipes.model(spec) if decoder == "kl" else with_tiny(spec).eval()
+        def build(spec: ArchSpec, encoder: str, decoder: str) -> tuple[nn.Module, tuple, dict, int]:
+            if (encoder, decoder) == ("kl", "kl"):
+                model = pipes.model(spec)
+            else:
+                enc, dec = parts_for_cost(encoder, decoder, local.resolution.scale)
+                model = pipeline_builder(teacher, space, bank, local.resolution.scale, dec, enc)(spec)
             return model, pipes.lr, {}, pipes.candidate_params(spec)
     else:
         probe = TorchProbe(space, copy.deepcopy(teacher.unet), args, kwargs, local, bank)
 
-        def build(spec: ArchSpec, decoder: str) -> tuple[nn.Module, tuple, dict, int]:
+        def build(spec: ArchSpec, encoder: str, decoder: str) -> tuple[nn.Module, tuple, dict, int]:
             # the probe's UNet with spec's blocks swapped in: exported before the next spec swaps its own
             return probe.swapper.apply(spec), probe.args, probe.kwargs, probe.candidate_params(spec)
     workloads: list[dict[str, Any]] = []
@@ -118,12 +124,12 @@ def export_confirmation(teacher, profile: DeviceProfile, bank: dict, out: str | 
 
     add("reference", "reference", nn.Module.to(copy.deepcopy(teacher.unet), "cpu", torch.float32).eval(), args, kwargs)
     # the teacher as shipped first: the yardstick of a relative budget
-    rows = [("teacher", space.all_teacher(), "kl", None), *((t.role, t.spec, t.decoder, t.search_vs_teacher)
-                                                          for t in targets)]
-    for role, spec, decoder, said in rows:
-        model, a, k, params = build(spec, decoder)
-        add(f"{scope}:{role}:{spec.key}:{decoder}", role, model, a, k, key=spec.key, choices=dict(spec.items()),
-            decoder=decoder, params=params, search_vs_teacher=said)
+    rows = [("teacher", space.all_teacher(), "kl", "kl", None),
+            *((t.role, t.spec, t.encoder, t.decoder, t.search_vs_teacher) for t in targets)]
+    for role, spec, encoder, decoder, said in rows:
+        model, a, k, params = build(spec, encoder, decoder)
+        add(f"{scope}:{role}:{spec.key}:{encoder}:{decoder}", role, model, a, k, key=spec.key,
+            choices=dict(spec.items()), encoder=encoder, decoder=decoder, params=params, search_vs_teacher=said)
     manifest = {"profile_name": profile.name, "profile": profile.to_dict(), "profile_sha256": profile.sha256,
                 "space_id": space.space_id, "input_px": profile.resolution.input_px,
                 "output_px": profile.resolution.output_px, "batch": profile.batch, "onnx_precision": "fp32",
@@ -141,7 +147,8 @@ def _readme(profile: DeviceProfile, targets: Sequence[ConfirmTarget], search: di
                      (f"backbone calls (one UNet call at {res.latent_px} px latents)", "'s backbone"))
     return f"""# Confirmation bundle: {profile.name}
 
-Confirms on the device the choice `{chosen.spec.key}` ({chosen.decoder} decoder) that a search made without it
+Confirms on the device the choice `{chosen.spec.key}` ({chosen.encoder} encoder, {chosen.decoder} decoder) that a
+search made without it
 ({search.get('status', '?')}: {search.get('basis') or search.get('folder', '')}). The budget:
 {search.get('budget_in_words', '?')}.
 
@@ -177,6 +184,7 @@ class ConfirmedPipeline:
     # what the search said of latency / the teacher's: predicted for a device that is not attached, measured where
     # the search ran on it (Confirmation.search["status"] says which); None for runners-up
     search_vs_teacher: float | None
+    encoder: str = "kl"            # confirmations written before the encoder was a choice: the autoencoder's
 
     @property
     def error_vs_search(self) -> float | None:
@@ -239,7 +247,8 @@ class Confirmation:
                                 "one backbone call each (the profile's budgets bound the backbone)"))
         teacher = "the teacher as shipped" if pipeline else "the teacher's backbone"
         for p in self.pipelines:
-            line = (f"  {p.role:9s} {p.key} ({f'{p.decoder} decoder, ' if pipeline else ''}{p.params / 1e6:.2f} M "
+            parts = f"{p.encoder} encoder, {p.decoder} decoder, " if pipeline else ""
+            line = (f"  {p.role:9s} {p.key} ({parts}{p.params / 1e6:.2f} M "
                     f"backbone params): {q} {p.p_ms:.2f} ms [{p.p_ms_low:.2f}, {p.p_ms_high:.2f}], "
                     f"{p.measured_vs_teacher:.3f} x {teacher}")
             if p.vs_budget is not None and p.role != "teacher":
@@ -301,7 +310,7 @@ def confirm_results(results_path: str | Path, bundle: str | Path | None = None, 
             meets, clear = vs <= 1.0, bool(vs_hi < 1.0 or vs_lo > 1.0)
         rows.append(ConfirmedPipeline(w["role"], w["key"], w["decoder"], int(w["params"]), points[wid], float(lo),
                                       float(hi), vs, vs_lo, vs_hi, meets, clear, points[wid] / points[teacher],
-                                      w.get("search_vs_teacher")))
+                                      w.get("search_vs_teacher"), w.get("encoder", "kl")))
     return Confirmation(profile.name, device_name(device), device, manifest["search"], q,
                         manifest["search"].get("budget_in_words") or budget.describe_latency(q),
                         None if budget_ms is None else float(budget_ms), ref_ms, tuple(rows), _recommend(rows),
@@ -324,10 +333,10 @@ def _recommend(rows: Sequence[ConfirmedPipeline]) -> str:
 
 
 def targets_from(space: SearchSpace, chosen: dict[str, str], decoder: str, search_vs_teacher: float | None,
-                 runners_up: Sequence[dict[str, str]]) -> list[ConfirmTarget]:
-    """The chosen pipeline and its runners-up as confirmation targets (runners-up deploy the same decoder)."""
-    return [ConfirmTarget("chosen", space.spec(chosen), decoder, search_vs_teacher),
-            *(ConfirmTarget("runner-up", space.spec(c), decoder) for c in runners_up)]
+                 runners_up: Sequence[dict[str, str]], encoder: str = "kl") -> list[ConfirmTarget]:
+    """The chosen pipeline and its runners-up as confirmation targets (runners-up deploy the same parts)."""
+    return [ConfirmTarget("chosen", space.spec(chosen), decoder, search_vs_teacher, encoder),
+            *(ConfirmTarget("runner-up", space.spec(c), decoder, encoder=encoder) for c in runners_up)]
 
 
 __all__ = ["Confirmation", "ConfirmTarget", "ConfirmedPipeline", "confirm_results", "export_confirmation",

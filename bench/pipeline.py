@@ -4,8 +4,8 @@
 
 Every ratio is a latency in units of the same reference workload (the teacher UNet, timed beside each
 measurement; bench.costtable), so parts measured at different moments add up at one machine speed.
-The fixed parts (bicubic upsampling + encoder, decoder) do not depend on the backbone: they are
-measured once per device. Whole pipelines held out from everything fitted judge the sum (`bar`), as
+The fixed parts (an encoder and a decoder: the autoencoder's own, or the cheaper ones a device may deploy
+instead, search.parts) do not depend on the backbone: they are measured once per device. Whole pipelines held out from everything fitted judge the sum (`bar`), as
 held-out candidates judge a cost table.
 
 `PipelineParts` is the measured record (an artifact beside the cost table, `pipeline_parts_path`); `PipelineCostModel`
@@ -46,9 +46,11 @@ log = logging.getLogger(__name__)
 PIPELINE_PARTS_KIND = "tocsr.bench.pipeline_parts"
 PIPELINE_PARTS_SCHEMA_VERSION = 1
 
-# The parts' names as measured. The encoder is always the autoencoder's; the decoder is a choice: the
-# autoencoder's own ("kl") or the tiny one distilled from it ("tiny", tocsr.core.models.parts.TinyDecoder).
-ENCODER_PART = "bicubic + encoder"
+# The parts' names as measured. Each end of the pipeline is a choice of the device (search.parts): the
+# autoencoder's own part ("kl") or a cheaper one trained against it (tocsr.core.sr.parts): the LR encoder
+# ("lr", reads the LR image at LR resolution: no bicubic upscale, no KL encoder; tocsr.core.models.parts.LREncoder)
+# and the tiny decoder ("tiny", tocsr.core.models.parts.TinyDecoder).
+ENCODER_PARTS = {"kl": "bicubic + encoder", "lr": "lr encoder"}
 DECODER_PARTS = {"kl": "decoder", "tiny": "tiny decoder"}
 # Whole pipelines measured by `measure_pipeline_parts` (these roles) have the autoencoder's own parts; those
 # measured while choosing have the parts the device deploys.
@@ -143,11 +145,13 @@ class PipelineParts:
     candidates: tuple[CandidateMeasurement, ...] = ()    # whole pipelines: "teacher", "holdout", "selection", ...
     bar: ValidationBar = ValidationBar()
     decoder: str = "kl"            # the decoder deployed (a key of DECODER_PARTS); its part is in `parts`
+    encoder: str = "kl"            # the encoder deployed (a key of ENCODER_PARTS); its part is in `parts`
 
     def __post_init__(self) -> None:
-        if self.decoder not in self.decoders:
-            raise ConfigError(f"pipeline decoder {self.decoder!r}: the parts measured on {self.device_name} offer "
-                              f"{', '.join(self.decoders)}; measure them again with `tocsr costs`")
+        for what, kind, offered in (("decoder", self.decoder, self.decoders), ("encoder", self.encoder, self.encoders)):
+            if kind not in offered:
+                raise ConfigError(f"pipeline {what} {kind!r}: the parts measured on {self.device_name} offer "
+                                  f"{', '.join(offered)}; measure them again with `tocsr costs`")
 
     def part(self, name: str) -> PartCost:
         [found] = [p for p in self.parts if p.name == name] or [None]
@@ -155,26 +159,34 @@ class PipelineParts:
             raise ConfigError(f"no pipeline part {name!r} was measured (have {', '.join(p.name for p in self.parts)})")
         return found
 
+    def _offered(self, names: dict[str, str]) -> tuple[str, ...]:
+        measured = {p.name for p in self.parts}
+        return tuple(k for k, name in names.items() if name in measured)
+
     @property
     def decoders(self) -> tuple[str, ...]:
         """The decoders whose cost was measured: the choices this device offers."""
-        names = {p.name for p in self.parts}
-        return tuple(k for k, name in DECODER_PARTS.items() if name in names)
+        return self._offered(DECODER_PARTS)
+
+    @property
+    def encoders(self) -> tuple[str, ...]:
+        """The encoders whose cost was measured (parts measured before the LR encoder was offered: "kl" only)."""
+        return self._offered(ENCODER_PARTS)
 
     @property
     def fixed_parts(self) -> tuple[PartCost, ...]:
-        """The parts the deployed pipeline runs beside its backbone: the encoder and the chosen decoder."""
-        return self.part(ENCODER_PART), self.part(DECODER_PARTS[self.decoder])
+        """The parts the deployed pipeline runs beside its backbone: the chosen encoder and decoder."""
+        return self.part(ENCODER_PARTS[self.encoder]), self.part(DECODER_PARTS[self.decoder])
 
-    def ratio_with(self, decoder: str) -> float:
-        return self.part(ENCODER_PART).ratio + self.part(DECODER_PARTS[decoder]).ratio
+    def ratio_with(self, encoder: str, decoder: str) -> float:
+        return self.part(ENCODER_PARTS[encoder]).ratio + self.part(DECODER_PARTS[decoder]).ratio
 
     @property
     def fixed_ratio(self) -> float:
-        return self.ratio_with(self.decoder)
+        return self.ratio_with(self.encoder, self.decoder)
 
-    def with_decoder(self, decoder: str) -> PipelineParts:
-        return dataclasses.replace(self, decoder=decoder)
+    def with_parts(self, encoder: str, decoder: str) -> PipelineParts:
+        return dataclasses.replace(self, encoder=encoder, decoder=decoder)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -294,7 +306,7 @@ class PipelineCostModel:
         """Relative errors (predicted / measured - 1) of whole pipelines' median latency, in reference units. Each
         is predicted with the parts it was measured with (MEASURED_WITH_KL_PARTS)."""
         p = self.pipeline
-        return np.array([((p.ratio_with("kl") if c.role in MEASURED_WITH_KL_PARTS else p.fixed_ratio)
+        return np.array([((p.ratio_with("kl", "kl") if c.role in MEASURED_WITH_KL_PARTS else p.fixed_ratio)
                           + self.table.correction.predict(self.table.entries, c.choices)) / c.latency.ratio - 1
                          for c in cands])
 
@@ -308,9 +320,10 @@ class PipelineCostModel:
     def at_reference(self, reference_ms: float) -> PipelineCostModel:
         return dataclasses.replace(self, table=self.table.at_reference(reference_ms))
 
-    def with_decoder(self, decoder: str) -> PipelineCostModel:
-        """The model of the pipeline that deploys `decoder` (a key of DECODER_PARTS measured on this device)."""
-        return dataclasses.replace(self, pipeline=self.pipeline.with_decoder(decoder))
+    def with_parts(self, encoder: str, decoder: str) -> PipelineCostModel:
+        """The model of the pipeline that deploys `encoder` and `decoder` (keys of ENCODER_PARTS and DECODER_PARTS
+        measured on this device)."""
+        return dataclasses.replace(self, pipeline=self.pipeline.with_parts(encoder, decoder))
 
     def with_candidates(self, fresh: Sequence[CandidateMeasurement]) -> PipelineCostModel:
         return dataclasses.replace(self, pipeline=dataclasses.replace(
@@ -390,7 +403,7 @@ def describe_pipeline(model: PipelineCostModel, spec: ArchSpec, measured_ms: flo
 
 
 __all__ = [
-    "PartCost", "PipelineCostModel", "PipelineMeter", "PipelineParts", "PipelineProbe", "PipelineProbeMeter",
+    "DECODER_PARTS", "ENCODER_PARTS", "PartCost", "PipelineCostModel", "PipelineMeter", "PipelineParts", "PipelineProbe", "PipelineProbeMeter",
     "backbone_equivalent", "describe_pipeline", "load_cost_model", "measure_pipeline_parts", "pipeline_meter",
     "pipeline_parts_path",
 ]

@@ -31,7 +31,7 @@ from bench.measure import (
     resolve_device,
 )
 from bench.memory import measure_cpu_peak, measure_cuda_peak, weights_mib
-from bench.pipeline import DECODER_PARTS, ENCODER_PART
+from bench.pipeline import DECODER_PARTS, ENCODER_PARTS
 from bench.predicted import RooflineClock, predicted_device_name
 from bench.profile import DeviceProfile
 from bench.timing import Clock
@@ -212,18 +212,20 @@ def _pipeline_inputs(teacher, profile: DeviceProfile) -> torch.Tensor:
     return torch.rand(profile.batch, 3, res.input_px, res.input_px, generator=g) * 2 - 1
 
 
-def pipeline_builder(teacher, space: SearchSpace, bank: Mapping, scale: int,
-                     decoder: nn.Module | None = None) -> Callable[[ArchSpec], nn.Module]:
+def pipeline_builder(teacher, space: SearchSpace, bank: Mapping, scale: int, decoder: nn.Module | None = None,
+                     encoder: nn.Module | None = None) -> Callable[[ArchSpec], nn.Module]:
     """spec -> the deployed one-step SR model (tocsr.core.sr.onestep.OneStepSR) with `spec` as its backbone,
-    its blocks from the teacher and `bank`, and `decoder` (a TinyDecoder; None: the autoencoder's own): what
-    `tocsr upscale` runs, built the way the SR stage builds it."""
+    its blocks from the teacher and `bank`, `decoder` (a TinyDecoder; None: the autoencoder's own) and `encoder`
+    (an LREncoder; None: bicubic + the autoencoder's encoder): what `tocsr upscale` runs, built the way the SR
+    stage builds it."""
     from tocsr.core.sr.onestep import OneStepSR
     from tocsr.core.sr.train import SRConfig, build_student
 
     cfg = SRConfig()
 
     def build(spec: ArchSpec) -> nn.Module:
-        return OneStepSR(teacher.autoencoder, build_student(teacher, space, spec, bank, cfg), scale, decoder).eval()
+        return OneStepSR(teacher.autoencoder, build_student(teacher, space, spec, bank, cfg), scale, decoder,
+                         encoder=encoder).eval()
 
     return build
 
@@ -239,16 +241,34 @@ def tiny_decoder_for_cost() -> nn.Module:
     return TinyDecoder(widths=cfg.decoder_widths, blocks=cfg.decoder_blocks).eval()
 
 
+def lr_encoder_for_cost(scale: int) -> nn.Module:
+    """An LREncoder of the shape the parts stage trains for x`scale`, for timing (as `tiny_decoder_for_cost`)."""
+    from tocsr.core.models.parts import LREncoder
+    from tocsr.core.sr.parts import PartsConfig
+
+    cfg = PartsConfig()
+    torch.manual_seed(0)
+    return LREncoder(scale=scale, width=cfg.encoder_width, blocks=cfg.encoder_blocks).eval()
+
+
+def parts_for_cost(encoder: str, decoder: str, scale: int) -> tuple[nn.Module | None, nn.Module | None]:
+    """(encoder, decoder) stand-ins of the kinds a pipeline deploys, shaped as the parts stage trains them, for
+    timing where the trained parts are not at hand (a Ray node, an ONNX bundle); None for the autoencoder's own."""
+    return (lr_encoder_for_cost(scale) if encoder == "lr" else None,
+            tiny_decoder_for_cost() if decoder == "tiny" else None)
+
+
 class TorchPipelineProbe:
     """The whole one-step SR call on the profile's device, for `bench.pipeline.measure_pipeline_parts`:
-    its fixed parts (bicubic + encoder, and each decoder a device may deploy: the autoencoder's, the tiny one) and
+    its fixed parts (each encoder and decoder a device may deploy: bicubic + the autoencoder's encoder or the LR
+    encoder, the autoencoder's decoder or the tiny one) and
     whole pipelines with a candidate backbone (the autoencoder's own parts), each paired with the same reference
     as the cost table (the teacher UNet at the latent size)."""
 
     clock: Clock | None = None
 
     def __init__(self, teacher, space: SearchSpace, bank: Mapping, profile: DeviceProfile):
-        from tocsr.core.sr.onestep import LatentDecoder, LatentEncoder, PartDecoder
+        from tocsr.core.sr.onestep import LatentDecoder, LatentEncoder, PartDecoder, PartEncoder
 
         self.device, self.dtype, self.device_name = _placement(profile)
         self.mode = profile.execution_mode
@@ -260,6 +280,7 @@ class TorchPipelineProbe:
         self.encoder = nn.Module.to(LatentEncoder(copy.deepcopy(teacher.autoencoder), scale), self.device, self.dtype).eval()
         self.decoder = LatentDecoder(self.encoder.autoencoder).eval()
         self.tiny_decoder = nn.Module.to(PartDecoder(tiny_decoder_for_cost()), self.device, self.dtype).eval()
+        self.lr_encoder = nn.Module.to(PartEncoder(lr_encoder_for_cost(scale)), self.device, self.dtype).eval()
         with torch.inference_mode():
             self.z = (self.encoder(*self.lr),)
         args, kwargs = teacher_inputs(teacher, profile)
@@ -273,12 +294,16 @@ class TorchPipelineProbe:
     def reference(self) -> Callable[[], object]:
         return self._reference
 
+    def part_modules(self) -> dict[str, tuple[nn.Module, tuple, int]]:
+        """name (bench.pipeline.ENCODER_PARTS, DECODER_PARTS) -> (module, its inputs, its parameters)."""
+        return {ENCODER_PARTS["kl"]: (self.encoder, self.lr, count_params(self.encoder.autoencoder.encoder)["params"]),
+                ENCODER_PARTS["lr"]: (self.lr_encoder, self.lr, count_params(self.lr_encoder)["params"]),
+                DECODER_PARTS["kl"]: (self.decoder, self.z, count_params(self.decoder.autoencoder.decoder)["params"]),
+                DECODER_PARTS["tiny"]: (self.tiny_decoder, self.z, count_params(self.tiny_decoder)["params"])}
+
     def parts(self) -> dict[str, tuple[Callable[[], object], int]]:
-        ae_params = count_params(self.encoder.autoencoder.encoder)["params"]
-        dec_params = count_params(self.decoder.autoencoder.decoder)["params"]
-        return {ENCODER_PART: (self._call(self.encoder, self.lr, {}), ae_params),
-                DECODER_PARTS["kl"]: (self._call(self.decoder, self.z, {}), dec_params),
-                DECODER_PARTS["tiny"]: (self._call(self.tiny_decoder, self.z, {}), count_params(self.tiny_decoder)["params"])}
+        return {name: (self._call(module, inputs, {}), params)
+                for name, (module, inputs, params) in self.part_modules().items()}
 
     def model(self, spec: ArchSpec) -> nn.Module:
         """The pipeline with `spec` as its backbone (the last one built is kept)."""
@@ -334,9 +359,9 @@ class DeployedPipelineMeter:
     The measurement's params and MACs are the backbone's (what params/GMAC budgets bound)."""
 
     def __init__(self, teacher, space: SearchSpace, bank: Mapping, profile: DeviceProfile,
-                 decoder: nn.Module | None = None):
+                 decoder: nn.Module | None = None, encoder: nn.Module | None = None):
         self.profile, self.space = profile, space
-        self.build = pipeline_builder(teacher, space, bank, profile.resolution.scale, decoder)
+        self.build = pipeline_builder(teacher, space, bank, profile.resolution.scale, decoder, encoder)
         self.build_as_shipped = pipeline_builder(teacher, space, bank, profile.resolution.scale)
         self.lr = _pipeline_inputs(teacher, profile)
         self.args, self.kwargs = teacher_inputs(teacher, profile)

@@ -30,7 +30,7 @@ from typing import Any
 
 from bench.costtable import CandidateMeasurement, ChoiceCost, ProbeMeter
 from bench.measure import Measurement, measure_workload
-from bench.pipeline import DECODER_PARTS, PartCost, PipelineProbeMeter
+from bench.pipeline import DECODER_PARTS, ENCODER_PARTS, PartCost, PipelineProbeMeter
 from bench.profile import DeviceProfile
 from bench.workloads import Workload
 from tocsr.core.errors import ConfigError, TocsrError
@@ -101,7 +101,7 @@ class _MeasurementActor:
         self.space: SearchSpace = derive_search_space(self.teacher.unet)
         self._table: ProbeMeter | None = None
         self._pipeline: PipelineProbeMeter | None = None
-        self._deployed: dict[str, Any] = {}
+        self._deployed: dict[tuple[str, str], Any] = {}
 
     def _bank(self):
         from tocsr.core.distill.bank import new_bank
@@ -157,25 +157,26 @@ class _MeasurementActor:
     def workload(self, workload: Workload, reference: Workload | None, profile: DeviceProfile) -> Measurement:
         return measure_workload(workload, profile, reference=reference)
 
-    def _deployed_meter(self, decoder: str) -> Any:
-        """The meter of the candidate as deployed with `decoder` ("kl": the autoencoder's own; "tiny": a tiny
-        decoder of the shape the parts stage trains, random weights: cost does not depend on them)."""
-        if decoder not in self._deployed:
-            from bench.probe import DeployedPipelineMeter, deployed_meter, tiny_decoder_for_cost
+    def _deployed_meter(self, encoder: str, decoder: str) -> Any:
+        """The meter of the candidate as deployed with `encoder` and `decoder` ("kl": the autoencoder's own;
+        "lr", "tiny": parts of the shapes the parts stage trains, random weights: cost does not depend on them)."""
+        key = (encoder, decoder)
+        if key not in self._deployed:
+            from bench.probe import DeployedPipelineMeter, deployed_meter, parts_for_cost
 
             if self.profile.budgets.scope != "pipeline":
-                self._deployed[decoder] = deployed_meter(self.teacher, self.space, self._bank(), self.profile)
+                self._deployed[key] = deployed_meter(self.teacher, self.space, self._bank(), self.profile)
             else:
-                part = tiny_decoder_for_cost() if decoder == "tiny" else None
-                self._deployed[decoder] = DeployedPipelineMeter(self.teacher, self.space, self._bank(), self.profile,
-                                                                part)
-        return self._deployed[decoder]
+                enc, dec = parts_for_cost(encoder, decoder, self.profile.resolution.scale)
+                self._deployed[key] = DeployedPipelineMeter(self.teacher, self.space, self._bank(), self.profile,
+                                                            dec, enc)
+        return self._deployed[key]
 
-    def deployed(self, choices: dict[str, str], decoder: str = "kl") -> Measurement:
-        return self._deployed_meter(decoder).measure(self.space.spec(choices))
+    def deployed(self, choices: dict[str, str], decoder: str = "kl", encoder: str = "kl") -> Measurement:
+        return self._deployed_meter(encoder, decoder).measure(self.space.spec(choices))
 
     def teacher_as_shipped(self) -> Measurement:
-        meter = self._deployed_meter("kl")
+        meter = self._deployed_meter("kl", "kl")
         if hasattr(meter, "measure_teacher_as_shipped"):
             return meter.measure_teacher_as_shipped()
         return meter.measure(self.space.all_teacher())       # a backbone budget: the teacher backbone is as shipped
@@ -315,15 +316,17 @@ class RayPipelineMeter(RayTableMeter):
 
 class RayCandidateMeter:
     """search.selection.CandidateMeter on a `RemoteDevice`: the candidate as deployed (the whole pipeline
-    with `decoder`, or the backbone, as the profile's budgets scope says), measured on the device's node."""
+    with `encoder` and `decoder`, or the backbone, as the profile's budgets scope says), measured on the device's
+    node."""
 
-    def __init__(self, device: RemoteDevice, decoder: str = "kl"):
-        if decoder not in DECODER_PARTS:
-            raise ConfigError(f"decoder {decoder!r}: a pipeline deploys one of {', '.join(DECODER_PARTS)}")
-        self.device, self.decoder = device, decoder
+    def __init__(self, device: RemoteDevice, decoder: str = "kl", encoder: str = "kl"):
+        for what, kind, offered in (("decoder", decoder, DECODER_PARTS), ("encoder", encoder, ENCODER_PARTS)):
+            if kind not in offered:
+                raise ConfigError(f"{what} {kind!r}: a pipeline deploys one of {', '.join(offered)}")
+        self.device, self.decoder, self.encoder = device, decoder, encoder
 
     def measure(self, spec: ArchSpec) -> Measurement:
-        return self.device.get(self.device.actor.deployed.remote(dict(spec.items()), self.decoder))
+        return self.device.get(self.device.actor.deployed.remote(dict(spec.items()), self.decoder, self.encoder))
 
     def measure_teacher_as_shipped(self) -> Measurement:
         """The teacher-shaped pipeline with the autoencoder's own parts, on the node (what a `latency_vs_teacher`

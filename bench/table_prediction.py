@@ -77,7 +77,7 @@ class TablePredictionMeter:
             energy_note="not measured: the device is not attached", notes=(self.basis,))
 
     def measure(self, spec: ArchSpec) -> Measurement:
-        """The candidate as the deployed model (the pipeline with its chosen decoder where the budget is the
+        """The candidate as the deployed model (the pipeline with its chosen parts where the budget is the
         whole call), predicted in units of the table's reference."""
         ratio = self.model.predict_ratio(spec)
         at_q = self.model.predict_latency_at_ms(spec) / self.table.reference_ms
@@ -88,7 +88,7 @@ class TablePredictionMeter:
         teacher = self.space.all_teacher()
         if not isinstance(self.model, PipelineCostModel):
             return self.measure(teacher)
-        shipped = self.model.with_decoder("kl")
+        shipped = self.model.with_parts("kl", "kl")
         ratio = shipped.predict_ratio(teacher)
         at_q = shipped.predict_latency_at_ms(teacher) / self.table.reference_ms
         return self._measurement("pipeline teacher (autoencoder's parts)", teacher, ratio, at_q)

@@ -69,8 +69,9 @@ def _selection(run: Path) -> tuple[str, list[tuple[str, bytes | None]]]:
             lines.append(f"{r.profile_name} ({c.how}), whole one-step SR call: {r.pipeline['line']}; the pipeline cost model "
                          f"(fixed parts + backbone table) within ±10% on {100 * (v.get('within_10pct') or 0):.0f}% of "
                          f"{v.get('n', 0)} held-out pipelines")
-            if r.decoder_choice:
-                lines.append(f"{r.profile_name}: decoder deployed: {r.decoder}: {r.decoder_choice['reason']}")
+            if r.parts_choice:
+                lines.append(f"{r.profile_name}: parts deployed: {r.encoder} encoder, {r.decoder} decoder: "
+                             f"{r.parts_choice['reason']}")
         png = folder / r.convergence_png
         images.append((f"search convergence: {r.profile_name} ({r.method})", png.read_bytes() if png.is_file() else None))
     head = ["device", "chosen architecture", "fidelity error (proxy)", "latency of", "p90 ms, measured unless marked",

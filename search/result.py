@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from bench.pipeline import PipelineCostModel, describe_pipeline
 from bench.profile import DeviceProfile
 from search.analysis import pareto_front
-from search.decoder import DecoderChoice
+from search.parts import PartsChoice
 from search.run import best_feasible
 from search.selection import Selection
 from tocsr.core.artifacts import FolderRecord
@@ -77,9 +77,12 @@ class SearchResult(FolderRecord):
     # 3: a typed SearchResult (chosen model and teacher figures as fields, profile name at the top).
     # 4: names the fidelity proxy the search minimised (`proxy`).
     # 5: `scope` of the budgets and, for the pipeline, its split into fixed parts and backbone (`pipeline`).
-    # 6: the decoder the chosen pipeline deploys and why (`decoder`, `decoder_choice`; search.decoder).
-    SCHEMA_VERSION: ClassVar[int] = 6
-    MIGRATIONS: ClassVar[dict] = {5: lambda d: {**d, "decoder": "kl"}}     # before 6 every pipeline had the KL decoder
+    # 6: the decoder the chosen pipeline deploys and why (`decoder`, `decoder_choice`).
+    # 7: the encoder too (`encoder`), and why both (`parts_choice`, search.parts, in place of `decoder_choice`).
+    SCHEMA_VERSION: ClassVar[int] = 7
+    # before 6 every pipeline had the autoencoder's parts; before 7 its encoder
+    MIGRATIONS: ClassVar[dict] = {5: lambda d: {**d, "decoder": "kl", "encoder": "kl"},
+                                  6: lambda d: {**d, "encoder": "kl", "parts_choice": d.get("decoder_choice")}}
     REBUILD: ClassVar[str] = "search again with `tocsr search --out {folder}` (or delete the folder and rerun `tocsr run`)"
 
     profile_name: str
@@ -115,7 +118,8 @@ class SearchResult(FolderRecord):
     scope: str = "backbone"              # what the latencies above are of: "pipeline" (one-step SR call) or "backbone"
     pipeline: dict[str, Any] | None = None   # scope "pipeline": fixed parts, backbone share, held-out pipelines
     decoder: str = "kl"                  # the decoder the chosen model deploys ("kl": the autoencoder's; "tiny")
-    decoder_choice: dict[str, Any] | None = None   # search.decoder.DecoderChoice: why, and the options weighed
+    encoder: str = "kl"                  # the encoder it deploys ("kl": bicubic + the autoencoder's; "lr")
+    parts_choice: dict[str, Any] | None = None     # search.parts.PartsChoice: why, and the options weighed
     convergence_png: str = "convergence.png"
     cost_table: str = "cost_table.json"
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -123,13 +127,18 @@ class SearchResult(FolderRecord):
     @property
     def sr_folder_name(self) -> str:
         """The run's folder (runs/<r>/sr/<this>) of the SR model this choice trains: one per architecture and
-        deployed decoder, so devices that chose the same pair share it."""
-        return self.chosen.key if self.decoder == "kl" else f"{self.chosen.key}-{self.decoder}-decoder"
+        deployed parts, so devices that chose the same architecture and parts share it."""
+        name = self.chosen.key
+        if self.encoder != "kl":
+            name += f"-{self.encoder}-encoder"
+        if self.decoder != "kl":
+            name += f"-{self.decoder}-decoder"
+        return name
 
     @classmethod
     def from_selection(cls, sel: Selection, profile: DeviceProfile, space: SearchSpace, method: str, seed: int,
                        evaluations_cap: int, formulation: str, complexity: str, proxy: str,
-                       decoder_choice: DecoderChoice | None = None) -> SearchResult:
+                       parts_choice: PartsChoice | None = None) -> SearchResult:
         c, m, teacher_at = sel.choice, sel.choice.measurement, sel.decision.teacher_at_ms
         chosen = ChosenModel(
             spec=c.spec, fidelity=c.fidelity, predicted=dict(c.predicted), found_by=c.found_by,
@@ -167,7 +176,8 @@ class SearchResult(FolderRecord):
             pareto_front=tuple({"key": x.key, "fidelity": x.fidelity, **x.costs} for x in pareto_front(sel.trials)),
             cost_table_rounds=tuple(sel.table.rounds), scope=sel.decision.scope, pipeline=pipeline,
             decoder=sel.table.pipeline.decoder if isinstance(sel.table, PipelineCostModel) else "kl",
-            decoder_choice=decoder_choice.to_dict() if decoder_choice else None)
+            encoder=sel.table.pipeline.encoder if isinstance(sel.table, PipelineCostModel) else "kl",
+            parts_choice=parts_choice.to_dict() if parts_choice else None)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "environment"}

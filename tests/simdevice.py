@@ -162,22 +162,28 @@ class SimPipelineProbe(SimProbe):
     shows (0 on an honest device)."""
 
     def __init__(self, sim: SimulatedDevice, encoder_ms: float = 4.0, decoder_ms: float = 6.0, overhead_ms: float = 0.0,
-                 tiny_decoder_ms: float | None = None, deploy: str = "kl"):
+                 tiny_decoder_ms: float | None = None, deploy: str = "kl", lr_encoder_ms: float | None = None,
+                 deploy_encoder: str = "kl"):
         super().__init__(sim)
         self.encoder_ms, self.decoder_ms, self.overhead_ms = encoder_ms, decoder_ms, overhead_ms
-        # `tiny_decoder_ms`: the device offers the tiny decoder too; `deploy`: the decoder its pipelines run
+        # `tiny_decoder_ms`, `lr_encoder_ms`: the device offers those parts too; `deploy`, `deploy_encoder`: the
+        # decoder and encoder its pipelines run
         self.tiny_decoder_ms, self.deploy = tiny_decoder_ms, deploy
+        self.lr_encoder_ms, self.deploy_encoder = lr_encoder_ms, deploy_encoder
 
     def parts(self):
         parts = {"bicubic + encoder": (lambda: self.sim.spend(self.encoder_ms), 1000),
                  "decoder": (lambda: self.sim.spend(self.decoder_ms), 2000)}
         if self.tiny_decoder_ms is not None:
             parts["tiny decoder"] = (lambda: self.sim.spend(self.tiny_decoder_ms), 200)
+        if self.lr_encoder_ms is not None:
+            parts["lr encoder"] = (lambda: self.sim.spend(self.lr_encoder_ms), 100)
         return parts
 
-    def pipeline_ms(self, spec: ArchSpec, decoder: str | None = None) -> float:
+    def pipeline_ms(self, spec: ArchSpec, decoder: str | None = None, encoder: str | None = None) -> float:
         dec = self.tiny_decoder_ms if (decoder or self.deploy) == "tiny" else self.decoder_ms
-        return self.encoder_ms + self.sim.true_ms(spec) + dec + self.overhead_ms
+        enc = self.lr_encoder_ms if (encoder or self.deploy_encoder) == "lr" else self.encoder_ms
+        return enc + self.sim.true_ms(spec) + dec + self.overhead_ms
 
     def candidate(self, spec):
         ms = self.pipeline_ms(spec)
@@ -195,9 +201,10 @@ class SimPipelineMeter(SimMeter):
         self.probe = SimPipelineProbe(sim, **parts_ms)
 
     def measure_teacher_as_shipped(self) -> Measurement:
-        """The teacher-shaped pipeline with the autoencoder's decoder, whatever this meter deploys."""
-        deploy, self.probe.deploy = self.probe.deploy, "kl"
+        """The teacher-shaped pipeline with the autoencoder's parts, whatever this meter deploys."""
+        deploy, encoder = self.probe.deploy, self.probe.deploy_encoder
+        self.probe.deploy, self.probe.deploy_encoder = "kl", "kl"
         try:
             return self.measure(self.sim.space.all_teacher())
         finally:
-            self.probe.deploy = deploy
+            self.probe.deploy, self.probe.deploy_encoder = deploy, encoder

@@ -206,9 +206,9 @@ def test_the_sr_model_folder_records_the_architecture_the_search_chose(job):
     assert info.arch == SearchResult.load(run / "search-cpu-2core").chosen.spec and info.scale == 4
 
 
-def test_the_decoder_is_chosen_on_the_parts_fidelity_and_cost_and_the_sr_model_deploys_it(job):
-    """Issue 24 item 2: the parts stage trains and scores the tiny decoder, the costs stage times it, the search
-    weighs both decoders (search.decoder) and the SR model deploys the one chosen."""
+def test_the_parts_are_chosen_on_their_fidelity_and_cost_and_the_sr_model_deploys_them(job):
+    """Issue 24 item 2: the parts stage trains and scores the LR encoder and the tiny decoder, the costs stage times
+    them, the search weighs every (encoder, decoder) pair (search.parts) and the SR model deploys the pair chosen."""
     from tocsr.core.sr.parts import PartsRecord
     from tocsr.core.sr.pipeline import TOCSRPipeline
 
@@ -216,21 +216,29 @@ def test_the_decoder_is_chosen_on_the_parts_fidelity_and_cost_and_the_sr_model_d
     record = PartsRecord.load(run / "parts")
     assert record.config["steps"] == 2 and len(record.psnr_y_db["tiny-decoder"]["through_part"]) > 0
     result = SearchResult.load(run / "search-cpu-2core")
-    options = {o["kind"]: o for o in result.decoder_choice["options"]}
-    assert set(options) == {"kl", "tiny"} and options["kl"]["loss_db"] == 0
-    assert options["tiny"]["decoder_ms"] < options["kl"]["decoder_ms"]     # the tiny decoder is the cheaper part
-    assert options["tiny"]["n_crops"] == len(record.psnr_y_db["tiny-decoder"]["through_part"])
-    # cpu-2core's budget is tighter than any pipeline with the autoencoder's decoder: the acceptance of issue 24
-    # ("a budget the KL pipeline cannot meet picks the cheaper part, and the re-measured pipeline meets it")
-    budget = result.decoder_choice["latency_budget_ms"]
-    assert options["kl"]["cheapest_pipeline_ms"] > budget > options["tiny"]["cheapest_pipeline_ms"]
-    assert result.decoder == result.decoder_choice["decoder"] == "tiny" and result.decoder_choice["reason"]
+    choice = result.parts_choice
+    options = {(o["encoder"], o["decoder"]): o for o in choice["options"]}
+    assert set(options) == {("kl", "kl"), ("kl", "tiny"), ("lr", "kl"), ("lr", "tiny")}
+    assert options[("kl", "kl")]["loss_db"] == 0
+    tiny = record.psnr_y_db["tiny-decoder"]
+    assert options[("kl", "tiny")]["loss_db"] == pytest.approx(np.mean(tiny["through_kl"]) - np.mean(tiny["through_part"]))
+    # each cheaper part is cheaper than the autoencoder's
+    assert options[("kl", "tiny")]["parts_ms"] < options[("kl", "kl")]["parts_ms"] > options[("lr", "kl")]["parts_ms"]
+    # cpu-2core's budget is tighter than any pipeline with the autoencoder's parts: the acceptance of issue 24
+    # ("a budget the KL pipeline cannot meet picks cheaper parts, and the re-measured pipeline meets it")
+    budget = choice["latency_budget_ms"]
+    assert options[("kl", "kl")]["cheapest_pipeline_ms"] > budget
+    assert options[(choice["encoder"], choice["decoder"])]["cheapest_pipeline_ms"] <= budget and choice["reason"]
+    assert (result.encoder, result.decoder) == (choice["encoder"], choice["decoder"]) != ("kl", "kl")
     assert result.chosen.measured_latency_ms <= result.latency_budget_ms
     info = SRModelInfo.load(_sr_model(run))
-    assert info.decoder == result.decoder and _sr_model(run).name == result.sr_folder_name
-    assert TOCSRPipeline.from_pretrained(_sr_model(run)).model.decoder_kind == result.decoder
-    assert f"decoder deployed: {result.decoder}" in r.stdout
-    assert f"decoder deployed: {result.decoder}" in (run.parent.parent / "report" / "index.html").read_text()
+    assert (info.encoder, info.decoder) == (result.encoder, result.decoder)
+    assert _sr_model(run).name == result.sr_folder_name
+    model = TOCSRPipeline.from_pretrained(_sr_model(run)).model
+    assert (model.encoder_kind, model.decoder_kind) == (result.encoder, result.decoder)
+    deployed = f"parts deployed: {result.encoder} encoder, {result.decoder} decoder"
+    assert deployed in r.stdout
+    assert deployed in (run.parent.parent / "report" / "index.html").read_text()
 
 
 def test_the_sr_model_starts_from_the_runs_shared_part_and_its_seconds_stay_in_the_budget(job):

@@ -71,10 +71,11 @@ def test_imported_results_make_a_measured_table_with_the_devices_provenance(meas
     assert table.entries[(space.slots[0].name, TEACHER)].median_ms > 0
     v = table.validation_summary()
     assert v["n"] == 4 and v["median_abs_err"] is not None
-    assert [p.name for p in model.pipeline.parts] == ["bicubic + encoder", "decoder", "tiny decoder"]
-    # the device offers the tiny decoder as a choice of its search (search.decoder), cheaper than the autoencoder's
-    assert model.pipeline.decoders == ("kl", "tiny")
+    assert [p.name for p in model.pipeline.parts] == ["bicubic + encoder", "lr encoder", "decoder", "tiny decoder"]
+    # the device offers the cheaper parts as choices of its search (search.parts), smaller than the autoencoder's
+    assert model.pipeline.decoders == ("kl", "tiny") and model.pipeline.encoders == ("kl", "lr")
     assert model.pipeline.part("tiny decoder").params < model.pipeline.part("decoder").params
+    assert model.pipeline.part("lr encoder").params < model.pipeline.part("bicubic + encoder").params
     assert model.validation_summary()["n"] == 2
     assert all(c.latency.target.timer.startswith("onnxruntime") for c in table.candidates)
     again = load_cost_model(tmp_path / "costs.json", "pipeline")

@@ -108,11 +108,11 @@ def test_a_pipeline_that_deploys_the_tiny_decoder_is_predicted_and_judged_with_i
 
     sim, _, kl_only = measured
     with pytest.raises(ConfigError, match="offer kl"):
-        kl_only.with_decoder("tiny")
+        kl_only.with_parts("kl", "tiny")
     table = kl_only.table
     parts = {"encoder_ms": 4.0, "decoder_ms": 6.0, "tiny_decoder_ms": 1.0}
     model = measure_pipeline_parts(space, table, SimPipelineProbe(sim, **parts), profile, n_holdout=10, seed=4)
-    tiny = model.with_decoder("tiny")
+    tiny = model.with_parts("kl", "tiny")
     teacher_ms = sim.true_ms(space.all_teacher())
     spec = model.cheapest(space)
     assert model.pipeline.decoders == ("kl", "tiny") and tiny.pipeline.decoder == "tiny"

@@ -42,7 +42,7 @@ def measured():
 def test_each_candidate_is_the_measured_tables_prediction_labelled_predicted(measured):
     space, _, model = measured
     board = parse_profile(BOARD_YAML, "board.yaml")
-    tiny = model.with_decoder("tiny")
+    tiny = model.with_parts("kl", "tiny")
     meter = TablePredictionMeter(tiny, space, board)
     spec = tiny.cheapest(space)
     m = meter.measure(spec)
@@ -55,7 +55,7 @@ def test_each_candidate_is_the_measured_tables_prediction_labelled_predicted(mea
     assert m.peak_memory_mib == pytest.approx(tiny.predict_memory_mib(spec)) and m.params == model.table.params(spec)
     # the teacher as shipped has the autoencoder's decoder, whatever this device deploys
     shipped = meter.measure_teacher_as_shipped()
-    assert shipped.paired.ratio == pytest.approx(model.with_decoder("kl").predict_ratio(space.all_teacher()))
+    assert shipped.paired.ratio == pytest.approx(model.with_parts("kl", "kl").predict_ratio(space.all_teacher()))
     assert shipped.paired.ratio > meter.measure(space.all_teacher()).paired.ratio
 
 
@@ -82,7 +82,7 @@ def test_the_choice_is_made_on_the_devices_table_without_a_measurement_here_and_
                                                                                                      tmp_path):
     space, sim, model = measured
     board = parse_profile(BOARD_YAML, "board.yaml")
-    tiny = model.with_decoder("tiny")
+    tiny = model.with_parts("kl", "tiny")
     calls = sim.calls
     sel = choose(space, FakeFidelity(space), tiny, board, TablePredictionMeter(tiny, space, board),
                  lambda problem, cap: run_search(problem, "random", cap, tmp_path, seed=0, q=4, show_progress=False),

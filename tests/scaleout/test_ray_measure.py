@@ -217,8 +217,11 @@ def test_the_main_job_measures_a_profile_on_its_node(cluster, tmp_path):
     from tocsr.core.sr.info import SRModelInfo
 
     result = SearchResult.load(run / "search-cpu-2core")
-    assert {o["kind"] for o in result.decoder_choice["options"]} == {"kl", "tiny"}
-    assert result.decoder == "tiny" and result.chosen.measured_latency_ms <= result.latency_budget_ms
-    assert SRModelInfo.load(_sr_model(run)).decoder == "tiny"
+    assert {(o["encoder"], o["decoder"]) for o in result.parts_choice["options"]} == {
+        ("kl", "kl"), ("kl", "tiny"), ("lr", "kl"), ("lr", "tiny")}
+    assert (result.encoder, result.decoder) != ("kl", "kl")
+    assert result.chosen.measured_latency_ms <= result.latency_budget_ms
+    info = SRModelInfo.load(_sr_model(run))
+    assert (info.encoder, info.decoder) == (result.encoder, result.decoder)
     rows = json.loads((run / "eval" / "rows.json").read_text())["rows"]
     assert rows and all(r["provenance"]["ray_node_id"] == node for r in rows if r["device_profile"] == "cpu-2core")

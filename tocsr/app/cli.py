@@ -378,12 +378,13 @@ def search(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", "-o"),
     ray_address: str | None = _RAY_ADDRESS,
-    parts: Path | None = typer.Option(None, "--parts", help="a run's parts/ folder (tiny decoder trained and "
-                                      "scored): the pipeline may deploy it; without it, the autoencoder's decoder"),
-    max_decoder_loss_db: float | None = typer.Option(None, "--max-decoder-loss-db", min=0.0,
-                                                     help="PSNR-Y (dB) a decoder may lose against the autoencoder's "
-                                                          "and count as free (upper 95% end; default: "
-                                                          "search.decoder.DEFAULT_MAX_LOSS_DB)"),
+    parts: Path | None = typer.Option(None, "--parts", help="a run's parts/ folder (LR encoder and tiny decoder "
+                                      "trained and scored): the pipeline may deploy them; without it, the "
+                                      "autoencoder's own parts"),
+    max_parts_loss_db: float | None = typer.Option(None, "--max-parts-loss-db", min=0.0,
+                                                   help="PSNR-Y (dB) the deployed encoder and decoder together may "
+                                                        "lose against the autoencoder's and count as free (upper 95% "
+                                                        "ends; default: search.parts.DEFAULT_MAX_LOSS_DB)"),
 ) -> None:
     """ε-constrained search for the backbone that fits the device's budgets."""
     from tocsr.app.stages import stage_costs, stage_search
@@ -399,7 +400,7 @@ def search(
                  else stage_costs(teacher, profile, table_path, ray_address=ray_address))
         result = stage_search(teacher, surrogates, profile, table, out, method, evaluations, seed, formulation,
                               eps_fid, complexity, proxy=proxy, ray_address=ray_address, parts_dir=parts,
-                              **({} if max_decoder_loss_db is None else {"max_decoder_loss_db": max_decoder_loss_db}))
+                              **({} if max_parts_loss_db is None else {"max_parts_loss_db": max_parts_loss_db}))
     c = result.chosen
     budget = "none" if result.latency_budget_ms is None else f"{result.latency_budget_ms:.2f} ms"
     memory = "-" if c.measured_memory_mib is None else f"{c.measured_memory_mib:.0f}"
@@ -413,8 +414,8 @@ def search(
         typer.echo(f"PREDICTED, not measured: {c.basis or 'the device is not attached'}")
     if result.pipeline:
         typer.echo(f"pipeline: {result.pipeline['line']}")
-    if result.decoder_choice:
-        typer.echo(f"decoder deployed: {result.decoder}: {result.decoder_choice['reason']}")
+    if result.parts_choice:
+        typer.echo(f"parts deployed: {result.encoder} encoder, {result.decoder} decoder: {result.parts_choice['reason']}")
     typer.echo(f"wrote {out / 'search_result.json'} and {out / 'convergence.png'}")
 
 
@@ -431,10 +432,11 @@ def sr(
                                           help="`tocsr finetune` output: start the students from that backbone"),
     resume: bool = typer.Option(False, "--resume"),
     parts: Path | None = typer.Option(None, "--parts", help="the parts/ folder the search was given: needed when "
-                                      "it chose the tiny decoder, or with --encoder lr"),
-    encoder: str = typer.Option("kl", "--encoder", help=(
-        "kl: bicubic upscale + the autoencoder's encoder; lr: the parts stage's LR encoder, reading the LR image at "
-        "LR resolution (cheaper, less faithful: see parts.json), the student trained on its latents")),
+                                      "it chose the LR encoder or the tiny decoder, or with --encoder lr"),
+    encoder: str | None = typer.Option(None, "--encoder", help=(
+        "default: the search's choice. kl: bicubic upscale + the autoencoder's encoder; lr: the parts stage's LR "
+        "encoder, reading the LR image at LR resolution (cheaper, less faithful: see parts.json), the student "
+        "trained on its latents")),
 ) -> None:
     """Adapt the chosen backbone to SR and distil it into a one-step generator."""
     from tocsr.app.stages import stage_sr

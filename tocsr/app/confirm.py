@@ -21,7 +21,7 @@ CONFIRMATION_FILE = "confirmation.json"
 def stage_confirm_export(search_dir: str | Path, teacher_dir: str | Path, profile_ref: str | Path,
                          out_dir: str | Path, runners_up: int = 2) -> Path:
     """Write the confirmation bundle of the search in `search_dir`: the teacher (as shipped, or its backbone), the
-    chosen model (with its decoder), and `runners_up` more (the next feasible trials by the search's objective)."""
+    chosen model (with its encoder and decoder), and `runners_up` more (the next feasible trials by the search's objective)."""
     search_dir = Path(search_dir)
     result = SearchResult.load(search_dir)
     profile = load_profile(profile_ref)
@@ -43,8 +43,9 @@ def stage_confirm_export(search_dir: str | Path, teacher_dir: str | Path, profil
             seen.add(t.key)
             ups.append(t.choices)
     c = result.chosen
-    targets = targets_from(space, dict(c.spec.items()), result.decoder, c.latency_vs_teacher, ups)
-    search = {"folder": str(search_dir), "chosen": c.key, "decoder": result.decoder, "status": c.how,
+    targets = targets_from(space, dict(c.spec.items()), result.decoder, c.latency_vs_teacher, ups, result.encoder)
+    search = {"folder": str(search_dir), "chosen": c.key, "decoder": result.decoder, "encoder": result.encoder,
+              "status": c.how,
               "basis": c.basis, "budget_in_words": result.budget_in_words}
     with progress(f"confirm/{profile.name}", len(targets) + 2) as bar:
         return export_confirmation(teacher, profile, new_bank(space), out_dir, targets, search,

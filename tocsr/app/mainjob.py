@@ -67,7 +67,7 @@ class RunPreset:
     finetune_steps: int = 0
     # Held-out whole one-step SR pipelines that judge the pipeline cost model (bench.pipeline) per device.
     pipelines: int = 10
-    # Training steps of each cheaper pipeline part (tocsr.core.sr.parts; the search may deploy the tiny decoder).
+    # Training steps of each cheaper pipeline part (tocsr.core.sr.parts; the search may deploy them).
     parts_steps: int = 600
     sr_patch_px: int = 128             # HR crop side of the SR stage and the parts (the output size trained at)
     needs_cuda: bool = False           # refused up front on a machine without a CUDA device
@@ -401,7 +401,8 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
             sr_shas[profile.name] = log.run(f"sr-{result.sr_folder_name}", {"teacher": teacher_sha, "surrogates": surrogates_sha,
                                                            "arch": arch, "config": dataclasses.asdict(scfg),
                                                            "finetune": ft_sha, "shared": shared_sha,
-                                                           "decoder": result.decoder, "parts": parts_sha,
+                                                           "decoder": result.decoder, "encoder": result.encoder,
+                                                           "parts": parts_sha,
                                                            "record": SRModelInfo.SCHEMA_VERSION},
                                             lambda resume, sd=search_dir, srd=sr_dir, fd=ft_dir: stage_sr(
                                                 teacher_dir, surrogates_dir, sd, srd, scfg, data, resume, fd,
@@ -547,8 +548,8 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
             "selection_rounds": res.selection_rounds, "chosen_found_by": c.found_by,
             "params_m": c.params_m, "teacher_params_m": res.teacher_params_m, "gmacs": c.gmacs,
             "teacher_gmacs": res.teacher_gmacs, "test": test_headline(out, name), "fidelity_proxy": res.proxy,
-            "scope": res.scope, "pipeline": res.pipeline, "decoder": res.decoder,
-            "decoder_reason": (res.decoder_choice or {}).get("reason"), "sr_folder": res.sr_folder_name,
+            "scope": res.scope, "pipeline": res.pipeline, "decoder": res.decoder, "encoder": res.encoder,
+            "parts_reason": (res.parts_choice or {}).get("reason"), "sr_folder": res.sr_folder_name,
             "finetune": _finetune_summary(out / "finetune" / c.key), "latency_basis": c.basis,
             "confirm_command": confirm_command(out, res, (profile_refs or {}).get(name, name)),
         }
@@ -610,8 +611,9 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
             console.print(f"{name}: latencies are of the whole one-step SR call ({d['budget']}): {p['line']}; the "
                           f"teacher as backbone would be {100 * p['teacher_backbone_share_predicted']:.0f}% of its "
                           f"call; pipeline cost model: {within}")
-            if d.get("decoder_reason"):
-                console.print(f"{name}: decoder deployed: {d['decoder']}: {d['decoder_reason']}")
+            if d.get("parts_reason"):
+                console.print(f"{name}: parts deployed: {d['encoder']} encoder, {d['decoder']} decoder: "
+                              f"{d['parts_reason']}")
         else:
             console.print(f"{name}: latencies are of one backbone call ({d['budget']})")
         if d["latency_how"] == "predicted":

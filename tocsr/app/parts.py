@@ -10,8 +10,7 @@ teacher UNet as cost tables are (bench.measure). Writes <out>/parts.json (the re
 (the measurements, with spread and provenance) and the two parts' folders.
 
 What each would buy in cost and give up in fidelity, measured on its own. The main job trains them in its
-parts stage (tocsr.app.stages.stage_parts), and the search deploys the tiny decoder where it is chosen
-(search.decoder); the LR encoder is not a choice of the search yet.
+parts stage (tocsr.app.stages.stage_parts), and the search deploys them where they are chosen (search.parts).
 """
 
 from __future__ import annotations

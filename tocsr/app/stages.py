@@ -32,12 +32,13 @@ from reports.comparison import compare_methods
 from reports.rows import ReportRow
 from search.analysis import convergence, plot_convergence
 from search.benchmark import MemoFidelity, benchmark_strategies
-from search.decoder import (
+from search.parts import (
     DEFAULT_MAX_LOSS_DB,
-    DecoderChoice,
-    choose_decoder,
-    decoder_options,
-    only_kl,
+    PartLosses,
+    PartsChoice,
+    autoencoders_own,
+    choose_parts,
+    parts_options,
     teacher_budget_ms,
 )
 from search.problem import Constraints, SearchProblem
@@ -208,12 +209,12 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
                  formulation: str = "device", eps_fid: float | None = None, complexity: str = "params",
                  q: int = 4, selection: SelectionConfig = SelectionConfig(), proxy: str = DEFAULT_PROXY,
                  ray_address: str | None = None, parts_dir: str | Path | None = None,
-                 max_decoder_loss_db: float = DEFAULT_MAX_LOSS_DB) -> SearchResult:
+                 max_parts_loss_db: float = DEFAULT_MAX_LOSS_DB) -> SearchResult:
     """Search, then re-measure until a candidate meets the budgets (search.selection.choose).
 
-    For a pipeline budget, the decoder the device deploys is chosen first (search.decoder: the cheapest within
-    `max_decoder_loss_db` of the autoencoder's own, on the fidelity `stage_parts` measured in `parts_dir`);
-    without `parts_dir` the pipeline keeps the autoencoder's decoder.
+    For a pipeline budget, the encoder and decoder the device deploys are chosen first (search.parts: the
+    cheapest pair within `max_parts_loss_db` of the autoencoder's own, on the fidelity `stage_parts` measured in
+    `parts_dir`); without `parts_dir` the pipeline keeps the autoencoder's parts.
 
     `evaluations` caps the fidelity evaluations. `cost_table` is the backbone's table, or the pipeline cost
     model (bench.pipeline.load_cost_model) when the profile's budgets bound the whole one-step SR call; then
@@ -229,15 +230,18 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
     table = cost_table.table if isinstance(cost_table, PipelineCostModel) else cost_table
     if table.space_id != space.space_id:
         raise TocsrError(f"cost table is for space {table.space_id}, the teacher's is {space.space_id}")
-    decoder_choice, decoder = None, None
+    parts_choice, encoder, decoder = None, None, None
     if isinstance(cost_table, PipelineCostModel):
-        decoder_choice = _decoder_choice(cost_table, space, profile, parts_dir, max_decoder_loss_db)
-        log.info("decoder for %s: %s (%s)", profile.name, decoder_choice.decoder, decoder_choice.reason)
-        cost_table = cost_table.with_decoder(decoder_choice.decoder)
-        if decoder_choice.decoder == "tiny":
+        parts_choice = _parts_choice(cost_table, space, profile, parts_dir, max_parts_loss_db)
+        log.info("parts for %s: %s encoder, %s decoder (%s)", profile.name, parts_choice.encoder,
+                 parts_choice.decoder, parts_choice.reason)
+        cost_table = cost_table.with_parts(parts_choice.encoder, parts_choice.decoder)
+        if (parts_choice.encoder, parts_choice.decoder) != ("kl", "kl"):
             from tocsr.core.sr.parts import load_parts
 
-            decoder = load_parts(parts_dir)[1]
+            trained_encoder, trained_decoder, _ = load_parts(parts_dir)
+            encoder = trained_encoder if parts_choice.encoder == "lr" else None
+            decoder = trained_decoder if parts_choice.decoder == "tiny" else None
     bank, ftable = load_surrogates(surrogates_dir, space)
     _, val_latents = teacher_latents(teacher)
     evaluator = build_proxy(proxy, teacher, space, bank, val_latents)
@@ -255,13 +259,14 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
                         "is judged on that table, labelled predicted (not re-measured)", profile.name, table.device_name)
             meter = TablePredictionMeter(cost_table, space, profile)
         elif device is None:
-            meter = (DeployedPipelineMeter(teacher, space, bank, profile, decoder) if profile.budgets.scope == "pipeline"
-                     else deployed_meter(teacher, space, bank, profile))
+            meter = (DeployedPipelineMeter(teacher, space, bank, profile, decoder, encoder)
+                     if profile.budgets.scope == "pipeline" else deployed_meter(teacher, space, bank, profile))
         else:
             from bench.remote import RayCandidateMeter
 
-            # the node builds the deployed decoder's shape itself (bench.remote): cost does not depend on weights
-            meter = RayCandidateMeter(device, decoder_choice.decoder if decoder_choice else "kl")
+            # the node builds the deployed parts' shapes itself (bench.remote): cost does not depend on weights
+            meter = (RayCandidateMeter(device, parts_choice.decoder, parts_choice.encoder) if parts_choice
+                     else RayCandidateMeter(device))
 
         def remeasure() -> CostTable | PipelineCostModel:
             """The same sizes as the table given: calibration and held-out candidates, held-out pipelines."""
@@ -271,12 +276,12 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
                                            max(2, roles.count("calibration")), roles.count("holdout"),
                                            n_pipelines=max(2, pipelines), remote=device, keep_invalid=True),
                                profile)
-            return fresh.with_decoder(decoder_choice.decoder) if decoder_choice else fresh
+            return fresh.with_parts(parts_choice.encoder, parts_choice.decoder) if parts_choice else fresh
 
         sel = choose(space, evaluator, cost_table, profile, meter, search_round, evaluations, formulation, eps_fid,
                      complexity, selection, None if on_table else remeasure)
     result = SearchResult.from_selection(sel, profile, space, method, seed, evaluations, formulation, complexity,
-                                         proxy, decoder_choice)
+                                         proxy, parts_choice)
     sel.table.save(out / result.cost_table, environment({"measured_on": device.provenance} if device else None))
     plot_convergence({method: [convergence(sel.trials)]}, out / result.convergence_png,
                      title=f"{method} on {profile.name} ({formulation})",
@@ -285,23 +290,29 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
     return result
 
 
-def decoder_losses(parts_dir: str | Path) -> dict[str, tuple[float, float, int]]:
-    """{"tiny": (mean, upper 95%, crops)}: the tiny decoder's PSNR-Y loss against HR vs the autoencoder's decoder,
-    from the validation crops `stage_parts` scored (a paired bootstrap over the crops)."""
+def part_losses(parts_dir: str | Path) -> tuple[PartLosses, PartLosses]:
+    """({"lr": ...}, {"tiny": ...}), each (mean, upper 95%, crops): the LR encoder's and the tiny decoder's PSNR-Y
+    loss against HR vs the autoencoder's part, from the validation crops `stage_parts` scored (a paired bootstrap
+    over the crops)."""
     from reports.intervals import paired_difference
-    from tocsr.core.sr.parts import DECODER_DIR, PartsRecord
+    from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR, PartsRecord
 
-    s = PartsRecord.load(parts_dir).psnr_y_db[DECODER_DIR]
-    loss = paired_difference(s["through_kl"], s["through_part"])
-    return {"tiny": (loss.mean, loss.high, loss.n)}
+    scores = PartsRecord.load(parts_dir).psnr_y_db
+
+    def loss(folder: str) -> tuple[float, float, int]:
+        d = paired_difference(scores[folder]["through_kl"], scores[folder]["through_part"])
+        return d.mean, d.high, d.n
+
+    return {"lr": loss(ENCODER_DIR)}, {"tiny": loss(DECODER_DIR)}
 
 
-def _decoder_choice(model: PipelineCostModel, space, profile: DeviceProfile, parts_dir: str | Path | None,
-                    max_loss_db: float) -> DecoderChoice:
+def _parts_choice(model: PipelineCostModel, space, profile: DeviceProfile, parts_dir: str | Path | None,
+                  max_loss_db: float) -> PartsChoice:
     if parts_dir is None:
-        return only_kl("no cheaper parts were trained for this run (`tocsr run` trains them in its parts stage)")
-    options = decoder_options(model, space, decoder_losses(parts_dir))
-    return choose_decoder(options, teacher_budget_ms(model, profile), max_loss_db)
+        return autoencoders_own("no cheaper parts were trained for this run (`tocsr run` trains them in its parts "
+                                "stage)")
+    options = parts_options(model, space, *part_losses(parts_dir))
+    return choose_parts(options, teacher_budget_ms(model, profile), max_loss_db)
 
 
 def stage_parts(teacher_dir: str | Path, out_dir: str | Path, cfg=None, data=None):
@@ -368,12 +379,12 @@ def stage_sr_shared(teacher_dir, out_dir, cfg=None, data=None, resume: bool = Fa
 
 
 def stage_sr(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, data=None, resume: bool = False,
-             finetuned=None, shared=None, parts_dir=None, encoder: str = "kl") -> SRModelInfo:
+             finetuned=None, shared=None, parts_dir=None, encoder: str | None = None) -> SRModelInfo:
     """SR adaptation + one-step distillation of the architecture a search chose (from its fine-tuned backbone
     when `finetuned` names a fine-tune folder; from the run's shared pair cache and SR teachers when `shared`
-    names a `stage_sr_shared` folder), deploying the decoder the search chose (the tiny one from `parts_dir`).
-    `encoder` "lr" deploys the LR encoder of `parts_dir` instead of bicubic + the autoencoder's encoder, and
-    trains the student on its latents (not a choice of the search yet: `tocsr sr --encoder lr`)."""
+    names a `stage_sr_shared` folder), deploying the parts the search chose (the LR encoder and the tiny decoder
+    from `parts_dir`). `encoder` overrides the search's encoder: "lr" deploys the LR encoder of `parts_dir`
+    instead of bicubic + the autoencoder's encoder and trains the student on its latents; "kl" the reverse."""
     from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR, load_parts
     from tocsr.core.sr.run import run_sr
     from tocsr.core.sr.train import SRConfig
@@ -381,21 +392,20 @@ def stage_sr(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, data=No
     teacher = load_teacher(teacher_dir)
     space, spec = _chosen_spec(search_dir, teacher)
     bank, _ = load_surrogates(surrogates_dir, space)
-    decoder, decoder_s = None, 0.0
-    if SearchResult.load(search_dir).decoder == "tiny":
-        if parts_dir is None:
-            raise TocsrError(f"{search_dir}: the search chose the tiny decoder; give the parts folder it was trained "
-                             "in (stage_parts' out_dir)")
-        _, decoder, record = load_parts(parts_dir)
-        decoder_s = record.train_s[DECODER_DIR]
-    lr_encoder, encoder_s = None, 0.0
+    searched = SearchResult.load(search_dir)
+    encoder = searched.encoder if encoder is None else encoder
     if encoder not in ("kl", "lr"):
         raise TocsrError(f"encoder {encoder!r}: expected 'kl' (bicubic + the autoencoder's encoder) or 'lr'")
-    if encoder == "lr":
+    decoder, decoder_s, lr_encoder, encoder_s = None, 0.0, None, 0.0
+    if (encoder, searched.decoder) != ("kl", "kl"):
         if parts_dir is None:
-            raise TocsrError("the LR encoder is trained by the parts stage: give its folder (--parts runs/<r>/parts)")
-        lr_encoder, _, record = load_parts(parts_dir)
-        encoder_s = record.train_s[ENCODER_DIR]
+            raise TocsrError(f"{search_dir}: the model deploys the {encoder} encoder and the {searched.decoder} "
+                             "decoder; give the parts folder they were trained in (--parts runs/<r>/parts)")
+        trained_encoder, trained_decoder, record = load_parts(parts_dir)
+        if searched.decoder == "tiny":
+            decoder, decoder_s = trained_decoder, record.train_s[DECODER_DIR]
+        if encoder == "lr":
+            lr_encoder, encoder_s = trained_encoder, record.train_s[ENCODER_DIR]
     return run_sr(teacher, space, spec, bank, out_dir, cfg or SRConfig(), data, resume, finetuned, shared,
                   decoder=decoder, decoder_train_s=decoder_s, encoder=lr_encoder, encoder_train_s=encoder_s)
 
