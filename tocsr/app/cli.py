@@ -751,17 +751,19 @@ def export(
         None, "--degradation", help="for a model with a student per degradation: the one exported "
                                     "(realesrgan by default, or bicubic)"),
 ) -> None:
-    """Export the one-step generator plus decoder to ONNX and check it against torch."""
-    from tocsr.core.sr.export import check_onnx, export_onnx
+    """Export the one-step generator plus decoder (and the LR encoder, where deployed) to ONNX and check it
+    against torch."""
+    from tocsr.core.sr.export import check_onnx, export_onnx, graph_input
     from tocsr.core.sr.pipeline import TOCSRPipeline
 
     pipe = TOCSRPipeline.from_pretrained(model, degradation=degradation)
     path = export_onnx(pipe, out, opset=opset)
     err = check_onnx(pipe, path)
     told = f", degradation {pipe.degradation}" if pipe.degradation else ""
-    latent = ("its lr-encoder/ on the LR image" if pipe.model.encoder_kind == "lr" else
-              f"the autoencoder's encoder on the bicubic x{pipe.scale} upscale")
-    typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB{told}; input: the LR latent of {latent}); "
+    takes = ("lr_image, the LR image in [-1, 1] (its LR encoder is in the graph: the whole call)"
+             if graph_input(pipe) == "lr_image" else
+             f"lr_latent, the autoencoder's encoder's latent of the bicubic x{pipe.scale} upscale")
+    typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB{told}; input: {takes}); "
                f"onnxruntime vs torch max |diff| {err:.2e}")
     if err > 1e-3:
         raise typer.Exit(1)

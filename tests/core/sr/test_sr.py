@@ -271,6 +271,29 @@ def test_onnx_export_matches_torch(per_degradation_parts, tmp_path):
     assert check_onnx(pipe, path, sizes=((1, 8), (2, 16))) < 1e-3
 
 
+def test_onnx_export_of_a_model_with_the_lr_encoder_is_the_whole_call_from_the_lr_image(per_degradation_parts,
+                                                                                      tmp_path):
+    """The LR encoder needs no bicubic upscale or KL encoder outside the graph: it joins it, and the file maps the
+    LR image to the SR image as the torch pipeline's model does."""
+    ort = pytest.importorskip("onnxruntime")
+    from tocsr.core.models.parts import LREncoder, TinyDecoder
+    from tocsr.core.sr.export import check_onnx, export_onnx, graph_input
+
+    torch.manual_seed(0)
+    encoder, decoder = LREncoder(scale=4, width=8, blocks=1).eval(), TinyDecoder(widths=(8, 8, 8)).eval()
+    pipe = TOCSRPipeline(*per_degradation_parts, scale=4, degradation="bicubic", decoder=decoder, encoder=encoder)
+    assert graph_input(pipe) == "lr_image"
+    path = export_onnx(pipe, tmp_path / "sr.onnx", latent_px=8)
+    assert check_onnx(pipe, path, sizes=((1, 8), (2, 16))) < 1e-3
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    [inp] = session.get_inputs()
+    lr = torch.rand(1, 3, 16, 32) * 2 - 1           # latents the UNet halves cleanly, not square
+    with torch.no_grad():
+        ref = pipe.model(lr).numpy()
+    got = session.run(["image"], {inp.name: lr.numpy()})[0]
+    assert inp.name == "lr_image" and got.shape == (1, 3, 64, 128) and np.abs(got - ref).max() < 1e-3
+
+
 def test_a_pipeline_with_stand_in_parts_counts_the_parameters_its_call_runs():
     """The module holds the whole autoencoder; with a tiny decoder (or an LR encoder) deployed its call never runs
     the autoencoder's decoder (encoder), so that part is not counted (bench.probe records the count beside every
