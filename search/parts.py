@@ -128,11 +128,12 @@ def choose_parts(options: list[PartsOption], latency_budget_ms: float | None,
     if forced:
         best = forced[0]
         return chosen(best, f"no parts within the {max_loss_db:g} dB bound let the cheapest backbone meet the "
-                            f"{latency_budget_ms:.2f} ms budget; bound relaxed: {best.name} (loss {best.loss_db:+.3f} "
+                            f"{latency_budget_ms:.2f} ms budget (at the cost table's speed); bound relaxed: {best.name} (loss {best.loss_db:+.3f} "
                             f"dB, upper 95% {best.loss_db_high:+.3f}; cheapest pipeline "
                             f"{best.cheapest_pipeline_ms:.2f} ms)")
     best = min(options, key=lambda o: o.cheapest_pipeline_ms)
-    return chosen(best, f"no parts let the cheapest backbone meet the {latency_budget_ms:.2f} ms budget (predicted); "
+    return chosen(best, f"no parts let the cheapest backbone meet the {latency_budget_ms:.2f} ms budget (predicted, at "
+                        "the cost table's speed); "
                         f"the cheapest pipeline's ({best.name}, {best.cheapest_pipeline_ms:.2f} ms) is tried, and "
                         "the selection measures it")
 
