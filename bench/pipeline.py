@@ -44,7 +44,9 @@ from tocsr.core.space import ArchSpec, SearchSpace
 log = logging.getLogger(__name__)
 
 PIPELINE_PARTS_KIND = "tocsr.bench.pipeline_parts"
-PIPELINE_PARTS_SCHEMA_VERSION = 1
+# 2: the LR encoder is timed among the parts. A version-1 file reads as it was (its device offers only the
+# autoencoder's encoder); the bump changes the main job's costs key, so a resumed run times the new part.
+PIPELINE_PARTS_SCHEMA_VERSION = 2
 
 # The parts' names as measured. Each end of the pipeline is a choice of the device (search.parts): the
 # autoencoder's own part ("kl") or a cheaper one trained against it (tocsr.core.sr.parts): the LR encoder
@@ -207,7 +209,7 @@ class PipelineParts:
     @classmethod
     def load(cls, path: str | Path) -> PipelineParts:
         return cls.from_dict(read_artifact(path, PIPELINE_PARTS_KIND, PIPELINE_PARTS_SCHEMA_VERSION,
-                                           rebuild="measure it again with `tocsr costs`"))
+                                           rebuild="measure it again with `tocsr costs`", migrations={1: dict}))
 
 
 def backbone_equivalent(m: CandidateMeasurement, fixed_ratio: float) -> CandidateMeasurement | None:

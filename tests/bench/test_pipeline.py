@@ -103,6 +103,22 @@ def test_the_parts_round_trip_beside_their_table_and_a_missing_file_is_named(spa
         load_cost_model(path, "pipeline")
 
 
+def test_parts_measured_before_the_lr_encoder_was_timed_read_as_offering_the_autoencoders_encoder_only(
+        space, measured, tmp_path):
+    import json
+
+    _, _, model = measured                        # the simulated device times no LR encoder, as version 1 did not
+    path = tmp_path / "abc.json"
+    model.save(path, {})
+    doc = json.loads(pipeline_parts_path(path).read_text())
+    doc["schema_version"] = 1
+    pipeline_parts_path(path).write_text(json.dumps(doc))
+    old = load_cost_model(path, "pipeline")
+    assert old.pipeline.encoders == ("kl",) and old.pipeline.encoder == "kl"
+    with pytest.raises(ConfigError, match="pipeline encoder 'lr'.*offer kl; measure them again"):
+        old.with_parts("lr", "kl")
+
+
 def test_a_pipeline_that_deploys_the_tiny_decoder_is_predicted_and_judged_with_its_own_parts(space, profile, measured):
     from bench.pipeline import pipeline_meter
 
