@@ -98,7 +98,7 @@ def test_a_cost_table_is_measured_on_the_node_with_the_resource(cluster, teacher
     assert parts.decoders == ("kl", "tiny") and len(parts.candidates) == 3     # the node's search may choose either
 
 
-def test_the_choice_is_checked_on_the_node_with_the_decoder_it_deploys(cluster, teacher_dir, tmp_path):
+def test_the_choice_is_checked_on_the_node_with_the_parts_it_deploys(cluster, teacher_dir, tmp_path):
     from bench.profile import load_profile
     from bench.remote import RayCandidateMeter, RemoteDevice
     from tocsr.core.errors import ConfigError
@@ -110,17 +110,28 @@ def test_the_choice_is_checked_on_the_node_with_the_decoder_it_deploys(cluster, 
     try:
         spec = derive_search_space(load_teacher(teacher_dir).unet).all_teacher()
         kl, tiny = RayCandidateMeter(device).measure(spec), RayCandidateMeter(device, "tiny").measure(spec)
-        shipped = RayCandidateMeter(device, "tiny").measure_teacher_as_shipped()
+        both = RayCandidateMeter(device, "tiny", "lr").measure(spec)
+        shipped = RayCandidateMeter(device, "tiny", "lr").measure_teacher_as_shipped()
     finally:
         device.shutdown()
-    for m in (kl, tiny, shipped):
+    for m in (kl, tiny, both, shipped):
         assert m.status in ("ok", "unstable") and m.paired is not None and m.latency.median_ms > 0
         assert m.device_name == device.device_name
     # the tiny decoder's pipeline is the one measured for it; "as shipped" keeps the autoencoder's own parts
     assert tiny.extra["pipeline_params"] < kl.extra["pipeline_params"] == shipped.params
-    assert kl.params == tiny.params          # the backbone's, what a params budget bounds
+    # with the LR encoder the call runs it in place of the autoencoder's encoder side
+    from bench.probe import lr_encoder_for_cost
+
+    ae = load_teacher(teacher_dir).autoencoder
+    kl_side = sum(p.numel() for n in ("encoder", "quant_conv", "shortcut_in") if getattr(ae, n, None) is not None
+                  for p in getattr(ae, n).parameters())
+    lr_side = sum(p.numel() for p in lr_encoder_for_cost(profile.resolution.scale).parameters())
+    assert both.extra["pipeline_params"] == tiny.extra["pipeline_params"] - kl_side + lr_side
+    assert kl.params == tiny.params == both.params         # the backbone's, what a params budget bounds
     with pytest.raises(ConfigError, match="decoder 'vq'"):
         RayCandidateMeter(device, "vq")
+    with pytest.raises(ConfigError, match="encoder 'vq'"):
+        RayCandidateMeter(device, "kl", "vq")
 
 
 def test_a_missing_resource_is_one_line_naming_it(cluster, teacher_dir, tmp_path):
