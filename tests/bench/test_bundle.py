@@ -51,9 +51,9 @@ def test_the_bundle_holds_every_workload_and_its_runner(measured):
     assert blocks == {(s.name, c) for s in space.slots for c in s.choices}
     roles = [w["role"] for w in manifest["workloads"]]
     assert roles.count("reference") == 1 and roles.count("calibration") == 5 and roles.count("holdout") == 4
-    assert roles.count("part") == 3 and roles.count("pipeline") == 3          # the teacher-shaped one + 2
+    assert roles.count("part") == 4 and roles.count("pipeline") == 3          # the teacher-shaped one + 2
     assert {w["name"] for w in manifest["workloads"] if w["role"] == "part"} == {
-        "bicubic + encoder", "decoder", "tiny decoder"}
+        "bicubic + encoder", "lr encoder", "decoder", "tiny decoder"}
     assert all((bundle / w["file"]).is_file() for w in manifest["workloads"])
     assert bundle_space(bundle).space_id == space.space_id
     assert (bundle / "README.md").is_file() and "trtexec" in (bundle / "README.md").read_text()

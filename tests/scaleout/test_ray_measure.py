@@ -94,8 +94,9 @@ def test_a_cost_table_is_measured_on_the_node_with_the_resource(cluster, teacher
     assert saved["environment"]["measured_on"]["ray_node_id"] == node["NodeID"]
     assert CostTable.load(out).measured and len(CostTable.load(out).holdout()) == 4
     parts = PipelineParts.load(pipeline_parts_path(out))
-    assert [p.name for p in parts.parts] == ["bicubic + encoder", "decoder", "tiny decoder"]
-    assert parts.decoders == ("kl", "tiny") and len(parts.candidates) == 3     # the node's search may choose either
+    assert [p.name for p in parts.parts] == ["bicubic + encoder", "lr encoder", "decoder", "tiny decoder"]
+    # the node's search may choose any pair
+    assert parts.decoders == ("kl", "tiny") and parts.encoders == ("kl", "lr") and len(parts.candidates) == 3
 
 
 def test_the_choice_is_checked_on_the_node_with_the_parts_it_deploys(cluster, teacher_dir, tmp_path):
