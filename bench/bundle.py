@@ -40,7 +40,7 @@ from bench.costtable import (
     fit_correction,
     sample_candidates,
 )
-from bench.pipeline import PartCost, PipelineCostModel, PipelineParts
+from bench.pipeline import DECODER_PARTS, ENCODER_PARTS, PartCost, PipelineCostModel, PipelineParts
 from bench.probe import TorchPipelineProbe, TorchProbe, teacher_inputs
 from bench.profile import DeviceProfile, parse_profile, replace
 from bench.stats import LatencyStats, PairedLatency
@@ -278,5 +278,7 @@ def import_results(results_path: str | Path, bundle: str | Path | None = None,
         parts=tuple(parts), percentile=q,
         percentile_ratio=float(np.mean([c.latency.ratio_at(q) / c.latency.ratio for c in pipelines])) if pipelines
         else 1.0,
-        fixed_memory_mib=0.0, candidates=tuple(pipelines), bar=bar)          # not read: see extra["memory"]
+        # The runner reads no memory (extra["memory"]): the autoencoder's parts' weights alone, as for the backbone.
+        fixed_memory_mib=sum(p.params for p in parts if p.name in (ENCODER_PARTS["kl"], DECODER_PARTS["kl"]))
+        * bpp / 2**20, candidates=tuple(pipelines), bar=bar)
     return PipelineCostModel(table, pipe)

@@ -143,7 +143,7 @@ class PipelineParts:
     parts: tuple[PartCost, ...]
     percentile: float
     percentile_ratio: float        # p{percentile} / median of a whole pipeline's relative samples (mean)
-    fixed_memory_mib: float        # the teacher-shaped pipeline's peak minus its backbone's weights
+    fixed_memory_mib: float        # the teacher-shaped pipeline's peak minus its backbone's weights (own parts)
     candidates: tuple[CandidateMeasurement, ...] = ()    # whole pipelines: "teacher", "holdout", "selection", ...
     bar: ValidationBar = ValidationBar()
     decoder: str = "kl"            # the decoder deployed (a key of DECODER_PARTS); its part is in `parts`
@@ -291,8 +291,18 @@ class PipelineCostModel:
         """Each deployed fixed part's median in ms at the speed of `reference_ms`."""
         return {p.name: p.ratio * self.table.reference_ms for p in self.pipeline.fixed_parts}
 
+    def fixed_memory_mib(self) -> float:
+        """The deployed parts' share of the call's peak memory. Measured with the autoencoder's own parts (the
+        teacher-shaped pipeline's peak less its backbone's weights); for other parts their weights replace the
+        autoencoder's parts' weights, and the activations stay the autoencoder's parts': the cheaper parts are
+        narrower (the LR encoder runs at LR resolution), so this stays an upper bound for them."""
+        p = self.pipeline
+        shipped = p.part(ENCODER_PARTS["kl"]).params + p.part(DECODER_PARTS["kl"]).params
+        deployed = sum(part.params for part in p.fixed_parts)
+        return max(0.0, p.fixed_memory_mib + (deployed - shipped) * self.table.bytes_per_param / 2**20)
+
     def predict_memory_mib(self, spec: ArchSpec) -> float:
-        return self.table.params(spec) * self.table.bytes_per_param / 2**20 + self.pipeline.fixed_memory_mib
+        return self.table.params(spec) * self.table.bytes_per_param / 2**20 + self.fixed_memory_mib()
 
     def params(self, spec: ArchSpec) -> int:
         return self.table.params(spec)

@@ -77,6 +77,14 @@ def test_imported_results_make_a_measured_table_with_the_devices_provenance(meas
     assert model.pipeline.part("tiny decoder").params < model.pipeline.part("decoder").params
     assert model.pipeline.part("lr encoder").params < model.pipeline.part("bicubic + encoder").params
     assert model.validation_summary()["n"] == 2
+    # the runner reads no memory: the pipeline's is weights alone, the backbone's and the deployed parts'
+    spec, parts = space.all_teacher(), model.pipeline
+    weights = (table.params(spec) + parts.part("bicubic + encoder").params + parts.part("decoder").params)
+    assert model.predict_memory_mib(spec) == pytest.approx(weights * table.bytes_per_param / 2**20)
+    lr_tiny = model.with_parts("lr", "tiny")
+    assert lr_tiny.predict_memory_mib(spec) == pytest.approx((table.params(spec) + parts.part("lr encoder").params
+                                                              + parts.part("tiny decoder").params)
+                                                             * table.bytes_per_param / 2**20)
     assert all(c.latency.target.timer.startswith("onnxruntime") for c in table.candidates)
     again = load_cost_model(tmp_path / "costs.json", "pipeline")
     assert again.table.entries == table.entries and again.pipeline.parts == model.pipeline.parts

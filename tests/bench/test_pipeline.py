@@ -144,3 +144,21 @@ def test_a_pipeline_that_deploys_the_tiny_decoder_is_predicted_and_judged_with_i
     assert refit.table.candidates[-1].latency.ratio == pytest.approx(fresh.latency.ratio - tiny.pipeline.fixed_ratio,
                                                                      rel=1e-6)
     assert PipelineParts.from_dict(tiny.pipeline.to_dict()).decoder == "tiny"
+
+
+def test_predicted_memory_swaps_the_autoencoders_parts_weights_for_the_deployed_parts(space, profile, measured):
+    sim, _, kl_only = measured
+    parts = {"encoder_ms": 4.0, "decoder_ms": 6.0, "tiny_decoder_ms": 1.0, "lr_encoder_ms": 1.5}
+    model = measure_pipeline_parts(space, kl_only.table, SimPipelineProbe(sim, **parts), profile, n_holdout=4, seed=5)
+    spec, bpp = model.cheapest(space), model.table.bytes_per_param
+    # measured with the autoencoder's parts: backbone weights + the teacher-shaped pipeline's peak less its backbone
+    assert model.predict_memory_mib(spec) == pytest.approx(
+        model.table.params(spec) * bpp / 2**20 + model.pipeline.fixed_memory_mib)
+    p = {part.name: part.params for part in model.pipeline.parts}
+    for encoder, decoder, kl_params, own_params in (
+            ("kl", "tiny", p["decoder"], p["tiny decoder"]),
+            ("lr", "tiny", p["bicubic + encoder"] + p["decoder"], p["lr encoder"] + p["tiny decoder"])):
+        cheaper = model.with_parts(encoder, decoder)
+        saved = (kl_params - own_params) * bpp / 2**20
+        assert saved > 0
+        assert cheaper.predict_memory_mib(spec) == pytest.approx(model.predict_memory_mib(spec) - saved)
