@@ -35,6 +35,9 @@ def test_a_step_cap_cuts_every_training_stage_and_the_teachers_diffusion_steps()
     # what the cap does not touch: shapes and the stages that are off
     assert capped.sr_patch_px == 512 and capped.teacher().image_px == 512
     assert RUN_PRESETS["quick"].capped(3).finetune_steps == 0
+    # the LR encoder's own steps are cut too where a preset sets them, and stay unset (= parts_steps) where not
+    assert RUN_PRESETS["quick"].parts_encoder_steps > RUN_PRESETS["quick"].parts_steps
+    assert RUN_PRESETS["quick"].capped(3).parts_encoder_steps == 3 and capped.parts_encoder_steps is None
     assert gpu.capped(None) is gpu
     with pytest.raises(ConfigError, match="--max-steps 0"):
         gpu.capped(0)

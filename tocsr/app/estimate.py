@@ -336,7 +336,9 @@ def estimate_run(rp, n_profiles: int, timed_steps: int = 3, acc=None) -> RunEsti
     if b.tp.ae_training.steps > 0:
         not_estimated.insert(0, f"the teacher's autoencoder training ({b.tp.ae_training.steps} steps)")
     if rp.parts_steps > 0:
-        not_estimated.append(f"parts: {rp.parts_steps} step(s) of the tiny encoder and decoder (small networks)")
+        enc = rp.parts_steps if rp.parts_encoder_steps is None else rp.parts_encoder_steps
+        not_estimated.append(f"parts: {enc} step(s) of the LR encoder, {rp.parts_steps} of the tiny decoder "
+                             "(small networks)")
     denoiser = new_denoiser(b.tp).to(b.dev)
     stages = [_teacher_row(b, denoiser), _distill_row(b, denoiser, rp.distill_steps)]
     if rp.finetune_steps > 0:

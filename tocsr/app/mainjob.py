@@ -69,6 +69,9 @@ class RunPreset:
     pipelines: int = 10
     # Training steps of each cheaper pipeline part (tocsr.core.sr.parts; the search may deploy them).
     parts_steps: int = 600
+    # The LR encoder's steps where they differ (PartsConfig.encoder_steps; None: parts_steps). Its steps are the
+    # cheap ones, and with too few the LR encoder alone cost most of a dB against HR (docs/status.md).
+    parts_encoder_steps: int | None = None
     sr_patch_px: int = 128             # HR crop side of the SR stage and the parts (the output size trained at)
     needs_cuda: bool = False           # refused up front on a machine without a CUDA device
     # Time a few steps of each training stage at the run's shapes and print the estimate before the first stage
@@ -86,6 +89,8 @@ class RunPreset:
             raise ConfigError(f"--max-steps {max_steps}: give a positive number of steps per training stage")
         changes: dict[str, Any] = {f: min(getattr(self, f), max_steps) for f in (
             "distill_steps", "sr_teacher_steps", "sr_student_steps", "finetune_steps", "parts_steps")}
+        if self.parts_encoder_steps is not None:
+            changes["parts_encoder_steps"] = min(self.parts_encoder_steps, max_steps)
         changes["baseline_max_steps"] = min(self.baseline_max_steps or max_steps, max_steps)
         changes["teacher_max_steps"] = max_steps
         return dataclasses.replace(self, **changes)
@@ -113,7 +118,7 @@ RUN_PRESETS = {
     # figures before and after, and tocsr.app.sr_curve what more student steps would buy.
     "quick": RunPreset("quick", "quick", distill_steps=400, search_method="bo", search_evaluations=40,
                        sr_teacher_steps=250, sr_student_steps=400, baselines=("srvgg",), sr_pair_cache=1024,
-                       sr_teacher_cache=8, holdout=20, pipelines=6, parts_steps=40),
+                       sr_teacher_cache=8, holdout=20, pipelines=6, parts_steps=40, parts_encoder_steps=400),
     # For tests: every stage runs for real, at a handful of steps each.
     "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_evaluations=10,
                        sr_teacher_steps=4, sr_student_steps=4, baselines=("espcn", "rrdb-s"), baseline_max_steps=4,
@@ -336,7 +341,7 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
                                  run_distill, surrogates_dir / "distill.json")
         bar.update(1)
         parts_dir = out / "parts"
-        pcfg = PartsConfig(steps=rp.parts_steps, patch_px=rp.sr_patch_px)
+        pcfg = PartsConfig(steps=rp.parts_steps, encoder_steps=rp.parts_encoder_steps, patch_px=rp.sr_patch_px)
         parts_sha = log.run("parts", {"teacher": teacher_sha, "data": data_fingerprint(data),
                                       "config": dataclasses.asdict(pcfg), "record": PartsRecord.SCHEMA_VERSION},
                             lambda resume: stage_parts(teacher_dir, parts_dir, pcfg, data),

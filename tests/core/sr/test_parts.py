@@ -93,3 +93,17 @@ def test_saved_parts_load_back_and_compute_what_was_scored(trained):
     again = part_fidelity(ae, encoder, decoder, val, CFG, 4)
     for part, scores in again.items():
         assert scores["part_vs_kl"] == pytest.approx(record.psnr_y_db[part]["part_vs_kl"], abs=1e-3)
+
+
+def test_the_encoder_takes_its_own_steps_and_the_decoder_is_left_as_it_was(trained, tmp_path):
+    ae, val, _, record = trained
+    with pytest.raises(ConfigError, match=r"encoder_steps = 0: must be at least 1, or None"):
+        PartsConfig(encoder_steps=0)
+    teacher = SimpleNamespace(autoencoder=ae, folder=str(tmp_path))
+    train = [Photo("astronaut", skimage.data.astronaut()), Photo("coffee", skimage.data.coffee())]
+    fewer = train_parts(teacher, train, val, tmp_path, dataclasses.replace(CFG, encoder_steps=3), scale=4)
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    assert fewer.config["encoder_steps"] == 3 and record.config["encoder_steps"] is None
+    # the fixture's encoder trained CFG.steps: more steps, a closer stand-in; the decoder is the same network
+    assert mean(fewer.psnr_y_db["lr-encoder"]["part_vs_kl"]) < mean(record.psnr_y_db["lr-encoder"]["part_vs_kl"])
+    assert fewer.psnr_y_db["tiny-decoder"] == record.psnr_y_db["tiny-decoder"]

@@ -44,6 +44,10 @@ ENCODER_DIR, DECODER_DIR = "lr-encoder", "tiny-decoder"
 @dataclass(frozen=True)
 class PartsConfig:
     steps: int = 600
+    # The LR encoder's own steps (None: `steps`). A step of it costs about a third of a decoder step (the decoder's
+    # targets go through the KL decoder at full resolution), and the LR encoder is the part a tight budget ships
+    # (search.parts), so a preset may give it more.
+    encoder_steps: int | None = None
     batch: int = 8
     patch_px: int = 128                   # HR crop side; the LR crop is patch_px / scale
     lr: float = 1e-3
@@ -57,12 +61,20 @@ class PartsConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.encoder_steps is not None and self.encoder_steps < 1:
+            raise ConfigError(f"PartsConfig.encoder_steps = {self.encoder_steps}: must be at least 1, or None for "
+                              f"`steps` ({self.steps})")
         for name in ("steps", "batch", "patch_px", "encoder_width", "val_per_image"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"PartsConfig.{name} = {getattr(self, name)}: must be at least 1 (e.g. --steps 40)"
                                   if name == "steps" else f"PartsConfig.{name} = {getattr(self, name)}: must be at least 1")
         if self.patch_px % 8:
             raise ConfigError(f"PartsConfig.patch_px = {self.patch_px}: must be a multiple of the autoencoder's 8")
+
+    @property
+    def steps_of(self) -> dict[str, int]:
+        """Training steps per part folder name."""
+        return {ENCODER_DIR: self.steps if self.encoder_steps is None else self.encoder_steps, DECODER_DIR: self.steps}
 
 
 @dataclass(frozen=True)
@@ -112,14 +124,15 @@ def _hr_batch(pairs: SRPairs, step: int, batch: int) -> torch.Tensor:
 
 
 def _fit(name: str, part: torch.nn.Module, loss_of, batch_of, cfg: PartsConfig, acc) -> float:
-    """Adam with a cosine schedule over `cfg.steps` batches (`loss_of(batch_of(step))` under the accelerator's
+    """Adam with a cosine schedule over the part's steps (`loss_of(batch_of(step))` under the accelerator's
     autocast); returns the seconds."""
     t0 = time.perf_counter()
+    steps = cfg.steps_of[name]
     opt = torch.optim.Adam(part.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     part.train()
-    with progress(f"parts/{name}", cfg.steps) as bar:
-        for step in range(cfg.steps):
+    with progress(f"parts/{name}", steps) as bar:
+        for step in range(steps):
             with acc.autocast():
                 loss = loss_of(batch_of(step)).float()
             opt.zero_grad(set_to_none=True)
@@ -202,7 +215,7 @@ def train_parts(teacher, train: list[Photo], val: list[Photo], out_dir: str | Pa
     torch.manual_seed(cfg.seed)
     encoder = LREncoder(scale=scale, width=cfg.encoder_width, blocks=cfg.encoder_blocks).to(dev)
     decoder = TinyDecoder(widths=cfg.decoder_widths, blocks=cfg.decoder_blocks).to(dev)
-    pairs = SRPairs(train, cfg.patch_px, scale, cfg.steps * cfg.batch, cfg.seed, cfg.kinds)
+    pairs = SRPairs(train, cfg.patch_px, scale, max(cfg.steps_of.values()) * cfg.batch, cfg.seed, cfg.kinds)
     start_linear(encoder, decoder, ae, pairs, scale, min(len(pairs), cfg.linear_fit_pairs))
 
     def encoder_loss(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
