@@ -1,6 +1,13 @@
-"""Retrain the tight device's SR student with another parts folder, same config/shared part as the run."""
-import sys, time
+"""Retrain cpu-2core-tight's SR student of a main-job run with another parts folder (its LR encoder), with the
+run's SR config and shared part, and print its validation PSNR-Y beside the run's own student's.
+
+    python sr_retrain.py RUN PARTS_DIR OUT_DIR      (RUN: runs/quick of a two-profile main job)
+"""
+
+import sys
+import time
 from pathlib import Path
+
 from tocsr.app.stages import stage_sr
 from tocsr.core.sr.info import SRModelInfo
 
