@@ -272,13 +272,13 @@ def import_results(results_path: str | Path, bundle: str | Path | None = None,
                "memory": "weights only: the bundle runner times, it does not read memory"})
     q = profile.timing.percentile
     pipelines = cands["pipeline"]
+    # The runner reads no memory (extra["memory"]): the autoencoder's parts' weights alone, as for the backbone.
+    own_parts_mib = sum(p.params for p in parts if p.name in (ENCODER_PARTS["kl"], DECODER_PARTS["kl"])) * bpp / 2**20
     pipe = PipelineParts(
         profile_name=profile.name, profile_sha256=profile.sha256, device_name=name,
         input_px=int(manifest["input_px"]), output_px=int(manifest["output_px"]), batch=int(manifest["batch"]),
         parts=tuple(parts), percentile=q,
         percentile_ratio=float(np.mean([c.latency.ratio_at(q) / c.latency.ratio for c in pipelines])) if pipelines
         else 1.0,
-        # The runner reads no memory (extra["memory"]): the autoencoder's parts' weights alone, as for the backbone.
-        fixed_memory_mib=sum(p.params for p in parts if p.name in (ENCODER_PARTS["kl"], DECODER_PARTS["kl"]))
-        * bpp / 2**20, candidates=tuple(pipelines), bar=bar)
+        fixed_memory_mib=own_parts_mib, candidates=tuple(pipelines), bar=bar)
     return PipelineCostModel(table, pipe)

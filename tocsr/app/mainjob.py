@@ -70,7 +70,8 @@ class RunPreset:
     # Training steps of each cheaper pipeline part (tocsr.core.sr.parts; the search may deploy them).
     parts_steps: int = 600
     # The LR encoder's steps where they differ (PartsConfig.encoder_steps; None: parts_steps). Its steps are the
-    # cheap ones, and with too few the LR encoder alone cost most of a dB against HR (docs/status.md).
+    # cheap ones, and with the decoder's few it stood in poorly for the KL encoder: the model that shipped it fell
+    # below bicubic (docs/status.md, twenty-seventh session).
     parts_encoder_steps: int | None = None
     sr_patch_px: int = 128             # HR crop side of the SR stage and the parts (the output size trained at)
     needs_cuda: bool = False           # refused up front on a machine without a CUDA device

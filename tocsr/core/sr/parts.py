@@ -44,9 +44,9 @@ ENCODER_DIR, DECODER_DIR = "lr-encoder", "tiny-decoder"
 @dataclass(frozen=True)
 class PartsConfig:
     steps: int = 600
-    # The LR encoder's own steps (None: `steps`). A step of it costs about a third of a decoder step (the decoder's
-    # targets go through the KL decoder at full resolution), and the LR encoder is the part a tight budget ships
-    # (search.parts), so a preset may give it more.
+    # The LR encoder's own steps (None: `steps`). Its steps are cheaper than the decoder's (the decoder's targets go
+    # through the KL decoder at full resolution), and it is the part a tight budget ships (search.parts), so a
+    # preset may give it more.
     encoder_steps: int | None = None
     batch: int = 8
     patch_px: int = 128                   # HR crop side; the LR crop is patch_px / scale
