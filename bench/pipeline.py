@@ -291,7 +291,7 @@ class PipelineCostModel:
         """Each deployed fixed part's median in ms at the speed of `reference_ms`."""
         return {p.name: p.ratio * self.table.reference_ms for p in self.pipeline.fixed_parts}
 
-    def fixed_memory_mib(self) -> float:
+    def parts_memory_mib(self) -> float:
         """The deployed parts' share of the call's peak memory. Measured with the autoencoder's own parts (the
         teacher-shaped pipeline's peak less its backbone's weights); for other parts their weights replace the
         autoencoder's parts' weights, and the activations stay the autoencoder's parts': the cheaper parts are
@@ -302,7 +302,7 @@ class PipelineCostModel:
         return max(0.0, p.fixed_memory_mib + (deployed - shipped) * self.table.bytes_per_param / 2**20)
 
     def predict_memory_mib(self, spec: ArchSpec) -> float:
-        return self.table.params(spec) * self.table.bytes_per_param / 2**20 + self.fixed_memory_mib()
+        return self.table.params(spec) * self.table.bytes_per_param / 2**20 + self.parts_memory_mib()
 
     def params(self, spec: ArchSpec) -> int:
         return self.table.params(spec)
