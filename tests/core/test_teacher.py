@@ -43,6 +43,25 @@ def test_default_photos_load_offline_and_split_three_ways_deterministically(phot
     assert sum(grown[n] != a[n] for n in names) <= 2
 
 
+def test_the_natural_photographs_pyiqa_ships_join_the_default_and_its_distorted_copies_do_not():
+    from PIL import Image
+
+    from tocsr.core.data import list_photos, pyiqa_photo_files
+
+    listed = ["ResultsCalibra/ref_dir/I03.bmp", "ResultsCalibra/dist_dir/I03.bmp", "tests/test_efficiency_img_dir/f.jpg",
+              "tests/test_efficiency_img_dir/notes.txt", "pyiqa/models/arch.py"]
+    found = pyiqa_photo_files(listed)
+    assert sorted(found) == ["pyiqa_I03", "pyiqa_f"]
+    assert found["pyiqa_I03"].as_posix().endswith("ref_dir/I03.bmp")
+    # the installed pyiqa (the main job's and the tests' environments install it): its photographs are read
+    installed = pyiqa_photo_files()
+    if not installed:
+        pytest.skip("pyiqa is not installed here")
+    assert len(installed) >= 5 and set(installed) <= set(list_photos(None))
+    with Image.open(installed["pyiqa_I03"]) as im:
+        assert im.size == (512, 384)
+
+
 def test_a_folder_with_train_val_test_subfolders_keeps_its_own_split_and_reads_only_what_is_asked(tmp_path, monkeypatch):
     import numpy as np
     from PIL import Image
@@ -266,7 +285,9 @@ def test_image_spectra_tell_photographs_from_decoded_noise_and_from_8x8_blocks()
     from tocsr.core.data import load_photos
     from tocsr.core.teacher.evaluate import image_spectrum_features, spectrum_kid
 
-    photos, _ = load_photos(None)
+    # The photographs every install has (pyiqa's join the default only where pyiqa is installed, and sort
+    # together into one half, which would make the two real halves unlike by source, not by chance).
+    photos = [p for p in load_photos(None)[0] if not p.name.startswith("pyiqa_")]
     crops = torch.stack([torch.from_numpy(p.rgb[:128, :128].copy()).permute(2, 0, 1).float() / 127.5 - 1
                          for p in photos if min(p.rgb.shape[:2]) >= 128])
     half = len(crops) // 2

@@ -195,7 +195,11 @@ def _marker_sha(path: Path) -> str | None:
 
 def data_fingerprint(data: str | Path | None) -> dict[str, Any]:
     if data is None:
-        return {"embedded": package_versions(("scikit-image", "scikit-learn", "matplotlib"))}
+        from tocsr.core.data import list_photos
+
+        # The names too: which packages are installed decides which photographs the default holds.
+        return {"embedded": package_versions(("scikit-image", "scikit-learn", "matplotlib", "pyiqa")),
+                "photographs": list_photos(None)}
     files = sorted(p for p in Path(data).rglob("*") if p.is_file())
     return {"folder": str(Path(data).resolve()),
             "files": content_sha256([(str(p.relative_to(data)), p.stat().st_size, int(p.stat().st_mtime)) for p in files])}

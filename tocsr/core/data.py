@@ -1,7 +1,8 @@
 """Training and evaluation images: a user's folder, or the photographs that ship inside packages.
 
 The embedded default needs no download: the photographs bundled with scikit-image (and, where
-installed, scikit-learn's and matplotlib's samples). A user's folder (`--data DIR`: DIV2K, LSDIR,
+installed, scikit-learn's and matplotlib's samples, and the natural photographs pyiqa's wheel ships: five
+Kodak images at 512 x 384 and four smartphone and video frames, `PYIQA_PHOTO_FOLDERS`). A user's folder (`--data DIR`: DIV2K, LSDIR,
 FFHQ...) is scanned recursively; images that cannot be used are skipped, counted and logged, so a
 run never dies on one bad file. The train / validation / test split (DataSplit) is by name, decided
 before any image is read.
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 # Photographs and natural textures bundled inside scikit-image (no pooch download needed).
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina",
                   "immunohistochemistry", "camera", "brick", "grass", "gravel", "moon", "coins", "cell")
+
+
+# Folders of pyiqa's wheel that hold natural photographs (its reference images and test frames; not its
+# distorted copies, dist_dir/). Read where the installed distribution put them, without importing pyiqa.
+PYIQA_PHOTO_FOLDERS = ("ResultsCalibra/ref_dir/", "tests/test_efficiency_img_dir/")
 
 
 @dataclass
@@ -80,11 +86,34 @@ def _embedded_readers() -> dict[str, Callable[[], np.ndarray]]:
         import matplotlib.cbook as cbook
         from PIL import Image
 
-        with cbook.get_sample_data("grace_hopper.jpg") as fh:
-            return np.asarray(Image.open(fh).convert("RGB"))
+        with cbook.get_sample_data("grace_hopper.jpg") as fh, Image.open(fh) as im:
+            return np.asarray(im.convert("RGB"))
 
     readers["grace_hopper"] = grace_hopper
+    for name, path in pyiqa_photo_files().items():
+        readers[name] = lambda path=path: read_image(path)[0]
     return readers
+
+
+def pyiqa_photo_files(files: list | None = None) -> dict[str, Path]:
+    """{"pyiqa_<stem>": file} for the photographs of `PYIQA_PHOTO_FOLDERS` among `files` (an installed
+    distribution's file list, importlib.metadata; None: the installed pyiqa's), {} when pyiqa is not installed.
+    The main job and the tests install pyiqa, so their embedded default holds these (data_fingerprint records
+    the names)."""
+    if files is None:
+        from importlib import metadata
+
+        try:
+            files = list(metadata.distribution("pyiqa").files or [])
+        except metadata.PackageNotFoundError:
+            return {}
+    out = {}
+    for f in files:
+        rel = str(f).replace("\\", "/")
+        if rel.startswith(PYIQA_PHOTO_FOLDERS) and Path(rel).suffix.lower() in IMAGE_SUFFIXES:
+            path = Path(f.locate()) if hasattr(f, "locate") else Path(f)
+            out[f"pyiqa_{Path(rel).stem}"] = path
+    return dict(sorted(out.items()))
 
 
 def list_photos(data: str | Path | None) -> list[str]:
@@ -180,7 +209,7 @@ def _read_named(data: str | Path | None, names: list[str], min_side: int) -> tup
         if mode:
             converted[mode] += 1
         photos.append(photo)
-    source = "embedded default (scikit-image, scikit-learn, matplotlib)" if data is None else str(data)
+    source = "embedded default (scikit-image, scikit-learn, matplotlib, pyiqa)" if data is None else str(data)
     return photos, LoadReport(source, len(photos), dict(converted), tuple(skipped))
 
 
