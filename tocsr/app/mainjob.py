@@ -640,9 +640,10 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
             if h.get("best_baseline"):
                 line += (f"; minus {h['best_baseline']} {iv(h['tocsr_minus_best_baseline'], '+')} dB; "
                          f"{h['best_baseline']} minus bicubic {iv(h['best_baseline_minus_bicubic'], '+')} dB")
-            line += (f"; TOC-SR minus {h['best_interpolation']} {iv(h['tocsr_minus_best_interpolation'], '+')} dB: "
-                     f"{h['verdict']}; {h['verdict_interpolation']}")
-            console.print(line)
+            if h["best_interpolation"] != "bicubic":
+                line += f"; TOC-SR minus {h['best_interpolation']} {iv(h['tocsr_minus_best_interpolation'], '+')} dB"
+            verdicts = [h[k] for k in ("verdict", "verdict_interpolation") if h.get(k)]
+            console.print(line + (f": {'; '.join(verdicts)}" if verdicts else ""))
     console.print(f"report: {s['report']}  ({s['wall_s'] / 60:.1f} min; ran {len(s['stages_ran'])} stages, "
                   f"skipped {len(s['stages_skipped'])})")
     b = s.get("browser_check", {})

@@ -1,0 +1,48 @@
+"""The main job's printed summary (tocsr.app.mainjob.print_summary): the quality lines users act on."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from tocsr.app.mainjob import print_summary
+
+
+def _interval(mean: float, low: float, high: float) -> dict:
+    return {"mean": mean, "low": low, "high": high, "n": 7, "level": 0.95}
+
+
+def _headline(best_interpolation: str, with_baseline: bool) -> dict:
+    h = {"images": 7, "best_interpolation": best_interpolation,
+         "tocsr_minus_bicubic": _interval(0.2, 0.14, 0.26),
+         "tocsr_minus_best_interpolation": _interval(0.01, -0.03, 0.04),
+         "verdict_interpolation": f"no clear difference between TOC-SR and {best_interpolation} (the interval spans 0)",
+         "best_baseline": None}
+    if with_baseline:
+        h |= {"best_baseline": "srvgg", "tocsr_minus_best_baseline": _interval(-0.26, -0.46, -0.05),
+              "best_baseline_minus_bicubic": _interval(0.46, 0.2, 0.72), "verdict": "TOC-SR is behind srvgg"}
+    return h
+
+
+def _printed(test: dict) -> list[str]:
+    device = {"latency_how": "measured", "test": test, "architecture": "a1475d44fdd41b88", "measured_p90_ms": 47.7,
+              "teacher_p90_ms": 92.0, "latency_budget_ms": 47.8, "cost_table_within_10pct": 0.9,
+              "cost_table_holdout_n": 20, "params_m": 2.49, "teacher_params_m": 2.49, "gmacs": 0.13,
+              "teacher_gmacs": 0.13, "budget": "one backbone call"}
+    summary = {"devices": {"cpu-2core": device}, "report": "r/index.html", "wall_s": 60.0, "stages_ran": [],
+               "stages_skipped": []}
+    buf = io.StringIO()
+    print_summary(Console(file=buf, width=400), summary)
+    return [line for line in buf.getvalue().splitlines() if "degradation:" in line]
+
+
+def test_quality_lines_name_the_best_interpolation_once_and_survive_a_run_without_baselines():
+    lanczos, bicubic = _printed({"bicubic": _headline("lanczos", True), "realesrgan": _headline("bicubic", True)})
+    assert "minus srvgg -0.26 [-0.46, -0.05] dB" in lanczos and "TOC-SR minus lanczos +0.01" in lanczos
+    assert lanczos.endswith("TOC-SR is behind srvgg; no clear difference between TOC-SR and lanczos (the interval spans 0)")
+    # bicubic as the best interpolation: its difference is already the line's first figure, not repeated
+    assert bicubic.count("TOC-SR minus bicubic") == 1 and "TOC-SR is behind srvgg" in bicubic
+    # a run whose baselines were all skipped still prints its interpolation verdict
+    (alone,) = _printed({"bicubic": _headline("lanczos", False)})
+    assert "srvgg" not in alone and alone.endswith("no clear difference between TOC-SR and lanczos (the interval spans 0)")
