@@ -1,11 +1,11 @@
 """Training and evaluation images: a user's folder, or the photographs that ship inside packages.
 
 The embedded default needs no download: the photographs bundled with scikit-image (and, where
-installed, scikit-learn's and matplotlib's samples, and the natural photographs pyiqa's wheel ships: five
-Kodak images at 512 x 384 and four smartphone and video frames, `PYIQA_PHOTO_FOLDERS`). A user's folder (`--data DIR`: DIV2K, LSDIR,
-FFHQ...) is scanned recursively; images that cannot be used are skipped, counted and logged, so a
-run never dies on one bad file. The train / validation / test split (DataSplit) is by name, decided
-before any image is read.
+installed, scikit-learn's and matplotlib's samples, and the natural photographs pyiqa's wheel ships: its
+Kodak reference images and its test frames, `PYIQA_PHOTO_FOLDERS`; read where they are installed, never copied
+here). A user's folder (`--data DIR`: DIV2K, LSDIR, FFHQ...) is scanned recursively; images that cannot be
+used are skipped, counted and logged, so a run never dies on one bad file. The train / validation / test split
+(DataSplit) is by name, decided before any image is read.
 """
 
 from __future__ import annotations
