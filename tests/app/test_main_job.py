@@ -152,7 +152,7 @@ def test_the_chosen_architecture_was_remeasured_within_its_budget(job):
                                       "the autoencoder's parts)")
     assert c.measured_latency_ms <= result.latency_budget_ms == pytest.approx(0.52 * c.teacher_latency_ms)
     assert c.measured_memory_mib <= result.profile["budgets"]["peak_memory_mib"]
-    assert result.cheapest["meets"] and result.remeasured and result.cost_table_validation["n"] == 3
+    assert result.cheapest["meets"] and result.remeasured and result.cost_table_validation["n"] == 10
     # what was re-measured and bounded is the whole one-step SR call: the teacher-shaped one costs its fixed
     # parts plus the teacher backbone, and the summary shows the split
     p = result.scope == "pipeline" and result.pipeline

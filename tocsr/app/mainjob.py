@@ -120,12 +120,14 @@ RUN_PRESETS = {
     "quick": RunPreset("quick", "quick", distill_steps=400, search_method="bo", search_evaluations=40,
                        sr_teacher_steps=250, sr_student_steps=400, baselines=("srvgg",), sr_pair_cache=1024,
                        sr_teacher_cache=8, holdout=20, pipelines=6, parts_steps=40, parts_encoder_steps=400),
-    # For tests: every stage runs for real, at a handful of steps each.
+    # For tests: every stage runs for real, at a handful of steps each. The cost table is judged by the same
+    # bar as everywhere (90% of held-out candidates within 10%): with only three held out, one noisy timing on a
+    # busy machine failed a fit, and three failed fits stopped the job; ten keep the bar and tolerate one.
     "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_evaluations=10,
                        sr_teacher_steps=4, sr_student_steps=4, baselines=("espcn", "rrdb-s"), baseline_max_steps=4,
                        finetune_steps=4,
                        sr_sample_steps=4, sr_sample_chains=2, sr_pair_cache=32, sr_teacher_cache=4, test_max_px=128,
-                       calibration=3, holdout=3, pipelines=2, parts_steps=2, surrogate_check_candidates=16,
+                       calibration=6, holdout=10, pipelines=2, parts_steps=2, surrogate_check_candidates=16,
                        timing_override={"repeats": 8, "paired_rounds": 2, "warmup_max_iters": 10,
                                         "max_retries": 1}),
     "full": RunPreset("full", "tiny", distill_steps=2000, search_method="bo", search_evaluations=100,
