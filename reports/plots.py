@@ -182,7 +182,7 @@ def sr_curve_plot(doc: dict) -> bytes:
 def perception_distortion_plot(doc: dict) -> bytes:
     """tocsr.app.sr_pd's sweep: PSNR-Y over bicubic (paired on the same photographs: distortion, higher is
     better) against a no-reference score (NIQE: lower is better), one panel per degradation, 95% intervals
-    over the photographs; each student is labelled with its adversarial weight."""
+    over the photographs; each student is labelled with its variant (e.g. its adversarial weight)."""
     kinds = list(doc["results"])
     fig, axes = plt.subplots(1, len(kinds), figsize=(5.4 * len(kinds), 4.0), squeeze=False)
     colours = {"bicubic": "#777", "student": "#1f77b4"}
@@ -203,11 +203,11 @@ def perception_distortion_plot(doc: dict) -> bytes:
                         label=None if student else name)
             if student:
                 students.append((x["mean"], y["mean"]))
-                ax.annotate(name.split("w_adv=")[1], (x["mean"], y["mean"]), textcoords="offset points",
+                ax.annotate(name.removeprefix("student "), (x["mean"], y["mean"]), textcoords="offset points",
                             xytext=(5, 5), fontsize=8)
         if students:
             ax.plot(*zip(*students, strict=True), "-", color=colours["student"], alpha=0.5,
-                    label="students (w_adv labelled)")
+                    label="students (variants labelled)")
         ax.set_xlabel("PSNR-Y minus bicubic (dB), validation photographs")
         ax.set_ylabel(f"{nr} (lower is better)" if nr == "niqe" else str(nr))
         ax.set_title(f"{kind} degradation, {len(doc['val_images'])} photographs", fontsize=9)

@@ -18,6 +18,27 @@ from tocsr.app.mainjob import RUN_PRESETS, run_main_job
 from tocsr.core.errors import ConfigError
 
 
+def test_a_presets_sr_settings_are_what_its_job_trains_and_its_estimate_budgets():
+    """RunPreset.sr_config is the one place a preset's SR settings are made (the job and the estimate both read it).
+    The quick preset's student does not learn from the SR teachers, so their seconds leave every baseline's
+    budget; the gpu preset's does."""
+    from tocsr.app.estimate import StageEstimate
+
+    quick, gpu = RUN_PRESETS["quick"], RUN_PRESETS["gpu"]
+    q = quick.sr_config()
+    assert (q.student_steps, q.teacher_steps, q.pair_cache, q.teacher_cache, q.patch_px) == (
+        quick.sr_student_steps, quick.sr_teacher_steps, quick.sr_pair_cache, quick.sr_teacher_cache, quick.sr_patch_px)
+    assert q.w_teacher == 0 and not q.uses_sr_teachers
+    assert gpu.sr_config().uses_sr_teachers and gpu.sr_config().patch_px == 512
+    stages = (StageEstimate("sr-shared/teachers", "", 10, 1, (10.0,), None, False),
+              StageEstimate("sr/student", "", 10, 1, (5.0,), None, True))
+    with_them = RunEstimate("p", "cpu", 1, stages, 2, ())
+    assert with_them.baselines_s == pytest.approx(2 * 150.0)
+    assert dataclasses.replace(with_them, sr_teachers_in_budget=False).baselines_s == pytest.approx(2 * 50.0)
+    assert RunEstimate.from_dict(dataclasses.replace(with_them, sr_teachers_in_budget=False).to_dict()) == \
+        dataclasses.replace(with_them, sr_teachers_in_budget=False)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a CUDA device")
 def test_the_gpu_preset_is_refused_on_a_machine_without_a_cuda_device_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match="--preset gpu needs a CUDA device.*--preset gpu-tiny"):

@@ -754,6 +754,9 @@ def test_the_adversarial_weight_sweep_trains_one_student_per_weight_and_scores_v
     assert {w: i.config.w_adv for w, i in infos.items()} == {0.0: 0.0, 0.5: 0.5}
     a, b = (load_student(tmp_path / "pd" / f"w_adv-{w:g}" / "student").state_dict() for w in (0.0, 0.5))
     assert any(not torch.equal(a[k], b[k]) for k in a), "the adversarial weight did not change the student"
+    # each variant's training budget is its own SR stage's (SRModelInfo.training_s), recorded beside its scores
+    assert {w: doc["trained"][f"w_adv={w:g}"]["training_budget_s"] for w in (0.0, 0.5)} == \
+        {w: pytest.approx(i.training_s) for w, i in infos.items()}
     run_info = SRModelInfo.load(next((run / "sr").glob("*/sr.json")).parent)
     assert sorted(doc["val_images"]) == sorted(n.replace("/", "__").rsplit(".", 1)[0] for n in run_info.val_images)
     test_names = set(json.loads((run / "eval" / "rows.json").read_text())["test_images"])

@@ -84,6 +84,9 @@ class RunEstimate(FolderRecord):
     stages: tuple[StageEstimate, ...]
     baselines: int                   # each trained for the SR stage's seconds (reports.comparison)
     not_estimated: tuple[str, ...]
+    # whether the students learn from the SR teachers (SRConfig.uses_sr_teachers): only then are the teachers'
+    # seconds part of the SR model's training, and so of each baseline's
+    sr_teachers_in_budget: bool = True
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -94,7 +97,8 @@ class RunEstimate(FolderRecord):
     def baselines_s(self) -> float:
         """Each baseline trains once per run for one SR model's training seconds (the shared part and one
         device's student; reports.comparison)."""
-        shared = sum(s.estimated_s for s in self.stages if s.stage.startswith("sr-shared"))
+        shared = sum(s.estimated_s for s in self.stages if s.stage.startswith("sr-shared")
+                     and (self.sr_teachers_in_budget or s.stage != "sr-shared/teachers"))
         students = sum(s.estimated_s for s in self.stages if s.stage.startswith("sr/"))
         return self.baselines * (shared + students / max(self.devices_searched, 1))
 
@@ -102,13 +106,14 @@ class RunEstimate(FolderRecord):
         return {"preset": self.preset, "device": self.device, "devices_searched": self.devices_searched,
                 "stages": [s.to_dict() for s in self.stages], "baselines": self.baselines,
                 "not_estimated": list(self.not_estimated), "training_s": self.training_s,
-                "baselines_s": self.baselines_s, "measured": False}
+                "baselines_s": self.baselines_s, "sr_teachers_in_budget": self.sr_teachers_in_budget,
+                "measured": False}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunEstimate:
         return cls(str(d["preset"]), str(d["device"]), int(d["devices_searched"]),
                    tuple(StageEstimate.from_dict(s) for s in d["stages"]), int(d["baselines"]),
-                   tuple(d["not_estimated"]), d.get("environment", {}))
+                   tuple(d["not_estimated"]), bool(d.get("sr_teachers_in_budget", True)), d.get("environment", {}))
 
     def describe(self) -> list[str]:
         timed = len(self.stages[0].step_s) if self.stages else 0
@@ -282,6 +287,8 @@ def _sr_teacher_rows(b: _Bench, denoiser, scfg, devices: int) -> list[StageEstim
                   f"x {kinds} degradations", scfg.teacher_steps * kinds, n,
                   train_step(unet.parameters(), lambda: F.mse_loss(
                       unet(z, t, encoder_hidden_states=cond, return_dict=False)[0].float(), target), b.acc))
+    if not scfg.uses_sr_teachers:         # the student never asks them: no targets to make
+        return [train]
     # A batch of the teacher cache is split by degradation; each part runs all its chains as one batch.
     rows = max(1, min(n, scfg.teacher_cache) // kinds)
     calls = math.ceil(scfg.teacher_cache / n) * kinds * scfg.sample_steps * devices
@@ -325,7 +332,6 @@ def estimate_run(rp, n_profiles: int, timed_steps: int = 3, acc=None) -> RunEsti
     """Estimate the training stages of run preset `rp` (tocsr.app.mainjob.RunPreset, step caps applied) for
     `n_profiles` devices, on `acc` (default: the accelerator the run would use)."""
     from tocsr.core.provenance import environment
-    from tocsr.core.sr.config import SRConfig
     from tocsr.core.teacher.diffusion_train import new_denoiser
     from tocsr.core.training import make_accelerator
 
@@ -343,12 +349,11 @@ def estimate_run(rp, n_profiles: int, timed_steps: int = 3, acc=None) -> RunEsti
     stages = [_teacher_row(b, denoiser), _distill_row(b, denoiser, rp.distill_steps)]
     if rp.finetune_steps > 0:
         stages.append(_finetune_row(b, denoiser, rp.finetune_steps, n_profiles))
-    scfg = SRConfig(patch_px=rp.sr_patch_px, teacher_steps=rp.sr_teacher_steps, student_steps=rp.sr_student_steps,
-                    sample_steps=rp.sr_sample_steps, sample_chains=rp.sr_sample_chains, teacher_cache=rp.sr_teacher_cache)
+    scfg = rp.sr_config()
     stages += _sr_teacher_rows(b, denoiser, scfg, n_profiles)
     stages.append(_student_row(b, scfg, n_profiles))
     return RunEstimate(rp.name, _device_name(b.dev), n_profiles, tuple(stages), len(rp.baselines),
-                       tuple(not_estimated), environment())
+                       tuple(not_estimated), scfg.uses_sr_teachers, environment())
 
 
 def _device_name(device: torch.device) -> str:

@@ -10,7 +10,8 @@ bicubic with a 95% bootstrap interval over the crops (crops of one photograph ar
 interval is narrower than one over photographs would be).
 
 x is the SR stage's seconds up to that point, the budget the main job gives each trained baseline: the
-shared part's recorded seconds (pair cache, SR teachers) plus the wall time since the SR stage started here
+shared part's recorded seconds (pair cache, SR teachers where the student learns from them, the deployed parts'
+training) plus the wall time since the SR stage started here
 (loading the shared part, the student's cached teacher targets and its steps; the scoring excluded). The learning rate follows one cosine over the whole run, so a point
 midway is a student whose rate has not decayed yet, not what a shorter run with its own schedule returns: the
 run's own model (its step count, its schedule) is plotted beside the curve as one such end point.
@@ -67,7 +68,12 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
     spec = space.spec(dict(info.arch.items()))
     bank, _ = load_surrogates(run / "surrogates", space)
     shared_dir = run / "sr-shared"
-    shared_s = sum(SharedSRRecord.load(shared_dir).timings_s.values())
+    # the SR teachers' seconds count only for a student that learns from them (SRModelInfo.training_s)
+    shared_s = sum(v for k, v in SharedSRRecord.load(shared_dir).timings_s.items()
+                   if k != "sr_teacher_s" or cfg.uses_sr_teachers)
+    # the deployed parts' training is in the model's budget too (SRModelInfo.training_s)
+    parts_s = {f"{k}_train_s": info.timings_s.get(f"{k}_s", 0.0) for k in ("decoder", "encoder")}
+    shared_s += sum(parts_s.values())
     _, val, _ = load_train_val(data, teacher.preset.split, min_side=cfg.patch_px)
     pairs = {kind: eval_pairs(val, cfg.patch_px, cfg.scale, kind) for kind in cfg.kinds}
     bicubic = {kind: psnr(matlab_imresize(lr, cfg.scale).clamp(-1, 1), hr, y_channel=True)
@@ -95,7 +101,7 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
         scoring["s"] += time.perf_counter() - t
 
     final = run_sr(teacher, space, spec, bank, out / "sr", cfg, data, shared=shared_dir, student_evaluate=evaluate,
-                   evaluate_every=every, decoder=decoder, encoder=encoder)
+                   evaluate_every=every, decoder=decoder, encoder=encoder, **parts_s)
     doc = {"run": str(run), "sr_model": str(model), "arch_key": info.arch.key, "config": dataclasses.asdict(cfg),
            "shared_part_s": shared_s, "points": points, "scoring_s": scoring["s"],
            "val_images": list(final.val_images), "crops_per_degradation": {k: len(v[0]) for k, v in pairs.items()},

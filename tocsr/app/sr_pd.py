@@ -1,17 +1,24 @@
-"""The one-step student's adversarial weight against distortion and perceived quality, on validation photographs.
+"""Variants of the one-step student against distortion and perceived quality, on validation photographs.
 
     python -m tocsr.app.sr_pd --run runs/quick --out runs/sr-pd --w-adv 0 0.002 0.02 0.2
+    python -m tocsr.app.sr_pd --run runs/quick --out runs/sr-ablation \
+        --variant run --variant no-teachers w_teacher=0 student_steps=700
 
-For each weight of the adversarial term (`SRConfig.w_adv`), trains the student of a run's first SR model again
-from the run's shared part `sr-shared/` (same architecture, steps, seed and every other setting: only the weight
-changes), then scores every student with the evaluation protocol (reports.protocol.evaluate_folder) on the
-validation photographs, whole (the centre of at most `--max-px` a side), each degradation of the run: PSNR-Y and
-the no-reference scores whose weights are here (NIQE always: its parameters ship with the suite), each with a
-95% bootstrap interval over the photographs, and paired differences to bicubic and to the first weight given
-(pass 0 first: "the same student trained without the term"). Bicubic and, with `--with-teacher`, the SR
-teacher are scored on the same images.
+Trains the student of a run's first SR model again from the run's shared part `sr-shared/` once per variant
+(same architecture, seed and every other setting: only what the variant names changes), then scores every
+student with the evaluation protocol (reports.protocol.evaluate_folder) on the validation photographs, whole (the
+centre of at most `--max-px` a side), each degradation of the run: PSNR-Y and the no-reference scores whose
+weights are here (NIQE always: its parameters ship with the suite), each with a 95% bootstrap interval over the
+photographs, and paired differences to bicubic and to the first variant. Bicubic and, with `--with-teacher`, the
+SR teacher are scored on the same images.
 
-Validation, not test: the sweep is for choosing the weight, and the test photographs stay unseen by every
+A variant is a label and SRConfig fields (`KEY=VALUE`); `--w-adv W...` is the sweep of the adversarial weight
+(`SRConfig.w_adv`), one variant per weight (pass 0 first: "the same student trained without the term"). Each
+variant's training budget (SRModelInfo.training_s: what its SR stage cost, the shared part included, the SR
+teachers only when its student learns from them) is recorded beside its scores: variants compared "at equal
+seconds" are so only when those budgets agree, which the table shows.
+
+Validation, not test: the sweep is for choosing settings, and the test photographs stay unseen by every
 choice (the main job's report scores them). Writes <out>/sr_pd.json, <out>/sr_pd.png (a perception-distortion
 plot per degradation) and the per-image tables under <out>/val-<degradation>/.
 """
@@ -30,14 +37,47 @@ from tocsr.core.errors import ConfigError
 from tocsr.core.provenance import environment
 
 KIND = "tocsr.sr_pd"
+DEFAULT_WEIGHTS = (0.0, 0.002, 0.02, 0.2)
 
 
-def _weight_name(w: float) -> str:
-    return f"student w_adv={w:g}"
+def _student_name(label: str) -> str:
+    return f"student {label}"
 
 
-def sweep(run: Path, out: Path, weights: list[float], max_px: int = 384, with_teacher: bool = False,
-          data: Path | None = None, student_steps: int | None = None) -> dict[str, Any]:
+def weight_variants(weights: list[float]) -> dict[str, dict[str, Any]]:
+    """The adversarial weight sweep as variants: "w_adv=W" -> {"w_adv": W}."""
+    if not weights:
+        raise ConfigError("--w-adv: give at least one weight (0 first, to compare with no adversarial term)")
+    if any(w < 0 for w in weights) or len(set(weights)) != len(weights):
+        raise ConfigError(f"--w-adv {weights}: weights must be distinct and >= 0")
+    return {f"w_adv={w:g}": {"w_adv": w} for w in weights}
+
+
+def parse_variant(words: list[str]) -> tuple[str, dict[str, Any]]:
+    """["LABEL", "KEY=VALUE", ...] -> (LABEL, {KEY: VALUE}), each value typed as the SRConfig field it sets."""
+    from tocsr.core.sr.config import SRConfig
+
+    if not words or "=" in words[0]:
+        raise ConfigError(f"--variant {' '.join(words)}: start with a label, then SRConfig fields as KEY=VALUE")
+    defaults = dataclasses.asdict(SRConfig())
+    out: dict[str, Any] = {}
+    for word in words[1:]:
+        key, sep, value = word.partition("=")
+        if not sep or key not in defaults:
+            raise ConfigError(f"--variant {words[0]}: {word!r} is not KEY=VALUE with KEY an SRConfig field "
+                              f"(fields: {', '.join(sorted(defaults))})")
+        kind = type(defaults[key])
+        try:
+            out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+        except ValueError as e:
+            raise ConfigError(f"--variant {words[0]}: {key}={value!r} is not a {kind.__name__}") from e
+    return words[0], out
+
+
+def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float], max_px: int = 384,
+          with_teacher: bool = False, data: Path | None = None, student_steps: int | None = None) -> dict[str, Any]:
+    """`variants`: label -> SRConfig fields, the first the reference of the paired differences; a list of numbers is
+    the adversarial weight sweep (weight_variants)."""
     from reports.comparison import eval_method, load_sr_methods, write_split_folder
     from reports.metrics import FULL_REFERENCE, NO_REFERENCE
     from reports.protocol import evaluate_folder, find_images, interpolation
@@ -48,10 +88,10 @@ def sweep(run: Path, out: Path, weights: list[float], max_px: int = 384, with_te
     from tocsr.core.sr.run import run_sr
     from tocsr.core.teacher.train import load_teacher
 
-    if not weights:
-        raise ConfigError("--w-adv: give at least one weight (0 first, to compare with no adversarial term)")
-    if any(w < 0 for w in weights) or len(set(weights)) != len(weights):
-        raise ConfigError(f"--w-adv {weights}: weights must be distinct and >= 0")
+    if not isinstance(variants, dict):
+        variants = weight_variants(list(variants))
+    if not variants:
+        raise ConfigError("no variant to train: give --variant LABEL [KEY=VALUE ...] or --w-adv W ...")
     model = first_sr_model(run)
     info = SRModelInfo.load(model)
     cfg = dataclasses.replace(info.config, checkpoint_every=10**9,
@@ -60,18 +100,25 @@ def sweep(run: Path, out: Path, weights: list[float], max_px: int = 384, with_te
     space = derive_search_space(teacher.unet)
     spec = space.spec(dict(info.arch.items()))
     bank, _ = load_surrogates(run / "surrogates", space)
-    trained: dict[float, dict[str, Any]] = {}
+    trained: dict[str, dict[str, Any]] = {}
     methods = []
-    for i, w in enumerate(weights):
-        folder = out / f"w_adv-{w:g}"
+    for i, (label, fields) in enumerate(variants.items()):
+        folder = out / label.replace("=", "-").replace(" ", "_")
         t = time.perf_counter()
-        run_sr(teacher, space, spec, bank, folder, dataclasses.replace(cfg, w_adv=w), data, shared=run / "sr-shared",
-               decoder=deployed_decoder(model, info.decoder), encoder=deployed_encoder(model, info.encoder))
-        trained[w] = {"folder": str(folder), "student_s": time.perf_counter() - t}
+        # the run's deployed parts, and what they cost to train: in every variant's budget, as in the run's model's
+        run_sr(teacher, space, spec, bank, folder, dataclasses.replace(cfg, **fields), data, shared=run / "sr-shared",
+               decoder=deployed_decoder(model, info.decoder), decoder_train_s=info.timings_s.get("decoder_s", 0.0),
+               encoder=deployed_encoder(model, info.encoder), encoder_train_s=info.timings_s.get("encoder_s", 0.0))
+        trained_info = SRModelInfo.load(folder)
+        trained[label] = {"folder": str(folder), "fields": fields, "wall_s": time.perf_counter() - t,
+                          "student_s": trained_info.timings_s["student_s"],
+                          "training_budget_s": trained_info.training_s,
+                          "student_steps": trained_info.config.student_steps}
         ms, _ = load_sr_methods(teacher, folder, "validation", with_teacher=with_teacher and i == 0)
-        methods.append(dataclasses.replace(ms[0], name=_weight_name(w)))
+        methods.append(dataclasses.replace(ms[0], name=_student_name(label)))
         methods += ms[1:]
-        print(f"w_adv {w:g}: trained in {trained[w]['student_s']:.0f} s", flush=True)
+        print(f"{label}: student {trained[label]['student_s']:.0f} s, training budget "
+              f"{trained[label]['training_budget_s']:.0f} s", flush=True)
     val_dir = out / "val" / "HR"
     names = write_split_folder(data, teacher.preset.split, val_dir, max_px, cfg.scale, part="val")
     images = find_images(val_dir, None, cfg.scale)
@@ -83,7 +130,7 @@ def sweep(run: Path, out: Path, weights: list[float], max_px: int = 384, with_te
         res.save(out / f"val-{kind}", environment())
         nr = next((k for k in NO_REFERENCE if k in res.metrics()), None)
         per: dict[str, Any] = {"no_reference_metric": nr, "unavailable": dict(res.unavailable), "methods": {}}
-        first = _weight_name(weights[0])
+        first = _student_name(next(iter(variants)))
         for name in ["bicubic"] + [m.name for m in methods]:
             entry: dict[str, Any] = {k: res.interval(name, k).to_dict() for k in res.metrics()}
             if name != "bicubic":
@@ -93,7 +140,7 @@ def sweep(run: Path, out: Path, weights: list[float], max_px: int = 384, with_te
             per["methods"][name] = entry
         rows[kind] = per
     doc = {"run": str(run), "sr_model": str(model), "arch_key": info.arch.key, "config": dataclasses.asdict(cfg),
-           "weights": weights, "trained": {f"{w:g}": v for w, v in trained.items()}, "split": "val",
+           "variants": variants, "trained": trained, "split": "val",
            "val_images": names, "max_px": max_px, "results": rows,
            "interval": "95% bootstrap over the validation photographs (paired where a difference is given)"}
     write_artifact(out / "sr_pd.json", KIND, 1, doc, environment=environment())
@@ -107,14 +154,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True, help="a main-job folder (teacher/, surrogates/, sr-shared/, sr/)")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--w-adv", type=float, nargs="+", default=[0.0, 0.002, 0.02, 0.2],
-                    help="adversarial weights, the first the reference of the paired differences (0: no term)")
+    ap.add_argument("--w-adv", type=float, nargs="+",
+                    help="adversarial weights, the first the reference of the paired differences (0: no term); "
+                         f"without --variant the default is {' '.join(f'{w:g}' for w in DEFAULT_WEIGHTS)}")
+    ap.add_argument("--variant", nargs="+", action="append", metavar="LABEL [KEY=VALUE]",
+                    help="a student variant: a label and the SRConfig fields it changes (repeat; the first is the "
+                         "reference)")
     ap.add_argument("--student-steps", type=int, help="default: the run's")
     ap.add_argument("--max-px", type=int, default=384, help="validation photographs: centre crop of at most this")
     ap.add_argument("--with-teacher", action="store_true", help="score the multi-step SR teacher too (slow)")
     ap.add_argument("--data", type=Path, help="the run's --data folder, if it had one")
     args = ap.parse_args(argv)
-    return sweep(args.run, args.out, args.w_adv, args.max_px, args.with_teacher, args.data, args.student_steps)
+    if args.w_adv and args.variant:
+        raise ConfigError("give either --w-adv W ... or --variant LABEL [KEY=VALUE ...] (repeated), not both")
+    variants = dict(parse_variant(v) for v in args.variant) if args.variant else weight_variants(
+        args.w_adv or list(DEFAULT_WEIGHTS))
+    if args.variant and len(variants) != len(args.variant):
+        raise ConfigError("--variant: two variants share a label")
+    return sweep(args.run, args.out, variants, args.max_px, args.with_teacher, args.data, args.student_steps)
 
 
 if __name__ == "__main__":

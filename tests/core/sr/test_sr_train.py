@@ -408,3 +408,52 @@ def test_an_sr_record_written_before_the_decoder_choice_reads_as_the_kl_decoder(
         dataclasses.replace(info, decoder="small")
     with pytest.raises(ConfigError, match="encoder = 'vae'"):
         dataclasses.replace(info, encoder="vae")
+
+
+def test_a_student_without_the_teacher_term_never_runs_the_sr_teachers_and_does_not_pay_for_them(parts, tmp_path):
+    """With w_teacher = 0 the student needs no SR teacher (none given: no error, and no teacher call), and its
+    training budget leaves out what the SR teachers cost; with the term, a missing teacher is refused."""
+    from tocsr.core.sr.info import SRModelInfo
+
+    teacher, space, spec, bank, photos = parts
+    cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4)
+    sched = dict(sr_scheduler(teacher).config)
+    cfg = dataclasses.replace(CFG, student_steps=2, w_teacher=0.0, checkpoint_every=1000)
+    assert not cfg.uses_sr_teachers and CFG.uses_sr_teachers
+    train_student(teacher, {}, sched, build_student(teacher, space, spec, bank, cfg), cache, tmp_path / "s", cfg)
+    with pytest.raises(ConfigError, match="no SR teacher"):
+        train_student(teacher, {}, sched, build_student(teacher, space, spec, bank, CFG), cache, tmp_path / "t", CFG)
+    timings = {"pair_cache_s": 10.0, "sr_teacher_s": 100.0, "student_s": 30.0}
+    with_term = SRModelInfo(scale=4, arch=spec, degradations=("bicubic",), config=CFG, quality={}, timings_s=timings,
+                            val_images=(), teacher_folder="t", device="cpu", processes=1)
+    assert with_term.training_s == pytest.approx(140.0)
+    assert dataclasses.replace(with_term, config=cfg).training_s == pytest.approx(40.0)
+
+
+def test_the_pixel_loss_runs_through_the_deployed_decoder_when_asked(parts, tmp_path, monkeypatch):
+    """SRConfig.pixel_decoder: "deployed" decodes the student's latents for the pixel loss with the decoder the
+    model deploys (here a tiny one: it sees every pixel-loss batch, and the student it trains differs from the
+    one trained through the autoencoder's decoder); "autoencoder" never calls it. An unknown value is refused."""
+    from tocsr.core.models.parts import TinyDecoder
+    from tocsr.core.sr import run as sr_run
+    from tocsr.core.sr.models import load_student
+
+    teacher, space, spec, bank, photos = parts
+    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (photos[:2], photos[2:], None))
+    torch.manual_seed(0)
+    decoder = TinyDecoder(widths=(8, 8, 8)).eval()
+    calls = []
+    decoder.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]) if torch.is_grad_enabled()
+                                  else None)
+    cfg = dataclasses.replace(CFG, pixel_share=2)
+    students = {}
+    for where in ("autoencoder", "deployed"):
+        calls.clear()
+        sr_run.run_sr(teacher, space, spec, bank, tmp_path / where, dataclasses.replace(cfg, pixel_decoder=where),
+                      decoder=decoder)
+        students[where] = load_student(tmp_path / where / "student").state_dict()
+        assert calls == ([2] * cfg.student_steps if where == "deployed" else []), (where, calls)
+    a, b = students["autoencoder"], students["deployed"]
+    assert any(not torch.equal(a[k], b[k]) for k in a), "the pixel decoder changed nothing"
+    with pytest.raises(ConfigError, match="pixel_decoder = 'tiny'"):
+        SRConfig(pixel_decoder="tiny")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tocsr.core.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class SRConfig:
@@ -49,6 +51,10 @@ class SRConfig:
     teacher_target_floor: float = 1e-2
     w_pixel: float = 0.2
     pixel_share: int = 4                  # images per batch decoded for the pixel loss (decoding is costly)
+    # The decoder the pixel loss runs through: the autoencoder's ("autoencoder"), or the one the model deploys
+    # ("deployed": the tiny decoder where the search chose it, else the autoencoder's). Through the deployed
+    # one the student can make up for what the tiny decoder loses; it is also the cheaper one to decode with.
+    pixel_decoder: str = "autoencoder"
     # The latent discriminator's hinge term. Swept alone (tocsr.app.sr_pd, 0 / 0.002 / 0.02 / 0.2, whole
     # validation photographs; docs/status.md): 0.002 did nothing measurable, 0.02 lowered NIQE on both
     # degradations at no PSNR-Y cost, 0.2 lowered it further on Real-ESRGAN inputs but cost PSNR-Y on clean
@@ -79,3 +85,17 @@ class SRConfig:
     # the eleventh session). Off by default: users rarely know what degraded a photograph, the baselines are
     # blind, and so the headline comparison is blind too. A told student is reported as its own, labelled row.
     student_per_degradation: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pixel_decoder not in PIXEL_DECODERS:
+            raise ConfigError(f"SRConfig.pixel_decoder = {self.pixel_decoder!r}: expected one of "
+                              f"{', '.join(PIXEL_DECODERS)}")
+
+    @property
+    def uses_sr_teachers(self) -> bool:
+        """Whether the student learns from the SR teachers: with no teacher term it never asks them, and what they
+        cost is then no part of its training budget."""
+        return self.w_teacher > 0 and self.teacher_cache > 0
+
+
+PIXEL_DECODERS = ("autoencoder", "deployed")

@@ -81,10 +81,13 @@ class SRModelInfo(FolderRecord):
         if missing:
             raise ConfigError(f"SR model record has no {missing[0]} timing (it has {sorted(self.timings_s)}); "
                               "train it again with `tocsr sr`")
+        # a student that never asked the SR teachers (no teacher term) did not cost their training: they were trained
+        # for the report's multi-step row only
+        parts = [k for k in self.TRAINING_PARTS if k != "sr_teacher_s" or self.config.uses_sr_teachers]
         # the deployed stand-in parts were trained for this model too (their distillation, in the parts stage), and
         # the LR encoder's latents of the pairs were computed for its student
         extra = sum(self.timings_s.get(k, 0.0) for k in ("decoder_s", "encoder_s", "encoder_inputs_s"))
-        return float(sum(self.timings_s[k] for k in self.TRAINING_PARTS) + extra)
+        return float(sum(self.timings_s[k] for k in parts) + extra)
 
     def __post_init__(self) -> None:
         if self.decoder not in DECODERS:

@@ -133,15 +133,18 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
         timings["encoder_inputs_s"] = time.perf_counter() - t
     t = time.perf_counter()
     sr_config = dict(sr_scheduler(teacher).config)
+    # the pixel loss through the decoder the model deploys, where the config asks for it (SRConfig.pixel_decoder)
+    pixel_decoder = decoder if cfg.pixel_decoder == "deployed" else None
     if cfg.student_per_degradation and len(cfg.kinds) > 1:
         parts = {kind: train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg, backbone),
-                                     cache.of_kind(kind), out, cfg, resume, acc, name=f"student-{kind}", save=False)
+                                     cache.of_kind(kind), out, cfg, resume, acc, name=f"student-{kind}", save=False,
+                                     pixel_decoder=pixel_decoder)
                  for kind in cfg.kinds}
         student = PerDegradationStudent.from_students(parts)
     else:
         student = train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg, backbone),
                                 cache, out, cfg, resume, acc, save=False, evaluate=student_evaluate,
-                                evaluate_every=evaluate_every)
+                                evaluate_every=evaluate_every, pixel_decoder=pixel_decoder)
     if acc.is_main_process:
         student.save_pretrained(out / "student")
     timings["student_s"] = time.perf_counter() - t

@@ -350,12 +350,14 @@ def build_student(teacher, space: SearchSpace, spec: ArchSpec, bank, cfg: SRConf
 def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_config: dict, student: OneStepStudent,
                   cache: PairCache, out_dir: Path, cfg: SRConfig, resume: bool = False,
                   accelerator=None, name: str = "student", save: bool = True,
-                  evaluate: Callable[[int, OneStepStudent], None] | None = None, evaluate_every: int = 0
-                  ) -> OneStepStudent:
+                  evaluate: Callable[[int, OneStepStudent], None] | None = None, evaluate_every: int = 0,
+                  pixel_decoder: torch.nn.Module | None = None) -> OneStepStudent:
     """Distil one student on `cache`; checkpoints under <out>/checkpoints/<name>, the result (EMA weights)
     saved to <out>/<name> when `save` (a per-degradation part is saved by the caller, combined).
     `evaluate(step, student)` is called every `evaluate_every` steps with the EMA weights in place (the
-    weights a run stopped there would return), in eval mode; training resumes from the raw weights after."""
+    weights a run stopped there would return), in eval mode; training resumes from the raw weights after.
+    `pixel_decoder`: the decoder the pixel loss runs through (a frozen TinyDecoder: latent -> image), None for the
+    autoencoder's. With no teacher term (`cfg.uses_sr_teachers` false) the SR teachers are never run."""
     acc = accelerator or make_accelerator()
     dev = acc.device
     ck = Checkpointer(out_dir / "checkpoints" / name)
@@ -383,7 +385,7 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
     ae = teacher.autoencoder.to(dev)
     # The multi-step teachers' answers for a fixed subset of the cached LR latents, computed once; each row
     # by the teacher of the degradation that made it.
-    n_t = min(cfg.teacher_cache, len(cache.z_lr))
+    n_t = min(cfg.teacher_cache, len(cache.z_lr)) if cfg.uses_sr_teachers else 0
     row_kinds = cache.row_kinds()[:n_t]
     missing = sorted(set(row_kinds) - set(sr_teachers))
     if missing:
@@ -403,6 +405,11 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
             bar.update(len(kinds))
     for p in ae.parameters():
         p.requires_grad_(False)
+    if pixel_decoder is not None:
+        pixel_decoder = pixel_decoder.to(dev).eval()
+        for p in pixel_decoder.parameters():
+            p.requires_grad_(False)
+    decode = (lambda z: decode_latents(ae, z)) if pixel_decoder is None else pixel_decoder
     wrapped, wrapped_disc, opt, opt_d = acc.prepare(student, disc, opt, opt_d)
     wrapped.train()
     rank, world = acc.process_index, acc.num_processes
@@ -413,13 +420,16 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
                 g["lr"] = cfg.student_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
             gen = torch.Generator().manual_seed(cfg.seed * 31 + step * world + rank)
             idx, z_hr, _ = cache.sample(gen, cfg.batch)
-            ci = torch.randint(0, len(cache_lr), (max(1, cfg.batch // 4),), generator=gen).to(dev)
             pred = wrapped(cache.inputs(idx))
-            pred_c = wrapped(cache_in[ci])
             loss_latent = log_latent_mse(ae, pred.float(), z_hr, cfg.loss_floor)
-            loss_teacher = log_latent_mse(ae, pred_c.float(), cache_teacher[ci], cfg.teacher_target_floor)
+            if n_t:
+                ci = torch.randint(0, n_t, (max(1, cfg.batch // 4),), generator=gen).to(dev)
+                pred_c = wrapped(cache_in[ci])
+                loss_teacher = log_latent_mse(ae, pred_c.float(), cache_teacher[ci], cfg.teacher_target_floor)
+            else:
+                loss_teacher = torch.zeros((), device=dev)
             k = min(cfg.pixel_share, len(idx))
-            loss_pixel = F.l1_loss(decode_latents(ae, pred[:k]), cache.hr_pixels(idx[:k]))
+            loss_pixel = F.l1_loss(decode(pred[:k]), cache.hr_pixels(idx[:k]))
             loss_adv = -wrapped_disc(pred).float().mean()
             loss = (cfg.w_latent * loss_latent + cfg.w_teacher * loss_teacher + cfg.w_pixel * loss_pixel
                     + cfg.w_adv * loss_adv)
