@@ -130,7 +130,7 @@ def _test_headline(run: Path, doc: dict[str, Any]) -> str:
     parts = [f"<p>Scored on {len(doc.get('test_images') or [])} test photographs "
              f"({esc(', '.join(doc.get('test_images') or []))}; centre {doc.get('test_max_px')} px), which no training, "
              "setting or selection read. Trained baselines see the same training photographs and degradations as "
-             "TOC-SR" + (f", for the {budget:.0f} s its SR stage spent training (SR teacher included; unit: "
+             "TOC-SR" + (f", for the {budget:.0f} s its SR stage spent training (unit: "
                          f"{esc(doc.get('budget_unit', '?'))}): {how}" if budget is not None else "")
              + ". [95% bootstrap interval over photographs]; paired differences resample per-photograph "
              "differences.</p>"]

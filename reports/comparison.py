@@ -158,6 +158,14 @@ def _quality(results: dict[str, EvalResult], name: str) -> dict[str, dict]:
     return out
 
 
+def budget_unit(info: SRModelInfo) -> str:
+    """What the baselines' budget (`info.training_s`) is made of, in words for the report."""
+    teachers = ("pair cache, SR teachers, one-step student" if info.config.uses_sr_teachers else
+                "pair cache, one-step student; not the SR teachers, which the student does not learn from")
+    return (f"wall-clock seconds on this machine, data preparation included; the TOC-SR share is its SR stage "
+            f"({teachers}, and the deployed parts' training)")
+
+
 def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: dict[str, Path],
                     baselines: tuple[str, ...], external: list[str], data: str | Path | None,
                     test_max_px: int = 384, baseline_max_steps: int | None = None, extra_metrics: tuple[str, ...] = FULL_REFERENCE + NO_REFERENCE,
@@ -165,7 +173,8 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
     """Rows for every method on every profile; returns (rows, what they were scored on and how trained).
 
     Fair by construction: the trained baselines see the training photographs and degradations the TOC-SR
-    student saw, for the wall-clock seconds its SR stage spent (SR teacher included); every method is scored
+    student saw, for the wall-clock seconds its SR stage spent (SRModelInfo.training_s: the SR teachers included
+    where the student learns from them); every method is scored
     blind (one model for all degradations) unless its name says it is told; and the figures are on test
     photographs, which no training or selection path reads (tocsr.core.data.DataSplit). Each degradation's
     table is kept as an evaluation folder, <run>/eval/test-<degradation>/ (`tocsr report` renders it).
@@ -179,7 +188,8 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
     if not infos:
         raise TocsrError("no SR model to compare: the comparison needs at least one `tocsr sr` folder")
     scale, patch = infos[0].scale, infos[0].config.patch_px
-    budget_s = max(info.training_s for info in infos)
+    budget_info = max(infos, key=lambda info: info.training_s)
+    budget_s = budget_info.training_s
     train, _val, _ = load_train_val(data, teacher.preset.split, min_side=patch)
     methods = [SRMethod("bicubic", "interpolation", Interpolate(scale), True),
                SRMethod("lanczos", "interpolation", LanczosSR(scale), True)] + methods
@@ -215,6 +225,5 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
     return rows, {"scale": scale, "patch_px": patch, "split": "test", "test_images": test_names,
                   "test_max_px": test_max_px, "train_images": sorted(p.name for p in train),
                   "baseline_budget_s": budget_s, "baselines_trained": trained,
-                  "budget_unit": "wall-clock seconds on this machine, data preparation included; the TOC-SR "
-                                 "share is its SR stage (pair cache, SR teachers, one-step student)",
+                  "budget_unit": budget_unit(budget_info),
                   "told_degradation": [m.name for m in methods if getattr(m.module, "takes_degradation", False)]}

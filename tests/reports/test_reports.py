@@ -123,3 +123,21 @@ def test_a_multi_step_method_is_timed_with_few_samples_and_says_so(cpu_profile):
     # one attempt and a short warm-up (a max_cv nothing meets makes the full policy retry twice)
     assert 3 * multi.calls < one.calls
     assert rows["chain"].provenance["profile_sha256"] == profile.sha256     # the row names the profile as given
+
+
+def test_the_baselines_budget_says_whether_it_holds_the_sr_teachers():
+    """The report's budget line follows SRModelInfo.training_s: the SR teachers are in it only where the student
+    learns from them."""
+    import dataclasses
+
+    from reports.comparison import budget_unit
+    from tocsr.core.space import ArchSpec
+    from tocsr.core.sr.config import SRConfig
+    from tocsr.core.sr.info import SRModelInfo
+
+    info = SRModelInfo(scale=4, arch=ArchSpec.from_dict({"space_id": "s", "choices": {}}), degradations=("bicubic",),
+                       config=SRConfig(),
+                       quality={}, timings_s={}, val_images=(), teacher_folder="t", device="cpu", processes=1)
+    assert "(pair cache, SR teachers, one-step student" in budget_unit(info)
+    without = budget_unit(dataclasses.replace(info, config=SRConfig(w_teacher=0.0)))
+    assert "not the SR teachers" in without and "SR teachers, one-step" not in without

@@ -42,6 +42,8 @@ class SRConfig:
     # The teacher and adversarial terms pull the student away from the posterior mean (PSNR) towards
     # the teacher's samples and the HR distribution; a heavier teacher term cost PSNR-Y on clean inputs
     # (docs/status.md, SR adaptation section, has the figures).
+    # The quick preset turns it off (RunPreset.sr_w_teacher): at its few SR-teacher steps the teachers were no better
+    # than bicubic and the term bought nothing the same seconds of student steps did not (docs/status.md).
     w_teacher: float = 0.05
     # The teacher term is a log MSE too, whose gradient scales with 1 / (MSE + floor). The teacher's outputs
     # sit close to the student's (MSE ~1e-3 vs ~1.5e-2 to the HR latent), so with the student's floor of
