@@ -67,6 +67,9 @@ def parse_variant(words: list[str]) -> tuple[str, dict[str, Any]]:
             raise ConfigError(f"--variant {words[0]}: {word!r} is not KEY=VALUE with KEY an SRConfig field "
                               f"(fields: {', '.join(sorted(defaults))})")
         kind = type(defaults[key])
+        if kind not in (bool, int, float, str):
+            raise ConfigError(f"--variant {words[0]}: {key} is a {kind.__name__}, which a variant cannot set; "
+                              "vary numbers, strings or switches")
         try:
             out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
         except ValueError as e:
