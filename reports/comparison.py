@@ -49,7 +49,7 @@ def load_sr_methods(teacher, sr_dir: Path, profile_name: str, with_teacher: bool
     told = ", told the degradation" if one.takes_degradation else ""
     methods = [SRMethod(f"tocsr-onestep ({profile_name}{told})", "one-step", one, False, info.arch.key,
                         cost_module=one.for_degradation(None))]
-    if with_teacher:
+    if with_teacher and cfg.has_sr_teachers:      # a config with no SR teacher trained none to score
         sr_teachers, sr_config = load_sr_teachers(sr_dir, teacher.denoiser.condition)
         multi = MultiStepSR(teacher.autoencoder, sr_teachers, sr_config, cfg.scale, cfg.sample_steps, cfg.t_start,
                             cfg.sample_chains)
@@ -160,8 +160,13 @@ def _quality(results: dict[str, EvalResult], name: str) -> dict[str, dict]:
 
 def budget_unit(info: SRModelInfo) -> str:
     """What the baselines' budget (`info.training_s`) is made of, in words for the report."""
-    teachers = ("pair cache, SR teachers, one-step student" if info.config.uses_sr_teachers else
-                "pair cache, one-step student; not the SR teachers, which the student does not learn from")
+    cfg = info.config
+    if cfg.uses_sr_teachers:
+        teachers = "pair cache, SR teachers, one-step student"
+    elif cfg.has_sr_teachers:
+        teachers = "pair cache, one-step student; not the SR teachers, which the student does not learn from"
+    else:
+        teachers = "pair cache, one-step student; this preset trains no SR teacher"
     return (f"wall-clock seconds on this machine, data preparation included; the TOC-SR share is its SR stage "
             f"({teachers}, and the deployed parts' training)")
 

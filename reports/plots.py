@@ -169,7 +169,8 @@ def sr_curve_plot(doc: dict) -> bytes:
         own = doc["run_model"]
         ax.plot([own["sr_stage_s"]], [own["psnr_y"][kind] - bicubic], "s", color="#b00",
                 label=f"the run's model ({own['student_steps']} steps, own schedule)")
-        ax.axhline(doc["sr_teacher_psnr_y"][kind] - bicubic, color="#555", ls="--", label="SR teacher (multi-step)")
+        if kind in doc["sr_teacher_psnr_y"]:      # absent where the run trained no SR teacher
+            ax.axhline(doc["sr_teacher_psnr_y"][kind] - bicubic, color="#555", ls="--", label="SR teacher (multi-step)")
         ax.axhline(0.0, color="#999", ls=":", label="bicubic")
         ax.set_xlabel("SR stage seconds (shared part + student)")
         ax.set_ylabel("validation PSNR-Y minus bicubic (dB)")

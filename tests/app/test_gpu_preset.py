@@ -22,7 +22,7 @@ def test_a_presets_sr_settings_are_what_its_job_trains_and_its_estimate_budgets(
     """RunPreset.sr_config is the one place a preset's SR settings are made (the job and the estimate both read it).
     The quick preset's student does not learn from the SR teachers, so their seconds leave every baseline's
     budget; the gpu preset's does."""
-    from tocsr.app.estimate import StageEstimate
+    from tocsr.app.estimate import StageEstimate, _sr_teacher_rows
 
     quick, gpu = RUN_PRESETS["quick"], RUN_PRESETS["gpu"]
     q = quick.sr_config()
@@ -30,6 +30,9 @@ def test_a_presets_sr_settings_are_what_its_job_trains_and_its_estimate_budgets(
         quick.sr_student_steps, quick.sr_teacher_steps, quick.sr_pair_cache, quick.sr_teacher_cache, quick.sr_patch_px)
     assert q.w_teacher == 0 and not q.uses_sr_teachers
     assert gpu.sr_config().uses_sr_teachers and gpu.sr_config().patch_px == 512
+    # the quick preset trains no SR teacher, so its estimate times none (the bench is never touched)
+    assert not q.has_sr_teachers and gpu.sr_config().has_sr_teachers
+    assert _sr_teacher_rows(None, None, q, 1) == []
     stages = (StageEstimate("sr-shared/teachers", "", 10, 1, (10.0,), None, False),
               StageEstimate("sr/student", "", 10, 1, (5.0,), None, True))
     with_them = RunEstimate("p", "cpu", 1, stages, 2, ())

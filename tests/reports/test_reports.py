@@ -141,3 +141,5 @@ def test_the_baselines_budget_says_whether_it_holds_the_sr_teachers():
     assert "(pair cache, SR teachers, one-step student" in budget_unit(info)
     without = budget_unit(dataclasses.replace(info, config=SRConfig(w_teacher=0.0)))
     assert "not the SR teachers" in without and "SR teachers, one-step" not in without
+    none = budget_unit(dataclasses.replace(info, config=SRConfig(w_teacher=0.0, teacher_steps=0)))
+    assert "trains no SR teacher" in none and "not the SR teachers" not in none

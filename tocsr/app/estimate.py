@@ -275,9 +275,12 @@ def _finetune_row(b: _Bench, denoiser, steps: int, devices: int) -> StageEstimat
 
 
 def _sr_teacher_rows(b: _Bench, denoiser, scfg, devices: int) -> list[StageEstimate]:
-    """The SR teachers' training steps, and the calls that make the students' targets (all chains at once)."""
+    """The SR teachers' training steps, and the calls that make the students' targets (all chains at once); none
+    where the config trains no SR teacher."""
     from tocsr.core.sr.models import widen_conv_in
 
+    if not scfg.has_sr_teachers:
+        return []
     side, kinds, n = scfg.patch_px // 8, len(scfg.kinds), scfg.batch
     ch = int(denoiser.unet.config.in_channels)
     unet = widen_conv_in(denoiser.unet, ch).to(b.dev).train().requires_grad_(True)

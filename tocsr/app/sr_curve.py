@@ -106,8 +106,9 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
            "shared_part_s": shared_s, "points": points, "scoring_s": scoring["s"],
            "val_images": list(final.val_images), "crops_per_degradation": {k: len(v[0]) for k, v in pairs.items()},
            "bicubic_psnr_y": {k: float(v.mean()) for k, v in bicubic.items()},
-           "sr_teacher_psnr_y": {k: q[next(m for m in q if m.startswith("sr-teacher"))]["psnr_y"]
-                                 for k, q in final.quality.items()},
+           # empty where the config trains no SR teacher (SRConfig.teacher_steps = 0)
+           "sr_teacher_psnr_y": {k: r["psnr_y"] for k, q in final.quality.items()
+                                 for m, r in q.items() if m.startswith("sr-teacher")},
            "final_psnr_y": {k: q["tocsr-onestep"]["psnr_y"] for k, q in final.quality.items()},
            "run_model": {"student_steps": info.config.student_steps, "sr_stage_s": info.training_s,
                          "psnr_y": {k: q["tocsr-onestep"]["psnr_y"] for k, q in info.quality.items()}},

@@ -285,6 +285,40 @@ def test_a_student_from_the_shared_part_is_the_one_it_would_have_been_and_other_
         load_shared(tmp_path / "shared", other, train, CFG, tmp_path / "x", "cpu")
 
 
+def test_a_config_without_sr_teachers_trains_none_scores_none_and_refuses_a_teacher_term(parts, tmp_path, monkeypatch):
+    """SRConfig.teacher_steps = 0 (the quick preset's): the shared part and the SR stage train no SR teacher and
+    write none, the stage's validation scores no multi-step row, the report's loaders give the student alone, and
+    the student is the one the same config trains with teachers it never asks (w_teacher = 0). A teacher term
+    with no teacher to learn from is refused where the config is made."""
+    from reports.comparison import load_sr_methods
+    from tocsr.core.sr import run as sr_run
+    from tocsr.core.sr.models import load_student
+    from tocsr.core.sr.shared import train_shared
+    from tocsr.core.training import make_accelerator
+
+    teacher, space, spec, bank, photos = parts
+    train, val = photos[:2], photos[2:]
+    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    with_teachers = dataclasses.replace(CFG, w_teacher=0.0)
+    none = dataclasses.replace(with_teachers, teacher_steps=0)
+    assert with_teachers.has_sr_teachers and not none.has_sr_teachers
+    train_shared(teacher, train, tmp_path / "shared", none, False, make_accelerator())
+    assert not (tmp_path / "shared" / "sr_teacher").exists()
+    info = sr_run.run_sr(teacher, space, spec, bank, tmp_path / "sr", none, shared=tmp_path / "shared")
+    assert not (tmp_path / "sr" / "sr_teacher").exists()
+    for kind in none.kinds:
+        assert sorted(info.quality[kind]) == ["bicubic", "tocsr-onestep"]
+    methods, _ = load_sr_methods(teacher, tmp_path / "sr", "cpu-2core", with_teacher=True)
+    assert [m.kind for m in methods] == ["one-step"]
+    reference = sr_run.run_sr(teacher, space, spec, bank, tmp_path / "ref", with_teachers)
+    assert any(m.startswith("sr-teacher") for m in reference.quality["bicubic"])
+    assert _same(load_student(tmp_path / "sr" / "student"), load_student(tmp_path / "ref" / "student"))
+    with pytest.raises(ConfigError, match="teacher_steps = 0 trains no SR teacher, but w_teacher = 0.05"):
+        dataclasses.replace(CFG, teacher_steps=0)
+    with pytest.raises(ConfigError, match="teacher_steps = -1"):
+        dataclasses.replace(none, teacher_steps=-1)
+
+
 def test_an_sr_model_with_the_tiny_decoder_deploys_and_scores_that_decoder(parts, tmp_path, monkeypatch):
     """The search can choose the tiny decoder for a device (tocsr.core.models.parts): the SR folder then holds
     it, says so, and every loader (tocsr upscale's pipeline, the main job's evaluation) runs it."""

@@ -13,6 +13,9 @@ class SRConfig:
     scale: int = 4
     patch_px: int = 128
     batch: int = 16
+    # The multi-step SR teachers' training steps, one teacher per degradation. 0 trains none: the student then
+    # learns from the pairs alone (w_teacher must be 0), and no multi-step row is scored. A preset does that where its
+    # teachers would get too few steps to be a reference worth the seconds (RunPreset).
     teacher_steps: int = 1500
     teacher_lr: float = 2e-4
     student_steps: int = 800
@@ -92,6 +95,18 @@ class SRConfig:
         if self.pixel_decoder not in PIXEL_DECODERS:
             raise ConfigError(f"SRConfig.pixel_decoder = {self.pixel_decoder!r}: expected one of "
                               f"{', '.join(PIXEL_DECODERS)}")
+        if self.teacher_steps < 0:
+            raise ConfigError(f"SRConfig.teacher_steps = {self.teacher_steps}: give a number of steps >= 0 "
+                              "(0 trains no SR teacher)")
+        if not self.has_sr_teachers and self.uses_sr_teachers:
+            raise ConfigError(f"SRConfig.teacher_steps = 0 trains no SR teacher, but w_teacher = {self.w_teacher:g} "
+                              f"(teacher_cache {self.teacher_cache}) asks the student to learn from them: set "
+                              "w_teacher = 0, or give the SR teachers steps")
+
+    @property
+    def has_sr_teachers(self) -> bool:
+        """Whether the SR stage trains the multi-step SR teachers (and the report scores them)."""
+        return self.teacher_steps > 0
 
     @property
     def uses_sr_teachers(self) -> bool:

@@ -154,13 +154,15 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
             decoder.save_pretrained(out / DECODER_DIR)
         if encoder is not None:
             encoder.save_pretrained(out / ENCODER_DIR)
-    multi = MultiStepSR(ae, {k: m.eval() for k, m in sr_teachers.items()}, sr_config, cfg.scale, cfg.sample_steps,
-                        cfg.t_start, cfg.sample_chains)
     one = OneStepSR(ae, student.eval(), cfg.scale, None if decoder is None else decoder.eval().to(acc.device),
                     None if encoder is None else encoder.eval().to(acc.device))
+    methods = {"bicubic": lambda lr: matlab_imresize(lr, cfg.scale).clamp(-1, 1)}
+    if sr_teachers:
+        methods[teacher_method_name(cfg)] = MultiStepSR(ae, {k: m.eval() for k, m in sr_teachers.items()}, sr_config,
+                                                        cfg.scale, cfg.sample_steps, cfg.t_start, cfg.sample_chains)
+    methods["tocsr-onestep"] = one
     t = time.perf_counter()
-    quality = evaluate_methods({"bicubic": lambda lr: matlab_imresize(lr, cfg.scale).clamp(-1, 1), teacher_method_name(cfg): multi,
-                                "tocsr-onestep": one}, val, cfg.patch_px, cfg.scale)
+    quality = evaluate_methods(methods, val, cfg.patch_px, cfg.scale)
     timings["evaluation_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     info = SRModelInfo(scale=cfg.scale, arch=spec, degradations=tuple(cfg.kinds), config=cfg, quality=quality,

@@ -100,9 +100,9 @@ def train_shared(teacher, train_photos, out_dir: str | Path, cfg: SRConfig, resu
     timings = {"pair_cache_s": time.perf_counter() - t}
     t = time.perf_counter()
     # One SR teacher per degradation, as the students: a blind teacher's first call stayed at bicubic on
-    # Real-ESRGAN inputs, as the blind student did (docs/status.md).
+    # Real-ESRGAN inputs, as the blind student did (docs/status.md). None where the config trains none.
     sr_teachers = {kind: train_sr_teacher(teacher, cache.of_kind(kind), out, cfg, kind, resume, acc)
-                   for kind in cfg.kinds}
+                   for kind in cfg.kinds} if cfg.has_sr_teachers else {}
     timings["sr_teacher_s"] = time.perf_counter() - t
     if acc.is_main_process and for_sharing:
         torch.save({"z_hr": cache.z_hr.cpu(), "z_lr": cache.z_lr.cpu()}, out / PAIR_CACHE_FILE)
@@ -133,6 +133,8 @@ def load_shared(shared_dir: str | Path, teacher, train_photos, cfg: SRConfig, ou
         raise ConfigError(f"{shared / PAIR_CACHE_FILE}: {len(latents['z_hr'])} pairs, the settings make "
                           f"{len(pairs)}; train the shared part again")
     cache = PairCache(pairs, latents["z_hr"].to(device), latents["z_lr"].to(device))
+    if not cfg.has_sr_teachers:           # the config trained none (SRConfig.teacher_steps = 0)
+        return SharedSR(cache, {}, dict(record.timings_s))
     sr_teachers, _ = load_sr_teachers(shared, teacher.denoiser.condition)
     out = Path(out_dir)
     for name in (SR_TEACHER_DIR, SR_SCHEDULER_DIR):
