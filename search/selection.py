@@ -84,7 +84,10 @@ class SelectionConfig:
     reserve_share: float = 0.2         # of the evaluations, held back for the rounds after the first
     revalidate_above: float = 0.15     # |speed now / speed of the table - 1| beyond which the table is re-validated
     teacher_off_above: float = 0.15    # |model's teacher / teacher measured now - 1| beyond which, likewise
-    revalidation_candidates: int = 8
+    # Fresh candidates a re-validation measures. Judged by the table's own bar (>= 90% within the tolerance), 8 made
+    # it 8 of 8: one noisy reading of a shared machine failed a table that still predicted it, and measuring the
+    # table again cost the main job minutes. With 10 the bar is the one written, one outlier tolerated.
+    revalidation_candidates: int = 10
     # The cheapest candidate measured slower than the validated model predicts (beyond the table's tolerance)
     # is measured again up to this many times before the space is called infeasible: one burst that the
     # pairing did not cancel must not stop a run.

@@ -177,6 +177,43 @@ def test_a_stale_table_is_measured_again_once_and_the_choice_still_meets_the_bud
     assert other.true_ratio(sel.choice.spec) <= 0.5 * 1.05
 
 
+def test_one_noisy_reading_in_a_revalidation_does_not_send_a_good_table_to_be_measured_again(space, profile, tmp_path):
+    """The speed moved, so the table is re-validated on fresh candidates; one of them reads 30% slow (a burst the
+    pairing did not cancel). With the default count the bar (>= 90% within the tolerance) tolerates it and the table
+    is kept; with 8 candidates the same reading failed a table that still predicts the machine."""
+    from bench.costtable import sample_candidates
+
+    sim = SimulatedDevice(space)
+    table = _table(space, profile, sim)
+    sim.slowdown = step(sim.now_s(), 2.0)
+    seen = {c.key for c in table.candidates}
+    cfg = SelectionConfig()
+    outlier = sample_candidates(space, cfg.revalidation_candidates, seed=len(seen) + 7919, include_extremes=False,
+                                exclude=seen)[0].key
+
+    class NoisyMeter(SimMeter):
+        def measure(self, spec):
+            m = super().measure(spec)
+            if spec.key != outlier:
+                return m
+            slow = dataclasses.replace(m.paired, relative_samples=tuple(1.3 * r for r in m.paired.relative_samples))
+            return dataclasses.replace(m, paired=slow)
+
+    def remeasure():
+        raise AssertionError("a table that predicts the machine was sent to be measured again")
+
+    sel = choose(space, FakeFidelity(space), table, profile, NoisyMeter(sim, profile), _rounds(tmp_path), 24,
+                 cfg=cfg, remeasure=remeasure)
+    assert cfg.revalidation_candidates == 10
+    assert sel.revalidation["passes"] and sel.revalidation["within_tolerance"] == pytest.approx(0.9)
+    assert sel.choice.latency_ms <= sel.decision.latency_budget_ms
+    sim.slowdown = step(sim.now_s(), 1.0)                 # the table's speed again, then moved as before
+    sim.slowdown = step(sim.now_s(), 2.0)
+    with pytest.raises(StaleCostTable, match="no longer predicts this machine"):
+        choose(space, FakeFidelity(space), table, profile, NoisyMeter(sim, profile), _rounds(tmp_path / "b"), 24,
+               cfg=dataclasses.replace(cfg, revalidation_candidates=8))
+
+
 def test_bo_with_block_errors_chooses_on_the_simulated_device(space, profile, tmp_path):
     """What the CLI runs: BO told each block's distillation error."""
     sim = SimulatedDevice(space)
