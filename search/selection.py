@@ -85,8 +85,9 @@ class SelectionConfig:
     revalidate_above: float = 0.15     # |speed now / speed of the table - 1| beyond which the table is re-validated
     teacher_off_above: float = 0.15    # |model's teacher / teacher measured now - 1| beyond which, likewise
     # Fresh candidates a re-validation measures. Judged by the table's own bar (>= 90% within the tolerance), 8 made
-    # it 8 of 8: one noisy reading of a shared machine failed a table that still predicted it, and measuring the
-    # table again cost the main job minutes. With 10 the bar is the one written, one outlier tolerated.
+    # it 8 of 8: a single reading just outside the tolerance sent the table to be measured again, minutes of the main
+    # job (docs/status.md, thirtieth session). With 10 the bar is the one written, one outlier tolerated, as on the
+    # table's own held-out candidates.
     revalidation_candidates: int = 10
     # The cheapest candidate measured slower than the validated model predicts (beyond the table's tolerance)
     # is measured again up to this many times before the space is called infeasible: one burst that the
