@@ -802,3 +802,32 @@ def test_the_cheaper_parts_are_trained_scored_and_timed_beside_the_autoencoders_
     # each part with its own parameters (the KL parts' modules hold the whole autoencoder)
     for n, key in zip(names, ("kl-encoder", "lr-encoder", "kl-decoder", "tiny-decoder"), strict=True):
         assert f"; {record.params[key] / 1e6:.3f}M params;" in lines[n]
+
+
+def test_a_sweep_variant_deploys_another_parts_folder_and_counts_its_seconds(job, tmp_path):
+    """`parts=DIR` in a `tocsr.app.sr_pd` variant: the student trains behind that folder's parts (here with an
+    encoder trained towards the HR latent, `--encoder-target hr`) where the run's model deploys a cheaper part,
+    the variant's model deploys them, and that folder's training seconds replace the run's parts' in its budget."""
+    from tocsr.app.parts import main
+    from tocsr.app.sr_pd import sweep
+    from tocsr.core.models.parts import LREncoder, TinyDecoder
+    from tocsr.core.sr.info import SRModelInfo
+    from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR, PartsRecord
+
+    _, run, _, _ = job
+    parts = tmp_path / "parts-hr"
+    main(["--run", str(run), "--out", str(parts), "--steps", "2", "--encoder-target", "hr",
+          "-p", str(run / "profiles" / "cpu-2core.yaml")])
+    record = PartsRecord.load(parts)
+    assert record.config["encoder_target"] == "hr"
+    doc = sweep(run, tmp_path / "pd", {"other-parts": {"parts": str(parts)}}, max_px=128)
+    model = tmp_path / "pd" / "other-parts"
+    info, run_info = SRModelInfo.load(model), SRModelInfo.load(next((run / "sr").glob("*/sr.json")).parent)
+    assert (info.encoder, info.decoder) == (run_info.encoder, run_info.decoder) != ("kl", "kl")
+    deployed = [(ENCODER_DIR, "encoder_s", LREncoder)] * (info.encoder == "lr") + \
+        [(DECODER_DIR, "decoder_s", TinyDecoder)] * (info.decoder == "tiny")
+    for folder, key, cls in deployed:
+        mine, theirs = (cls.from_pretrained(f / folder).state_dict() for f in (model, parts))
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs), folder
+        assert info.timings_s[key] == pytest.approx(record.train_s[folder]) != run_info.timings_s[key]
+    assert doc["variants"] == {"other-parts": {"parts": str(parts)}}

@@ -18,6 +18,9 @@ def test_a_variant_is_a_label_and_typed_srconfig_fields():
     assert fields == {"w_teacher": 0.0, "student_steps": 700, "pixel_decoder": "deployed",
                       "student_per_degradation": True}
     assert type(fields["w_teacher"]) is float and type(fields["student_steps"]) is int
+    # another parts folder in place of the run's: not an SRConfig field, kept as the folder's path
+    assert parse_variant(["hr-encoder", "parts=runs/parts-hr", "w_adv=0"]) == \
+        ("hr-encoder", {"parts": "runs/parts-hr", "w_adv": 0.0})
 
 
 @pytest.mark.parametrize("words, message", [

@@ -76,7 +76,7 @@ def describe(record, costs: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from bench.profile import load_profile
     from tocsr.core.data import load_train_val
-    from tocsr.core.sr.parts import PartsConfig, train_parts
+    from tocsr.core.sr.parts import ENCODER_TARGETS, PartsConfig, train_parts
     from tocsr.core.teacher.train import load_teacher
 
     ap = argparse.ArgumentParser(prog="python -m tocsr.app.parts", description=__doc__.split("\n\n")[0])
@@ -85,9 +85,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("-p", "--profile", default=str(DEFAULT_PROFILE), help="where the parts are timed")
     ap.add_argument("--steps", type=int, default=PartsConfig.steps, help="training steps of each part")
     ap.add_argument("--encoder-steps", type=int, default=None, help="the LR encoder's steps (default: --steps)")
+    ap.add_argument("--encoder-target", choices=ENCODER_TARGETS, default=PartsConfig.encoder_target,
+                    help="what the LR encoder regresses: the KL latent of the bicubic upscale, or of the HR image")
     ap.add_argument("--data", type=Path, default=None, help="the run's --data, if it had one")
     args = ap.parse_args(argv)
-    cfg = PartsConfig(steps=args.steps, encoder_steps=args.encoder_steps)
+    cfg = PartsConfig(steps=args.steps, encoder_steps=args.encoder_steps, encoder_target=args.encoder_target)
     profile = load_profile(args.profile)
     teacher = load_teacher(args.run / "teacher")
     train, val, _ = load_train_val(args.data, teacher.preset.split, min_side=cfg.patch_px)

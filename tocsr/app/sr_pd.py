@@ -12,7 +12,9 @@ weights are here (NIQE always: its parameters ship with the suite), each with a 
 photographs, and paired differences to bicubic and to the first variant. Bicubic and, with `--with-teacher`, the
 SR teacher are scored on the same images.
 
-A variant is a label and SRConfig fields (`KEY=VALUE`); `--w-adv W...` is the sweep of the adversarial weight
+A variant is a label and SRConfig fields (`KEY=VALUE`), and optionally `parts=DIR`: the pipeline parts of another
+`python -m tocsr.app.parts` folder in place of the run's (the same kinds the run's model deploys; their training
+seconds join the variant's budget); `--w-adv W...` is the sweep of the adversarial weight
 (`SRConfig.w_adv`), one variant per weight (pass 0 first: "the same student trained without the term"). Each
 variant's training budget (SRModelInfo.training_s: what its SR stage cost, the shared part included, the SR
 teachers only when its student learns from them) is recorded beside its scores: variants compared "at equal
@@ -38,6 +40,7 @@ from tocsr.core.provenance import environment
 
 KIND = "tocsr.sr_pd"
 DEFAULT_WEIGHTS = (0.0, 0.002, 0.02, 0.2)
+PARTS_KEY = "parts"            # a variant's pipeline parts folder (module doc), not an SRConfig field
 
 
 def _student_name(label: str) -> str:
@@ -63,9 +66,12 @@ def parse_variant(words: list[str]) -> tuple[str, dict[str, Any]]:
     out: dict[str, Any] = {}
     for word in words[1:]:
         key, sep, value = word.partition("=")
+        if sep and key == PARTS_KEY:
+            out[key] = value
+            continue
         if not sep or key not in defaults:
             raise ConfigError(f"--variant {words[0]}: {word!r} is not KEY=VALUE with KEY an SRConfig field "
-                              f"(fields: {', '.join(sorted(defaults))})")
+                              f"(fields: {', '.join(sorted(defaults))}), or {PARTS_KEY}=DIR")
         kind = type(defaults[key])
         if kind not in (bool, int, float, str):
             raise ConfigError(f"--variant {words[0]}: {key} is a {kind.__name__}, which a variant cannot set; "
@@ -87,7 +93,7 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
     from tocsr.core.distill.train import load_surrogates
     from tocsr.core.space import derive_search_space
     from tocsr.core.sr.info import SRModelInfo
-    from tocsr.core.sr.parts import deployed_decoder, deployed_encoder
+    from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR, deployed_decoder, deployed_encoder, load_parts
     from tocsr.core.sr.run import run_sr
     from tocsr.core.teacher.train import load_teacher
 
@@ -108,10 +114,20 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
     for i, (label, fields) in enumerate(variants.items()):
         folder = out / label.replace("=", "-").replace(" ", "_")
         t = time.perf_counter()
-        # the run's deployed parts, and what they cost to train: in every variant's budget, as in the run's model's
-        run_sr(teacher, space, spec, bank, folder, dataclasses.replace(cfg, **fields), data, shared=run / "sr-shared",
-               decoder=deployed_decoder(model, info.decoder), decoder_train_s=info.timings_s.get("decoder_s", 0.0),
-               encoder=deployed_encoder(model, info.encoder), encoder_train_s=info.timings_s.get("encoder_s", 0.0))
+        # the deployed parts (the run's, or the variant's own folder), and what they cost to train: in every
+        # variant's budget, as in the run's model's
+        encoder, decoder = deployed_encoder(model, info.encoder), deployed_decoder(model, info.decoder)
+        encoder_s, decoder_s = info.timings_s.get("encoder_s", 0.0), info.timings_s.get("decoder_s", 0.0)
+        if PARTS_KEY in fields:
+            new_encoder, new_decoder, record = load_parts(fields[PARTS_KEY])
+            if encoder is not None:
+                encoder, encoder_s = new_encoder, record.train_s[ENCODER_DIR]
+            if decoder is not None:
+                decoder, decoder_s = new_decoder, record.train_s[DECODER_DIR]
+        run_sr(teacher, space, spec, bank, folder,
+               dataclasses.replace(cfg, **{k: v for k, v in fields.items() if k != PARTS_KEY}), data,
+               shared=run / "sr-shared", decoder=decoder, decoder_train_s=decoder_s, encoder=encoder,
+               encoder_train_s=encoder_s)
         trained_info = SRModelInfo.load(folder)
         trained[label] = {"folder": str(folder), "fields": fields, "wall_s": time.perf_counter() - t,
                           "student_s": trained_info.timings_s["student_s"],

@@ -13,10 +13,24 @@ import torch
 
 from tocsr.core.data import Photo
 from tocsr.core.errors import ConfigError
-from tocsr.core.models.autoencoder import build_autoencoder_from_preset, set_latent_stats
+from tocsr.core.models.autoencoder import (
+    build_autoencoder_from_preset,
+    encode_latents,
+    set_latent_stats,
+)
 from tocsr.core.models.parts import LREncoder, TinyDecoder
+from tocsr.core.resize import bicubic_upscale
+from tocsr.core.sr import parts as parts_module
 from tocsr.core.sr.data import SRPairs
-from tocsr.core.sr.parts import PartsConfig, PartsRecord, load_parts, part_fidelity, start_linear, train_parts
+from tocsr.core.sr.parts import (
+    PartsConfig,
+    PartsRecord,
+    encoder_target,
+    load_parts,
+    part_fidelity,
+    start_linear,
+    train_parts,
+)
 
 CFG = PartsConfig(steps=50, batch=4, patch_px=64, encoder_width=16, decoder_widths=(16, 8, 8), lr=2e-3,
                   val_per_image=2, linear_fit_pairs=16)
@@ -107,3 +121,46 @@ def test_the_encoder_takes_its_own_steps_and_the_decoder_is_left_as_it_was(train
     # the fixture's encoder trained CFG.steps: more steps, a closer stand-in; the decoder is the same network
     assert mean(fewer.psnr_y_db["lr-encoder"]["part_vs_kl"]) < mean(record.psnr_y_db["lr-encoder"]["part_vs_kl"])
     assert fewer.psnr_y_db["tiny-decoder"] == record.psnr_y_db["tiny-decoder"]
+
+
+def test_an_encoder_trained_towards_the_hr_latent_restores_where_the_stand_in_copies(trained, tmp_path, monkeypatch):
+    """encoder_target "hr": the LR encoder regresses the HR crop's latent: it starts from the least-squares map to
+    it and trains away from the bicubic + KL encoder path it otherwise copies. (Whether it then restores is a
+    question for real photographs and steps: reports/evidence/sr-ablation/run31-hr-target-encoder/.)"""
+    ae, val, out, record = trained
+    with pytest.raises(ConfigError, match="encoder_target = 'HR': must be one of upscale, hr"):
+        PartsConfig(encoder_target="HR")
+    hr, lr = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1
+    assert torch.equal(encoder_target(ae, hr, lr, 4, "hr"), encode_latents(ae, hr))
+    assert torch.equal(encoder_target(ae, hr, lr, 4, "upscale"), encode_latents(ae, bicubic_upscale(lr, 4)))
+    teacher = SimpleNamespace(autoencoder=ae, folder=str(tmp_path))
+    train = [Photo("astronaut", skimage.data.astronaut()), Photo("coffee", skimage.data.coffee())]
+    asked = []       # every target the training asks for: the linear start's and each step's
+
+    def spy(*args):
+        asked.append(args[-1])
+        return encoder_target(*args)
+
+    monkeypatch.setattr(parts_module, "encoder_target", spy)
+    restoring = train_parts(teacher, train, val, tmp_path, dataclasses.replace(CFG, encoder_target="hr"), scale=4)
+    monkeypatch.undo()
+    assert asked == ["hr"] * (1 + CFG.steps)
+    assert restoring.config["encoder_target"] == "hr" and record.config["encoder_target"] == "upscale"
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    assert mean(restoring.psnr_y_db["lr-encoder"]["part_vs_kl"]) < mean(record.psnr_y_db["lr-encoder"]["part_vs_kl"])
+    assert restoring.psnr_y_db["tiny-decoder"] == record.psnr_y_db["tiny-decoder"]
+    # each linear start is the least-squares map to its own target on the pairs it is fitted on
+    pairs = SRPairs(train, CFG.patch_px, 4, CFG.linear_fit_pairs, CFG.seed, CFG.kinds)
+    hr = torch.stack([pairs[i][0] for i in range(CFG.linear_fit_pairs)])
+    lr = torch.stack([pairs[i][1] for i in range(CFG.linear_fit_pairs)])
+    starts = {}
+    for target in ("hr", "upscale"):
+        torch.manual_seed(0)
+        starts[target] = LREncoder(scale=4, width=CFG.encoder_width, blocks=CFG.encoder_blocks)
+        start_linear(starts[target], TinyDecoder(widths=CFG.decoder_widths), ae, pairs, 4, CFG.linear_fit_pairs,
+                     target)
+    with torch.no_grad():
+        for target in ("hr", "upscale"):
+            z = encoder_target(ae, hr, lr, 4, target)
+            other = "upscale" if target == "hr" else "hr"
+            assert (starts[target](lr) - z).square().mean() < (starts[other](lr) - z).square().mean(), target

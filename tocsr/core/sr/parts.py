@@ -1,7 +1,9 @@
 """Training the cheaper pipeline parts (tocsr.core.models.parts) to stand in for the autoencoder's own.
 
-* The LR encoder regresses what the KL encoder gives for the bicubic upscale of the same LR crop, on the
-  SR stage's pairs (both degradations), in the raw latent units of `raw_latent_mse`.
+* The LR encoder regresses, in the raw latent units of `raw_latent_mse` on the SR stage's pairs (both
+  degradations), either what the KL encoder gives for the bicubic upscale of the same LR crop (`encoder_target`
+  "upscale": a stand-in for that path, noise and blur included) or what it gives for the HR crop ("hr": the
+  encoder restores, as a pixel-space SR network does, and the student starts from its estimate).
 * The tiny decoder regresses the KL decoder's image of the HR crop's latent (distillation: it learns the
   decoder, not the photographs, so what it gives up is measured against the part it replaces).
 
@@ -39,6 +41,7 @@ from tocsr.core.sr.degradations import degrade
 from tocsr.core.training import make_accelerator, progress
 
 ENCODER_DIR, DECODER_DIR = "lr-encoder", "tiny-decoder"
+ENCODER_TARGETS = ("upscale", "hr")
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,12 @@ class PartsConfig:
     linear_fit_pairs: int = 64            # training pairs the parts' linear shortcuts are fitted on first
     kinds: tuple[str, ...] = ("bicubic", "realesrgan")
     seed: int = 0
+    encoder_target: str = "upscale"       # what the LR encoder regresses (module doc; ENCODER_TARGETS)
 
     def __post_init__(self) -> None:
+        if self.encoder_target not in ENCODER_TARGETS:
+            raise ConfigError(f"PartsConfig.encoder_target = {self.encoder_target!r}: must be one of "
+                              f"{', '.join(ENCODER_TARGETS)}")
         if self.encoder_steps is not None and self.encoder_steps < 1:
             raise ConfigError(f"PartsConfig.encoder_steps = {self.encoder_steps}: must be at least 1, or None for "
                               f"`steps` ({self.steps})")
@@ -188,15 +195,21 @@ def fit_linear(conv: torch.nn.Conv2d, x: torch.Tensor, y: torch.Tensor) -> None:
     conv.bias.copy_(sol[-1].to(conv.bias))
 
 
+def encoder_target(ae, hr: torch.Tensor, lr: torch.Tensor, scale: int, target: str) -> torch.Tensor:
+    """The latent the LR encoder regresses for the pair (hr, lr) (PartsConfig.encoder_target)."""
+    with torch.no_grad():
+        return encode_latents(ae, hr if target == "hr" else bicubic_upscale(lr, scale))
+
+
 @torch.no_grad()
-def start_linear(encoder: LREncoder, decoder: TinyDecoder, ae, pairs: SRPairs, scale: int, n: int) -> None:
-    """Both parts start as the best linear stand-in for the part they replace (their shortcuts fitted by least
-    squares on `n` training pairs, their convolutional paths silent), as the tiny autoencoder's shortcuts start
-    from PCA: from random weights, a few hundred steps on a CPU do not reach it."""
+def start_linear(encoder: LREncoder, decoder: TinyDecoder, ae, pairs: SRPairs, scale: int, n: int,
+                 target: str = "upscale") -> None:
+    """Both parts start as the best linear map to their targets (their shortcuts fitted by least squares on `n`
+    training pairs, their convolutional paths silent), as the tiny autoencoder's shortcuts start from PCA: from
+    random weights, a few hundred steps on a CPU do not reach it."""
     dev = next(encoder.parameters()).device
     hr, lr = (t.to(dev) for t in _pair_batch(pairs, 0, n))
-    z_lr = encode_latents(ae, bicubic_upscale(lr, scale))
-    fit_linear(encoder.shortcut[1], encoder.shortcut[0](lr), z_lr)
+    fit_linear(encoder.shortcut[1], encoder.shortcut[0](lr), encoder_target(ae, hr, lr, scale, target))
     z = encode_latents(ae, hr)
     fit_linear(decoder.shortcut[0], z, F.pixel_unshuffle(decode_latents(ae, z), decoder.config.vae_factor))
     for net in (encoder.net, decoder.net):
@@ -216,13 +229,11 @@ def train_parts(teacher, train: list[Photo], val: list[Photo], out_dir: str | Pa
     encoder = LREncoder(scale=scale, width=cfg.encoder_width, blocks=cfg.encoder_blocks).to(dev)
     decoder = TinyDecoder(widths=cfg.decoder_widths, blocks=cfg.decoder_blocks).to(dev)
     pairs = SRPairs(train, cfg.patch_px, scale, max(cfg.steps_of.values()) * cfg.batch, cfg.seed, cfg.kinds)
-    start_linear(encoder, decoder, ae, pairs, scale, min(len(pairs), cfg.linear_fit_pairs))
+    start_linear(encoder, decoder, ae, pairs, scale, min(len(pairs), cfg.linear_fit_pairs), cfg.encoder_target)
 
     def encoder_loss(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        _, lr = batch
-        with torch.no_grad():
-            target = encode_latents(ae, bicubic_upscale(lr, scale))
-        return raw_latent_mse(ae, encoder(lr), target)
+        hr, lr = batch
+        return raw_latent_mse(ae, encoder(lr), encoder_target(ae, hr, lr, scale, cfg.encoder_target))
 
     def decoder_loss(hr: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
