@@ -7,8 +7,9 @@ The cost model predicts; only a measurement decides. `choose` runs in this order
    budget in ms at that speed (a `latency_vs_teacher` budget is a multiple of the teacher measured
    now).
 2. A cost table measured when the machine ran at another speed (beyond `revalidate_above`), that
-   predicts the teacher just measured off by more than `teacher_off_above`, or measured on another device, is
-   re-validated on fresh candidates. One that fails is measured again through the
+   predicts the teacher just measured off by more than `teacher_off_above`, measured on another device, or that
+   missed its own validation bar (the main job keeps such a table rather than stopping), is re-validated on
+   fresh candidates. One that fails is measured again through the
    caller's `remeasure` (without one, `StaleCostTable` is raised), and the new table is used as it
    comes: it was judged on its own held-out candidates minutes ago, and a machine whose load keeps
    moving would fail any second re-validation. The choice is still judged on its own measurement.
@@ -43,7 +44,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bench.costtable import CandidateMeasurement, CostTable, sample_candidates, summarize_errors
+from bench.costtable import (
+    CandidateMeasurement,
+    CostTable,
+    describe_validation,
+    sample_candidates,
+    summarize_errors,
+)
 from bench.measure import Measurement
 from bench.pipeline import PipelineCostModel
 from bench.profile import DeviceProfile
@@ -294,7 +301,11 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
     if abs(teacher_off) > cfg.teacher_off_above:
         log.warning("the cost model predicts the teacher %+.0f%% off its measurement now: re-validating it",
                     100 * teacher_off)
-    if moved or abs(teacher_off) > cfg.teacher_off_above or teacher.device_name != table.device_name:
+    missed_bar = _missed_own_bar(table)
+    if missed_bar:
+        log.warning("the cost table missed its own validation bar when it was measured (%s): re-validating it",
+                    describe_validation(_backbone(table).validation_summary()))
+    if moved or abs(teacher_off) > cfg.teacher_off_above or teacher.device_name != table.device_name or missed_bar:
         try:
             table, revalidation = _revalidate(space, table, meter, decision, teacher, cfg)
         except StaleCostTable as err:
@@ -419,6 +430,17 @@ def _best_measured(fidelity, problem: SearchProblem, measured: dict[str, tuple[A
     return best
 
 
+def _backbone(table: CostTable | PipelineCostModel) -> CostTable:
+    return table.table if isinstance(table, PipelineCostModel) else table
+
+
+def _missed_own_bar(table: CostTable | PipelineCostModel) -> bool:
+    """The backbone table missed its bar on its own held-out candidates (kept by the main job). A pipeline model
+    that misses its bar is kept by design and not re-validated for it: the choice is judged on a measured
+    pipeline either way."""
+    return _backbone(table).validation_summary()["passes"] is False
+
+
 def _revalidate(space: SearchSpace, table: CostTable | PipelineCostModel, meter: CandidateMeter,
                 decision: DecisionSpeed, teacher: Measurement, cfg: SelectionConfig
                 ) -> tuple[CostTable | PipelineCostModel, dict[str, Any]]:
@@ -432,9 +454,13 @@ def _revalidate(space: SearchSpace, table: CostTable | PipelineCostModel, meter:
         if m.paired is not None:
             fresh.append(as_candidate(m, spec, "revalidation"))
     v = summarize_errors(table.errors(fresh), table.bar)
-    doc = {"why": (f"the reference runs {decision.reference_ms:.2f} ms now vs {table.reference_ms:.2f} ms when the "
-                   f"table was measured" if teacher.device_name == table.device_name else
-                   f"measured on {teacher.device_name!r}, the table on {table.device_name!r}"), **v}
+    if teacher.device_name != table.device_name:
+        why = f"measured on {teacher.device_name!r}, the table on {table.device_name!r}"
+    else:
+        why = f"the reference runs {decision.reference_ms:.2f} ms now vs {table.reference_ms:.2f} ms when the table was measured"
+        if _missed_own_bar(table):
+            why += "; the table missed its own validation bar then"
+    doc = {"why": why, **v}
     if v["passes"] is False:
         raise StaleCostTable(f"the cost table no longer predicts this machine ({doc['why']}): "
                              f"{100 * v['within_tolerance']:.0f}% of {v['n']} fresh candidates within the tolerance "

@@ -46,3 +46,18 @@ def test_quality_lines_name_the_best_interpolation_once_and_survive_a_run_withou
     # a run whose baselines were all skipped still prints its interpolation verdict
     (alone,) = _printed({"bicubic": _headline("lanczos", False)})
     assert "srvgg" not in alone and alone.endswith("no clear difference between TOC-SR and lanczos (the interval spans 0)")
+
+
+def test_a_cost_table_that_missed_its_bar_is_marked_in_the_summary_table():
+    rows = {}
+    for passes in (True, False, None):
+        device = {"latency_how": "measured", "test": {}, "architecture": "a1475d44fdd41b88", "measured_p90_ms": 47.7,
+                  "teacher_p90_ms": 92.0, "latency_budget_ms": 47.8, "cost_table_within_10pct": 0.8,
+                  "cost_table_holdout_n": 10, "cost_table_passes": passes, "params_m": 2.49, "teacher_params_m": 2.49,
+                  "gmacs": 0.13, "teacher_gmacs": 0.13, "budget": "one backbone call"}
+        buf = io.StringIO()
+        print_summary(Console(file=buf, width=400), {"devices": {"cpu-2core": device}, "report": "r/index.html",
+                                                     "wall_s": 60.0, "stages_ran": [], "stages_skipped": []})
+        rows[passes] = next(line for line in buf.getvalue().splitlines() if "a1475d44fdd41b88" in line)
+    assert "80% of 10 (misses its bar)" in rows[False]
+    assert "80% of 10" in rows[True] and "misses" not in rows[True] and "misses" not in rows[None]

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from bench.costtable import Correction, measure_cost_table
+from bench.costtable import Correction, CostTableInvalid, measure_cost_table
 from bench.pipeline import measure_pipeline_parts
 from bench.profile import replace
 from bench.stats import LatencyStats, PairedLatency
@@ -211,6 +211,28 @@ def test_one_noisy_reading_in_a_revalidation_does_not_send_a_good_table_to_be_me
     with pytest.raises(StaleCostTable, match="no longer predicts this machine"):
         choose(space, FakeFidelity(space), table, profile, NoisyMeter(sim, profile), _rounds(tmp_path / "b"), 24,
                cfg=dataclasses.replace(cfg, revalidation_candidates=8))
+
+
+def test_a_table_that_missed_its_own_bar_is_checked_before_it_steers(space, profile, tmp_path):
+    """The main job keeps a table that missed its bar (a noisy stretch must not stop the run): at an unchanged
+    speed the selection still re-validates it on fresh candidates, and one that fails is measured again."""
+    sim = SimulatedDevice(space, interaction=0.3)          # candidates that do not add up: no fit passes
+    with pytest.raises(CostTableInvalid) as info:
+        _table(space, profile, sim)
+    kept = info.value.table
+    remeasured = []
+
+    def remeasure():
+        remeasured.append(kept)
+        return kept
+
+    # no other reason to re-validate: speed and the teacher's prediction are not looked at
+    cfg = dataclasses.replace(SelectionConfig(), revalidate_above=10.0, teacher_off_above=10.0)
+    sel = choose(space, FakeFidelity(space), kept, profile, SimMeter(sim, profile), _rounds(tmp_path), 24, cfg=cfg,
+                 remeasure=remeasure)
+    assert "missed its own validation bar" in sel.revalidation["why"]
+    assert sel.revalidation["passes"] is False and len(remeasured) == 1
+    assert sel.choice.latency_ms <= sel.decision.latency_budget_ms
 
 
 def test_bo_with_block_errors_chooses_on_the_simulated_device(space, profile, tmp_path):

@@ -111,8 +111,9 @@ def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str 
     beside the table; returns both as the pipeline cost model (its `.table` is the backbone's).
 
     A table that misses its validation bar after its refits is written beside `out_path` as
-    `<name>.rejected.json` for inspection, and the stage fails with the figures. A pipeline model that
-    misses its bar is kept and says so: the choice is judged on a measured pipeline either way.
+    `<name>.rejected.json` for inspection, and the stage fails with the figures; with `keep_invalid` (the main
+    job, and a search re-measuring a stale table) it is kept with a warning, its validation on record. A pipeline
+    model that misses its bar is kept and says so: the choice is judged on a measured pipeline either way.
 
     With `ray_address` and a profile that names `device.ray_resource`, everything is measured on the Ray node
     advertising that resource (bench.remote), and the table records that node's provenance (`measured_on`)
@@ -149,9 +150,9 @@ def _measure_costs(teacher, space, profile: DeviceProfile, out_path: Path, n_cal
             err.table.save(rejected, env)
             if not keep_invalid:
                 raise TocsrError(f"{err}; the rejected table is {rejected}") from None
-            # Re-measured during a search because the first table went stale: a choice is still judged on
-            # its own measurement, so an imperfect fresh table steers the search rather than stopping it.
-            log.warning("%s; kept for this search (its validation is on record in the search result)", err)
+            # A choice is judged on its own measurement, so an imperfect table steers a search rather than
+            # stopping it (the search checks a table on fresh candidates before it uses it).
+            log.warning("%s; kept: its validation is on record in the table and the search result", err)
             table = err.table
     if device is not None:
         table = dataclasses.replace(table, extra={**table.extra, "measured_on": device.provenance,

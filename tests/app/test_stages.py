@@ -1,0 +1,34 @@
+"""tocsr.app.stages: what the costs stage does with a table that misses its validation bar."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.costtable import CostTable, ValidationBar, measure_cost_table
+from bench.profile import parse_profile
+from tests.conftest import CPU_PROFILE_YAML
+from tests.tiny import tiny_teacher
+from tocsr.app import stages
+from tocsr.core.errors import TocsrError
+from tocsr.core.space import derive_search_space
+
+
+def test_a_table_that_misses_its_bar_is_refused_alone_and_kept_for_the_main_job(tmp_path, monkeypatch):
+    """`tocsr costs` asked for a table: one that misses its bar stops it, written beside as .rejected.json. The
+    main job passes keep_invalid (a noisy stretch must not stop the run; the search re-validates such a table):
+    it is saved where the search reads it, its failed validation on record."""
+    teacher = tiny_teacher(tmp_path / "teacher")
+    # one surrogate family per kind keeps the table small; the code path is the full space's
+    space = derive_search_space(teacher.unet, {"resnet": ("res_bneck4",), "attention": ("attn_linear",)})
+    profile = parse_profile(CPU_PROFILE_YAML, "test-cpu.yaml")
+    impossible = ValidationBar(tolerance=0.0, share=1.0)          # no prediction is exact: every fit misses it
+    monkeypatch.setattr(stages, "measure_cost_table",
+                        lambda *a, **k: measure_cost_table(*a, **{**k, "bar": impossible, "refit_rounds": 0}))
+    out = tmp_path / "costs.json"
+    with pytest.raises(TocsrError, match="misses its validation after 1 fits.*the rejected table is .*rejected.json"):
+        stages._measure_costs(teacher, space, profile, out, 3, 3, 0, 2, None)
+    assert (tmp_path / "costs.rejected.json").is_file() and not out.exists()
+    model = stages._measure_costs(teacher, space, profile, out, 3, 3, 0, 2, None, keep_invalid=True)
+    assert model.table.validation_summary()["passes"] is False
+    saved = CostTable.load(out)
+    assert saved.validation_summary()["passes"] is False and saved.bar == impossible
