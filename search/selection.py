@@ -304,7 +304,7 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
     missed_bar = _missed_own_bar(table)
     if missed_bar:
         log.warning("the cost table missed its own validation bar when it was measured (%s): re-validating it",
-                    describe_validation(_backbone(table).validation_summary()))
+                    describe_validation(_backbone(table).rounds[-1]))
     if moved or abs(teacher_off) > cfg.teacher_off_above or teacher.device_name != table.device_name or missed_bar:
         try:
             table, revalidation = _revalidate(space, table, meter, decision, teacher, cfg)
@@ -435,10 +435,11 @@ def _backbone(table: CostTable | PipelineCostModel) -> CostTable:
 
 
 def _missed_own_bar(table: CostTable | PipelineCostModel) -> bool:
-    """The backbone table missed its bar on its own held-out candidates (kept by the main job). A pipeline model
-    that misses its bar is kept by design and not re-validated for it: the choice is judged on a measured
-    pipeline either way."""
-    return _backbone(table).validation_summary()["passes"] is False
+    """The backbone table's last fit missed its bar on its own held-out candidates when it was measured (the
+    main job keeps such a table). A pipeline model that misses its bar is kept by design and not re-validated
+    for it: the choice is judged on a measured pipeline either way."""
+    rounds = _backbone(table).rounds
+    return bool(rounds) and rounds[-1].get("passes") is False
 
 
 def _revalidate(space: SearchSpace, table: CostTable | PipelineCostModel, meter: CandidateMeter,
