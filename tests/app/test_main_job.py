@@ -8,6 +8,7 @@ runs them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -831,3 +832,8 @@ def test_a_sweep_variant_deploys_another_parts_folder_and_counts_its_seconds(job
         assert all(torch.equal(mine[k], theirs[k]) for k in theirs), folder
         assert info.timings_s[key] == pytest.approx(record.train_s[folder]) != run_info.timings_s[key]
     assert doc["variants"] == {"other-parts": {"parts": str(parts)}}
+    # parts trained for another scale are refused before any training, in one line
+    dataclasses.replace(record, scale=2).save(parts, {})
+    with pytest.raises(ConfigError, match="parts trained for x2, the run's model is x4") as info:
+        sweep(run, tmp_path / "pd2", {"x2-parts": {"parts": str(parts)}}, max_px=128)
+    assert "\n" not in str(info.value) and not (tmp_path / "pd2" / "x2-parts").exists()

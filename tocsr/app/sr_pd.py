@@ -119,7 +119,14 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
         encoder, decoder = deployed_encoder(model, info.encoder), deployed_decoder(model, info.decoder)
         encoder_s, decoder_s = info.timings_s.get("encoder_s", 0.0), info.timings_s.get("decoder_s", 0.0)
         if PARTS_KEY in fields:
+            if encoder is None and decoder is None:
+                raise ConfigError(f"--variant {label} {PARTS_KEY}={fields[PARTS_KEY]}: the run's model {model.name} "
+                                  "deploys the autoencoder's own encoder and decoder, so there is no part to replace; "
+                                  f"drop {PARTS_KEY}= or sweep a run whose search chose the cheaper parts")
             new_encoder, new_decoder, record = load_parts(fields[PARTS_KEY])
+            if record.scale != cfg.scale:
+                raise ConfigError(f"--variant {label} {PARTS_KEY}={fields[PARTS_KEY]}: parts trained for x{record.scale}, "
+                                  f"the run's model is x{cfg.scale}; train them again with python -m tocsr.app.parts")
             if encoder is not None:
                 encoder, encoder_s = new_encoder, record.train_s[ENCODER_DIR]
             if decoder is not None:
