@@ -28,7 +28,10 @@ def test_a_table_that_misses_its_bar_is_refused_alone_and_kept_for_the_main_job(
     with pytest.raises(TocsrError, match="misses its validation after 1 fits.*the rejected table is .*rejected.json"):
         stages._measure_costs(teacher, space, profile, out, 3, 3, 0, 2, None)
     assert (tmp_path / "costs.rejected.json").is_file() and not out.exists()
+    (tmp_path / "costs.rejected.json").unlink()
     model = stages._measure_costs(teacher, space, profile, out, 3, 3, 0, 2, None, keep_invalid=True)
+    # kept: saved once, where the search reads it (a second copy beside it is what a reader would glob twice)
+    assert sorted(p.name for p in tmp_path.glob("costs*.json")) == ["costs.json", "costs.pipeline.json"]
     assert model.table.validation_summary()["passes"] is False
     saved = CostTable.load(out)
     assert saved.validation_summary()["passes"] is False and saved.bar == impossible

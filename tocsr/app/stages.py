@@ -146,11 +146,11 @@ def _measure_costs(teacher, space, profile: DeviceProfile, out_path: Path, n_cal
             table = measure_cost_table(space, probe, profile, n_calibration, n_holdout, seed,
                                        progress=lambda _msg: bar.update(1))
         except CostTableInvalid as err:
-            rejected = out_path.with_name(out_path.stem + ".rejected.json")
-            err.table.save(rejected, env)
             if not keep_invalid:
+                rejected = out_path.with_name(out_path.stem + ".rejected.json")
+                err.table.save(rejected, env)
                 raise TocsrError(f"{err}; the rejected table is {rejected}") from None
-            # A choice is judged on its own measurement, so an imperfect table steers a search rather than
+            # Kept, it is saved once, where it is read (its failed validation inside it). A choice is judged on its own measurement, so an imperfect table steers a search rather than
             # stopping it (the search checks a table on fresh candidates before it uses it).
             log.warning("%s; kept: its validation is on record in the table and the search result", err)
             table = err.table
