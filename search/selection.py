@@ -301,7 +301,8 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
     if abs(teacher_off) > cfg.teacher_off_above:
         log.warning("the cost model predicts the teacher %+.0f%% off its measurement now: re-validating it",
                     100 * teacher_off)
-    missed_bar = _missed_own_bar(table)
+    # (only where it can be measured again: a table imported from an unattached device is judged as it is)
+    missed_bar = remeasure is not None and _missed_own_bar(table)
     if missed_bar:
         log.warning("the cost table missed its own validation bar when it was measured (%s): re-validating it",
                     describe_validation(_backbone(table).rounds[-1]))
