@@ -124,6 +124,9 @@ class CandidateMeasurement:
         return {"key": self.key, "choices": self.choices, "role": self.role, "latency": self.latency.to_dict(),
                 "peak_memory_mib": self.peak_memory_mib, "params": self.params}
 
+    def scaled(self, factor: float) -> CandidateMeasurement:
+        return dataclasses.replace(self, latency=self.latency.scaled(factor))
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CandidateMeasurement:
         return cls(d["key"], dict(d["choices"]), PairedLatency.from_dict(d["latency"]), float(d["peak_memory_mib"]),
@@ -146,6 +149,11 @@ class Correction:
             g = self.groups[slot]
             sums[g] = sums.get(g, 0.0) + entries[(slot, choice)].ratio
         return self.intercept + sum(self.slopes[g] * v for g, v in sums.items())
+
+    def scaled(self, factor: float) -> Correction:
+        """Every prediction `factor` times larger."""
+        return dataclasses.replace(self, intercept=factor * self.intercept,
+                                   slopes={g: factor * v for g, v in self.slopes.items()})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -307,6 +315,15 @@ class CostTable:
         cands = self.candidates + tuple(measured)
         correction = fit_correction(space, self.entries, [c for c in cands if c.role != "holdout"])
         return dataclasses.replace(self, candidates=cands, correction=correction)
+
+    def rescaled(self, factor: float) -> CostTable:
+        """The table with every prediction `factor` times larger: the machine now runs candidates `factor` times
+        as long relative to the reference as when the table was measured (search.selection fits the factor on
+        fresh candidates and judges it on others). The candidates it holds are carried into the same units, so a
+        later refit mixes no two speeds; `extra["rescaled_by"]` keeps the product of every factor applied."""
+        return dataclasses.replace(self, correction=self.correction.scaled(factor),
+                                   candidates=tuple(c.scaled(factor) for c in self.candidates),
+                                   extra={**self.extra, "rescaled_by": factor * self.extra.get("rescaled_by", 1.0)})
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -352,6 +352,13 @@ class PipelineCostModel:
         table = self.table.recalibrated(space, backbone)
         return dataclasses.replace(self.with_candidates(measured), table=table)
 
+    def rescaled(self, factor: float) -> PipelineCostModel:
+        """Every prediction `factor` times larger, the fixed parts' and the backbone's alike (CostTable.rescaled)."""
+        pipeline = dataclasses.replace(
+            self.pipeline, parts=tuple(dataclasses.replace(p, ratio=factor * p.ratio) for p in self.pipeline.parts),
+            candidates=tuple(c.scaled(factor) for c in self.pipeline.candidates))
+        return PipelineCostModel(self.table.rescaled(factor), pipeline)
+
     def save(self, table_path: str | Path, environment: dict[str, Any]) -> Path:
         """The backbone table at `table_path` and the pipeline parts beside it (`pipeline_parts_path`)."""
         self.table.save(table_path, environment)

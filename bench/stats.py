@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +140,13 @@ class PairedLatency:
     def ms_at(self, q: float, reference_ms: float) -> float:
         """Latency at percentile `q` in ms, at the machine speed where the reference takes `reference_ms`."""
         return self.ratio_at(q) * reference_ms
+
+    def scaled(self, factor: float) -> PairedLatency:
+        """The same measurement in the units of a reference that now runs `factor` times faster relative to
+        the target (every relative sample times `factor`; the raw milliseconds are kept as measured)."""
+        if not (np.isfinite(factor) and factor > 0):
+            raise ValueError(f"scale factor {factor!r}: expected a positive finite number")
+        return dataclasses.replace(self, relative_samples=tuple(factor * r for r in self.relative_samples))
 
     def summary(self) -> dict[str, float | int]:
         return {"ratio": self.ratio, "ratio_p90": self.ratio_at(90), "relative_cv": self.relative_cv,

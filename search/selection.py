@@ -9,7 +9,9 @@ The cost model predicts; only a measurement decides. `choose` runs in this order
 2. A cost table measured when the machine ran at another speed (beyond `revalidate_above`), that
    predicts the teacher just measured off by more than `teacher_off_above`, measured on another device, or that
    missed its own validation bar (the main job keeps such a table rather than stopping), is re-validated on
-   fresh candidates. One that fails is measured again through the
+   fresh candidates. One that fails is scaled by their median measured/predicted (a speed change moves the
+   reference and the candidates by different factors: every error leans one way) and judged on as many more;
+   one that fails scaled too is measured again through the
    caller's `remeasure` (without one, `StaleCostTable` is raised), and the new table is used as it
    comes: it was judged on its own held-out candidates minutes ago, and a machine whose load keeps
    moving would fail any second re-validation. The choice is still judged on its own measurement.
@@ -43,6 +45,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import numpy as np
 
 from bench.costtable import (
     CandidateMeasurement,
@@ -96,6 +100,11 @@ class SelectionConfig:
     # job (docs/status.md, thirtieth session). With 10 the bar is the one written, one outlier tolerated, as on the
     # table's own held-out candidates.
     revalidation_candidates: int = 10
+    # A table that fails re-validation with every error leaning one way (the machine's speed moved, and the
+    # candidates with it, by another factor than the reference: the README job's re-validations read -10% on
+    # all of them) is first scaled by the median measured/predicted of those candidates and judged on this many
+    # more; only when the scaled table fails too is it measured again (minutes of the main job). 0: no scaling.
+    rescale_candidates: int = 10
     # The cheapest candidate measured slower than the validated model predicts (beyond the table's tolerance)
     # is measured again up to this many times before the space is called infeasible: one burst that the
     # pairing did not cancel must not stop a run.
@@ -446,16 +455,14 @@ def _missed_own_bar(table: CostTable | PipelineCostModel) -> bool:
 def _revalidate(space: SearchSpace, table: CostTable | PipelineCostModel, meter: CandidateMeter,
                 decision: DecisionSpeed, teacher: Measurement, cfg: SelectionConfig
                 ) -> tuple[CostTable | PipelineCostModel, dict[str, Any]]:
-    """Measure fresh candidates and judge the table on them; raise StaleCostTable when it misses its bar."""
+    """Measure fresh candidates and judge the table on them. A table that misses its bar is scaled by the
+    median measured/predicted of those candidates and judged on as many more (`cfg.rescale_candidates`): a
+    speed change that moved every candidate by one factor against the reference is one number to learn, not a
+    table to measure again. Raise StaleCostTable when the table misses its bar, scaled or not."""
     seen = {c.key for c in table.candidates}
-    specs = sample_candidates(space, cfg.revalidation_candidates, seed=len(seen) + 7919, include_extremes=False,
-                              exclude=seen)
-    fresh = []
-    for spec in specs:
-        m = meter.measure(spec)
-        if m.paired is not None:
-            fresh.append(as_candidate(m, spec, "revalidation"))
-    v = summarize_errors(table.errors(fresh), table.bar)
+    fresh = _measure_fresh(space, meter, cfg.revalidation_candidates, len(seen) + 7919, seen)
+    errors = table.errors(fresh)
+    v = summarize_errors(errors, table.bar)
     if teacher.device_name != table.device_name:
         why = f"measured on {teacher.device_name!r}, the table on {table.device_name!r}"
     else:
@@ -463,9 +470,34 @@ def _revalidate(space: SearchSpace, table: CostTable | PipelineCostModel, meter:
         if _missed_own_bar(table):
             why += "; the table missed its own validation bar then"
     doc = {"why": why, **v}
-    if v["passes"] is False:
-        raise StaleCostTable(f"the cost table no longer predicts this machine ({doc['why']}): "
-                             f"{100 * v['within_tolerance']:.0f}% of {v['n']} fresh candidates within the tolerance "
-                             f"(bar: {v['bar']}); measure it again", doc)
-    log.info("cost table re-validated: %s", doc)
-    return table.with_candidates(fresh), doc
+    if v["passes"] is not False:
+        log.info("cost table re-validated: %s", doc)
+        return table.with_candidates(fresh), doc
+    if cfg.rescale_candidates > 0 and len(fresh) > 0:
+        factor = float(np.median(1 / (1 + errors)))        # measured / predicted
+        scaled = table.rescaled(factor)
+        more = _measure_fresh(space, meter, cfg.rescale_candidates, len(seen) + 104729, seen | {c.key for c in fresh})
+        v_scaled = summarize_errors(scaled.errors(more), table.bar)
+        doc["rescaled"] = {"factor": factor, "fitted_on": len(fresh), **v_scaled}
+        log.info("the cost table misses its bar on %d fresh candidates (%s); scaled by %.3f (their median "
+                 "measured/predicted), on %d more: %s", len(fresh), describe_validation(v), factor, len(more),
+                 describe_validation(v_scaled))
+        if v_scaled["passes"] is not False:
+            return scaled.with_candidates(fresh + more), doc
+        what = (f"{100 * v['within_tolerance']:.0f}% of {v['n']} fresh candidates within the tolerance, and scaled "
+                f"by {factor:.3f} {100 * v_scaled['within_tolerance']:.0f}% of {v_scaled['n']} more")
+    else:
+        what = f"{100 * v['within_tolerance']:.0f}% of {v['n']} fresh candidates within the tolerance"
+    raise StaleCostTable(f"the cost table no longer predicts this machine ({doc['why']}): {what} (bar: {v['bar']}); "
+                         "measure it again", doc)
+
+
+def _measure_fresh(space: SearchSpace, meter: CandidateMeter, n: int, seed: int, exclude: set[str]
+                   ) -> list[CandidateMeasurement]:
+    """`n` candidates the table has never seen, measured now (those that could not be measured are left out)."""
+    fresh = []
+    for spec in sample_candidates(space, n, seed=seed, include_extremes=False, exclude=exclude):
+        m = meter.measure(spec)
+        if m.paired is not None:
+            fresh.append(as_candidate(m, spec, "revalidation"))
+    return fresh

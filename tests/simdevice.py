@@ -100,10 +100,12 @@ class SimProbe:
     def __init__(self, sim: SimulatedDevice):
         self.sim = sim
         self.clock = sim.clock
+        # > 1: the reference runs that much faster than the rest of the machine's work would predict (a speed
+        # change that moves the reference by another factor than the candidates: every ratio moves one way)
+        self.reference_speedup = 1.0
 
     def reference(self):
-        teacher = self.sim.true_ms(self.sim.space.all_teacher())
-        return lambda: self.sim.spend(teacher)
+        return lambda: self.sim.spend(self.sim.true_ms(self.sim.space.all_teacher()) / self.reference_speedup)
 
     def block(self, slot, choice):
         ms = self.sim.block_ms[(slot, choice)]

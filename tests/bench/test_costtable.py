@@ -75,6 +75,25 @@ def test_milliseconds_convert_at_the_reference_speed_measured_then(space, profil
         table.at_reference(0)
 
 
+def test_a_rescaled_table_predicts_every_candidate_by_the_factor_and_refits_in_the_same_units(space, profile):
+    """search.selection scales a table one factor off; a later refit (the selection's rounds) must not pull it back
+    to the units of the machine it was measured on."""
+    sim = SimulatedDevice(space, jitter=0.0, burst_prob=0.0)
+    table = measure_cost_table(space, SimProbe(sim), profile, n_calibration=16, n_holdout=8)
+    scaled = table.rescaled(1.2)
+    specs = sample_candidates(space, 5, seed=4, include_extremes=False)
+    for spec in specs:
+        assert scaled.predict_ratio(spec) == pytest.approx(1.2 * table.predict_ratio(spec))
+    assert scaled.validation_summary() == pytest.approx(table.validation_summary())     # held out, same units
+    assert scaled.rescaled(0.5).extra["rescaled_by"] == pytest.approx(0.6)
+    # refit with nothing new: the scaled table's own candidates give back the scaled predictions
+    refit = scaled.recalibrated(space, [])
+    for spec in specs:
+        assert refit.predict_ratio(spec) == pytest.approx(scaled.predict_ratio(spec), rel=0.01)
+    with pytest.raises(ValueError, match="positive finite"):
+        table.rescaled(0.0)
+
+
 def test_a_table_that_misses_its_bar_is_refitted_then_refused_with_its_figures(space, profile):
     # +-30% per-candidate deviation from additivity: no correction can predict it
     sim = SimulatedDevice(space, interaction=0.3)
