@@ -225,6 +225,31 @@ def test_when_every_candidate_moved_one_way_against_the_reference_the_table_is_s
     assert len(remeasured) == 1
 
 
+def test_a_model_of_cheaper_parts_is_checked_on_whole_pipelines_with_them_before_it_steers(space, profile, tmp_path):
+    """On this CPU the pipeline with the LR encoder and the tiny decoder ran ~9% over the sum of its parts, every
+    pipeline alike, while pipelines with the autoencoder's parts (those the costs stage holds out) added up
+    (reports/evidence/pipeline-costs-cpu-deployed/). The speed has not moved and the teacher is predicted within
+    15%: only the deployed parts send the model to be checked, and one factor fixes it."""
+    sim = SimulatedDevice(space)
+    table = _table(space, profile, sim)
+    parts = {"encoder_ms": 4.0, "decoder_ms": 6.0, "tiny_decoder_ms": 1.0}
+    model = measure_pipeline_parts(space, table, SimPipelineProbe(sim, **parts), profile, n_holdout=10)
+    assert model.validation_summary()["passes"]                                 # the autoencoder's parts add up
+    pipe_profile = _with_budget(profile, latency_vs_teacher=0.8, scope="pipeline")
+    meter = SimPipelineMeter(sim, pipe_profile, **parts, deploy="tiny", overhead_ms=2.0)   # ... the tiny one does not
+    deployed = model.with_parts("kl", "tiny")
+
+    def remeasure():
+        raise AssertionError("one factor off: nothing to measure again")
+
+    sel = choose(space, FakeFidelity(space), deployed, pipe_profile, meter, _rounds(tmp_path), 24, remeasure=remeasure)
+    rv = sel.revalidation
+    assert abs(sel.decision.speed_vs_table - 1) < 0.15 and "the tiny decoder" in rv["why"]
+    assert rv["passes"] is False and rv["rescaled"]["passes"] and rv["rescaled"]["factor"] > 1.05
+    assert sel.choice.found_by == "search" and sel.choice.latency_ms <= sel.decision.latency_budget_ms
+    assert meter.probe.pipeline_ms(sel.choice.spec) <= 0.8 * meter.probe.pipeline_ms(space.all_teacher(), "kl") * 1.05
+
+
 def test_one_noisy_reading_in_a_revalidation_does_not_send_a_good_table_to_be_measured_again(space, profile, tmp_path):
     """The speed moved, so the table is re-validated on fresh candidates; one of them reads 30% slow (a burst the
     pairing did not cancel). With the default count the bar (>= 90% within the tolerance) tolerates it and the table
