@@ -1,7 +1,7 @@
 """Issue 24's pipeline cost model judged on the pipeline a device deploys (the LR encoder and the tiny decoder), not
 only on pipelines with the autoencoder's parts (reports/evidence/pipeline-costs-cpu/).
 
-Measures a fresh cost model on this machine with a run's teacher (`tocsr costs`' own code), then `--pipelines` whole
+Measures a fresh cost model on this machine with a run's teacher (what `tocsr costs` measures), then `--pipelines` whole
 one-step SR calls never measured for it, each with the run's trained LR encoder and tiny decoder (what the search's
 selection measures: bench.probe.DeployedPipelineMeter), and compares them with the model's prediction for those parts,
 in units of the reference (the teacher UNet timed beside each call), so the machine's speed between the two does not
@@ -14,6 +14,7 @@ enter. Writes `result.json` (every candidate's predicted and measured ratio, the
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
@@ -22,11 +23,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench.costtable import sample_candidates, summarize_errors  # noqa: E402
-from bench.probe import DeployedPipelineMeter  # noqa: E402
+from bench.costtable import CostTableInvalid, measure_cost_table, sample_candidates, summarize_errors  # noqa: E402
+from bench.pipeline import measure_pipeline_parts  # noqa: E402
+from bench.probe import DeployedPipelineMeter, cost_probe, pipeline_probe, teacher_inputs  # noqa: E402
 from bench.profile import load_profile  # noqa: E402
 from search.selection import as_candidate  # noqa: E402
-from tocsr.app.stages import stage_costs  # noqa: E402
 from tocsr.core.distill.bank import new_bank  # noqa: E402
 from tocsr.core.provenance import environment  # noqa: E402
 from tocsr.core.space import derive_search_space  # noqa: E402
@@ -68,13 +69,22 @@ def main() -> None:
         plot(doc["pipelines"], doc["deployed_validation"], out / "deployed_holdout.png")
         return
     out.mkdir(parents=True, exist_ok=True)
-    model = stage_costs(run / "teacher", PROFILE, out / "cost_table.json", n_holdout=args.holdout, n_pipelines=6,
-                        keep_invalid=True).with_parts("lr", "tiny")
+    # what `tocsr costs` measures (tocsr.app.stages.stage_costs), through the same bench functions: this script sits
+    # below the app layer
     teacher = load_teacher(run / "teacher")
     space = derive_search_space(teacher.unet)
+    profile = load_profile(PROFILE)
+    t_args, t_kwargs = teacher_inputs(teacher, profile)
+    probe = cost_probe(space, copy.deepcopy(teacher.unet), t_args, t_kwargs, profile, new_bank(space))
+    try:
+        table = measure_cost_table(space, probe, profile, n_holdout=args.holdout)
+    except CostTableInvalid as err:          # kept, as the main job keeps it; its validation is reported below
+        table = err.table
+    model = measure_pipeline_parts(space, table, pipeline_probe(teacher, space, new_bank(space), profile), profile,
+                                   n_holdout=6).with_parts("lr", "tiny")
     encoder, decoder, _ = load_parts(run / "parts")
     # cost does not depend on the surrogates' weights (as in `tocsr costs`): a fresh bank
-    meter = DeployedPipelineMeter(teacher, space, new_bank(space), load_profile(PROFILE), decoder, encoder)
+    meter = DeployedPipelineMeter(teacher, space, new_bank(space), profile, decoder, encoder)
     specs = sample_candidates(space, args.pipelines, seed=2026, include_extremes=False,
                               exclude={c.key for c in model.table.candidates} | {c.key for c in model.candidates})
     measured = []
