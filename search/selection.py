@@ -101,8 +101,8 @@ class SelectionConfig:
     # table's own held-out candidates.
     revalidation_candidates: int = 10
     # A table that fails re-validation with every error leaning one way (the machine's speed moved, and the
-    # candidates with it, by another factor than the reference: the README job's re-validations read -10% on
-    # all of them) is first scaled by the median measured/predicted of those candidates and judged on this many
+    # candidates with it, by another factor than the reference: the README jobs' failed re-validations leaned one
+    # way on every candidate, docs/status.md) is first scaled by the median measured/predicted of those candidates and judged on this many
     # more; only when the scaled table fails too is it measured again (minutes of the main job). 0: no scaling.
     rescale_candidates: int = 10
     # The cheapest candidate measured slower than the validated model predicts (beyond the table's tolerance)
@@ -316,7 +316,7 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
         log.warning("the cost table missed its own validation bar when it was measured (%s): re-validating it",
                     describe_validation(_backbone(table).rounds[-1]))
     # The held-out pipelines that judged a pipeline model ran the autoencoder's parts; with cheaper parts deployed
-    # the whole call was never checked against the sum (on this CPU it ran ~9% over it, every pipeline the same way:
+    # the whole call was never checked against the sum (on this CPU it ran over it, every pipeline the same way:
     # reports/evidence/pipeline-costs-cpu-deployed/), so it is checked, and scaled if need be, before it steers.
     unchecked_parts = remeasure is not None and _deploys_other_parts(table)
     if unchecked_parts:
@@ -497,10 +497,11 @@ def _revalidate(space: SearchSpace, table: CostTable | PipelineCostModel, meter:
         log.info("the cost table misses its bar on %d fresh candidates (%s); scaled by %.3f (their median "
                  "measured/predicted), on %d more: %s", len(fresh), describe_validation(v), factor, len(more),
                  describe_validation(v_scaled))
-        if v_scaled["passes"] is not False:
+        if v_scaled["passes"]:            # judged on candidates it was not scaled on: none measured is no pass
             return scaled.with_candidates(fresh + more), doc
         what = (f"{100 * v['within_tolerance']:.0f}% of {v['n']} fresh candidates within the tolerance, and scaled "
-                f"by {factor:.3f} {100 * v_scaled['within_tolerance']:.0f}% of {v_scaled['n']} more")
+                f"by {factor:.3f} " + (f"{100 * v_scaled['within_tolerance']:.0f}% of {v_scaled['n']} more"
+                                       if v_scaled["n"] else "no further candidate could be measured"))
     else:
         what = f"{100 * v['within_tolerance']:.0f}% of {v['n']} fresh candidates within the tolerance"
     raise StaleCostTable(f"the cost table no longer predicts this machine ({doc['why']}): {what} (bar: {v['bar']}); "

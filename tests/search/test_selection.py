@@ -224,6 +224,17 @@ def test_when_every_candidate_moved_one_way_against_the_reference_the_table_is_s
            cfg=dataclasses.replace(SelectionConfig(), rescale_candidates=0), remeasure=remeasure_once)
     assert len(remeasured) == 1
 
+    # a scaling judged on nothing is no pass: when none of the further candidates can be measured, measured again
+    class FailingAfter(SimPipelineMeter):
+        def measure(self, spec):
+            m = super().measure(spec)
+            return m if len(self.measured) <= 12 else dataclasses.replace(m, paired=None)  # teacher x2 + 10 fresh
+
+    failing = FailingAfter(sim, pipe_profile, **parts)
+    failing.probe.reference_speedup = 1.15
+    with pytest.raises(StaleCostTable, match="no further candidate could be measured"):
+        choose(space, FakeFidelity(space), model, pipe_profile, failing, _rounds(tmp_path / "c"), 24)
+
 
 def test_a_model_of_cheaper_parts_is_checked_on_whole_pipelines_with_them_before_it_steers(space, profile, tmp_path):
     """On this CPU the pipeline with the LR encoder and the tiny decoder ran ~9% over the sum of its parts, every
