@@ -1,12 +1,15 @@
 """The cost of what is deployed: the whole one-step SR call, from fixed parts plus the backbone's cost table.
 
-    pipeline ratio(spec) = sum of the fixed parts' ratios + the backbone table's ratio(spec)
+    pipeline ratio(spec) = the deployed parts' ratios + their overhead + the backbone table's ratio(spec)
 
 Every ratio is a latency in units of the same reference workload (the teacher UNet, timed beside each
 measurement; bench.costtable), so parts measured at different moments add up at one machine speed.
 The fixed parts (an encoder and a decoder: the autoencoder's own, or the cheaper ones a device may deploy
-instead, search.parts) do not depend on the backbone: they are measured once per device. Whole pipelines held out from everything fitted judge the sum (`bar`), as
-held-out candidates judge a cost table.
+instead, search.parts) do not depend on the backbone: they are measured once per device. A whole call costs more
+than its parts timed alone (on this project's CPU the LR encoder + tiny decoder pipeline ran ~1.5 ms over the sum,
+every backbone alike: reports/evidence/pipeline-costs-cpu-deployed/): that overhead is measured per pair of parts on
+a few whole pipelines with that pair (`PartsOverhead`) and added. Whole pipelines held out from everything fitted,
+spread over the pairs, judge the sum (`bar`), as held-out candidates judge a cost table.
 
 `PipelineParts` is the measured record (an artifact beside the cost table, `pipeline_parts_path`); `PipelineCostModel`
 joins it with a `CostTable` and answers as the search's cost model (search.problem.CostModel) and as
@@ -46,7 +49,9 @@ log = logging.getLogger(__name__)
 PIPELINE_PARTS_KIND = "tocsr.bench.pipeline_parts"
 # 2: the LR encoder is timed among the parts. A version-1 file reads as it was (its device offers only the
 # autoencoder's encoder); the bump changes the main job's costs key, so a resumed run times the new part.
-PIPELINE_PARTS_SCHEMA_VERSION = 2
+# 3: each pair of parts has its measured overhead. Older files read with none (the sum of the parts, as they were
+# judged); the bump makes a resumed main job measure the overheads.
+PIPELINE_PARTS_SCHEMA_VERSION = 3
 
 # The parts' names as measured. Each end of the pipeline is a choice of the device (search.parts): the
 # autoencoder's own part ("kl") or a cheaper one trained against it (tocsr.core.sr.parts): the LR encoder
@@ -54,9 +59,27 @@ PIPELINE_PARTS_SCHEMA_VERSION = 2
 # and the tiny decoder ("tiny", tocsr.core.models.parts.TinyDecoder).
 ENCODER_PARTS = {"kl": "bicubic + encoder", "lr": "lr encoder"}
 DECODER_PARTS = {"kl": "decoder", "tiny": "tiny decoder"}
-# Whole pipelines measured by `measure_pipeline_parts` (these roles) have the autoencoder's own parts; those
-# measured while choosing have the parts the device deploys.
-MEASURED_WITH_KL_PARTS = ("teacher", "holdout")
+OVERHEAD_PART = "whole-call overhead"     # in the listing of what is not the backbone (fixed_latency_at_ms)
+# Whole pipelines measured by `measure_pipeline_parts` carry their parts in their role (`parts_role`): "holdout" and
+# "teacher" ran the autoencoder's own parts, "holdout lr+tiny" the LR encoder and the tiny decoder; those measured
+# while choosing ("selection", "revalidation") ran the parts the device deploys.
+MEASURED_ROLES = ("teacher", "holdout", "overhead")
+
+
+def parts_role(role: str, encoder: str, decoder: str) -> str:
+    """The role of a whole pipeline measured with `encoder` and `decoder` (see MEASURED_ROLES)."""
+    return role if (encoder, decoder) == ("kl", "kl") else f"{role} {encoder}+{decoder}"
+
+
+def role_parts(role: str) -> tuple[str, str] | None:
+    """The (encoder, decoder) a pipeline of this role was measured with; None: the parts deployed when it was."""
+    base, _, pair = role.partition(" ")
+    if base not in MEASURED_ROLES:
+        return None
+    if not pair:
+        return "kl", "kl"
+    encoder, _, decoder = pair.partition("+")
+    return encoder, decoder
 
 
 def pipeline_parts_path(table_path: str | Path) -> Path:
@@ -77,6 +100,25 @@ class PartCost:
     params: int
 
 
+@dataclass(frozen=True)
+class PartsOverhead:
+    """What a whole pipeline with `encoder` and `decoder` costs beyond those parts timed alone and its backbone's
+    prediction: each residual is one whole pipeline's measured ratio minus that sum (reference units); the
+    overhead is their median (a copy between stages, caches a part alone keeps warm; negative where the whole call
+    runs faster than its parts alone)."""
+
+    encoder: str
+    decoder: str
+    residuals: tuple[float, ...]
+
+    @property
+    def ratio(self) -> float:
+        return float(np.median(self.residuals))
+
+    def scaled(self, factor: float) -> PartsOverhead:
+        return dataclasses.replace(self, residuals=tuple(factor * r for r in self.residuals))
+
+
 class PipelineProbe(Protocol):
     """The device the pipeline is measured on. `bench.probe.TorchPipelineProbe` runs torch modules; tests
     use a simulated device. `candidate`, `candidate_memory_mib` and `candidate_params` measure the whole
@@ -92,12 +134,14 @@ class PipelineProbe(Protocol):
     def candidate(self, spec: ArchSpec) -> Callable[[], object]: ...
     def candidate_memory_mib(self, spec: ArchSpec) -> float: ...
     def candidate_params(self, spec: ArchSpec) -> int: ...
+    def deploying(self, encoder: str, decoder: str) -> PipelineProbe: ...   # whole pipelines with these parts
 
 
 class PipelineMeter(Protocol):
     """What `measure_pipeline_parts` asks of the device: the fixed parts and whole pipelines, each paired
     with the reference. `PipelineProbeMeter` measures in this process; `bench.remote.RayPipelineMeter` on
-    the Ray node that has the device."""
+    the Ray node that has the device. Whole pipelines run the autoencoder's parts; `deploying` gives the meter of
+    pipelines with other parts."""
 
     device_name: str
     bytes_per_param: int
@@ -105,6 +149,7 @@ class PipelineMeter(Protocol):
     def parts(self, progress: Callable[[str], None] | None = None) -> list[PartCost]: ...
     def candidates(self, specs: Sequence[ArchSpec], role: str, progress: Callable[[str], None] | None = None,
                    stop: Callable[[], bool] | None = None) -> list[CandidateMeasurement]: ...
+    def deploying(self, encoder: str, decoder: str) -> PipelineMeter: ...
 
 
 class PipelineProbeMeter(ProbeMeter):
@@ -123,6 +168,11 @@ class PipelineProbeMeter(ProbeMeter):
             if progress:
                 progress(name)
         return out
+
+    def deploying(self, encoder: str, decoder: str) -> PipelineProbeMeter:
+        other = PipelineProbeMeter(self.probe.deploying(encoder, decoder), self.profile)
+        other._warm = self._warm
+        return other
 
 
 def pipeline_meter(probe: PipelineProbe | PipelineMeter, profile: DeviceProfile) -> PipelineMeter:
@@ -148,6 +198,7 @@ class PipelineParts:
     bar: ValidationBar = ValidationBar()
     decoder: str = "kl"            # the decoder deployed (a key of DECODER_PARTS); its part is in `parts`
     encoder: str = "kl"            # the encoder deployed (a key of ENCODER_PARTS); its part is in `parts`
+    overheads: tuple[PartsOverhead, ...] = ()    # per pair of parts; a pair without one is the sum of its parts
 
     def __post_init__(self) -> None:
         for what, kind, offered in (("decoder", self.decoder, self.decoders), ("encoder", self.encoder, self.encoders)):
@@ -180,8 +231,15 @@ class PipelineParts:
         """The parts the deployed pipeline runs beside its backbone: the chosen encoder and decoder."""
         return self.part(ENCODER_PARTS[self.encoder]), self.part(DECODER_PARTS[self.decoder])
 
+    def overhead(self, encoder: str, decoder: str) -> PartsOverhead | None:
+        """The measured overhead of the pipeline with `encoder` and `decoder`; None when none was measured."""
+        return next((o for o in self.overheads if (o.encoder, o.decoder) == (encoder, decoder)), None)
+
     def ratio_with(self, encoder: str, decoder: str) -> float:
-        return self.part(ENCODER_PARTS[encoder]).ratio + self.part(DECODER_PARTS[decoder]).ratio
+        """All that is not the backbone, in reference units: the two parts and their overhead."""
+        over = self.overhead(encoder, decoder)
+        return (self.part(ENCODER_PARTS[encoder]).ratio + self.part(DECODER_PARTS[decoder]).ratio
+                + (over.ratio if over is not None else 0.0))
 
     @property
     def fixed_ratio(self) -> float:
@@ -193,14 +251,17 @@ class PipelineParts:
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return {**d, "parts": [dataclasses.asdict(p) for p in self.parts], "bar": dataclasses.asdict(self.bar),
-                "candidates": [c.to_dict() for c in self.candidates], "fixed_ratio": self.fixed_ratio}
+                "candidates": [c.to_dict() for c in self.candidates], "fixed_ratio": self.fixed_ratio,
+                "overheads": [{**dataclasses.asdict(o), "ratio": o.ratio} for o in self.overheads]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PipelineParts:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{**{k: v for k, v in d.items() if k in names},
                       "parts": tuple(PartCost(**p) for p in d["parts"]), "bar": ValidationBar(**d["bar"]),
-                      "candidates": tuple(CandidateMeasurement.from_dict(c) for c in d["candidates"])})
+                      "candidates": tuple(CandidateMeasurement.from_dict(c) for c in d["candidates"]),
+                      "overheads": tuple(PartsOverhead(o["encoder"], o["decoder"], tuple(o["residuals"]))
+                                         for o in d.get("overheads", ()))})
 
     def save(self, path: str | Path, environment: dict[str, Any], validation: dict[str, Any] | None = None) -> Path:
         return write_artifact(path, PIPELINE_PARTS_KIND, PIPELINE_PARTS_SCHEMA_VERSION,
@@ -209,7 +270,7 @@ class PipelineParts:
     @classmethod
     def load(cls, path: str | Path) -> PipelineParts:
         return cls.from_dict(read_artifact(path, PIPELINE_PARTS_KIND, PIPELINE_PARTS_SCHEMA_VERSION,
-                                           rebuild="measure it again with `tocsr costs`", migrations={1: dict}))
+                                           rebuild="measure it again with `tocsr costs`", migrations={1: dict, 2: dict}))
 
 
 def backbone_equivalent(m: CandidateMeasurement, fixed_ratio: float) -> CandidateMeasurement | None:
@@ -288,8 +349,13 @@ class PipelineCostModel:
         return self.table.predict_latency_at_ms(spec)
 
     def fixed_latency_at_ms(self) -> dict[str, float]:
-        """Each deployed fixed part's median in ms at the speed of `reference_ms`."""
-        return {p.name: p.ratio * self.table.reference_ms for p in self.pipeline.fixed_parts}
+        """Each deployed fixed part's median in ms at the speed of `reference_ms`, and their overhead when measured."""
+        p, ms = self.pipeline, self.table.reference_ms
+        out = {part.name: part.ratio * ms for part in p.fixed_parts}
+        over = p.overhead(p.encoder, p.decoder)
+        if over is not None:
+            out[OVERHEAD_PART] = over.ratio * ms
+        return out
 
     def parts_memory_mib(self) -> float:
         """The deployed parts' share of the call's peak memory. Measured with the autoencoder's own parts (the
@@ -316,14 +382,15 @@ class PipelineCostModel:
     # --- judged on whole pipelines
     def errors(self, cands: Sequence[CandidateMeasurement]) -> np.ndarray:
         """Relative errors (predicted / measured - 1) of whole pipelines' median latency, in reference units. Each
-        is predicted with the parts it was measured with (MEASURED_WITH_KL_PARTS)."""
+        is predicted with the parts it was measured with (`role_parts`)."""
         p = self.pipeline
-        return np.array([((p.ratio_with("kl", "kl") if c.role in MEASURED_WITH_KL_PARTS else p.fixed_ratio)
+        return np.array([(p.ratio_with(*(role_parts(c.role) or (p.encoder, p.decoder)))
                           + self.table.correction.predict(self.table.entries, c.choices)) / c.latency.ratio - 1
                          for c in cands])
 
     def holdout(self) -> list[CandidateMeasurement]:
-        return [c for c in self.pipeline.candidates if c.role == "holdout"]
+        """The whole pipelines held out from everything fitted, whatever parts each ran."""
+        return [c for c in self.pipeline.candidates if c.role.partition(" ")[0] == "holdout"]
 
     def validation_summary(self) -> dict[str, Any]:
         return summarize_errors(self.errors(self.holdout()), self.pipeline.bar)
@@ -356,7 +423,8 @@ class PipelineCostModel:
         """Every prediction `factor` times larger, the fixed parts' and the backbone's alike (CostTable.rescaled)."""
         pipeline = dataclasses.replace(
             self.pipeline, parts=tuple(dataclasses.replace(p, ratio=factor * p.ratio) for p in self.pipeline.parts),
-            candidates=tuple(c.scaled(factor) for c in self.pipeline.candidates))
+            candidates=tuple(c.scaled(factor) for c in self.pipeline.candidates),
+            overheads=tuple(o.scaled(factor) for o in self.pipeline.overheads))
         return PipelineCostModel(self.table.rescaled(factor), pipeline)
 
     def save(self, table_path: str | Path, environment: dict[str, Any]) -> Path:
@@ -382,25 +450,51 @@ def load_cost_model(table_path: str | Path, scope: str) -> CostTable | PipelineC
 def measure_pipeline_parts(space: SearchSpace, table: CostTable, probe: PipelineProbe | PipelineMeter,
                            profile: DeviceProfile,
                            n_holdout: int = 30, seed: int = 0, bar: ValidationBar = ValidationBar(),
-                           progress: Callable[[str], None] | None = None) -> PipelineCostModel:
-    """Measure the fixed parts and `n_holdout` whole pipelines (backbones never measured for `table`) on
-    the probe's device; the model they make with `table`, judged on those pipelines."""
+                           progress: Callable[[str], None] | None = None, n_overhead: int = 3) -> PipelineCostModel:
+    """Measure the fixed parts, each offered pair of parts' overhead on `n_overhead` whole pipelines (the
+    teacher-shaped one first; 0: none, the model is the sum of the parts), and `n_holdout` whole pipelines
+    (backbones never measured for `table` or the overheads, spread over the pairs in turn) on the probe's device;
+    the model they make with `table`, judged on the held-out pipelines."""
     meter = pipeline_meter(probe, profile)
     parts = meter.parts(progress)
     [teacher] = meter.candidates([space.all_teacher()], "teacher")
     if progress:
         progress("teacher-shaped pipeline")
-    specs = sample_candidates(space, n_holdout, seed + 101, False, exclude={c.key for c in table.candidates})
-    held = meter.candidates(specs, "holdout", progress)
-    q = profile.timing.percentile
-    measured = [teacher, *held]
-    teacher_weights = table.params(space.all_teacher()) * meter.bytes_per_param / 2**20
-    res = profile.resolution
-    pipeline = PipelineParts(
+    skeleton = PipelineParts(
         profile_name=profile.name, profile_sha256=profile.sha256, device_name=meter.device_name,
-        input_px=res.input_px, output_px=res.output_px, batch=profile.batch, parts=tuple(parts), percentile=q,
-        percentile_ratio=float(np.mean([c.latency.ratio_at(q) / c.latency.ratio for c in measured])),
-        fixed_memory_mib=max(0.0, teacher.peak_memory_mib - teacher_weights), candidates=tuple(measured), bar=bar)
+        input_px=profile.resolution.input_px, output_px=profile.resolution.output_px, batch=profile.batch,
+        parts=tuple(parts), percentile=profile.timing.percentile, percentile_ratio=1.0, fixed_memory_mib=0.0)
+    # Without overheads the held-out pipelines run the autoencoder's parts, as the sum of parts was judged before.
+    pairs = [(e, d) for e in skeleton.encoders for d in skeleton.decoders] if n_overhead > 0 else [("kl", "kl")]
+
+    def meter_of(encoder: str, decoder: str) -> PipelineMeter:
+        return meter if (encoder, decoder) == ("kl", "kl") else meter.deploying(encoder, decoder)
+
+    # The same backbones for every pair, the teacher-shaped first, so the pairs' overheads differ by their parts.
+    seen = {c.key for c in table.candidates} | {teacher.key}
+    shared = sample_candidates(space, max(0, n_overhead - 1), seed + 211, False, exclude=seen)
+    seen |= {s.key for s in shared}
+    measured, overheads = [teacher], []
+    for enc, dec in pairs if n_overhead > 0 else ():
+        if (enc, dec) == ("kl", "kl"):                 # its teacher-shaped pipeline is `teacher`, measured above
+            runs = [teacher, *meter.candidates(shared, "overhead", progress)]
+        else:
+            runs = meter_of(enc, dec).candidates([space.all_teacher(), *shared], parts_role("overhead", enc, dec),
+                                                 progress)
+        fixed = skeleton.ratio_with(enc, dec)
+        overheads.append(PartsOverhead(enc, dec, tuple(
+            c.latency.ratio - fixed - table.correction.predict(table.entries, c.choices) for c in runs)))
+        measured += [c for c in runs if c is not teacher]
+    held = sample_candidates(space, n_holdout, seed + 101, False, exclude=seen)
+    for i, (enc, dec) in enumerate(pairs):
+        if held[i::len(pairs)]:
+            measured += meter_of(enc, dec).candidates(held[i::len(pairs)], parts_role("holdout", enc, dec), progress)
+    q = profile.timing.percentile
+    teacher_weights = table.params(space.all_teacher()) * meter.bytes_per_param / 2**20
+    pipeline = dataclasses.replace(
+        skeleton, percentile_ratio=float(np.mean([c.latency.ratio_at(q) / c.latency.ratio for c in measured])),
+        fixed_memory_mib=max(0.0, teacher.peak_memory_mib - teacher_weights), candidates=tuple(measured), bar=bar,
+        overheads=tuple(overheads))
     return PipelineCostModel(table, pipeline)
 
 
@@ -422,7 +516,7 @@ def describe_pipeline(model: PipelineCostModel, spec: ArchSpec, measured_ms: flo
 
 
 __all__ = [
-    "DECODER_PARTS", "ENCODER_PARTS", "PartCost", "PipelineCostModel", "PipelineMeter", "PipelineParts", "PipelineProbe", "PipelineProbeMeter",
-    "backbone_equivalent", "describe_pipeline", "load_cost_model", "measure_pipeline_parts", "pipeline_meter",
-    "pipeline_parts_path",
+    "DECODER_PARTS", "ENCODER_PARTS", "OVERHEAD_PART", "PartCost", "PartsOverhead", "PipelineCostModel", "PipelineMeter",
+    "PipelineParts", "PipelineProbe", "PipelineProbeMeter", "backbone_equivalent", "describe_pipeline",
+    "load_cost_model", "measure_pipeline_parts", "parts_role", "pipeline_meter", "pipeline_parts_path", "role_parts",
 ]

@@ -273,9 +273,10 @@ class TorchPipelineProbe:
         self.device, self.dtype, self.device_name = _placement(profile)
         self.mode = profile.execution_mode
         self.bytes_per_param = _bytes_per_param(profile)
-        self.space, self.profile = space, profile
+        self.space, self.profile, self.teacher, self.bank = space, profile, teacher, bank
         scale = profile.resolution.scale
         self.build = pipeline_builder(teacher, space, bank, scale)
+        self.pair = ("kl", "kl")         # the parts its whole pipelines run (`deploying`)
         self.lr = cast((_pipeline_inputs(teacher, profile),), self.device, self.dtype)
         self.encoder = nn.Module.to(LatentEncoder(copy.deepcopy(teacher.autoencoder), scale), self.device, self.dtype).eval()
         self.decoder = LatentDecoder(self.encoder.autoencoder).eval()
@@ -312,6 +313,15 @@ class TorchPipelineProbe:
             self._built = (spec.key, model)
         return self._built[1]
 
+    def deploying(self, encoder: str, decoder: str) -> TorchPipelineProbe:
+        """This probe with whole pipelines that run `encoder` and `decoder` (keys of bench.pipeline.ENCODER_PARTS and
+        DECODER_PARTS; stand-ins of the trained parts' shapes, `parts_for_cost`). Parts and reference are shared."""
+        other = copy.copy(self)
+        enc, dec = parts_for_cost(encoder, decoder, self.profile.resolution.scale)
+        other.build = pipeline_builder(self.teacher, self.space, self.bank, self.profile.resolution.scale, dec, enc)
+        other.pair, other._built = (encoder, decoder), None
+        return other
+
     def candidate(self, spec: ArchSpec) -> Callable[[], object]:
         return self._call(self.model(spec), self.lr, {})
 
@@ -338,7 +348,7 @@ class RooflinePipelineProbe(TorchPipelineProbe):
         return self.clock.call(module, args, kwargs)
 
     def _estimate(self, spec: ArchSpec):
-        return self.clock.estimate_of(spec.key, lambda: self.model(spec), self.lr, {})
+        return self.clock.estimate_of(f"{spec.key} {'+'.join(self.pair)}", lambda: self.model(spec), self.lr, {})
 
     def candidate(self, spec: ArchSpec) -> Callable[[], object]:
         return self.clock.advancer(self._estimate(spec))

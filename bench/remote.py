@@ -101,6 +101,7 @@ class _MeasurementActor:
         self.space: SearchSpace = derive_search_space(self.teacher.unet)
         self._table: ProbeMeter | None = None
         self._pipeline: PipelineProbeMeter | None = None
+        self._pipelines: dict[tuple[str, str], PipelineProbeMeter] = {}     # by (encoder, decoder)
         self._deployed: dict[tuple[str, str], Any] = {}
 
     def _bank(self):
@@ -123,6 +124,7 @@ class _MeasurementActor:
 
             self._pipeline = PipelineProbeMeter(pipeline_probe(self.teacher, self.space, self._bank(), self.profile),
                                                 self.profile)
+            self._pipelines[("kl", "kl")] = self._pipeline
         return self._pipeline
 
     def provenance(self) -> dict[str, Any]:
@@ -151,8 +153,12 @@ class _MeasurementActor:
     def parts(self) -> list[PartCost]:
         return self.pipeline().parts()
 
-    def pipeline_candidate(self, choices: dict[str, str], role: str) -> tuple[CandidateMeasurement, int]:
-        return self.pipeline().candidate(self.space.spec(choices), role), os.getpid()
+    def pipeline_candidate(self, choices: dict[str, str], role: str, encoder: str = "kl", decoder: str = "kl"
+                           ) -> tuple[CandidateMeasurement, int]:
+        key = (encoder, decoder)
+        if key not in self._pipelines:
+            self._pipelines[key] = self.pipeline().deploying(encoder, decoder)
+        return self._pipelines[key].candidate(self.space.spec(choices), role), os.getpid()
 
     def workload(self, workload: Workload, reference: Workload | None, profile: DeviceProfile) -> Measurement:
         return measure_workload(workload, profile, reference=reference)
@@ -292,14 +298,24 @@ class RayTableMeter:
         return dict(zip(keys, costs, strict=True))
 
     def candidates(self, specs: Sequence[ArchSpec], role: str, progress: Callable[[str], None] | None = None,
-                   stop: Callable[[], bool] | None = None, method: str = "candidate") -> list[CandidateMeasurement]:
+                   stop: Callable[[], bool] | None = None, method: str = "candidate", extra: tuple = ()
+                   ) -> list[CandidateMeasurement]:
         labels = [f"{role} {i + 1}/{len(specs)}" for i in range(len(specs))]
-        results = self.device.map(method, [(dict(s.items()), role) for s in specs], labels, progress, stop)
+        results = self.device.map(method, [(dict(s.items()), role, *extra) for s in specs], labels, progress, stop)
         return self._keep(results, [s.key for s in specs])
 
 
 class RayPipelineMeter(RayTableMeter):
-    """bench.pipeline.PipelineMeter on a `RemoteDevice`."""
+    """bench.pipeline.PipelineMeter on a `RemoteDevice`: whole pipelines with the parts `pair` names."""
+
+    def __init__(self, device: RemoteDevice, pair: tuple[str, str] = ("kl", "kl")):
+        super().__init__(device)
+        self.pair = pair
+
+    def deploying(self, encoder: str, decoder: str) -> RayPipelineMeter:
+        other = RayPipelineMeter(self.device, (encoder, decoder))
+        other.measured_by = self.measured_by
+        return other
 
     def parts(self, progress: Callable[[str], None] | None = None) -> list[PartCost]:
         parts = self.device.get(self.device.actor.parts.remote())
@@ -309,9 +325,9 @@ class RayPipelineMeter(RayTableMeter):
         return parts
 
     def candidates(self, specs: Sequence[ArchSpec], role: str, progress: Callable[[str], None] | None = None,
-                   stop: Callable[[], bool] | None = None, method: str = "pipeline_candidate"
+                   stop: Callable[[], bool] | None = None, method: str = "pipeline_candidate", extra: tuple = ()
                    ) -> list[CandidateMeasurement]:
-        return super().candidates(specs, role, progress, stop, method)
+        return super().candidates(specs, role, progress, stop, method, extra or self.pair)
 
 
 class RayCandidateMeter:

@@ -315,8 +315,8 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
     if missed_bar:
         log.warning("the cost table missed its own validation bar when it was measured (%s): re-validating it",
                     describe_validation(_backbone(table).rounds[-1]))
-    # The held-out pipelines that judged a pipeline model ran the autoencoder's parts; with cheaper parts deployed
-    # the whole call was never checked against the sum (on this CPU it ran over it, every pipeline the same way:
+    # A pipeline model of cheaper parts whose overhead the costs stage did not measure was never checked on whole
+    # pipelines with them (on this CPU they ran over the sum of their parts, every pipeline the same way:
     # reports/evidence/pipeline-costs-cpu-deployed/), so it is checked, and scaled if need be, before it steers.
     unchecked_parts = remeasure is not None and _deploys_other_parts(table)
     if unchecked_parts:
@@ -461,8 +461,12 @@ def _missed_own_bar(table: CostTable | PipelineCostModel) -> bool:
 
 
 def _deploys_other_parts(table: CostTable | PipelineCostModel) -> bool:
-    """A pipeline model of cheaper parts than the autoencoder's: its held-out pipelines ran the autoencoder's."""
-    return isinstance(table, PipelineCostModel) and (table.pipeline.encoder, table.pipeline.decoder) != ("kl", "kl")
+    """A pipeline model of cheaper parts than the autoencoder's whose overhead was never measured: it was judged on
+    pipelines with the autoencoder's parts only (parts measured before overheads were, or without them)."""
+    if not isinstance(table, PipelineCostModel):
+        return False
+    p = table.pipeline
+    return (p.encoder, p.decoder) != ("kl", "kl") and p.overhead(p.encoder, p.decoder) is None
 
 
 def _revalidate(space: SearchSpace, table: CostTable | PipelineCostModel, meter: CandidateMeter,

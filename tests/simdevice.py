@@ -13,6 +13,7 @@ has something to fit.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import random
 from collections.abc import Callable
@@ -165,9 +166,11 @@ class SimPipelineProbe(SimProbe):
 
     def __init__(self, sim: SimulatedDevice, encoder_ms: float = 4.0, decoder_ms: float = 6.0, overhead_ms: float = 0.0,
                  tiny_decoder_ms: float | None = None, deploy: str = "kl", lr_encoder_ms: float | None = None,
-                 deploy_encoder: str = "kl"):
+                 deploy_encoder: str = "kl", pair_overhead_ms: dict[tuple[str, str], float] | None = None):
         super().__init__(sim)
         self.encoder_ms, self.decoder_ms, self.overhead_ms = encoder_ms, decoder_ms, overhead_ms
+        # `pair_overhead_ms`: (encoder, decoder) -> what pipelines with that pair cost on top (beside `overhead_ms`)
+        self.pair_overhead_ms = dict(pair_overhead_ms or {})
         # `tiny_decoder_ms`, `lr_encoder_ms`: the device offers those parts too; `deploy`, `deploy_encoder`: the
         # decoder and encoder its pipelines run
         self.tiny_decoder_ms, self.deploy = tiny_decoder_ms, deploy
@@ -185,7 +188,13 @@ class SimPipelineProbe(SimProbe):
     def pipeline_ms(self, spec: ArchSpec, decoder: str | None = None, encoder: str | None = None) -> float:
         dec = self.tiny_decoder_ms if (decoder or self.deploy) == "tiny" else self.decoder_ms
         enc = self.lr_encoder_ms if (encoder or self.deploy_encoder) == "lr" else self.encoder_ms
-        return enc + self.sim.true_ms(spec) + dec + self.overhead_ms
+        pair = self.pair_overhead_ms.get((encoder or self.deploy_encoder, decoder or self.deploy), 0.0)
+        return enc + self.sim.true_ms(spec) + dec + self.overhead_ms + pair
+
+    def deploying(self, encoder: str, decoder: str) -> SimPipelineProbe:
+        other = copy.copy(self)
+        other.deploy_encoder, other.deploy = encoder, decoder
+        return other
 
     def candidate(self, spec):
         ms = self.pipeline_ms(spec)

@@ -47,14 +47,58 @@ def test_the_fixed_parts_add_to_the_backbone_table_within_the_bar_on_30_held_out
     assert model.params(space.all_teacher()) == model.table.params(space.all_teacher())
 
 
-def test_a_pipeline_that_costs_more_than_its_parts_fails_its_validation(space, profile, measured):
+def test_what_a_whole_call_costs_beyond_its_parts_is_measured_and_without_it_the_model_fails_its_validation(
+        space, profile, measured):
     sim, _, model = measured
+    teacher_ms = sim.true_ms(space.all_teacher())
     # 40% of the teacher-shaped call that no part shows alone (e.g. a copy between encoder and backbone)
-    overhead = 0.4 * (10.0 + sim.true_ms(space.all_teacher()))
+    overhead = 0.4 * (10.0 + teacher_ms)
     probe = SimPipelineProbe(sim, encoder_ms=4.0, decoder_ms=6.0, overhead_ms=overhead)
-    bad = measure_pipeline_parts(space, model.table, probe, profile, n_holdout=10, seed=5)
-    v = bad.validation_summary()
-    assert v["passes"] is False and v["mean_signed_err"] < -0.2
+    summed = measure_pipeline_parts(space, model.table, probe, profile, n_holdout=10, seed=5, n_overhead=0)
+    v = summed.validation_summary()
+    assert v["passes"] is False and v["mean_signed_err"] < -0.2 and summed.pipeline.overheads == ()
+    fitted = measure_pipeline_parts(space, model.table, probe, profile, n_holdout=10, seed=5, n_overhead=3)
+    over = fitted.pipeline.overhead("kl", "kl")
+    assert len(over.residuals) == 3 and over.ratio == pytest.approx(overhead / teacher_ms, rel=0.1)
+    v = fitted.validation_summary()
+    assert v["n"] == 10 and v["passes"] and abs(v["mean_signed_err"]) < 0.03
+    spec = fitted.cheapest(space)
+    assert fitted.predict_ratio(spec) == pytest.approx(probe.pipeline_ms(spec) / teacher_ms, rel=0.05)
+    # what is not the backbone lists the overhead beside the parts, and the held-out pipelines were never fitted on
+    assert fitted.fixed_latency_at_ms()["whole-call overhead"] == pytest.approx(over.ratio * fitted.reference_ms)
+    overhead_keys = {c.key for c in fitted.candidates if c.role == "overhead"}
+    assert overhead_keys and not overhead_keys & {c.key for c in fitted.holdout()}
+
+
+def test_each_pair_of_parts_has_its_own_overhead_and_is_judged_on_held_out_pipelines_with_it(space, profile, measured):
+    """On this CPU the LR encoder + tiny decoder pipeline ran ~9% over the sum of its parts, every backbone alike,
+    while the autoencoder's parts added up (reports/evidence/pipeline-costs-cpu-deployed/)."""
+    sim, _, model = measured
+    teacher_ms = sim.true_ms(space.all_teacher())
+    parts = {"encoder_ms": 4.0, "decoder_ms": 6.0, "tiny_decoder_ms": 1.0, "lr_encoder_ms": 0.5}
+    probe = SimPipelineProbe(sim, **parts, pair_overhead_ms={("lr", "tiny"): 2.0})
+    fitted = measure_pipeline_parts(space, model.table, probe, profile, n_holdout=12, seed=6, n_overhead=2)
+    assert [(o.encoder, o.decoder) for o in fitted.pipeline.overheads] == [("kl", "kl"), ("kl", "tiny"),
+                                                                          ("lr", "kl"), ("lr", "tiny")]
+    assert fitted.pipeline.overhead("lr", "tiny").ratio == pytest.approx(2.0 / teacher_ms, rel=0.25)
+    assert abs(fitted.pipeline.overhead("kl", "tiny").ratio) < 0.25 * 2.0 / teacher_ms
+    # the held-out pipelines are spread over the pairs, each predicted with its own parts and overhead
+    roles = [c.role for c in fitted.holdout()]
+    assert sorted(set(roles)) == ["holdout", "holdout kl+tiny", "holdout lr+kl", "holdout lr+tiny"]
+    assert roles.count("holdout lr+tiny") == 3
+    v = fitted.validation_summary()
+    assert v["n"] == 12 and v["passes"] and v["max_abs_err"] < 0.1
+    deployed = fitted.with_parts("lr", "tiny")
+    spec = deployed.cheapest(space)
+    assert deployed.predict_ratio(spec) == pytest.approx(probe.pipeline_ms(spec, "tiny", "lr") / teacher_ms, rel=0.05)
+    # without the overhead the pipelines with the LR encoder and tiny decoder are under-predicted
+    lr_tiny = [c for c in fitted.holdout() if c.role == "holdout lr+tiny"]
+    summed = dataclasses.replace(fitted, pipeline=dataclasses.replace(fitted.pipeline, overheads=()))
+    assert (summed.errors(lr_tiny) < -0.05).all() and (np.abs(fitted.errors(lr_tiny)) < 0.05).all()
+    # the overheads travel with the parts and scale with them
+    assert PipelineParts.from_dict(fitted.pipeline.to_dict()) == fitted.pipeline
+    assert fitted.rescaled(1.5).pipeline.overhead("lr", "tiny").ratio == pytest.approx(
+        1.5 * fitted.pipeline.overhead("lr", "tiny").ratio)
 
 
 def test_a_measured_pipeline_joins_the_backbone_calibration_without_its_fixed_parts(space, measured):
@@ -133,8 +177,8 @@ def test_a_pipeline_that_deploys_the_tiny_decoder_is_predicted_and_judged_with_i
     spec = model.cheapest(space)
     assert model.pipeline.decoders == ("kl", "tiny") and tiny.pipeline.decoder == "tiny"
     assert tiny.predict_ratio(spec) == pytest.approx(model.predict_ratio(spec) - 5.0 / teacher_ms, rel=0.02)
-    assert set(tiny.fixed_latency_at_ms()) == {"bicubic + encoder", "tiny decoder"}
-    # the held-out pipelines were measured with the autoencoder's parts and are judged with them, whatever is deployed
+    assert set(tiny.fixed_latency_at_ms()) == {"bicubic + encoder", "tiny decoder", "whole-call overhead"}
+    # each held-out pipeline is judged with the parts it was measured with, whatever is deployed
     assert np.allclose(tiny.errors(tiny.holdout()), model.errors(model.holdout()))
     # a pipeline measured with the tiny decoder (while choosing) is judged with the tiny decoder
     [fresh] = pipeline_meter(SimPipelineProbe(sim, **parts, deploy="tiny"), profile).candidates([spec], "selection")

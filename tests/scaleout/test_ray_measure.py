@@ -82,7 +82,7 @@ def test_a_cost_table_is_measured_on_the_node_with_the_resource(cluster, teacher
 
     out = tmp_path / "costs.json"
     model = stage_costs(teacher_dir, _profile(tmp_path, RESOURCE), out, n_calibration=4, n_holdout=4, n_pipelines=2,
-                        ray_address=cluster)
+                        ray_address=cluster, n_overhead=1)
     node = _node_with(RESOURCE, cluster)
     where = model.table.extra["measured_on"]
     assert where["ray_node_id"] == node["NodeID"] and where["hostname"] == socket.gethostname()
@@ -96,7 +96,11 @@ def test_a_cost_table_is_measured_on_the_node_with_the_resource(cluster, teacher
     parts = PipelineParts.load(pipeline_parts_path(out))
     assert [p.name for p in parts.parts] == ["bicubic + encoder", "lr encoder", "decoder", "tiny decoder"]
     # the node's search may choose any pair
-    assert parts.decoders == ("kl", "tiny") and parts.encoders == ("kl", "lr") and len(parts.candidates) == 3
+    assert parts.decoders == ("kl", "tiny") and parts.encoders == ("kl", "lr")
+    # each pair's overhead from its teacher-shaped pipeline, measured there with that pair; two held out
+    assert [(o.encoder, o.decoder) for o in parts.overheads] == [("kl", "kl"), ("kl", "tiny"), ("lr", "kl"), ("lr", "tiny")]
+    assert [c.role for c in parts.candidates] == ["teacher", "overhead kl+tiny", "overhead lr+kl", "overhead lr+tiny",
+                                                  "holdout", "holdout kl+tiny"]
 
 
 def test_the_choice_is_checked_on_the_node_with_the_parts_it_deploys(cluster, teacher_dir, tmp_path):

@@ -238,13 +238,14 @@ def test_when_every_candidate_moved_one_way_against_the_reference_the_table_is_s
 
 def test_a_model_of_cheaper_parts_is_checked_on_whole_pipelines_with_them_before_it_steers(space, profile, tmp_path):
     """On this CPU the pipeline with the LR encoder and the tiny decoder ran ~9% over the sum of its parts, every
-    pipeline alike, while pipelines with the autoencoder's parts (those the costs stage holds out) added up
-    (reports/evidence/pipeline-costs-cpu-deployed/). The speed has not moved and the teacher is predicted within
-    15%: only the deployed parts send the model to be checked, and one factor fixes it."""
+    pipeline alike, while pipelines with the autoencoder's parts added up
+    (reports/evidence/pipeline-costs-cpu-deployed/). Parts measured without their overheads (`n_overhead=0`, or
+    before overheads were measured) were judged on the autoencoder's parts alone. The speed has not moved and the
+    teacher is predicted within 15%: only the deployed parts send the model to be checked, and one factor fixes it."""
     sim = SimulatedDevice(space)
     table = _table(space, profile, sim)
     parts = {"encoder_ms": 4.0, "decoder_ms": 6.0, "tiny_decoder_ms": 1.0}
-    model = measure_pipeline_parts(space, table, SimPipelineProbe(sim, **parts), profile, n_holdout=10)
+    model = measure_pipeline_parts(space, table, SimPipelineProbe(sim, **parts), profile, n_holdout=10, n_overhead=0)
     assert model.validation_summary()["passes"]                                 # the autoencoder's parts add up
     pipe_profile = _with_budget(profile, latency_vs_teacher=0.8, scope="pipeline")
     meter = SimPipelineMeter(sim, pipe_profile, **parts, deploy="tiny", overhead_ms=2.0)   # ... the tiny one does not
@@ -259,6 +260,29 @@ def test_a_model_of_cheaper_parts_is_checked_on_whole_pipelines_with_them_before
     assert rv["passes"] is False and rv["rescaled"]["passes"] and rv["rescaled"]["factor"] > 1.05
     assert sel.choice.found_by == "search" and sel.choice.latency_ms <= sel.decision.latency_budget_ms
     assert meter.probe.pipeline_ms(sel.choice.spec) <= 0.8 * meter.probe.pipeline_ms(space.all_teacher(), "kl") * 1.05
+
+
+def test_a_model_with_the_deployed_parts_overhead_measured_steers_without_a_check(space, profile, tmp_path):
+    """The costs stage measured the tiny decoder pipeline's overhead (2 ms over its parts): the model predicts the
+    deployed call, so nothing is re-validated and the choice meets the budget on its own measurement."""
+    sim = SimulatedDevice(space)
+    table = _table(space, profile, sim)
+    parts = {"encoder_ms": 4.0, "decoder_ms": 6.0, "tiny_decoder_ms": 1.0, "pair_overhead_ms": {("kl", "tiny"): 2.0}}
+    model = measure_pipeline_parts(space, table, SimPipelineProbe(sim, **parts), profile, n_holdout=10, n_overhead=3)
+    assert model.validation_summary()["passes"]
+    pipe_profile = _with_budget(profile, latency_vs_teacher=0.8, scope="pipeline")
+    meter = SimPipelineMeter(sim, pipe_profile, **parts, deploy="tiny")
+    deployed = model.with_parts("kl", "tiny")
+    spec = deployed.cheapest(space)
+    assert deployed.predict_ratio(spec) == pytest.approx(meter.probe.pipeline_ms(spec) / sim.true_ms(space.all_teacher()),
+                                                         rel=0.05)
+
+    def remeasure():
+        raise AssertionError("the model predicts the deployed call: nothing to measure again")
+
+    sel = choose(space, FakeFidelity(space), deployed, pipe_profile, meter, _rounds(tmp_path), 24, remeasure=remeasure)
+    assert sel.revalidation is None
+    assert sel.choice.found_by == "search" and sel.choice.latency_ms <= sel.decision.latency_budget_ms
 
 
 def test_one_noisy_reading_in_a_revalidation_does_not_send_a_good_table_to_be_measured_again(space, profile, tmp_path):

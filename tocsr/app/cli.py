@@ -260,6 +260,9 @@ _CALIBRATION = typer.Option(16, "--calibration", min=2)
 _HOLDOUT = typer.Option(50, "--holdout", min=0)
 _PIPELINES = typer.Option(10, "--pipelines", min=0,
                           help="held-out whole one-step SR pipelines that judge the pipeline cost model")
+_OVERHEAD = typer.Option(3, "--overhead-pipelines", min=0,
+                         help="whole pipelines per pair of parts that measure what the call costs beyond its parts "
+                              "(0: the model is the sum of the parts)")
 
 
 def _describe_costs(model, teacher_spec, out: Path) -> None:
@@ -284,6 +287,7 @@ def costs(
     calibration: int = _CALIBRATION,
     holdout: int = _HOLDOUT,
     pipelines: int = _PIPELINES,
+    overhead_pipelines: int = _OVERHEAD,
     ray_address: str | None = _RAY_ADDRESS,
 ) -> None:
     """Measure the per-(slot, choice) cost table of the teacher's search space on a device, and the one-step
@@ -296,7 +300,8 @@ def costs(
     from tocsr.core.space import derive_search_space
     from tocsr.core.teacher.train import load_teacher
 
-    model = stage_costs(teacher, profile, out, calibration, holdout, n_pipelines=pipelines, ray_address=ray_address)
+    model = stage_costs(teacher, profile, out, calibration, holdout, n_pipelines=pipelines, ray_address=ray_address,
+                        n_overhead=overhead_pipelines)
     _describe_costs(model, derive_search_space(load_teacher(teacher).unet).all_teacher(), out)
 
 

@@ -70,6 +70,8 @@ class RunPreset:
     finetune_steps: int = 0
     # Held-out whole one-step SR pipelines that judge the pipeline cost model (bench.pipeline) per device.
     pipelines: int = 10
+    # Whole pipelines per pair of parts that measure what the call costs beyond its parts (bench.pipeline.PartsOverhead).
+    overhead_pipelines: int = 3
     # Training steps of each cheaper pipeline part (tocsr.core.sr.parts; the search may deploy them).
     parts_steps: int = 600
     # The LR encoder's steps where they differ (PartsConfig.encoder_steps; None: parts_steps). Its steps are the
@@ -146,7 +148,8 @@ RUN_PRESETS = {
                        sr_teacher_steps=4, sr_student_steps=4, baselines=("espcn", "rrdb-s"), baseline_max_steps=4,
                        finetune_steps=4,
                        sr_sample_steps=4, sr_sample_chains=2, sr_pair_cache=32, sr_teacher_cache=4, test_max_px=128,
-                       calibration=6, holdout=10, pipelines=2, parts_steps=2, surrogate_check_candidates=16,
+                       calibration=6, holdout=10, pipelines=2, overhead_pipelines=1, parts_steps=2,
+                       surrogate_check_candidates=16,
                        timing_override={"repeats": 8, "paired_rounds": 2, "warmup_max_iters": 10,
                                         "max_retries": 1}),
     "full": RunPreset("full", "tiny", distill_steps=2000, search_method="bo", search_evaluations=100,
@@ -168,7 +171,8 @@ RUN_PRESETS = {
                           sr_teacher_steps=2, sr_student_steps=2, finetune_steps=2, baselines=("espcn",),
                           baseline_max_steps=2, sr_patch_px=64, sr_sample_steps=2, sr_sample_chains=2,
                           sr_pair_cache=16, sr_teacher_cache=4, test_max_px=128, calibration=3, holdout=3,
-                          pipelines=2, parts_steps=2, estimate_first=True, surrogate_check_candidates=16,
+                          pipelines=2, overhead_pipelines=1, parts_steps=2, estimate_first=True,
+                          surrogate_check_candidates=16,
                           timing_override={"repeats": 8, "paired_rounds": 2, "warmup_max_iters": 10,
                                            "max_retries": 1}),
 }
@@ -384,7 +388,8 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
             remote = ray_address if profile.device.ray_resource else None
             where = {"ray_resource": profile.device.ray_resource} if remote else {}
             costs_sha = log.run(f"costs-{mkey}", {"teacher": teacher_sha, "measurement": mkey,
-                                                  "n": [rp.calibration, rp.holdout, rp.pipelines],
+                                                  "n": [rp.calibration, rp.holdout, rp.pipelines,
+                                                        rp.overhead_pipelines],
                                                   "record": [COST_TABLE_SCHEMA_VERSION, PIPELINE_PARTS_SCHEMA_VERSION],
                                                   **where},
                                 # A table that misses its bar on a noisy stretch is kept, not fatal: the search
@@ -392,7 +397,7 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
                                 # and judges its choice on the choice's own measurement; the summary marks it.
                                 lambda resume, ref=ref, cost_path=cost_path, remote=remote: stage_costs(
                                     teacher_dir, ref, cost_path, rp.calibration, rp.holdout, n_pipelines=rp.pipelines,
-                                    ray_address=remote, keep_invalid=True),
+                                    ray_address=remote, keep_invalid=True, n_overhead=rp.overhead_pipelines),
                                 pipeline_parts_path(cost_path))
             bar.update(1)
             search_dir = out / f"search-{profile.name}"

@@ -105,10 +105,11 @@ def _measuring_node(profile: DeviceProfile, teacher_dir: str | Path, ray_address
 
 def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str | Path, n_calibration: int = 16,
                 n_holdout: int = 50, seed: int = 0, n_pipelines: int = 10, ray_address: str | None = None,
-                remote=None, keep_invalid: bool = False) -> PipelineCostModel:
+                remote=None, keep_invalid: bool = False, n_overhead: int = 3) -> PipelineCostModel:
     """Measure the per-(slot, choice) cost table of the teacher's space on the profile's device, then the
-    one-step SR pipeline's fixed parts and `n_pipelines` held-out whole pipelines (bench.pipeline), saved
-    beside the table; returns both as the pipeline cost model (its `.table` is the backbone's).
+    one-step SR pipeline's fixed parts, each pair of parts' overhead on `n_overhead` whole pipelines, and
+    `n_pipelines` held-out whole pipelines (bench.pipeline), saved beside the table; returns both as the pipeline
+    cost model (its `.table` is the backbone's).
 
     A table that misses its validation bar after its refits is written beside `out_path` as
     `<name>.rejected.json` for inspection, and the stage fails with the figures; with `keep_invalid` (the main
@@ -123,11 +124,12 @@ def stage_costs(teacher_dir: str | Path, profile_ref: str | Path, out_path: str 
     space = derive_search_space(teacher.unet)
     with nullcontext(remote) if remote is not None else _measuring_node(profile, teacher_dir, ray_address) as device:
         return _measure_costs(teacher, space, profile, Path(out_path), n_calibration, n_holdout, seed, n_pipelines,
-                              device, keep_invalid)
+                              device, keep_invalid, n_overhead)
 
 
 def _measure_costs(teacher, space, profile: DeviceProfile, out_path: Path, n_calibration: int, n_holdout: int,
-                   seed: int, n_pipelines: int, device, keep_invalid: bool = False) -> PipelineCostModel:
+                   seed: int, n_pipelines: int, device, keep_invalid: bool = False, n_overhead: int = 3
+                   ) -> PipelineCostModel:
     """stage_costs's measurement, in this process (`device` None) or on a bench.remote.RemoteDevice."""
     if device is None:
         args, kwargs = teacher_inputs(teacher, profile)
@@ -164,9 +166,12 @@ def _measure_costs(teacher, space, profile: DeviceProfile, out_path: Path, n_cal
         from bench.remote import RayPipelineMeter
 
         pipe_probe = RayPipelineMeter(device)
-    with progress(f"pipeline/{profile.name}", 3 + n_pipelines) as bar:
+    # four parts (two encoders, two decoders: bench.probe.TorchPipelineProbe), the teacher-shaped pipeline, the
+    # overheads of four pairs (the teacher-shaped one counted once), the held-out pipelines
+    total = 4 + 1 + max(0, 4 * n_overhead - 1) + n_pipelines
+    with progress(f"pipeline/{profile.name}", total) as bar:
         model = measure_pipeline_parts(space, table, pipe_probe, profile, n_pipelines, seed,
-                                       progress=lambda _msg: bar.update(1))
+                                       progress=lambda _msg: bar.update(1), n_overhead=n_overhead)
     v = model.validation_summary()
     if v["passes"] is False:
         log.warning("the pipeline cost model for %s misses its bar: %s", profile.name, v)
@@ -273,9 +278,12 @@ def stage_search(teacher_dir: str | Path, surrogates_dir: str | Path, profile_re
             """The same sizes as the table given: calibration and held-out candidates, held-out pipelines."""
             roles = [c.role for c in table.candidates]
             pipelines = len(cost_table.holdout()) if isinstance(cost_table, PipelineCostModel) else 0
+            overhead = (max((len(o.residuals) for o in cost_table.pipeline.overheads), default=0)
+                        if isinstance(cost_table, PipelineCostModel) else 0)
             fresh = _for_scope(stage_costs(teacher_dir, profile_ref, out / REMEASURED_TABLE,
                                            max(2, roles.count("calibration")), roles.count("holdout"),
-                                           n_pipelines=max(2, pipelines), remote=device, keep_invalid=True),
+                                           n_pipelines=max(2, pipelines), remote=device, keep_invalid=True,
+                                           n_overhead=overhead),
                                profile)
             return fresh.with_parts(parts_choice.encoder, parts_choice.decoder) if parts_choice else fresh
 
