@@ -1,7 +1,8 @@
 """Issue 24's pipeline cost model judged on the pipeline a device deploys (the LR encoder and the tiny decoder), not
 only on pipelines with the autoencoder's parts (reports/evidence/pipeline-costs-cpu/).
 
-Measures a fresh cost model on this machine with a run's teacher (what `tocsr costs` measures), then `--pipelines` whole
+Measures a fresh cost model on this machine with a run's teacher (what `tocsr costs` measures: since a2af01c with each
+pair of parts' overhead on three whole pipelines), then `--pipelines` whole
 one-step SR calls never measured for it, each with the run's trained LR encoder and tiny decoder (what the search's
 selection measures: bench.probe.DeployedPipelineMeter), and compares them with the model's prediction for those parts,
 in units of the reference (the teacher UNet timed beside each call), so the machine's speed between the two does not
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -96,6 +98,9 @@ def main() -> None:
             bar.update(1)
     errors = model.errors(measured)
     summary = summarize_errors(errors, model.bar)
+    # the same pipelines against the sum of the parts alone (what the model was before overheads were measured)
+    summed = dataclasses.replace(model, pipeline=dataclasses.replace(model.pipeline, overheads=()))
+    summary_summed = summarize_errors(summed.errors(measured), model.bar)
     rows = [{"key": c.key, "measured_ratio": c.latency.ratio, "predicted_ratio": c.latency.ratio * (1 + e),
              "relative_cv": c.latency.relative_cv, "measured_ms": c.latency.target.median_ms,
              "reference_ms": c.latency.reference_ms} for c, e in zip(measured, errors, strict=True)]
@@ -103,11 +108,14 @@ def main() -> None:
            "run": str(run), "profile": PROFILE, "parts": {"encoder": "lr", "decoder": "tiny"},
            "fixed_ratio": model.pipeline.fixed_ratio, "table_reference_ms": model.reference_ms,
            "table_validation": model.table.validation_summary(), "kl_pipelines_validation": model.validation_summary(),
-           "deployed_validation": summary, "pipelines": rows, "how": "measured"}
+           "deployed_validation": summary, "deployed_validation_sum_of_parts": summary_summed,
+           "overheads": [{"encoder": o.encoder, "decoder": o.decoder, "ratio": o.ratio, "residuals": o.residuals}
+                         for o in model.pipeline.overheads],
+           "pipelines": rows, "how": "measured"}
     (out / "result.json").write_text(json.dumps(doc, indent=1))
     plot(rows, summary, out / "deployed_holdout.png")
-    print(json.dumps({k: doc[k] for k in ("table_validation", "kl_pipelines_validation", "deployed_validation")},
-                     indent=1))
+    print(json.dumps({k: doc[k] for k in ("table_validation", "kl_pipelines_validation", "deployed_validation",
+                                          "deployed_validation_sum_of_parts", "overheads")}, indent=1))
 
 
 if __name__ == "__main__":
