@@ -107,14 +107,15 @@ def main() -> None:
     doc = {"kind": "tocsr.evidence.deployed_pipelines", "version": 1, "environment": environment(),
            "run": str(run), "profile": PROFILE, "parts": {"encoder": "lr", "decoder": "tiny"},
            "fixed_ratio": model.pipeline.fixed_ratio, "table_reference_ms": model.reference_ms,
-           "table_validation": model.table.validation_summary(), "kl_pipelines_validation": model.validation_summary(),
+           "table_validation": model.table.validation_summary(),
+           "costs_stage_pipelines_validation": model.validation_summary(),
            "deployed_validation": summary, "deployed_validation_sum_of_parts": summary_summed,
            "overheads": [{"encoder": o.encoder, "decoder": o.decoder, "ratio": o.ratio, "residuals": o.residuals}
                          for o in model.pipeline.overheads],
            "pipelines": rows, "how": "measured"}
     (out / "result.json").write_text(json.dumps(doc, indent=1))
     plot(rows, summary, out / "deployed_holdout.png")
-    print(json.dumps({k: doc[k] for k in ("table_validation", "kl_pipelines_validation", "deployed_validation",
+    print(json.dumps({k: doc[k] for k in ("table_validation", "costs_stage_pipelines_validation", "deployed_validation",
                                           "deployed_validation_sum_of_parts", "overheads")}, indent=1))
 
 
