@@ -467,8 +467,7 @@ def measure_pipeline_parts(space: SearchSpace, table: CostTable, probe: Pipeline
     # Without overheads the held-out pipelines run the autoencoder's parts, as the sum of parts was judged before.
     pairs = [(e, d) for e in skeleton.encoders for d in skeleton.decoders] if n_overhead > 0 else [("kl", "kl")]
 
-    def meter_of(encoder: str, decoder: str) -> PipelineMeter:
-        return meter if (encoder, decoder) == ("kl", "kl") else meter.deploying(encoder, decoder)
+    meters = {pair: meter if pair == ("kl", "kl") else meter.deploying(*pair) for pair in pairs}
 
     # The same backbones for every pair, the teacher-shaped first, so the pairs' overheads differ by their parts.
     seen = {c.key for c in table.candidates} | {teacher.key}
@@ -479,8 +478,8 @@ def measure_pipeline_parts(space: SearchSpace, table: CostTable, probe: Pipeline
         if (enc, dec) == ("kl", "kl"):                 # its teacher-shaped pipeline is `teacher`, measured above
             runs = [teacher, *meter.candidates(shared, "overhead", progress)]
         else:
-            runs = meter_of(enc, dec).candidates([space.all_teacher(), *shared], parts_role("overhead", enc, dec),
-                                                 progress)
+            runs = meters[enc, dec].candidates([space.all_teacher(), *shared], parts_role("overhead", enc, dec),
+                                               progress)
         fixed = skeleton.ratio_with(enc, dec)
         overheads.append(PartsOverhead(enc, dec, tuple(
             c.latency.ratio - fixed - table.correction.predict(table.entries, c.choices) for c in runs)))
@@ -488,7 +487,7 @@ def measure_pipeline_parts(space: SearchSpace, table: CostTable, probe: Pipeline
     held = sample_candidates(space, n_holdout, seed + 101, False, exclude=seen)
     for i, (enc, dec) in enumerate(pairs):
         if held[i::len(pairs)]:
-            measured += meter_of(enc, dec).candidates(held[i::len(pairs)], parts_role("holdout", enc, dec), progress)
+            measured += meters[enc, dec].candidates(held[i::len(pairs)], parts_role("holdout", enc, dec), progress)
     q = profile.timing.percentile
     teacher_weights = table.params(space.all_teacher()) * meter.bytes_per_param / 2**20
     pipeline = dataclasses.replace(
