@@ -283,7 +283,7 @@ def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: boo
     if len(attempts) > 1:
         cvs = ", ".join(f"{a.get('cv', a.get('relative_cv')):.3f}" for a in attempts)
         notes.append(f"{len(attempts)} timed attempts (CV {cvs}); "
-                     "the steadiest is reported, all are kept under extra.attempts")
+                     "their samples are pooled, each attempt is summarised under extra.attempts")
     if status == "unstable":
         notes.append(f"CV {spread:.3f} exceeds the profile's max_cv {profile.timing.max_cv} after "
                      f"{len(attempts)} attempt(s): the machine was busy or the clocks moved; rerun before trusting this")
@@ -298,21 +298,21 @@ def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: boo
 
 def _timed_with_retries(call: Callable[[], object], profile: DeviceProfile,
                         device: torch.device) -> tuple[list[float], list[dict[str, Any]]]:
-    """Time the loop; while its CV exceeds max_cv, time it again (up to max_retries). Each attempt's
-    summary and CPU steal share are kept; the samples of the steadiest attempt are returned."""
+    """Time the loop; while an attempt's CV exceeds max_cv, time it again (up to max_retries). Each attempt's
+    summary and CPU steal share are kept; the samples of every attempt are returned, pooled (why pooled, not the
+    steadiest: bench.timing.measure_paired)."""
     attempts: list[dict[str, Any]] = []
-    best: list[float] = []
+    pooled: list[float] = []
     for _ in range(1 + profile.timing.max_retries):
         _, snap = cpu_steal_fraction_since(None)
         samples = run_timed(call, profile.timing.repeats, device)
         steal, _ = cpu_steal_fraction_since(snap)
         stats = LatencyStats.from_samples(samples, "t", 0)
         attempts.append({"median_ms": stats.median_ms, "cv": stats.cv, "cpu_steal_fraction": steal})
-        if not best or stats.cv < LatencyStats.from_samples(best, "t", 0).cv:
-            best = samples
+        pooled += samples
         if stats.cv <= profile.timing.max_cv:
             break
-    return best, attempts
+    return pooled, attempts
 
 
 def _energy(call: Callable[[], object], device: torch.device, nvml: Nvml | None,

@@ -95,8 +95,8 @@ class TimingPolicy:
     percentile: float = field(default=90.0, metadata={"ge": 50, "le": 99.9})  # what the latency budget applies to
     max_cv: float = field(default=0.05, metadata={"gt": 0, "le": 1})          # above it a result is flagged unstable
     isolate: bool = False                                                     # each measurement in a fresh subprocess
-    # A timed loop whose CV exceeds max_cv is repeated up to this many times (every attempt is kept;
-    # the steadiest is reported): on shared machines a neighbour's burst shifts a whole loop.
+    # A timed loop whose CV exceeds max_cv is repeated up to this many times, and the samples of every attempt
+    # are pooled: more samples where one loop was too noisy (bench.timing.measure_paired says why pooled).
     max_retries: int = field(default=2, metadata={"ge": 0, "le": 10})
     # Latencies that are compared with others are timed in this many rounds, each beside a short burst
     # of a reference workload (bench.timing.measure_paired).

@@ -117,7 +117,8 @@ def test_a_multi_step_method_is_timed_with_few_samples_and_says_so(cpu_profile):
     ref = Workload("reference", torch.nn.Conv2d(3, 16, 3, padding=1), (torch.rand(1, 3, 32, 32),))
     rows = {r.method: r for r in report_rows(methods, {"one": {}, "chain": {}}, [profile], reference=lambda p: ref)}
     rounds = profile.timing.paired_rounds
-    assert rows["one"].provenance["latency_samples"] == 40 and "timing" not in rows["one"].provenance
+    # every attempt's samples pooled (a max_cv nothing meets makes the full policy retry twice)
+    assert rows["one"].provenance["latency_samples"] == 3 * 40 and "timing" not in rows["one"].provenance
     assert rows["chain"].provenance["latency_samples"] == 2 * rounds
     assert "few samples" in rows["chain"].provenance["timing"]
     # one attempt and a short warm-up (a max_cv nothing meets makes the full policy retry twice)
