@@ -3,14 +3,16 @@
 `export_bundle` writes, for one profile (its batch and sizes):
   * `models/*.onnx`: the reference (the teacher UNet), every (slot, choice) block on the inputs it sees
     inside the teacher, whole candidates (calibration and held-out, as `tocsr costs` samples them), the
-    one-step SR pipeline's fixed parts (each encoder and decoder a device may deploy) and held-out whole pipelines;
+    one-step SR pipeline's fixed parts (each encoder and decoder a device may deploy), whole pipelines with each
+    pair of parts that measure its overhead (what a call costs beyond its parts), and held-out whole pipelines;
   * `manifest.json`: every workload with its inputs, parameters and MACs, the search space, the profile;
   * `run_bundle.py` (bench.bundle_runner, numpy + onnxruntime only) and a README with the trtexec route.
 
 On the device, `python run_bundle.py BUNDLE` times every file beside the reference, in rounds, and writes
 `results.json`. `import_results` checks that file against the manifest (same bundle, every workload, no
 other) and fits the same table `tocsr costs` fits (bench.costtable.fit_correction), judged on the held-out
-candidates, with the device's provenance; the pipeline parts beside it. ONNX files are fp32: a runtime
+candidates, with the device's provenance; the pipeline parts and overheads beside it (bench.pipeline: the same plan
+of pipelines as a measurement in process). ONNX files are fp32: a runtime
 that lowers precision (trtexec --fp16) does so on the device, and the results say which runtime timed them.
 """
 
@@ -40,7 +42,18 @@ from bench.costtable import (
     fit_correction,
     sample_candidates,
 )
-from bench.pipeline import DECODER_PARTS, ENCODER_PARTS, PartCost, PipelineCostModel, PipelineParts
+from bench.pipeline import (
+    DECODER_PARTS,
+    ENCODER_PARTS,
+    PartCost,
+    PipelineCostModel,
+    PipelineParts,
+    parts_overhead,
+    parts_role,
+    pipeline_backbones,
+    pipeline_pairs,
+    role_parts,
+)
 from bench.probe import TorchPipelineProbe, TorchProbe, teacher_inputs
 from bench.profile import DeviceProfile, parse_profile, replace
 from bench.stats import LatencyStats, PairedLatency
@@ -49,7 +62,7 @@ from tocsr.core.errors import ConfigError
 from tocsr.core.space import TEACHER, SearchSpace, derive_search_space
 
 BUNDLE_KIND = "tocsr.bench.cost_bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2      # 2: whole pipelines name their parts and purpose; overhead pipelines per pair of parts
 OPSET = 17
 
 
@@ -94,9 +107,11 @@ def export_profile(profile: DeviceProfile) -> DeviceProfile:
 
 def export_bundle(teacher, profile: DeviceProfile, bank: dict, out: str | Path, n_calibration: int = 16,
                   n_holdout: int = 50, n_pipelines: int = 10, seed: int = 0, space: SearchSpace | None = None,
-                  progress: Callable[[str], None] | None = None) -> Path:
+                  progress: Callable[[str], None] | None = None, n_overhead: int = 3) -> Path:
     """Write the bundle for `teacher`'s search space (or `space`, one of its sub-spaces) at `profile`'s batch
-    and sizes to `out` (see module doc). `bank`: surrogate modules (cost does not depend on their weights)."""
+    and sizes to `out` (see module doc). `bank`: surrogate modules (cost does not depend on their weights).
+    `n_overhead` whole pipelines per pair of parts measure its overhead (0: none; the model is the sum of the
+    parts), `n_pipelines` held-out ones are spread over the pairs, as bench.pipeline.measure_pipeline_parts."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: the folder is not empty; give a new folder for the bundle")
@@ -130,17 +145,29 @@ def export_bundle(teacher, profile: DeviceProfile, bank: dict, out: str | Path, 
     # every encoder and decoder a device may deploy (search.parts): timed so the device's search can choose them
     for name, (module, inputs, params) in pipes.part_modules().items():
         add(f"part:{name}", "part", module, inputs, {}, name=name, params=params)
-    seen = {s.key for s in calibration + holdout}
-    for spec in [space.all_teacher(), *sample_candidates(space, n_pipelines, seed + 101, False, seen)]:
-        add(f"pipeline:{spec.key}", "pipeline", pipes.model(spec), pipes.lr, {}, key=spec.key,
-            choices=dict(spec.items()), params=pipes.candidate_params(spec))
+    teacher_spec = space.all_teacher()
+    pairs = pipeline_pairs(pipes.part_modules(), n_overhead)
+    shared, held = pipeline_backbones(space, {s.key for s in calibration + holdout} | {teacher_spec.key}, n_overhead,
+                                      n_pipelines, seed)
+    for i, (enc, dec) in enumerate(pairs):
+        # The autoencoder's pair's teacher-shaped pipeline is the teacher (what a budget is a multiple of), and the
+        # first of its overhead runs; every other pair times its own.
+        first = "teacher" if (enc, dec) == ("kl", "kl") else "overhead"
+        runs = ([(first, teacher_spec)] if first == "teacher" or n_overhead > 0 else []) + \
+            [("overhead", s) for s in shared] + [("holdout", s) for s in held[i::len(pairs)]]
+        deployed = pipes if (enc, dec) == ("kl", "kl") else pipes.deploying(enc, dec)
+        for purpose, spec in runs:
+            add(f"pipeline:{enc}+{dec}:{spec.key}", "pipeline", deployed.model(spec), pipes.lr, {}, key=spec.key,
+                choices=dict(spec.items()), params=deployed.candidate_params(spec), encoder=enc, decoder=dec,
+                purpose=purpose)
     res = profile.resolution
     manifest = {"profile_name": profile.name, "profile": profile.to_dict(), "profile_sha256": profile.sha256,
                 "space": space.to_dict(), "space_id": space.space_id, "latent_px": res.latent_px,
                 "input_px": res.input_px, "output_px": res.output_px, "batch": profile.batch,
                 "teacher_params": teacher_params, "teacher_macs": teacher_macs,
                 "bytes_per_param": probe.bytes_per_param, "onnx_precision": "fp32", "opset": OPSET,
-                "timing": dataclasses.asdict(profile.timing), "seed": seed, "workloads": workloads}
+                "timing": dataclasses.asdict(profile.timing), "seed": seed, "overhead_pipelines": n_overhead,
+                "workloads": workloads}
     return write_bundle(out, BUNDLE_KIND, BUNDLE_VERSION, manifest, _readme(profile, len(workloads)))
 
 
@@ -176,9 +203,19 @@ warmup_iters; top level: kind, schema_version, manifest_sha256 = sha256 of manif
 """
 
 
+def _manifest_v1(doc: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 bundle's manifest as version 2: its whole pipelines ran the autoencoder's parts, the
+    teacher-shaped one first, the rest held out; it measured no overheads."""
+    teacher = SearchSpace.from_dict(doc["space"]).all_teacher().key
+    workloads = [{**w, "encoder": "kl", "decoder": "kl", "purpose": "teacher" if w["key"] == teacher else "holdout"}
+                 if w["role"] == "pipeline" else w for w in doc["workloads"]]
+    return {**doc, "workloads": workloads, "overhead_pipelines": 0}
+
+
 def read_manifest(bundle: str | Path, kind: str = BUNDLE_KIND, version: int = BUNDLE_VERSION) -> dict[str, Any]:
     return read_artifact(Path(bundle) / "manifest.json", kind, version,
-                         rebuild="export the bundle again with `tocsr costs export`")
+                         rebuild="export the bundle again with `tocsr costs export`",
+                         migrations={1: _manifest_v1} if kind == BUNDLE_KIND else None)
 
 
 def bundle_space(bundle: str | Path) -> SearchSpace:
@@ -251,8 +288,8 @@ def import_results(results_path: str | Path, bundle: str | Path | None = None,
                                   w["params"]))
         else:
             group = role = w["role"]
-            if group == "pipeline":        # as bench.pipeline records them: the teacher-shaped one, then held out
-                role = "teacher" if w["key"] == space.all_teacher().key else "holdout"
+            if group == "pipeline":        # as bench.pipeline records them: its purpose and its parts
+                role = parts_role(w["purpose"], w["encoder"], w["decoder"])
             # The runner times, it does not read memory: weights only, and the table says so (extra).
             cands[group].append(CandidateMeasurement(w["key"], dict(w["choices"]), p, w["params"] * bpp / 2**20,
                                                      w["params"], role))
@@ -274,11 +311,16 @@ def import_results(results_path: str | Path, bundle: str | Path | None = None,
     pipelines = cands["pipeline"]
     # The runner reads no memory (extra["memory"]): the autoencoder's parts' weights alone, as for the backbone.
     own_parts_mib = sum(p.params for p in parts if p.name in (ENCODER_PARTS["kl"], DECODER_PARTS["kl"])) * bpp / 2**20
-    pipe = PipelineParts(
+    skeleton = PipelineParts(
         profile_name=profile.name, profile_sha256=profile.sha256, device_name=name,
         input_px=int(manifest["input_px"]), output_px=int(manifest["output_px"]), batch=int(manifest["batch"]),
         parts=tuple(parts), percentile=q,
         percentile_ratio=float(np.mean([c.latency.ratio_at(q) / c.latency.ratio for c in pipelines])) if pipelines
         else 1.0,
         fixed_memory_mib=own_parts_mib, candidates=tuple(pipelines), bar=bar)
-    return PipelineCostModel(table, pipe)
+    overheads = []
+    if manifest["overhead_pipelines"] > 0:
+        for pair in pipeline_pairs([p.name for p in parts], manifest["overhead_pipelines"]):
+            runs = [c for c in pipelines if role_parts(c.role) == pair and c.role.partition(" ")[0] != "holdout"]
+            overheads.append(parts_overhead(skeleton, table, *pair, runs))
+    return PipelineCostModel(table, dataclasses.replace(skeleton, overheads=tuple(overheads)))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -447,6 +447,36 @@ def load_cost_model(table_path: str | Path, scope: str) -> CostTable | PipelineC
     return PipelineCostModel(table, PipelineParts.load(parts))
 
 
+def pipeline_pairs(part_names: Iterable[str], n_overhead: int) -> list[tuple[str, str]]:
+    """The (encoder, decoder) pairs whole pipelines are measured with: every pair the measured parts offer when
+    overheads are measured (`n_overhead` > 0), else the autoencoder's own, as the sum of parts was judged before."""
+    if n_overhead <= 0:
+        return [("kl", "kl")]
+    names = set(part_names)
+    return [(e, d) for e, e_name in ENCODER_PARTS.items() if e_name in names
+            for d, d_name in DECODER_PARTS.items() if d_name in names]
+
+
+def pipeline_backbones(space: SearchSpace, exclude: set[str], n_overhead: int, n_holdout: int, seed: int
+                       ) -> tuple[list[ArchSpec], list[ArchSpec]]:
+    """Backbones of the whole pipelines a pipeline model is built and judged on, none of them in `exclude`: those
+    of each pair's overhead pipelines after its teacher-shaped one (the same for every pair, so the pairs'
+    overheads differ by their parts), and the held-out ones (spread over the pairs in turn: `held[i::len(pairs)]`).
+    One plan for a measurement here (`measure_pipeline_parts`) and one on a bare device (bench.bundle)."""
+    shared = sample_candidates(space, max(0, n_overhead - 1), seed + 211, False, exclude=exclude)
+    held = sample_candidates(space, n_holdout, seed + 101, False, exclude=exclude | {s.key for s in shared})
+    return shared, held
+
+
+def parts_overhead(parts: PipelineParts, table: CostTable, encoder: str, decoder: str,
+                   runs: Sequence[CandidateMeasurement]) -> PartsOverhead:
+    """What whole pipelines with `encoder` and `decoder` cost beyond their parts (measured alone, in `parts`, which
+    has no overheads yet) and their backbone (`table`'s prediction), in reference units."""
+    fixed = parts.ratio_with(encoder, decoder)
+    return PartsOverhead(encoder, decoder, tuple(
+        c.latency.ratio - fixed - table.correction.predict(table.entries, c.choices) for c in runs))
+
+
 def measure_pipeline_parts(space: SearchSpace, table: CostTable, probe: PipelineProbe | PipelineMeter,
                            profile: DeviceProfile,
                            n_holdout: int = 30, seed: int = 0, bar: ValidationBar = ValidationBar(),
@@ -464,15 +494,10 @@ def measure_pipeline_parts(space: SearchSpace, table: CostTable, probe: Pipeline
         profile_name=profile.name, profile_sha256=profile.sha256, device_name=meter.device_name,
         input_px=profile.resolution.input_px, output_px=profile.resolution.output_px, batch=profile.batch,
         parts=tuple(parts), percentile=profile.timing.percentile, percentile_ratio=1.0, fixed_memory_mib=0.0)
-    # Without overheads the held-out pipelines run the autoencoder's parts, as the sum of parts was judged before.
-    pairs = [(e, d) for e in skeleton.encoders for d in skeleton.decoders] if n_overhead > 0 else [("kl", "kl")]
-
+    pairs = pipeline_pairs([p.name for p in parts], n_overhead)
     meters = {pair: meter if pair == ("kl", "kl") else meter.deploying(*pair) for pair in pairs}
-
-    # The same backbones for every pair, the teacher-shaped first, so the pairs' overheads differ by their parts.
-    seen = {c.key for c in table.candidates} | {teacher.key}
-    shared = sample_candidates(space, max(0, n_overhead - 1), seed + 211, False, exclude=seen)
-    seen |= {s.key for s in shared}
+    shared, held = pipeline_backbones(space, {c.key for c in table.candidates} | {teacher.key}, n_overhead,
+                                      n_holdout, seed)
     measured, overheads = [teacher], []
     for enc, dec in pairs if n_overhead > 0 else ():
         if (enc, dec) == ("kl", "kl"):                 # its teacher-shaped pipeline is `teacher`, measured above
@@ -480,11 +505,8 @@ def measure_pipeline_parts(space: SearchSpace, table: CostTable, probe: Pipeline
         else:
             runs = meters[enc, dec].candidates([space.all_teacher(), *shared], parts_role("overhead", enc, dec),
                                                progress)
-        fixed = skeleton.ratio_with(enc, dec)
-        overheads.append(PartsOverhead(enc, dec, tuple(
-            c.latency.ratio - fixed - table.correction.predict(table.entries, c.choices) for c in runs)))
+        overheads.append(parts_overhead(skeleton, table, enc, dec, runs))
         measured += [c for c in runs if c is not teacher]
-    held = sample_candidates(space, n_holdout, seed + 101, False, exclude=seen)
     for i, (enc, dec) in enumerate(pairs):
         if held[i::len(pairs)]:
             measured += meters[enc, dec].candidates(held[i::len(pairs)], parts_role("holdout", enc, dec), progress)
@@ -517,5 +539,6 @@ def describe_pipeline(model: PipelineCostModel, spec: ArchSpec, measured_ms: flo
 __all__ = [
     "DECODER_PARTS", "ENCODER_PARTS", "OVERHEAD_PART", "PartCost", "PartsOverhead", "PipelineCostModel", "PipelineMeter",
     "PipelineParts", "PipelineProbe", "PipelineProbeMeter", "backbone_equivalent", "describe_pipeline",
-    "load_cost_model", "measure_pipeline_parts", "parts_role", "pipeline_meter", "pipeline_parts_path", "role_parts",
+    "load_cost_model", "measure_pipeline_parts", "parts_overhead", "parts_role", "pipeline_backbones", "pipeline_meter",
+    "pipeline_pairs", "pipeline_parts_path", "role_parts",
 ]

@@ -36,7 +36,7 @@ def measured(tmp_path_factory):
     space = derive_search_space(unet, {"resnet": ("res_bneck4",), "attention": ("attn_linear",)})
     profile = parse_profile(CPU_PROFILE_YAML, "test-cpu.yaml")
     bundle = export_bundle(teacher, profile, new_bank(space), folder / "b", n_calibration=5, n_holdout=4,
-                           n_pipelines=2, space=space)
+                           n_pipelines=2, space=space, n_overhead=2)
     run = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, str(bundle / "run_bundle.py"), str(bundle)],
                          cwd=bundle, capture_output=True, text=True, timeout=600,
                          env={**os.environ, "OMP_NUM_THREADS": "2"})
@@ -51,7 +51,17 @@ def test_the_bundle_holds_every_workload_and_its_runner(measured):
     assert blocks == {(s.name, c) for s in space.slots for c in s.choices}
     roles = [w["role"] for w in manifest["workloads"]]
     assert roles.count("reference") == 1 and roles.count("calibration") == 5 and roles.count("holdout") == 4
-    assert roles.count("part") == 4 and roles.count("pipeline") == 3          # the teacher-shaped one + 2
+    assert roles.count("part") == 4
+    # two whole pipelines per pair of parts for its overhead (the autoencoder's pair's first is the teacher-shaped
+    # one, the teacher), the same second backbone for every pair; the two held out on different pairs
+    pipes = [w for w in manifest["workloads"] if w["role"] == "pipeline"]
+    assert len(pipes) == 4 * 2 + 2
+    assert {(w["encoder"], w["decoder"]) for w in pipes} == {("kl", "kl"), ("kl", "tiny"), ("lr", "kl"), ("lr", "tiny")}
+    purposes = [w["purpose"] for w in pipes]
+    assert purposes.count("teacher") == 1 and purposes.count("overhead") == 7 and purposes.count("holdout") == 2
+    assert len({w["key"] for w in pipes if w["purpose"] == "overhead"}) == 2
+    assert len({(w["encoder"], w["decoder"]) for w in pipes if w["purpose"] == "holdout"}) == 2
+    assert manifest["overhead_pipelines"] == 2
     assert {w["name"] for w in manifest["workloads"] if w["role"] == "part"} == {
         "bicubic + encoder", "lr encoder", "decoder", "tiny decoder"}
     assert all((bundle / w["file"]).is_file() for w in manifest["workloads"])
@@ -77,6 +87,14 @@ def test_imported_results_make_a_measured_table_with_the_devices_provenance(meas
     assert model.pipeline.part("tiny decoder").params < model.pipeline.part("decoder").params
     assert model.pipeline.part("lr encoder").params < model.pipeline.part("bicubic + encoder").params
     assert model.validation_summary()["n"] == 2
+    parts = model.pipeline
+    # each pair's overhead from its own two pipelines, as a measurement in process makes it (bench.pipeline)
+    assert {(o.encoder, o.decoder) for o in model.pipeline.overheads} == {
+        ("kl", "kl"), ("kl", "tiny"), ("lr", "kl"), ("lr", "tiny")}
+    assert all(len(o.residuals) == 2 for o in model.pipeline.overheads)
+    o = model.pipeline.overhead("lr", "tiny")
+    assert model.pipeline.ratio_with("lr", "tiny") == pytest.approx(
+        parts.part("lr encoder").ratio + parts.part("tiny decoder").ratio + o.ratio)
     # the runner reads no memory: the pipeline's is weights alone, the backbone's and the deployed parts'
     spec, parts = space.all_teacher(), model.pipeline
     weights = (table.params(spec) + parts.part("bicubic + encoder").params + parts.part("decoder").params)
@@ -107,3 +125,26 @@ def test_a_bundle_is_never_written_over_another(measured):
     bundle, space, _ = measured
     with pytest.raises(ConfigError, match="not empty"):
         export_bundle(None, parse_profile(CPU_PROFILE_YAML, "x"), {}, bundle, space=space)
+
+
+def test_a_bundle_of_the_first_version_imports_without_overheads(measured, tmp_path):
+    """Bundles measured before whole pipelines named their parts: the autoencoder's parts, no overheads."""
+    bundle, _, _ = measured
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    results = json.loads((bundle / "results.json").read_text())
+    old = [w for w in manifest["workloads"] if w["role"] != "pipeline" or (w["encoder"], w["decoder"]) == ("kl", "kl")
+           and w["purpose"] != "overhead"]
+    for w in old:
+        for k in ("encoder", "decoder", "purpose"):
+            w.pop(k, None)
+    v1 = {**{k: v for k, v in manifest.items() if k != "overhead_pipelines"}, "schema_version": 1, "workloads": old}
+    (tmp_path / "manifest.json").write_text(json.dumps(v1))
+    import hashlib
+
+    sha = hashlib.sha256((tmp_path / "manifest.json").read_bytes()).hexdigest()
+    (tmp_path / "results.json").write_text(json.dumps({**results, "manifest_sha256": sha, "results": {
+        w["id"]: results["results"][w["id"]] for w in old if w["role"] != "reference"}}))
+    model = import_results(tmp_path / "results.json")
+    assert model.pipeline.overheads == ()
+    assert [c.role for c in model.pipeline.candidates] == ["teacher", "holdout"]
+    assert model.validation_summary()["n"] == 1

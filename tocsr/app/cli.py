@@ -313,6 +313,7 @@ def costs_export(
     calibration: int = _CALIBRATION,
     holdout: int = _HOLDOUT,
     pipelines: int = _PIPELINES,
+    overhead_pipelines: int = _OVERHEAD,
     confirm: Path | None = typer.Option(None, "--confirm", help=(
         "a search folder: write the small bundle that confirms its choice on the device instead (the teacher as "
         "shipped, the chosen pipeline with its decoder, runners-up)")),
@@ -329,7 +330,8 @@ def costs_export(
     else:
         from tocsr.app.stages import stage_costs_export
 
-        bundle = stage_costs_export(teacher, profile, out, calibration, holdout, pipelines)
+        bundle = stage_costs_export(teacher, profile, out, calibration, holdout, pipelines,
+                                    n_overhead=overhead_pipelines)
         then = f"`tocsr costs import {bundle.name}/results.json -o costs.json`"
     n = len(list((bundle / "models").glob("*.onnx")))
     typer.echo(f"wrote {n} ONNX files, manifest.json, run_bundle.py and README.md to {bundle}; on the device: "

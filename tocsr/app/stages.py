@@ -180,7 +180,7 @@ def _measure_costs(teacher, space, profile: DeviceProfile, out_path: Path, n_cal
 
 
 def stage_costs_export(teacher_dir: str | Path, profile_ref: str | Path, out_dir: str | Path, n_calibration: int = 16,
-                       n_holdout: int = 50, n_pipelines: int = 10, seed: int = 0) -> Path:
+                       n_holdout: int = 50, n_pipelines: int = 10, seed: int = 0, n_overhead: int = 3) -> Path:
     """Write the measurement bundle (bench.bundle) of the teacher's space at the profile's batch and sizes: the
     device itself is not needed here, it runs the bundle."""
     from bench.bundle import export_bundle
@@ -188,10 +188,13 @@ def stage_costs_export(teacher_dir: str | Path, profile_ref: str | Path, out_dir
     teacher = load_teacher(teacher_dir)
     profile = load_profile(profile_ref)
     space = derive_search_space(teacher.unet)
-    total = 1 + sum(len(s.choices) for s in space.slots) + n_calibration + n_holdout + 3 + n_pipelines
+    # the reference, blocks, candidates, four parts, the overhead pipelines of four pairs (the teacher-shaped one
+    # counted once), the held-out pipelines
+    total = (1 + sum(len(s.choices) for s in space.slots) + n_calibration + n_holdout + 4
+             + max(1, 4 * n_overhead) + n_pipelines)
     with progress(f"bundle/{profile.name}", total) as bar:
         return export_bundle(teacher, profile, new_bank(space), out_dir, n_calibration, n_holdout, n_pipelines, seed,
-                             progress=lambda _msg: bar.update(1))
+                             progress=lambda _msg: bar.update(1), n_overhead=n_overhead)
 
 
 def stage_costs_import(results: str | Path, out_path: str | Path, bundle: str | Path | None = None
