@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from tocsr.core.artifacts import FolderRecord
+from tocsr.core.training import adamw
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def time_steps(step: Callable[[], None], device: torch.device, timed: int, warmu
 def train_step(params, loss_of: Callable[[], torch.Tensor], acc) -> Callable[[], None]:
     """One optimiser step (AdamW) of `loss_of()` under the accelerator's autocast."""
     params = [p for p in params if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-6)
+    opt = adamw(params, lr=1e-6)
 
     def step() -> None:
         with acc.autocast():

@@ -175,7 +175,7 @@ def train_baseline(name: str, photos, scale: int, budget_s: float | None = None,
     import torch.nn.functional as F
 
     from tocsr.core.sr.data import SRPairs
-    from tocsr.core.training import make_accelerator, progress
+    from tocsr.core.training import adamw, make_accelerator, progress
 
     if budget_s is None and max_steps is None:
         raise ConfigError(f"baseline {name!r}: give a wall-clock budget_s or max_steps, or both")
@@ -191,7 +191,7 @@ def train_baseline(name: str, photos, scale: int, budget_s: float | None = None,
     acc = make_accelerator()
     model.to(acc.device)
     pairs = SRPairs(photos, patch_px, scale, 2**62, seed + 11, kinds)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = adamw(model.parameters(), lr=lr)
     model.train()
     planned = max_steps
     t0 = time.perf_counter()

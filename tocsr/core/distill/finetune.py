@@ -32,6 +32,7 @@ from tocsr.core.teacher.diffusion_train import Denoiser
 from tocsr.core.teacher.evaluate import prediction_target
 from tocsr.core.training import (
     Checkpointer,
+    adamw,
     check_finite,
     load_optimizer,
     make_accelerator,
@@ -110,14 +111,14 @@ def finetune_backbone(teacher, space: SearchSpace, spec: ArchSpec, bank: dict, l
                             tuple(latents.shape[1:]), n=cfg.samples, steps=cfg.sample_steps, seed=cfg.seed + 2024,
                             device=device)
     before = scorer.evaluate_denoiser(Denoiser(model, condition).eval())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-2)
+    optimizer = adamw(model.parameters(), lr=cfg.lr, weight_decay=1e-2)
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
     start, loss_first = 0, float("nan")
     latest = checkpointer.latest() if resume else None
     if latest is not None:
         meta = checkpointer.latest_meta()
         model = CompactUNet2DConditionModel.from_pretrained(latest / "unet").to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-2)
+        optimizer = adamw(model.parameters(), lr=cfg.lr, weight_decay=1e-2)
         state = load_optimizer(latest / "optimizer.pt", optimizer)
         ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
         ema.load_state_dict(state["ema"])

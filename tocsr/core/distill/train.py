@@ -29,6 +29,7 @@ from tocsr.core.provenance import environment
 from tocsr.core.space import SearchSpace, derive_search_space
 from tocsr.core.training import (
     Checkpointer,
+    adamw,
     check_finite,
     load_optimizer,
     make_accelerator,
@@ -83,14 +84,14 @@ def distill(teacher, latents: torch.Tensor, val_latents: torch.Tensor, out_dir: 
                    for _ in range(config.val_batches)]
     init_errors = block_errors(denoiser, space, bank, val_batches)
     params = [p for m in bank.values() for p in m.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    optimizer = adamw(params, lr=config.lr)
     checkpointer = Checkpointer(out / "checkpoints")
     start = 0
     latest = checkpointer.latest() if resume else None
     if latest is not None:
         bank = _to(load_bank(space, latest / "surrogates.safetensors"), device)
         params = [p for m in bank.values() for p in m.parameters()]
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+        optimizer = adamw(params, lr=config.lr)
         state = load_optimizer(latest / "optimizer.pt", optimizer)
         init_errors = {tuple(k.split("|")): v for k, v in state["init_errors"].items()}
         start = int(checkpointer.latest_meta()["step"])

@@ -38,7 +38,7 @@ from tocsr.core.models.parts import LREncoder, TinyDecoder
 from tocsr.core.resize import bicubic_upscale
 from tocsr.core.sr.data import SRPairs
 from tocsr.core.sr.degradations import degrade
-from tocsr.core.training import make_accelerator, progress
+from tocsr.core.training import adamw, make_accelerator, progress
 
 ENCODER_DIR, DECODER_DIR = "lr-encoder", "tiny-decoder"
 ENCODER_TARGETS = ("upscale", "hr")
@@ -135,7 +135,7 @@ def _fit(name: str, part: torch.nn.Module, loss_of, batch_of, cfg: PartsConfig, 
     autocast); returns the seconds."""
     t0 = time.perf_counter()
     steps = cfg.steps_of[name]
-    opt = torch.optim.Adam(part.parameters(), lr=cfg.lr)
+    opt = adamw(part.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     part.train()
     with progress(f"parts/{name}", steps) as bar:

@@ -44,6 +44,7 @@ from tocsr.core.sr.data import SRPairs
 from tocsr.core.sr.models import LatentDiscriminator, OneStepStudent, widen_conv_in
 from tocsr.core.training import (
     Checkpointer,
+    adamw,
     check_finite,
     load_optimizer,
     make_accelerator,
@@ -242,7 +243,7 @@ def train_sr_teacher(teacher, cache: PairCache, out_dir: Path, cfg: SRConfig, ki
         p.requires_grad_(False)
     model.to(acc.device)
     params = list(model.unet.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.teacher_lr, weight_decay=1e-2)
+    opt = adamw(params, lr=cfg.teacher_lr, weight_decay=1e-2)
     ema = EMAModel(params, decay=0.999, foreach=True)
     start = 0
     if latest is not None:
@@ -372,8 +373,8 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
         disc.load_state_dict(torch.load(latest / "discriminator.pt", weights_only=True))
     student.to(dev)
     disc.to(dev)
-    opt = torch.optim.AdamW(student.parameters(), lr=cfg.student_lr, weight_decay=0.0)
-    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.student_lr, betas=(0.5, 0.999))
+    opt = adamw(student.parameters(), lr=cfg.student_lr)
+    opt_d = adamw(disc.parameters(), lr=cfg.student_lr, weight_decay=1e-2, betas=(0.5, 0.999))
     ema = EMAModel(student.parameters(), decay=cfg.ema_decay, foreach=True)
     start = 0
     if latest is not None:

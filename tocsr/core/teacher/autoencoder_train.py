@@ -23,6 +23,7 @@ from tocsr.core.models.autoencoder import (
 from tocsr.core.teacher.presets import TeacherPreset
 from tocsr.core.training import (
     Checkpointer,
+    adamw,
     batch_indices,
     check_finite,
     load_optimizer,
@@ -98,12 +99,12 @@ def train_autoencoder(train: list[Photo], val: list[Photo], preset: TeacherPrese
     if isinstance(ae, ShortcutAutoencoderKL):
         crops = RandomPatches(train, cfg.patch_px, cfg.pca_images, seed=preset.seed + 101)
         pca_kept = ae.init_shortcuts_from_images(torch.stack([crops[i] for i in range(len(crops))]))
-    optimizer = torch.optim.AdamW(ae.parameters(), lr=cfg.lr, weight_decay=0.0)
+    optimizer = adamw(ae.parameters(), lr=cfg.lr)
     start = 0
     latest = checkpointer.latest() if resume else None
     if latest is not None:
         ae = cls.from_pretrained(latest / "autoencoder")
-        optimizer = torch.optim.AdamW(ae.parameters(), lr=cfg.lr, weight_decay=0.0)
+        optimizer = adamw(ae.parameters(), lr=cfg.lr)
         load_optimizer(latest / "optimizer.pt", optimizer)
         start = int(checkpointer.latest_meta()["step"])
         log.info("autoencoder: resuming from %s", latest)

@@ -27,6 +27,7 @@ from tocsr.core.teacher.importing import load_unet
 from tocsr.core.teacher.presets import TeacherPreset
 from tocsr.core.training import (
     Checkpointer,
+    adamw,
     batch_indices,
     check_finite,
     load_optimizer,
@@ -118,7 +119,7 @@ def train_diffusion(latents: torch.Tensor, val_latents: torch.Tensor, preset: Te
     checkpointer = Checkpointer(out_dir / "checkpoints" / "unet")
     model = new_denoiser(preset, init_unet, latents.shape[-1], unet_option)
     untrained = denoising_error(lambda z, t: model(z, t), scheduler, val_latents)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=d.lr, weight_decay=1e-2)
+    optimizer = adamw(model.parameters(), lr=d.lr, weight_decay=1e-2)
     ema = EMAModel(model.parameters(), decay=d.ema_decay)
     start = 0
     latest = checkpointer.latest() if resume else None
@@ -126,7 +127,7 @@ def train_diffusion(latents: torch.Tensor, val_latents: torch.Tensor, preset: Te
         meta = checkpointer.latest_meta()
         model.unet = UNet2DConditionModel.from_pretrained(latest / "unet")
         model.condition = ConditionEmbedding.from_pretrained(latest / "condition")
-        optimizer = torch.optim.AdamW(model.parameters(), lr=d.lr, weight_decay=1e-2)
+        optimizer = adamw(model.parameters(), lr=d.lr, weight_decay=1e-2)
         state = load_optimizer(latest / "optimizer.pt", optimizer)
         ema = EMAModel(model.parameters(), decay=d.ema_decay)
         ema.load_state_dict(state["ema"])
