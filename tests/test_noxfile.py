@@ -1,0 +1,72 @@
+"""The noxfile hands pip's configuration to uv: without it uv would not see a machine's local wheels and indexes
+(where this machine class keeps the pinned torch pair) and would fetch or fail instead."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("nox")
+
+
+def load_noxfile():
+    path = Path(__file__).resolve().parents[1] / "noxfile.py"
+    spec = importlib.util.spec_from_file_location("tocsr_noxfile", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# `pip config list` as this machine class prints it (sorted; PIP_* environment variables under `:env:`)
+MACHINE_CONFIG = """\
+:env:.cert='/etc/ssl/certs/ca-certificates.crt'
+:env:.default-timeout='180'
+:env:.disable-pip-version-check='1'
+:env:.find-links='/opt/wheels'
+global.cert='/etc/ssl/certs/ca-certificates.crt'
+global.constraint='/etc/xdg/pip/constraints.txt'
+global.extra-index-url='file:///opt/pypi/simple file:///opt/pypi-more/simple'
+global.find-links='/opt/wheels'
+"""
+
+
+def test_local_indexes_wheels_and_constraints_reach_uv():
+    env = load_noxfile().uv_env_from_pip_config(MACHINE_CONFIG)
+    assert env == {
+        "UV_EXTRA_INDEX_URL": "file:///opt/pypi/simple file:///opt/pypi-more/simple",
+        "UV_FIND_LINKS": "/opt/wheels",
+        "UV_CONSTRAINT": "/etc/xdg/pip/constraints.txt",
+        "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        "UV_INDEX_STRATEGY": "unsafe-best-match",     # pip's rule: the best version across every index
+    }
+
+
+def test_pip_precedence_environment_over_install_over_global():
+    listed = "\n".join([      # sorted, as pip prints it
+        ":env:.find-links='/env/wheels /more/wheels'",
+        "download.extra-index-url='https://download-only.example/simple'",   # not read by `pip install`
+        "global.find-links='/global/wheels'",
+        "global.index-url='https://global.example/simple'",
+        "install.index-url='https://install.example/simple'",
+    ])
+    env = load_noxfile().uv_env_from_pip_config(listed)
+    assert env["UV_DEFAULT_INDEX"] == "https://install.example/simple"
+    assert env["UV_FIND_LINKS"] == "/env/wheels,/more/wheels"      # uv separates find-links with commas
+    assert "UV_EXTRA_INDEX_URL" not in env
+
+
+def test_no_pip_configuration_leaves_uv_on_its_defaults():
+    assert load_noxfile().uv_env_from_pip_config("") == {}
+    assert load_noxfile().uv_env_from_pip_config(":env:.default-timeout='180'\n") == {}
+
+
+def test_caller_settings_for_uv_win(monkeypatch):
+    noxfile = load_noxfile()
+    environ = {"UV_FIND_LINKS": "/mine"}
+    monkeypatch.setattr(noxfile.os, "environ", environ)
+    monkeypatch.setattr(noxfile, "uv_env_from_pip_config",
+                        lambda _: {"UV_FIND_LINKS": "/machine", "UV_INDEX_STRATEGY": "unsafe-best-match"})
+    noxfile.hand_pip_config_to_uv()
+    assert environ == {"UV_FIND_LINKS": "/mine", "UV_INDEX_STRATEGY": "unsafe-best-match"}
