@@ -51,10 +51,16 @@ def uv_env_from_pip_config(pip_config_list: str) -> dict[str, str]:
     return env
 
 
-def hand_pip_config_to_uv() -> None:
+def hand_pip_config_to_uv(session: nox.Session) -> None:
     """Called before a session installs anything (uv makes the environment without an index)."""
     listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
-    for name, value in uv_env_from_pip_config(listed.stdout if listed.returncode == 0 else "").items():
+    if listed.returncode != 0:
+        # Said aloud: on a machine whose torch wheels are local, uv on its defaults would download another build.
+        session.warn(f"could not read pip's configuration ({sys.executable} -m pip config list: "
+                     f"{listed.stderr.strip()[-200:]}); uv installs from its own defaults (set UV_FIND_LINKS / "
+                     "UV_EXTRA_INDEX_URL to point it at local wheels)")
+        return
+    for name, value in uv_env_from_pip_config(listed.stdout).items():
         os.environ.setdefault(name, value)      # what the caller set for uv wins
 
 
@@ -65,7 +71,7 @@ PYIQA = "pyiqa==0.1.16"   # --no-deps: its declared dependencies are ~1.7 GB the
 
 
 def install_project(session: nox.Session, extras: str = "dev") -> None:
-    hand_pip_config_to_uv()
+    hand_pip_config_to_uv(session)
     session.install(*TORCH_PAIR)
     session.install("-c", "constraints.txt", "-e", f".[{extras}]")
     session.install("--no-deps", PYIQA)
@@ -119,7 +125,7 @@ def scaleout(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff, plus the layering rule (imports point downward only)."""
-    hand_pip_config_to_uv()
+    hand_pip_config_to_uv(session)
     session.install("ruff>=0.6", "pytest>=8")
     session.run("ruff", "check", ".")
     session.run("pytest", "-q", "-p", "no:cacheprovider", "--noconftest", "tests/test_layering.py",

@@ -68,5 +68,30 @@ def test_caller_settings_for_uv_win(monkeypatch):
     monkeypatch.setattr(noxfile.os, "environ", environ)
     monkeypatch.setattr(noxfile, "uv_env_from_pip_config",
                         lambda _: {"UV_FIND_LINKS": "/machine", "UV_INDEX_STRATEGY": "unsafe-best-match"})
-    noxfile.hand_pip_config_to_uv()
+    noxfile.hand_pip_config_to_uv(FakeSession())
     assert environ == {"UV_FIND_LINKS": "/mine", "UV_INDEX_STRATEGY": "unsafe-best-match"}
+
+
+def test_unreadable_pip_configuration_is_said_and_sets_nothing(monkeypatch):
+    noxfile = load_noxfile()
+    environ: dict[str, str] = {}
+    monkeypatch.setattr(noxfile.os, "environ", environ)
+    session = FakeSession()
+    monkeypatch.setattr(noxfile.subprocess, "run", lambda *a, **k: FakeCompleted(1, "", "No module named pip"))
+    noxfile.hand_pip_config_to_uv(session)
+    assert environ == {}
+    assert len(session.warnings) == 1 and "No module named pip" in session.warnings[0]
+    assert "UV_FIND_LINKS" in session.warnings[0]
+
+
+class FakeSession:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+class FakeCompleted:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
