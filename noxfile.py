@@ -2,10 +2,10 @@
 
 Every session that needs torch installs the torch/torchvision pair pinned in constraints.txt
 first: an unpinned torchvision (pulled by pyiqa, spandrel, timm) would swap torch for a multi-GB
-download. Environments are made with uv where it is installed (`pip install "nox[uv]"`; about 25 s for the whole
-install against about 2.5 min with pip here, mostly the pair's CUDA libraries), with venv and pip otherwise. uv does
-not read pip's configuration, which is where a machine says where its local wheels and indexes are, so the
-noxfile hands pip's settings to uv (`uv_env_from_pip_config`).
+download. Environments are made with uv where it is installed (`pip install "nox[uv]"`: several times faster than
+pip at unpacking the pair's CUDA libraries; measured in docs/install.md), with venv and pip otherwise. uv does not
+read pip's configuration, which is where a machine says where its local wheels and indexes are, so the noxfile
+hands pip's settings to uv (`uv_env_from_pip_config`).
 """
 
 from __future__ import annotations
