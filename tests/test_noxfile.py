@@ -63,13 +63,16 @@ def test_no_pip_configuration_leaves_uv_on_its_defaults():
 
 
 def test_caller_settings_for_uv_win(monkeypatch):
+    """`pip config list` is stubbed: the test runs in environments uv made, which have no pip."""
     noxfile = load_noxfile()
     environ = {"UV_FIND_LINKS": "/mine"}
     monkeypatch.setattr(noxfile.os, "environ", environ)
-    monkeypatch.setattr(noxfile, "uv_env_from_pip_config",
-                        lambda _: {"UV_FIND_LINKS": "/machine", "UV_INDEX_STRATEGY": "unsafe-best-match"})
-    noxfile.hand_pip_config_to_uv(FakeSession())
+    listed = "global.find-links='/machine'\n"
+    monkeypatch.setattr(noxfile.subprocess, "run", lambda *a, **k: FakeCompleted(0, listed, ""))
+    session = FakeSession()
+    noxfile.hand_pip_config_to_uv(session)
     assert environ == {"UV_FIND_LINKS": "/mine", "UV_INDEX_STRATEGY": "unsafe-best-match"}
+    assert session.warnings == []
 
 
 def test_unreadable_pip_configuration_is_said_and_sets_nothing(monkeypatch):
