@@ -782,6 +782,26 @@ def test_the_adversarial_weight_sweep_trains_one_student_per_weight_and_scores_v
         sweep(run, tmp_path / "pd2", [0.0, 0.0])
 
 
+def test_a_sweep_variant_that_changes_the_shared_part_trains_its_own_and_counts_it(job, tmp_path):
+    """A `tocsr.app.sr_pd` variant naming a setting of the shared part (here a larger pair cache) cannot start from
+    the run's `sr-shared/` (trained with other settings): it trains its own, on as many pairs as it asks, and what
+    that took joins its budget; a variant without one keeps starting from the run's."""
+    from tocsr.app.sr_pd import sweep
+    from tocsr.core.sr.info import SRModelInfo
+
+    _, run, _, _ = job
+    run_info = SRModelInfo.load(next((run / "sr").glob("*/sr.json")).parent)
+    bigger = 2 * run_info.config.pair_cache
+    doc = sweep(run, tmp_path / "pd", {"run": {}, "bigger-cache": {"pair_cache": bigger}}, max_px=128)
+    own, kept = SRModelInfo.load(tmp_path / "pd" / "bigger-cache"), SRModelInfo.load(tmp_path / "pd" / "run")
+    assert own.config.pair_cache == bigger and own.shared_part == "trained here"
+    assert kept.shared_part == str(run / "sr-shared")
+    assert {k: v["shared_part"] for k, v in doc["trained"].items()} == {"run": "the run's", "bigger-cache": "own"}
+    # its own cache's seconds, not the run's, are in its budget
+    assert own.timings_s["pair_cache_s"] != pytest.approx(kept.timings_s["pair_cache_s"], rel=1e-9)
+    assert doc["trained"]["bigger-cache"]["training_budget_s"] == pytest.approx(own.training_s)
+
+
 def test_the_cheaper_parts_are_trained_scored_and_timed_beside_the_autoencoders_own(job, tmp_path, capsys):
     """`python -m tocsr.app.parts` on the run: both parts saved and scored on validation crops, all four parts
     timed on the run's profile paired with the teacher UNet, every figure with its spread."""

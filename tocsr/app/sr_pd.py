@@ -5,7 +5,8 @@
         --variant run --variant no-teachers w_teacher=0 student_steps=700
 
 Trains the student of a run's first SR model again from the run's shared part `sr-shared/` once per variant
-(same architecture, seed and every other setting: only what the variant names changes), then scores every
+(same architecture, seed and every other setting: only what the variant names changes; a variant that names a
+setting of the shared part, e.g. `pair_cache=4096`, trains its own shared part and counts it), then scores every
 student with the evaluation protocol (reports.protocol.evaluate_folder) on the validation photographs, whole (the
 centre of at most `--max-px` a side), each degradation of the run: PSNR-Y and the no-reference scores whose
 weights are here (NIQE always: its parameters ship with the suite), each with a 95% bootstrap interval over the
@@ -95,6 +96,7 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
     from tocsr.core.sr.info import SRModelInfo
     from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR, deployed_decoder, deployed_encoder, load_parts
     from tocsr.core.sr.run import run_sr
+    from tocsr.core.sr.shared import SHARED_FIELDS
     from tocsr.core.teacher.train import load_teacher
 
     if not isinstance(variants, dict):
@@ -131,12 +133,18 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
                 encoder, encoder_s = new_encoder, record.train_s[ENCODER_DIR]
             if decoder is not None:
                 decoder, decoder_s = new_decoder, record.train_s[DECODER_DIR]
+        # A variant that changes what the shared part is made with (its pair cache, its SR teachers) trains its own
+        # in its folder; the seconds it takes join that variant's budget, as the run's shared part joins the run's.
+        own_shared = sorted(set(fields) & set(SHARED_FIELDS))
+        if own_shared:
+            print(f"{label}: trains its own shared part ({', '.join(own_shared)} differ from the run's)", flush=True)
         run_sr(teacher, space, spec, bank, folder,
                dataclasses.replace(cfg, **{k: v for k, v in fields.items() if k != PARTS_KEY}), data,
-               shared=run / "sr-shared", decoder=decoder, decoder_train_s=decoder_s, encoder=encoder,
-               encoder_train_s=encoder_s)
+               shared=None if own_shared else run / "sr-shared", decoder=decoder, decoder_train_s=decoder_s,
+               encoder=encoder, encoder_train_s=encoder_s)
         trained_info = SRModelInfo.load(folder)
         trained[label] = {"folder": str(folder), "fields": fields, "wall_s": time.perf_counter() - t,
+                          "shared_part": "own" if own_shared else "the run's",
                           "student_s": trained_info.timings_s["student_s"],
                           "training_budget_s": trained_info.training_s,
                           "student_steps": trained_info.config.student_steps}

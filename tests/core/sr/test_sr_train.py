@@ -381,6 +381,86 @@ def test_a_student_behind_the_lr_encoder_is_trained_on_that_encoders_latents(par
     assert all(any(torch.equal(row, r) for r in ours) and not any(torch.allclose(row, r) for r in kl) for row in rows)
 
 
+def test_a_new_draw_degrades_the_same_crops_anew_and_only_the_random_degradations(parts):
+    """SRPairs.degraded(i, draw): the same HR crop and pose, another draw of a random degradation (Real-ESRGAN),
+    the same LR image for bicubic, reproducible; a cache's inputs for a draw change on exactly those rows."""
+    from tocsr.core.models.parts import LREncoder
+    from tocsr.core.sr.train import KLInputs
+
+    teacher, _, _, _, photos = parts
+    cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4)
+    pairs = cache.pairs
+    for i in range(4):
+        (hr0, lr0), (hr1, lr1) = pairs[i], pairs.degraded(i, 1)
+        assert torch.equal(hr0, hr1) and torch.equal(pairs.degraded(i, 0)[1], lr0)
+        assert torch.equal(pairs.degraded(i, 1)[1], lr1)
+        assert torch.equal(lr0, lr1) == (pairs.kind(i) == "bicubic"), pairs.kind(i)
+    torch.manual_seed(0)
+    encoder = LREncoder(scale=CFG.scale, width=8, blocks=1).eval()
+    first = cache.with_encoder(encoder, batch=3)
+    second = first.with_encoder(encoder, batch=3, draw=2)
+    for a, b, kind in zip(first.z_in, second.z_in, cache.row_kinds(), strict=True):
+        assert torch.equal(a, b) if kind == "bicubic" else not torch.allclose(a.float(), b.float(), atol=1e-2)
+    with torch.no_grad():
+        expected = encoder(pairs.degraded(1, 2)[1][None])
+    torch.testing.assert_close(second.z_in[1:2].float(), expected, rtol=0, atol=2e-3)   # fp16, another batch
+    assert torch.equal(second.z_hr, cache.z_hr)
+    # behind the autoencoder's own encoder the inputs are the cache's KL latents of the bicubic upscale
+    kl = cache.with_encoder(KLInputs(teacher.autoencoder, CFG.scale), batch=3)
+    torch.testing.assert_close(kl.z_in.float(), cache.z_lr.float(), rtol=0, atol=1e-2)
+
+
+def test_a_student_with_redraws_reads_a_new_draw_of_the_random_degradations_every_redraw_every_steps(parts, tmp_path):
+    from tocsr.core.models.parts import LREncoder
+
+    teacher, space, spec, bank, photos = parts
+    torch.manual_seed(0)
+    encoder = LREncoder(scale=CFG.scale, width=8, blocks=1).eval()
+    cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4).with_encoder(encoder)
+    cfg = dataclasses.replace(CFG, student_steps=4, checkpoint_every=1000, w_teacher=0.0, redraw_every=2)
+    student = build_student(teacher, space, spec, bank, cfg)
+    seen, real = [], student.forward
+
+    def spy(z, *args, **kwargs):
+        seen.append(z.detach().clone())
+        return real(z, *args, **kwargs)
+
+    student.forward = spy
+    sched = dict(sr_scheduler(teacher).config)
+    train_student(teacher, {}, sched, student, cache, tmp_path / "s", cfg, input_encoder=encoder)
+    assert len(seen) == 4
+    redrawn = cache.with_encoder(encoder, draw=1).z_in.float()
+    for step, z in enumerate(seen):
+        rows = redrawn if step >= 2 else cache.z_in.float()
+        assert all(any(torch.equal(row, r) for r in rows) for row in z), step
+    assert any(not any(torch.equal(row, r) for r in cache.z_in.float()) for z in seen[2:] for row in z)
+    with pytest.raises(ConfigError, match="input_encoder"):
+        train_student(teacher, {}, sched, build_student(teacher, space, spec, bank, cfg), cache, tmp_path / "t", cfg)
+    with pytest.raises(ConfigError, match="redraw_every = -1"):
+        dataclasses.replace(CFG, redraw_every=-1)
+
+
+@pytest.mark.extended
+def test_a_student_resumed_after_a_redraw_reads_the_draw_it_was_on(parts, tmp_path):
+    """Killed after step 2 of 4 with a redraw every 2 steps: the resumed student reads draw 1, as the uninterrupted
+    one did, and ends where it ended."""
+    from tocsr.core.models.parts import LREncoder
+
+    teacher, space, spec, bank, photos = parts
+    torch.manual_seed(0)
+    encoder = LREncoder(scale=CFG.scale, width=8, blocks=1).eval()
+    cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4).with_encoder(encoder)
+    cfg = dataclasses.replace(CFG, w_teacher=0.0, redraw_every=2)
+    sched = dict(sr_scheduler(teacher).config)
+    full, part = tmp_path / "full", tmp_path / "part"
+    s_full = train_student(teacher, {}, sched, build_student(teacher, space, spec, bank, cfg), cache, full, cfg,
+                           input_encoder=encoder)
+    meta = _resume_from_first_checkpoint(full, part, "student")
+    s_part = train_student(teacher, {}, sched, build_student(teacher, space, spec, bank, cfg), cache, part, cfg,
+                           resume=True, input_encoder=encoder)
+    assert _resumed_at_step_2(part, "student", meta) and _same(s_full, s_part)
+
+
 def test_an_sr_model_with_the_lr_encoder_deploys_it_and_scores_what_it_deploys(parts, tmp_path, monkeypatch):
     """`tocsr sr --encoder lr`: the SR folder holds the LR encoder, says so, counts its seconds, and every loader
     runs it; the recorded quality is that of the LR-encoder pipeline."""

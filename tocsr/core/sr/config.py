@@ -38,6 +38,12 @@ class SRConfig:
     # preconditioning (1200 steps) +0.22; 1.0 +0.48, but then the chain's later calls are never trained.
     teacher_start_share: float = 0.5
     pair_cache: int = 2048                # (HR, LR) latent pairs encoded once, shared by both trainings
+    # Every this many student steps, the cache's randomly degraded rows (Real-ESRGAN) are degraded anew and their
+    # student inputs encoded again: the same HR crops and targets, new noise, blur and JPEG draws, so the student
+    # sees as many degradations as a baseline trained on fresh pairs does rather than the cache's one per crop.
+    # Cheap behind the LR encoder (it runs at LR size), costlier behind the autoencoder's (bicubic + KL encoder);
+    # the seconds are the student's, in its budget. 0: never (the inputs of the cache as encoded).
+    redraw_every: int = 0
     # LR crops whose teacher output the student regresses to, per degradation. Each costs sample_chains x
     # sample_steps teacher calls (~3 s on 2 CPU cores at 16 x 20), computed once before the student trains.
     teacher_cache: int = 32
@@ -95,6 +101,9 @@ class SRConfig:
         if self.pixel_decoder not in PIXEL_DECODERS:
             raise ConfigError(f"SRConfig.pixel_decoder = {self.pixel_decoder!r}: expected one of "
                               f"{', '.join(PIXEL_DECODERS)}")
+        if self.redraw_every < 0:
+            raise ConfigError(f"SRConfig.redraw_every = {self.redraw_every}: give a number of student steps >= 0 "
+                              "(0 never degrades the pairs anew)")
         if self.teacher_steps < 0:
             raise ConfigError(f"SRConfig.teacher_steps = {self.teacher_steps}: give a number of steps >= 0 "
                               "(0 trains no SR teacher)")

@@ -8,6 +8,9 @@ from torch.utils.data import Dataset
 from tocsr.core.data import Photo, RandomPatches
 from tocsr.core.sr.degradations import degrade
 
+# Seed offset between draws of one item's degradation (SRPairs.degraded).
+DRAW_STRIDE = 2**50
+
 
 class SRPairs(Dataset):
     """Item i -> (hr in [-1, 1] (3, P, P), lr in [-1, 1] (3, P/s, P/s)); reproducible per (seed, i).
@@ -33,10 +36,20 @@ class SRPairs(Dataset):
     def hr(self, i: int) -> torch.Tensor:
         return self._posed(i)[0]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def kind(self, i: int) -> str:
+        return self.kinds[i % len(self.kinds)]
+
+    def degraded(self, i: int, draw: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item i (draw 0), or the same HR crop in the same pose degraded by another draw of its degradation's
+        random parameters (draw > 0: another noise, blur, JPEG quality; a bicubic item comes out the same).
+        Item indices stay far below DRAW_STRIDE, so no draw repeats another item's."""
         hr, gen = self._posed(i)
-        kind = self.kinds[i % len(self.kinds)]
-        lr = degrade((hr[None] + 1) / 2, self.scale, kind, gen)[0] * 2 - 1
+        if draw:
+            gen = torch.Generator().manual_seed(self.seed * 7_919 + i + draw * DRAW_STRIDE)
+        lr = degrade((hr[None] + 1) / 2, self.scale, self.kind(i), gen)[0] * 2 - 1
         return hr, lr
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.degraded(i)
 
 

@@ -243,6 +243,10 @@ def realesrgan_degrade(hr: torch.Tensor, scale: int, gen: torch.Generator,
     return (x.clamp(0, 1) * 255).round() / 255          # the LR image as saved: 8 bits
 
 
+# The degradations with random parameters: another draw of one of these gives another LR image of the same crop.
+DRAWN = ("realesrgan",)
+
+
 def degrade(hr: torch.Tensor, scale: int, kind: str, gen: torch.Generator) -> torch.Tensor:
     """The front door: kind is 'bicubic' or 'realesrgan'."""
     if kind == "bicubic":

@@ -29,6 +29,7 @@ from tocsr.core.sr.onestep import OneStepSR
 from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR
 from tocsr.core.sr.shared import load_shared, train_shared
 from tocsr.core.sr.train import (
+    KLInputs,
     SRConfig,
     SRDenoiser,
     build_student,
@@ -135,16 +136,19 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     sr_config = dict(sr_scheduler(teacher).config)
     # the pixel loss through the decoder the model deploys, where the config asks for it (SRConfig.pixel_decoder)
     pixel_decoder = decoder if cfg.pixel_decoder == "deployed" else None
+    # what makes the student's inputs from LR images, for the new draws of the degradations (SRConfig.redraw_every)
+    input_encoder = encoder if encoder is not None else KLInputs(ae, cfg.scale)
     if cfg.student_per_degradation and len(cfg.kinds) > 1:
         parts = {kind: train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg, backbone),
                                      cache.of_kind(kind), out, cfg, resume, acc, name=f"student-{kind}", save=False,
-                                     pixel_decoder=pixel_decoder)
+                                     pixel_decoder=pixel_decoder, input_encoder=input_encoder)
                  for kind in cfg.kinds}
         student = PerDegradationStudent.from_students(parts)
     else:
         student = train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg, backbone),
                                 cache, out, cfg, resume, acc, save=False, evaluate=student_evaluate,
-                                evaluate_every=evaluate_every, pixel_decoder=pixel_decoder)
+                                evaluate_every=evaluate_every, pixel_decoder=pixel_decoder,
+                                input_encoder=input_encoder)
     if acc.is_main_process:
         student.save_pretrained(out / "student")
     timings["student_s"] = time.perf_counter() - t

@@ -41,6 +41,7 @@ from tocsr.core.resize import bicubic_upscale
 from tocsr.core.space import ArchSpec, SearchSpace
 from tocsr.core.sr.config import SRConfig
 from tocsr.core.sr.data import SRPairs
+from tocsr.core.sr.degradations import DRAWN
 from tocsr.core.sr.models import LatentDiscriminator, OneStepStudent, widen_conv_in
 from tocsr.core.training import (
     Checkpointer,
@@ -140,6 +141,18 @@ def encode_pair(ae, hr: torch.Tensor, lr: torch.Tensor, scale: int) -> tuple[tor
         return encode_latents(ae, hr), encode_latents(ae, bicubic_upscale(lr, scale))
 
 
+class KLInputs(torch.nn.Module):
+    """What a student behind the autoencoder's own encoder reads for an LR image: the KL latent of its bicubic
+    upscale (the cache's z_lr), as a module, so that new draws of the LR images can be encoded like an LREncoder's."""
+
+    def __init__(self, ae, scale: int):
+        super().__init__()
+        self.ae, self.scale = ae, scale
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return encode_latents(self.ae, bicubic_upscale(lr, self.scale))
+
+
 @dataclass
 class PairCache:
     """(HR, LR) latent pairs encoded once. Encoding dominated an SR step (two autoencoder passes per
@@ -191,19 +204,23 @@ class PairCache:
         """The student's inputs for cache rows (see `z_in`)."""
         return self.z_in[rows.to(self.device)].float()
 
-    def with_encoder(self, encoder: torch.nn.Module, batch: int = 32) -> PairCache:
-        """This cache with the student's inputs from `encoder` (tocsr.core.models.parts.LREncoder) on each row's
-        LR image: a student deployed behind that encoder learns to map what it gives. HR latents, the KL
-        latents and the SR teachers' answers (computed from those) are unchanged."""
+    def with_encoder(self, encoder: torch.nn.Module, batch: int = 32, draw: int = 0) -> PairCache:
+        """This cache with the student's inputs from `encoder` (tocsr.core.models.parts.LREncoder, or KLInputs) on
+        each row's LR image: a student deployed behind that encoder learns to map what it gives. HR latents, the KL
+        latents and the SR teachers' answers (computed from those) are unchanged. `draw` > 0: the rows of a
+        degradation with random parameters (degradations.DRAWN) read another draw of it (SRPairs.degraded), the
+        same HR crop degraded anew; the other rows keep the inputs this cache has (so give a cache whose inputs
+        `encoder` made: a draw of a bicubic row would only repeat them)."""
         encoder = encoder.to(self.device).eval()
-        out = []
-        with torch.no_grad(), progress("sr/lr-encoder-inputs", len(self.items)) as bar:
-            for i in range(0, len(self.items), batch):
-                items = self.items[i:i + batch]
-                lr = torch.stack([self.pairs[int(j)][1] for j in items]).to(self.device)
-                out.append(encoder(lr).to(self.z_lr.dtype))
-                bar.update(len(items))
-        return PairCache(self.pairs, self.z_hr, self.z_lr, self.items, torch.cat(out))
+        rows = [r for r, kind in enumerate(self.row_kinds()) if not draw or kind in DRAWN]
+        z_in = self.z_in.clone()
+        with torch.no_grad(), progress("sr/student-inputs", len(rows)) as bar:
+            for i in range(0, len(rows), batch):
+                chunk = rows[i:i + batch]
+                lr = torch.stack([self.pairs.degraded(int(self.items[r]), draw)[1] for r in chunk]).to(self.device)
+                z_in[torch.tensor(chunk, device=self.device)] = encoder(lr).to(self.z_lr.dtype)
+                bar.update(len(chunk))
+        return PairCache(self.pairs, self.z_hr, self.z_lr, self.items, z_in)
 
     def of_kind(self, kind: str) -> PairCache:
         """The rows of one degradation (SRPairs alternates them), as a cache of their own (a copy)."""
@@ -352,15 +369,21 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
                   cache: PairCache, out_dir: Path, cfg: SRConfig, resume: bool = False,
                   accelerator=None, name: str = "student", save: bool = True,
                   evaluate: Callable[[int, OneStepStudent], None] | None = None, evaluate_every: int = 0,
-                  pixel_decoder: torch.nn.Module | None = None) -> OneStepStudent:
+                  pixel_decoder: torch.nn.Module | None = None,
+                  input_encoder: torch.nn.Module | None = None) -> OneStepStudent:
     """Distil one student on `cache`; checkpoints under <out>/checkpoints/<name>, the result (EMA weights)
     saved to <out>/<name> when `save` (a per-degradation part is saved by the caller, combined).
     `evaluate(step, student)` is called every `evaluate_every` steps with the EMA weights in place (the
     weights a run stopped there would return), in eval mode; training resumes from the raw weights after.
     `pixel_decoder`: the decoder the pixel loss runs through (a frozen TinyDecoder: latent -> image), None for the
-    autoencoder's. With no teacher term (`cfg.uses_sr_teachers` false) the SR teachers are never run."""
+    autoencoder's. With no teacher term (`cfg.uses_sr_teachers` false) the SR teachers are never run.
+    `input_encoder`: what made the cache's student inputs from LR images (an LREncoder, or KLInputs); with
+    `cfg.redraw_every` > 0 the randomly degraded rows are degraded and encoded anew every that many steps."""
     acc = accelerator or make_accelerator()
     dev = acc.device
+    if cfg.redraw_every > 0 and input_encoder is None:
+        raise ConfigError(f"SRConfig.redraw_every = {cfg.redraw_every}: degrading the pairs anew needs the module that "
+                          "encodes the student's inputs (input_encoder); pass it, or set redraw_every = 0")
     ck = Checkpointer(out_dir / "checkpoints" / name)
     # Seeded: the discriminator's weights and spectral-norm vectors would otherwise come from the global
     # RNG, and two runs of the same config would train different students.
@@ -382,6 +405,8 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
         opt_d.load_state_dict(state["opt_d"])
         ema.load_state_dict(state["ema"])
         start = int(ck.latest_meta()["step"])
+    if cfg.redraw_every > 0 and start >= cfg.redraw_every:      # resumed: the draw the stopped run was on
+        cache = cache.with_encoder(input_encoder, draw=start // cfg.redraw_every)
     ema.to(dev)
     ae = teacher.autoencoder.to(dev)
     # The multi-step teachers' answers for a fixed subset of the cached LR latents, computed once; each row
@@ -416,6 +441,8 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
     rank, world = acc.process_index, acc.num_processes
     with progress("sr/student", cfg.student_steps, start) as bar:
         for step in range(start, cfg.student_steps):
+            if cfg.redraw_every > 0 and step > start and step % cfg.redraw_every == 0:
+                cache = cache.with_encoder(input_encoder, draw=step // cfg.redraw_every)
             frac = step / max(1, cfg.student_steps)
             for g in opt.param_groups:
                 g["lr"] = cfg.student_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
