@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -11,7 +12,10 @@ import pytest
 pytest.importorskip("nox")
 
 
+@functools.cache
 def load_noxfile():
+    """The noxfile as a module, loaded once: each load registers its sessions with nox again, which nox warns is
+    to become an error."""
     path = Path(__file__).resolve().parents[1] / "noxfile.py"
     spec = importlib.util.spec_from_file_location("tocsr_noxfile", path)
     module = importlib.util.module_from_spec(spec)
