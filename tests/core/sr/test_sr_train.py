@@ -74,6 +74,18 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.allclose(sa[k], sb[k], rtol=0, atol=1e-5) for k in sa)
 
 
+def _record_inputs(student: torch.nn.Module) -> list[torch.Tensor]:
+    """The latents `student` is called on from now on, one tensor per call, in order."""
+    seen, real = [], student.forward
+
+    def spy(z, *args, **kwargs):
+        seen.append(z.detach().clone())
+        return real(z, *args, **kwargs)
+
+    student.forward = spy
+    return seen
+
+
 STEP2 = "step-0000002"
 
 
@@ -366,13 +378,7 @@ def test_a_student_behind_the_lr_encoder_is_trained_on_that_encoders_latents(par
         LREncoder(scale=CFG.scale, width=8, blocks=1).eval())
     sr_teacher = train_sr_teacher(teacher, cache, tmp_path / "t", CFG, "bicubic")
     student = build_student(teacher, space, spec, bank, CFG)
-    seen, real = [], student.forward
-
-    def spy(z, *args, **kwargs):
-        seen.append(z.detach().clone())
-        return real(z, *args, **kwargs)
-
-    student.forward = spy
+    seen = _record_inputs(student)
     train_student(teacher, {"bicubic": sr_teacher, "realesrgan": sr_teacher}, dict(sr_scheduler(teacher).config),
                   student, cache, tmp_path / "s", dataclasses.replace(CFG, student_steps=2, checkpoint_every=1000))
     ours, kl = cache.z_in.float(), cache.z_lr.float()
@@ -419,13 +425,7 @@ def test_a_student_with_redraws_reads_a_new_draw_of_the_random_degradations_ever
     cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4).with_encoder(encoder)
     cfg = dataclasses.replace(CFG, student_steps=4, checkpoint_every=1000, w_teacher=0.0, redraw_every=2)
     student = build_student(teacher, space, spec, bank, cfg)
-    seen, real = [], student.forward
-
-    def spy(z, *args, **kwargs):
-        seen.append(z.detach().clone())
-        return real(z, *args, **kwargs)
-
-    student.forward = spy
+    seen = _record_inputs(student)
     sched = dict(sr_scheduler(teacher).config)
     train_student(teacher, {}, sched, student, cache, tmp_path / "s", cfg, input_encoder=encoder)
     assert len(seen) == 4
