@@ -391,7 +391,7 @@ def test_a_new_draw_degrades_the_same_crops_anew_and_only_the_random_degradation
     """SRPairs.degraded(i, draw): the same HR crop and pose, another draw of a random degradation (Real-ESRGAN),
     the same LR image for bicubic, reproducible; a cache's inputs for a draw change on exactly those rows."""
     from tocsr.core.models.parts import LREncoder
-    from tocsr.core.sr.train import KLInputs
+    from tocsr.core.sr.onestep import LatentEncoder
 
     teacher, _, _, _, photos = parts
     cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4)
@@ -412,7 +412,7 @@ def test_a_new_draw_degrades_the_same_crops_anew_and_only_the_random_degradation
     torch.testing.assert_close(second.z_in[1:2].float(), expected, rtol=0, atol=2e-3)   # fp16, another batch
     assert torch.equal(second.z_hr, cache.z_hr)
     # behind the autoencoder's own encoder the inputs are the cache's KL latents of the bicubic upscale
-    kl = cache.with_encoder(KLInputs(teacher.autoencoder, CFG.scale), batch=3)
+    kl = cache.with_encoder(LatentEncoder(teacher.autoencoder, CFG.scale), batch=3)
     torch.testing.assert_close(kl.z_in.float(), cache.z_lr.float(), rtol=0, atol=1e-2)
 
 

@@ -25,11 +25,10 @@ from tocsr.core.space import ArchSpec
 from tocsr.core.sr.evaluate import evaluate_methods
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import PerDegradationStudent, default_degradation
-from tocsr.core.sr.onestep import OneStepSR
+from tocsr.core.sr.onestep import LatentEncoder, OneStepSR
 from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR
 from tocsr.core.sr.shared import load_shared, train_shared
 from tocsr.core.sr.train import (
-    KLInputs,
     SRConfig,
     SRDenoiser,
     build_student,
@@ -137,7 +136,7 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     # the pixel loss through the decoder the model deploys, where the config asks for it (SRConfig.pixel_decoder)
     pixel_decoder = decoder if cfg.pixel_decoder == "deployed" else None
     # what makes the student's inputs from LR images, for the new draws of the degradations (SRConfig.redraw_every)
-    input_encoder = encoder if encoder is not None else KLInputs(ae, cfg.scale)
+    input_encoder = encoder if encoder is not None else LatentEncoder(ae, cfg.scale)
     if cfg.student_per_degradation and len(cfg.kinds) > 1:
         parts = {kind: train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg, backbone),
                                      cache.of_kind(kind), out, cfg, resume, acc, name=f"student-{kind}", save=False,

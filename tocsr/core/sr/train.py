@@ -141,18 +141,6 @@ def encode_pair(ae, hr: torch.Tensor, lr: torch.Tensor, scale: int) -> tuple[tor
         return encode_latents(ae, hr), encode_latents(ae, bicubic_upscale(lr, scale))
 
 
-class KLInputs(torch.nn.Module):
-    """What a student behind the autoencoder's own encoder reads for an LR image: the KL latent of its bicubic
-    upscale (the cache's z_lr), as a module, so that new draws of the LR images can be encoded like an LREncoder's."""
-
-    def __init__(self, ae, scale: int):
-        super().__init__()
-        self.ae, self.scale = ae, scale
-
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        return encode_latents(self.ae, bicubic_upscale(lr, self.scale))
-
-
 @dataclass
 class PairCache:
     """(HR, LR) latent pairs encoded once. Encoding dominated an SR step (two autoencoder passes per
@@ -205,7 +193,8 @@ class PairCache:
         return self.z_in[rows.to(self.device)].float()
 
     def with_encoder(self, encoder: torch.nn.Module, batch: int = 32, draw: int = 0) -> PairCache:
-        """This cache with the student's inputs from `encoder` (tocsr.core.models.parts.LREncoder, or KLInputs) on
+        """This cache with the student's inputs from `encoder` (tocsr.core.models.parts.LREncoder, or
+        tocsr.core.sr.onestep.LatentEncoder: bicubic + the autoencoder's encoder) on
         each row's LR image: a student deployed behind that encoder learns to map what it gives. HR latents, the KL
         latents and the SR teachers' answers (computed from those) are unchanged. `draw` > 0: the rows of a
         degradation with random parameters (degradations.DRAWN) read another draw of it (SRPairs.degraded), the
@@ -377,7 +366,7 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
     weights a run stopped there would return), in eval mode; training resumes from the raw weights after.
     `pixel_decoder`: the decoder the pixel loss runs through (a frozen TinyDecoder: latent -> image), None for the
     autoencoder's. With no teacher term (`cfg.uses_sr_teachers` false) the SR teachers are never run.
-    `input_encoder`: what made the cache's student inputs from LR images (an LREncoder, or KLInputs); with
+    `input_encoder`: what made the cache's student inputs from LR images (an LREncoder, or onestep.LatentEncoder); with
     `cfg.redraw_every` > 0 the randomly degraded rows are degraded and encoded anew every that many steps."""
     acc = accelerator or make_accelerator()
     dev = acc.device
