@@ -133,11 +133,20 @@ def _test_headline(run: Path, doc: dict[str, Any]) -> str:
              "TOC-SR" + (f", for the {budget:.0f} s its SR stage spent training (unit: "
                          f"{esc(doc.get('budget_unit', '?'))}): {how}" if budget is not None else "")
              + ". [95% bootstrap interval over photographs]; paired differences resample per-photograph "
-             "differences.</p>"]
+             "differences." + _student_steps(doc.get("student_steps")) + "</p>"]
     for folder in folders:
         res = EvalResult.load(folder)
         parts.append(f"<h3>{esc(res.lr_source)} degradation</h3>" + summary_table(res))
     return "".join(parts)
+
+
+def _student_steps(steps: dict[str, int] | None) -> str:
+    """The one-step students' training steps per device: a run of several profiles may share its preset's student
+    steps among them (tocsr.app.mainjob.RunPreset.sr_run_student_steps)."""
+    if not steps:
+        return ""
+    return (" TOC-SR one-step students' training steps: "
+            + ", ".join(f"{esc(name)} {n}" for name, n in sorted(steps.items())) + ".")
 
 
 def _nightly_link(run: Path, out: Path) -> str:

@@ -231,4 +231,6 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
                   "test_max_px": test_max_px, "train_images": sorted(p.name for p in train),
                   "baseline_budget_s": budget_s, "baselines_trained": trained,
                   "budget_unit": budget_unit(budget_info),
+                  "student_steps": {pname: info.config.student_steps
+                                    for pname, info in zip(sorted(sr_dirs), infos, strict=True)},
                   "told_degradation": [m.name for m in methods if getattr(m.module, "takes_degradation", False)]}

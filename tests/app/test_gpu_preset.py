@@ -42,6 +42,29 @@ def test_a_presets_sr_settings_are_what_its_job_trains_and_its_estimate_budgets(
         dataclasses.replace(with_them, sr_teachers_in_budget=False)
 
 
+def test_a_runs_devices_share_the_presets_student_steps_evenly_up_to_one_devices_own():
+    """RunPreset.sr_run_student_steps caps the student steps of a whole run: each device trains the same number,
+    never more than one device alone would, and the SR config the job and the estimate read carries it."""
+    quick, full = RUN_PRESETS["quick"], RUN_PRESETS["full"]
+    assert [quick.student_steps_per_device(n) for n in (1, 2, 3)] == [650, 487, 325]
+    assert [quick.sr_config(n).student_steps for n in (1, 2, 3)] == [650, 487, 325]
+    assert quick.sr_config().student_steps == quick.sr_student_steps            # one device: the preset's own
+    assert full.sr_run_student_steps is None
+    assert {full.sr_config(n).student_steps for n in (1, 2, 5)} == {full.sr_student_steps}
+    # a step cap for checks cuts below the split; a run of more devices than steps still trains each
+    assert quick.capped(3).sr_config(3).student_steps == 3
+    tiny = dataclasses.replace(quick, sr_run_student_steps=2)
+    assert tiny.student_steps_per_device(5) == 1
+    # the shared part (pair cache, SR teachers) does not depend on the split: every device's run reuses it
+    from tocsr.core.sr.shared import shared_config
+
+    assert shared_config(quick.sr_config(1)) == shared_config(quick.sr_config(3))
+    with pytest.raises(ConfigError, match="sr_run_student_steps = 0"):
+        dataclasses.replace(quick, sr_run_student_steps=0)
+    with pytest.raises(ConfigError, match="a run of 0 devices"):
+        quick.student_steps_per_device(0)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a CUDA device")
 def test_the_gpu_preset_is_refused_on_a_machine_without_a_cuda_device_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match="--preset gpu needs a CUDA device.*--preset gpu-tiny"):

@@ -295,6 +295,7 @@ def test_a_cuda_profile_without_its_card_joins_the_run_as_a_labelled_prediction(
     says predicted: summary, search result, cost table, report, eval rows."""
     from bench.costtable import CostTable
     from bench.profile import load_profile
+    from tocsr.app.mainjob import RUN_PRESETS
 
     root, run, _, _ = job
     shutil.copytree(run, tmp_path / "runs" / "smoke")
@@ -329,6 +330,14 @@ def test_a_cuda_profile_without_its_card_joins_the_run_as_a_labelled_prediction(
     assert lanczos["measurement_status"] == "error" and "no roofline estimate" in lanczos["provenance"]["error"]
     html = (tmp_path / "report" / "index.html").read_text()
     assert "Predicted, not measured" in html and f"{gpu['measured_p90_ms']:.2f} predicted" in html
+    # the two devices share the smoke preset's run-wide student steps evenly (RunPreset.sr_run_student_steps):
+    # the measured device's student is retrained at the split, its baselines' budget is that stage's
+    steps = RUN_PRESETS["smoke"].student_steps_per_device(2)
+    assert steps < RUN_PRESETS["smoke"].sr_student_steps
+    assert {SRModelInfo.load(out / "sr" / d["sr_folder"]).config.student_steps
+            for d in summary["devices"].values()} == {steps}
+    assert summary["comparison"]["student_steps"] == {"cpu-2core": steps, "h100-bf16": steps}
+    assert f"student trained {steps} steps: the smoke preset shares" in r.stdout.replace("\n", " ")
 
 
 def _sr_model(run: Path) -> Path:
@@ -569,6 +578,9 @@ def test_the_headline_is_a_fair_blind_comparison_on_test_photographs(job):
     assert "scored blind on" in out and "minus bicubic" in out and "not yet a fair comparison" not in out
     html = (run.parent.parent / "report" / "index.html").read_text()
     assert "Headline: test photographs" in html and "PSNR-Y minus bicubic" in html
+    # one device trains the preset's own student steps, said in the report beside the baselines' budget
+    assert comp["student_steps"] == {"cpu-2core": 4} and "students' training steps: cpu-2core 4." in html
+    assert summary["sr_student_steps"]["per_device"] == 4 and "student trained" not in out
 
 
 def test_fidelity_check_runs_on_the_jobs_teacher_and_surrogates(job, tmp_path):

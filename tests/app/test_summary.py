@@ -61,3 +61,18 @@ def test_a_cost_table_that_missed_its_bar_is_marked_in_the_summary_table():
         rows[passes] = next(line for line in buf.getvalue().splitlines() if "a1475d44fdd41b88" in line)
     assert "80% of 10 (misses its bar)" in rows[False]
     assert "80% of 10" in rows[True] and "misses" not in rows[True] and "misses" not in rows[None]
+
+
+def test_a_run_whose_devices_share_the_presets_student_steps_says_so_and_a_run_of_one_does_not():
+    def printed(per_device: int, devices: int) -> str:
+        buf = io.StringIO()
+        print_summary(Console(file=buf, width=400), {
+            "devices": {}, "report": "r/index.html", "wall_s": 60.0, "stages_ran": [], "stages_skipped": [],
+            "sr_student_steps": {"per_device": per_device, "devices": devices, "one_device": 650, "run_cap": 975,
+                                 "preset": "quick"}})
+        return buf.getvalue()
+
+    shared = printed(325, 3)
+    assert "student trained 325 steps: the quick preset shares 975 student steps among a run's 3 devices" in shared
+    assert "one device alone trains 650" in shared
+    assert "student trained" not in printed(650, 1)

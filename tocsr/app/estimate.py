@@ -353,7 +353,7 @@ def estimate_run(rp, n_profiles: int, timed_steps: int = 3, acc=None) -> RunEsti
     stages = [_teacher_row(b, denoiser), _distill_row(b, denoiser, rp.distill_steps)]
     if rp.finetune_steps > 0:
         stages.append(_finetune_row(b, denoiser, rp.finetune_steps, n_profiles))
-    scfg = rp.sr_config()
+    scfg = rp.sr_config(n_profiles)
     stages += _sr_teacher_rows(b, denoiser, scfg, n_profiles)
     stages.append(_student_row(b, scfg, n_profiles))
     return RunEstimate(rp.name, _device_name(b.dev), n_profiles, tuple(stages), len(rp.baselines),

@@ -42,7 +42,7 @@ class RunPreset:
     search_method: str
     search_evaluations: int
     sr_teacher_steps: int
-    sr_student_steps: int
+    sr_student_steps: int              # each device's one-step student, up to the run-wide cap below
     # Trained for the SR stage's measured training seconds each (reports.comparison.compare_methods), so every
     # baseline listed here costs the main job as much as the SR stage does.
     baselines: tuple[str, ...]
@@ -84,6 +84,27 @@ class RunPreset:
     # (tocsr.app.estimate); for presets whose run is long enough that a user should see its cost first.
     estimate_first: bool = False
     teacher_max_steps: int | None = None   # a cap on the teacher's diffusion steps (set by `capped`)
+    # The student steps of a whole run, shared evenly by its devices where sr_student_steps each would exceed them
+    # (None: no cap). Each device's student is its own SR stage, and its trained baselines get the longest
+    # stage's seconds: without a cap every extra device costs a whole student and lengthens every baseline.
+    # The cap keeps a run of a few profiles within minutes of a one-profile run, at fewer steps per student
+    # (what that costs in quality: tocsr.app.sr_curve's learning curve). Students of one run always train the
+    # same number of steps, so the baselines' budget is fair to each of them.
+    sr_run_student_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.sr_run_student_steps is not None and self.sr_run_student_steps < 1:
+            raise ConfigError(f"RunPreset {self.name!r}: sr_run_student_steps = {self.sr_run_student_steps}; give "
+                              "a positive number of steps, or None for no run-wide cap")
+
+    def student_steps_per_device(self, n_devices: int) -> int:
+        """Each device's student steps in a run of `n_devices` profiles: sr_student_steps, cut so that the run's
+        students together train at most sr_run_student_steps (at least one step each)."""
+        if n_devices < 1:
+            raise ConfigError(f"a run of {n_devices} devices: give at least one profile")
+        if self.sr_run_student_steps is None:
+            return self.sr_student_steps
+        return max(1, min(self.sr_student_steps, self.sr_run_student_steps // n_devices))
 
     def capped(self, max_steps: int | None) -> RunPreset:
         """This preset with every training stage cut to at most `max_steps` steps (the baselines too; a stage
@@ -101,14 +122,14 @@ class RunPreset:
         changes["teacher_max_steps"] = max_steps
         return dataclasses.replace(self, **changes)
 
-    def sr_config(self):
-        """The SR stage's settings at this preset (tocsr.core.sr.config.SRConfig): what the job trains and what
-        the estimate times."""
+    def sr_config(self, n_devices: int = 1):
+        """The SR stage's settings at this preset for a run of `n_devices` profiles (tocsr.core.sr.config.SRConfig):
+        what the job trains and what the estimate times."""
         from tocsr.core.sr.config import SRConfig
 
         extra = {} if self.sr_w_teacher is None else {"w_teacher": self.sr_w_teacher}
         return SRConfig(patch_px=self.sr_patch_px, teacher_steps=self.sr_teacher_steps,
-                        student_steps=self.sr_student_steps, sample_steps=self.sr_sample_steps,
+                        student_steps=self.student_steps_per_device(n_devices), sample_steps=self.sr_sample_steps,
                         sample_chains=self.sr_sample_chains, pair_cache=self.sr_pair_cache,
                         teacher_cache=self.sr_teacher_cache, **extra)
 
@@ -138,15 +159,19 @@ RUN_PRESETS = {
     # higher on validation photographs (docs/status.md, twenty-ninth session); trained for the report's multi-step
     # row alone they cost minutes of a job over its 30, for a row that said nothing. The full and gpu presets train
     # them, and their students learn from them.
+    # A run of several profiles shares 975 student steps (one device's 650 and half as many again): two devices
+    # train 487 each, three 325 (sr_run_student_steps). Uncapped, each predicted device cost 7-8 minutes, nearly
+    # all its own student, and the three-profile job ran past its 35 minutes (docs/status.md, thirty-seventh session).
     "quick": RunPreset("quick", "quick", distill_steps=400, search_method="bo", search_evaluations=40,
                        sr_teacher_steps=0, sr_student_steps=650, baselines=("srvgg",), sr_pair_cache=1024,
-                       sr_w_teacher=0.0, holdout=20, pipelines=6, parts_steps=40, parts_encoder_steps=400),
+                       sr_w_teacher=0.0, holdout=20, pipelines=6, parts_steps=40, parts_encoder_steps=400,
+                       sr_run_student_steps=975),
     # For tests: every stage runs for real, at a handful of steps each. The cost table is judged by the same
     # bar as everywhere (90% of held-out candidates within 10%): with only three held out, one noisy timing on a
     # busy machine failed a fit, and three failed fits stopped the job; ten keep the bar and tolerate one.
     "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_evaluations=10,
                        sr_teacher_steps=4, sr_student_steps=4, baselines=("espcn", "rrdb-s"), baseline_max_steps=4,
-                       finetune_steps=4,
+                       finetune_steps=4, sr_run_student_steps=6,
                        sr_sample_steps=4, sr_sample_chains=2, sr_pair_cache=32, sr_teacher_cache=4, test_max_px=128,
                        calibration=6, holdout=10, pipelines=2, overhead_pipelines=1, parts_steps=2,
                        surrogate_check_candidates=16,
@@ -378,7 +403,7 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
                             parts_dir / PartsRecord.FILE_NAME)
         bar.update(1)
         chosen: dict[str, SearchResult] = {}
-        scfg = rp.sr_config()
+        scfg = rp.sr_config(len(loaded))
         shared_dir, shared_sha = out / "sr-shared", None
         sr_dirs: dict[str, Path] = {}
         sr_shas: dict[str, str] = {}
@@ -465,6 +490,9 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
     summary = summarize(out, chosen, report_path, time.perf_counter() - t_start, log,
                         {p.name: str(r) for p, r in zip(loaded, profiles, strict=True)})
     summary["browser_check"] = browser
+    summary["sr_student_steps"] = {"per_device": scfg.student_steps, "devices": len(loaded),
+                                   "one_device": rp.sr_student_steps, "run_cap": rp.sr_run_student_steps,
+                                   "preset": rp.name}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     print_summary(console, summary)
     return summary
@@ -592,7 +620,7 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
             "confirm_command": confirm_command(out, res, (profile_refs or {}).get(name, name)),
         }
     fairness = {k: scored_on.get(k) for k in ("test_images", "test_max_px", "baseline_budget_s", "budget_unit",
-                                              "baselines_trained", "told_degradation")}
+                                              "baselines_trained", "told_degradation", "student_steps")}
     return {"devices": devices, "comparison": fairness, "report": str(report_path), "wall_s": wall_s,
             "stages_ran": log.ran, "stages_skipped": log.skipped, "stage_seconds": log.seconds}
 
@@ -641,6 +669,12 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         console.print(f"Baselines trained from scratch for the TOC-SR SR stage's {comp['baseline_budget_s']:.0f} s "
                       f"each ({trained}); scored blind on {len(comp.get('test_images') or [])} test photographs "
                       "no setting saw; [95% bootstrap interval over photographs]")
+    steps = s.get("sr_student_steps") or {}
+    if steps and steps["per_device"] < steps["one_device"]:
+        console.print(f"Each device's one-step student trained {steps['per_device']} steps: the {steps['preset']} "
+                      f"preset shares {steps['run_cap']} student steps among a run's {steps['devices']} devices (one "
+                      f"device alone trains {steps['one_device']}; fewer steps, less quality: `python -m "
+                      "tocsr.app.sr_curve` measures how much). Run a profile alone for its full student.")
     for name, d in s["devices"].items():
         p = d.get("pipeline")
         if p:
