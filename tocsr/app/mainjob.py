@@ -674,7 +674,8 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         console.print(f"Each device's one-step student trained {steps['per_device']} steps: the {steps['preset']} "
                       f"preset shares {steps['run_cap']} student steps among a run's {steps['devices']} devices (one "
                       f"device alone trains {steps['one_device']}; fewer steps, less quality: `python -m "
-                      "tocsr.app.sr_curve` measures how much). Run a profile alone for its full student.")
+                      "tocsr.app.sr_curve` measures how much). A run of one profile trains its full student; on the "
+                      "same --out it reuses every stage before that profile's SR stage.")
     for name, d in s["devices"].items():
         p = d.get("pipeline")
         if p:
