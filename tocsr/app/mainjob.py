@@ -160,8 +160,9 @@ RUN_PRESETS = {
     # row alone they cost minutes of a job over its 30, for a row that said nothing. The full and gpu presets train
     # them, and their students learn from them.
     # A run of several profiles shares 975 student steps (one device's 650 and half as many again): two devices
-    # train 487 each, three 325 (sr_run_student_steps). Uncapped, each predicted device cost 7-8 minutes, nearly
-    # all its own student, and the three-profile job ran past its 35 minutes (docs/status.md, thirty-seventh session).
+    # train 487 each, three 325 (sr_run_student_steps). Uncapped, each extra device cost nearly a whole SR stage and
+    # lengthened the baselines, and the three-profile job ran far past its 35 minutes (docs/status.md, thirty-seventh
+    # and thirty-eighth sessions, with what the split costs in quality).
     "quick": RunPreset("quick", "quick", distill_steps=400, search_method="bo", search_evaluations=40,
                        sr_teacher_steps=0, sr_student_steps=650, baselines=("srvgg",), sr_pair_cache=1024,
                        sr_w_teacher=0.0, holdout=20, pipelines=6, parts_steps=40, parts_encoder_steps=400,
