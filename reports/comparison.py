@@ -15,7 +15,14 @@ from bench.probe import teacher_reference
 from bench.profile import DeviceProfile
 from reports.evaluate import LanczosSR, SRMethod, report_rows
 from reports.metrics import FULL_REFERENCE, NO_REFERENCE
-from reports.protocol import EvalMethod, EvalResult, evaluate_folder, find_images, run_module_tiled
+from reports.protocol import (
+    EvalMethod,
+    EvalResult,
+    _to_tensor,
+    evaluate_folder,
+    find_images,
+    run_module_tiled,
+)
 from reports.rows import ReportRow
 from tocsr.core.baselines import (
     BaselineTraining,
@@ -79,6 +86,20 @@ def eval_method(method: SRMethod, degradation: str, scale: int) -> EvalMethod:
     module = _Told(method, degradation).eval()
     return EvalMethod(method.name, _EVAL_KIND[method.kind], method.arch_key or method.name,
                       lambda lr: run_module_tiled(module, lr, scale, device=_device_of(method.module)))
+
+
+def routed_eval_method(method: SRMethod, router, name: str, scale: int, decisions: list[str]) -> EvalMethod:
+    """A method told the degradation, run blind: `router` (tocsr.core.sr.router.DegradationRouter) reads each whole
+    LR image once, before tiling, and the method runs told its answer. Each answer is appended to `decisions`,
+    in the order the images come (what the router got right is then checkable against the truth)."""
+    router = router.eval()
+
+    def run(lr: np.ndarray) -> np.ndarray:
+        kind = router.route(_to_tensor(lr) * 2 - 1)[0]
+        decisions.append(kind)
+        return run_module_tiled(_Told(method, kind).eval(), lr, scale, device=_device_of(method.module))
+
+    return EvalMethod(name, _EVAL_KIND[method.kind], method.arch_key or method.name, run)
 
 
 def _device_of(module: nn.Module) -> torch.device:

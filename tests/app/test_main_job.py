@@ -794,6 +794,32 @@ def test_the_adversarial_weight_sweep_trains_one_student_per_weight_and_scores_v
         sweep(run, tmp_path / "pd2", [0.0, 0.0])
 
 
+def test_told_students_are_scored_blind_behind_a_router_that_decides_per_photograph(job, tmp_path):
+    """`python -m tocsr.app.sr_pd --route`: a DegradationRouter trained on the training photographs picks, once per
+    whole validation photograph, which told student runs; the routed row is scored beside the told and blind ones,
+    with every decision on record and the router's seconds in its budget. Without a told variant it is refused
+    before anything trains."""
+    from tocsr.app.sr_pd import sweep
+
+    _, run, _, _ = job
+    with pytest.raises(ConfigError, match="none is: add a variant with student_per_degradation=true"):
+        sweep(run, tmp_path / "none", {"blind": {}}, max_px=128, route=True)
+    assert not (tmp_path / "none").exists()
+    doc = sweep(run, tmp_path / "pd", {"blind": {}, "told": {"student_per_degradation": True}}, max_px=128,
+                route=True)
+    told = doc["trained"]["told"]
+    assert told["router_s"] > 0 and told["routed_training_budget_s"] == pytest.approx(
+        told["training_budget_s"] + told["router_s"])
+    assert "router_s" not in doc["trained"]["blind"] and set(doc["routing"]) == {"told"}
+    for kind, got in doc["routing"]["told"].items():
+        assert got["photographs"] == len(doc["val_images"]) == len(got["decisions"]) >= 1
+        assert set(got["decisions"]) <= {"bicubic", "realesrgan"}
+        assert got["routed_right"] == sum(d == kind for d in got["decisions"])
+        methods = doc["results"][kind]["methods"]
+        assert {"student blind", "student told", "student told routed"} <= set(methods)
+        assert "minus_student blind" in methods["student told routed"]
+
+
 def test_a_sweep_variant_that_changes_the_shared_part_trains_its_own_and_counts_it(job, tmp_path):
     """A `tocsr.app.sr_pd` variant naming a setting of the shared part (here a larger pair cache) cannot start from
     the run's `sr-shared/` (trained with other settings): it trains its own, on as many pairs as it asks, and what

@@ -1,0 +1,97 @@
+"""DegradationRouter: which of the SR stage's degradations made an LR photograph, read from the photograph alone.
+
+Students told the degradation beat the blind one at the same steps (docs/status.md, thirty-eighth session), but a
+user rarely knows what degraded a photograph. A router makes the told students usable blind: it decides once per
+photograph (before any tiling; tiles routed apart would meet at seams), and the student of its answer runs.
+Small on purpose: it must cost little beside one backbone call, and the cues it needs (sensor-like noise, blur,
+JPEG blocks against a clean bicubic downscale) are statistics of the whole image.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from tocsr.core.data import Photo
+from tocsr.core.errors import ConfigError
+from tocsr.core.sr.data import SRPairs
+from tocsr.core.training import adamw, progress
+
+
+class DegradationRouter(ModelMixin, ConfigMixin):
+    """LR image in [-1, 1] (B, 3, h, w), any size -> logits over `kinds`, from four statistics of the whole image's
+    luma: a noise level (Immerkaer's mask, which cancels smooth structure), the Laplacian's spread, the mean
+    gradient (blur) and 8x8 blockiness (JPEG's grid, aligned with the LR image as Real-ESRGAN compresses it), in
+    logs, normalised by running statistics, then a linear layer. A small CNN on the pixels learned nothing in the
+    steps a test affords (the cues are faint beside image content); these statistics are what separates them.
+    Size-agnostic: a whole photograph is one decision."""
+
+    @register_to_config
+    def __init__(self, kinds: tuple[str, ...] = ("bicubic", "realesrgan")):
+        super().__init__()
+        if len(kinds) < 2:
+            raise ConfigError(f"DegradationRouter(kinds={kinds!r}): routing needs at least two degradations")
+        self.kinds = tuple(kinds)
+        mask = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
+        lap = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
+        self.register_buffer("masks", torch.stack([mask, lap])[:, None], persistent=False)
+        self.norm = nn.BatchNorm1d(N_STATISTICS, affine=False)
+        self.head = nn.Linear(N_STATISTICS, len(kinds))
+
+    def statistics(self, lr: torch.Tensor) -> torch.Tensor:
+        """(B, N_STATISTICS): the logs of what the module doc lists, per image."""
+        y = ((lr + 1) / 2).clamp(0, 1)
+        y = (0.299 * y[:, 0] + 0.587 * y[:, 1] + 0.114 * y[:, 2])[:, None]
+        r = F.conv2d(y, self.masks)
+        noise = r[:, 0].abs().mean(dim=(1, 2)) * (math.pi / 2) ** 0.5 / 6
+        lap = r[:, 1].flatten(1).std(dim=1)
+        dx, dy = (y[..., :, 1:] - y[..., :, :-1]).abs(), (y[..., 1:, :] - y[..., :-1, :]).abs()
+        grad = dx.mean(dim=(1, 2, 3)) + dy.mean(dim=(1, 2, 3))
+        block = (dx[..., :, 7::8].mean(dim=(1, 2, 3)) + dy[..., 7::8, :].mean(dim=(1, 2, 3))) / (grad + 1e-8)
+        return torch.stack([noise, lap, grad, block], dim=1).clamp_min(1e-8).log()
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.statistics(lr)))
+
+    @torch.no_grad()
+    def route(self, lr: torch.Tensor) -> list[str]:
+        """The degradation of each image of the batch (whole images: one decision each)."""
+        return [self.kinds[int(i)] for i in self(lr.to(self.head.weight.device)).argmax(dim=1)]
+
+
+N_STATISTICS = 4
+
+
+def train_router(photos: list[Photo], kinds: tuple[str, ...], scale: int, patch_px: int = 192, steps: int = 300,
+                 batch: int = 16, lr: float = 1e-2, seed: int = 0) -> tuple[DegradationRouter, float]:
+    """A router trained on HR crops of `photos`, each degraded by one of `kinds` (SRPairs: the SR stage's own
+    degradations, mixed evenly), with cross-entropy on which made it. Returns (the router in eval mode, seconds).
+    Crops larger than the student's, so that the pooled statistics are closer to a whole photograph's."""
+    if steps < 1 or batch < 1:
+        raise ConfigError(f"train_router: steps {steps}, batch {batch}; give positive numbers")
+    t0 = time.perf_counter()
+    # another seed than the student's pair cache: the router sees other crops and degradation draws
+    pairs = SRPairs(photos, patch_px, scale, steps * batch, seed + 7, kinds)
+    index = {k: i for i, k in enumerate(kinds)}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        router = DegradationRouter(kinds)
+    opt = adamw(router.parameters(), lr=lr)
+    router.train()
+    with progress("sr/router", steps) as bar:
+        for step in range(steps):
+            items = range(step * batch, (step + 1) * batch)
+            x = torch.stack([pairs[i][1] for i in items])
+            y = torch.tensor([index[pairs.kind(i)] for i in items])
+            loss = F.cross_entropy(router(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.update(1, loss=loss.item())
+    return router.eval(), time.perf_counter() - t0
