@@ -133,7 +133,7 @@ def _test_headline(run: Path, doc: dict[str, Any]) -> str:
              "TOC-SR" + (f", for the {budget:.0f} s its SR stage spent training (unit: "
                          f"{esc(doc.get('budget_unit', '?'))}): {how}" if budget is not None else "")
              + ". [95% bootstrap interval over photographs]; paired differences resample per-photograph "
-             "differences." + _student_steps(doc.get("student_steps")) + "</p>"]
+             "differences." + _student_steps(doc.get("student_steps")) + _routing(doc.get("routing")) + "</p>"]
     for folder in folders:
         res = EvalResult.load(folder)
         parts.append(f"<h3>{esc(res.lr_source)} degradation</h3>" + summary_table(res))
@@ -147,6 +147,18 @@ def _student_steps(steps: dict[str, int] | None) -> str:
         return ""
     return (" TOC-SR one-step students' training steps: "
             + ", ".join(f"{esc(name)} {n}" for name, n in sorted(steps.items())) + ".")
+
+
+def _routing(routing: dict[str, dict[str, dict]] | None) -> str:
+    """What each routed model's router decided on the test photographs (tocsr.core.sr.router): a routed model is
+    blind, and a photograph sent to the other degradation's student is scored as it came out."""
+    if not routing:
+        return ""
+    said = "; ".join(f"{esc(name)}: " + ", ".join(f"{d['routed_right']} of {d['photographs']} {esc(kind)} photographs"
+                                                   for kind, d in sorted(kinds.items()))
+                     for name, kinds in sorted(routing.items()))
+    return (" Routed models read the degradation from each whole photograph (one student per degradation behind a "
+            f"router; nothing told them): routed to the student of the degradation that made them: {said}.")
 
 
 def _nightly_link(run: Path, out: Path) -> str:

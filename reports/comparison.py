@@ -4,6 +4,7 @@ crops. `tocsr.app.stages.stage_eval` calls `compare_methods` and writes its rows
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import load_student
 from tocsr.core.sr.onestep import OneStepSR
 from tocsr.core.sr.parts import deployed_decoder, deployed_encoder
+from tocsr.core.sr.router import ROUTER_DIR, DegradationRouter, RoutedSR
 from tocsr.core.sr.run import MultiStepSR
 from tocsr.core.sr.train import load_sr_teachers
 from tocsr.core.training import make_accelerator
@@ -53,9 +55,14 @@ def load_sr_methods(teacher, sr_dir: Path, profile_name: str, with_teacher: bool
     student = load_student(sr_dir / "student")
     one = OneStepSR(teacher.autoencoder, student, cfg.scale, deployed_decoder(sr_dir, info.decoder),
                     deployed_encoder(sr_dir, info.encoder))
-    told = ", told the degradation" if one.takes_degradation else ""
-    methods = [SRMethod(f"tocsr-onestep ({profile_name}{told})", "one-step", one, False, info.arch.key,
-                        cost_module=one.for_degradation(None))]
+    if cfg.routes:        # its students behind its router: blind, and one call costs the router and one student
+        routed = RoutedSR(one, DegradationRouter.from_pretrained(sr_dir / ROUTER_DIR).eval())
+        methods = [SRMethod(f"tocsr-onestep ({profile_name}, routed)", "one-step", routed, False, info.arch.key,
+                            cost_module=routed.cost_module())]
+    else:
+        told = ", told the degradation" if one.takes_degradation else ""
+        methods = [SRMethod(f"tocsr-onestep ({profile_name}{told})", "one-step", one, False, info.arch.key,
+                            cost_module=one.for_degradation(None))]
     if with_teacher and cfg.has_sr_teachers:      # a config with no SR teacher trained none to score
         sr_teachers, sr_config = load_sr_teachers(sr_dir, teacher.denoiser.condition)
         multi = MultiStepSR(teacher.autoencoder, sr_teachers, sr_config, cfg.scale, cfg.sample_steps, cfg.t_start,
@@ -81,25 +88,28 @@ _EVAL_KIND = {"interpolation": "interpolation", "classical": "baseline", "extern
               "one-step": "tocsr", "multi-step": "tocsr"}
 
 
-def eval_method(method: SRMethod, degradation: str, scale: int) -> EvalMethod:
-    """What the protocol runs: the method on whole 8-bit images (tiled), told `degradation` only if it takes it."""
-    module = _Told(method, degradation).eval()
-    return EvalMethod(method.name, _EVAL_KIND[method.kind], method.arch_key or method.name,
-                      lambda lr: run_module_tiled(module, lr, scale, device=_device_of(method.module)))
-
-
-def routed_eval_method(method: SRMethod, router, name: str, scale: int, decisions: list[str]) -> EvalMethod:
-    """A method told the degradation, run blind: `router` (tocsr.core.sr.router.DegradationRouter) reads each whole
-    LR image once, before tiling, and the method runs told its answer. Each answer is appended to `decisions`,
-    in the order the images come (what the router got right is then checkable against the truth)."""
-    router = router.eval()
+def eval_method(method: SRMethod, degradation: str, scale: int, decisions: list[str] | None = None) -> EvalMethod:
+    """What the protocol runs: the method on whole 8-bit images (tiled), told `degradation` only if it takes it.
+    A routed method (tocsr.core.sr.router.RoutedSR, blind) is told nothing: its router reads each whole LR image
+    once, before tiling, and every tile runs the student of that answer, which is appended to `decisions` (in the
+    order the images come, so what the router got right is checkable against the truth)."""
 
     def run(lr: np.ndarray) -> np.ndarray:
-        kind = router.route(_to_tensor(lr) * 2 - 1)[0]
-        decisions.append(kind)
-        return run_module_tiled(_Told(method, kind).eval(), lr, scale, device=_device_of(method.module))
+        told, kind = _route(method, lr, degradation)
+        if told is not method and decisions is not None:
+            decisions.append(kind)
+        return run_module_tiled(_Told(told, kind).eval(), lr, scale, device=_device_of(method.module))
 
-    return EvalMethod(name, _EVAL_KIND[method.kind], method.arch_key or method.name, run)
+    return EvalMethod(method.name, _EVAL_KIND[method.kind], method.arch_key or method.name, run)
+
+
+def _route(method: SRMethod, lr: np.ndarray, degradation: str) -> tuple[SRMethod, str]:
+    """(the method to run on `lr` or its tiles, the degradation to tell it): a routed method's students told its
+    router's answer for the whole image `lr`; any other method as it is, told `degradation`."""
+    if not isinstance(method.module, RoutedSR):
+        return method, degradation
+    kind = method.module.route(_to_tensor(lr) * 2 - 1)[0]
+    return dataclasses.replace(method, module=method.module.model), kind
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -156,7 +166,8 @@ def _save_crops(methods: list[SRMethod], test_dir: Path, scale: int, folder: Pat
     save_png(folder / "0-ground-truth.png", np.ascontiguousarray(hr[y * scale:(y + p) * scale, x * scale:(x + p) * scale]))
     save_png(folder / "1-input (nearest).png", np.repeat(np.repeat(lr[y:y + p, x:x + p], scale, 0), scale, 1))
     for i, m in enumerate(methods):
-        sr = eval_method(m, "realesrgan", scale).run(np.ascontiguousarray(lr[y:y + p, x:x + p]))
+        told, kind = _route(m, lr, "realesrgan")       # a router decides on the whole image, as when it was scored
+        sr = eval_method(told, kind, scale).run(np.ascontiguousarray(lr[y:y + p, x:x + p]))
         save_png(folder / f"{i + 2}-{m.name}.png", sr)
 
 
@@ -238,11 +249,16 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
     device = make_accelerator().device
     for m in methods:
         m.module.to(device)
+    routing: dict[str, dict[str, dict]] = {}     # routed method -> degradation -> what its router decided
     for kind in kinds:
-        res = evaluate_folder(images, [eval_method(m, kind, scale) for m in methods], scale, kind, seed=0,
-                              extra_metrics=extra_metrics, hr_dir=str(test_dir))
+        decisions = {m.name: [] for m in methods if isinstance(m.module, RoutedSR)}
+        res = evaluate_folder(images, [eval_method(m, kind, scale, decisions.get(m.name)) for m in methods], scale,
+                              kind, seed=0, extra_metrics=extra_metrics, hr_dir=str(test_dir))
         res.save(run / "eval" / f"test-{kind}", environment())
         results[kind] = res
+        for name, got in decisions.items():
+            routing.setdefault(name, {})[kind] = {"photographs": len(got), "routed_right": sum(k == kind for k in got),
+                                                  "decisions": got}
     _save_crops(methods, test_dir, scale, run / "eval" / "crops")
     for m in methods:
         m.module.to("cpu")
@@ -252,6 +268,7 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
                   "test_max_px": test_max_px, "train_images": sorted(p.name for p in train),
                   "baseline_budget_s": budget_s, "baselines_trained": trained,
                   "budget_unit": budget_unit(budget_info),
-                  "student_steps": {pname: info.config.student_steps
+                  "student_steps": {pname: info.config.student_steps * info.config.students
                                     for pname, info in zip(sorted(sr_dirs), infos, strict=True)},
-                  "told_degradation": [m.name for m in methods if getattr(m.module, "takes_degradation", False)]}
+                  "told_degradation": [m.name for m in methods if getattr(m.module, "takes_degradation", False)],
+                  "routing": routing}

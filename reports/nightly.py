@@ -134,9 +134,10 @@ def tracked_methods(run_dir: str | Path, profile: DeviceProfile) -> list[Tracked
         folder = run / "sr" / result.sr_folder_name
         pipe = TOCSRPipeline.from_pretrained(folder)
         name = f"tocsr:{profile.name}"
+        # timed: what one call runs (a routed model's router and one student); perturbed: every student it may run
         out.append(TrackedMethod(name, "tocsr", str(folder), Workload(name, pipe.model, (lr * 2 - 1,)),
                                  EvalMethod(name, "tocsr", str(folder), lambda x, p=pipe: p.upscale_array(x)[0]),
-                                 (pipe.model,)))
+                                 tuple(pipe.models.values())))
     if not out:
         raise ConfigError(f"{run}: no search for profile {profile.name!r} in this run folder (search-*/"
                           f"{SearchResult.FILE_NAME}); run the main job with this profile, or drop it from --profile")
@@ -152,11 +153,12 @@ def tracked_methods(run_dir: str | Path, profile: DeviceProfile) -> list[Tracked
 def perturb_weights(modules: tuple[nn.Module, ...], sigma: float, seed: int = 0) -> None:
     """Test hook: every weight moved by Gaussian noise of `sigma` times its tensor's std (a broken checkpoint)."""
     g = torch.Generator().manual_seed(seed)
+    # each weight once, where modules share parts (a routed model's students share the autoencoder)
+    params = {id(p): p for module in modules for p in module.parameters()}.values()
     with torch.no_grad():
-        for module in modules:
-            for p in module.parameters():
-                if p.numel() > 1 and p.is_floating_point():
-                    p.add_(torch.randn(p.shape, generator=g).to(p.device, p.dtype) * sigma * p.float().std().item())
+        for p in params:
+            if p.numel() > 1 and p.is_floating_point():
+                p.add_(torch.randn(p.shape, generator=g).to(p.device, p.dtype) * sigma * p.float().std().item())
 
 
 def eval_images(run_dir: str | Path, scale: int) -> list:

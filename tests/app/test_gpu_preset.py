@@ -28,6 +28,12 @@ def test_a_presets_sr_settings_are_what_its_job_trains_and_its_estimate_budgets(
     q = quick.sr_config()
     assert (q.student_steps, q.teacher_steps, q.pair_cache, q.teacher_cache, q.patch_px) == (
         quick.sr_student_steps, quick.sr_teacher_steps, quick.sr_pair_cache, quick.sr_teacher_cache, quick.sr_patch_px)
+    assert not q.routes and q.students == 1                 # one blind student (RunPreset.sr_routed says why)
+    # routed: one student per degradation behind a router, the device's steps divided among them
+    routed = dataclasses.replace(quick, sr_routed=True).sr_config()
+    assert routed.routes and routed.students == len(routed.kinds) == 2 and routed.router_steps == quick.sr_router_steps
+    assert routed.student_steps * routed.students == quick.sr_student_steps
+    assert RUN_PRESETS["smoke"].sr_config().routes          # the tests run the routed path end to end
     assert q.w_teacher == 0 and not q.uses_sr_teachers
     assert gpu.sr_config().uses_sr_teachers and gpu.sr_config().patch_px == 512
     # the quick preset trains no SR teacher, so its estimate times none (the bench is never touched)
@@ -49,10 +55,13 @@ def test_a_runs_devices_share_the_presets_student_steps_evenly_up_to_one_devices
     assert [quick.student_steps_per_device(n) for n in (1, 2, 3)] == [650, 487, 325]
     assert [quick.sr_config(n).student_steps for n in (1, 2, 3)] == [650, 487, 325]
     assert quick.sr_config().student_steps == quick.sr_student_steps            # one device: the preset's own
+    # routed, each device's steps are divided among its students (one per degradation)
+    routed = dataclasses.replace(quick, sr_routed=True)
+    assert [routed.sr_config(n).student_steps for n in (1, 2, 3)] == [325, 243, 162]
     assert full.sr_run_student_steps is None
     assert {full.sr_config(n).student_steps for n in (1, 2, 5)} == {full.sr_student_steps}
-    # a step cap for checks cuts below the split; a run of more devices than steps still trains each
-    assert quick.capped(3).sr_config(3).student_steps == 3
+    # a step cap for checks cuts below the split; a run of more devices than steps still trains each student
+    assert quick.capped(3).sr_config(3).student_steps == 3 and routed.capped(3).sr_config(3).student_steps == 1
     tiny = dataclasses.replace(quick, sr_run_student_steps=2)
     assert tiny.student_steps_per_device(5) == 1
     # the shared part (pair cache, SR teachers) does not depend on the split: every device's run reuses it
@@ -75,7 +84,7 @@ def test_the_gpu_preset_is_refused_on_a_machine_without_a_cuda_device_before_any
 def test_a_step_cap_cuts_every_training_stage_and_the_teachers_diffusion_steps():
     gpu = RUN_PRESETS["gpu"]
     capped = gpu.capped(3)
-    for f in ("distill_steps", "sr_teacher_steps", "sr_student_steps", "finetune_steps", "parts_steps",
+    for f in ("distill_steps", "sr_teacher_steps", "sr_student_steps", "finetune_steps", "parts_steps", "sr_router_steps",
               "baseline_max_steps"):
         assert getattr(capped, f) == 3, f
     assert capped.teacher().diffusion.steps == 3 and gpu.teacher().diffusion.steps == 100_000

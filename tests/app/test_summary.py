@@ -64,15 +64,16 @@ def test_a_cost_table_that_missed_its_bar_is_marked_in_the_summary_table():
 
 
 def test_a_run_whose_devices_share_the_presets_student_steps_says_so_and_a_run_of_one_does_not():
-    def printed(per_device: int, devices: int) -> str:
+    def printed(per_device: int, devices: int, students: int = 1) -> str:
         buf = io.StringIO()
         print_summary(Console(file=buf, width=400), {
             "devices": {}, "report": "r/index.html", "wall_s": 60.0, "stages_ran": [], "stages_skipped": [],
-            "sr_student_steps": {"per_device": per_device, "devices": devices, "one_device": 650, "run_cap": 975,
-                                 "preset": "quick"}})
+            "sr_student_steps": {"per_device": per_device, "students": students, "devices": devices,
+                                 "one_device": 650, "run_cap": 975, "preset": "quick"}})
         return buf.getvalue()
 
     shared = printed(325, 3)
-    assert "student trained 325 steps: the quick preset shares 975 student steps among a run's 3 devices" in shared
-    assert "one device alone trains 650" in shared
-    assert "student trained" not in printed(650, 1)
+    assert "model trained 325 steps: the quick preset shares 975 student steps among a run's 3 devices" in shared
+    assert "one device alone trains 650" in shared and "one per degradation" not in shared
+    assert "model trained 324 steps (2 students, one per degradation): the quick preset" in printed(324, 3, 2)
+    assert "model trained" not in printed(650, 1)

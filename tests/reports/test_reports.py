@@ -146,10 +146,11 @@ def test_the_baselines_budget_says_whether_it_holds_the_sr_teachers():
     assert "trains no SR teacher" in none and "not the SR teachers" not in none
 
 
-def test_a_routed_method_decides_once_per_whole_image_and_runs_told_that_degradation():
-    """reports.comparison.routed_eval_method: the router reads the whole LR image (not a tile), its answer is
-    recorded, and the told method runs with that answer on every tile."""
-    from reports.comparison import routed_eval_method
+def test_a_routed_method_decides_once_per_whole_image_and_runs_told_that_degradation(monkeypatch):
+    """reports.comparison.eval_method on a routed model (tocsr.core.sr.router.RoutedSR): the router reads the whole
+    LR image (not a tile), its answer is recorded, and the told students run with that answer on every tile,
+    whatever degradation the evaluation would tell a told method."""
+    from reports import comparison
     from reports.evaluate import SRMethod
 
     class Told(torch.nn.Module):                 # x4 nearest, brightness set by the degradation it is told
@@ -165,20 +166,22 @@ def test_a_routed_method_decides_once_per_whole_image_and_runs_told_that_degrada
             level = {"bicubic": -0.5, "realesrgan": 0.5}[degradation]
             return torch.full((x.shape[0], 3, x.shape[2] * 4, x.shape[3] * 4), level) + 0 * self.w
 
-    class Router(torch.nn.Module):               # routes by the image's mean: a whole-image decision
+    class Routed(torch.nn.Module):               # routes by the image's mean: a whole-image decision
         def __init__(self):
             super().__init__()
-            self.sizes: list[tuple[int, int]] = []
+            self.model, self.sizes = Told(), []
 
         def route(self, lr):
             self.sizes.append(tuple(lr.shape[2:]))
             return ["realesrgan" if lr.mean() > 0 else "bicubic"]
 
-    told, router, decisions = Told(), Router(), []
-    method = routed_eval_method(SRMethod("told", "one-step", told, False), router, "told routed", 4, decisions)
+    monkeypatch.setattr(comparison, "RoutedSR", Routed)
+    routed, decisions = Routed(), []
+    method = comparison.eval_method(SRMethod("routed", "one-step", routed, False), "bicubic", 4, decisions)
     bright, dark = np.full((200, 150, 3), 220, np.uint8), np.full((40, 30, 3), 20, np.uint8)
     out_bright, out_dark = method.run(bright), method.run(dark)
-    assert decisions == ["realesrgan", "bicubic"] and router.sizes == [(200, 150), (40, 30)]
+    assert decisions == ["realesrgan", "bicubic"] and routed.sizes == [(200, 150), (40, 30)]
     assert out_bright.shape == (800, 600, 3) and (out_bright == 191).all() and (out_dark == 64).all()
     # the big image ran in several tiles, every one told the router's answer
+    told = routed.model
     assert told.seen.count("realesrgan") > 1 and set(told.seen) == {"realesrgan", "bicubic"}

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import typer
@@ -525,7 +526,8 @@ def upscale(
     degradation: str | None = typer.Option(
         None, "--degradation",
         help="what degraded the input, for a model with a student per degradation: realesrgan (real "
-             "photographs, the default) or bicubic (a clean downscale)"),
+             "photographs) or bicubic (a clean downscale). Unset: the model's router reads it from each image "
+             "where the model has one, else realesrgan"),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """Upscale an image or a folder with the one-step SR model."""
@@ -542,24 +544,31 @@ def upscale(
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise typer.BadParameter(f"{source}: no images found ({', '.join(IMAGE_SUFFIXES)})")
-        failed = []
+        failed, routed = [], Counter()
         with progress("upscale", len(files)) as bar:
             for f in files:
                 try:
-                    upscale_file(pipe, f, out / f.relative_to(source).with_suffix(".png"))
+                    info = upscale_file(pipe, f, out / f.relative_to(source).with_suffix(".png"))
+                    routed[info["degradation"]] += info["routed"]
                 except ImageReadError as err:
                     failed.append(str(err))
                 bar.update(1)
         for msg in failed:
             typer.echo(f"skipped: {_one_line(msg)}", err=True)
-        typer.echo(f"wrote {len(files) - len(failed)} images to {out}")
+        read = f" (degradation read from each image: {_counts(routed)})" if routed else ""
+        typer.echo(f"wrote {len(files) - len(failed)} images to {out}{read}")
         if failed:
             raise typer.Exit(1)
     else:
         info = upscale_file(pipe, source, out)
         told = f", degradation {info['degradation']}" if info["degradation"] else ""
+        told += " (read from the image by the model's router)" if info["routed"] else ""
         typer.echo(f"wrote {out} ({info['output_size'][0]}x{info['output_size'][1]}, {info['tiles']} tiles, "
                    f"{info['fp32_fallbacks']} fp32 fallbacks{told})")
+
+
+def _counts(counter: Counter) -> str:
+    return ", ".join(f"{name} {n}" for name, n in sorted(counter.items()))
 
 
 def _check_proxy(proxy: str) -> None:

@@ -328,7 +328,7 @@ def _student_row(b: _Bench, scfg, devices: int) -> StageEstimate:
         return F.mse_loss(pred.float(), z_lr) + F.l1_loss(pixels.float(), hr)
 
     return b.row("sr/student", f"teacher-shaped backbone forward+backward, batch {n}, + decoder forward+backward "
-                 f"on {scfg.pixel_share}; x {devices} device(s)", scfg.student_steps * devices, n,
+                 f"on {scfg.pixel_share}; x {scfg.students} student(s) x {devices} device(s)", scfg.student_steps * scfg.students * devices, n,
                  train_step(student.parameters(), loss, b.acc), upper=True)
 
 

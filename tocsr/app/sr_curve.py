@@ -62,7 +62,10 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
         raise ConfigError(f"--every {every} / --student-steps {student_steps}: need 1 <= every <= student steps")
     model = first_sr_model(run)
     info = SRModelInfo.load(model)
-    cfg = dataclasses.replace(info.config, student_steps=student_steps, checkpoint_every=10**9)
+    # one blind student, whatever the run's model is: a curve follows one network (a routed model's students each
+    # see one degradation's pairs; their steps are the curve's divided among them)
+    cfg = dataclasses.replace(info.config, student_steps=student_steps, checkpoint_every=10**9,
+                              student_per_degradation=False)
     teacher = load_teacher(run / "teacher")
     space = derive_search_space(teacher.unet)
     spec = space.spec(dict(info.arch.items()))

@@ -21,10 +21,11 @@ variant's training budget (SRModelInfo.training_s: what its SR stage cost, the s
 teachers only when its student learns from them) is recorded beside its scores: variants compared "at equal
 seconds" are so only when those budgets agree, which the table shows.
 
-With `--route`, one DegradationRouter (tocsr.core.sr.router) is trained on the training photographs and every variant
-told the degradation (`student_per_degradation=true`) is scored a second time blind: the router reads each whole
-validation photograph once and the student of its answer runs. The row is "student LABEL routed"; what the router
-decided per photograph is in sr_pd.json ("routing"), and its seconds join that row's budget.
+A variant with one student per degradation (`student_per_degradation=true`) trains its DegradationRouter too
+(tocsr.core.sr.router; `router_steps`, 0 for none), as the SR stage does: its row "student LABEL" is then blind, the
+router reading each whole validation photograph once and the student of its answer running, with the router's
+seconds in its budget; the row "student LABEL told" scores the same students told the truth (what a perfect router
+would give). What the router decided per photograph is in sr_pd.json ("routing").
 
 Validation, not test: the sweep is for choosing settings, and the test photographs stay unseen by every
 choice (the main job's report scores them). Writes <out>/sr_pd.json, <out>/sr_pd.png (a perception-distortion
@@ -53,8 +54,8 @@ def _student_name(label: str) -> str:
     return f"student {label}"
 
 
-def _routed_name(label: str) -> str:
-    return f"student {label} routed"
+def _told_name(label: str) -> str:
+    return f"student {label} told"
 
 
 def weight_variants(weights: list[float]) -> dict[str, dict[str, Any]]:
@@ -94,13 +95,11 @@ def parse_variant(words: list[str]) -> tuple[str, dict[str, Any]]:
 
 
 def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float], max_px: int = 384,
-          with_teacher: bool = False, data: Path | None = None, student_steps: int | None = None,
-          route: bool = False) -> dict[str, Any]:
+          with_teacher: bool = False, data: Path | None = None, student_steps: int | None = None) -> dict[str, Any]:
     """`variants`: label -> SRConfig fields, the first the reference of the paired differences; a list of numbers is
-    the adversarial weight sweep (weight_variants). `route`: train one DegradationRouter (tocsr.core.sr.router) on
-    the training photographs and score every variant told the degradation (student_per_degradation) blind as well,
-    routed once per photograph, with what the router decided; its seconds join that row's budget."""
-    from reports.comparison import eval_method, load_sr_methods, routed_eval_method, write_split_folder
+    the adversarial weight sweep (weight_variants). A variant whose model routes (SRConfig.routes) is scored blind
+    behind its router and, as "student LABEL told", told the truth (module doc)."""
+    from reports.comparison import eval_method, load_sr_methods, write_split_folder
     from reports.metrics import FULL_REFERENCE, NO_REFERENCE
     from reports.protocol import evaluate_folder, find_images, interpolation
     from tocsr.core.distill.train import load_surrogates
@@ -119,16 +118,13 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
     info = SRModelInfo.load(model)
     cfg = dataclasses.replace(info.config, checkpoint_every=10**9,
                               student_steps=student_steps or info.config.student_steps)
-    if route and not any(f.get("student_per_degradation", cfg.student_per_degradation) for f in variants.values()):
-        raise ConfigError("--route scores variants told the degradation blind, and none is: add a variant with "
-                          "student_per_degradation=true")
     teacher = load_teacher(run / "teacher")
     space = derive_search_space(teacher.unet)
     spec = space.spec(dict(info.arch.items()))
     bank, _ = load_surrogates(run / "surrogates", space)
     trained: dict[str, dict[str, Any]] = {}
     methods = []
-    told: dict[str, Any] = {}             # label -> the SRMethod of a variant told the degradation (for --route)
+    routed: list[str] = []                # the labels of the variants whose model routes
     for i, (label, fields) in enumerate(variants.items()):
         folder = out / label.replace("=", "-").replace(" ", "_")
         t = time.perf_counter()
@@ -167,40 +163,32 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
         ms, _ = load_sr_methods(teacher, folder, "validation", with_teacher=with_teacher and i == 0)
         student_method = dataclasses.replace(ms[0], name=_student_name(label))
         methods += [student_method, *ms[1:]]
-        if trained_info.config.student_per_degradation and len(trained_info.config.kinds) > 1:
-            told[label] = student_method
+        if trained_info.config.routes:
+            routed.append(label)
+            trained[label]["router_s"] = trained_info.timings_s["router_s"]
+            methods.append(dataclasses.replace(student_method, name=_told_name(label),
+                                               module=student_method.module.model))
         print(f"{label}: student {trained[label]['student_s']:.0f} s, training budget "
               f"{trained[label]['training_budget_s']:.0f} s", flush=True)
-    router, routing = None, {}
-    if route:
-        from tocsr.core.data import load_train_val
-        from tocsr.core.sr.router import train_router
-
-        train_photos, _, _ = load_train_val(data, teacher.preset.split, min_side=cfg.patch_px)
-        router, router_s = train_router(train_photos, cfg.kinds, cfg.scale, seed=cfg.seed)
-        for label in told:
-            trained[label]["router_s"] = router_s
-            trained[label]["routed_training_budget_s"] = trained[label]["training_budget_s"] + router_s
-        print(f"router: trained in {router_s:.0f} s on {len(train_photos)} training photographs", flush=True)
+    routing: dict[str, dict[str, Any]] = {}
     val_dir = out / "val" / "HR"
     names = write_split_folder(data, teacher.preset.split, val_dir, max_px, cfg.scale, part="val")
     images = find_images(val_dir, None, cfg.scale)
     rows: dict[str, dict[str, Any]] = {}
     for kind in cfg.kinds:
-        decisions: dict[str, list[str]] = {label: [] for label in told if router is not None}
-        routed = [routed_eval_method(told[label], router, _routed_name(label), cfg.scale, decisions[label])
-                  for label in decisions]
+        decisions: dict[str, list[str]] = {_student_name(label): [] for label in routed}
         res = evaluate_folder(images, [interpolation("bicubic", cfg.scale)]
-                              + [eval_method(m, kind, cfg.scale) for m in methods] + routed, cfg.scale, kind, seed=0,
-                              extra_metrics=FULL_REFERENCE + NO_REFERENCE, hr_dir=str(val_dir))
-        for label, got in decisions.items():
+                              + [eval_method(m, kind, cfg.scale, decisions.get(m.name)) for m in methods], cfg.scale,
+                              kind, seed=0, extra_metrics=FULL_REFERENCE + NO_REFERENCE, hr_dir=str(val_dir))
+        for label in routed:
+            got = decisions[_student_name(label)]
             routing.setdefault(label, {})[kind] = {"photographs": len(got), "routed_right": sum(k == kind for k in got),
                                                    "decisions": got}
         res.save(out / f"val-{kind}", environment())
         nr = next((k for k in NO_REFERENCE if k in res.metrics()), None)
         per: dict[str, Any] = {"no_reference_metric": nr, "unavailable": dict(res.unavailable), "methods": {}}
         first = _student_name(next(iter(variants)))
-        for name in ["bicubic"] + [m.name for m in methods] + [m.name for m in routed]:
+        for name in ["bicubic"] + [m.name for m in methods]:
             entry: dict[str, Any] = {k: res.interval(name, k).to_dict() for k in res.metrics()}
             if name != "bicubic":
                 entry["minus_bicubic"] = {k: res.paired(name, "bicubic", k).to_dict() for k in res.metrics()}
@@ -233,8 +221,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--max-px", type=int, default=384, help="validation photographs: centre crop of at most this")
     ap.add_argument("--with-teacher", action="store_true", help="score the multi-step SR teacher too (slow)")
     ap.add_argument("--data", type=Path, help="the run's --data folder, if it had one")
-    ap.add_argument("--route", action="store_true",
-                    help="train a degradation router and score each variant told the degradation blind, routed")
     args = ap.parse_args(argv)
     if args.w_adv and args.variant:
         raise ConfigError("give either --w-adv W ... or --variant LABEL [KEY=VALUE ...] (repeated), not both")
@@ -242,8 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.w_adv or list(DEFAULT_WEIGHTS))
     if args.variant and len(variants) != len(args.variant):
         raise ConfigError("--variant: two variants share a label")
-    return sweep(args.run, args.out, variants, args.max_px, args.with_teacher, args.data, args.student_steps,
-                 args.route)
+    return sweep(args.run, args.out, variants, args.max_px, args.with_teacher, args.data, args.student_steps)
 
 
 if __name__ == "__main__":

@@ -261,6 +261,67 @@ def test_pipeline_runs_the_student_for_its_degradation(per_degradation_parts):
         TOCSRPipeline(ae, student, scale=4, degradation="gaussian")
 
 
+def _mean_router(sizes: list):
+    """A DegradationRouter whose answer is set by the image's brightness (dark: bicubic), recording what it read."""
+    from tocsr.core.sr.router import DegradationRouter
+
+    router = DegradationRouter(("bicubic", "realesrgan")).eval()
+
+    def route(lr):
+        sizes.append(tuple(lr.shape[2:]))
+        return ["bicubic" if x.mean() < 0 else "realesrgan" for x in lr]
+
+    router.route = route
+    return router
+
+
+def test_a_routed_pipeline_decides_once_per_whole_image_and_runs_that_student(per_degradation_parts, tmp_path):
+    """TOCSRPipeline with a router and no degradation named: one decision per whole image (not per tile), and the
+    output is the told pipeline's for that decision. A named degradation overrides the router; a routed model is
+    not exported as one graph."""
+    from tocsr.core.sr.export import export_onnx
+    from tocsr.core.sr.router import RouteThenRun
+
+    ae, student = per_degradation_parts
+    sizes: list = []
+    pipe = TOCSRPipeline(ae, student, scale=4, color_fix="none", tile_lr=32, router=_mean_router(sizes))
+    dark, bright = photo(70, 50, seed=3) // 4, 255 - photo(40, 36, seed=4) // 4
+    for lr, kind in ((dark, "bicubic"), (bright, "realesrgan")):
+        out, info = pipe.upscale_array(lr)
+        told, _ = TOCSRPipeline(ae, student, scale=4, color_fix="none", tile_lr=32, degradation=kind).upscale_array(lr)
+        assert info["routed"] and info["degradation"] == kind and info["tiles"] > 1
+        assert np.array_equal(out, told)
+    assert sizes == [(70, 50), (40, 36)]                  # whole images, once each
+    assert isinstance(pipe.model, RouteThenRun) and pipe.degradation == "routed"
+    named = TOCSRPipeline(ae, student, scale=4, color_fix="none", degradation="bicubic", router=_mean_router(sizes))
+    _, info = named.upscale_array(bright)
+    assert info["degradation"] == "bicubic" and not info["routed"] and len(sizes) == 2
+    with pytest.raises(TocsrError, match="export each student with --degradation"):
+        export_onnx(pipe, tmp_path / "sr.onnx")
+
+
+def test_a_routed_model_runs_each_image_of_a_batch_by_its_own_answer(per_degradation_parts):
+    """tocsr.core.sr.router.RoutedSR: blind to its callers, each image of a batch through the student of its
+    router's answer; it refuses a blind model and a router answering degradations the model has no student for."""
+    from tocsr.core.errors import ConfigError
+    from tocsr.core.sr.onestep import OneStepSR
+    from tocsr.core.sr.router import DegradationRouter, RoutedSR
+
+    ae, student = per_degradation_parts
+    one = OneStepSR(ae, student, 4).eval()
+    routed = RoutedSR(one, _mean_router([])).eval()
+    lr = torch.stack([torch.full((3, 16, 16), v) for v in (-0.5, 0.5, -0.4)]) + 0.05 * torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        got = routed(lr)
+        bic, resr = one(lr, "bicubic"), one(lr, "realesrgan")
+    assert not routed.takes_degradation and (bic - resr).abs().max() > 1e-3
+    assert all(torch.allclose(got[i], ref[i], atol=1e-5) for i, ref in ((0, bic), (1, resr), (2, bic)))
+    with pytest.raises(ConfigError, match="the model is blind"):
+        RoutedSR(OneStepSR(ae, student.for_degradation("bicubic"), 4), _mean_router([]))
+    with pytest.raises(ConfigError, match=r"answers \['jpeg'\]"):
+        RoutedSR(one, DegradationRouter(("bicubic", "jpeg")))
+
+
 def test_onnx_export_matches_torch(per_degradation_parts, tmp_path):
     pytest.importorskip("onnxruntime")
     from tocsr.core.sr.export import check_onnx, export_onnx

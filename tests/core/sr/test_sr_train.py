@@ -168,11 +168,12 @@ def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp
     from tocsr.core.sr.info import SRModelInfo
     from tocsr.core.sr.models import PerDegradationStudent, load_student
     from tocsr.core.sr.onestep import OneStepSR
+    from tocsr.core.sr.router import ROUTER_DIR, DegradationRouter, RoutedSR
 
     teacher, space, spec, bank, photos = parts
     train, val = photos[:2], photos[2:]
     monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
-    cfg = dataclasses.replace(CFG, patch_px=64, student_per_degradation=True)
+    cfg = dataclasses.replace(CFG, patch_px=64, student_per_degradation=True, router_steps=4)
     info = sr_run.run_sr(teacher, space, spec, bank, tmp_path, cfg)
     assert set(info.quality) == {"bicubic", "realesrgan"}
     for rows in info.quality.values():
@@ -199,8 +200,14 @@ def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp
     assert not torch.equal(teachers["bicubic"].residual_std, teachers["realesrgan"].residual_std)
     multi = sr_run.MultiStepSR(teacher.autoencoder, teachers, sched, cfg.scale, cfg.sample_steps, cfg.t_start,
                                cfg.sample_chains)
-    again = evaluate_methods({"s": OneStepSR(teacher.autoencoder, student, cfg.scale), "t": multi}, val,
-                             cfg.patch_px, cfg.scale)
+    # The students behind the router the stage trained on the training photographs (its seconds in the budget):
+    # the one-step row is blind, each crop routed by the saved router.
+    assert cfg.routes and info.timings_s["router_s"] > 0
+    assert info.training_s == pytest.approx(sum(info.timings_s[k] for k in ("pair_cache_s", "sr_teacher_s",
+                                                                            "student_s", "router_s")))
+    routed = RoutedSR(OneStepSR(teacher.autoencoder, student, cfg.scale),
+                      DegradationRouter.from_pretrained(tmp_path / ROUTER_DIR).eval())
+    again = evaluate_methods({"s": routed, "t": multi}, val, cfg.patch_px, cfg.scale)
     for kind, rows in again.items():
         assert rows["s"]["psnr_y"] == pytest.approx(info.quality[kind]["tocsr-onestep"]["psnr_y"], abs=1e-4)
         assert rows["t"]["psnr_y"] == pytest.approx(info.quality[kind]["sr-teacher-2x2step"]["psnr_y"], abs=1e-4)
@@ -514,6 +521,12 @@ def test_an_sr_record_written_before_the_decoder_choice_reads_as_the_kl_decoder(
     doc["schema_version"], doc["decoder"] = 3, "tiny"          # before the encoder was recorded
     path.write_text(json.dumps(doc))
     assert (SRModelInfo.load(tmp_path).decoder, SRModelInfo.load(tmp_path).encoder) == ("tiny", "kl")
+    # a model told the degradation from before routers (no router_steps, no router folder) reads as unrouted
+    doc["schema_version"], doc["encoder"], doc["config"]["student_per_degradation"] = 4, "kl", True
+    del doc["config"]["router_steps"]
+    path.write_text(json.dumps(doc))
+    old = SRModelInfo.load(tmp_path).config
+    assert old.student_per_degradation and old.router_steps == 0 and not old.routes
     doc["schema_version"] = 1
     path.write_text(json.dumps(doc))
     with pytest.raises(ArtifactError, match="schema_version = 1"):

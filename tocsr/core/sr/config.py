@@ -94,8 +94,14 @@ class SRConfig:
     # One student per entry of `kinds` (each on its kind's half of the cache), told at run time which
     # degradation made its input; it measured better than a blind one (figures: docs/status.md, issue 6 and
     # the eleventh session). Off by default: users rarely know what degraded a photograph, the baselines are
-    # blind, and so the headline comparison is blind too. A told student is reported as its own, labelled row.
+    # blind, and so the headline comparison is blind too. With a router (router_steps) the model is blind again;
+    # without one, a told student is reported as its own, labelled row.
     student_per_degradation: bool = False
+    # With one student per degradation, a DegradationRouter (tocsr.core.sr.router) trained for this many steps on the
+    # training photographs reads each input and picks the student, so the told students run blind: what `tocsr
+    # upscale` runs with no --degradation and what the headline row scores. 0: no router (the caller must name the
+    # degradation, or the default student runs). Its seconds are in the model's training budget.
+    router_steps: int = 300
 
     def __post_init__(self) -> None:
         if self.pixel_decoder not in PIXEL_DECODERS:
@@ -104,6 +110,9 @@ class SRConfig:
         if self.redraw_every < 0:
             raise ConfigError(f"SRConfig.redraw_every = {self.redraw_every}: give a number of student steps >= 0 "
                               "(0 never degrades the pairs anew)")
+        if self.router_steps < 0:
+            raise ConfigError(f"SRConfig.router_steps = {self.router_steps}: give a number of steps >= 0 (0 trains no "
+                              "degradation router)")
         if self.teacher_steps < 0:
             raise ConfigError(f"SRConfig.teacher_steps = {self.teacher_steps}: give a number of steps >= 0 "
                               "(0 trains no SR teacher)")
@@ -116,6 +125,16 @@ class SRConfig:
     def has_sr_teachers(self) -> bool:
         """Whether the SR stage trains the multi-step SR teachers (and the report scores them)."""
         return self.teacher_steps > 0
+
+    @property
+    def students(self) -> int:
+        """How many one-step students the config trains (student_steps each): one per degradation, or one blind."""
+        return len(self.kinds) if self.student_per_degradation and len(self.kinds) > 1 else 1
+
+    @property
+    def routes(self) -> bool:
+        """Whether the model is one student per degradation behind a DegradationRouter (blind to its callers)."""
+        return self.students > 1 and self.router_steps > 0
 
     @property
     def uses_sr_teachers(self) -> bool:

@@ -44,6 +44,11 @@ class _FromImage(nn.Module):
 
 def graph_input(pipe) -> str:
     """The exported graph's input: "lr_image" where the LR encoder is deployed, else "lr_latent"."""
+    if pipe.router is not None:
+        raise TocsrError(f"this SR model routes each image to one of its students ({', '.join(pipe.models)}) by "
+                         "statistics of the whole LR image, which one graph of tiles cannot hold: export each student "
+                         f"with --degradation ({' or '.join(pipe.models)}) and route before calling it "
+                         "(tocsr.core.sr.router.DegradationRouter)")
     return "lr_image" if pipe.model.encoder_kind == "lr" else "lr_latent"
 
 

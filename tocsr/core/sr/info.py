@@ -6,6 +6,7 @@
     DIR/sr_teacher/<kind>/    the multi-step SR teacher of each degradation, DIR/sr_scheduler/ its schedule
     DIR/tiny-decoder/         the decoder the model deploys when it is not the autoencoder's (`decoder: tiny`)
     DIR/lr-encoder/           the encoder the model deploys when it reads the LR image itself (`encoder: lr`)
+    DIR/router/               the degradation router in front of one student per degradation (`config.routes`)
 
 Example:
     >>> info = SRModelInfo.load("runs/quick/sr/<arch key>")
@@ -36,16 +37,23 @@ def sr_config_from_dict(d: dict[str, Any]) -> SRConfig:
     return SRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+def _unrouted(d: dict[str, Any]) -> dict[str, Any]:
+    """A record written before models had routers, as the current schema says it: no router trained."""
+    return {**d, "config": {**d["config"], "router_steps": 0}}
+
+
 @dataclass(frozen=True)
 class SRModelInfo(FolderRecord):
     FILE_NAME: ClassVar[str] = "sr.json"
     KIND: ClassVar[str] = "tocsr.sr_model"
-    # 2: where the backbone's weights came from; 3: the decoder deployed; 4: the encoder deployed
-    SCHEMA_VERSION: ClassVar[int] = 4
+    # 2: where the backbone's weights came from; 3: the decoder deployed; 4: the encoder deployed; 5: the router
+    SCHEMA_VERSION: ClassVar[int] = 5
     REBUILD: ClassVar[str] = "train it again with `tocsr sr --out {folder}`"
-    # before 3 every model used the KL decoder, before 4 the KL encoder on the bicubic upscale
-    MIGRATIONS: ClassVar[dict] = {2: lambda d: {**d, "decoder": "kl", "encoder": "kl"},
-                                  3: lambda d: {**d, "encoder": "kl"}}
+    # before 3 every model used the KL decoder, before 4 the KL encoder on the bicubic upscale, before 5 no model had
+    # a degradation router (SRConfig.router_steps)
+    MIGRATIONS: ClassVar[dict] = {2: lambda d: _unrouted({**d, "decoder": "kl", "encoder": "kl"}),
+                                  3: lambda d: _unrouted({**d, "encoder": "kl"}),
+                                  4: lambda d: _unrouted(d)}
 
     scale: int
     arch: ArchSpec
@@ -84,9 +92,9 @@ class SRModelInfo(FolderRecord):
         # a student that never asked the SR teachers (no teacher term) did not cost their training: they were trained
         # for the report's multi-step row only
         parts = [k for k in self.TRAINING_PARTS if k != "sr_teacher_s" or self.config.uses_sr_teachers]
-        # the deployed stand-in parts were trained for this model too (their distillation, in the parts stage), and
-        # the LR encoder's latents of the pairs were computed for its student
-        extra = sum(self.timings_s.get(k, 0.0) for k in ("decoder_s", "encoder_s", "encoder_inputs_s"))
+        # the deployed stand-in parts were trained for this model too (their distillation, in the parts stage);
+        # the LR encoder's latents of the pairs were computed for its student; the router was trained for its students
+        extra = sum(self.timings_s.get(k, 0.0) for k in ("decoder_s", "encoder_s", "encoder_inputs_s", "router_s"))
         return float(sum(self.timings_s[k] for k in parts) + extra)
 
     def __post_init__(self) -> None:

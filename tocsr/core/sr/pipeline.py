@@ -33,9 +33,10 @@ from tocsr.core.models.autoencoder import AUTOENCODER_CLASSES
 from tocsr.core.resize import bicubic_upscale
 from tocsr.core.sr import colorfix
 from tocsr.core.sr.info import SRModelInfo
-from tocsr.core.sr.models import OneStepStudent, PerDegradationStudent, load_student
+from tocsr.core.sr.models import OneStepStudent, PerDegradationStudent, default_degradation, load_student
 from tocsr.core.sr.onestep import OneStepSR
 from tocsr.core.sr.parts import deployed_decoder, deployed_encoder
+from tocsr.core.sr.router import ROUTER_DIR, DegradationRouter, RouteThenRun
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_SIDE = 2
@@ -51,19 +52,23 @@ class TOCSRPipeline:
     def __init__(self, autoencoder, student: OneStepStudent | PerDegradationStudent, scale: int, device: str | torch.device = "cpu",
                  dtype: str = "fp32", tile_lr: int = 128, overlap_lr: int = 8, color_fix: str = "wavelet",
                  context_lr: int = 16, degradation: str | None = None, decoder: torch.nn.Module | None = None,
-                 encoder: torch.nn.Module | None = None):
+                 encoder: torch.nn.Module | None = None, router: DegradationRouter | None = None):
         if dtype not in DTYPES:
             raise ConfigError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
         if color_fix not in ("wavelet", "adain", "none"):
             raise ConfigError(f"color_fix {color_fix!r}: expected wavelet, adain or none")
         self.device, self.dtype_name, self.dtype = torch.device(device), dtype, DTYPES[dtype]
         # A per-degradation model runs only the student for what made the input (checked here, not at the
-        # first tile); None: its default (Real-ESRGAN-like, real photographs). A blind student takes none.
-        self.degradation = degradation or student.default_degradation
-        student = student.for_degradation(degradation)
-        self.model = torch.nn.Module.to(OneStepSR(autoencoder.eval(), student.eval(), scale, decoder, encoder), self.device,
-                                        self.dtype)
-        self._fp32 = None
+        # first tile). Unnamed: the router's answer for each whole image where the model has a router (blind), else
+        # the model's default (Real-ESRGAN-like, real photographs). A blind student takes none.
+        self.router = None if degradation is not None or router is None else router.eval()
+        names = self.router.kinds if self.router is not None else (degradation,)
+        self.degradation = "routed" if self.router is not None else degradation or student.default_degradation
+        self.models = {name: torch.nn.Module.to(OneStepSR(autoencoder.eval(), student.for_degradation(name).eval(),
+                                                          scale, decoder, encoder), self.device, self.dtype)
+                       for name in names}
+        self._fp32: dict[str | None, torch.nn.Module] = {}
+        student = student.for_degradation(names[0])
         self.scale, self.color_fix = scale, color_fix
         levels = len(student.backbone.unet.config.block_out_channels)
         # LR pixels per latent-grid step the backbone needs: 8 (autoencoder) * 2^(levels-1) / scale
@@ -75,6 +80,17 @@ class TOCSRPipeline:
         # A multiple of the alignment, so the context window starts on the grid too (see _spans).
         self.context = -(-context_lr // self.align) * self.align
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """What one call runs on a tile (the one model; routed: the router, then the default degradation's model), at
+        the pipeline's device and precision: what is timed and exported."""
+        first = self.models[next(iter(self.models))]
+        if self.router is None:
+            return first
+        default = self.models[default_degradation(tuple(self.models))]
+        # a copy of the router: the pipeline's own stays in fp32 on the CPU, where it reads whole images
+        return RouteThenRun(torch.nn.Module.to(copy.deepcopy(self.router), self.device, self.dtype), default)
+
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, folder: str | Path, **kwargs) -> TOCSRPipeline:
@@ -83,20 +99,21 @@ class TOCSRPipeline:
         ae_cfg = json.loads((root / "autoencoder" / "config.json").read_text())
         ae = AUTOENCODER_CLASSES[ae_cfg["_class_name"]].from_pretrained(root / "autoencoder")
         student = load_student(root / "student")
+        router = DegradationRouter.from_pretrained(root / ROUTER_DIR) if info.config.routes else None
         return cls(ae, student, info.scale, decoder=deployed_decoder(root, info.decoder),
-                   encoder=deployed_encoder(root, info.encoder), **kwargs)
+                   encoder=deployed_encoder(root, info.encoder), router=router, **kwargs)
 
     # ------------------------------------------------------------------ one tile
     def _run(self, lr01: torch.Tensor, model: OneStepSR, dtype: torch.dtype) -> torch.Tensor:
         with torch.inference_mode():
             return (model(lr01.to(self.device, dtype) * 2 - 1).float() + 1) / 2
 
-    def _tile(self, lr01: torch.Tensor, stats: dict[str, int]) -> torch.Tensor:
-        out = self._run(lr01, self.model, self.dtype)
+    def _tile(self, lr01: torch.Tensor, stats: dict[str, int], name: str | None) -> torch.Tensor:
+        out = self._run(lr01, self.models[name], self.dtype)
         if not torch.isfinite(out).all():
-            if self._fp32 is None:
-                self._fp32 = torch.nn.Module.to(copy.deepcopy(self.model), dtype=torch.float32)
-            out = self._run(lr01, self._fp32, torch.float32)
+            if name not in self._fp32:
+                self._fp32[name] = torch.nn.Module.to(copy.deepcopy(self.models[name]), dtype=torch.float32)
+            out = self._run(lr01, self._fp32[name], torch.float32)
             stats["fp32_fallbacks"] += 1
         stats["tiles"] += 1
         return out.cpu()
@@ -145,6 +162,9 @@ class TOCSRPipeline:
             raise TocsrError(f"input is {w}x{h} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
         s = self.scale
         H, W = h * s, w * s
+        # one decision for the whole image, before tiling: tiles routed apart would meet at seams
+        name = next(iter(self.models)) if self.router is None else self.router.route(
+            torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float() / 255 * 2 - 1)[0]
         out = np.empty((H, W, 3), dtype=np.uint8)
         stats = {"tiles": 0, "fp32_fallbacks": 0}
         ys, xs = self._spans(h), self._spans(w)
@@ -164,7 +184,7 @@ class TOCSRPipeline:
                 cy1, cx1 = min(h, y0 + th + self.context), min(w, x0 + tw + self.context)
                 tile, _, _ = self._padded(lr, cy0, cx0, cy1 - cy0, cx1 - cx0)
                 oy, ox = (y0 - cy0) * s, (x0 - cx0) * s
-                hr = self._tile(tile, stats)[0, :, oy:oy + th * s, ox:ox + tw * s].permute(1, 2, 0).numpy()
+                hr = self._tile(tile, stats, name)[0, :, oy:oy + th * s, ox:ox + tw * s].permute(1, 2, 0).numpy()
                 wgt = (wy[:, None] * self._ramp(tw * s, c > 0, c < len(xs) - 1)[None, :])[..., None]
                 a = y0 * s - band_top
                 acc[a:a + th * s, x0 * s:(x0 + tw) * s] += hr * wgt
@@ -175,7 +195,8 @@ class TOCSRPipeline:
             acc, wsum, band_top = acc[rows:], wsum[rows:], done_to
         info = {"input_size": [w, h], "output_size": [W, H], "dtype": self.dtype_name, "tile_lr": self.tile,
                 "overlap_lr": self.overlap, "color_fix": self.color_fix,
-                "degradation": self.degradation, **stats}
+                "degradation": name if self.router is not None else self.degradation,
+                "routed": self.router is not None, **stats}
         if self.color_fix != "none":
             self._color_fix(out, lr)
         return out, info

@@ -9,6 +9,7 @@ JPEG blocks against a clean bicubic downscale) are statistics of the whole image
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 
@@ -21,6 +22,7 @@ from torch import nn
 from tocsr.core.data import Photo
 from tocsr.core.errors import ConfigError
 from tocsr.core.sr.data import SRPairs
+from tocsr.core.sr.onestep import OneStepSR
 from tocsr.core.training import adamw, progress
 
 
@@ -46,9 +48,10 @@ class DegradationRouter(ModelMixin, ConfigMixin):
 
     def statistics(self, lr: torch.Tensor) -> torch.Tensor:
         """(B, N_STATISTICS): the logs of what the module doc lists, per image."""
-        y = ((lr + 1) / 2).clamp(0, 1)
+        # in fp32 whatever the module's precision: the statistics are small numbers whose logs half precision loses
+        y = ((lr.float() + 1) / 2).clamp(0, 1)
         y = (0.299 * y[:, 0] + 0.587 * y[:, 1] + 0.114 * y[:, 2])[:, None]
-        r = F.conv2d(y, self.masks)
+        r = F.conv2d(y, self.masks.float())
         noise = r[:, 0].abs().mean(dim=(1, 2)) * (math.pi / 2) ** 0.5 / 6
         lap = r[:, 1].flatten(1).std(dim=1)
         dx, dy = (y[..., :, 1:] - y[..., :, :-1]).abs(), (y[..., 1:, :] - y[..., :-1, :]).abs()
@@ -57,7 +60,7 @@ class DegradationRouter(ModelMixin, ConfigMixin):
         return torch.stack([noise, lap, grad, block], dim=1).clamp_min(1e-8).log()
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        return self.head(self.norm(self.statistics(lr)))
+        return self.head(self.norm(self.statistics(lr).to(self.head.weight.dtype)))
 
     @torch.no_grad()
     def route(self, lr: torch.Tensor) -> list[str]:
@@ -66,16 +69,84 @@ class DegradationRouter(ModelMixin, ConfigMixin):
 
 
 N_STATISTICS = 4
+ROUTER_DIR = "router"          # its folder in an SR model folder (tocsr.core.sr.info)
+MIN_LR_PX = 16                 # the smallest LR crop a router trains on: two JPEG blocks a side
+
+
+class RoutedSR(nn.Module):
+    """Students told the degradation, run blind: LR image in [-1, 1] (B, 3, h, w) -> SR image, each image of the batch
+    by the network of the degradation the router reads in it. Nobody tells it the degradation (`takes_degradation`
+    is false): to every caller it is one blind model, which is how the headline comparison scores it.
+
+    Callers that tile an image (tocsr.core.sr.pipeline.TOCSRPipeline, the evaluation protocol) must not call it per
+    tile, since tiles routed apart would meet at seams: they `route` the whole image once and run
+    `for_degradation(answer)` on its tiles. `cost_module` is what one call runs: the router, then one network."""
+
+    takes_degradation = False
+
+    def __init__(self, model: OneStepSR, router: DegradationRouter):
+        super().__init__()
+        if not model.takes_degradation:
+            raise ConfigError("RoutedSR: the model is blind (one network for every degradation), so there is nothing "
+                              "to route; route a model with one student per degradation (student_per_degradation)")
+        missing = sorted(set(router.kinds) - set(model.student.degradations))
+        if missing:
+            raise ConfigError(f"RoutedSR: the router answers {missing}, for which the model has no student (it has "
+                              f"{', '.join(model.student.degradations)}); train the router on the model's degradations")
+        self.model, self.router = model, router
+
+    def route(self, lr: torch.Tensor) -> list[str]:
+        """The degradation of each whole image of the batch (the router's answer)."""
+        return self.router.route(lr)
+
+    def for_degradation(self, degradation: str | None) -> OneStepSR:
+        """The model holding only the network for `degradation` (None: the model's default)."""
+        return self.model.for_degradation(degradation)
+
+    def cost_module(self) -> nn.Module:
+        """What one call costs: the router's statistics on the LR image, then one network (the default's). A copy of
+        the router: a measurement may move and cast what it times, and this model's router must stay as it is."""
+        return RouteThenRun(copy.deepcopy(self.router), self.for_degradation(None))
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        lr = lr.to(next(self.model.parameters()).device)
+        kinds = self.route(lr)
+        out = None
+        for kind in dict.fromkeys(kinds):
+            rows = torch.tensor([k == kind for k in kinds], device=lr.device)
+            got = self.model(lr[rows], kind)
+            out = got.new_empty((lr.shape[0], *got.shape[1:])) if out is None else out
+            out[rows] = got
+        return out
+
+
+class RouteThenRun(nn.Module):
+    """The cost of one routed call: the router's statistics, then the network it picks (timed as one workload)."""
+
+    def __init__(self, router: DegradationRouter, model: OneStepSR):
+        super().__init__()
+        self.router, self.model = router, model
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        self.router(lr)
+        return self.model(lr)
 
 
 def train_router(photos: list[Photo], kinds: tuple[str, ...], scale: int, patch_px: int = 192, steps: int = 300,
                  batch: int = 16, lr: float = 1e-2, seed: int = 0) -> tuple[DegradationRouter, float]:
     """A router trained on HR crops of `photos`, each degraded by one of `kinds` (SRPairs: the SR stage's own
     degradations, mixed evenly), with cross-entropy on which made it. Returns (the router in eval mode, seconds).
-    Crops larger than the student's, so that the pooled statistics are closer to a whole photograph's."""
+    Crops larger than the student's, so that the pooled statistics are closer to a whole photograph's; where no
+    photograph is that large, as large as the largest allows."""
     if steps < 1 or batch < 1:
         raise ConfigError(f"train_router: steps {steps}, batch {batch}; give positive numbers")
     t0 = time.perf_counter()
+    largest = max((min(p.rgb.shape[:2]) for p in photos), default=0) // scale * scale
+    if largest < MIN_LR_PX * scale:
+        raise ConfigError(f"train_router: the largest of {len(photos)} training photographs is {largest} px on its "
+                          f"shorter side; the router needs crops of at least {MIN_LR_PX * scale} px at x{scale}: add "
+                          "larger photographs (--data)")
+    patch_px = min(patch_px, largest)
     # another seed than the student's pair cache: the router sees other crops and degradation draws
     pairs = SRPairs(photos, patch_px, scale, steps * batch, seed + 7, kinds)
     index = {k: i for i, k in enumerate(kinds)}

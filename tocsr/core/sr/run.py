@@ -5,6 +5,8 @@
                                      preconditioning); <out>/sr_scheduler/ their x0 schedule
 <out>/tiny-decoder/                  the decoder deployed when the search chose the tiny one (tocsr.core.sr.parts)
 <out>/lr-encoder/                    the encoder deployed when it is the LR one (tocsr.core.sr.parts)
+<out>/router/                        the degradation router in front of the students, where the config routes
+                                     (SRConfig.router_steps; tocsr.core.sr.router)
 <out>/sr.json                        tocsr.core.sr.info.SRModelInfo: scale, architecture, quality, timings
 """
 
@@ -27,6 +29,7 @@ from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import PerDegradationStudent, default_degradation
 from tocsr.core.sr.onestep import LatentEncoder, OneStepSR
 from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR
+from tocsr.core.sr.router import ROUTER_DIR, RoutedSR, train_router
 from tocsr.core.sr.shared import load_shared, train_shared
 from tocsr.core.sr.train import (
     SRConfig,
@@ -151,6 +154,13 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     if acc.is_main_process:
         student.save_pretrained(out / "student")
     timings["student_s"] = time.perf_counter() - t
+    router = None
+    if cfg.routes:
+        # on the training photographs, as the students: the validation ones score it
+        router, timings["router_s"] = train_router(train, cfg.kinds, cfg.scale, steps=cfg.router_steps, seed=cfg.seed)
+        router = router.to(acc.device)
+        if acc.is_main_process:
+            router.save_pretrained(out / ROUTER_DIR)
     if acc.is_main_process:
         teacher.autoencoder.save_pretrained(out / "autoencoder")
         if decoder is not None:
@@ -163,7 +173,9 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     if sr_teachers:
         methods[teacher_method_name(cfg)] = MultiStepSR(ae, {k: m.eval() for k, m in sr_teachers.items()}, sr_config,
                                                         cfg.scale, cfg.sample_steps, cfg.t_start, cfg.sample_chains)
-    methods["tocsr-onestep"] = one
+    # routed: one blind model (each validation crop routed by itself); otherwise told the crops' degradation if it
+    # takes one
+    methods["tocsr-onestep"] = one if router is None else RoutedSR(one, router)
     t = time.perf_counter()
     quality = evaluate_methods(methods, val, cfg.patch_px, cfg.scale)
     timings["evaluation_s"] = time.perf_counter() - t
