@@ -94,10 +94,10 @@ class RunPreset:
     # One student per degradation behind a DegradationRouter (SRConfig.routes), each trained on its degradation's
     # pairs for the device's student steps divided among them (the same steps as one blind student), the router for
     # sr_router_steps; blind to users and to the comparison like one student. Off by default: at equal steps the
-    # students told the truth matched the blind one on clean validation photographs and beat it by +0.27 dB on
-    # Real-ESRGAN ones, but the router sent one clean, strongly textured photograph (of four) to the Real-ESRGAN
-    # student, 1.2 dB below bicubic on it (docs/status.md, thirty-ninth session). The smoke preset turns it on so
-    # that the tests run the routed path end to end.
+    # told students beat the blind one on Real-ESRGAN validation photographs, but the router sent a clean, strongly
+    # textured one to the Real-ESRGAN student, below bicubic on it, which a default must never be
+    # (docs/status.md, thirty-ninth session; reports/evidence/sr-ablation/run39-routed/). The smoke preset turns it
+    # on so that the tests run the routed path end to end.
     sr_routed: bool = False
     sr_router_steps: int = 300
 
