@@ -149,13 +149,23 @@ def _student_steps(steps: dict[str, int] | None) -> str:
             + ", ".join(f"{esc(name)} {n}" for name, n in sorted(steps.items())) + ".")
 
 
+def misroute_said(decided: dict) -> str:
+    """" (sent to the X student they would lose N dB ...)": what a wrong answer costs on one degradation's
+    photographs, as the router weighed it (measured by the SR stage), or "" where the router decided without costs."""
+    costs = decided.get("misroute_db")
+    if not costs:
+        return ""
+    lose = ", ".join(f"to the {other} student they would lose {db:.2f} dB" for other, db in sorted(costs.items()))
+    return f" (sent {lose} PSNR-Y, as measured on training crops)"
+
+
 def _routing(routing: dict[str, dict[str, dict]] | None) -> str:
     """What each routed model's router decided on the test photographs (tocsr.core.sr.router): a routed model is
     blind, and a photograph sent to the other degradation's student is scored as it came out."""
     if not routing:
         return ""
     said = "; ".join(f"{esc(name)}: " + ", ".join(f"{d['routed_right']} of {d['photographs']} {esc(kind)} photographs"
-                                                   for kind, d in sorted(kinds.items()))
+                                                   + esc(misroute_said(d)) for kind, d in sorted(kinds.items()))
                      for name, kinds in sorted(routing.items()))
     return (" Routed models read the degradation from each whole photograph (one student per degradation behind a "
             f"router; nothing told them): routed to the student of the degradation that made them: {said}.")

@@ -117,6 +117,16 @@ def _device_of(module: nn.Module) -> torch.device:
     return next((p.device for p in module.parameters()), torch.device("cpu"))
 
 
+def _misroute_db(routed: RoutedSR, kind: str) -> dict[str, float] | None:
+    """What sending a `kind` image to each other student costs (dB PSNR-Y, measured by the SR stage on training
+    crops; DegradationRouter.loss_db), or None for a router that decides without costs."""
+    loss = routed.router.config.loss_db
+    if loss is None:
+        return None
+    row = loss[routed.router.kinds.index(kind)]
+    return {other: round(float(v), 3) for other, v in zip(routed.router.kinds, row, strict=True) if other != kind}
+
+
 def write_split_folder(data: str | Path | None, split: DataSplit, folder: Path, max_px: int, scale: int,
                        part: str = "test") -> list[str]:
     """The photographs of one split part as PNGs in `folder` (centre crop of at most `max_px` a side, a multiple
@@ -250,6 +260,7 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
     for m in methods:
         m.module.to(device)
     routing: dict[str, dict[str, dict]] = {}     # routed method -> degradation -> what its router decided
+    by_name = {m.name: m.module for m in methods}
     for kind in kinds:
         decisions = {m.name: [] for m in methods if isinstance(m.module, RoutedSR)}
         res = evaluate_folder(images, [eval_method(m, kind, scale, decisions.get(m.name)) for m in methods], scale,
@@ -258,7 +269,7 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
         results[kind] = res
         for name, got in decisions.items():
             routing.setdefault(name, {})[kind] = {"photographs": len(got), "routed_right": sum(k == kind for k in got),
-                                                  "decisions": got}
+                                                  "decisions": got, "misroute_db": _misroute_db(by_name[name], kind)}
     _save_crops(methods, test_dir, scale, run / "eval" / "crops")
     for m in methods:
         m.module.to("cpu")

@@ -583,6 +583,8 @@ def test_the_headline_is_a_fair_blind_comparison_on_test_photographs(job):
         routed = comp["routing"][h["tocsr"]][kind]
         assert routed["photographs"] == len(res.images) == len(routed["decisions"])
         assert routed["routed_right"] == routed["decisions"].count(kind)
+        # and what a wrong answer costs on them, as its router weighed it (the model's own measured costs)
+        assert set(routed["misroute_db"]) == set(test) - {kind}
         assert h["best_baseline"] in ("espcn", "rrdb-s", "span-x4")
         d = h["tocsr_minus_best_baseline"]
         assert d == res.paired(h["tocsr"], h["best_baseline"], "psnr_y").to_dict() and d["low"] <= d["mean"] <= d["high"]
@@ -591,7 +593,9 @@ def test_the_headline_is_a_fair_blind_comparison_on_test_photographs(job):
     out = r.stdout.replace("\n", " ")
     assert "scored blind on" in out and "minus bicubic" in out and "not yet a fair comparison" not in out
     assert "its router read the degradation of each test photograph; routed to the right student:" in out
+    assert "as measured on training crops" in out
     html = (run.parent.parent / "report" / "index.html").read_text()
+    assert "as measured on training crops" in html
     assert "Routed models read the degradation from each whole photograph" in html
     assert "Headline: test photographs" in html and "PSNR-Y minus bicubic" in html
     # one device trains the preset's own student steps, said in the report beside the baselines' budget

@@ -185,3 +185,13 @@ def test_a_routed_method_decides_once_per_whole_image_and_runs_told_that_degrada
     # the big image ran in several tiles, every one told the router's answer
     told = routed.model
     assert told.seen.count("realesrgan") > 1 and set(told.seen) == {"realesrgan", "bicubic"}
+
+
+def test_the_report_says_what_a_wrong_route_costs_where_the_router_weighed_it():
+    from reports.build import _routing
+
+    decided = {"photographs": 4, "routed_right": 3, "decisions": ["bicubic"] * 3 + ["realesrgan"]}
+    weighed = _routing({"m": {"bicubic": decided | {"misroute_db": {"realesrgan": 2.3}}}})
+    assert "3 of 4 bicubic photographs (sent to the realesrgan student they would lose 2.30 dB PSNR-Y" in weighed
+    assert "lose" not in _routing({"m": {"bicubic": decided | {"misroute_db": None}}})
+    assert _routing(None) == ""

@@ -168,7 +168,7 @@ def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp
     from tocsr.core.sr.info import SRModelInfo
     from tocsr.core.sr.models import PerDegradationStudent, load_student
     from tocsr.core.sr.onestep import OneStepSR
-    from tocsr.core.sr.router import ROUTER_DIR, DegradationRouter, RoutedSR
+    from tocsr.core.sr.router import ROUTER_DIR, DegradationRouter, RoutedSR, misroute_loss_db
 
     teacher, space, spec, bank, photos = parts
     train, val = photos[:2], photos[2:]
@@ -205,8 +205,12 @@ def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp
     assert cfg.routes and info.timings_s["router_s"] > 0
     assert info.training_s == pytest.approx(sum(info.timings_s[k] for k in ("pair_cache_s", "sr_teacher_s",
                                                                             "student_s", "router_s")))
-    routed = RoutedSR(OneStepSR(teacher.autoencoder, student, cfg.scale),
-                      DegradationRouter.from_pretrained(tmp_path / ROUTER_DIR).eval())
+    router = DegradationRouter.from_pretrained(tmp_path / ROUTER_DIR).eval()
+    routed = RoutedSR(OneStepSR(teacher.autoencoder, student, cfg.scale), router)
+    # it decides by what a wrong answer costs these students, measured on training crops
+    costs = misroute_loss_db(routed.model, train, cfg.kinds, cfg.scale, cfg.patch_px, seed=cfg.seed)
+    assert [v for row in costs for v in row] == pytest.approx([v for row in router.config.loss_db for v in row],
+                                                              abs=1e-4)
     again = evaluate_methods({"s": routed, "t": multi}, val, cfg.patch_px, cfg.scale)
     for kind, rows in again.items():
         assert rows["s"]["psnr_y"] == pytest.approx(info.quality[kind]["tocsr-onestep"]["psnr_y"], abs=1e-4)
@@ -527,6 +531,14 @@ def test_an_sr_record_written_before_the_decoder_choice_reads_as_the_kl_decoder(
     path.write_text(json.dumps(doc))
     old = SRModelInfo.load(tmp_path).config
     assert old.student_per_degradation and old.router_steps == 0 and not old.routes
+    # schema 5: an unrouted model reads as it was; a routed one is refused (its router reads older statistics)
+    doc["schema_version"], doc["config"]["router_steps"] = 5, 0
+    path.write_text(json.dumps(doc))
+    assert not SRModelInfo.load(tmp_path).config.routes
+    doc["config"]["router_steps"] = 300
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="router reads statistics .* train the model again"):
+        SRModelInfo.load(tmp_path)
     doc["schema_version"] = 1
     path.write_text(json.dumps(doc))
     with pytest.raises(ArtifactError, match="schema_version = 1"):

@@ -42,18 +42,30 @@ def _unrouted(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "config": {**d["config"], "router_steps": 0}}
 
 
+def _router_statistics(d: dict[str, Any]) -> dict[str, Any]:
+    """A schema-5 record: unchanged where it has no router; a router of schema 5 reads statistics this version no
+    longer computes (tocsr.core.sr.router.STATISTICS gained the flattest-block noise), so its weights cannot be read."""
+    config = sr_config_from_dict(d["config"])
+    if config.routes:
+        raise ConfigError("sr.json (schema 5): this model's degradation router reads statistics this version of the "
+                          "suite no longer computes; train the model again with `tocsr sr` (or run the main job again)")
+    return d
+
+
 @dataclass(frozen=True)
 class SRModelInfo(FolderRecord):
     FILE_NAME: ClassVar[str] = "sr.json"
     KIND: ClassVar[str] = "tocsr.sr_model"
-    # 2: where the backbone's weights came from; 3: the decoder deployed; 4: the encoder deployed; 5: the router
-    SCHEMA_VERSION: ClassVar[int] = 5
+    # 2: where the backbone's weights came from; 3: the decoder deployed; 4: the encoder deployed; 5: the router;
+    # 6: the router's statistics read the flattest blocks, and it decides by the students' measured misroute costs
+    SCHEMA_VERSION: ClassVar[int] = 6
     REBUILD: ClassVar[str] = "train it again with `tocsr sr --out {folder}`"
     # before 3 every model used the KL decoder, before 4 the KL encoder on the bicubic upscale, before 5 no model had
     # a degradation router (SRConfig.router_steps)
     MIGRATIONS: ClassVar[dict] = {2: lambda d: _unrouted({**d, "decoder": "kl", "encoder": "kl"}),
                                   3: lambda d: _unrouted({**d, "encoder": "kl"}),
-                                  4: lambda d: _unrouted(d)}
+                                  4: lambda d: _unrouted(d),
+                                  5: _router_statistics}
 
     scale: int
     arch: ArchSpec

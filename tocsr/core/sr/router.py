@@ -21,54 +21,95 @@ from torch import nn
 
 from tocsr.core.data import Photo
 from tocsr.core.errors import ConfigError
+from tocsr.core.metrics import psnr
 from tocsr.core.sr.data import SRPairs
 from tocsr.core.sr.onestep import OneStepSR
 from tocsr.core.training import adamw, progress
 
 
 class DegradationRouter(ModelMixin, ConfigMixin):
-    """LR image in [-1, 1] (B, 3, h, w), any size -> logits over `kinds`, from four statistics of the whole image's
-    luma: a noise level (Immerkaer's mask, which cancels smooth structure), the Laplacian's spread, the mean
-    gradient (blur) and 8x8 blockiness (JPEG's grid, aligned with the LR image as Real-ESRGAN compresses it), in
-    logs, normalised by running statistics, then a linear layer. A small CNN on the pixels learned nothing in the
-    steps a test affords (the cues are faint beside image content); these statistics are what separates them.
-    Size-agnostic: a whole photograph is one decision."""
+    """LR image in [-1, 1] (B, 3, h, w), any size -> logits over `kinds`, from statistics of the whole image (the
+    list is STATISTICS), in logs, normalised by running statistics, then a linear layer. A small CNN on the pixels
+    learned nothing in the steps a test affords (the cues are faint beside image content); these statistics are
+    what separates them. Size-agnostic: a whole photograph is one decision.
+
+    Noise is read where the image is flattest as well as over the whole image: strong texture (brick, foliage)
+    raises a whole-image noise estimate as noise does, so a router reading only that sent clean textured
+    photographs to the Real-ESRGAN student (docs/status.md, thirty-ninth session). Most photographs have some
+    smooth blocks, and there sensor-like noise shows and texture does not.
+
+    `loss_db[t][c]`: what answering c costs (dB of PSNR-Y against the right student) on an image degraded by t,
+    measured by the SR stage on its students (`misroute_loss_db`). `route` picks the answer of least expected
+    loss under the router's probabilities, so a costly mistake needs more evidence than a cheap one. None: the
+    most probable answer."""
 
     @register_to_config
-    def __init__(self, kinds: tuple[str, ...] = ("bicubic", "realesrgan")):
+    def __init__(self, kinds: tuple[str, ...] = ("bicubic", "realesrgan"),
+                 loss_db: tuple[tuple[float, ...], ...] | None = None):
         super().__init__()
         if len(kinds) < 2:
             raise ConfigError(f"DegradationRouter(kinds={kinds!r}): routing needs at least two degradations")
+        if loss_db is not None and (len(loss_db) != len(kinds) or any(len(row) != len(kinds) for row in loss_db)):
+            raise ConfigError(f"DegradationRouter: loss_db {loss_db!r} is not {len(kinds)} x {len(kinds)}, one row and "
+                              f"column per degradation of {kinds!r}")
         self.kinds = tuple(kinds)
         mask = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
         lap = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
         self.register_buffer("masks", torch.stack([mask, lap])[:, None], persistent=False)
-        self.norm = nn.BatchNorm1d(N_STATISTICS, affine=False)
-        self.head = nn.Linear(N_STATISTICS, len(kinds))
+        self.norm = nn.BatchNorm1d(len(STATISTICS), affine=False)
+        self.head = nn.Linear(len(STATISTICS), len(kinds))
 
     def statistics(self, lr: torch.Tensor) -> torch.Tensor:
-        """(B, N_STATISTICS): the logs of what the module doc lists, per image."""
+        """(B, len(STATISTICS)): the logs of the STATISTICS of each image."""
         # in fp32 whatever the module's precision: the statistics are small numbers whose logs half precision loses
-        y = ((lr.float() + 1) / 2).clamp(0, 1)
-        y = (0.299 * y[:, 0] + 0.587 * y[:, 1] + 0.114 * y[:, 2])[:, None]
-        r = F.conv2d(y, self.masks.float())
-        noise = r[:, 0].abs().mean(dim=(1, 2)) * (math.pi / 2) ** 0.5 / 6
+        rgb = ((lr.float() + 1) / 2).clamp(0, 1)
+        y = (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2])[:, None]
+        chroma = torch.stack([rgb[:, 2] - y[:, 0], rgb[:, 0] - y[:, 0]], dim=1)
+        masks = self.masks.float()
+        r = F.conv2d(y, masks)
+        # Immerkaer's estimate: the mask cancels smooth structure; sqrt(pi/2)/6 turns its mean |response| into sigma
+        residual = r[:, 0].abs() * (math.pi / 2) ** 0.5 / 6
+        noise = residual.mean(dim=(1, 2))
+        noise_flat = _flattest(residual)
+        chroma_flat = _flattest(F.conv2d(chroma, masks[:1].expand(2, 1, 3, 3), groups=2).abs().sum(dim=1))
         lap = r[:, 1].flatten(1).std(dim=1)
         dx, dy = (y[..., :, 1:] - y[..., :, :-1]).abs(), (y[..., 1:, :] - y[..., :-1, :]).abs()
         grad = dx.mean(dim=(1, 2, 3)) + dy.mean(dim=(1, 2, 3))
-        block = (dx[..., :, 7::8].mean(dim=(1, 2, 3)) + dy[..., 7::8, :].mean(dim=(1, 2, 3))) / (grad + 1e-8)
-        return torch.stack([noise, lap, grad, block], dim=1).clamp_min(1e-8).log()
+        # JPEG's grid: differences across the 8 px block boundaries against those at the other seven offsets
+        across = dx[..., :, 7::8].mean(dim=(1, 2, 3)) + dy[..., 7::8, :].mean(dim=(1, 2, 3))
+        block = across / (grad + 1e-8)
+        return torch.stack([noise, noise_flat, chroma_flat, lap, grad, block], dim=1).clamp_min(1e-8).log()
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(self.statistics(lr).to(self.head.weight.dtype)))
 
     @torch.no_grad()
     def route(self, lr: torch.Tensor) -> list[str]:
-        """The degradation of each image of the batch (whole images: one decision each)."""
-        return [self.kinds[int(i)] for i in self(lr.to(self.head.weight.device)).argmax(dim=1)]
+        """The degradation of each image of the batch (whole images: one decision each): the answer of least
+        expected loss (`loss_db`), or the most probable one without it."""
+        logits = self(lr.to(self.head.weight.device)).float()
+        if self.config.loss_db is None:
+            return [self.kinds[int(i)] for i in logits.argmax(dim=1)]
+        expected = torch.softmax(logits, dim=1) @ torch.tensor(self.config.loss_db, device=logits.device)
+        return [self.kinds[int(i)] for i in expected.argmin(dim=1)]
+
+    def with_loss_db(self, loss_db: tuple[tuple[float, ...], ...]) -> DegradationRouter:
+        """This router (same weights and running statistics) deciding by expected loss under `loss_db`."""
+        routed = DegradationRouter(self.kinds, tuple(tuple(float(v) for v in row) for row in loss_db))
+        routed.load_state_dict(self.state_dict())
+        return routed.to(self.head.weight.device).train(self.training)
 
 
-N_STATISTICS = 4
+def _flattest(residual: torch.Tensor, block_px: int = 8, quantile: float = 0.1) -> torch.Tensor:
+    """(B, h, w) per-pixel noise residual -> (B,): its mean over the flattest blocks (the `quantile` of the blocks'
+    means), where texture adds least to it. An image smaller than one block is one block."""
+    px = min(block_px, *residual.shape[-2:])
+    means = F.avg_pool2d(residual[:, None], px).flatten(1)
+    return torch.quantile(means, quantile, dim=1)
+
+
+# what the router reads, in the order of its features
+STATISTICS = ("noise", "noise_flattest", "chroma_noise_flattest", "laplacian_std", "mean_gradient", "jpeg_grid")
 ROUTER_DIR = "router"          # its folder in an SR model folder (tocsr.core.sr.info)
 MIN_LR_PX = 16                 # the smallest LR crop a router trains on: two JPEG blocks a side
 
@@ -166,3 +207,29 @@ def train_router(photos: list[Photo], kinds: tuple[str, ...], scale: int, patch_
             opt.step()
             bar.update(1, loss=loss.item())
     return router.eval(), time.perf_counter() - t0
+
+
+@torch.no_grad()
+def misroute_loss_db(model: OneStepSR, photos: list[Photo], kinds: tuple[str, ...], scale: int, patch_px: int,
+                     crops: int = 16, seed: int = 0, batch: int = 8) -> tuple[tuple[float, ...], ...]:
+    """loss_db[t][c]: the mean PSNR-Y (dB) the student of t gains over the student of c on crops degraded by t,
+    what answering c costs on a t image (DegradationRouter.loss_db; the diagonal is 0). `crops` HR crops of
+    `photos` per degradation (the SR stage gives its training photographs, so the validation ones still score the
+    routed model afresh)."""
+    if crops < 1:
+        raise ConfigError(f"misroute_loss_db: crops = {crops}; give a positive number of crops per degradation")
+    missing = sorted(set(kinds) - set(model.student.degradations))
+    if missing:
+        raise ConfigError(f"misroute_loss_db: the model has no student for {missing} (it has "
+                          f"{', '.join(model.student.degradations)}); measure it on the model's degradations")
+    device = next(model.parameters()).device
+    pairs = SRPairs(photos, patch_px, scale, crops * len(kinds), seed + 11, kinds)
+    loss = []
+    for t in kinds:
+        items = [pairs[i] for i in range(len(pairs)) if pairs.kind(i) == t]
+        hr, lr = torch.stack([h for h, _ in items]), torch.stack([x for _, x in items])
+        got = {c: torch.cat([psnr(model(lr[i:i + batch].to(device), c).float().cpu().clamp(-1, 1),
+                                  hr[i:i + batch], y_channel=True) for i in range(0, len(lr), batch)]).mean().item()
+               for c in kinds}
+        loss.append(tuple(got[t] - got[c] for c in kinds))
+    return tuple(loss)

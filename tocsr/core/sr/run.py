@@ -29,7 +29,7 @@ from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import PerDegradationStudent, default_degradation
 from tocsr.core.sr.onestep import LatentEncoder, OneStepSR
 from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR
-from tocsr.core.sr.router import ROUTER_DIR, RoutedSR, train_router
+from tocsr.core.sr.router import ROUTER_DIR, RoutedSR, misroute_loss_db, train_router
 from tocsr.core.sr.shared import load_shared, train_shared
 from tocsr.core.sr.train import (
     SRConfig,
@@ -154,11 +154,17 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     if acc.is_main_process:
         student.save_pretrained(out / "student")
     timings["student_s"] = time.perf_counter() - t
+    one = OneStepSR(ae, student.eval(), cfg.scale, None if decoder is None else decoder.eval().to(acc.device),
+                    None if encoder is None else encoder.eval().to(acc.device))
     router = None
     if cfg.routes:
-        # on the training photographs, as the students: the validation ones score it
+        # on the training photographs, as the students: the validation ones score it. It decides by what a wrong
+        # answer costs these students, measured on training crops too.
         router, timings["router_s"] = train_router(train, cfg.kinds, cfg.scale, steps=cfg.router_steps, seed=cfg.seed)
-        router = router.to(acc.device)
+        t = time.perf_counter()
+        router = router.to(acc.device).with_loss_db(misroute_loss_db(one, train, cfg.kinds, cfg.scale, cfg.patch_px,
+                                                                     seed=cfg.seed))
+        timings["router_s"] += time.perf_counter() - t
         if acc.is_main_process:
             router.save_pretrained(out / ROUTER_DIR)
     if acc.is_main_process:
@@ -167,8 +173,6 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
             decoder.save_pretrained(out / DECODER_DIR)
         if encoder is not None:
             encoder.save_pretrained(out / ENCODER_DIR)
-    one = OneStepSR(ae, student.eval(), cfg.scale, None if decoder is None else decoder.eval().to(acc.device),
-                    None if encoder is None else encoder.eval().to(acc.device))
     methods = {"bicubic": lambda lr: matlab_imresize(lr, cfg.scale).clamp(-1, 1)}
     if sr_teachers:
         methods[teacher_method_name(cfg)] = MultiStepSR(ae, {k: m.eval() for k, m in sr_teachers.items()}, sr_config,
