@@ -84,7 +84,8 @@ def test_a_router_with_misroute_costs_needs_more_evidence_for_the_costly_answer(
         router.head.bias.copy_(torch.tensor([0.0, math.log(4.0)]))
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     assert router.route(x) == ["realesrgan", "realesrgan"]
-    # a clean image sent to the Real-ESRGAN student costs 2.3 dB, the reverse 0.3: 0.2 x 2.3 > 0.8 x 0.3
+    # given costs (test inputs, not measurements): a wrong answer on a clean image costs 2.3, the reverse 0.3, and
+    # 0.2 x 2.3 > 0.8 x 0.3
     costly = router.with_loss_db(((0.0, 2.3), (0.3, 0.0)))
     assert costly.route(x) == ["bicubic", "bicubic"] and torch.equal(costly(x), router(x))
     assert router.with_loss_db(((0.0, 0.5), (0.3, 0.0))).route(x) == ["realesrgan", "realesrgan"]   # 0.1 < 0.24
