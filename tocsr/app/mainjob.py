@@ -94,10 +94,13 @@ class RunPreset:
     # One student per degradation behind a DegradationRouter (SRConfig.routes), each trained on its degradation's
     # pairs for the device's student steps divided among them (the same steps as one blind student), the router for
     # sr_router_steps; blind to users and to the comparison like one student. Off by default: at equal steps the
-    # told students beat the blind one on Real-ESRGAN validation photographs, but the router sent a clean, strongly
-    # textured one to the Real-ESRGAN student, below bicubic on it, which a default must never be
-    # (docs/status.md, thirty-ninth session; reports/evidence/sr-ablation/run39-routed/). The smoke preset turns it
-    # on so that the tests run the routed path end to end.
+    # told students beat the blind one on Real-ESRGAN validation photographs, but a router deciding by the most
+    # probable degradation sent a clean, strongly textured one to the Real-ESRGAN student, below bicubic on it,
+    # which a default must never be (run39-routed). Deciding by expected loss under the students' measured misroute
+    # costs keeps every clean photograph safe, but those costs are so lopsided that it answers Real-ESRGAN only on
+    # near-certainty, which whole Real-ESRGAN photographs rarely give it: routed then ties blind on clean inputs and
+    # loses a little on Real-ESRGAN ones (run41-routed; both under reports/evidence/sr-ablation/, docs/status.md).
+    # The smoke preset turns it on so that the tests run the routed path end to end.
     sr_routed: bool = False
     sr_router_steps: int = 300
 
