@@ -149,6 +149,15 @@ def _student_steps(steps: dict[str, int] | None) -> str:
             + ", ".join(f"{esc(name)} {n}" for name, n in sorted(steps.items())) + ".")
 
 
+def sureness_said(decided: dict, kind: str) -> str:
+    """", the router's P(kind) 0.31-0.97": how sure the router was of the truth over one degradation's
+    photographs (the range over them), or "" where its probabilities were not recorded."""
+    sure = [p[kind] for p in decided.get("probabilities") or () if kind in p]
+    if not sure:
+        return ""
+    return f", the router's P({kind}) {min(sure):.2f}-{max(sure):.2f}"
+
+
 def misroute_said(decided: dict) -> str:
     """" (sent to the X student they would lose N dB ...)": what a wrong answer costs on one degradation's
     photographs, as the router weighed it (measured by the SR stage), or "" where the router decided without costs."""
@@ -165,7 +174,8 @@ def _routing(routing: dict[str, dict[str, dict]] | None) -> str:
     if not routing:
         return ""
     said = "; ".join(f"{esc(name)}: " + ", ".join(f"{d['routed_right']} of {d['photographs']} {esc(kind)} photographs"
-                                                   + esc(misroute_said(d)) for kind, d in sorted(kinds.items()))
+                                                   + esc(sureness_said(d, kind) + misroute_said(d))
+                                                   for kind, d in sorted(kinds.items()))
                      for name, kinds in sorted(routing.items()))
     return (" Routed models read the degradation from each whole photograph (one student per degradation behind a "
             f"router; nothing told them): routed to the student of the degradation that made them: {said}.")

@@ -88,16 +88,20 @@ _EVAL_KIND = {"interpolation": "interpolation", "classical": "baseline", "extern
               "one-step": "tocsr", "multi-step": "tocsr"}
 
 
-def eval_method(method: SRMethod, degradation: str, scale: int, decisions: list[str] | None = None) -> EvalMethod:
+def eval_method(method: SRMethod, degradation: str, scale: int, decisions: list[str] | None = None,
+                probabilities: list[dict[str, float]] | None = None) -> EvalMethod:
     """What the protocol runs: the method on whole 8-bit images (tiled), told `degradation` only if it takes it.
     A routed method (tocsr.core.sr.router.RoutedSR, blind) is told nothing: its router reads each whole LR image
     once, before tiling, and every tile runs the student of that answer, which is appended to `decisions` (in the
-    order the images come, so what the router got right is checkable against the truth)."""
+    order the images come, so what the router got right is checkable against the truth), and the router's
+    probability of each degradation to `probabilities` (how sure it was)."""
 
     def run(lr: np.ndarray) -> np.ndarray:
         told, kind = _route(method, lr, degradation)
         if told is not method and decisions is not None:
             decisions.append(kind)
+        if told is not method and probabilities is not None:
+            probabilities.append(method.module.probabilities(_to_tensor(lr) * 2 - 1)[0])
         return run_module_tiled(_Told(told, kind).eval(), lr, scale, device=_device_of(method.module))
 
     return EvalMethod(method.name, _EVAL_KIND[method.kind], method.arch_key or method.name, run)
@@ -263,13 +267,16 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
     by_name = {m.name: m.module for m in methods}
     for kind in kinds:
         decisions = {m.name: [] for m in methods if isinstance(m.module, RoutedSR)}
-        res = evaluate_folder(images, [eval_method(m, kind, scale, decisions.get(m.name)) for m in methods], scale,
+        sure = {name: [] for name in decisions}
+        res = evaluate_folder(images, [eval_method(m, kind, scale, decisions.get(m.name), sure.get(m.name))
+                                       for m in methods], scale,
                               kind, seed=0, extra_metrics=extra_metrics, hr_dir=str(test_dir))
         res.save(run / "eval" / f"test-{kind}", environment())
         results[kind] = res
         for name, got in decisions.items():
             routing.setdefault(name, {})[kind] = {"photographs": len(got), "routed_right": sum(k == kind for k in got),
-                                                  "decisions": got, "misroute_db": _misroute_db(by_name[name], kind)}
+                                                  "decisions": got, "probabilities": sure[name],
+                                                  "misroute_db": _misroute_db(by_name[name], kind)}
     _save_crops(methods, test_dir, scale, run / "eval" / "crops")
     for m in methods:
         m.module.to("cpu")

@@ -583,6 +583,9 @@ def test_the_headline_is_a_fair_blind_comparison_on_test_photographs(job):
         routed = comp["routing"][h["tocsr"]][kind]
         assert routed["photographs"] == len(res.images) == len(routed["decisions"])
         assert routed["routed_right"] == routed["decisions"].count(kind)
+        # how sure it was of each photograph, beside each answer
+        assert len(routed["probabilities"]) == len(res.images)
+        assert all(set(p) == set(test) and sum(p.values()) == pytest.approx(1) for p in routed["probabilities"])
         # and what a wrong answer costs on them, as its router weighed it (the model's own measured costs)
         assert set(routed["misroute_db"]) == set(test) - {kind}
         assert h["best_baseline"] in ("espcn", "rrdb-s", "span-x4")
@@ -596,6 +599,7 @@ def test_the_headline_is_a_fair_blind_comparison_on_test_photographs(job):
     assert "as measured on training crops" in out
     html = (run.parent.parent / "report" / "index.html").read_text()
     assert "as measured on training crops" in html
+    assert "the router&#x27;s P(" in html          # how sure it was, beside what it decided
     assert "Routed models read the degradation from each whole photograph" in html
     assert "Headline: test photographs" in html and "PSNR-Y minus bicubic" in html
     # one device trains the preset's own student steps, said in the report beside the baselines' budget
@@ -853,6 +857,8 @@ def test_a_variant_with_a_student_per_degradation_is_scored_blind_behind_its_rou
         assert got["photographs"] == len(doc["val_images"]) == len(got["decisions"]) >= 1
         assert set(got["decisions"]) <= {"bicubic", "realesrgan"}
         assert got["routed_right"] == sum(d == kind for d in got["decisions"])
+        assert len(got["probabilities"]) == len(got["decisions"])
+        assert all(sum(p.values()) == pytest.approx(1) for p in got["probabilities"])
         methods = doc["results"][kind]["methods"]
         assert {"student blind", "student split", "student split told"} <= set(methods)
         assert "minus_student blind" in methods["student split"]

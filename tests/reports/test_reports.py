@@ -175,12 +175,18 @@ def test_a_routed_method_decides_once_per_whole_image_and_runs_told_that_degrada
             self.sizes.append(tuple(lr.shape[2:]))
             return ["realesrgan" if lr.mean() > 0 else "bicubic"]
 
+        def probabilities(self, lr):
+            p = 0.9 if lr.mean() > 0 else 0.3
+            return [{"bicubic": 1 - p, "realesrgan": p}]
+
     monkeypatch.setattr(comparison, "RoutedSR", Routed)
-    routed, decisions = Routed(), []
-    method = comparison.eval_method(SRMethod("routed", "one-step", routed, False), "bicubic", 4, decisions)
+    routed, decisions, sure = Routed(), [], []
+    method = comparison.eval_method(SRMethod("routed", "one-step", routed, False), "bicubic", 4, decisions, sure)
     bright, dark = np.full((200, 150, 3), 220, np.uint8), np.full((40, 30, 3), 20, np.uint8)
     out_bright, out_dark = method.run(bright), method.run(dark)
     assert decisions == ["realesrgan", "bicubic"] and routed.sizes == [(200, 150), (40, 30)]
+    # how sure the router was of each whole image, in the same order
+    assert sure == [{"bicubic": pytest.approx(0.1), "realesrgan": 0.9}, {"bicubic": 0.7, "realesrgan": 0.3}]
     assert out_bright.shape == (800, 600, 3) and (out_bright == 191).all() and (out_dark == 64).all()
     # the big image ran in several tiles, every one told the router's answer
     told = routed.model
@@ -194,4 +200,8 @@ def test_the_report_says_what_a_wrong_route_costs_where_the_router_weighed_it():
     weighed = _routing({"m": {"bicubic": decided | {"misroute_db": {"realesrgan": 2.3}}}})
     assert "3 of 4 bicubic photographs (sent to the realesrgan student they would lose 2.30 dB PSNR-Y" in weighed
     assert "lose" not in _routing({"m": {"bicubic": decided | {"misroute_db": None}}})
+    # how sure the router was of the truth: the range over the photographs, where recorded
+    sure = decided | {"probabilities": [{"bicubic": p, "realesrgan": 1 - p} for p in (0.9, 0.62, 0.97, 0.31)]}
+    assert "3 of 4 bicubic photographs, the router&#x27;s P(bicubic) 0.31-0.97" in _routing({"m": {"bicubic": sure}})
+    assert "P(" not in weighed
     assert _routing(None) == ""

@@ -688,10 +688,10 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         console.print(f"Baselines trained from scratch for the TOC-SR SR stage's {comp['baseline_budget_s']:.0f} s "
                       f"each ({trained}); scored blind on {len(comp.get('test_images') or [])} test photographs "
                       "no setting saw; [95% bootstrap interval over photographs]")
-    from reports.build import misroute_said
+    from reports.build import misroute_said, sureness_said
 
     for name, kinds in (comp.get("routing") or {}).items():
-        right = ", ".join(f"{d['routed_right']} of {d['photographs']} {kind}{misroute_said(d)}"
+        right = ", ".join(f"{d['routed_right']} of {d['photographs']} {kind}{sureness_said(d, kind)}{misroute_said(d)}"
                           for kind, d in sorted(kinds.items()))
         console.print(f"{name}: blind, its router read the degradation of each test photograph; routed to the right "
                       f"student: {right}")

@@ -25,7 +25,8 @@ A variant with one student per degradation (`student_per_degradation=true`) trai
 (tocsr.core.sr.router; `router_steps`, 0 for none), as the SR stage does: its row "student LABEL" is then blind, the
 router reading each whole validation photograph once and the student of its answer running, with the router's
 seconds in its budget; the row "student LABEL told" scores the same students told the truth (what a perfect router
-would give). What the router decided per photograph is in sr_pd.json ("routing").
+would give). What the router decided per photograph, and its probability of each degradation, is in sr_pd.json
+("routing").
 
 Validation, not test: the sweep is for choosing settings, and the test photographs stay unseen by every
 choice (the main job's report scores them). Writes <out>/sr_pd.json, <out>/sr_pd.png (a perception-distortion
@@ -177,13 +178,15 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
     rows: dict[str, dict[str, Any]] = {}
     for kind in cfg.kinds:
         decisions: dict[str, list[str]] = {_student_name(label): [] for label in routed}
+        sure: dict[str, list[dict[str, float]]] = {name: [] for name in decisions}
         res = evaluate_folder(images, [interpolation("bicubic", cfg.scale)]
-                              + [eval_method(m, kind, cfg.scale, decisions.get(m.name)) for m in methods], cfg.scale,
+                              + [eval_method(m, kind, cfg.scale, decisions.get(m.name), sure.get(m.name))
+                                 for m in methods], cfg.scale,
                               kind, seed=0, extra_metrics=FULL_REFERENCE + NO_REFERENCE, hr_dir=str(val_dir))
         for label in routed:
             got = decisions[_student_name(label)]
             routing.setdefault(label, {})[kind] = {"photographs": len(got), "routed_right": sum(k == kind for k in got),
-                                                   "decisions": got}
+                                                   "decisions": got, "probabilities": sure[_student_name(label)]}
         res.save(out / f"val-{kind}", environment())
         nr = next((k for k in NO_REFERENCE if k in res.metrics()), None)
         per: dict[str, Any] = {"no_reference_metric": nr, "unavailable": dict(res.unavailable), "methods": {}}

@@ -84,6 +84,8 @@ def test_a_router_with_misroute_costs_needs_more_evidence_for_the_costly_answer(
         router.head.bias.copy_(torch.tensor([0.0, math.log(4.0)]))
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     assert router.route(x) == ["realesrgan", "realesrgan"]
+    # what it weighs, per image, is kept beside its answers
+    assert router.probabilities(x) == [pytest.approx({"bicubic": 0.2, "realesrgan": 0.8})] * 2
     # given costs (test inputs, not measurements): a wrong answer on a clean image costs 2.3, the reverse 0.3, and
     # 0.2 x 2.3 > 0.8 x 0.3
     costly = router.with_loss_db(((0.0, 2.3), (0.3, 0.0)))

@@ -84,6 +84,13 @@ class DegradationRouter(ModelMixin, ConfigMixin):
         return self.head(self.norm(self.statistics(lr).to(self.head.weight.dtype)))
 
     @torch.no_grad()
+    def probabilities(self, lr: torch.Tensor) -> list[dict[str, float]]:
+        """Each image's probability of each degradation: what `route` weighs, kept beside its answers so that a
+        reader sees how sure the router was, not only what it said."""
+        p = torch.softmax(self(lr.to(self.head.weight.device)).float(), dim=1)
+        return [dict(zip(self.kinds, row.tolist(), strict=True)) for row in p]
+
+    @torch.no_grad()
     def route(self, lr: torch.Tensor) -> list[str]:
         """The degradation of each image of the batch (whole images: one decision each): the answer of least
         expected loss (`loss_db`), or the most probable one without it."""
@@ -139,6 +146,10 @@ class RoutedSR(nn.Module):
     def route(self, lr: torch.Tensor) -> list[str]:
         """The degradation of each whole image of the batch (the router's answer)."""
         return self.router.route(lr)
+
+    def probabilities(self, lr: torch.Tensor) -> list[dict[str, float]]:
+        """The router's probability of each degradation, per whole image of the batch."""
+        return self.router.probabilities(lr)
 
     def for_degradation(self, degradation: str | None) -> OneStepSR:
         """The model holding only the network for `degradation` (None: the model's default)."""

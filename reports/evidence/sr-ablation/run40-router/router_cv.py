@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
+import tocsr.core.sr.router as router_module
 from tocsr.core.data import DataSplit, load_split
 from tocsr.core.provenance import environment
 from tocsr.core.sr.degradations import degrade
-from tocsr.core.sr.router import train_router
 
 KINDS = ("bicubic", "realesrgan")
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -44,6 +44,27 @@ def centre(rgb, max_px: int, scale: int) -> torch.Tensor:
     return torch.from_numpy(rgb[y:y + ch, x:x + cw].copy()).permute(2, 0, 1)[None].float() / 255
 
 
+def cross_validate(photos, folds: int, draws: int, steps: int, max_px: int) -> list[dict]:
+    """Each held-out photograph's readings (clean once, Real-ESRGAN `draws` times) by a router trained as the SR
+    stage trains it (whatever `train_router` builds) on the other folds."""
+    readings = []
+    for fold in range(folds):
+        held = [p for i, p in enumerate(photos) if i % folds == fold]
+        rest = [p for i, p in enumerate(photos) if i % folds != fold]
+        router, seconds = router_module.train_router(rest, KINDS, 4, steps=steps, seed=0)
+        for photo in held:
+            hr = centre(photo.rgb, max_px, 4)
+            for kind in KINDS:
+                for draw in range(draws if kind == "realesrgan" else 1):
+                    lr = degrade(hr, 4, kind, torch.Generator().manual_seed(1000 + draw)) * 2 - 1
+                    with torch.no_grad():
+                        p_re = torch.softmax(router(lr), dim=1)[0, KINDS.index("realesrgan")].item()
+                    readings.append({"fold": fold, "photo": photo.name, "kind": kind, "draw": draw,
+                                     "p_realesrgan": round(p_re, 4), "routed": router.route(lr)[0]})
+        print(f"fold {fold}: {len(held)} photographs, router {seconds:.0f} s", flush=True)
+    return readings
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out", type=Path)
@@ -55,21 +76,7 @@ def main() -> None:
     t0 = time.time()
     got, _ = load_split(None, ("train", "val"), DataSplit(), min_side=128)
     photos = sorted(got["train"] + got["val"], key=lambda p: p.name)
-    readings = []
-    for fold in range(args.folds):
-        held = [p for i, p in enumerate(photos) if i % args.folds == fold]
-        rest = [p for i, p in enumerate(photos) if i % args.folds != fold]
-        router, seconds = train_router(rest, KINDS, 4, steps=args.steps, seed=0)
-        for photo in held:
-            hr = centre(photo.rgb, args.max_px, 4)
-            for kind in KINDS:
-                for draw in range(args.draws if kind == "realesrgan" else 1):
-                    lr = degrade(hr, 4, kind, torch.Generator().manual_seed(1000 + draw)) * 2 - 1
-                    with torch.no_grad():
-                        p_re = torch.softmax(router(lr), dim=1)[0, KINDS.index("realesrgan")].item()
-                    readings.append({"fold": fold, "photo": photo.name, "kind": kind, "draw": draw,
-                                     "p_realesrgan": round(p_re, 4), "routed": router.route(lr)[0]})
-        print(f"fold {fold}: {len(held)} photographs, router {seconds:.0f} s", flush=True)
+    readings = cross_validate(photos, args.folds, args.draws, args.steps, args.max_px)
     summary = {}
     for t in THRESHOLDS:
         row = {}

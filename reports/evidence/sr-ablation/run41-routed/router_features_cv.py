@@ -31,7 +31,6 @@ import router_cv  # noqa: E402  (the run-40 cross-validation: folds, crops, Wils
 import tocsr.core.sr.router as R  # noqa: E402
 from tocsr.core.data import DataSplit, load_split  # noqa: E402
 from tocsr.core.provenance import environment  # noqa: E402
-from tocsr.core.sr.degradations import degrade  # noqa: E402
 
 SHIPPED = R.DegradationRouter
 
@@ -44,8 +43,9 @@ def candidate(coarse: bool, hidden: int) -> type:
         def __init__(self, kinds=("bicubic", "realesrgan"), loss_db=None):
             super().__init__(kinds, loss_db)
             self.norm = nn.BatchNorm1d(n, affine=False)
-            self.head = (nn.Sequential(nn.Linear(n, hidden), nn.GELU(), nn.Linear(hidden, len(kinds)))
-                         if hidden else nn.Linear(n, len(kinds)))
+            # a linear `head` last, as the shipped router has (its `route` reads head.weight)
+            self.hidden = nn.Sequential(nn.Linear(n, hidden), nn.GELU()) if hidden else nn.Identity()
+            self.head = nn.Linear(hidden or n, len(kinds))
 
         def statistics(self, lr):
             stats = super().statistics(lr)
@@ -57,8 +57,7 @@ def candidate(coarse: bool, hidden: int) -> type:
             return torch.cat([stats, lap.clamp_min(1e-8).log()[:, None]], dim=1)
 
         def forward(self, lr):
-            head_dtype = next(self.head.parameters()).dtype
-            return self.head(self.norm(self.statistics(lr).to(head_dtype)))
+            return self.head(self.hidden(self.norm(self.statistics(lr).to(self.head.weight.dtype))))
 
     return Candidate
 
@@ -83,25 +82,11 @@ def main() -> None:
     threshold = args.costs[0] / sum(args.costs)
     got, _ = load_split(None, ("train", "val"), DataSplit(), min_side=128)
     photos = sorted(got["train"] + got["val"], key=lambda p: p.name)
-    kinds = router_cv.KINDS
     results = {}
     for name in args.variants:
         t0 = time.time()
         R.DegradationRouter = candidate(*VARIANTS[name])     # what train_router builds
-        readings = []
-        for fold in range(args.folds):
-            held = [p for i, p in enumerate(photos) if i % args.folds == fold]
-            rest = [p for i, p in enumerate(photos) if i % args.folds != fold]
-            router, _ = R.train_router(rest, kinds, 4, steps=args.steps, seed=0)
-            for photo in held:
-                hr = router_cv.centre(photo.rgb, args.max_px, 4)
-                for kind in kinds:
-                    for draw in range(args.draws if kind == "realesrgan" else 1):
-                        lr = degrade(hr, 4, kind, torch.Generator().manual_seed(1000 + draw)) * 2 - 1
-                        with torch.no_grad():
-                            p_re = torch.softmax(router(lr), dim=1)[0, kinds.index("realesrgan")].item()
-                        readings.append({"fold": fold, "photo": photo.name, "kind": kind, "draw": draw,
-                                         "p_realesrgan": round(p_re, 4)})
+        readings = router_cv.cross_validate(photos, args.folds, args.draws, args.steps, args.max_px)
         R.DegradationRouter = SHIPPED
         re = [r["p_realesrgan"] for r in readings if r["kind"] == "realesrgan"]
         clean = [r["p_realesrgan"] for r in readings if r["kind"] == "bicubic"]
