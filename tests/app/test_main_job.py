@@ -399,8 +399,11 @@ def test_a_budget_below_the_cheapest_candidate_stops_before_sr_and_a_rerun_stops
         last = r.stderr.strip().splitlines()[-1]
         assert last.startswith("error: the cheapest candidate (") and "above the latency budget" in last, last
         assert "budgets.latency_vs_teacher >= " in last and "Traceback" not in r.stderr
-        # why no backbone can meet it: the cheapest parts on offer (the LR encoder, the tiny decoder) alone miss it
-        assert "the pipeline's fixed parts alone take lr encoder" in last and "tiny decoder" in last, last
+        # why no backbone can meet it: the cheapest parts on offer alone miss it. Which encoder is cheapest is this
+        # machine's measurement at the smoke sizes (the LR encoder usually; bicubic + the KL encoder on a CI run of
+        # f589511), so the line is checked for naming the parts, not for one of them.
+        assert "the pipeline's fixed parts alone take " in last and "encoder" in last and "decoder" in last, last
+        assert "no backbone choice removes them" in last, last
         assert not _marker(copy, "sr-") and not (copy / "sr").exists()
         # no loop: the teacher, surrogates and costs were not redone (a stage that runs rewrites its marker)
         assert len(reused) == 3 and {m: m.stat().st_mtime_ns for m in reused} == reused, attempt
