@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
+import yaml
 
 from search.result import SearchResult
 from tests.conftest import REPO
@@ -32,6 +33,8 @@ from tocsr.core.sr.info import SRModelInfo
 pytestmark = [pytest.mark.mainjob, pytest.mark.timeout(1800)]
 
 PROFILE = REPO / "hw_profiles" / "cpu-2core.yaml"
+# its budget, read here apart from the suite's own profile loader, which is under test
+VS_TEACHER = yaml.safe_load(PROFILE.read_text())["budgets"]["latency_vs_teacher"]
 # stage marker prefix -> how many: "sr-" is the run's shared SR part (sr-shared) and the device's SR stage
 STAGES = {"teacher": 1, "surrogates": 1, "parts": 1, "costs-": 1, "search-cpu-2core": 1, "finetune-": 1, "sr-": 2, "eval": 1}
 
@@ -149,16 +152,17 @@ def test_the_chosen_architecture_was_remeasured_within_its_budget(job):
     _, run, _, _ = job
     result = SearchResult.load(run / "search-cpu-2core")
     c = result.chosen
-    assert result.budget_in_words == ("one-step SR pipeline p90 latency <= 0.52 x the teacher as shipped (its backbone, "
-                                      "the autoencoder's parts)")
-    assert c.measured_latency_ms <= result.latency_budget_ms == pytest.approx(0.52 * c.teacher_latency_ms)
+    assert result.budget_in_words == (f"one-step SR pipeline p90 latency <= {VS_TEACHER:g} x the teacher as shipped "
+                                      "(its backbone, the autoencoder's parts)")
+    assert c.measured_latency_ms <= result.latency_budget_ms == pytest.approx(VS_TEACHER * c.teacher_latency_ms)
     assert c.measured_memory_mib <= result.profile["budgets"]["peak_memory_mib"]
     assert result.cheapest["meets"] and result.remeasured and result.cost_table_validation["n"] == 10
     # what was re-measured and bounded is the whole one-step SR call: the teacher-shaped one costs its fixed
     # parts plus the teacher backbone, and the summary shows the split
     p = result.scope == "pipeline" and result.pipeline
+    encoder_part = {"kl": "bicubic + encoder", "lr": "lr encoder"}[result.encoder]
     decoder_part = {"kl": "decoder", "tiny": "tiny decoder"}[result.decoder]
-    assert p and set(p["fixed_parts_median_ms"]) == {"bicubic + encoder", decoder_part, "whole-call overhead"}
+    assert p and set(p["fixed_parts_median_ms"]) == {encoder_part, decoder_part, "whole-call overhead"}
     assert 0 < p["backbone_share_predicted"] < 1 and p["validation"]["n"] == 2
     fixed = sum(p["fixed_parts_median_ms"].values())
     assert c.teacher_latency_ms > fixed and "backbone" in p["line"]
@@ -384,7 +388,7 @@ def test_a_budget_below_the_cheapest_candidate_stops_before_sr_and_a_rerun_stops
     """Issue 19: one line with the measured figures, exit 1, no SR stage; a rerun fails the same way at once."""
     _, run, _, _ = job
     tight = tmp_path / "cpu-2core.yaml"      # same name and measurement, so the teacher, surrogates and costs are reused
-    tight.write_text(PROFILE.read_text().replace("latency_vs_teacher: 0.52", "latency_vs_teacher: 0.01"))
+    tight.write_text(PROFILE.read_text().replace(f"latency_vs_teacher: {VS_TEACHER}", "latency_vs_teacher: 0.01"))
     copy = tmp_path / "runs" / "tight"
     copy.mkdir(parents=True)
     for part in ("teacher", "surrogates", "costs", "stages", "profiles"):
@@ -489,7 +493,7 @@ def test_a_choice_is_confirmed_on_the_device_by_a_small_bundle_of_its_pipelines(
     assert [p.role for p in conf.pipelines] == ["teacher", "chosen"] + ["runner-up"] * ups
     assert conf.chosen.key == result.chosen.key and conf.chosen.decoder == result.decoder
     assert conf.chosen.search_vs_teacher == pytest.approx(result.chosen.latency_vs_teacher)
-    assert conf.budget_ms == pytest.approx(0.52 * conf.pipelines[0].p_ms)      # cpu-2core: 0.52 x as shipped
+    assert conf.budget_ms == pytest.approx(VS_TEACHER * conf.pipelines[0].p_ms)   # cpu-2core's ratio x as shipped
     assert conf.chosen.meets_budget == (conf.chosen.p_ms <= conf.budget_ms)
     assert f"chosen    {result.chosen.key}" in r.stdout and "memory: not confirmed" in r.stdout
     # the main job's summary gives this command for a predicted choice, none for a measured one
