@@ -388,7 +388,9 @@ def test_a_budget_below_the_cheapest_candidate_stops_before_sr_and_a_rerun_stops
     """Issue 19: one line with the measured figures, exit 1, no SR stage; a rerun fails the same way at once."""
     _, run, _, _ = job
     tight = tmp_path / "cpu-2core.yaml"      # same name and measurement, so the teacher, surrogates and costs are reused
-    tight.write_text(PROFILE.read_text().replace(f"latency_vs_teacher: {VS_TEACHER}", "latency_vs_teacher: 0.01"))
+    budget_line = f"latency_vs_teacher: {VS_TEACHER}"
+    assert budget_line in PROFILE.read_text()          # else the replacement below would silently keep the budget
+    tight.write_text(PROFILE.read_text().replace(budget_line, "latency_vs_teacher: 0.01"))
     copy = tmp_path / "runs" / "tight"
     copy.mkdir(parents=True)
     for part in ("teacher", "surrogates", "costs", "stages", "profiles"):
