@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,9 +33,18 @@ from tocsr.core.sr.info import SRModelInfo
 # that uses it under pytest-timeout, which includes fixture setup: the limit is that run's plus a test's.
 pytestmark = [pytest.mark.mainjob, pytest.mark.timeout(1800)]
 
-PROFILE = REPO / "hw_profiles" / "cpu-2core.yaml"
-# its budget, read here apart from the suite's own profile loader, which is under test
-VS_TEACHER = yaml.safe_load(PROFILE.read_text())["budgets"]["latency_vs_teacher"]
+DEFAULT_PROFILE = REPO / "hw_profiles" / "cpu-2core.yaml"
+# The smoke job runs the default profile at a looser budget. Its ratio was set for the quick preset's teacher; at
+# smoke sizes the teacher is tiny, the encoder and decoder take most of the call, and that ratio left room for the
+# cheapest backbone alone (a clean-clone run shipped it 0.02 ms under its budget, nothing searched or re-measured).
+# At this ratio the smoke search has candidates to weigh, which is what these tests exercise. Same name and
+# measurement settings: everything but the budget is the default profile's.
+VS_TEACHER = 0.52
+_DEFAULT_RATIO = yaml.safe_load(DEFAULT_PROFILE.read_text())["budgets"]["latency_vs_teacher"]
+PROFILE = Path(tempfile.mkdtemp(prefix="smoke-profile-")) / "cpu-2core.yaml"
+PROFILE.write_text(DEFAULT_PROFILE.read_text().replace(f"latency_vs_teacher: {_DEFAULT_RATIO}",
+                                                       f"latency_vs_teacher: {VS_TEACHER}"))
+assert f"latency_vs_teacher: {VS_TEACHER}" in PROFILE.read_text(), "the default profile's budget line was not found"
 # stage marker prefix -> how many: "sr-" is the run's shared SR part (sr-shared) and the device's SR stage
 STAGES = {"teacher": 1, "surrogates": 1, "parts": 1, "costs-": 1, "search-cpu-2core": 1, "finetune-": 1, "sr-": 2, "eval": 1}
 
