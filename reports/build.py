@@ -133,7 +133,8 @@ def _test_headline(run: Path, doc: dict[str, Any]) -> str:
              "TOC-SR" + (f", for the {budget:.0f} s its SR stage spent training (unit: "
                          f"{esc(doc.get('budget_unit', '?'))}): {how}" if budget is not None else "")
              + ". [95% bootstrap interval over photographs]; paired differences resample per-photograph "
-             "differences." + _student_steps(doc.get("student_steps")) + _routing(doc.get("routing")) + "</p>"]
+             "differences." + _student_steps(doc.get("student_steps")) + _step_plan(run) + _routing(doc.get("routing"))
+             + "</p>"]
     for folder in folders:
         res = EvalResult.load(folder)
         parts.append(f"<h3>{esc(res.lr_source)} degradation</h3>" + summary_table(res))
@@ -147,6 +148,16 @@ def _student_steps(steps: dict[str, int] | None) -> str:
         return ""
     return (" TOC-SR one-step students' training steps: "
             + ", ".join(f"{esc(name)} {n}" for name, n in sorted(steps.items())) + ".")
+
+
+def _step_plan(run: Path) -> str:
+    """How the run's training steps were fitted to its time budget (tocsr.core.timebudget), where it had one: the
+    quality figures of a run trained at fewer steps are read with that in mind."""
+    from tocsr.core.timebudget import StepPlan
+
+    if not (run / StepPlan.FILE_NAME).is_file():
+        return ""
+    return " Steps (predicted): " + esc(StepPlan.load(run).describe()) + "."
 
 
 def sureness_said(decided: dict, kind: str) -> str:

@@ -306,6 +306,28 @@ def test_a_rerun_skips_every_stage(job, smoke_profile):
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stages_ran"] == [] and len(summary["stages_skipped"]) == sum(STAGES.values())
+    # the step plan the first run made is the one the rerun used (its stages' inputs, and so the skips, depend on it)
+    first, again = json.loads((run / "step_plan.json").read_text()), summary["step_plan"]
+    assert again["inputs_sha256"] == first["inputs_sha256"] and again["spent_before_students_s"] == \
+        first["spent_before_students_s"]
+
+
+def test_the_step_plan_is_on_record_and_a_budget_the_run_fits_keeps_every_step(job):
+    """The smoke preset's budget is far above what it takes: the plan is made, printed and recorded, and every
+    stage trains the preset's steps (the scaling itself: tests/app/test_step_plan.py, tests/core/test_timebudget.py)."""
+    from tocsr.app.mainjob import RUN_PRESETS
+    from tocsr.core.distill.record import DistillRecord
+    from tocsr.core.timebudget import StepPlan
+
+    _, run, r, _ = job
+    plan = StepPlan.load(run)
+    assert plan.preset == "smoke" and plan.training_scale == 1 and plan.student_scale == 1
+    assert plan.teacher_s > 0 and plan.spent_before_students_s > plan.teacher_s
+    assert "every stage trains its full steps" in r.stdout.replace("\n", " ")
+    assert DistillRecord.load(run / "surrogates").config.steps == RUN_PRESETS["smoke"].distill_steps
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["step_plan"]["line"] == plan.describe()
+    assert "Steps (predicted): time budget 60.0 min" in (run.parent.parent / "report" / "index.html").read_text()
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the H100 profile is measured where a GPU is")

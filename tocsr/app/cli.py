@@ -186,13 +186,17 @@ def run(
                                          "anyone uses)"),
     estimate_only: bool = typer.Option(False, "--estimate-only", help="time a few steps of each training stage at "
                                        "the preset's shapes, print and write <out>/estimate.json, train nothing"),
+    fixed_steps: bool = typer.Option(False, "--fixed-steps", help="train the preset's steps as listed; by default "
+                                     "the quick preset trains fewer after its teacher stage where this machine is "
+                                     "too slow this hour for its minutes (<out>/step_plan.json says how many)"),
 ) -> None:
     """The main job: teacher, surrogates, per-device search and SR, evaluation, report."""
     from tocsr.app.mainjob import run_main_job
 
     with folder_lock(out, "run"):
         run_main_job(profile, preset, out, data, report_dir, tuple(baseline), vae=vae, unet=unet,
-                     ray_address=ray_address, max_steps=max_steps, estimate_only=estimate_only)
+                     ray_address=ray_address, max_steps=max_steps, estimate_only=estimate_only,
+                     fixed_steps=fixed_steps)
 
 
 @app.command()

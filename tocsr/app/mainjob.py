@@ -31,6 +31,7 @@ from tocsr.core.distill.config import DEFAULT_PROXY
 from tocsr.core.errors import ConfigError
 from tocsr.core.provenance import content_sha256, package_versions
 from tocsr.core.sr.info import SRModelInfo
+from tocsr.core.timebudget import RunShape, StepPlan, check_budget, plan_after_teacher, plan_students
 from tocsr.core.training import progress
 
 
@@ -103,11 +104,50 @@ class RunPreset:
     # The smoke preset turns it on so that the tests run the routed path end to end.
     sr_routed: bool = False
     sr_router_steps: int = 300
+    # The job's minutes (tocsr.core.timebudget): after the teacher stage, the training stages after it train the
+    # fraction of their steps that fits this many seconds on this hour's machine, never below step_floor of them
+    # (None: the steps as listed). A run of several profiles gets time_budget_extra_profile_s more per profile.
+    time_budget_s: float | None = None
+    time_budget_extra_profile_s: float = 0.0
+    step_floor: float = 0.5
 
     def __post_init__(self) -> None:
         if self.sr_run_student_steps is not None and self.sr_run_student_steps < 1:
             raise ConfigError(f"RunPreset {self.name!r}: sr_run_student_steps = {self.sr_run_student_steps}; give "
                               "a positive number of steps, or None for no run-wide cap")
+        if self.time_budget_s is not None:
+            check_budget(self.time_budget_s, self.step_floor)
+
+    def time_budget_for(self, n_devices: int) -> float | None:
+        """The seconds a run of `n_devices` profiles has (None: no budget, the steps as listed)."""
+        if self.time_budget_s is None:
+            return None
+        return self.time_budget_s + self.time_budget_extra_profile_s * max(0, n_devices - 1)
+
+    def scaled(self, training: float = 1.0, students: float = 1.0) -> RunPreset:
+        """This preset with the surrogates', parts' and fine-tune's steps times `training` and the students' (and
+        their router's) times `students`, each at least one step (a stage that is off stays off); the measurement
+        settings stay, and so do the SR teachers' steps, which belong to the shared SR part trained before the
+        students' scale is known. How a time budget is met (tocsr.core.timebudget.StepPlan)."""
+        for what, f in (("training", training), ("students", students)):
+            if not 0 < f <= 1:
+                raise ConfigError(f"RunPreset.scaled({what}={f!r}): give a fraction of the preset's steps in (0, 1]")
+
+        def cut(n: int | None, f: float) -> int | None:
+            return n if n is None or n == 0 else max(1, round(n * f))
+
+        return dataclasses.replace(self, **{k: cut(getattr(self, k), training) for k in (
+            "distill_steps", "parts_steps", "parts_encoder_steps", "finetune_steps")}, **{k: cut(getattr(self, k), students) for k in (
+            "sr_student_steps", "sr_run_student_steps", "sr_router_steps")})
+
+    def run_shape(self, profiles: list[DeviceProfile]) -> RunShape:
+        """What a run of these profiles trains and measures, as the time budget predicts it."""
+        n = len(profiles)
+        per_device = self.student_steps_per_device(n)
+        measured = sum(p.is_measured for p in profiles)
+        return RunShape(devices_measured=measured, devices_predicted=n - measured, baselines=len(self.baselines),
+                        student_share_total=per_device * n / self.sr_student_steps,
+                        student_share_longest=per_device / self.sr_student_steps)
 
     def student_steps_per_device(self, n_devices: int) -> int:
         """Each device's student steps in a run of `n_devices` profiles: sr_student_steps, cut so that the run's
@@ -133,6 +173,7 @@ class RunPreset:
             changes["parts_encoder_steps"] = min(self.parts_encoder_steps, max_steps)
         changes["baseline_max_steps"] = min(self.baseline_max_steps or max_steps, max_steps)
         changes["teacher_max_steps"] = max_steps
+        changes["time_budget_s"] = None         # a check of shapes, not a timed run
         return dataclasses.replace(self, **changes)
 
     def sr_config(self, n_devices: int = 1):
@@ -180,10 +221,12 @@ RUN_PRESETS = {
     # train 487 each, three 325 (sr_run_student_steps). Uncapped, each extra device cost nearly a whole SR stage and
     # lengthened the baselines, and the three-profile job ran far past its 35 minutes (docs/status.md, thirty-seventh
     # and thirty-eighth sessions, with what the split costs in quality).
+    # Its steps are what a normal hour affords; on a slower one the training stages after the teacher train fewer
+    # (time_budget_s: 30 minutes less the install and a margin; the three-profile job has 35), down to half.
     "quick": RunPreset("quick", "quick", distill_steps=400, search_method="bo", search_evaluations=40,
                        sr_teacher_steps=0, sr_student_steps=650, baselines=("srvgg",), sr_pair_cache=1024,
                        sr_w_teacher=0.0, holdout=20, pipelines=6, parts_steps=40, parts_encoder_steps=400,
-                       sr_run_student_steps=975),
+                       sr_run_student_steps=975, time_budget_s=28.5 * 60, time_budget_extra_profile_s=150),
     # For tests: every stage runs for real, at a handful of steps each. The cost table is judged by the same
     # bar as everywhere (90% of held-out candidates within 10%): with only three held out, one noisy timing on a
     # busy machine failed a fit, and three failed fits stopped the job; ten keep the bar and tolerate one.
@@ -194,7 +237,9 @@ RUN_PRESETS = {
                        calibration=6, holdout=10, pipelines=2, overhead_pipelines=1, parts_steps=2,
                        surrogate_check_candidates=16,
                        timing_override={"repeats": 8, "paired_rounds": 2, "warmup_max_iters": 10,
-                                        "max_retries": 1}),
+                                        "max_retries": 1},
+                       # a budget it always fits: the plan is made, recorded and reused on a rerun; the steps stay
+                       time_budget_s=3600),
     "full": RunPreset("full", "tiny", distill_steps=2000, search_method="bo", search_evaluations=100,
                       sr_teacher_steps=1500, sr_student_steps=800, finetune_steps=1000,
                       baselines=("espcn", "srvgg", "span", "rrdb-s", "swinir-light"), test_max_px=512, holdout=50,
@@ -228,6 +273,22 @@ class StageLog:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def marker(self, name: str) -> dict[str, Any]:
+        """The finished stage's marker (its inputs' hash, wall seconds, whether it resumed); {} if none."""
+        try:
+            doc = json.loads((self.out / "stages" / f"{name}.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    def stage_s(self, name: str) -> float:
+        """A stage's seconds: this process's, or for a stage skipped here the ones its marker recorded."""
+        return self.seconds[name] if name in self.seconds else float(self.marker(name).get("wall_s", 0.0))
+
+    def spent_s(self) -> float:
+        """Seconds the stages of this run have taken so far, in this process or the earlier ones it resumed."""
+        return sum(self.stage_s(n) for n in self.ran + self.skipped)
 
     def run(self, name: str, inputs: dict[str, Any], fn: Callable[[bool], Any], outputs: Path) -> str:
         """Run `fn(resume)` unless its marker records the same inputs; returns the stage's hash."""
@@ -331,14 +392,15 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
                  report_dir: str | Path | None = None, external: tuple[str, ...] = (),
                  vae: str | Path | None = None, unet: str | Path | None = None,
                  ray_address: str | None = None, max_steps: int | None = None,
-                 estimate_only: bool = False) -> dict[str, Any]:
+                 estimate_only: bool = False, fixed_steps: bool = False) -> dict[str, Any]:
     """The main job on a preset of RUN_PRESETS (or a RunPreset: the GPU check's). `external`: pretrained SR
     checkpoints ("NAME=FILE") scored and costed beside the rest. `vae` / `unet`: weight folders the teacher
     starts from (tocsr.core.teacher.importing), checked before any stage runs. `ray_address`: a Ray cluster
     whose nodes advertise the profiles' `device.ray_resource`; those profiles' costs, checks and evaluation are
     measured there (bench.remote). `max_steps`: every training stage cut to at most that many steps
     (RunPreset.capped). `estimate_only`: print and write the estimated stage times (tocsr.app.estimate), train
-    nothing."""
+    nothing. `fixed_steps`: train the preset's steps as listed, whatever its time budget (runs compared across
+    days); otherwise a preset with a time budget scales its training steps to fit it (tocsr.core.timebudget)."""
     from bench.costtable import COST_TABLE_SCHEMA_VERSION
     from bench.pipeline import PIPELINE_PARTS_SCHEMA_VERSION, load_cost_model, pipeline_parts_path
     from tocsr.app.stages import (
@@ -401,6 +463,11 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
                               lambda resume: train_teacher(tp, teacher_dir, data, resume, init_unet=unet, vae=vae,
                                                            unet_option="--unet"), teacher_dir)
         bar.update(1)
+        plan = None
+        if rp.time_budget_s is not None and not fixed_steps:
+            plan = step_plan(out, rp, loaded, teacher_sha, log)
+            console.print(plan.describe(), markup=False, highlight=False)
+            rp = rp.scaled(training=plan.training_scale)
         surrogates_dir = out / "surrogates"
         dcfg = DistillConfig(steps=rp.distill_steps, spearman_candidates=rp.surrogate_check_candidates)
 
@@ -474,9 +541,17 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
                 # it before any SR training); every device's student starts from it.
                 shared_sha = log.run("sr-shared", {"teacher": teacher_sha, "config": shared_config(scfg),
                                                    "record": SharedSRRecord.SCHEMA_VERSION},
-                                     lambda resume: stage_sr_shared(teacher_dir, shared_dir, scfg, data, resume),
+                                     lambda resume, cfg=scfg: stage_sr_shared(teacher_dir, shared_dir, cfg, data,
+                                                                              resume),
                                      shared_dir / SharedSRRecord.FILE_NAME)
                 bar.update(1)
+            if plan is not None and plan.student_scale is None:
+                # Decided once, before the run's first student, from the seconds actually spent: every student of the
+                # run trains the same steps, so the baselines' budget is fair to each of them.
+                plan = students_plan(out, plan, log, loaded[len(sr_dirs) + 1:])
+                console.print(plan.describe(), markup=False, highlight=False)
+            if plan is not None and not sr_dirs:
+                scfg = rp.scaled(students=plan.student_scale).sr_config(len(loaded))
             sr_dir = out / "sr" / result.sr_folder_name
             sr_shas[profile.name] = log.run(f"sr-{result.sr_folder_name}", {"teacher": teacher_sha, "surrogates": surrogates_sha,
                                                            "arch": arch, "config": dataclasses.asdict(scfg),
@@ -484,8 +559,8 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
                                                            "decoder": result.decoder, "encoder": result.encoder,
                                                            "parts": parts_sha,
                                                            "record": SRModelInfo.SCHEMA_VERSION},
-                                            lambda resume, sd=search_dir, srd=sr_dir, fd=ft_dir: stage_sr(
-                                                teacher_dir, surrogates_dir, sd, srd, scfg, data, resume, fd,
+                                            lambda resume, sd=search_dir, srd=sr_dir, fd=ft_dir, cfg=scfg: stage_sr(
+                                                teacher_dir, surrogates_dir, sd, srd, cfg, data, resume, fd,
                                                 shared_dir, parts_dir),
                                             sr_dir / SRModelInfo.FILE_NAME)
             sr_dirs[profile.name] = sr_dir
@@ -508,13 +583,54 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
     summary = summarize(out, chosen, report_path, time.perf_counter() - t_start, log,
                         {p.name: str(r) for p, r in zip(loaded, profiles, strict=True)})
     summary["browser_check"] = browser
+    # the steps one device alone would have trained in this run (its time budget scales them too)
+    students_rp = rp if plan is None or plan.student_scale is None else rp.scaled(students=plan.student_scale)
+    summary["step_plan"] = None if plan is None else {**plan.to_dict(), "line": plan.describe()}
     summary["sr_student_steps"] = {"per_device": scfg.student_steps * scfg.students, "students": scfg.students,
                                    "devices": len(loaded),
-                                   "one_device": rp.sr_student_steps, "run_cap": rp.sr_run_student_steps,
+                                   "one_device": students_rp.sr_student_steps,
+                                   "run_cap": students_rp.sr_run_student_steps,
                                    "preset": rp.name}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     print_summary(console, summary)
     return summary
+
+
+def step_plan(out: Path, rp: RunPreset, loaded: list[DeviceProfile], teacher_sha: str, log: StageLog) -> StepPlan:
+    """The run's step plan after its teacher stage (tocsr.core.timebudget): the folder's own where it was made for
+    this teacher, budget and profiles (a rerun or resume trains, and so reuses, exactly what it planned). Made for
+    this teacher but another run shape (profiles added on the same --out), it keeps the training scale, whose
+    surrogates and parts the folder already holds, and decides the students' again."""
+    from tocsr.core.artifacts import ArtifactError
+    from tocsr.core.provenance import environment
+    from tocsr.core.timebudget import StageShares
+
+    shape, budget = rp.run_shape(loaded), rp.time_budget_for(len(loaded))
+    teacher_key = content_sha256({"preset": rp.name, "teacher": teacher_sha, "floor": rp.step_floor,
+                                  "shares": StageShares().to_dict()})
+    try:
+        earlier = StepPlan.load(out)
+    except ArtifactError:
+        earlier = None          # none yet, or from another version of the suite: planned afresh
+    if earlier is not None and earlier.inputs_sha256 == teacher_key and (earlier.shape, earlier.budget_s) == (shape, budget):
+        return earlier
+    kept = earlier.training_scale if earlier is not None and earlier.inputs_sha256 == teacher_key else None
+    plan = plan_after_teacher(rp.name, teacher_key, budget, rp.step_floor, log.stage_s("teacher"),
+                              bool(log.marker("teacher").get("resumed")), shape, training_scale=kept)
+    plan.save(out, environment())
+    return plan
+
+
+def students_plan(out: Path, plan: StepPlan, log: StageLog, later: list[DeviceProfile]) -> StepPlan:
+    """The students' scale, from the seconds the run has spent and the profiles (`later`) whose cost tables and
+    search come after its first student."""
+    from tocsr.core.provenance import environment
+
+    measured = sum(p.is_measured for p in later)
+    plan = plan_students(plan, log.spent_s(), measured, len(later) - measured, log.stage_s("parts"),
+                         log.stage_s("sr-shared"))
+    plan.save(out, environment())
+    return plan
 
 
 def _prepare_profiles(refs: list[str], loaded: list[DeviceProfile], rp: RunPreset, out: Path,
@@ -703,6 +819,10 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
                       f"device alone trains {steps['one_device']}; fewer steps, less quality: `python -m "
                       "tocsr.app.sr_curve` measures how much). A run of one profile trains its full student; on the "
                       "same --out it reuses every stage before that profile's SR stage.")
+    plan = s.get("step_plan")
+    if plan:
+        console.print(f"{plan['line']}; it took {s['wall_s'] / 60:.1f} min in this process", markup=False,
+                      highlight=False)
     for name, d in s["devices"].items():
         p = d.get("pipeline")
         if p:
