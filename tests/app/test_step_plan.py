@@ -78,6 +78,24 @@ def test_the_plan_is_made_once_per_teacher_and_run_and_a_resumed_run_trains_what
     assert fresh.training_scale == 1 and fresh.teacher_s == 200
 
 
+def test_fixed_steps_and_a_capped_check_train_the_steps_as_listed_and_drop_a_stale_plan(tmp_path, monkeypatch):
+    log = _log(tmp_path, {"teacher": 390.0})
+    assert step_plan(tmp_path, QUICK, _profiles(), "t", log).training_scale < 1
+    assert step_plan(tmp_path, QUICK, _profiles(), "t", log, fixed_steps=True) is None
+    assert not (tmp_path / StepPlan.FILE_NAME).exists()       # the report would have shown it
+    step_plan(tmp_path, QUICK, _profiles(), "t", log)
+    assert step_plan(tmp_path, QUICK.capped(5), _profiles(), "t", log) is None
+    assert not (tmp_path / StepPlan.FILE_NAME).exists()
+    # the command line's flag reaches the job
+    from tocsr.app import cli, mainjob
+
+    got = {}
+    monkeypatch.setattr(mainjob, "run_main_job", lambda *a, **kw: got.update(kw))
+    with pytest.raises(SystemExit) as code:
+        cli.main(["run", "--fixed-steps", "--out", str(tmp_path / "run")])
+    assert code.value.code == 0 and got["fixed_steps"] is True
+
+
 def test_the_students_scale_is_decided_from_the_stages_seconds_on_record(tmp_path):
     stages = {"teacher": 390.0, "surrogates": 125.0, "parts": 70.0, "costs-ab": 380.0, "search-cpu-2core": 60.0,
               "sr-shared": 55.0}

@@ -463,9 +463,8 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
                               lambda resume: train_teacher(tp, teacher_dir, data, resume, init_unet=unet, vae=vae,
                                                            unet_option="--unet"), teacher_dir)
         bar.update(1)
-        plan = None
-        if rp.time_budget_s is not None and not fixed_steps:
-            plan = step_plan(out, rp, loaded, teacher_sha, log)
+        plan = step_plan(out, rp, loaded, teacher_sha, log, fixed_steps)
+        if plan is not None:
             console.print(plan.describe(), markup=False, highlight=False)
             rp = rp.scaled(training=plan.training_scale)
         surrogates_dir = out / "surrogates"
@@ -596,15 +595,21 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
     return summary
 
 
-def step_plan(out: Path, rp: RunPreset, loaded: list[DeviceProfile], teacher_sha: str, log: StageLog) -> StepPlan:
+def step_plan(out: Path, rp: RunPreset, loaded: list[DeviceProfile], teacher_sha: str, log: StageLog,
+              fixed_steps: bool = False) -> StepPlan | None:
     """The run's step plan after its teacher stage (tocsr.core.timebudget): the folder's own where it was made for
     this teacher, budget and profiles (a rerun or resume trains, and so reuses, exactly what it planned). Made for
     this teacher but another run shape (profiles added on the same --out), it keeps the training scale, whose
-    surrogates and parts the folder already holds, and decides the students' again."""
+    surrogates and parts the folder already holds, and decides the students' again. None where the run trains the
+    preset's steps as listed (`fixed_steps`, or a preset without a time budget)."""
     from tocsr.core.artifacts import ArtifactError
     from tocsr.core.provenance import environment
     from tocsr.core.timebudget import StageShares
 
+    if rp.time_budget_s is None or fixed_steps:
+        # a plan an earlier run left here no longer describes the models this run trains
+        (out / StepPlan.FILE_NAME).unlink(missing_ok=True)
+        return None
     shape, budget = rp.run_shape(loaded), rp.time_budget_for(len(loaded))
     teacher_key = content_sha256({"preset": rp.name, "teacher": teacher_sha, "floor": rp.step_floor,
                                   "shares": StageShares().to_dict()})
