@@ -92,7 +92,7 @@ class StepPlan(FolderRecord):
     FILE_NAME: ClassVar[str] = "step_plan.json"
     KIND: ClassVar[str] = "tocsr.step_plan"
     SCHEMA_VERSION: ClassVar[int] = 1
-    REBUILD: ClassVar[str] = "delete {folder}/step_plan.json and the stages after the teacher's; `tocsr run` decides again"
+    REBUILD: ClassVar[str] = "delete {folder}/step_plan.json; the next `tocsr run` on the folder plans again"
 
     preset: str
     inputs_sha256: str            # teacher stage, budget, devices: a resumed run with the same inputs keeps this plan
