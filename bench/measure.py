@@ -153,7 +153,7 @@ def prepare_callable(module: torch.nn.Module, args: tuple, kwargs: dict, mode: s
     per-kernel launch overhead that dominates batch-1 latency without any compile time.
     """
     if mode == "cuda_graphs":
-        return _cuda_graph_call(module, args, kwargs)
+        return GraphReplay(module, args, kwargs)
     runner = torch.compile(module) if mode == "compiled" else module
 
     def call() -> object:
@@ -163,22 +163,26 @@ def prepare_callable(module: torch.nn.Module, args: tuple, kwargs: dict, mode: s
     return call
 
 
-def _cuda_graph_call(module: torch.nn.Module, args: tuple, kwargs: dict) -> Callable[[], object]:
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side), torch.inference_mode():
-        for _ in range(3):   # allocator and cuDNN/cuBLAS workspaces settle before capture
-            module(*args, **kwargs)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.inference_mode(), torch.cuda.graph(graph):
-        static_out = module(*args, **kwargs)
+class GraphReplay:
+    """One inference call captured into a CUDA graph, replayed on each call. It holds the module and the inputs
+    it was captured with: the graph reads their memory on every replay, so they must live as long as it does (a
+    caller that passed a temporary copy would otherwise time, or crash on, memory that has been freed)."""
 
-    def call() -> object:
-        graph.replay()
-        return static_out
+    def __init__(self, module: torch.nn.Module, args: tuple, kwargs: dict):
+        self.module, self.args, self.kwargs = module, args, kwargs
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(3):   # allocator and cuDNN/cuBLAS workspaces settle before capture
+                module(*args, **kwargs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(self.graph):
+            self.out = module(*args, **kwargs)
 
-    return call
+    def __call__(self) -> object:
+        self.graph.replay()
+        return self.out
 
 
 @contextlib.contextmanager

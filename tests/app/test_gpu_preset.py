@@ -194,6 +194,10 @@ def test_the_gpu_check_script_runs_the_gpu_presets_stages_end_to_end_at_reduced_
     assert parts["reference"]["images_per_s"] > 0 and parts["reference"]["measured"] is True
     assert parts["reference"]["precision"] == "fp32" and doc["execution_mode"] == "eager"
     assert parts["estimate"]["measured"] is False and parts["estimate"]["estimate"]["preset"] == "gpu-tiny"
+    [costs] = doc["costs"].values()      # the cost stage's evidence, its files beside the record
+    assert costs["pipeline_validation"]["n"] == 2 and costs["backbone_table_validation"]["n"] == 4
+    assert set(costs["parts_median_ms"]) >= {"bicubic + encoder", "decoder"}, costs["parts_median_ms"]
+    assert all((tmp_path / "gpu" / "cpu-smoke" / f"costs-{f}").is_file() for f in costs["files"])
     run = work / "run"
     stages = parts["run"]["stages_s"]
     for stage in ("teacher", "surrogates", "parts", "sr-shared", "eval"):

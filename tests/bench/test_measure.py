@@ -111,3 +111,43 @@ def test_workloads_are_built_with_the_same_weights_every_time(cpu_profile):
     a = resolve_workload("unet-tiny", cpu_profile).module.conv_in.weight
     b = resolve_workload("unet-tiny", cpu_profile).module.conv_in.weight
     assert torch.equal(a, b)
+
+
+def test_a_cuda_graph_keeps_the_module_and_inputs_it_replays_alive(monkeypatch):
+    """A graph replays the memory it was captured on. A caller that hands over a temporary module or input (the
+    pipeline probe's reference UNet was one) must not free it under the graph: on an H200 that crashed the cost
+    stage with an illegal memory access. CUDA's graph primitives are faked so the test runs on CPU."""
+    import contextlib
+    import gc
+    import weakref
+
+    import bench.measure as measure
+
+    class FakeStream:
+        def wait_stream(self, other):
+            pass
+
+    class FakeGraph:
+        replays = 0
+
+        def replay(self):
+            FakeGraph.replays += 1
+
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: FakeStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", lambda g: contextlib.nullcontext())
+
+    def captured():
+        module, x = nn.Linear(4, 4), torch.ones(1, 4)
+        call = measure.prepare_callable(module, (x,), {}, "cuda_graphs")
+        return call, weakref.ref(module), weakref.ref(x), module(x).detach()
+
+    call, module, x, expected = captured()
+    gc.collect()
+    assert module() is not None and x() is not None          # the graph's memory lives as long as the graph
+    assert torch.equal(call(), expected) and FakeGraph.replays == 1
+    del call
+    gc.collect()
+    assert module() is None and x() is None                  # and no longer

@@ -299,3 +299,25 @@ def test_image_spectra_tell_photographs_from_decoded_noise_and_from_8x8_blocks()
     real, _ = spectrum_kid(real_b, real_a)
     for fake in (noise, blocks):
         assert spectrum_kid(image_spectrum_features(fake), real_a)[0] > 5 * max(real, 0.1)
+
+
+def test_latent_statistics_are_made_once_per_device_and_dtype_follow_new_values_and_train_after_inference():
+    """normalize/denormalize must not copy the statistics from host memory on every call: on a GPU that is a
+    transfer per call, and a CUDA graph cannot capture it (the H200 check failed there)."""
+    from tocsr.core.models.autoencoder import denormalize_latents, latent_stats, normalize_latents
+
+    ae = build_autoencoder_from_preset("tiny").eval()
+    set_latent_stats(ae, torch.rand(4, 3, 64, 64) * 2 - 1)
+    z = torch.randn(2, ae.config.latent_channels, 8, 8)
+    with torch.inference_mode():                    # first asked for under inference mode, as the timing does
+        first = latent_stats(ae, z)
+        assert torch.allclose(denormalize_latents(ae, normalize_latents(ae, z)), z, atol=1e-5)
+    assert all(a is b for a, b in zip(latent_stats(ae, z), first, strict=True))       # made once, reused
+    assert latent_stats(ae, z.double())[0].dtype == torch.float64                       # per dtype
+    mean, std = latent_stats(ae)                                                        # on the CPU, fresh
+    assert torch.allclose(first[0], mean) and torch.allclose(first[1], std)
+    w = torch.randn_like(z, requires_grad=True)     # the cached std is saved for backward: it must be a normal tensor
+    normalize_latents(ae, w).sum().backward()
+    assert torch.allclose(w.grad, (1 / first[1]).expand_as(z))
+    set_latent_stats(ae, torch.rand(4, 3, 64, 64))                                      # new values: new tensors
+    assert not torch.allclose(latent_stats(ae, z)[0], first[0])

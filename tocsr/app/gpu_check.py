@@ -6,10 +6,15 @@ What it records, in order, each written to JSON as soon as it is known (a lease 
                  accelerator's precision, beside the figure the issue expects on an H200 (about 1,100 images/s
                  for a 64M-parameter UNet in bf16); the UNet's parameter count is recorded with it.
   2. estimate    the gpu preset's training stages, each timed for a few steps at full shape (step time, images/s,
-                 CUDA peak memory; tocsr.app.estimate), as the preset prints before it commits to a run.
+                 CUDA peak memory; tocsr.app.estimate) and multiplied by the uncapped preset's steps, as the preset
+                 prints before it commits to a run.
   3. run         the main job on the gpu preset with every training stage capped at `--max-steps` steps, the
-                 caches sized to match, and fewer cost-table candidates: whether every stage completes, and
-                 each stage's wall seconds. Its models are not for use: a check of the wiring at paper shape.
+                 caches sized to match: whether every stage completes, and each stage's wall seconds. Its models
+                 are not for use: a check of the wiring at paper shape.
+  4. costs       the run's cost stage on the card, in the profile's mode: the backbone table's and the pipeline
+                 cost model's errors on held-out whole one-step SR pipelines (`--pipelines`, 30 by default: the
+                 pipeline-budget issue's bar is >= 90% of >= 30 within +-10%), the fixed parts' times, and the
+                 table files themselves (copied beside the record). Recorded even when a later stage fails.
 Weights are random, in the folders a user's downloads would be: an SD3-shaped AutoencoderKL (imported) and a
 4-channel SD-2.1-shaped UNet (widened to 16 channels on import, then fine-tuned). `--smoke` runs the same code
 on CPU with the gpu-tiny preset, to test the script before a lease. Stopped by SIGTERM (`timeout`), it writes
@@ -39,18 +44,23 @@ SCHEMA_VERSION = 1
 EXPECTED_H200_IMAGES_PER_S = 1100.0
 
 
-def check_preset(name: str, max_steps: int, smoke: bool):
-    """The preset the check runs: `name` capped at `max_steps`, with its data caches and cost-table candidate
-    counts cut to what those steps use. Its estimate is a part of the check of its own, not repeated by the run."""
+def check_preset(name: str, max_steps: int, smoke: bool, calibration: int = 10, holdout: int = 20,
+                 pipelines: int = 30):
+    """The preset the check runs: `name` capped at `max_steps`, with its data caches cut to what those steps use
+    and `calibration` / `holdout` / `pipelines` cost-table candidates (a few in the smoke run: it tests the wiring,
+    not a device). Its estimate is a part of the check of its own, not repeated by the run."""
     from tocsr.app.mainjob import RUN_PRESETS
 
     rp = RUN_PRESETS[name].capped(max_steps)
+    if smoke:
+        calibration, holdout, pipelines = min(calibration, 4), min(holdout, 4), min(pipelines, 2)
     return dataclasses.replace(
         rp, sr_pair_cache=min(rp.sr_pair_cache, 64), sr_teacher_cache=min(rp.sr_teacher_cache, 8),
-        calibration=min(rp.calibration, 4), holdout=min(rp.holdout, 4), pipelines=min(rp.pipelines, 2),
+        calibration=calibration, holdout=holdout, pipelines=pipelines,
         search_evaluations=min(rp.search_evaluations, 12), baselines=rp.baselines[:1],
         test_max_px=min(rp.test_max_px, 512 if not smoke else 128),
-        timing_override={"repeats": 10, "paired_rounds": 2, "warmup_max_iters": 20, "max_retries": 1},
+        # CUDA graphs replay to about 0.1% on the card (reports/gpu/), so 20 samples per timing give a stable p90.
+        timing_override={"repeats": 20, "paired_rounds": 2, "warmup_max_iters": 20, "max_retries": 1},
         estimate_first=False)
 
 
@@ -100,20 +110,70 @@ def write_random_weights(folder: Path, teacher_preset: str) -> tuple[Path, Path]
     return folder / "vae", folder / "unet4"
 
 
-def with_mode(profile: Path, mode: str, folder: Path) -> Path:
-    """The profile with its cost tables measured in `mode`, written to `folder` (what was measured is on record)."""
+def with_changes(profile: Path, folder: Path, why: str, **changes) -> Path:
+    """The profile with `changes`, written to `folder` with `why` on its first line (what was measured against is
+    on record)."""
     import yaml
 
     from bench.profile import load_profile, replace
 
     p = load_profile(profile)
-    if p.execution_mode == mode:
-        return profile
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{p.name}.yaml"
-    path.write_text(f"# {p.name} measured in {mode} by tocsr.app.gpu_check\n"
-                    + yaml.safe_dump(replace(p, execution_mode=mode).to_dict(), sort_keys=False))
+    path.write_text(f"# {p.name} {why} (tocsr.app.gpu_check)\n"
+                    + yaml.safe_dump(replace(p, **changes).to_dict(), sort_keys=False))
     return path
+
+
+def with_mode(profile: Path, mode: str, folder: Path) -> Path:
+    """The profile with its cost tables measured in `mode`."""
+    from bench.profile import load_profile
+
+    if load_profile(profile).execution_mode == mode:
+        return profile
+    return with_changes(profile, folder, f"measured in {mode}", execution_mode=mode)
+
+
+def smoke_profile(profile: Path, folder: Path) -> Path:
+    """cpu-2core with room in its latency budget. The gpu-tiny space's cheapest pipeline sits at about the
+    profile's own bound on this CPU, so whether the search finds a feasible candidate would turn on a few percent
+    of timing noise; the smoke run checks the script's wiring, not that bound."""
+    from bench.profile import load_profile
+
+    budgets = {**load_profile(profile).to_dict()["budgets"], "latency_vs_teacher": 0.8}
+    return with_changes(profile, folder, "with room in its latency budget for the smoke run", budgets=budgets)
+
+
+def costs_evidence(run: Path, out: Path) -> dict[str, Any]:
+    """Per cost table the run measured: the backbone table's validation on held-out candidates and, when the
+    pipeline's parts were measured beside it, the pipeline model's on held-out whole pipelines, the fixed parts'
+    median times and the teacher-shaped pipeline's; the files are copied to `out`."""
+    import shutil
+
+    from bench.costtable import CostTable
+    from bench.pipeline import PipelineCostModel, PipelineParts, pipeline_parts_path
+
+    found: dict[str, Any] = {}
+    for path in sorted((run / "costs").glob("*.json")):
+        if path.name.endswith((".pipeline.json", ".rejected.json")):
+            continue
+        table = CostTable.load(path)
+        files = [path]
+        found[path.stem] = {"device_name": table.device_name, "execution_mode": table.execution_mode,
+                            "entries": len(table.entries), "reference_ms": table.reference_ms,
+                            "backbone_table_validation": table.validation_summary(), "pipeline_validation": None}
+        if pipeline_parts_path(path).is_file():
+            model = PipelineCostModel(table, PipelineParts.load(pipeline_parts_path(path)))
+            teacher = [c for c in model.candidates if c.role == "teacher"]
+            found[path.stem].update(
+                pipeline_validation=model.validation_summary(),
+                parts_median_ms={p.name: p.median_ms for p in model.pipeline.parts},
+                teacher_pipeline_median_ms=teacher[0].latency.ratio * table.reference_ms if teacher else None)
+            files.append(pipeline_parts_path(path))
+        found[path.stem]["files"] = [f.name for f in files]
+        for f in files:
+            shutil.copyfile(f, out / f"costs-{f.name}")
+    return found
 
 
 def stage_walls(run: Path) -> dict[str, float]:
@@ -136,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-steps", type=int, default=3, help="steps of each training stage in the run")
     ap.add_argument("--mode", default="cuda_graphs", choices=("eager", "cuda_graphs"),
                     help="the cost tables' execution mode on the card (the profile is copied with it)")
+    ap.add_argument("--calibration", type=int, default=10, help="the run's cost-table calibration candidates")
+    ap.add_argument("--holdout", type=int, default=20, help="the run's held-out backbone candidates")
+    ap.add_argument("--pipelines", type=int, default=30, help="the run's held-out whole one-step SR pipelines")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: reference, estimate, run")
     ap.add_argument("--work", type=Path, default=None, help="run folder (default: a temporary one)")
     ap.add_argument("--smoke", action="store_true", help="CPU, the gpu-tiny preset: test the script itself")
@@ -157,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                                                         else card.lower().replace(" ", "-"))
     out = args.out / slug
     out.mkdir(parents=True, exist_ok=True)
-    rp = check_preset(preset, args.max_steps, args.smoke)
+    rp = check_preset(preset, args.max_steps, args.smoke, args.calibration, args.holdout, args.pipelines)
     acc = make_accelerator()
     env = environment({"measured_device": card})
     doc: dict[str, Any] = {"card": card, "preset": dataclasses.asdict(rp),
@@ -187,16 +250,22 @@ def main(argv: list[str] | None = None) -> int:
             if not isinstance(err, Exception):      # stopped (the lease's timeout, Ctrl-C): save what is known, stop
                 save()
                 raise
+        save()      # first: a CUDA error is sticky and would raise again from the call below
         if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        save()
+            try:
+                torch.cuda.empty_cache()
+            except RuntimeError as err:    # torch.AcceleratorError: the context is lost; what was saved stays
+                print(f"CUDA context lost after {name}: {err}", flush=True)
         print(f"[{time.perf_counter() - t0:7.1f} s] {name}: "
               f"{'done' if doc['parts'][name]['completed'] else doc['parts'][name]['error']}", flush=True)
 
     part("reference", lambda: reference_throughput(acc, args.smoke))
 
     def estimate() -> dict[str, Any]:
-        e = estimate_run(rp, 1, acc=acc)
+        # The preset as a user runs it, uncapped: each stage's few timed steps times the preset's own steps.
+        from tocsr.app.mainjob import RUN_PRESETS
+
+        e = estimate_run(RUN_PRESETS[preset], 1, acc=acc)
         print("\n".join(e.describe()), flush=True)
         return {"estimate": e.to_dict(), "measured": False}
 
@@ -205,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> dict[str, Any]:
         work = args.work or Path(tempfile.mkdtemp(prefix="gpu-preset-"))
         vae, unet = write_random_weights(work / "weights", rp.teacher_preset)
-        measured_with = profile if args.smoke else with_mode(profile, args.mode, work / "profiles")
+        measured_with = (smoke_profile(profile, work / "profiles") if args.smoke
+                         else with_mode(profile, args.mode, work / "profiles"))
         try:
             summary = run_main_job([str(measured_with)], rp, work / "run", vae=vae, unet=unet)
             return {"stages_s": stage_walls(work / "run"), "every_stage_completed": True,
@@ -214,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         except BaseException:
             doc["parts"]["run_partial"] = {"stages_s": stage_walls(work / "run")}
             raise
+        finally:
+            # The cost stage's evidence stands on its own: kept whether or not a later stage completes.
+            doc["costs"] = costs_evidence(work / "run", out)
 
     part("run", run)
     save()

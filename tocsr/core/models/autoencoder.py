@@ -144,29 +144,46 @@ AUTOENCODER_CLASSES = {"AutoencoderKL": AutoencoderKL, "ShortcutAutoencoderKL": 
                        "AutoencoderTiny": AutoencoderTiny}
 
 
-def latent_stats(ae) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (mean, std) that map the autoencoder's latents to zero mean, unit variance.
-
-    Uses the config's per-channel `latents_mean`/`latents_std` when set (computed from data by
-    `set_latent_stats`), else the global shift/scaling factors as SD-style checkpoints carry them.
-    """
+def _latent_stat_values(ae) -> tuple[tuple[float, ...], tuple[float, ...]]:
     cfg = ae.config
     c = cfg.latent_channels
     if getattr(cfg, "latents_mean", None) is not None and getattr(cfg, "latents_std", None) is not None:
-        return torch.tensor(cfg.latents_mean).view(1, c, 1, 1), torch.tensor(cfg.latents_std).view(1, c, 1, 1)
+        return tuple(float(v) for v in cfg.latents_mean), tuple(float(v) for v in cfg.latents_std)
     shift = float(getattr(cfg, "shift_factor", None) or 0.0)
     scale = float(getattr(cfg, "scaling_factor", None) or 1.0)
-    return torch.full((1, c, 1, 1), shift), torch.full((1, c, 1, 1), 1.0 / scale)
+    return (shift,) * c, (1.0 / scale,) * c
+
+
+def latent_stats(ae, like: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (mean, std) that map the autoencoder's latents to zero mean, unit variance, on `like`'s device
+    and dtype (else on the CPU).
+
+    Uses the config's per-channel `latents_mean`/`latents_std` when set (computed from data by
+    `set_latent_stats`), else the global shift/scaling factors as SD-style checkpoints carry them. On a device
+    they are made once per (device, dtype, values) and kept on the module: a copy from host memory on every
+    call would cost a transfer per call and cannot be captured in a CUDA graph.
+    """
+    mean, std = _latent_stat_values(ae)
+    c = len(mean)
+    if like is None:
+        return torch.tensor(mean).view(1, c, 1, 1), torch.tensor(std).view(1, c, 1, 1)
+    cache = ae.__dict__.setdefault("_latent_stats_on_device", {})
+    key = (like.device, like.dtype, mean, std)
+    if key not in cache:
+        # Normal tensors even when first asked for under inference mode: training divides by std and saves it.
+        with torch.inference_mode(False):
+            cache[key] = tuple(torch.tensor(v, dtype=like.dtype).view(1, c, 1, 1).to(like.device) for v in (mean, std))
+    return cache[key]
 
 
 def normalize_latents(ae, z: torch.Tensor) -> torch.Tensor:
-    mean, std = latent_stats(ae)
-    return (z - mean.to(z)) / std.to(z)
+    mean, std = latent_stats(ae, z)
+    return (z - mean) / std
 
 
 def denormalize_latents(ae, z: torch.Tensor) -> torch.Tensor:
-    mean, std = latent_stats(ae)
-    return z * std.to(z) + mean.to(z)
+    mean, std = latent_stats(ae, z)
+    return z * std + mean
 
 
 def encode_latents(ae, images: torch.Tensor) -> torch.Tensor:
