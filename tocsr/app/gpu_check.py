@@ -59,7 +59,7 @@ def check_preset(name: str, max_steps: int, smoke: bool, calibration: int = 10, 
         calibration=calibration, holdout=holdout, pipelines=pipelines,
         search_evaluations=min(rp.search_evaluations, 12), baselines=rp.baselines[:1],
         test_max_px=min(rp.test_max_px, 512 if not smoke else 128),
-        # CUDA graphs replay to about 0.1% on the card (reports/gpu/), so 20 samples per timing give a stable p90.
+        # CUDA graphs replay steadily on a card (reports/gpu/), so 20 samples per timing give a stable p90.
         timing_override={"repeats": 20, "paired_rounds": 2, "warmup_max_iters": 20, "max_retries": 1},
         estimate_first=False)
 
@@ -168,7 +168,7 @@ def costs_evidence(run: Path, out: Path) -> dict[str, Any]:
             found[path.stem].update(
                 pipeline_validation=model.validation_summary(),
                 parts_median_ms={p.name: p.median_ms for p in model.pipeline.parts},
-                teacher_pipeline_median_ms=teacher[0].latency.ratio * table.reference_ms if teacher else None)
+                teacher_pipeline_median_ms=teacher[0].latency.ratio * teacher[0].latency.reference_ms if teacher else None)
             files.append(pipeline_parts_path(path))
         found[path.stem]["files"] = [f.name for f in files]
         for f in files:

@@ -226,6 +226,6 @@ def raw_latent_mse(ae, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def raw_latent_mse_per_image(ae, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """`raw_latent_mse` of each image of the batch: shape (B,)."""
-    _, std = latent_stats(ae)
-    w = std.to(a).square()
+    _, std = latent_stats(ae, a)
+    w = std.square()
     return ((a - b).square() * w).mean(dim=tuple(range(1, a.ndim))) / w.mean()
