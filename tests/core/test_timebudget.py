@@ -46,10 +46,22 @@ def test_a_fast_hour_trains_every_step_and_a_slow_one_fits_its_budget_down_to_th
     assert plan_after_teacher("quick", "k", 2010, 0.5, 390.0, False, THREE).training_scale > slow.training_scale - 0.05
 
 
+def test_a_plan_that_fills_its_budget_to_the_last_bit_is_not_called_over_it():
+    # the scale is solved to fill the budget, so the prediction lands on it up to rounding: a three-profile run
+    # predicted 2010.0000000000002 s against 2010 and printed "at the floor ... still runs over" at 0.78x
+    slow = plan_after_teacher("quick", "k", 2010, 0.5, 394.0, False, THREE)
+    rounded = dataclasses.replace(slow, predicted_s=slow.budget_s * (1 + 1e-15))
+    assert 0.5 < rounded.training_scale < 1 and not rounded.over_budget
+    assert "runs over" not in rounded.describe() and "predicted over" not in rounded.describe()
+
+
 def test_a_scale_decided_earlier_is_kept_and_only_the_prediction_is_made():
     plan = plan_after_teacher("quick", "k", 1710, 0.5, 390.0, False, THREE, training_scale=0.9)
     assert plan.training_scale == 0.9
     assert plan.predicted_s == pytest.approx(predict_job_s(390.0, StageShares(), THREE, 0.9, 0.9))
+    # kept above the floor and over the budget: said so, without blaming the floor
+    assert plan.over_budget and not plan.at_floor
+    assert "predicted over its budget" in plan.describe() and "at the floor" not in plan.describe()
 
 
 def test_the_students_scale_follows_the_seconds_actually_spent():

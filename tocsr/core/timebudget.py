@@ -116,7 +116,13 @@ class StepPlan(FolderRecord):
 
     @property
     def over_budget(self) -> bool:
-        return self.predicted_s > self.budget_s
+        """The job is predicted past its budget. The scales are solved to fill the budget exactly, so the prediction
+        lands on it up to floating-point rounding: a second of slack keeps that from reading as "over"."""
+        return self.predicted_s > self.budget_s + 1.0
+
+    @property
+    def at_floor(self) -> bool:
+        return any(s is not None and s <= self.floor for s in (self.training_scale, self.student_scale))
 
     def to_dict(self) -> dict[str, Any]:
         return {"preset": self.preset, "inputs_sha256": self.inputs_sha256, "budget_s": self.budget_s,
@@ -148,7 +154,8 @@ class StepPlan(FolderRecord):
                 f"{self.training_scale:.2f}x their steps and the students {students} (predicted "
                 f"{self.predicted_s / 60:.1f} min; `--fixed-steps` trains the preset's steps)")
         if self.over_budget:
-            line += f"; at the floor of {self.floor:.2f}x the job still runs over its budget on this hour's machine"
+            line += (f"; at the floor of {self.floor:.2f}x the job still runs over its budget on this hour's machine"
+                     if self.at_floor else "; the job is predicted over its budget (a scale decided earlier is kept)")
         return line
 
 
