@@ -155,28 +155,49 @@ def eps_sweep_plot(sweep) -> bytes:
 
 
 def sr_curve_plot(doc: dict) -> bytes:
-    """tocsr.app.sr_curve's curve: the student's validation PSNR-Y minus bicubic (95% interval) against the SR
-    stage's seconds, one panel per degradation, the SR teacher and the run's own model marked."""
+    """tocsr.app.sr_curve's curves: the student's validation PSNR-Y minus bicubic (95% interval) against seconds of
+    training budget, one panel per degradation (log seconds), the baseline trained for the same seconds beside it
+    where there is one, the SR teacher and the run's own model marked, and each curve's fitted trend drawn on to the
+    target as a dashed line labelled predicted (an extrapolation)."""
+    import numpy as np
+
     kinds = list(doc["bicubic_psnr_y"])
-    fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.6 * len(kinds), 4.0), squeeze=False)
+    curves = [("student", doc["points"], doc.get("trends", {}), "#1f77b4",
+               f"student, one run of {doc['config']['student_steps']} steps")]
+    if doc.get("baseline"):
+        b = doc["baseline"]
+        curves.append((b["name"], b["points"], b["trends"], "#d62728", f"{b['name']}, one run of its budget"))
     for ax, kind in zip(axes[0], kinds, strict=True):
-        pts = doc["points"]
-        xs = [p["sr_stage_s"] for p in pts]
-        d = [p[kind]["minus_bicubic"] for p in pts]
-        ax.errorbar(xs, [v["mean"] for v in d], yerr=[[v["mean"] - v["low"] for v in d], [v["high"] - v["mean"] for v in d]],
-                    fmt="o-", capsize=3, label=f"student, one run of {doc['config']['student_steps']} steps")
+        for _, pts, trends, colour, label in curves:
+            xs = [p["seconds"] for p in pts]
+            d = [p[kind]["minus_bicubic"] for p in pts]
+            ax.errorbar(xs, [v["mean"] for v in d], yerr=[[v["mean"] - v["low"] for v in d],
+                                                           [v["high"] - v["mean"] for v in d]],
+                        fmt="o-", capsize=3, color=colour, label=label)
+            t = trends.get(kind)
+            if t and t["reach_s"] is not None and t["fitted_at_last"] < t["target"]:
+                slope = t["per_doubling"]["mean"]
+                # drawn for at most four more doublings, so the measured points keep the panel; the legend says where
+                x = np.geomspace(t["last_s"], min(t["reach_s"], 16 * t["last_s"]), 20)
+                ax.plot(x, t["fitted_at_last"] + slope * np.log2(x / t["last_s"]), "--", color=colour, alpha=0.6,
+                        label=f"{slope:+.2f} dB per doubling, to +{t['target']:g} dB at {t['reach_s']:.3g} s "
+                              "(PREDICTED)")
         bicubic = doc["bicubic_psnr_y"][kind]
         own = doc["run_model"]
-        ax.plot([own["sr_stage_s"]], [own["psnr_y"][kind] - bicubic], "s", color="#b00",
+        ax.plot([own["seconds"]], [own["psnr_y"][kind] - bicubic], "s", color="#2ca02c",
                 label=f"the run's model ({own['student_steps']} steps, own schedule)")
         if kind in doc["sr_teacher_psnr_y"]:      # absent where the run trained no SR teacher
             ax.axhline(doc["sr_teacher_psnr_y"][kind] - bicubic, color="#555", ls="--", label="SR teacher (multi-step)")
+        if kind in doc.get("targets_db", {}):
+            ax.axhline(doc["targets_db"][kind], color="#999", ls="-.", lw=0.8, label="issue 26's target")
         ax.axhline(0.0, color="#999", ls=":", label="bicubic")
-        ax.set_xlabel("SR stage seconds (shared part + student)")
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds of training budget (log)")
         ax.set_ylabel("validation PSNR-Y minus bicubic (dB)")
-        ax.set_title(f"{kind} degradation", fontsize=9)
+        ax.set_title(f"{kind} degradation, {doc['crops_per_degradation'][kind]} crops", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     return _png(fig)
 
 

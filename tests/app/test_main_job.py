@@ -807,9 +807,10 @@ def test_four_nights_flag_exactly_the_slowed_model_and_the_perturbed_one(job, tm
 def test_the_student_learning_curve_follows_the_runs_own_student(job, tmp_path):
     """`python -m tocsr.app.sr_curve` retrains one blind student from the run's shared part, scoring the EMA weights
     every few steps: at its last step it is the student the same config trains without the hook (the hook changes
-    nothing it trains). One blind student whatever the run's model (the smoke run's routes)."""
+    nothing it trains). One blind student whatever the run's model (the smoke run's routes). A baseline trains for
+    the student's seconds and is scored on the same crops at the student's points; each curve has its trend."""
     from tocsr.app.mainjob import RUN_PRESETS
-    from tocsr.app.sr_curve import curve
+    from tocsr.app.sr_curve import TARGETS_DB, curve
     from tocsr.core.distill.train import load_surrogates
     from tocsr.core.space import derive_search_space
     from tocsr.core.sr.info import sr_config_from_dict
@@ -819,7 +820,7 @@ def test_the_student_learning_curve_follows_the_runs_own_student(job, tmp_path):
 
     _, run, _, _ = job
     steps = RUN_PRESETS["smoke"].sr_student_steps
-    doc = curve(run, tmp_path / "curve", student_steps=steps, every=steps // 2)
+    doc = curve(run, tmp_path / "curve", student_steps=steps, every=steps // 2, baseline="espcn")
     cfg = sr_config_from_dict(doc["config"])
     assert cfg.students == 1 and SRModelInfo.load(_sr_model(run)).config.routes
     teacher = load_teacher(run / "teacher")
@@ -830,7 +831,18 @@ def test_the_student_learning_curve_follows_the_runs_own_student(job, tmp_path):
                    encoder=deployed_encoder(_sr_model(run), info.encoder))
     pts = doc["points"]
     assert [p["step"] for p in pts] == [steps // 2, steps]
-    assert doc["shared_part_s"] < pts[0]["sr_stage_s"] < pts[1]["sr_stage_s"]
+    assert doc["shared_part_s"] < pts[0]["seconds"] < pts[1]["seconds"]
+    base = doc["baseline"]["points"]
+    assert len(base) == 2 and base[0]["seconds"] >= pts[0]["seconds"]        # scored where the student was
+    assert doc["baseline"]["training"]["budget_s"] == pytest.approx(pts[1]["seconds"])
+    assert base[1]["step"] == doc["baseline"]["training"]["steps"] > base[0]["step"]
+    for kind in ("bicubic", "realesrgan"):
+        for p in (*pts, *base):
+            assert len(p[kind]["per_crop_minus_bicubic"]) == doc["crops_per_degradation"][kind]
+            assert p[kind]["minus_bicubic"]["mean"] == pytest.approx(np.mean(p[kind]["per_crop_minus_bicubic"]))
+        for trend in (doc["trends"][kind], doc["baseline"]["trends"][kind]):
+            assert trend["target"] == TARGETS_DB[kind] and trend["fitted_points"] == 2
+            assert trend["reach"].startswith("extrapolated")
     for kind, final in doc["final_psnr_y"].items():
         # the last point scores exactly the weights the training returns
         assert pts[-1][kind]["psnr_y"] == pytest.approx(final, abs=1e-4)

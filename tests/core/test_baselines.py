@@ -66,3 +66,26 @@ def test_a_baseline_trains_where_the_sr_stage_trains_and_one_trained_elsewhere_i
     (folder / "baseline.json").write_text(json.dumps({**meta, "device": "cuda:0" if here == "cpu" else "cpu"}))
     _, trained = _baselines(["espcn"], tmp_path, train[:2], 4, None, 1, 128)
     assert trained["espcn"]["device"] == here                             # recorded elsewhere: trained again here
+
+
+def test_a_learning_curve_scores_the_baseline_at_its_training_seconds_and_keeps_scoring_off_the_clock():
+    # tocsr.app.sr_curve scores a baseline at the student's seconds: what is scored at x seconds must be a model
+    # trained for x seconds, so a slow scoring must not eat the budget (nor end the training early).
+    import time
+
+    train, _, _ = load_train_val(None, min_side=128)
+    calls = []
+
+    def evaluate(step, seconds, model):
+        calls.append((step, seconds, model.training))
+        time.sleep(1.5)
+
+    wall = time.perf_counter()
+    model, info = train_baseline("espcn", train[:2], 4, budget_s=1.0, batch=2, patch_px=32, evaluate=evaluate,
+                                 evaluate_at_s=(0.3, 0.6))
+    wall = time.perf_counter() - wall
+    assert [c[2] for c in calls] == [False, False]                     # scored in eval mode
+    assert 0.3 <= calls[0][1] < calls[1][1] and calls[1][1] >= 0.6
+    assert 0 < calls[0][0] < calls[1][0] < info.steps                  # training went on after each scoring
+    assert 1.0 <= info.seconds < 2.0 and wall >= 4.0                    # 3 s of scoring kept off its clock
+    assert model.training is False

@@ -242,3 +242,24 @@ def test_a_metric_that_fails_on_an_image_becomes_unavailable_with_the_reason_nev
     assert result.unavailable == {"lpips": "weights not cached",
                                   "picky": "failed on b (bicubic): image smaller than the metric's patch"}
     assert result.metrics() == ["psnr_y", "ssim_y"]
+
+
+def test_a_log_trend_recovers_the_gain_per_doubling_and_where_it_reaches_the_target():
+    # 0.1 dB per doubling of seconds, 0.3 dB at 800 s: +1.0 dB needs 7 more doublings, 800 x 2^7 = 102 400 s
+    import numpy as np
+
+    from reports.intervals import log_trend
+
+    seconds = [100.0, 200.0, 400.0, 800.0]
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.05, size=16)
+    scores = [[0.3 - 0.1 * (3 - i) + e for e in noise] for i in range(4)]   # each image keeps its offset
+    t = log_trend(seconds, scores, target=1.0 + noise.mean())
+    assert t.per_doubling.mean == pytest.approx(0.1)
+    assert t.per_doubling.low == pytest.approx(0.1) and t.per_doubling.high == pytest.approx(0.1)  # paired images
+    assert t.reach_s == pytest.approx(102_400, rel=1e-6) and t.fitted_at_last == pytest.approx(0.3 + noise.mean())
+    assert t.to_dict()["reach"].startswith("extrapolated")
+    flat = log_trend(seconds, [[0.2 - 0.01 * i] * 3 for i in range(4)], target=1.0)
+    assert flat.reach_s is None and flat.reach_low_s is None                  # a falling curve never reaches it
+    with pytest.raises(ValueError, match="increasing seconds"):
+        log_trend([200.0, 100.0], [[0.0], [0.1]], target=1.0)

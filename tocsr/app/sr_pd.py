@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tocsr.app.sr_curve import first_sr_model
+from tocsr.app.sr_curve import first_sr_model, run_parts
 from tocsr.core.artifacts import atomic_write_bytes, write_artifact
 from tocsr.core.errors import ConfigError
 from tocsr.core.provenance import environment
@@ -106,7 +106,6 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
     from tocsr.core.distill.train import load_surrogates
     from tocsr.core.space import derive_search_space
     from tocsr.core.sr.info import SRModelInfo
-    from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR, deployed_decoder, deployed_encoder, load_parts
     from tocsr.core.sr.run import run_sr
     from tocsr.core.sr.shared import SHARED_FIELDS
     from tocsr.core.teacher.train import load_teacher
@@ -131,21 +130,8 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
         t = time.perf_counter()
         # the deployed parts (the run's, or the variant's own folder), and what they cost to train: in every
         # variant's budget, as in the run's model's
-        encoder, decoder = deployed_encoder(model, info.encoder), deployed_decoder(model, info.decoder)
-        encoder_s, decoder_s = info.timings_s.get("encoder_s", 0.0), info.timings_s.get("decoder_s", 0.0)
-        if PARTS_KEY in fields:
-            if encoder is None and decoder is None:
-                raise ConfigError(f"--variant {label} {PARTS_KEY}={fields[PARTS_KEY]}: the run's model {model.name} "
-                                  "deploys the autoencoder's own encoder and decoder, so there is no part to replace; "
-                                  f"drop {PARTS_KEY}= or sweep a run whose search chose the cheaper parts")
-            new_encoder, new_decoder, record = load_parts(fields[PARTS_KEY])
-            if record.scale != cfg.scale:
-                raise ConfigError(f"--variant {label} {PARTS_KEY}={fields[PARTS_KEY]}: parts trained for x{record.scale}, "
-                                  f"the run's model is x{cfg.scale}; train them again with python -m tocsr.app.parts")
-            if encoder is not None:
-                encoder, encoder_s = new_encoder, record.train_s[ENCODER_DIR]
-            if decoder is not None:
-                decoder, decoder_s = new_decoder, record.train_s[DECODER_DIR]
+        encoder, decoder, encoder_s, decoder_s = run_parts(model, info, fields.get(PARTS_KEY),
+                                                           f"--variant {label} {PARTS_KEY}")
         # A variant that changes what the shared part is made with (its pair cache, its SR teachers) trains its own
         # in its folder; the seconds it takes join that variant's budget, as the run's shared part joins the run's.
         own_shared = sorted(set(fields) & set(SHARED_FIELDS))

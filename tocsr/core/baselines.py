@@ -164,12 +164,17 @@ class BaselineTraining:
 
 def train_baseline(name: str, photos, scale: int, budget_s: float | None = None, max_steps: int | None = None,
                    batch: int = 16, patch_px: int = 128, lr: float = 5e-4, seed: int = 0,
-                   kinds: tuple[str, ...] = ("bicubic", "realesrgan"), init: str = "he"
-                   ) -> tuple[nn.Module, BaselineTraining]:
+                   kinds: tuple[str, ...] = ("bicubic", "realesrgan"), init: str = "he",
+                   evaluate: Callable[[int, float, nn.Module], None] | None = None,
+                   evaluate_at_s: tuple[float, ...] = ()) -> tuple[nn.Module, BaselineTraining]:
     """Train a classical baseline from scratch, as its paper defines it, with L1 on fresh pairs from the same
     photographs and degradations as the suite's models, for `budget_s` wall-clock seconds (data preparation
     included, as it is in the suite's own training) and/or `max_steps` steps, whichever ends first. It trains on
-    the accelerator the suite's SR stage uses (make_accelerator: bf16 autocast on CUDA) and returns on the CPU."""
+    the accelerator the suite's SR stage uses (make_accelerator: bf16 autocast on CUDA) and returns on the CPU.
+
+    `evaluate(step, seconds, model)` (a learning curve, tocsr.app.sr_curve) is called, in eval mode, at the first step
+    boundary past each of `evaluate_at_s` seconds of training; the seconds it takes are kept off the budget's clock,
+    so what is scored at x seconds is a model trained for x seconds."""
     import time
 
     import torch.nn.functional as F
@@ -196,10 +201,19 @@ def train_baseline(name: str, photos, scale: int, budget_s: float | None = None,
     planned = max_steps
     t0 = time.perf_counter()
     step = 0
+    pending = sorted(evaluate_at_s) if evaluate is not None else []
     with progress(f"baseline/{name}", int(budget_s) if budget_s else int(max_steps or 0)) as bar:
         shown = 0
         while True:
             elapsed = time.perf_counter() - t0
+            if pending and elapsed >= pending[0]:
+                while pending and elapsed >= pending[0]:
+                    pending.pop(0)
+                model.eval()
+                t = time.perf_counter()
+                evaluate(step, elapsed, model)
+                t0 += time.perf_counter() - t         # scoring is not training: off the budget's clock
+                model.train()
             if (budget_s is not None and elapsed >= budget_s) or (max_steps is not None and step >= max_steps):
                 break
             if step == 10 and budget_s is not None:
