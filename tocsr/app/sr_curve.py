@@ -94,7 +94,7 @@ def run_parts(model: Path, info, parts: str | Path | None, what: str) -> tuple[A
     they cost to train, or, with `parts`, that folder's (python -m tocsr.app.parts) in their place, with its seconds
     (e.g. the same parts trained again on an idle machine, where the run's were timed under load). `what` names the
     option in the errors."""
-    from tocsr.core.sr.parts import deployed_decoder, deployed_encoder, load_parts
+    from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR, deployed_decoder, deployed_encoder, load_parts
 
     encoder, decoder = deployed_encoder(model, info.encoder), deployed_decoder(model, info.decoder)
     encoder_s, decoder_s = info.timings_s.get("encoder_s", 0.0), info.timings_s.get("decoder_s", 0.0)
@@ -108,8 +108,6 @@ def run_parts(model: Path, info, parts: str | Path | None, what: str) -> tuple[A
     if record.scale != info.scale:
         raise ConfigError(f"{what}={parts}: parts trained for x{record.scale}, the run's model is x{info.scale}; train "
                           "them again with python -m tocsr.app.parts")
-    from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR
-
     if encoder is not None:
         encoder, encoder_s = new_encoder, record.train_s[ENCODER_DIR]
     if decoder is not None:
