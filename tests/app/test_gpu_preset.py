@@ -33,6 +33,9 @@ def test_a_presets_sr_settings_are_what_its_job_trains_and_its_estimate_budgets(
     routed = dataclasses.replace(quick, sr_routed=True).sr_config()
     assert routed.routes and routed.students == len(routed.kinds) == 2 and routed.router_steps == quick.sr_router_steps
     assert routed.student_steps * routed.students == quick.sr_student_steps
+    # the blind student trains the parts it deploys with it (QUICK_SR_SETTINGS); routed students share them, frozen
+    assert q.train_decoder and q.train_encoder and q.pixel_decoder == "deployed" and q.pixel_loss == "log_mse"
+    assert not routed.train_decoder and not routed.train_encoder
     assert RUN_PRESETS["smoke"].sr_config().routes          # the tests run the routed path end to end
     assert q.w_teacher == 0 and not q.uses_sr_teachers
     assert gpu.sr_config().uses_sr_teachers and gpu.sr_config().patch_px == 512
@@ -52,12 +55,12 @@ def test_a_runs_devices_share_the_presets_student_steps_evenly_up_to_one_devices
     """RunPreset.sr_run_student_steps caps the student steps of a whole run: each device trains the same number,
     never more than one device alone would, and the SR config the job and the estimate read carries it."""
     quick, full = RUN_PRESETS["quick"], RUN_PRESETS["full"]
-    assert [quick.student_steps_per_device(n) for n in (1, 2, 3)] == [650, 487, 325]
-    assert [quick.sr_config(n).student_steps for n in (1, 2, 3)] == [650, 487, 325]
+    assert [quick.student_steps_per_device(n) for n in (1, 2, 3)] == [400, 300, 200]
+    assert [quick.sr_config(n).student_steps for n in (1, 2, 3)] == [400, 300, 200]
     assert quick.sr_config().student_steps == quick.sr_student_steps            # one device: the preset's own
     # routed, each device's steps are divided among its students (one per degradation)
     routed = dataclasses.replace(quick, sr_routed=True)
-    assert [routed.sr_config(n).student_steps for n in (1, 2, 3)] == [325, 243, 162]
+    assert [routed.sr_config(n).student_steps for n in (1, 2, 3)] == [200, 150, 100]
     assert full.sr_run_student_steps is None
     assert {full.sr_config(n).student_steps for n in (1, 2, 5)} == {full.sr_student_steps}
     # a step cap for checks cuts below the split; a run of more devices than steps still trains each student

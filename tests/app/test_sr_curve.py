@@ -49,3 +49,18 @@ def test_the_curve_plot_draws_both_curves_and_the_predicted_trends():
            "run_model": {"seconds": 400.0, "student_steps": 650, "psnr_y": {"bicubic": 30.2, "realesrgan": 25.0}},
            "sr_teacher_psnr_y": {}, "targets_db": TARGETS_DB, "crops_per_degradation": {"bicubic": 8, "realesrgan": 8}}
     assert sr_curve_plot(doc)[:4] == b"\x89PNG"
+
+
+def test_set_reads_typed_srconfig_fields_and_refuses_the_shared_parts(tmp_path):
+    """--set changes the student's settings only: one that would change the run's shared part (its pair cache, its SR
+    teachers) is refused before anything loads, with where to compare it instead."""
+    from tocsr.app.sr_curve import main
+    from tocsr.core.errors import ConfigError
+    from tocsr.core.sr.config import parse_field
+
+    assert parse_field("w_pixel=1", "--set") == ("w_pixel", 1.0)
+    assert parse_field("train_decoder=true", "--set") == ("train_decoder", True)
+    with pytest.raises(ConfigError, match="pair_cache: the curve reuses the run's shared part.*sr_pd"):
+        main(["--run", str(tmp_path), "--out", str(tmp_path / "o"), "--set", "pair_cache=4096"])
+    with pytest.raises(ConfigError, match="'w_pixle=1' is not KEY=VALUE"):
+        main(["--run", str(tmp_path), "--out", str(tmp_path / "o"), "--set", "w_pixle=1"])

@@ -28,7 +28,7 @@ def test_a_variant_is_a_label_and_typed_srconfig_fields():
     (["x", "w_techer=0"], "not KEY=VALUE with KEY an SRConfig field"),
     (["x", "w_teacher"], "not KEY=VALUE"),
     (["x", "student_steps=many"], "student_steps='many' is not a int"),
-    (["x", "kinds=bicubic"], "kinds is a tuple, which a variant cannot set"),
+    (["x", "kinds=bicubic"], "kinds is a tuple, which cannot be set"),
 ])
 def test_a_variant_that_cannot_be_read_is_refused_with_what_was_wrong(words, message):
     with pytest.raises(ConfigError, match=message):

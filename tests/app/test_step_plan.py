@@ -30,7 +30,7 @@ def _profiles(n_predicted: int = 0):
 def test_scaling_cuts_the_training_steps_and_keeps_every_measurement_setting():
     s = QUICK.scaled(training=0.7, students=0.6)
     assert (s.distill_steps, s.parts_steps, s.parts_encoder_steps) == (280, 28, 280)
-    assert (s.sr_student_steps, s.sr_run_student_steps) == (390, 585)
+    assert (s.sr_student_steps, s.sr_run_student_steps) == (240, 360)
     assert s.sr_teacher_steps == 0 and s.finetune_steps == 0           # off stays off
     for same in ("calibration", "holdout", "pipelines", "overhead_pipelines", "search_evaluations", "teacher_preset",
                  "test_max_px", "baselines", "sr_pair_cache"):
@@ -46,9 +46,9 @@ def test_the_budget_grows_with_profiles_and_a_capped_check_has_none():
     assert QUICK.capped(5).time_budget_s is None and QUICK.capped(5).time_budget_for(1) is None
     shape = QUICK.run_shape(_profiles(1))
     assert (shape.devices_measured, shape.devices_predicted, shape.baselines) == (1, 1, 1)
-    # two devices share the run's 975 student steps: 487 each, of one device's 650
-    assert shape.student_share_total == pytest.approx(2 * 487 / 650)
-    assert shape.student_share_longest == pytest.approx(487 / 650)
+    # two devices share the run's 600 student steps: 300 each, of one device's 400
+    assert shape.student_share_total == pytest.approx(2 * 300 / 400)
+    assert shape.student_share_longest == pytest.approx(300 / 400)
 
 
 def _log(tmp_path, stages: dict[str, float]) -> StageLog:

@@ -55,6 +55,8 @@ class RunPreset:
     # SRConfig.w_teacher where it differs from SRConfig's (0: the student never learns from the SR teachers, which
     # are then trained for the report's multi-step row only, if at all (sr_teacher_steps 0), and leave its budget)
     sr_w_teacher: float | None = None
+    # Other SRConfig fields of this preset's students where they differ from SRConfig's (tocsr.core.sr.config).
+    sr_settings: dict[str, Any] | None = None
     test_max_px: int = 384             # test photographs are scored on their centre, at most this many px a side
     calibration: int = 16
     holdout: int = 30
@@ -182,9 +184,12 @@ class RunPreset:
         from tocsr.core.sr.config import SRConfig
 
         extra: dict[str, Any] = {} if self.sr_w_teacher is None else {"w_teacher": self.sr_w_teacher}
+        extra |= dict(self.sr_settings or {})
         steps = self.student_steps_per_device(n_devices)
         if self.sr_routed:        # the device's steps divided among its students: the same steps as one blind student
-            extra |= {"student_per_degradation": True, "router_steps": self.sr_router_steps}
+            # one encoder and one decoder serve all of them, so none of the students trains those (SRConfig.train_*)
+            extra |= {"student_per_degradation": True, "router_steps": self.sr_router_steps, "train_decoder": False,
+                      "train_encoder": False}
             steps = max(1, steps // len(SRConfig().kinds))
         return SRConfig(patch_px=self.sr_patch_px, teacher_steps=self.sr_teacher_steps,
                         student_steps=steps, sample_steps=self.sr_sample_steps,
@@ -204,6 +209,15 @@ class RunPreset:
         return dataclasses.replace(tp, diffusion=dataclasses.replace(d, steps=cap, latent_crops=crops))
 
 
+# The quick preset's student trains the whole deployed pipeline, LR pixels to SR pixels: the encoder and decoder
+# parts the search chose with the student (SRConfig.train_encoder / train_decoder), by the per-image log pixel MSE
+# through the decoder on every image of the batch beside the latent term. With those parts frozen its validation
+# PSNR-Y over bicubic stopped rising at about +0.6 dB on clean inputs whatever the steps; trained with it, it kept
+# rising, past +0.9 dB. A step costs about twice as much, so it trains fewer (docs/status.md, forty-eighth session,
+# has the curves). Where the search deploys the autoencoder's own parts they stay frozen.
+QUICK_SR_SETTINGS = (("pixel_decoder", "deployed"), ("train_decoder", True), ("train_encoder", True),
+                     ("pixel_loss", "log_mse"), ("w_pixel", 1.0), ("pixel_share", 16))
+
 RUN_PRESETS = {
     # Sized for 30 minutes on 2 cores. Every SR step is paid twice: the trained baseline gets the SR stage's
     # seconds, so a second baseline would cost another SR stage (the full preset trains five). A pipeline
@@ -217,16 +231,16 @@ RUN_PRESETS = {
     # higher on validation photographs (docs/status.md, twenty-ninth session); trained for the report's multi-step
     # row alone they cost minutes of a job over its 30, for a row that said nothing. The full and gpu presets train
     # them, and their students learn from them.
-    # A run of several profiles shares 975 student steps (one device's 650 and half as many again): two devices
-    # train 487 each, three 325 (sr_run_student_steps). Uncapped, each extra device cost nearly a whole SR stage and
+    # A run of several profiles shares 600 student steps (one device's 400 and half as many again): two devices
+    # train 300 each, three 200 (sr_run_student_steps). Uncapped, each extra device cost nearly a whole SR stage and
     # lengthened the baselines, and the three-profile job ran far past its 35 minutes (docs/status.md, thirty-seventh
     # and thirty-eighth sessions, with what the split costs in quality).
     # Its steps are what a normal hour affords; on a slower one the training stages after the teacher train fewer
     # (time_budget_s: 30 minutes less the install and a margin; the three-profile job has 35), down to half.
     "quick": RunPreset("quick", "quick", distill_steps=400, search_method="bo", search_evaluations=40,
-                       sr_teacher_steps=0, sr_student_steps=650, baselines=("srvgg",), sr_pair_cache=1024,
+                       sr_teacher_steps=0, sr_student_steps=400, baselines=("srvgg",), sr_pair_cache=1024,
                        sr_w_teacher=0.0, holdout=20, pipelines=6, parts_steps=40, parts_encoder_steps=400,
-                       sr_run_student_steps=975, time_budget_s=28.5 * 60, time_budget_extra_profile_s=150),
+                       sr_run_student_steps=600, sr_settings=dict(QUICK_SR_SETTINGS), time_budget_s=28.5 * 60, time_budget_extra_profile_s=150),
     # For tests: every stage runs for real, at a handful of steps each. The cost table is judged by the same
     # bar as everywhere (90% of held-out candidates within 10%): with only three held out, one noisy timing on a
     # busy machine failed a fit, and three failed fits stopped the job; ten keep the bar and tolerate one.

@@ -22,6 +22,13 @@ run's own model (its step count, its schedule) is plotted beside the curve as on
 the same photographs, its own cosine over its budget) for the student's last point's seconds, scoring it on the same
 crops at the student's points' seconds: the two curves at equal budgets, the comparison the report makes at one.
 
+    python -m tocsr.app.sr_curve --run runs/quick --out runs/sr-curve-pixel --student-steps 1300 --every 325 \
+        --set pixel_decoder=deployed w_pixel=1 pixel_share=16 train_decoder=true
+
+`--set KEY=VALUE ...` trains the student with those SRConfig fields in place of the run's (tocsr.core.sr.config.
+parse_field; not the shared part's: tocsr.app.sr_pd compares those): curves of two objectives on the same run, pairs
+and crops. sr_curve.json keeps what was changed ("changed_from_run").
+
 Each curve's trend (reports.intervals.log_trend, on the later half of its points) gives the dB gained per doubling of
 seconds, with an interval over the crops, and the seconds at which the line would reach issue 26's targets over
 bicubic (TARGETS_DB). That figure is an extrapolation and is labelled predicted: curves flatten, so it is a lower
@@ -116,7 +123,8 @@ def run_parts(model: Path, info, parts: str | Path | None, what: str) -> tuple[A
 
 
 def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | None = None,
-          baseline: str | None = None, parts: Path | None = None) -> dict[str, Any]:
+          baseline: str | None = None, parts: Path | None = None,
+          fields: dict[str, Any] | None = None) -> dict[str, Any]:
     import torch
 
     from reports.intervals import paired_difference
@@ -130,19 +138,25 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
     from tocsr.core.sr.info import SRModelInfo
     from tocsr.core.sr.onestep import OneStepSR
     from tocsr.core.sr.run import run_sr
-    from tocsr.core.sr.shared import SharedSRRecord
+    from tocsr.core.sr.shared import SHARED_FIELDS, SharedSRRecord
     from tocsr.core.teacher.train import load_teacher
 
     if every < 1 or student_steps < every:
         raise ConfigError(f"--every {every} / --student-steps {student_steps}: need 1 <= every <= student steps")
     if baseline is not None and baseline not in list_baselines():
         raise ConfigError(f"--baseline {baseline!r} does not exist; available: {', '.join(list_baselines())}")
+    # `fields` (--set): the student's settings that differ from the run's (the same shared part: see SHARED_FIELDS)
+    fields = dict(fields or {})
+    shared_fields = sorted(set(fields) & set(SHARED_FIELDS))
+    if shared_fields:
+        raise ConfigError(f"--set {', '.join(shared_fields)}: the curve reuses the run's shared part (pair cache, SR "
+                          "teachers), which these settings would change; compare those with tocsr.app.sr_pd")
     model = first_sr_model(run)
     info = SRModelInfo.load(model)
     # one blind student, whatever the run's model is: a curve follows one network (a routed model's students each
     # see one degradation's pairs; their steps are the curve's divided among them)
-    cfg = dataclasses.replace(info.config, student_steps=student_steps, checkpoint_every=10**9,
-                              student_per_degradation=False)
+    cfg = dataclasses.replace(info.config, **{**fields, "student_steps": student_steps, "checkpoint_every": 10**9,
+                                              "student_per_degradation": False})
     teacher = load_teacher(run / "teacher")
     space = derive_search_space(teacher.unet)
     spec = space.spec(dict(info.arch.items()))
@@ -176,11 +190,14 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
             f"{k} {point[k]['minus_bicubic']['mean']:+.3f} dB" for k in pairs), flush=True)
         return point
 
-    def evaluate(step: int, student) -> None:
+    def evaluate(step: int, student, trained: dict) -> None:
         t = time.perf_counter()
         x = shared_s + (t - t0) - scoring["s"]
+        # the parts trained with the student where the config trains them (SRConfig.train_decoder / train_encoder),
+        # else the run's
         points.append(score({"step": step, "seconds": x},
-                            OneStepSR(ae, student, cfg.scale, decoder, encoder)))
+                            OneStepSR(ae, student, cfg.scale, trained.get("decoder", decoder),
+                                      trained.get("encoder", encoder))))
         scoring["s"] += time.perf_counter() - t
 
     final = run_sr(teacher, space, spec, bank, out / "sr", cfg, data, shared=shared_dir, student_evaluate=evaluate,
@@ -208,7 +225,7 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
         lines += [trend_line(baseline, k, t) for k, t in base_doc["trends"].items()]
     print("\n".join(lines), flush=True)
     doc = {"run": str(run), "sr_model": str(model), "arch_key": info.arch.key, "config": dataclasses.asdict(cfg),
-           "parts": str(parts) if parts else "the run's model's", "parts_train_s": {"encoder": encoder_s,
+           "changed_from_run": fields, "parts": str(parts) if parts else "the run's model's", "parts_train_s": {"encoder": encoder_s,
                                                                                    "decoder": decoder_s},
            "shared_part_s": shared_s, "points": points, "scoring_s": scoring["s"],
            "trends": student_trends, "targets_db": TARGETS_DB, "baseline": base_doc,
@@ -243,8 +260,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                        "at the student's points")
     ap.add_argument("--parts", type=Path, help="deploy this parts folder (python -m tocsr.app.parts) in place of the "
                                                "run's model's, counting its training seconds")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="SRConfig fields the student trains with in place of the run's (e.g. w_pixel=1 "
+                         "pixel_decoder=deployed); not those of the shared part")
     args = ap.parse_args(argv)
-    return curve(args.run, args.out, args.student_steps, args.every, args.data, args.baseline, args.parts)
+    from tocsr.core.sr.config import parse_field
+
+    fields = dict(parse_field(w, "--set") for w in args.set)
+    return curve(args.run, args.out, args.student_steps, args.every, args.data, args.baseline, args.parts, fields)
 
 
 if __name__ == "__main__":

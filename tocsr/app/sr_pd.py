@@ -70,28 +70,20 @@ def weight_variants(weights: list[float]) -> dict[str, dict[str, Any]]:
 
 def parse_variant(words: list[str]) -> tuple[str, dict[str, Any]]:
     """["LABEL", "KEY=VALUE", ...] -> (LABEL, {KEY: VALUE}), each value typed as the SRConfig field it sets."""
-    from tocsr.core.sr.config import SRConfig
+    from tocsr.core.sr.config import parse_field
 
     if not words or "=" in words[0]:
         raise ConfigError(f"--variant {' '.join(words)}: start with a label, then SRConfig fields as KEY=VALUE")
-    defaults = dataclasses.asdict(SRConfig())
     out: dict[str, Any] = {}
     for word in words[1:]:
         key, sep, value = word.partition("=")
         if sep and key == PARTS_KEY:
             out[key] = value
             continue
-        if not sep or key not in defaults:
-            raise ConfigError(f"--variant {words[0]}: {word!r} is not KEY=VALUE with KEY an SRConfig field "
-                              f"(fields: {', '.join(sorted(defaults))}), or {PARTS_KEY}=DIR")
-        kind = type(defaults[key])
-        if kind not in (bool, int, float, str):
-            raise ConfigError(f"--variant {words[0]}: {key} is a {kind.__name__}, which a variant cannot set; "
-                              "vary numbers, strings or switches")
         try:
-            out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
-        except ValueError as e:
-            raise ConfigError(f"--variant {words[0]}: {key}={value!r} is not a {kind.__name__}") from e
+            key, out[key] = parse_field(word, f"--variant {words[0]}")
+        except ConfigError as e:
+            raise ConfigError(f"{e} (or {PARTS_KEY}=DIR: another parts folder)") from None
     return words[0], out
 
 

@@ -3,6 +3,7 @@ training ends exactly where an uninterrupted one does."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import shutil
@@ -29,6 +30,7 @@ from tocsr.core.sr.train import (
     build_student,
     load_sr_teachers,
     log_latent_mse,
+    pixel_loss,
     sr_scheduler,
     train_sr_teacher,
     train_student,
@@ -241,6 +243,30 @@ def test_log_latent_mse_weights_each_image_by_its_own_error(parts):
     expected = 100 * (per_image[0] + floor) / (per_image[1] + floor)
     assert g_log[1] / g_log[0] == pytest.approx(expected.item(), rel=1e-4)
     assert g_log[0] > g_log[1]
+
+
+def test_the_log_mse_pixel_term_gives_a_clean_image_as_much_pull_per_db_as_a_noisy_one():
+    """SRConfig.pixel_loss: with "l1" every pixel pulls alike, so the image with the larger error (a noisy input's)
+    gets the larger share of the gradient; with "log_mse" each image's gradient is divided by its own MSE + floor, and
+    a dB on the clean image counts as much as one on the noisy. An unknown form is refused."""
+    hr = torch.zeros(2, 3, 16, 16)
+    pred = torch.zeros(2, 3, 16, 16)
+    pred[0] += 0.01                        # a nearly right image
+    pred[1] += 0.2                         # one 20x further off
+    grads = {}
+    for form in ("l1", "log_mse"):
+        cfg = SRConfig(pixel_loss=form, pixel_loss_floor=1e-6)
+        x = pred.clone().requires_grad_(True)
+        pixel_loss(x, hr, cfg).backward()
+        grads[form] = x.grad.abs().sum(dim=(1, 2, 3))
+    assert grads["l1"][0] == pytest.approx(grads["l1"][1].item())
+    # per pixel 2 e / (e^2 + floor): 20x larger on the nearly right image, less what the floor takes
+    assert grads["log_mse"][0] / grads["log_mse"][1] == pytest.approx((0.01 / (1e-4 + 1e-6)) / (0.2 / (0.04 + 1e-6)),
+                                                                      rel=1e-4)
+    assert pixel_loss(pred, hr, SRConfig(pixel_loss="log_mse", pixel_loss_floor=1e-6)).item() == pytest.approx(
+        (math.log(1e-4 + 1e-6) + math.log(0.04 + 1e-6)) / 2, rel=1e-5)
+    with pytest.raises(ConfigError, match="pixel_loss = 'l2'"):
+        SRConfig(pixel_loss="l2")
 
 
 def test_pair_cache_of_kind_holds_exactly_that_degradations_pairs(parts):
@@ -596,3 +622,58 @@ def test_the_pixel_loss_runs_through_the_deployed_decoder_when_asked(parts, tmp_
     assert any(not torch.equal(a[k], b[k]) for k in a), "the pixel decoder changed nothing"
     with pytest.raises(ConfigError, match="pixel_decoder = 'tiny'"):
         SRConfig(pixel_decoder="tiny")
+
+
+def test_parts_trained_with_the_student_are_the_ones_saved_scored_and_resumed(parts, tmp_path, monkeypatch):
+    """SRConfig.train_decoder / train_encoder: the pixel loss trains the deployed tiny decoder and LR encoder with the
+    student. The model saves and scores the trained parts (EMA weights), the caller's parts are left as they were
+    (other devices may deploy them), a resumed training ends where an uninterrupted one does, parts included, and
+    settings that cannot train them are refused."""
+    from tocsr.core.models.parts import LREncoder, TinyDecoder
+    from tocsr.core.sr import run as sr_run
+    from tocsr.core.sr.evaluate import evaluate_methods
+    from tocsr.core.sr.models import load_student
+    from tocsr.core.sr.onestep import OneStepSR
+
+    teacher, space, spec, bank, photos = parts
+    train, val = photos[:2], photos[2:]
+    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    torch.manual_seed(0)
+    given = {"tiny-decoder": TinyDecoder(widths=(8, 8, 8)).eval(),
+             "lr-encoder": LREncoder(scale=CFG.scale, width=8, blocks=1).eval()}
+    before = {name: _state(m) for name, m in given.items()}
+    cfg = dataclasses.replace(CFG, pixel_decoder="deployed", train_decoder=True, train_encoder=True, pixel_share=2,
+                              w_teacher=0.0, teacher_steps=0)
+    info = sr_run.run_sr(teacher, space, spec, bank, tmp_path / "m", cfg, decoder=given["tiny-decoder"],
+                         encoder=given["lr-encoder"])
+    saved = {"tiny-decoder": TinyDecoder.from_pretrained(tmp_path / "m" / "tiny-decoder").eval(),
+             "lr-encoder": LREncoder.from_pretrained(tmp_path / "m" / "lr-encoder").eval()}
+    for name, m in given.items():
+        assert all(torch.equal(v, _state(m)[k]) for k, v in before[name].items()), f"the caller's {name} was trained"
+        assert any(not torch.equal(v, _state(saved[name])[k]) for k, v in before[name].items()), f"{name} not trained"
+    student = load_student(tmp_path / "m" / "student")
+    again = evaluate_methods({"saved": OneStepSR(teacher.autoencoder, student, cfg.scale, saved["tiny-decoder"],
+                                                 saved["lr-encoder"])}, val, cfg.patch_px, cfg.scale)
+    for kind, rows in again.items():
+        assert rows["saved"]["psnr_y"] == pytest.approx(info.quality[kind]["tocsr-onestep"]["psnr_y"], abs=1e-4)
+
+    # resumed from the first checkpoint (step 2 of 4): the same student and the same parts
+    cache = PairCache.build(teacher.autoencoder, photos, cfg, seed=0, batch=4)
+    full, part = tmp_path / "full", tmp_path / "part"
+    runs = {}
+    for where, resume in ((full, False), (part, True)):
+        if resume:
+            meta = _resume_from_first_checkpoint(full, part, "student")
+        dec, enc = copy.deepcopy(given["tiny-decoder"]), copy.deepcopy(given["lr-encoder"])
+        s = train_student(teacher, {}, dict(sr_scheduler(teacher).config), build_student(teacher, space, spec, bank,
+                          cfg), cache.with_encoder(enc), where, cfg, resume=resume, pixel_decoder=dec,
+                          input_encoder=enc)
+        runs[where] = (s, dec, enc)
+    assert _resumed_at_step_2(part, "student", meta)
+    assert all(_same(a, b) for a, b in zip(runs[full], runs[part], strict=True))
+
+    with pytest.raises(ConfigError, match="set pixel_decoder = 'deployed'"):
+        SRConfig(train_decoder=True)
+    for part_name in ("decoder", "encoder"):
+        with pytest.raises(ConfigError, match=f"deploys one {part_name}"):
+            SRConfig(pixel_decoder="deployed", student_per_degradation=True, **{f"train_{part_name}": True})

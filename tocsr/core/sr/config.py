@@ -3,7 +3,9 @@ for its defaults. Light on purpose (no torch): the CLI takes its defaults from h
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from tocsr.core.errors import ConfigError
 
@@ -66,6 +68,24 @@ class SRConfig:
     # ("deployed": the tiny decoder where the search chose it, else the autoencoder's). Through the deployed
     # one the student can make up for what the tiny decoder loses; it is also the cheaper one to decode with.
     pixel_decoder: str = "autoencoder"
+    # Train the decoder the model deploys with the student, by the pixel loss through it, where that decoder is the
+    # tiny one (tocsr.core.models.parts.TinyDecoder; the autoencoder's own is shared by the latents and the SR teachers
+    # and stays frozen). It then learns the HR photographs from the student's latents rather than the KL decoder's
+    # image of a latent. Needs pixel_decoder "deployed"; one decoder serves one student (not per degradation).
+    train_decoder: bool = False
+    # Train the encoder the model deploys with the student, where it is the LR one (tocsr.core.models.parts.LREncoder;
+    # bicubic + the autoencoder's encoder stays frozen): each step then encodes its pairs' LR images afresh rather
+    # than reading the cache's latents. With train_decoder the whole deployed pipeline learns, LR pixels to SR pixels,
+    # as a pixel-space SR network does. One encoder serves one student (not per degradation).
+    train_encoder: bool = False
+    # The pixel term's form: "l1", the mean absolute error over the decoded batch, or "log_mse", the mean over images
+    # of log(pixel MSE + pixel_loss_floor), the PSNR-per-image objective the latent term already uses (see
+    # loss_floor). With L1 the images with the largest errors (Real-ESRGAN inputs) steer the term, which costs
+    # the clean ones their dB once the pixel term trains a decoder.
+    pixel_loss: str = "l1"
+    # MSE of images in [-1, 1]; 1e-4 is about 46 dB PSNR, far above what any SR output here reaches, so the floor
+    # only bounds the weight of flat crops.
+    pixel_loss_floor: float = 1e-4
     # The latent discriminator's hinge term. Swept alone (tocsr.app.sr_pd, 0 / 0.002 / 0.02 / 0.2, whole
     # validation photographs; docs/status.md): 0.002 did nothing measurable, 0.02 lowered NIQE on both
     # degradations at no PSNR-Y cost, 0.2 lowered it further on Real-ESRGAN inputs but cost PSNR-Y on clean
@@ -107,6 +127,16 @@ class SRConfig:
         if self.pixel_decoder not in PIXEL_DECODERS:
             raise ConfigError(f"SRConfig.pixel_decoder = {self.pixel_decoder!r}: expected one of "
                               f"{', '.join(PIXEL_DECODERS)}")
+        if self.pixel_loss not in PIXEL_LOSSES:
+            raise ConfigError(f"SRConfig.pixel_loss = {self.pixel_loss!r}: expected one of {', '.join(PIXEL_LOSSES)}")
+        if self.train_decoder and self.pixel_decoder != "deployed":
+            raise ConfigError(f"SRConfig.train_decoder = True trains the deployed decoder by the pixel loss through it, "
+                              f"but pixel_decoder = {self.pixel_decoder!r}: set pixel_decoder = 'deployed'")
+        for part in ("decoder", "encoder"):
+            if getattr(self, f"train_{part}") and self.student_per_degradation and len(self.kinds) > 1:
+                raise ConfigError(f"SRConfig.train_{part} = True with student_per_degradation: the model deploys one "
+                                  f"{part}, which one student per degradation cannot each train; train one blind "
+                                  f"student or leave the {part} frozen")
         if self.redraw_every < 0:
             raise ConfigError(f"SRConfig.redraw_every = {self.redraw_every}: give a number of student steps >= 0 "
                               "(0 never degrades the pairs anew)")
@@ -144,3 +174,22 @@ class SRConfig:
 
 
 PIXEL_DECODERS = ("autoencoder", "deployed")
+PIXEL_LOSSES = ("l1", "log_mse")
+
+
+def parse_field(word: str, what: str) -> tuple[str, Any]:
+    """"KEY=VALUE" -> (KEY, VALUE typed as the SRConfig field KEY): how the tools that retrain a run's student with
+    other settings (tocsr.app.sr_pd, tocsr.app.sr_curve) read them. `what` names the option in the errors."""
+    defaults = {f.name: f.default for f in dataclasses.fields(SRConfig)}
+    key, sep, value = word.partition("=")
+    if not sep or key not in defaults:
+        raise ConfigError(f"{what}: {word!r} is not KEY=VALUE with KEY an SRConfig field "
+                          f"(fields: {', '.join(sorted(defaults))})")
+    kind = type(defaults[key])
+    if kind not in (bool, int, float, str):
+        raise ConfigError(f"{what}: {key} is a {kind.__name__}, which cannot be set here; set numbers, strings or "
+                          "switches")
+    try:
+        return key, (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+    except ValueError as e:
+        raise ConfigError(f"{what}: {key}={value!r} is not a {kind.__name__}") from e

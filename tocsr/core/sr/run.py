@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -136,6 +137,12 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
         timings["encoder_inputs_s"] = time.perf_counter() - t
     t = time.perf_counter()
     sr_config = dict(sr_scheduler(teacher).config)
+    # the student trains this model's own copies (SRConfig.train_decoder / train_encoder): the caller's parts may serve
+    # other devices
+    if cfg.train_decoder and decoder is not None:
+        decoder = copy.deepcopy(decoder)
+    if cfg.train_encoder and encoder is not None:
+        encoder = copy.deepcopy(encoder)
     # the pixel loss through the decoder the model deploys, where the config asks for it (SRConfig.pixel_decoder)
     pixel_decoder = decoder if cfg.pixel_decoder == "deployed" else None
     # what makes the student's inputs from LR images, for the new draws of the degradations (SRConfig.redraw_every)

@@ -43,6 +43,7 @@ from tocsr.core.sr.config import SRConfig
 from tocsr.core.sr.data import SRPairs
 from tocsr.core.sr.degradations import DRAWN
 from tocsr.core.sr.models import LatentDiscriminator, OneStepStudent, widen_conv_in
+from tocsr.core.sr.onestep import LatentEncoder
 from tocsr.core.training import (
     Checkpointer,
     adamw,
@@ -136,6 +137,14 @@ def log_latent_mse(ae, a: torch.Tensor, b: torch.Tensor, floor: float) -> torch.
     return torch.log(raw_latent_mse_per_image(ae, a, b) + floor).mean()
 
 
+def pixel_loss(pred: torch.Tensor, hr: torch.Tensor, cfg: SRConfig) -> torch.Tensor:
+    """The student's pixel term on decoded images in [-1, 1] (SRConfig.pixel_loss)."""
+    if cfg.pixel_loss == "l1":
+        return F.l1_loss(pred, hr)
+    mse = (pred.float() - hr.float()).square().mean(dim=tuple(range(1, pred.ndim)))
+    return torch.log(mse + cfg.pixel_loss_floor).mean()
+
+
 def encode_pair(ae, hr: torch.Tensor, lr: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         return encode_latents(ae, hr), encode_latents(ae, bicubic_upscale(lr, scale))
@@ -155,6 +164,9 @@ class PairCache:
     # What the student reads for each row: the KL latent of the bicubic upscale (z_lr, the default), or the
     # latent a stand-in encoder gives for the LR image itself (`with_encoder`). The SR teachers always read z_lr.
     z_in: torch.Tensor | None = None
+    # The rows' LR images (draw 0), cut and degraded once on first use (`lr_images`): a student that trains its encoder
+    # reads them every step.
+    lr: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.items is None:
@@ -206,10 +218,24 @@ class PairCache:
         with torch.no_grad(), progress("sr/student-inputs", len(rows)) as bar:
             for i in range(0, len(rows), batch):
                 chunk = rows[i:i + batch]
-                lr = torch.stack([self.pairs.degraded(int(self.items[r]), draw)[1] for r in chunk]).to(self.device)
+                lr = self.lr_images(torch.tensor(chunk), draw)
                 z_in[torch.tensor(chunk, device=self.device)] = encoder(lr).to(self.z_lr.dtype)
                 bar.update(len(chunk))
-        return PairCache(self.pairs, self.z_hr, self.z_lr, self.items, z_in)
+        return PairCache(self.pairs, self.z_hr, self.z_lr, self.items, z_in, self.lr)
+
+    def lr_images(self, rows: torch.Tensor, draw: int = 0) -> torch.Tensor:
+        """The LR images of cache rows: draw 0, the ones the cache's latents were made from (kept after the first
+        call), or another draw of their degradation, cut and degraded again (SRPairs.degraded)."""
+        if draw:
+            return torch.stack([self.pairs.degraded(int(self.items[int(r)]), draw)[1] for r in rows]).to(self.device)
+        if self.lr is None:
+            with progress("sr/lr-images", len(self.items)) as bar:
+                images = []
+                for i in self.items:
+                    images.append(self.pairs.degraded(int(i))[1])
+                    bar.update(1)
+            self.lr = torch.stack(images).to(self.device)
+        return self.lr[rows.to(self.device)]
 
     def of_kind(self, kind: str) -> PairCache:
         """The rows of one degradation (SRPairs alternates them), as a cache of their own (a copy)."""
@@ -217,7 +243,8 @@ class PairCache:
             raise ConfigError(f"degradation {kind!r}: this cache holds {', '.join(self.pairs.kinds)}")
         rows = (self.items % len(self.pairs.kinds) == self.pairs.kinds.index(kind)).nonzero()[:, 0]
         on = rows.to(self.device)
-        return PairCache(self.pairs, self.z_hr[on], self.z_lr[on], self.items[rows], self.z_in[on])
+        return PairCache(self.pairs, self.z_hr[on], self.z_lr[on], self.items[rows], self.z_in[on],
+                         None if self.lr is None else self.lr[on])
 
     def row_kinds(self) -> list[str]:
         """The degradation that made each row."""
@@ -357,17 +384,22 @@ def build_student(teacher, space: SearchSpace, spec: ArchSpec, bank, cfg: SRConf
 def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_config: dict, student: OneStepStudent,
                   cache: PairCache, out_dir: Path, cfg: SRConfig, resume: bool = False,
                   accelerator=None, name: str = "student", save: bool = True,
-                  evaluate: Callable[[int, OneStepStudent], None] | None = None, evaluate_every: int = 0,
+                  evaluate: Callable[[int, OneStepStudent, dict[str, torch.nn.Module]], None] | None = None,
+                  evaluate_every: int = 0,
                   pixel_decoder: torch.nn.Module | None = None,
                   input_encoder: torch.nn.Module | None = None) -> OneStepStudent:
     """Distil one student on `cache`; checkpoints under <out>/checkpoints/<name>, the result (EMA weights)
     saved to <out>/<name> when `save` (a per-degradation part is saved by the caller, combined).
-    `evaluate(step, student)` is called every `evaluate_every` steps with the EMA weights in place (the
-    weights a run stopped there would return), in eval mode; training resumes from the raw weights after.
-    `pixel_decoder`: the decoder the pixel loss runs through (a frozen TinyDecoder: latent -> image), None for the
-    autoencoder's. With no teacher term (`cfg.uses_sr_teachers` false) the SR teachers are never run.
+    `evaluate(step, student, trained)` is called every `evaluate_every` steps with the EMA weights in place (the
+    weights a run stopped there would return), in eval mode; training resumes from the raw weights after. `trained`
+    holds the parts trained here, in their EMA state: {"decoder": ..., "encoder": ...}, those that are.
+    `pixel_decoder`: the decoder the pixel loss runs through (a TinyDecoder: latent -> image), None for the
+    autoencoder's; frozen, or trained in place with the student where `cfg.train_decoder` (give a copy). With no
+    teacher term (`cfg.uses_sr_teachers` false) the SR teachers are never run.
     `input_encoder`: what made the cache's student inputs from LR images (an LREncoder, or onestep.LatentEncoder); with
-    `cfg.redraw_every` > 0 the randomly degraded rows are degraded and encoded anew every that many steps."""
+    `cfg.redraw_every` > 0 the randomly degraded rows are degraded and encoded anew every that many steps. Where
+    `cfg.train_encoder` and it is an LREncoder, it is trained in place with the student (give a copy), encoding each
+    step's LR images afresh."""
     acc = accelerator or make_accelerator()
     dev = acc.device
     if cfg.redraw_every > 0 and input_encoder is None:
@@ -385,16 +417,37 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
         disc.load_state_dict(torch.load(latest / "discriminator.pt", weights_only=True))
     student.to(dev)
     disc.to(dev)
-    opt = adamw(student.parameters(), lr=cfg.student_lr)
+    if cfg.train_encoder and input_encoder is None:
+        raise ConfigError("SRConfig.train_encoder = True: training the encoder needs it (input_encoder); pass it, or "
+                          "set train_encoder = False")
+    # the parts trained with the student (SRConfig.train_decoder / train_encoder); the autoencoder's own stay frozen
+    trained = {name: m for name, m, on in (
+        ("decoder", pixel_decoder, cfg.train_decoder),
+        ("encoder", input_encoder, cfg.train_encoder and not isinstance(input_encoder, LatentEncoder)))
+        if on and m is not None}
+    for name, m in trained.items():
+        if latest is not None:
+            m.load_state_dict(type(m).from_pretrained(latest / name).state_dict())
+        m.to(dev).train()
+    if pixel_decoder is not None:
+        pixel_decoder = pixel_decoder.to(dev).train("decoder" in trained)
+        for p in pixel_decoder.parameters():
+            p.requires_grad_("decoder" in trained)
+    trained_encoder = trained.get("encoder")
+    # what the optimiser and the EMA follow: the student's weights and the trained parts'
+    params = [*student.parameters(), *(p for m in trained.values() for p in m.parameters())]
+    opt = adamw(params, lr=cfg.student_lr)
     opt_d = adamw(disc.parameters(), lr=cfg.student_lr, weight_decay=1e-2, betas=(0.5, 0.999))
-    ema = EMAModel(student.parameters(), decay=cfg.ema_decay, foreach=True)
+    ema = EMAModel(params, decay=cfg.ema_decay, foreach=True)
     start = 0
     if latest is not None:
         state = load_optimizer(latest / "optimizer.pt", opt)
         opt_d.load_state_dict(state["opt_d"])
         ema.load_state_dict(state["ema"])
         start = int(ck.latest_meta()["step"])
-    if cfg.redraw_every > 0 and start >= cfg.redraw_every:      # resumed: the draw the stopped run was on
+    # a trained encoder reads each step's draw itself; otherwise the cache holds the draw's latents
+    redraws = cfg.redraw_every > 0 and trained_encoder is None
+    if redraws and start >= cfg.redraw_every:      # resumed: the draw the stopped run was on
         cache = cache.with_encoder(input_encoder, draw=start // cfg.redraw_every)
     ema.to(dev)
     ae = teacher.autoencoder.to(dev)
@@ -420,42 +473,43 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
             bar.update(len(kinds))
     for p in ae.parameters():
         p.requires_grad_(False)
-    if pixel_decoder is not None:
-        pixel_decoder = pixel_decoder.to(dev).eval()
-        for p in pixel_decoder.parameters():
-            p.requires_grad_(False)
     decode = (lambda z: decode_latents(ae, z)) if pixel_decoder is None else pixel_decoder
     wrapped, wrapped_disc, opt, opt_d = acc.prepare(student, disc, opt, opt_d)
     wrapped.train()
     rank, world = acc.process_index, acc.num_processes
     with progress("sr/student", cfg.student_steps, start) as bar:
         for step in range(start, cfg.student_steps):
-            if cfg.redraw_every > 0 and step > start and step % cfg.redraw_every == 0:
+            if redraws and step > start and step % cfg.redraw_every == 0:
                 cache = cache.with_encoder(input_encoder, draw=step // cfg.redraw_every)
             frac = step / max(1, cfg.student_steps)
             for g in opt.param_groups:
                 g["lr"] = cfg.student_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
             gen = torch.Generator().manual_seed(cfg.seed * 31 + step * world + rank)
             idx, z_hr, _ = cache.sample(gen, cfg.batch)
-            pred = wrapped(cache.inputs(idx))
+            if trained_encoder is None:
+                pred = wrapped(cache.inputs(idx))
+            else:
+                draw = step // cfg.redraw_every if cfg.redraw_every > 0 else 0
+                pred = wrapped(trained_encoder(cache.lr_images(idx, draw)))
             loss_latent = log_latent_mse(ae, pred.float(), z_hr, cfg.loss_floor)
             if n_t:
                 ci = torch.randint(0, n_t, (max(1, cfg.batch // 4),), generator=gen).to(dev)
-                pred_c = wrapped(cache_in[ci])
+                # the teachers answered the rows' first draw (their KL latents): the student reads that draw too
+                pred_c = wrapped(cache_in[ci] if trained_encoder is None else trained_encoder(cache.lr_images(ci)))
                 loss_teacher = log_latent_mse(ae, pred_c.float(), cache_teacher[ci], cfg.teacher_target_floor)
             else:
                 loss_teacher = torch.zeros((), device=dev)
             k = min(cfg.pixel_share, len(idx))
-            loss_pixel = F.l1_loss(decode(pred[:k]), cache.hr_pixels(idx[:k]))
+            loss_pixel = pixel_loss(decode(pred[:k]), cache.hr_pixels(idx[:k]), cfg)
             loss_adv = -wrapped_disc(pred).float().mean()
             loss = (cfg.w_latent * loss_latent + cfg.w_teacher * loss_teacher + cfg.w_pixel * loss_pixel
                     + cfg.w_adv * loss_adv)
             check_finite(loss, step, ck)
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
-            acc.clip_grad_norm_(student.parameters(), 1.0)
+            acc.clip_grad_norm_(params, 1.0)
             opt.step()
-            ema.step(student.parameters())
+            ema.step(params)
             d_loss = (F.relu(1 - wrapped_disc(z_hr).float()).mean()
                       + F.relu(1 + wrapped_disc(pred.detach()).float()).mean())
             opt_d.zero_grad(set_to_none=True)
@@ -463,20 +517,26 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
             opt_d.step()
             bar.update(1, latent=loss_latent.item(), teacher=loss_teacher.item(), d=d_loss.item())
             if evaluate is not None and evaluate_every > 0 and (step + 1) % evaluate_every == 0:
-                ema.store(student.parameters())
-                ema.copy_to(student.parameters())
-                student.eval()
-                evaluate(step + 1, student)
-                student.train()
-                ema.restore(student.parameters())
+                ema.store(params)
+                ema.copy_to(params)
+                for m in (student, *trained.values()):
+                    m.eval()
+                evaluate(step + 1, student, trained)
+                for m in (student, *trained.values()):
+                    m.train()
+                ema.restore(params)
             if acc.is_main_process and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.student_steps):
                 def write(d: Path) -> None:
                     student.save_pretrained(d / "student")
+                    for name, m in trained.items():
+                        m.save_pretrained(d / name)
                     torch.save(disc.state_dict(), d / "discriminator.pt")
                     save_optimizer(d / "optimizer.pt", opt, {"ema": ema.state_dict(), "opt_d": opt_d.state_dict()})
 
                 ck.save(step + 1, write, {"loss": loss.item()})
-    ema.copy_to(student.parameters())
+    ema.copy_to(params)
+    for m in trained.values():
+        m.eval()
     student = acc.unwrap_model(wrapped, keep_fp32_wrapper=False).eval()
     if acc.is_main_process and save:
         student.save_pretrained(out_dir / name)
