@@ -449,12 +449,18 @@ def sr(
         "default: the search's choice. kl: bicubic upscale + the autoencoder's encoder; lr: the parts stage's LR "
         "encoder, reading the LR image at LR resolution (cheaper, less faithful: see parts.json), the student "
         "trained on its latents")),
+    train_parts: bool = typer.Option(False, "--train-parts", help=(
+        "train the deployed LR encoder and tiny decoder with the student, by a per-image log pixel MSE through them "
+        "(what the main job's quick preset does; tocsr.core.sr.config.TRAINED_PARTS); the autoencoder's own parts "
+        "stay frozen")),
 ) -> None:
     """Adapt the chosen backbone to SR and distil it into a one-step generator."""
     from tocsr.app.stages import stage_sr
+    from tocsr.core.sr.config import TRAINED_PARTS
 
     with folder_lock(out, "sr"):
-        cfg = dataclasses.replace(SR_DEFAULTS, teacher_steps=teacher_steps, student_steps=student_steps)
+        cfg = dataclasses.replace(SR_DEFAULTS, teacher_steps=teacher_steps, student_steps=student_steps,
+                                  **(dict(TRAINED_PARTS) if train_parts else {}))
         info = stage_sr(teacher, surrogates, search_result, out, cfg, data, resume, finetuned, parts_dir=parts,
                         encoder=encoder)
     for kind, rows in info.quality.items():

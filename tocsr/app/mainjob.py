@@ -30,6 +30,7 @@ from tocsr.core.artifacts import atomic_write_text
 from tocsr.core.distill.config import DEFAULT_PROXY
 from tocsr.core.errors import ConfigError
 from tocsr.core.provenance import content_sha256, package_versions
+from tocsr.core.sr.config import TRAINED_PARTS
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.timebudget import RunShape, StepPlan, check_budget, plan_after_teacher, plan_students
 from tocsr.core.training import progress
@@ -209,15 +210,6 @@ class RunPreset:
         return dataclasses.replace(tp, diffusion=dataclasses.replace(d, steps=cap, latent_crops=crops))
 
 
-# The quick preset's student trains the whole deployed pipeline, LR pixels to SR pixels: the encoder and decoder
-# parts the search chose with the student (SRConfig.train_encoder / train_decoder), by the per-image log pixel MSE
-# through the decoder on every image of the batch beside the latent term. With those parts frozen its validation
-# PSNR-Y over bicubic stopped rising at about +0.6 dB on clean inputs whatever the steps; trained with it, it kept
-# rising, past +0.9 dB. A step costs about twice as much, so it trains fewer (docs/status.md, forty-eighth session,
-# has the curves). Where the search deploys the autoencoder's own parts they stay frozen.
-QUICK_SR_SETTINGS = (("pixel_decoder", "deployed"), ("train_decoder", True), ("train_encoder", True),
-                     ("pixel_loss", "log_mse"), ("w_pixel", 1.0), ("pixel_share", 16))
-
 RUN_PRESETS = {
     # Sized for 30 minutes on 2 cores. Every SR step is paid twice: the trained baseline gets the SR stage's
     # seconds, so a second baseline would cost another SR stage (the full preset trains five). A pipeline
@@ -231,6 +223,9 @@ RUN_PRESETS = {
     # higher on validation photographs (docs/status.md, twenty-ninth session); trained for the report's multi-step
     # row alone they cost minutes of a job over its 30, for a row that said nothing. The full and gpu presets train
     # them, and their students learn from them.
+    # Its student trains the encoder and decoder it deploys with it (TRAINED_PARTS: the frozen ones held it at about
+    # +0.6 dB over bicubic on clean validation crops); a step costs twice a frozen one's, so it trains 400 of them
+    # where it trained 650.
     # A run of several profiles shares 600 student steps (one device's 400 and half as many again): two devices
     # train 300 each, three 200 (sr_run_student_steps). Uncapped, each extra device cost nearly a whole SR stage and
     # lengthened the baselines, and the three-profile job ran far past its 35 minutes (docs/status.md, thirty-seventh
@@ -240,7 +235,7 @@ RUN_PRESETS = {
     "quick": RunPreset("quick", "quick", distill_steps=400, search_method="bo", search_evaluations=40,
                        sr_teacher_steps=0, sr_student_steps=400, baselines=("srvgg",), sr_pair_cache=1024,
                        sr_w_teacher=0.0, holdout=20, pipelines=6, parts_steps=40, parts_encoder_steps=400,
-                       sr_run_student_steps=600, sr_settings=dict(QUICK_SR_SETTINGS), time_budget_s=28.5 * 60, time_budget_extra_profile_s=150),
+                       sr_run_student_steps=600, sr_settings=dict(TRAINED_PARTS), time_budget_s=28.5 * 60, time_budget_extra_profile_s=150),
     # For tests: every stage runs for real, at a handful of steps each. The cost table is judged by the same
     # bar as everywhere (90% of held-out candidates within 10%): with only three held out, one noisy timing on a
     # busy machine failed a fit, and three failed fits stopped the job; ten keep the bar and tolerate one.

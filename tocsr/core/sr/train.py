@@ -12,8 +12,9 @@ Student: the selected compact backbone, initialised from the teacher's weights a
 surrogates, mapping the LR latent to the HR latent in one call; one student per degradation, each trained
 on its own degradation's pairs (`SRConfig.student_per_degradation`, models.PerDegradationStudent). Loss = latent regression to the HR
 latent + regression to the SR teacher's multi-step output (cached once per run), both as log per-image
-MSE, + pixel L1 through the frozen decoder + a small hinge-GAN term from a latent discriminator. EMA
-weights are the result.
+MSE, + a pixel term through a decoder (L1 or per-image log MSE: SRConfig.pixel_loss) + a small hinge-GAN term from a
+latent discriminator. The deployed LR encoder and tiny decoder may train with it (SRConfig.train_encoder /
+train_decoder): the whole deployed pipeline then learns, LR pixels to SR pixels. EMA weights are the result.
 
 Both trainings run through an accelerate.Accelerator (tocsr.core.training.make_accelerator): on a GPU the
 pair cache, the models and every step live on the card with bf16 autocast; on CPU nothing changes.
