@@ -434,7 +434,6 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
         pixel_decoder = pixel_decoder.to(dev).train("decoder" in trained)
         for p in pixel_decoder.parameters():
             p.requires_grad_("decoder" in trained)
-    trained_encoder = trained.get("encoder")
     # what the optimiser and the EMA follow: the student's weights and the trained parts'
     params = [*student.parameters(), *(p for m in trained.values() for p in m.parameters())]
     opt = adamw(params, lr=cfg.student_lr)
@@ -447,7 +446,7 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
         ema.load_state_dict(state["ema"])
         start = int(ck.latest_meta()["step"])
     # a trained encoder reads each step's draw itself; otherwise the cache holds the draw's latents
-    redraws = cfg.redraw_every > 0 and trained_encoder is None
+    redraws = cfg.redraw_every > 0 and "encoder" not in trained
     if redraws and start >= cfg.redraw_every:      # resumed: the draw the stopped run was on
         cache = cache.with_encoder(input_encoder, draw=start // cfg.redraw_every)
     ema.to(dev)
@@ -474,9 +473,13 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
             bar.update(len(kinds))
     for p in ae.parameters():
         p.requires_grad_(False)
-    decode = (lambda z: decode_latents(ae, z)) if pixel_decoder is None else pixel_decoder
     wrapped, wrapped_disc, opt, opt_d = acc.prepare(student, disc, opt, opt_d)
     wrapped.train()
+    # the trained parts run through the accelerator as the student does: with several processes their gradients are
+    # averaged too, and on a GPU they run under the same autocast
+    running = {name: acc.prepare(m) for name, m in trained.items()}
+    decode = (lambda z: decode_latents(ae, z)) if pixel_decoder is None else running.get("decoder", pixel_decoder)
+    trained_encoder = running.get("encoder")
     rank, world = acc.process_index, acc.num_processes
     with progress("sr/student", cfg.student_steps, start) as bar:
         for step in range(start, cfg.student_steps):
