@@ -223,9 +223,8 @@ RUN_PRESETS = {
     # higher on validation photographs (docs/status.md, twenty-ninth session); trained for the report's multi-step
     # row alone they cost minutes of a job over its 30, for a row that said nothing. The full and gpu presets train
     # them, and their students learn from them.
-    # Its student trains the encoder and decoder it deploys with it (TRAINED_PARTS: the frozen ones held it at about
-    # +0.6 dB over bicubic on clean validation crops); a step costs twice a frozen one's, so it trains 400 of them
-    # where it trained 650.
+    # Its student trains the encoder and decoder it deploys with it (TRAINED_PARTS; docs/status.md, forty-eighth
+    # session): a step costs more than a frozen one's, so it trains fewer of them.
     # A run of several profiles shares 600 student steps (one device's 400 and half as many again): two devices
     # train 300 each, three 200 (sr_run_student_steps). Uncapped, each extra device cost nearly a whole SR stage and
     # lengthened the baselines, and the three-profile job ran far past its 35 minutes (docs/status.md, thirty-seventh

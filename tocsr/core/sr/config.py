@@ -178,9 +178,9 @@ PIXEL_LOSSES = ("l1", "log_mse")
 
 # The settings that train the whole deployed pipeline, LR pixels to SR pixels: the encoder and decoder parts the search
 # chose with the student (train_encoder / train_decoder), by the per-image log pixel MSE through the decoder on every
-# image of the batch beside the latent term. With those parts frozen the blind student's validation PSNR-Y over
-# bicubic stopped rising at about +0.6 dB on clean inputs whatever the steps; trained with it, it kept rising, past
-# +0.9 dB (docs/status.md, forty-eighth session, has the curves). A step costs about twice as much. Where the search
+# image of the batch beside the latent term. With those parts frozen the blind student's validation PSNR-Y stopped
+# rising early; trained with it, it kept rising (docs/status.md, forty-eighth session, has the curves). A step costs
+# more, so a preset trains fewer. Where the search
 # deploys the autoencoder's own parts they stay frozen. The quick preset's students train with them
 # (tocsr.app.mainjob.RUN_PRESETS), `tocsr sr --train-parts` too; not yet the default of SRConfig, whose other presets
 # (full, gpu) were not measured with them.
