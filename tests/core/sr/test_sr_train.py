@@ -31,6 +31,7 @@ from tocsr.core.sr.train import (
     load_sr_teachers,
     log_latent_mse,
     pixel_loss,
+    row_weights,
     sr_scheduler,
     train_sr_teacher,
     train_student,
@@ -677,3 +678,56 @@ def test_parts_trained_with_the_student_are_the_ones_saved_scored_and_resumed(pa
     for part_name in ("decoder", "encoder"):
         with pytest.raises(ConfigError, match=f"deploys one {part_name}"):
             SRConfig(pixel_decoder="deployed", student_per_degradation=True, **{f"train_{part_name}": True})
+
+
+def test_the_rows_of_drawn_degradations_weigh_drawn_weight_in_the_students_per_image_terms(parts, tmp_path,
+                                                                                          monkeypatch):
+    """SRConfig.drawn_weight: each per-image term of the student (latent and pixel) is the mean over images weighted
+    drawn_weight on the Real-ESRGAN rows and 1 on the others; the training step passes each sampled row's own weight.
+    1 (the default) weighs them alike, and a weight <= 0 is refused."""
+    from tocsr.core.sr import train as sr_train
+
+    teacher, space, spec, bank, photos = parts
+    cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4)
+    assert row_weights(cache, CFG) is None
+    cfg = dataclasses.replace(CFG, drawn_weight=3.0, student_steps=3, w_teacher=0.0, pixel_share=2,
+                              checkpoint_every=1000)
+    assert row_weights(cache, cfg).tolist() == [1.0, 3.0] * 4                  # rows alternate bicubic, Real-ESRGAN
+
+    hr = torch.zeros(2, 3, 8, 8)
+    pred = torch.zeros(2, 3, 8, 8)
+    pred[0] += 0.1
+    pred[1] += 0.3
+    per_image = [math.log(0.01 + 1e-4), math.log(0.09 + 1e-4)]
+    w = torch.tensor([1.0, 3.0])
+    log_cfg = SRConfig(pixel_loss="log_mse")
+    assert pixel_loss(pred, hr, log_cfg, w).item() == pytest.approx((per_image[0] + 3 * per_image[1]) / 4, rel=1e-5)
+    assert pixel_loss(pred, hr, CFG, w).item() == pytest.approx((0.1 + 3 * 0.3) / 4, rel=1e-5)
+    assert pixel_loss(pred, hr, CFG).item() == pytest.approx(0.2, rel=1e-5)
+    ae = teacher.autoencoder
+    z, zt = torch.zeros(2, 16, 8, 8), torch.zeros(2, 16, 8, 8)
+    z[1] += 1.0
+    lat = torch.log(raw_latent_mse_per_image(ae, z, zt) + 1e-4)
+    assert log_latent_mse(ae, z, zt, 1e-4, w).item() == pytest.approx(((lat[0] + 3 * lat[1]) / 4).item(), rel=1e-5)
+
+    # the training step: every per-image term gets the weights of the rows it was sampled from
+    sampled, seen = [], {"latent": [], "pixel": []}
+    sample = PairCache.sample
+
+    def record_sample(self, gen, n):
+        out = sample(self, gen, n)
+        sampled.append(out[0])
+        return out
+
+    monkeypatch.setattr(PairCache, "sample", record_sample)
+    latent, pixel = sr_train.log_latent_mse, sr_train.pixel_loss
+    monkeypatch.setattr(sr_train, "log_latent_mse", lambda *a: (seen["latent"].append(a[4]), latent(*a))[1])
+    monkeypatch.setattr(sr_train, "pixel_loss", lambda *a: (seen["pixel"].append(a[3]), pixel(*a))[1])
+    train_student(teacher, {}, dict(sr_scheduler(teacher).config), build_student(teacher, space, spec, bank, cfg),
+                  cache, tmp_path / "s", cfg)
+    assert len(sampled) == cfg.student_steps
+    for idx, w_latent, w_pixel in zip(sampled, seen["latent"], seen["pixel"], strict=True):
+        expected = torch.where(idx % 2 == 1, 3.0, 1.0)
+        assert torch.equal(w_latent, expected) and torch.equal(w_pixel, expected[:cfg.pixel_share])
+    with pytest.raises(ConfigError, match="drawn_weight = 0"):
+        SRConfig(drawn_weight=0)

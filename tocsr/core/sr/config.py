@@ -86,6 +86,11 @@ class SRConfig:
     # MSE of images in [-1, 1]; 1e-4 is about 46 dB PSNR, far above what any SR output here reaches, so the floor
     # only bounds the weight of flat crops.
     pixel_loss_floor: float = 1e-4
+    # Weight of the rows of randomly drawn degradations (degradations.DRAWN: Real-ESRGAN) in the student's per-image
+    # latent and pixel terms, against 1 for the other rows (the weighted mean over images). With the per-image log MSE
+    # every image's dB weighs the same, and the blind student spent its steps on the clean inputs, where a dB is
+    # cheaper; a weight above 1 asks it to spend more on the degraded ones. The teacher term is not weighted.
+    drawn_weight: float = 1.0
     # The latent discriminator's hinge term. Swept alone (tocsr.app.sr_pd, 0 / 0.002 / 0.02 / 0.2, whole
     # validation photographs; docs/status.md): 0.002 did nothing measurable, 0.02 lowered NIQE on both
     # degradations at no PSNR-Y cost, 0.2 lowered it further on Real-ESRGAN inputs but cost PSNR-Y on clean
@@ -137,6 +142,9 @@ class SRConfig:
                 raise ConfigError(f"SRConfig.train_{part} = True with student_per_degradation: the model deploys one "
                                   f"{part}, which one student per degradation cannot each train; train one blind "
                                   f"student or leave the {part} frozen")
+        if not self.drawn_weight > 0:
+            raise ConfigError(f"SRConfig.drawn_weight = {self.drawn_weight}: give a weight > 0 (1 weighs every "
+                              "degradation's rows the same)")
         if self.redraw_every < 0:
             raise ConfigError(f"SRConfig.redraw_every = {self.redraw_every}: give a number of student steps >= 0 "
                               "(0 never degrades the pairs anew)")

@@ -133,17 +133,36 @@ def load_sr_teachers(sr_dir: str | Path, condition) -> tuple[dict[str, SRDenoise
     return teachers, config
 
 
-def log_latent_mse(ae, a: torch.Tensor, b: torch.Tensor, floor: float) -> torch.Tensor:
-    """mean over images of log(raw latent MSE + floor): the PSNR-per-image objective (see SRConfig)."""
-    return torch.log(raw_latent_mse_per_image(ae, a, b) + floor).mean()
+def image_mean(per_image: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean of a per-image term over the batch, weighted by `weights` (one per image) where given."""
+    if weights is None:
+        return per_image.mean()
+    return (per_image * weights).sum() / weights.sum()
 
 
-def pixel_loss(pred: torch.Tensor, hr: torch.Tensor, cfg: SRConfig) -> torch.Tensor:
-    """The student's pixel term on decoded images in [-1, 1] (SRConfig.pixel_loss)."""
+def log_latent_mse(ae, a: torch.Tensor, b: torch.Tensor, floor: float,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
+    """mean over images of log(raw latent MSE + floor): the PSNR-per-image objective (see SRConfig); weighted per
+    image by `weights` where given."""
+    return image_mean(torch.log(raw_latent_mse_per_image(ae, a, b) + floor), weights)
+
+
+def pixel_loss(pred: torch.Tensor, hr: torch.Tensor, cfg: SRConfig,
+               weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The student's pixel term on decoded images in [-1, 1] (SRConfig.pixel_loss); weighted per image by `weights`
+    where given."""
+    dims = tuple(range(1, pred.ndim))
     if cfg.pixel_loss == "l1":
-        return F.l1_loss(pred, hr)
-    mse = (pred.float() - hr.float()).square().mean(dim=tuple(range(1, pred.ndim)))
-    return torch.log(mse + cfg.pixel_loss_floor).mean()
+        return image_mean((pred.float() - hr.float()).abs().mean(dim=dims), weights)
+    mse = (pred.float() - hr.float()).square().mean(dim=dims)
+    return image_mean(torch.log(mse + cfg.pixel_loss_floor), weights)
+
+
+def row_weights(cache: PairCache, cfg: SRConfig) -> torch.Tensor | None:
+    """Each cache row's weight in the student's per-image terms (SRConfig.drawn_weight); None where all weigh 1."""
+    if cfg.drawn_weight == 1:
+        return None
+    return torch.tensor([cfg.drawn_weight if kind in DRAWN else 1.0 for kind in cache.row_kinds()])
 
 
 def encode_pair(ae, hr: torch.Tensor, lr: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -481,6 +500,7 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
     decode = (lambda z: decode_latents(ae, z)) if pixel_decoder is None else running.get("decoder", pixel_decoder)
     trained_encoder = running.get("encoder")
     rank, world = acc.process_index, acc.num_processes
+    weights = row_weights(cache, cfg)           # a redraw keeps the rows and their kinds
     with progress("sr/student", cfg.student_steps, start) as bar:
         for step in range(start, cfg.student_steps):
             if redraws and step > start and step % cfg.redraw_every == 0:
@@ -495,7 +515,8 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
             else:
                 draw = step // cfg.redraw_every if cfg.redraw_every > 0 else 0
                 pred = wrapped(trained_encoder(cache.lr_images(idx, draw)))
-            loss_latent = log_latent_mse(ae, pred.float(), z_hr, cfg.loss_floor)
+            w = None if weights is None else weights[idx].to(dev)
+            loss_latent = log_latent_mse(ae, pred.float(), z_hr, cfg.loss_floor, w)
             if n_t:
                 ci = torch.randint(0, n_t, (max(1, cfg.batch // 4),), generator=gen).to(dev)
                 # the teachers answered the rows' first draw (their KL latents): the student reads that draw too
@@ -504,7 +525,7 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
             else:
                 loss_teacher = torch.zeros((), device=dev)
             k = min(cfg.pixel_share, len(idx))
-            loss_pixel = pixel_loss(decode(pred[:k]), cache.hr_pixels(idx[:k]), cfg)
+            loss_pixel = pixel_loss(decode(pred[:k]), cache.hr_pixels(idx[:k]), cfg, None if w is None else w[:k])
             loss_adv = -wrapped_disc(pred).float().mean()
             loss = (cfg.w_latent * loss_latent + cfg.w_teacher * loss_teacher + cfg.w_pixel * loss_pixel
                     + cfg.w_adv * loss_adv)
