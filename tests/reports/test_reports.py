@@ -205,3 +205,41 @@ def test_the_report_says_what_a_wrong_route_costs_where_the_router_weighed_it():
     assert "3 of 4 bicubic photographs, the router&#x27;s P(bicubic) 0.31-0.97" in _routing({"m": {"bicubic": sure}})
     assert "P(" not in weighed
     assert _routing(None) == ""
+
+
+def test_a_one_step_rows_parameters_are_those_its_call_runs_not_the_whole_autoencoder_it_holds(cpu_profile):
+    """A one-step SR model with the LR encoder and tiny decoder still holds the autoencoder (its latent statistics,
+    the SR teachers'), but its call never runs the KL encoder or decoder: the row counts what the call runs (the
+    student and the two parts), as the search's pipeline cost does, and so does a routed call (plus the router)."""
+    from reports.evaluate import SRMethod, report_rows
+    from tocsr.core.models.autoencoder import build_autoencoder_from_preset
+    from tocsr.core.models.parts import LREncoder, TinyDecoder
+    from tocsr.core.sr.onestep import OneStepSR
+    from tocsr.core.sr.router import DegradationRouter, RouteThenRun
+
+    def n(m):
+        return sum(p.numel() for p in m.parameters())
+
+    class Student(torch.nn.Conv2d):          # a blind student: latent -> latent
+        degradations = ()
+
+        def for_degradation(self, degradation):
+            return self
+
+    torch.manual_seed(0)
+    ae = build_autoencoder_from_preset("tiny").eval()
+    student = Student(16, 16, 3, padding=1)
+    decoder, encoder = TinyDecoder(widths=(8, 8, 8)).eval(), LREncoder(scale=4, width=8, blocks=1).eval()
+    one = OneStepSR(ae, student, 4, decoder, encoder).eval()
+    in_call = n(student) + n(decoder) + n(encoder)
+    assert one.params_in_call() == in_call < n(one)
+    router = DegradationRouter().eval()
+    routed = RouteThenRun(router, one)
+    rows = report_rows([SRMethod("one", "one-step", one, False, cost_module=one),
+                        SRMethod("routed", "one-step", one, False, cost_module=routed)], {"one": {}, "routed": {}},
+                       [cpu_profile])
+    by = {r.method: r for r in rows}
+    assert by["one"].params_m == pytest.approx(in_call / 1e6)
+    assert by["routed"].params_m == pytest.approx((in_call + n(router)) / 1e6)
+    plain = report_rows([SRMethod("conv", "classical", student, False)], {"conv": {}}, [cpu_profile])
+    assert plain[0].params_m == pytest.approx(n(student) / 1e6)          # a module without params_in_call: all it holds

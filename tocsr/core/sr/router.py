@@ -179,6 +179,10 @@ class RouteThenRun(nn.Module):
         super().__init__()
         self.router, self.model = router, model
 
+    def params_in_call(self) -> int:
+        """The router's parameters and those the network's call runs (OneStepSR.params_in_call)."""
+        return sum(p.numel() for p in self.router.parameters()) + self.model.params_in_call()
+
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         self.router(lr)
         return self.model(lr)
