@@ -87,9 +87,10 @@ class SRConfig:
     # only bounds the weight of flat crops.
     pixel_loss_floor: float = 1e-4
     # Weight of the rows of randomly drawn degradations (degradations.DRAWN: Real-ESRGAN) in the student's per-image
-    # latent and pixel terms, against 1 for the other rows (the weighted mean over images). With the per-image log MSE
-    # every image's dB weighs the same, and the blind student spent its steps on the clean inputs, where a dB is
-    # cheaper; a weight above 1 asks it to spend more on the degraded ones. The teacher term is not weighted.
+    # latent and pixel terms, against 1 for the other rows (the weighted mean over images); the teacher term is not
+    # weighted. One blind student trades the two: a weight above 1 bought Real-ESRGAN dB at a larger cost in clean dB
+    # (docs/status.md, forty-ninth session), and a blind default must stay above bicubic on clean inputs, so the
+    # default weighs them alike.
     drawn_weight: float = 1.0
     # The latent discriminator's hinge term. Swept alone (tocsr.app.sr_pd, 0 / 0.002 / 0.02 / 0.2, whole
     # validation photographs; docs/status.md): 0.002 did nothing measurable, 0.02 lowered NIQE on both
