@@ -220,7 +220,8 @@ def budget_unit(info: SRModelInfo) -> str:
 def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: dict[str, Path],
                     baselines: tuple[str, ...], external: list[str], data: str | Path | None,
                     test_max_px: int = 384, baseline_max_steps: int | None = None, extra_metrics: tuple[str, ...] = FULL_REFERENCE + NO_REFERENCE,
-                    kinds: tuple[str, ...] = ("bicubic", "realesrgan"), nodes=None) -> tuple[list[ReportRow], dict]:
+                    kinds: tuple[str, ...] = ("bicubic", "realesrgan"), nodes=None,
+                    decision_speeds_ms: dict[str, float] | None = None) -> tuple[list[ReportRow], dict]:
     """Rows for every method on every profile; returns (rows, what they were scored on and how trained).
 
     Fair by construction: the trained baselines see the training photographs and degradations the TOC-SR
@@ -229,7 +230,8 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
     blind (one model for all degradations) unless its name says it is told; and the figures are on test
     photographs, which no training or selection path reads (tocsr.core.data.DataSplit). Each degradation's
     table is kept as an evaluation folder, <run>/eval/test-<degradation>/ (`tocsr report` renders it).
-    `nodes`: profile name -> the bench.remote.RemoteDevice that profile's costs are measured on."""
+    `nodes`: profile name -> the bench.remote.RemoteDevice that profile's costs are measured on.
+    `decision_speeds_ms`: profile name -> the reference's ms when its search chose (reports.evaluate.report_rows)."""
     methods: list[SRMethod] = []
     infos = []
     for i, (pname, d) in enumerate(sorted(sr_dirs.items())):
@@ -281,7 +283,8 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
     for m in methods:
         m.module.to("cpu")
     quality = {m.name: _quality(results, m.name) for m in methods}
-    rows = report_rows(methods, quality, profiles, lambda profile: teacher_reference(teacher, profile), nodes)
+    rows = report_rows(methods, quality, profiles, lambda profile: teacher_reference(teacher, profile), nodes,
+                       decision_speeds_ms)
     return rows, {"scale": scale, "patch_px": patch, "split": "test", "test_images": test_names,
                   "test_max_px": test_max_px, "train_images": sorted(p.name for p in train),
                   "baseline_budget_s": budget_s, "baselines_trained": trained,

@@ -115,13 +115,16 @@ def call_params(module: nn.Module, counted: int) -> int:
 
 def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], profiles: list[DeviceProfile],
                 reference: Callable[[DeviceProfile], Workload] | None = None,
-                nodes: Mapping[str, Any] | None = None) -> list[ReportRow]:
+                nodes: Mapping[str, Any] | None = None,
+                decision_speeds_ms: Mapping[str, float] | None = None) -> list[ReportRow]:
     """One row per profile x method. With `reference` (a workload per profile, e.g. the teacher UNet), every
     latency is measured paired with it and the rows of one profile are put at one speed of the machine:
-    ms = the method's ratio to the reference x the reference's median over that profile's measurements,
-    so a machine that slowed down while some methods were measured does not reorder them. `nodes` maps a
-    profile's name to the bench.remote.RemoteDevice its device is measured on (its rows carry that node's
-    provenance)."""
+    ms = the method's ratio to the reference x the reference's milliseconds at that speed, so a machine that
+    slowed down while some methods were measured does not reorder them. That speed is the profile's entry in
+    `decision_speeds_ms` (the reference's median when the search chose the profile's model, the speed its latency
+    budget and its measured latency are stated at), else the reference's median over this profile's rows.
+    `nodes` maps a profile's name to the bench.remote.RemoteDevice its device is measured on (its rows carry
+    that node's provenance)."""
     here = environment()
     rows = []
     for profile in profiles:
@@ -130,7 +133,17 @@ def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], pr
         ref = reference(profile) if reference is not None and profile.is_measured else None
         measured = [(m, evaluate_cost(m, profile, ref, node)) for m in methods]
         yardsticks = [meas.paired.reference_ms for _, meas in measured if meas.paired is not None]
-        speed_ms = float(np.median(yardsticks)) if yardsticks else None
+        measured_speed_ms = float(np.median(yardsticks)) if yardsticks else None
+        # A shared machine can run the same reference far slower in the eval stage than when the search chose minutes
+        # before (reports/evidence/latency-agreement/): stated at the eval's speed, the chosen pipeline's row then
+        # disagrees with the search's figure and its budget by as much. The search's speed puts a run in one frame.
+        decision_ms = (decision_speeds_ms or {}).get(profile.name)
+        speed_ms = decision_ms if decision_ms is not None and measured_speed_ms is not None else measured_speed_ms
+        at = (f"ms at the search's decision speed, where it takes {speed_ms:.3f} ms (the speed this device's budget "
+              f"and chosen latency are stated at); in these measurements it took {measured_speed_ms:.3f} ms"
+              if decision_ms is not None and measured_speed_ms is not None else
+              f"ms at one speed, where it takes {speed_ms:.3f} ms (its median over this profile's rows)"
+              if speed_ms is not None else "")
         for m, meas in measured:
             lat, paired = meas.latency, meas.paired
             if paired is not None and speed_ms is not None:
@@ -154,10 +167,12 @@ def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], pr
                             **({"host": env["hostname"], "ray_node_id": env["ray_node_id"]} if node is not None else {}),
                             "error": meas.error,
                             "latency": ("predicted" if meas.status == "predicted" else
-                                        f"paired with {ref.name}; ms at one speed, where it takes {speed_ms:.3f} ms "
-                                        "(its median over this profile's rows)" if paired is not None else
+                                        f"paired with {ref.name}; {at}" if paired is not None else
                                         "measured alone"),
                             "latency_raw_median_ms": lat.median_ms if lat is not None else None,
+                            "latency_speed": ({"reference_ms": speed_ms, "reference_ms_measured": measured_speed_ms,
+                                               "from": "search decision" if decision_ms is not None else "these rows"}
+                                              if paired is not None else None),
                             "latency_samples": len(lat.samples_ms) if lat is not None else None,
                             **({"timing": "few samples, one attempt: one call is many network calls "
                                           "(reports.evaluate.FEW_SAMPLES_KINDS)"}

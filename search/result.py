@@ -125,6 +125,12 @@ class SearchResult(FolderRecord):
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
+    def decision_reference_ms(self) -> float | None:
+        """The reference's (the teacher UNet's) median ms when this choice was made: the machine's speed that the
+        budget and the chosen model's latency are stated at (None where the choice was judged on a table)."""
+        return self.decision.get("reference_ms")
+
+    @property
     def sr_folder_name(self) -> str:
         """The run's folder (runs/<r>/sr/<this>) of the SR model this choice trains: one per architecture and
         deployed parts, so devices that chose the same architecture and parts share it."""

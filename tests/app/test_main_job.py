@@ -187,6 +187,9 @@ def test_the_chosen_architecture_was_remeasured_within_its_budget(job):
     summary = json.loads((run / "summary.json").read_text())["devices"]["cpu-2core"]
     assert summary["architecture"] == c.key and summary["measured_p90_ms"] == c.measured_latency_ms
     assert summary["scope"] == "pipeline" and summary["pipeline"]["line"] == p["line"]
+    # the report's row of the deployed model is stated at the speed the search chose at, beside the search's figure
+    assert summary["report_row_p90_ms"] > 0 and "search's decision speed" in summary["report_row_latency"]
+    assert f"{result.decision_reference_ms:.3f} ms" in summary["report_row_latency"]
 
 
 def test_the_chosen_backbone_is_fine_tuned_and_the_sr_stage_starts_from_it(job):

@@ -94,6 +94,29 @@ def test_report_rows_paired_with_a_reference_are_put_at_one_speed(cpu_profile):
     assert all(r.latency_vs_reference is None and r.provenance["latency"] == "measured alone" for r in alone)
 
 
+def test_report_rows_are_stated_at_the_speed_the_search_chose_at(cpu_profile):
+    # The eval stage ran the teacher UNet far slower than the search had minutes before: stated at the eval's speed,
+    # the chosen pipeline's row disagreed with the search's own figure of it and with its budget by as much.
+    from bench.workloads import Workload
+    from reports.evaluate import SRMethod, report_rows
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 48, 3, padding=1), torch.nn.PixelShuffle(4))
+    ref = Workload("reference", torch.nn.Conv2d(3, 64, 3, padding=1), (torch.rand(1, 3, 64, 64),))
+    decision_ms = 1234.5
+    row, = report_rows([SRMethod("net", "classical", net, True)], {"net": {}}, [cpu_profile], reference=lambda p: ref,
+                       decision_speeds_ms={cpu_profile.name: decision_ms})
+    assert row.latency_median_ms == pytest.approx(row.latency_vs_reference * decision_ms)
+    speed = row.provenance["latency_speed"]
+    assert speed["reference_ms"] == decision_ms and speed["from"] == "search decision"
+    assert 0 < speed["reference_ms_measured"] < decision_ms          # the measured speed is kept beside it
+    assert "decision speed" in row.provenance["latency"]
+    other, = report_rows([SRMethod("net", "classical", net, True)], {"net": {}}, [cpu_profile], reference=lambda p: ref,
+                         decision_speeds_ms={"another-device": decision_ms})
+    assert other.provenance["latency_speed"]["from"] == "these rows"
+    assert other.latency_median_ms == pytest.approx(other.latency_vs_reference
+                                                    * other.provenance["latency_speed"]["reference_ms"])
+
+
 def test_a_multi_step_method_is_timed_with_few_samples_and_says_so(cpu_profile):
     # The SR teacher's one call is hundreds of UNet calls: under the profile's full timing its latency alone
     # took minutes of the main job. It gets two paired samples per round and one attempt; others are unchanged.

@@ -573,14 +573,16 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
             sr_dirs[profile.name] = sr_dir
             bar.update(1)
         checkpoints = [{"spec": e, "file": file_fingerprint(e.partition("=")[2])} for e in external]
+        speeds = {name: r.decision_reference_ms for name, r in chosen.items() if r.decision_reference_ms is not None}
         log.run("eval", {"sr": sr_shas, "profiles": [p.sha256 for p in loaded], "baselines": rp.baselines,
                          "baseline_max_steps": rp.baseline_max_steps, "test_max_px": rp.test_max_px,
-                         "external": checkpoints, "record": 2,
+                         "external": checkpoints, "record": 3, "decision_speeds_ms": speeds,
                          "baseline_init": BaselineTraining.init,
                          **({"ray_address": ray_address} if ray_address else {})},
                 lambda resume: stage_eval(out, profiles, teacher_dir, sr_dirs, rp.baselines, external=list(external),
                                           data=data, test_max_px=rp.test_max_px,
-                                          baseline_max_steps=rp.baseline_max_steps, ray_address=ray_address),
+                                          baseline_max_steps=rp.baseline_max_steps, ray_address=ray_address,
+                                          decision_speeds_ms=speeds),
                 out / "eval" / "rows.json")
         bar.update(1)
     from reports.build import build_report
@@ -749,13 +751,18 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
               log: StageLog, profile_refs: dict[str, str] | None = None) -> dict[str, Any]:
     from reports.build import read_rows
 
-    _, scored_on = read_rows(out / "eval")
+    rows, scored_on = read_rows(out / "eval")
     devices = {}
     for name, res in chosen.items():
         c, v = res.chosen, res.cost_table_validation
+        # the report's row of the model as trained and deployed, timed in the eval stage at the search's speed
+        row = next((r for r in rows if r.device_profile == name and r.method.startswith(f"tocsr-onestep ({name}")),
+                   None)
         devices[name] = {
             "architecture": c.key, "fidelity_error": c.fidelity,
             "measured_p90_ms": c.measured_latency_ms, "teacher_p90_ms": c.teacher_latency_ms, "latency_how": c.how,
+            "report_row_p90_ms": row.latency_p90_ms if row is not None else None,
+            "report_row_latency": row.provenance.get("latency") if row is not None else None,
             "latency_budget_ms": res.latency_budget_ms, "budget": res.budget_in_words,
             "cost_table_within_10pct": v.get("within_10pct"), "cost_table_holdout_n": v.get("n"),
             "cost_table_passes": v.get("passes"),
@@ -845,6 +852,9 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
             console.print(f"{name}: latencies are of the whole one-step SR call ({d['budget']}): {p['line']}; the "
                           f"teacher as backbone would be {100 * p['teacher_backbone_share_predicted']:.0f}% of its "
                           f"call; pipeline cost model: {within}")
+            if d.get("report_row_p90_ms") is not None and d["latency_how"] == "measured":
+                console.print(f"{name}: the report's row of the model as trained, timed again in the eval stage: p90 "
+                              f"{d['report_row_p90_ms']:.2f} ms ({d['report_row_latency']})")
             if d.get("parts_reason"):
                 console.print(f"{name}: parts deployed: {d['encoder']} encoder, {d['decoder']} decoder: "
                               f"{d['parts_reason']}")

@@ -452,10 +452,12 @@ def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table:
 def stage_eval(run_dir: str | Path, profiles: list[str], teacher_dir: str | Path, sr_dirs: dict[str, Path],
                baselines=("srvgg",), external: list[str] | None = None, data: str | Path | None = None,
                test_max_px: int = 384, baseline_max_steps: int | None = None,
-               ray_address: str | None = None) -> list[ReportRow]:
+               ray_address: str | None = None, decision_speeds_ms: dict[str, float] | None = None) -> list[ReportRow]:
     """Every method on every profile: quality once on the test photographs, cost per device; rows, the test
     tables and crops under <run>/eval (reports.comparison.compare_methods says what makes it fair). With
-    `ray_address`, a profile naming `device.ray_resource` has its costs measured on that Ray node."""
+    `ray_address`, a profile naming `device.ray_resource` has its costs measured on that Ray node.
+    `decision_speeds_ms` (profile name -> the teacher UNet's ms when its search chose) states each profile's
+    latencies at the speed its budget was (reports.evaluate.report_rows)."""
     run = Path(run_dir)
     loaded = [load_profile(p) for p in profiles]
     with ExitStack() as stack:
@@ -470,7 +472,8 @@ def stage_eval(run_dir: str | Path, profiles: list[str], teacher_dir: str | Path
             if ray_address and key:
                 nodes[p.name] = by_resource[key]
         rows, scored_on = compare_methods(run, loaded, load_teacher(teacher_dir), sr_dirs, tuple(baselines),
-                                          list(external or []), data, test_max_px, baseline_max_steps, nodes=nodes)
+                                          list(external or []), data, test_max_px, baseline_max_steps, nodes=nodes,
+                                          decision_speeds_ms=decision_speeds_ms)
     write_rows(rows, run / "eval", scored_on)
     return rows
 
