@@ -53,8 +53,8 @@ def load_sr_methods(teacher, sr_dir: Path, profile_name: str, with_teacher: bool
     info = SRModelInfo.load(sr_dir)
     cfg = info.config
     student = load_student(sr_dir / "student")
-    one = OneStepSR(teacher.autoencoder, student, cfg.scale, deployed_decoder(sr_dir, info.decoder),
-                    deployed_encoder(sr_dir, info.encoder))
+    one = OneStepSR(teacher.autoencoder, student, cfg.scale, deployed_decoder(sr_dir, info.decoder, info.degradations),
+                    deployed_encoder(sr_dir, info.encoder, info.degradations))
     if cfg.routes:        # its students behind its router: blind, and one call costs the router and one student
         routed = RoutedSR(one, DegradationRouter.from_pretrained(sr_dir / ROUTER_DIR).eval())
         methods = [SRMethod(f"tocsr-onestep ({profile_name}, routed)", "one-step", routed, False, info.arch.key,

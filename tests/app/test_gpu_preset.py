@@ -33,9 +33,9 @@ def test_a_presets_sr_settings_are_what_its_job_trains_and_its_estimate_budgets(
     routed = dataclasses.replace(quick, sr_routed=True).sr_config()
     assert routed.routes and routed.students == len(routed.kinds) == 2 and routed.router_steps == quick.sr_router_steps
     assert routed.student_steps * routed.students == quick.sr_student_steps
-    # the blind student trains the parts it deploys with it (SRConfig's TRAINED_PARTS); routed students share them, frozen
+    # the blind student trains the parts it deploys with it (SRConfig's TRAINED_PARTS); routed, each student its own
     assert q.train_decoder and q.train_encoder and q.pixel_decoder == "deployed" and q.pixel_loss == "log_mse"
-    assert not routed.train_decoder and not routed.train_encoder
+    assert routed.own_parts("decoder") and routed.own_parts("encoder") and not q.own_parts("decoder")
     assert RUN_PRESETS["smoke"].sr_config().routes          # the tests run the routed path end to end
     assert q.w_teacher == 0 and not q.uses_sr_teachers
     assert gpu.sr_config().uses_sr_teachers and gpu.sr_config().patch_px == 512

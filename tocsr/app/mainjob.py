@@ -97,7 +97,8 @@ class RunPreset:
     sr_run_student_steps: int | None = None
     # One student per degradation behind a DegradationRouter (SRConfig.routes), each trained on its degradation's
     # pairs for the device's student steps divided among them (the same steps as one blind student), the router for
-    # sr_router_steps; blind to users and to the comparison like one student. Off by default: at equal steps the
+    # sr_router_steps; blind to users and to the comparison like one student. Where sr_settings train the deployed
+    # parts, each student trains its own (SRConfig.own_parts); the runs below had one frozen pair. Off by default: at equal steps the
     # told students beat the blind one on Real-ESRGAN validation photographs, but a router deciding by the most
     # probable degradation sent a clean, strongly textured one to the Real-ESRGAN student, below bicubic on it,
     # which a default must never be (run39-routed). Deciding by expected loss under the students' measured misroute
@@ -188,9 +189,8 @@ class RunPreset:
         extra |= dict(self.sr_settings or {})
         steps = self.student_steps_per_device(n_devices)
         if self.sr_routed:        # the device's steps divided among its students: the same steps as one blind student
-            # one encoder and one decoder serve all of them, so none of the students trains those (SRConfig.train_*)
-            extra |= {"student_per_degradation": True, "router_steps": self.sr_router_steps, "train_decoder": False,
-                      "train_encoder": False}
+            # where the settings train the deployed parts, each student trains its own (SRConfig.own_parts)
+            extra |= {"student_per_degradation": True, "router_steps": self.sr_router_steps}
             steps = max(1, steps // len(SRConfig().kinds))
         return SRConfig(patch_px=self.sr_patch_px, teacher_steps=self.sr_teacher_steps,
                         student_steps=steps, sample_steps=self.sr_sample_steps,
@@ -241,6 +241,7 @@ RUN_PRESETS = {
     "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_evaluations=10,
                        sr_teacher_steps=4, sr_student_steps=4, baselines=("espcn", "rrdb-s"), baseline_max_steps=4,
                        finetune_steps=4, sr_run_student_steps=6, sr_routed=True, sr_router_steps=20,
+                       sr_settings=dict(TRAINED_PARTS),      # as quick: the tests run each student with its own parts
                        sr_sample_steps=4, sr_sample_chains=2, sr_pair_cache=32, sr_teacher_cache=4, test_max_px=128,
                        calibration=6, holdout=10, pipelines=2, overhead_pipelines=1, parts_steps=2,
                        surrogate_check_candidates=16,

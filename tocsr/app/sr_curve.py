@@ -103,8 +103,13 @@ def run_parts(model: Path, info, parts: str | Path | None, what: str) -> tuple[A
     option in the errors."""
     from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR, deployed_decoder, deployed_encoder, load_parts
 
-    encoder, decoder = deployed_encoder(model, info.encoder), deployed_decoder(model, info.decoder)
+    encoder = deployed_encoder(model, info.encoder, info.degradations)
+    decoder = deployed_decoder(model, info.decoder, info.degradations)
     encoder_s, decoder_s = info.timings_s.get("encoder_s", 0.0), info.timings_s.get("decoder_s", 0.0)
+    if parts is None and (isinstance(encoder, dict) or isinstance(decoder, dict)):
+        raise ConfigError(f"the run's model {model.name} deploys one encoder and decoder per student (SRConfig."
+                          f"own_parts), and this trains one blind student from one of each: give those with {what} "
+                          "(the run's parts/ folder, or python -m tocsr.app.parts)")
     if parts is None:
         return encoder, decoder, encoder_s, decoder_s
     if encoder is None and decoder is None:

@@ -675,9 +675,65 @@ def test_parts_trained_with_the_student_are_the_ones_saved_scored_and_resumed(pa
 
     with pytest.raises(ConfigError, match="set pixel_decoder = 'deployed'"):
         SRConfig(train_decoder=True)
-    for part_name in ("decoder", "encoder"):
-        with pytest.raises(ConfigError, match=f"deploys one {part_name}"):
-            SRConfig(pixel_decoder="deployed", student_per_degradation=True, **{f"train_{part_name}": True})
+
+
+def test_students_per_degradation_each_train_deploy_and_are_scored_with_their_own_parts(parts, tmp_path, monkeypatch):
+    """SRConfig.own_parts: one student per degradation that trains the deployed parts trains its own copy of each. The
+    folder keeps each student's parts (<part>/<degradation>/), each degradation's route runs its own, the stage scored
+    what the folder holds, the pipeline users run loads them, and one call counts one route's parameters."""
+    from tocsr.core.models.parts import LREncoder, TinyDecoder
+    from tocsr.core.sr import run as sr_run
+    from tocsr.core.sr.evaluate import evaluate_methods
+    from tocsr.core.sr.models import load_student
+    from tocsr.core.sr.onestep import OneStepSR
+    from tocsr.core.sr.parts import deployed_decoder, deployed_encoder
+    from tocsr.core.sr.pipeline import TOCSRPipeline
+    from tocsr.core.sr.router import ROUTER_DIR, DegradationRouter, RoutedSR
+
+    teacher, space, spec, bank, photos = parts
+    train, val = photos[:2], photos[2:]
+    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    torch.manual_seed(0)
+    given = {"tiny-decoder": TinyDecoder(widths=(8, 8, 8)).eval(),
+             "lr-encoder": LREncoder(scale=CFG.scale, width=8, blocks=1).eval()}
+    before = {name: _state(m) for name, m in given.items()}
+    cfg = dataclasses.replace(CFG, pixel_decoder="deployed", train_decoder=True, train_encoder=True, pixel_share=2,
+                              w_teacher=0.0, teacher_steps=0, student_per_degradation=True, router_steps=4)
+    assert cfg.own_parts("decoder") and cfg.own_parts("encoder") and cfg.students == 2
+    assert not dataclasses.replace(cfg, student_per_degradation=False).own_parts("decoder")
+    info = sr_run.run_sr(teacher, space, spec, bank, tmp_path / "m", cfg, decoder=given["tiny-decoder"],
+                         encoder=given["lr-encoder"])
+    folder = tmp_path / "m"
+    decoders = deployed_decoder(folder, info.decoder, info.degradations)
+    encoders = deployed_encoder(folder, info.encoder, info.degradations)
+    assert set(decoders) == set(encoders) == set(cfg.kinds) == set(info.degradations)
+    assert not (folder / "tiny-decoder" / "config.json").exists()
+    for name, own in (("tiny-decoder", decoders), ("lr-encoder", encoders)):
+        assert all(torch.equal(v, _state(given[name])[k]) for k, v in before[name].items()), f"the caller's {name}"
+        a, b = (_state(own[k]) for k in cfg.kinds)
+        assert any(not torch.equal(a[k], b[k]) for k in a), f"the students trained one {name} between them"
+        assert all(any(not torch.equal(v, _state(own[d])[k]) for k, v in before[name].items()) for d in cfg.kinds)
+    student = load_student(folder / "student")
+    model = OneStepSR(teacher.autoencoder, student, cfg.scale, decoders, encoders)
+    for kind in cfg.kinds:
+        route = model.for_degradation(kind)
+        assert route.part_decoder is decoders[kind] and route.part_encoder is encoders[kind]
+        assert route.student is student.students[kind]
+    assert model.params_in_call() == model.for_degradation(None).params_in_call() < sum(
+        p.numel() for p in model.parameters())
+    # what the stage scored (blind: each crop routed) is what the folder holds
+    routed = RoutedSR(model, DegradationRouter.from_pretrained(folder / ROUTER_DIR).eval())
+    again = evaluate_methods({"saved": routed}, val, cfg.patch_px, cfg.scale)
+    for kind, rows in again.items():
+        assert rows["saved"]["psnr_y"] == pytest.approx(info.quality[kind]["tocsr-onestep"]["psnr_y"], abs=1e-4)
+    # the pipeline users run: each degradation's model runs that student's own parts
+    pipe = TOCSRPipeline.from_pretrained(folder)
+    for kind in cfg.kinds:
+        told = TOCSRPipeline.from_pretrained(folder, degradation=kind).model
+        assert torch.equal(next(told.part_decoder.parameters()), next(decoders[kind].parameters()))
+        assert torch.equal(next(pipe.models[kind].part_encoder.parameters()), next(encoders[kind].parameters()))
+    with pytest.raises(ConfigError, match="one per student"):
+        OneStepSR(teacher.autoencoder, student, cfg.scale, {"bicubic": decoders["bicubic"]}, None)
 
 
 def test_the_rows_of_drawn_degradations_weigh_drawn_weight_in_the_students_per_image_terms(parts, tmp_path,

@@ -71,12 +71,13 @@ class SRConfig:
     # Train the decoder the model deploys with the student, by the pixel loss through it, where that decoder is the
     # tiny one (tocsr.core.models.parts.TinyDecoder; the autoencoder's own is shared by the latents and the SR teachers
     # and stays frozen). It then learns the HR photographs from the student's latents rather than the KL decoder's
-    # image of a latent. Needs pixel_decoder "deployed"; one decoder serves one student (not per degradation).
+    # image of a latent. Needs pixel_decoder "deployed". With one student per degradation each student trains its
+    # own copy, deployed with it (its route: tocsr.core.sr.onestep.OneStepSR).
     train_decoder: bool = False
     # Train the encoder the model deploys with the student, where it is the LR one (tocsr.core.models.parts.LREncoder;
     # bicubic + the autoencoder's encoder stays frozen): each step then encodes its pairs' LR images afresh rather
     # than reading the cache's latents. With train_decoder the whole deployed pipeline learns, LR pixels to SR pixels,
-    # as a pixel-space SR network does. One encoder serves one student (not per degradation).
+    # as a pixel-space SR network does. With one student per degradation each student trains its own copy.
     train_encoder: bool = False
     # The pixel term's form: "l1", the mean absolute error over the decoded batch, or "log_mse", the mean over images
     # of log(pixel MSE + pixel_loss_floor), the PSNR-per-image objective the latent term already uses (see
@@ -138,11 +139,6 @@ class SRConfig:
         if self.train_decoder and self.pixel_decoder != "deployed":
             raise ConfigError(f"SRConfig.train_decoder = True trains the deployed decoder by the pixel loss through it, "
                               f"but pixel_decoder = {self.pixel_decoder!r}: set pixel_decoder = 'deployed'")
-        for part in ("decoder", "encoder"):
-            if getattr(self, f"train_{part}") and self.student_per_degradation and len(self.kinds) > 1:
-                raise ConfigError(f"SRConfig.train_{part} = True with student_per_degradation: the model deploys one "
-                                  f"{part}, which one student per degradation cannot each train; train one blind "
-                                  f"student or leave the {part} frozen")
         if not self.drawn_weight > 0:
             raise ConfigError(f"SRConfig.drawn_weight = {self.drawn_weight}: give a weight > 0 (1 weighs every "
                               "degradation's rows the same)")
@@ -169,6 +165,13 @@ class SRConfig:
     def students(self) -> int:
         """How many one-step students the config trains (student_steps each): one per degradation, or one blind."""
         return len(self.kinds) if self.student_per_degradation and len(self.kinds) > 1 else 1
+
+    def own_parts(self, part: str) -> bool:
+        """Whether each student trains and deploys its own `part` ("encoder" or "decoder"; where the model deploys a
+        stand-in for the autoencoder's, tocsr.core.sr.parts): one student per degradation that trains it."""
+        if part not in ("encoder", "decoder"):
+            raise ConfigError(f"part {part!r}: expected 'encoder' or 'decoder'")
+        return self.students > 1 and getattr(self, f"train_{part}")
 
     @property
     def routes(self) -> bool:

@@ -111,11 +111,15 @@ class PerDegradationStudent(ModelMixin, ConfigMixin):
     def default_degradation(self) -> str:
         return default_degradation(self.degradations)
 
-    def _index(self, degradation: str | None) -> int:
+    def resolve(self, degradation: str | None) -> str:
+        """The degradation whose student handles `degradation` (None: the default)."""
         name = degradation or self.default_degradation
         if name not in self.degradations:
             raise ConfigError(f"degradation {name!r}: this SR model has students for {', '.join(self.degradations)}")
-        return self.degradations.index(name)
+        return name
+
+    def _index(self, degradation: str | None) -> int:
+        return self.degradations.index(self.resolve(degradation))
 
     def degradation_ids(self, degradation: str | None, batch: int, device: torch.device | str) -> torch.Tensor:
         """(batch,) indices into `degradations` for `degradation` (None: the default)."""

@@ -14,9 +14,12 @@ and the GPU evidence script run it directly, so what is timed and scored is what
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
+from tocsr.core.errors import ConfigError
 from tocsr.core.models.autoencoder import decode_latents, encode_latents
 from tocsr.core.resize import bicubic_upscale
 
@@ -77,19 +80,41 @@ class OneStepSR(nn.Module):
     `student` is a OneStepStudent (blind) or a PerDegradationStudent (one network per degradation; the
     caller names the degradation that made the input, None meaning the student's default). `decoder`: a
     stand-in for the autoencoder's decoder (a TinyDecoder), or None for the autoencoder's own; `encoder`: a
-    stand-in for bicubic + the autoencoder's encoder (an LREncoder), or None for those.
+    stand-in for bicubic + the autoencoder's encoder (an LREncoder), or None for those. Either may be
+    {degradation: part} for a PerDegradationStudent whose students each trained their own (SRConfig.own_parts):
+    each degradation then runs a whole model of its own (`for_degradation`).
 
     Example:
         >>> sr = OneStepSR(autoencoder, load_student("runs/sr/<key>/student"), scale=4)
         >>> sr(lr, "bicubic").shape       # (B, 3, 4h, 4w)
     """
 
-    def __init__(self, autoencoder: nn.Module, student: nn.Module, scale: int, decoder: nn.Module | None = None,
-                 encoder: nn.Module | None = None):
+    def __init__(self, autoencoder: nn.Module, student: nn.Module, scale: int,
+                 decoder: nn.Module | Mapping[str, nn.Module] | None = None,
+                 encoder: nn.Module | Mapping[str, nn.Module] | None = None):
         super().__init__()
         self.autoencoder, self.student, self.scale = autoencoder, student, scale
+        own = {what: part for what, part in (("decoder", decoder), ("encoder", encoder)) if isinstance(part, Mapping)}
+        self.by_degradation = nn.ModuleDict(self._routes(own, decoder, encoder)) if own else None
+        if self.by_degradation is not None:
+            default = self.by_degradation[student.default_degradation]
+            self.encoder, self.decoder = default.encoder, default.decoder
+            return
         self.encoder = LatentEncoder(autoencoder, scale) if encoder is None else PartEncoder(encoder)
         self.decoder = LatentDecoder(autoencoder) if decoder is None else PartDecoder(decoder)
+
+    def _routes(self, own: dict[str, Mapping[str, nn.Module]], decoder, encoder) -> dict[str, OneStepSR]:
+        names = tuple(getattr(self.student, "degradations", ()) or ())
+        for what, parts in own.items():
+            if set(parts) != set(names):
+                raise ConfigError(f"{what} parts for {sorted(parts)}: one per student of the model "
+                                  f"({', '.join(names) or 'a blind student has one network: give one part'})")
+
+        def pick(part, name: str):
+            return part[name] if isinstance(part, Mapping) else part
+
+        return {name: OneStepSR(self.autoencoder, self.student.for_degradation(name), self.scale, pick(decoder, name),
+                                pick(encoder, name)) for name in names}
 
     @property
     def decoder_kind(self) -> str:
@@ -115,6 +140,8 @@ class OneStepSR(nn.Module):
             unused += [getattr(self.autoencoder, n, None) for n in ("decoder", "post_quant_conv", "shortcut_out")]
         if self.part_encoder is not None:
             unused += [getattr(self.autoencoder, n, None) for n in ("encoder", "quant_conv", "shortcut_in")]
+        if self.by_degradation is not None:         # one call runs one route
+            return self.for_degradation(None).params_in_call()
         held = sum(p.numel() for p in self.parameters())
         return held - sum(p.numel() for m in unused if m is not None for p in m.parameters())
 
@@ -123,15 +150,22 @@ class OneStepSR(nn.Module):
         return bool(self.student.degradations)
 
     def for_degradation(self, degradation: str | None) -> OneStepSR:
-        """The same model holding only the network that handles `degradation`: what one inference runs
-        (and so what is exported and timed)."""
+        """The same model holding only the network that handles `degradation` (None: the default), and that network's
+        own parts where each has its own: what one inference runs (and so what is exported and timed)."""
+        if self.by_degradation is not None:
+            return self.by_degradation[self.student.resolve(degradation)]
         return OneStepSR(self.autoencoder, self.student.for_degradation(degradation), self.scale, self.part_decoder,
                          self.part_encoder)
 
     def from_latent(self, z_lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
-        """The LR latent (the encoder's: `self.encoder(lr)`) -> SR image."""
+        """The LR latent (the encoder's of that degradation: `self.for_degradation(degradation).encoder(lr)`) -> SR
+        image."""
+        if self.by_degradation is not None:
+            return self.for_degradation(degradation).from_latent(z_lr)
         return self.decoder(self.student.for_degradation(degradation)(z_lr))
 
     def forward(self, lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
+        if self.by_degradation is not None:
+            return self.for_degradation(degradation)(lr)
         lr = lr.to(next(self.parameters()).device)
         return self.from_latent(self.encoder(lr), degradation)

@@ -264,26 +264,41 @@ def load_parts(folder: str | Path) -> tuple[LREncoder, TinyDecoder, PartsRecord]
             record)
 
 
-def _deployed_part(sr_dir: str | Path, what: str, kind: str, folder_name: str, cls):
-    """The stand-in part `folder_name` an SR model folder deploys, or None for the autoencoder's own ("kl")."""
+def save_part(part, folder: Path) -> None:
+    """Save a deployed part into `folder`, or {degradation: part} (each student's own: SRConfig.own_parts) into
+    `folder/<degradation>/`; None saves nothing."""
+    if isinstance(part, dict):
+        for degradation, m in part.items():
+            m.save_pretrained(folder / degradation)
+    elif part is not None:
+        part.save_pretrained(folder)
+
+
+def _deployed_part(sr_dir: str | Path, what: str, kind: str, folder_name: str, cls, degradations: tuple[str, ...]):
+    """The stand-in part `folder_name` an SR model folder deploys, {degradation: part} where each of its students
+    (`degradations`) has its own (`save_part`), or None for the autoencoder's own ("kl")."""
     if kind == "kl":
         return None
     folder = Path(sr_dir) / folder_name
     expected = "tiny" if cls is TinyDecoder else "lr"
-    if kind != expected or not (folder / "config.json").is_file():
-        raise ConfigError(f"{sr_dir}: {what} {kind!r} " + (f"has no folder {folder_name}" if kind == expected else
-                                                          f"is not 'kl' or {expected!r}")
-                          + "; train the SR model again with `tocsr sr`")
-    return cls.from_pretrained(folder).eval()
+    if kind == expected and (folder / "config.json").is_file():
+        return cls.from_pretrained(folder).eval()
+    if kind == expected and degradations and all((folder / d / "config.json").is_file() for d in degradations):
+        return {d: cls.from_pretrained(folder / d).eval() for d in degradations}
+    raise ConfigError(f"{sr_dir}: {what} {kind!r} " + (f"has no folder {folder_name}" if kind == expected else
+                                                      f"is not 'kl' or {expected!r}")
+                      + (f" (nor one per student: {', '.join(degradations)})" if degradations else "")
+                      + "; train the SR model again with `tocsr sr`")
 
 
-def deployed_decoder(sr_dir: str | Path, kind: str) -> TinyDecoder | None:
+def deployed_decoder(sr_dir: str | Path, kind: str, degradations: tuple[str, ...] = ()) -> TinyDecoder | dict | None:
     """The decoder an SR model folder deploys (tocsr.core.sr.info.SRModelInfo.decoder): None for the
-    autoencoder's own ("kl"), its `tiny-decoder/` for "tiny"."""
-    return _deployed_part(sr_dir, "decoder", kind, DECODER_DIR, TinyDecoder)
+    autoencoder's own ("kl"), its `tiny-decoder/` for "tiny", or {degradation: decoder} from `tiny-decoder/<d>/`
+    where each of its students (`degradations`) trained its own."""
+    return _deployed_part(sr_dir, "decoder", kind, DECODER_DIR, TinyDecoder, degradations)
 
 
-def deployed_encoder(sr_dir: str | Path, kind: str) -> LREncoder | None:
+def deployed_encoder(sr_dir: str | Path, kind: str, degradations: tuple[str, ...] = ()) -> LREncoder | dict | None:
     """The encoder an SR model folder deploys (tocsr.core.sr.info.SRModelInfo.encoder): None for bicubic + the
-    autoencoder's encoder ("kl"), its `lr-encoder/` for "lr"."""
-    return _deployed_part(sr_dir, "encoder", kind, ENCODER_DIR, LREncoder)
+    autoencoder's encoder ("kl"), its `lr-encoder/` for "lr", or {degradation: encoder} as `deployed_decoder`."""
+    return _deployed_part(sr_dir, "encoder", kind, ENCODER_DIR, LREncoder, degradations)

@@ -51,8 +51,10 @@ class UpscaleOutput:
 class TOCSRPipeline:
     def __init__(self, autoencoder, student: OneStepStudent | PerDegradationStudent, scale: int, device: str | torch.device = "cpu",
                  dtype: str = "fp32", tile_lr: int = 128, overlap_lr: int = 8, color_fix: str = "wavelet",
-                 context_lr: int = 16, degradation: str | None = None, decoder: torch.nn.Module | None = None,
-                 encoder: torch.nn.Module | None = None, router: DegradationRouter | None = None):
+                 context_lr: int = 16, degradation: str | None = None,
+                 decoder: torch.nn.Module | dict[str, torch.nn.Module] | None = None,
+                 encoder: torch.nn.Module | dict[str, torch.nn.Module] | None = None,
+                 router: DegradationRouter | None = None):
         if dtype not in DTYPES:
             raise ConfigError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
         if color_fix not in ("wavelet", "adain", "none"):
@@ -64,8 +66,9 @@ class TOCSRPipeline:
         self.router = None if degradation is not None or router is None else router.eval()
         names = self.router.kinds if self.router is not None else (degradation,)
         self.degradation = "routed" if self.router is not None else degradation or student.default_degradation
-        self.models = {name: torch.nn.Module.to(OneStepSR(autoencoder.eval(), student.for_degradation(name).eval(),
-                                                          scale, decoder, encoder), self.device, self.dtype)
+        # each degradation's whole model: its student, and that student's own parts where each has its own
+        whole = OneStepSR(autoencoder.eval(), student.eval(), scale, decoder, encoder)
+        self.models = {name: torch.nn.Module.to(whole.for_degradation(name), self.device, self.dtype)
                        for name in names}
         self._fp32: dict[str | None, torch.nn.Module] = {}
         student = student.for_degradation(names[0])
@@ -100,8 +103,8 @@ class TOCSRPipeline:
         ae = AUTOENCODER_CLASSES[ae_cfg["_class_name"]].from_pretrained(root / "autoencoder")
         student = load_student(root / "student")
         router = DegradationRouter.from_pretrained(root / ROUTER_DIR) if info.config.routes else None
-        return cls(ae, student, info.scale, decoder=deployed_decoder(root, info.decoder),
-                   encoder=deployed_encoder(root, info.encoder), router=router, **kwargs)
+        return cls(ae, student, info.scale, decoder=deployed_decoder(root, info.decoder, info.degradations),
+                   encoder=deployed_encoder(root, info.encoder, info.degradations), router=router, **kwargs)
 
     # ------------------------------------------------------------------ one tile
     def _run(self, lr01: torch.Tensor, model: OneStepSR, dtype: torch.dtype) -> torch.Tensor:

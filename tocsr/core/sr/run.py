@@ -29,7 +29,7 @@ from tocsr.core.sr.evaluate import evaluate_methods
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import PerDegradationStudent, default_degradation
 from tocsr.core.sr.onestep import LatentEncoder, OneStepSR
-from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR
+from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR, save_part
 from tocsr.core.sr.router import ROUTER_DIR, RoutedSR, misroute_loss_db, train_router
 from tocsr.core.sr.shared import load_shared, train_shared
 from tocsr.core.sr.train import (
@@ -148,11 +148,16 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     # what makes the student's inputs from LR images, for the new draws of the degradations (SRConfig.redraw_every)
     input_encoder = encoder if encoder is not None else LatentEncoder(ae, cfg.scale)
     if cfg.student_per_degradation and len(cfg.kinds) > 1:
+        # each student trains its own copy of a part the config trains (SRConfig.own_parts), deployed with it
+        own_decoder = {kind: copy.deepcopy(decoder) for kind in cfg.kinds} if cfg.own_parts("decoder") and decoder else None
+        own_encoder = {kind: copy.deepcopy(encoder) for kind in cfg.kinds} if cfg.own_parts("encoder") and encoder else None
         parts = {kind: train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg, backbone),
                                      cache.of_kind(kind), out, cfg, resume, acc, name=f"student-{kind}", save=False,
-                                     pixel_decoder=pixel_decoder, input_encoder=input_encoder)
+                                     pixel_decoder=own_decoder[kind] if own_decoder and pixel_decoder else pixel_decoder,
+                                     input_encoder=own_encoder[kind] if own_encoder else input_encoder)
                  for kind in cfg.kinds}
         student = PerDegradationStudent.from_students(parts)
+        decoder, encoder = own_decoder or decoder, own_encoder or encoder
     else:
         student = train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg, backbone),
                                 cache, out, cfg, resume, acc, save=False, evaluate=student_evaluate,
@@ -161,8 +166,7 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     if acc.is_main_process:
         student.save_pretrained(out / "student")
     timings["student_s"] = time.perf_counter() - t
-    one = OneStepSR(ae, student.eval(), cfg.scale, None if decoder is None else decoder.eval().to(acc.device),
-                    None if encoder is None else encoder.eval().to(acc.device))
+    one = OneStepSR(ae, student.eval(), cfg.scale, _placed(decoder, acc.device), _placed(encoder, acc.device))
     router = None
     if cfg.routes:
         # on the training photographs, as the students: the validation ones score it. It decides by what a wrong
@@ -176,10 +180,8 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
             router.save_pretrained(out / ROUTER_DIR)
     if acc.is_main_process:
         teacher.autoencoder.save_pretrained(out / "autoencoder")
-        if decoder is not None:
-            decoder.save_pretrained(out / DECODER_DIR)
-        if encoder is not None:
-            encoder.save_pretrained(out / ENCODER_DIR)
+        save_part(decoder, out / DECODER_DIR)
+        save_part(encoder, out / ENCODER_DIR)
     methods = {"bicubic": lambda lr: matlab_imresize(lr, cfg.scale).clamp(-1, 1)}
     if sr_teachers:
         methods[teacher_method_name(cfg)] = MultiStepSR(ae, {k: m.eval() for k, m in sr_teachers.items()}, sr_config,
@@ -200,3 +202,10 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     if acc.is_main_process:
         info.save(out, environment())
     return info
+
+
+def _placed(part, device):
+    """A deployed part (or {degradation: part}) in eval mode on `device`; None stays None."""
+    if isinstance(part, dict):
+        return {kind: m.eval().to(device) for kind, m in part.items()}
+    return None if part is None else part.eval().to(device)
