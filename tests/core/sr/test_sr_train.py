@@ -69,6 +69,21 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+# the settings under which the student trains the parts it is given (a tiny config: no SR teacher)
+TRAINS_PARTS = {"pixel_decoder": "deployed", "train_decoder": True, "train_encoder": True, "pixel_share": 2,
+                "w_teacher": 0.0, "teacher_steps": 0}
+
+
+def _given_parts() -> tuple[dict[str, torch.nn.Module], dict[str, dict[str, torch.Tensor]]]:
+    """A tiny decoder and LR encoder as a caller gives them (folder name -> part), and their weights before."""
+    from tocsr.core.models.parts import LREncoder, TinyDecoder
+
+    torch.manual_seed(0)
+    given = {"tiny-decoder": TinyDecoder(widths=(8, 8, 8)).eval(),
+             "lr-encoder": LREncoder(scale=CFG.scale, width=8, blocks=1).eval()}
+    return given, {name: _state(m) for name, m in given.items()}
+
+
 def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     """Equal up to float rounding, 20x below one Adam update (lr 2e-4) so a lost optimizer or EMA state
     still fails. The student's teacher term, a log MSE of ~0 on these 8x8 latents, amplifies last-bit
@@ -639,12 +654,8 @@ def test_parts_trained_with_the_student_are_the_ones_saved_scored_and_resumed(pa
     teacher, space, spec, bank, photos = parts
     train, val = photos[:2], photos[2:]
     monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
-    torch.manual_seed(0)
-    given = {"tiny-decoder": TinyDecoder(widths=(8, 8, 8)).eval(),
-             "lr-encoder": LREncoder(scale=CFG.scale, width=8, blocks=1).eval()}
-    before = {name: _state(m) for name, m in given.items()}
-    cfg = dataclasses.replace(CFG, pixel_decoder="deployed", train_decoder=True, train_encoder=True, pixel_share=2,
-                              w_teacher=0.0, teacher_steps=0)
+    given, before = _given_parts()
+    cfg = dataclasses.replace(CFG, **TRAINS_PARTS)
     info = sr_run.run_sr(teacher, space, spec, bank, tmp_path / "m", cfg, decoder=given["tiny-decoder"],
                          encoder=given["lr-encoder"])
     saved = {"tiny-decoder": TinyDecoder.from_pretrained(tmp_path / "m" / "tiny-decoder").eval(),
@@ -681,7 +692,6 @@ def test_students_per_degradation_each_train_deploy_and_are_scored_with_their_ow
     """SRConfig.own_parts: one student per degradation that trains the deployed parts trains its own copy of each. The
     folder keeps each student's parts (<part>/<degradation>/), each degradation's route runs its own, the stage scored
     what the folder holds, the pipeline users run loads them, and one call counts one route's parameters."""
-    from tocsr.core.models.parts import LREncoder, TinyDecoder
     from tocsr.core.sr import run as sr_run
     from tocsr.core.sr.evaluate import evaluate_methods
     from tocsr.core.sr.models import load_student
@@ -693,12 +703,8 @@ def test_students_per_degradation_each_train_deploy_and_are_scored_with_their_ow
     teacher, space, spec, bank, photos = parts
     train, val = photos[:2], photos[2:]
     monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
-    torch.manual_seed(0)
-    given = {"tiny-decoder": TinyDecoder(widths=(8, 8, 8)).eval(),
-             "lr-encoder": LREncoder(scale=CFG.scale, width=8, blocks=1).eval()}
-    before = {name: _state(m) for name, m in given.items()}
-    cfg = dataclasses.replace(CFG, pixel_decoder="deployed", train_decoder=True, train_encoder=True, pixel_share=2,
-                              w_teacher=0.0, teacher_steps=0, student_per_degradation=True, router_steps=4)
+    given, before = _given_parts()
+    cfg = dataclasses.replace(CFG, **TRAINS_PARTS, student_per_degradation=True, router_steps=4)
     assert cfg.own_parts("decoder") and cfg.own_parts("encoder") and cfg.students == 2
     assert not dataclasses.replace(cfg, student_per_degradation=False).own_parts("decoder")
     info = sr_run.run_sr(teacher, space, spec, bank, tmp_path / "m", cfg, decoder=given["tiny-decoder"],
