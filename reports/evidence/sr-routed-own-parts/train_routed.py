@@ -18,10 +18,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from tocsr.app.mainjob import RUN_PRESETS  # noqa: E402
-from tocsr.app.sr_curve import first_sr_model  # noqa: E402
-from tocsr.app.stages import stage_sr  # noqa: E402
+from search.result import SearchResult  # noqa: E402
+from tocsr.core.distill.train import load_surrogates  # noqa: E402
+from tocsr.core.space import derive_search_space  # noqa: E402
+from tocsr.core.sr.config import SRConfig  # noqa: E402
 from tocsr.core.sr.info import SRModelInfo  # noqa: E402
+from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR, load_parts  # noqa: E402
+from tocsr.core.sr.run import run_sr  # noqa: E402
+from tocsr.core.teacher.train import load_teacher  # noqa: E402
+
+
+def first_sr_model(run: Path) -> Path:
+    """The run's first SR model folder, <run>/sr/<arch>/ (a one-profile run has one)."""
+    return sorted(p.parent for p in (run / "sr").glob("*/sr.json"))[0]
 
 
 def main() -> None:
@@ -32,13 +41,21 @@ def main() -> None:
     run = args.run
     blind = first_sr_model(run)
     info = SRModelInfo.load(blind)
-    cfg = dataclasses.replace(info.config, student_per_degradation=True,
-                              router_steps=RUN_PRESETS["quick"].sr_router_steps,
+    # the router's steps: SRConfig's default, which RunPreset.sr_router_steps keeps for the quick preset
+    cfg = dataclasses.replace(info.config, student_per_degradation=True, router_steps=SRConfig().router_steps,
                               student_steps=max(1, info.config.student_steps // len(info.config.kinds)))
     assert cfg.routes and cfg.own_parts("decoder") == cfg.train_decoder
-    profile = next(p.parent.name.removeprefix("search-") for p in run.glob("search-*/search_result.json"))
-    routed = stage_sr(run / "teacher", run / "surrogates", run / f"search-{profile}", args.out, cfg, None,
-                      shared=run / "sr-shared", parts_dir=run / "parts")
+    # the blind model's architecture and starting parts, as the run's SR stage had them (tocsr.app.stages.stage_sr)
+    teacher = load_teacher(run / "teacher")
+    space = derive_search_space(teacher.unet)
+    spec = space.spec(dict(info.arch.items()))
+    bank, _ = load_surrogates(run / "surrogates", space)
+    encoder, decoder, record = load_parts(run / "parts")
+    searched = SearchResult.load(next(p.parent for p in run.glob("search-*/search_result.json")))
+    assert (searched.encoder, searched.decoder) == ("lr", "tiny") == (info.encoder, info.decoder)
+    routed = run_sr(teacher, space, spec, bank, args.out, cfg, shared=run / "sr-shared", decoder=decoder,
+                    decoder_train_s=record.train_s[DECODER_DIR], encoder=encoder,
+                    encoder_train_s=record.train_s[ENCODER_DIR])
     doc = {"blind": {"folder": str(blind), "student_steps": info.config.student_steps, "training_s": info.training_s,
                      "quality": info.quality},
            "routed": {"folder": str(args.out), "student_steps_each": cfg.student_steps, "students": cfg.students,
