@@ -135,13 +135,13 @@ class OneStepSR(nn.Module):
     def params_in_call(self) -> int:
         """Parameters one call runs: the module's, less the autoencoder's parts that a stand-in replaces (the module
         still holds the whole autoencoder, whose replaced parts that call never runs)."""
+        if self.by_degradation is not None:         # one call runs one route
+            return self.for_degradation(None).params_in_call()
         unused = []
         if self.part_decoder is not None:
             unused += [getattr(self.autoencoder, n, None) for n in ("decoder", "post_quant_conv", "shortcut_out")]
         if self.part_encoder is not None:
             unused += [getattr(self.autoencoder, n, None) for n in ("encoder", "quant_conv", "shortcut_in")]
-        if self.by_degradation is not None:         # one call runs one route
-            return self.for_degradation(None).params_in_call()
         held = sum(p.numel() for p in self.parameters())
         return held - sum(p.numel() for m in unused if m is not None for p in m.parameters())
 

@@ -149,11 +149,11 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     input_encoder = encoder if encoder is not None else LatentEncoder(ae, cfg.scale)
     if cfg.student_per_degradation and len(cfg.kinds) > 1:
         # each student trains its own copy of a part the config trains (SRConfig.own_parts), deployed with it
-        own_decoder = {kind: copy.deepcopy(decoder) for kind in cfg.kinds} if cfg.own_parts("decoder") and decoder else None
-        own_encoder = {kind: copy.deepcopy(encoder) for kind in cfg.kinds} if cfg.own_parts("encoder") and encoder else None
+        own_decoder = {kind: copy.deepcopy(decoder) for kind in cfg.kinds} if cfg.own_parts("decoder") and decoder is not None else None
+        own_encoder = {kind: copy.deepcopy(encoder) for kind in cfg.kinds} if cfg.own_parts("encoder") and encoder is not None else None
         parts = {kind: train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg, backbone),
                                      cache.of_kind(kind), out, cfg, resume, acc, name=f"student-{kind}", save=False,
-                                     pixel_decoder=own_decoder[kind] if own_decoder and pixel_decoder else pixel_decoder,
+                                     pixel_decoder=own_decoder[kind] if own_decoder and pixel_decoder is not None else pixel_decoder,
                                      input_encoder=own_encoder[kind] if own_encoder else input_encoder)
                  for kind in cfg.kinds}
         student = PerDegradationStudent.from_students(parts)
