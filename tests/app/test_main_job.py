@@ -259,8 +259,15 @@ def test_the_parts_are_chosen_on_their_fidelity_and_cost_and_the_sr_model_deploy
     info = SRModelInfo.load(_sr_model(run))
     assert (info.encoder, info.decoder) == (result.encoder, result.decoder)
     assert _sr_model(run).name == result.sr_folder_name
-    for model in TOCSRPipeline.from_pretrained(_sr_model(run)).models.values():     # each student's, where routed
+    models = TOCSRPipeline.from_pretrained(_sr_model(run)).models
+    for model in models.values():     # each student's, where routed
         assert (model.encoder_kind, model.decoder_kind) == (result.encoder, result.decoder)
+    # routed with the quick preset's trained parts: each student trained and deploys its own (SRConfig.own_parts)
+    assert info.config.routes and info.config.own_parts("decoder") and info.config.own_parts("encoder")
+    first, second = (models[k] for k in info.degradations)
+    for a, b in ((first.part_decoder, second.part_decoder), (first.part_encoder, second.part_encoder)):
+        if a is not None:
+            assert a is not b and any(not torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
     deployed = f"parts deployed: {result.encoder} encoder, {result.decoder} decoder"
     assert deployed in r.stdout
     assert deployed in (run.parent.parent / "report" / "index.html").read_text()
@@ -817,7 +824,7 @@ def test_the_student_learning_curve_follows_the_runs_own_student(job, tmp_path):
     from tocsr.core.distill.train import load_surrogates
     from tocsr.core.space import derive_search_space
     from tocsr.core.sr.info import sr_config_from_dict
-    from tocsr.core.sr.parts import deployed_decoder, deployed_encoder
+    from tocsr.core.sr.parts import load_parts
     from tocsr.core.sr.run import run_sr
     from tocsr.core.teacher.train import load_teacher
 
@@ -829,9 +836,13 @@ def test_the_student_learning_curve_follows_the_runs_own_student(job, tmp_path):
     teacher = load_teacher(run / "teacher")
     space = derive_search_space(teacher.unet)
     info = SRModelInfo.load(_sr_model(run))
+    # from the parts the run's student started from (the run trains its parts: tocsr.app.sr_curve.run_parts)
+    assert doc["parts"] == str(run / "parts")
+    stage_encoder, stage_decoder, _ = load_parts(run / "parts")
     plain = run_sr(teacher, space, space.spec(dict(info.arch.items())), load_surrogates(run / "surrogates", space)[0],
-                   tmp_path / "plain", cfg, shared=run / "sr-shared", decoder=deployed_decoder(_sr_model(run), info.decoder),
-                   encoder=deployed_encoder(_sr_model(run), info.encoder))
+                   tmp_path / "plain", cfg, shared=run / "sr-shared",
+                   decoder=stage_decoder if info.decoder == "tiny" else None,
+                   encoder=stage_encoder if info.encoder == "lr" else None)
     pts = doc["points"]
     assert [p["step"] for p in pts] == [steps // 2, steps]
     assert doc["shared_part_s"] < pts[0]["seconds"] < pts[1]["seconds"]
@@ -973,6 +984,42 @@ def test_the_cheaper_parts_are_trained_scored_and_timed_beside_the_autoencoders_
         assert f"; {record.params[key] / 1e6:.3f}M params;" in lines[n]
 
 
+def test_a_retrained_student_starts_from_the_parts_the_runs_student_started_from(job, tmp_path):
+    """sr_curve / sr_pd retrain a run's student from the parts stage's parts (`<run>/parts/`) where the run's config
+    trains them with the student: the model's own copies already learnt beside the run's student (one copy per
+    student where routed), and starting there would hand the retrained student that training for free."""
+    from tocsr.app.sr_curve import first_sr_model, run_parts
+    from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR, deployed_decoder, deployed_encoder, load_parts
+
+    _, run, _, _ = job
+    model = first_sr_model(run)
+    info = SRModelInfo.load(model)
+    assert info.config.train_encoder and info.config.train_decoder and info.config.own_parts("decoder")
+    start = run_parts(run, model, info, None, "--parts")
+    stage_encoder, stage_decoder, record = load_parts(run / "parts")
+    assert start.source == str(run / "parts")
+    deployed = {"encoder": deployed_encoder(model, info.encoder, info.degradations),
+                "decoder": deployed_decoder(model, info.decoder, info.degradations)}
+    checked = 0
+    for name, got, want, folder in (("encoder", start.encoder, stage_encoder, ENCODER_DIR),
+                                    ("decoder", start.decoder, stage_decoder, DECODER_DIR)):
+        if deployed[name] is None:          # the autoencoder's own: nothing to start from
+            assert got is None
+            continue
+        theirs = want.state_dict()
+        assert all(torch.equal(v, theirs[k]) for k, v in got.state_dict().items()), name
+        # ... and not any student's trained copy
+        for copy in deployed[name].values():
+            assert any(not torch.equal(v, theirs[k]) for k, v in copy.state_dict().items()), name
+        assert getattr(start, f"{name}_train_s") == pytest.approx(record.train_s[folder])
+        checked += 1
+    assert checked >= 1
+    # a run folder without its parts stage is refused in one line that says what to give
+    with pytest.raises(ConfigError, match=r"holds none: give that parts folder with --parts") as err:
+        run_parts(tmp_path, model, info, None, "--parts")
+    assert "\n" not in str(err.value)
+
+
 def test_a_sweep_variant_deploys_another_parts_folder_and_counts_its_seconds(job, tmp_path):
     """`parts=DIR` in a `tocsr.app.sr_pd` variant: the student trains behind that folder's parts (here with an
     encoder trained towards the HR latent, `--encoder-target hr`) where the run's model deploys a cheaper part,
@@ -989,7 +1036,9 @@ def test_a_sweep_variant_deploys_another_parts_folder_and_counts_its_seconds(job
           "-p", str(run / "profiles" / "cpu-2core.yaml")])
     record = PartsRecord.load(parts)
     assert record.config["encoder_target"] == "hr"
-    doc = sweep(run, tmp_path / "pd", {"other-parts": {"parts": str(parts)}}, max_px=128)
+    # parts kept frozen (the smoke preset trains them, as quick does), so the model deploys exactly that folder's
+    variant = {"parts": str(parts), "train_encoder": False, "train_decoder": False}
+    doc = sweep(run, tmp_path / "pd", {"other-parts": variant}, max_px=128)
     model = tmp_path / "pd" / "other-parts"
     info, run_info = SRModelInfo.load(model), SRModelInfo.load(next((run / "sr").glob("*/sr.json")).parent)
     assert (info.encoder, info.decoder) == (run_info.encoder, run_info.decoder) != ("kl", "kl")
@@ -999,7 +1048,8 @@ def test_a_sweep_variant_deploys_another_parts_folder_and_counts_its_seconds(job
         mine, theirs = (cls.from_pretrained(f / folder).state_dict() for f in (model, parts))
         assert all(torch.equal(mine[k], theirs[k]) for k in theirs), folder
         assert info.timings_s[key] == pytest.approx(record.train_s[folder]) != run_info.timings_s[key]
-    assert doc["variants"] == {"other-parts": {"parts": str(parts)}}
+    assert doc["variants"] == {"other-parts": variant}
+    assert doc["trained"]["other-parts"]["parts_from"] == str(parts)
     # parts trained for another scale are refused before any training, in one line
     dataclasses.replace(record, scale=2).save(parts, {})
     with pytest.raises(ConfigError, match="parts trained for x2, the run's model is x4") as info:

@@ -241,6 +241,7 @@ RUN_PRESETS = {
     "smoke": RunPreset("smoke", "smoke", distill_steps=10, search_method="bo", search_evaluations=10,
                        sr_teacher_steps=4, sr_student_steps=4, baselines=("espcn", "rrdb-s"), baseline_max_steps=4,
                        finetune_steps=4, sr_run_student_steps=6, sr_routed=True, sr_router_steps=20,
+                       sr_settings=dict(TRAINED_PARTS),      # as quick: the tests run each student with its own parts
                        sr_sample_steps=4, sr_sample_chains=2, sr_pair_cache=32, sr_teacher_cache=4, test_max_px=128,
                        calibration=6, holdout=10, pipelines=2, overhead_pipelines=1, parts_steps=2,
                        surrogate_check_candidates=16,

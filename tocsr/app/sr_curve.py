@@ -9,6 +9,10 @@ EMA weights every `--every` steps on the validation crops the SR stage scores (t
 bicubic with a 95% bootstrap interval over the crops (crops of one photograph are not independent: the
 interval is narrower than one over photographs would be).
 
+The student starts from the deployed parts the run's student started from (run_parts): where the run's config
+trains them with the student (SRConfig.train_decoder / train_encoder) those are the run's `parts/`, not the copies
+its student already trained; sr_curve.json names them ("parts").
+
 x is the SR stage's seconds up to that point, the budget the main job gives each trained baseline: the
 shared part's recorded seconds (pair cache, SR teachers where the student learns from them, the deployed parts'
 training) plus the wall time since the SR stage started here
@@ -96,35 +100,65 @@ def first_sr_model(run: Path) -> Path:
     return models[0]
 
 
-def run_parts(model: Path, info, parts: str | Path | None, what: str) -> tuple[Any, Any, float, float]:
-    """(encoder, decoder, encoder seconds, decoder seconds) a retrained model deploys: the run's model's parts and what
-    they cost to train, or, with `parts`, that folder's (python -m tocsr.app.parts) in their place, with its seconds
-    (e.g. the same parts trained again on an idle machine, where the run's were timed under load). `what` names the
-    option in the errors."""
-    from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR, deployed_decoder, deployed_encoder, load_parts
+@dataclasses.dataclass(frozen=True)
+class StartingParts:
+    """The deployed parts a retrained model (sr_curve, sr_pd) starts from, what training them cost, and where they
+    came from. None for the autoencoder's own encoder / decoder."""
+
+    encoder: Any
+    decoder: Any
+    encoder_train_s: float
+    decoder_train_s: float
+    source: str           # "the run's model", the run's parts folder, or the folder given
+    kind: str = "tocsr.sr_starting_parts"
+    version: int = 1
+
+
+def run_parts(run: Path, model: Path, info, parts: str | Path | None, what: str) -> StartingParts:
+    """The parts a model retrained from a run starts from: those the run's SR stage started from, with what they cost
+    to train. Where the run's config keeps a part frozen that is the model's own. Where it trains the part with the
+    student (SRConfig.train_decoder / train_encoder), the model's copy has already learnt beside the run's student,
+    which a retrained student would inherit for free: it starts from the parts stage's (`<run>/parts/`) instead, as the
+    run's student did. With `parts`, that folder's (python -m tocsr.app.parts) take their place, with its seconds (e.g.
+    the same parts trained again on an idle machine, where the run's were timed under load). `what` names the option
+    in the errors."""
+    from tocsr.core.sr.parts import (
+        DECODER_DIR,
+        ENCODER_DIR,
+        PartsRecord,
+        deployed_decoder,
+        deployed_encoder,
+        load_parts,
+    )
 
     encoder = deployed_encoder(model, info.encoder, info.degradations)
     decoder = deployed_decoder(model, info.decoder, info.degradations)
     encoder_s, decoder_s = info.timings_s.get("encoder_s", 0.0), info.timings_s.get("decoder_s", 0.0)
-    if parts is None and (isinstance(encoder, dict) or isinstance(decoder, dict)):
-        raise ConfigError(f"the run's model {model.name} deploys one encoder and decoder per student (SRConfig."
-                          f"own_parts), and this trains one blind student from one of each: give those with {what} "
-                          "(the run's parts/ folder, or python -m tocsr.app.parts)")
-    if parts is None:
-        return encoder, decoder, encoder_s, decoder_s
     if encoder is None and decoder is None:
-        raise ConfigError(f"{what}={parts}: the run's model {model.name} deploys the autoencoder's own encoder and "
-                          "decoder, so there is no part to replace; drop it or use a run whose search chose the "
-                          "cheaper parts")
-    new_encoder, new_decoder, record = load_parts(parts)
+        if parts is not None:
+            raise ConfigError(f"{what}={parts}: the run's model {model.name} deploys the autoencoder's own encoder and "
+                              "decoder, so there is no part to replace; drop it or use a run whose search chose the "
+                              "cheaper parts")
+        return StartingParts(None, None, 0.0, 0.0, "the autoencoder's")
+    trained = [name for name, part, trains in (("encoder", encoder, info.config.train_encoder),
+                                               ("decoder", decoder, info.config.train_decoder))
+               if part is not None and trains]
+    if parts is None and not trained:
+        return StartingParts(encoder, decoder, encoder_s, decoder_s, "the run's model")
+    source = Path(parts) if parts is not None else run / "parts"
+    if parts is None and not (source / PartsRecord.FILE_NAME).is_file():
+        raise ConfigError(f"the run's model {model.name} trained its {' and '.join(trained)} with its student "
+                          f"(SRConfig.train_{trained[0]}), so a retrained student starts from the parts they started "
+                          f"as, and {source} holds none: give that parts folder with {what}")
+    new_encoder, new_decoder, record = load_parts(source)
     if record.scale != info.scale:
-        raise ConfigError(f"{what}={parts}: parts trained for x{record.scale}, the run's model is x{info.scale}; train "
+        raise ConfigError(f"{what}={source}: parts trained for x{record.scale}, the run's model is x{info.scale}; train "
                           "them again with python -m tocsr.app.parts")
     if encoder is not None:
         encoder, encoder_s = new_encoder, record.train_s[ENCODER_DIR]
     if decoder is not None:
         decoder, decoder_s = new_decoder, record.train_s[DECODER_DIR]
-    return encoder, decoder, encoder_s, decoder_s
+    return StartingParts(encoder, decoder, encoder_s, decoder_s, str(source))
 
 
 def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | None = None,
@@ -171,7 +205,8 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
     shared_s = sum(v for k, v in SharedSRRecord.load(shared_dir).timings_s.items()
                    if k != "sr_teacher_s" or cfg.uses_sr_teachers)
     # the deployed parts' training is in the model's budget too (SRModelInfo.training_s)
-    encoder, decoder, encoder_s, decoder_s = run_parts(model, info, parts, "--parts")
+    start = run_parts(run, model, info, parts, "--parts")
+    encoder, decoder, encoder_s, decoder_s = start.encoder, start.decoder, start.encoder_train_s, start.decoder_train_s
     shared_s += encoder_s + decoder_s
     train, val, _ = load_train_val(data, teacher.preset.split, min_side=cfg.patch_px)
     pairs = {kind: eval_pairs(val, cfg.patch_px, cfg.scale, kind) for kind in cfg.kinds}
@@ -230,7 +265,7 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
         lines += [trend_line(baseline, k, t) for k, t in base_doc["trends"].items()]
     print("\n".join(lines), flush=True)
     doc = {"run": str(run), "sr_model": str(model), "arch_key": info.arch.key, "config": dataclasses.asdict(cfg),
-           "changed_from_run": fields, "parts": str(parts) if parts else "the run's model's", "parts_train_s": {"encoder": encoder_s,
+           "changed_from_run": fields, "parts": start.source, "parts_train_s": {"encoder": encoder_s,
                                                                                    "decoder": decoder_s},
            "shared_part_s": shared_s, "points": points, "scoring_s": scoring["s"],
            "trends": student_trends, "targets_db": TARGETS_DB, "baseline": base_doc,

@@ -15,7 +15,9 @@ SR teacher are scored on the same images.
 
 A variant is a label and SRConfig fields (`KEY=VALUE`), and optionally `parts=DIR`: the pipeline parts of another
 `python -m tocsr.app.parts` folder in place of the run's (the same kinds the run's model deploys; their training
-seconds join the variant's budget); `--w-adv W...` is the sweep of the adversarial weight
+seconds join the variant's budget). Without it a variant starts from the parts the run's student started from
+(tocsr.app.sr_curve.run_parts: the run's `parts/` where its config trains them, not the copies its student
+trained); `--w-adv W...` is the sweep of the adversarial weight
 (`SRConfig.w_adv`), one variant per weight (pass 0 first: "the same student trained without the term"). Each
 variant's training budget (SRModelInfo.training_s: what its SR stage cost, the shared part included, the SR
 teachers only when its student learns from them) is recorded beside its scores: variants compared "at equal
@@ -122,8 +124,7 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
         t = time.perf_counter()
         # the deployed parts (the run's, or the variant's own folder), and what they cost to train: in every
         # variant's budget, as in the run's model's
-        encoder, decoder, encoder_s, decoder_s = run_parts(model, info, fields.get(PARTS_KEY),
-                                                           f"--variant {label} {PARTS_KEY}")
+        start = run_parts(run, model, info, fields.get(PARTS_KEY), f"--variant {label} {PARTS_KEY}")
         # A variant that changes what the shared part is made with (its pair cache, its SR teachers) trains its own
         # in its folder; the seconds it takes join that variant's budget, as the run's shared part joins the run's.
         own_shared = sorted(set(fields) & set(SHARED_FIELDS))
@@ -131,11 +132,11 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
             print(f"{label}: trains its own shared part ({', '.join(own_shared)} differ from the run's)", flush=True)
         run_sr(teacher, space, spec, bank, folder,
                dataclasses.replace(cfg, **{k: v for k, v in fields.items() if k != PARTS_KEY}), data,
-               shared=None if own_shared else run / "sr-shared", decoder=decoder, decoder_train_s=decoder_s,
-               encoder=encoder, encoder_train_s=encoder_s)
+               shared=None if own_shared else run / "sr-shared", decoder=start.decoder,
+               decoder_train_s=start.decoder_train_s, encoder=start.encoder, encoder_train_s=start.encoder_train_s)
         trained_info = SRModelInfo.load(folder)
         trained[label] = {"folder": str(folder), "fields": fields, "wall_s": time.perf_counter() - t,
-                          "shared_part": "own" if own_shared else "the run's",
+                          "shared_part": "own" if own_shared else "the run's", "parts_from": start.source,
                           "student_s": trained_info.timings_s["student_s"],
                           "training_budget_s": trained_info.training_s,
                           "student_steps": trained_info.config.student_steps}
