@@ -791,6 +791,18 @@ def _finetune_summary(folder: Path) -> dict[str, Any] | None:
             "lines": r.describe()}
 
 
+def row_budget_verdict(d: dict[str, Any]) -> str:
+    """What a device's summary adds after the report row's latency where that row is over the budget the search met.
+    The two are timings of one model minutes apart on a machine whose speed drifts: a user deciding to ship on that
+    budget should see that the second one missed it, and by how much the two disagree. "" where the row fits."""
+    row, budget, searched = d["report_row_p90_ms"], d.get("latency_budget_ms"), d["measured_p90_ms"]
+    if budget is None or row <= budget:
+        return ""
+    return (f": OVER the {budget:.2f} ms budget by {100 * (row / budget - 1):.1f}%, which the search's re-measurement "
+            f"({searched:.2f} ms) met; the two timings of this model differ by {100 * (row / searched - 1):+.1f}%, "
+            "so time it again on the device before shipping it at this budget")
+
+
 def print_summary(console: Console, s: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -855,7 +867,8 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
                           f"call; pipeline cost model: {within}")
             if d.get("report_row_p90_ms") is not None and d["latency_how"] == "measured":
                 console.print(f"{name}: the report's row of the model as trained, timed again in the eval stage: p90 "
-                              f"{d['report_row_p90_ms']:.2f} ms ({d['report_row_latency']})")
+                              f"{d['report_row_p90_ms']:.2f} ms ({d['report_row_latency']})"
+                              + row_budget_verdict(d), markup=False, highlight=False)
             if d.get("parts_reason"):
                 console.print(f"{name}: parts deployed: {d['encoder']} encoder, {d['decoder']} decoder: "
                               f"{d['parts_reason']}")
