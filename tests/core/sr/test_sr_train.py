@@ -104,6 +104,19 @@ def _record_inputs(student: torch.nn.Module) -> list[torch.Tensor]:
     return seen
 
 
+def _record_samples(monkeypatch) -> list[torch.Tensor]:
+    """The cache rows each training step samples from now on, one tensor per step, in order."""
+    sampled, sample = [], PairCache.sample
+
+    def record_sample(self, gen, n):
+        out = sample(self, gen, n)
+        sampled.append(out[0])
+        return out
+
+    monkeypatch.setattr(PairCache, "sample", record_sample)
+    return sampled
+
+
 STEP2 = "step-0000002"
 
 
@@ -773,15 +786,7 @@ def test_the_rows_of_drawn_degradations_weigh_drawn_weight_in_the_students_per_i
     assert log_latent_mse(ae, z, zt, 1e-4, w).item() == pytest.approx(((lat[0] + 3 * lat[1]) / 4).item(), rel=1e-5)
 
     # the training step: every per-image term gets the weights of the rows it was sampled from
-    sampled, seen = [], {"latent": [], "pixel": []}
-    sample = PairCache.sample
-
-    def record_sample(self, gen, n):
-        out = sample(self, gen, n)
-        sampled.append(out[0])
-        return out
-
-    monkeypatch.setattr(PairCache, "sample", record_sample)
+    sampled, seen = _record_samples(monkeypatch), {"latent": [], "pixel": []}
     latent, pixel = sr_train.log_latent_mse, sr_train.pixel_loss
     monkeypatch.setattr(sr_train, "log_latent_mse", lambda *a: (seen["latent"].append(a[4]), latent(*a))[1])
     monkeypatch.setattr(sr_train, "pixel_loss", lambda *a: (seen["pixel"].append(a[3]), pixel(*a))[1])
@@ -793,3 +798,94 @@ def test_the_rows_of_drawn_degradations_weigh_drawn_weight_in_the_students_per_i
         assert torch.equal(w_latent, expected) and torch.equal(w_pixel, expected[:cfg.pixel_share])
     with pytest.raises(ConfigError, match="drawn_weight = 0"):
         SRConfig(drawn_weight=0)
+
+
+def test_the_pixel_discriminator_judges_the_decoded_images_against_the_rows_hr_pixels_and_trains_the_decoder(
+        parts, tmp_path, monkeypatch):
+    """SRConfig.discriminator = "pixel": each step the discriminator judges the images the pixel term decodes (RGB,
+    HR size) against the HR pixels of the same rows, and its term reaches the decoder the student trains: with the
+    latent and pixel terms off, the adversarial term alone changes that decoder. An unknown kind is refused."""
+    from tocsr.core.sr import train as sr_train
+    from tocsr.core.sr.models import PixelDiscriminator
+
+    teacher, space, spec, bank, photos = parts
+    cfg = dataclasses.replace(CFG, **TRAINS_PARTS, discriminator="pixel", student_steps=2, checkpoint_every=1000)
+    cache = PairCache.build(teacher.autoencoder, photos, cfg, seed=0, batch=4)
+    seen, sampled = [], _record_samples(monkeypatch)
+
+    class Recording(PixelDiscriminator):
+        def forward(self, image):
+            seen.append(image.detach().clone())
+            return super().forward(image)
+
+    monkeypatch.setattr(sr_train, "PixelDiscriminator", Recording)
+    sched = dict(sr_scheduler(teacher).config)
+    decoders = {}
+    for w_adv in (0.0, 1.0):
+        seen.clear()
+        sampled.clear()
+        given, _ = _given_parts()
+        dec, enc = copy.deepcopy(given["tiny-decoder"]), copy.deepcopy(given["lr-encoder"])
+        run = dataclasses.replace(cfg, w_latent=0.0, w_pixel=0.0, w_adv=w_adv)
+        train_student(teacher, {}, sched, build_student(teacher, space, spec, bank, run), cache.with_encoder(enc),
+                      tmp_path / f"adv{w_adv}", run, pixel_decoder=dec, input_encoder=enc)
+        decoders[w_adv] = _state(dec)
+        # per step: the student's term on the fakes, then the discriminator's on the reals and the fakes
+        assert len(seen) == 3 * cfg.student_steps
+        k = cfg.pixel_share
+        for step, idx in enumerate(sampled):
+            fake, real, fake_again = seen[3 * step:3 * step + 3]
+            assert fake.shape == (k, 3, cfg.patch_px, cfg.patch_px)
+            assert torch.equal(real, cache.hr_pixels(idx[:k])) and torch.equal(fake, fake_again)
+            assert not torch.equal(fake, real)
+    assert any(not torch.equal(v, decoders[1.0][k]) for k, v in decoders[0.0].items()), \
+        "the pixel discriminator's term did not reach the decoder"
+    with pytest.raises(ConfigError, match="discriminator = 'image'"):
+        SRConfig(discriminator="image")
+
+
+def test_specialists_start_from_a_blind_student_and_its_parts_and_train_specialist_steps_on_their_own_pairs(
+        parts, tmp_path, monkeypatch):
+    """SRConfig.specialist_steps: one blind student trains student_steps on every pair, with the parts' copies; each
+    degradation's student then starts from its weights and from those trained parts, and trains specialist_steps on
+    that degradation's pairs alone, with its own copies. Without student_per_degradation it is refused."""
+    from tocsr.core.sr import run as sr_run
+
+    teacher, space, spec, bank, photos = parts
+    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (photos[:2], photos[2:], None))
+    calls = []
+    real = sr_run.train_student
+
+    def spy(teacher_, sr_teachers, sched, student, cache, out, cfg, *args, name="student", pixel_decoder=None,
+            input_encoder=None, **kwargs):
+        call = {"name": name, "kinds": sorted(set(cache.row_kinds())), "steps": cfg.student_steps,
+                "start": _state(student), "decoder": _state(pixel_decoder), "encoder": _state(input_encoder),
+                "decoder_obj": pixel_decoder}
+        done = real(teacher_, sr_teachers, sched, student, cache, out, cfg, *args, name=name,
+                    pixel_decoder=pixel_decoder, input_encoder=input_encoder, **kwargs)
+        call |= {"end": _state(done), "decoder_end": _state(pixel_decoder), "encoder_end": _state(input_encoder)}
+        calls.append(call)
+        return done
+
+    monkeypatch.setattr(sr_run, "train_student", spy)
+    given, _ = _given_parts()
+    cfg = dataclasses.replace(CFG, **TRAINS_PARTS, student_per_degradation=True, router_steps=0, student_steps=3,
+                              specialist_steps=2, checkpoint_every=1000)
+    sr_run.run_sr(teacher, space, spec, bank, tmp_path / "m", cfg, decoder=given["tiny-decoder"],
+                  encoder=given["lr-encoder"])
+    blind, *own = calls
+    assert (blind["name"], blind["kinds"], blind["steps"]) == ("student-blind", sorted(cfg.kinds), 3)
+    assert [c["name"] for c in own] == [f"student-{k}" for k in cfg.kinds]
+    for c, kind in zip(own, cfg.kinds, strict=True):
+        assert c["kinds"] == [kind] and c["steps"] == 2
+        for what in ("start", "decoder", "encoder"):
+            end = blind["end" if what == "start" else f"{what}_end"]
+            assert c[what].keys() == end.keys() and all(torch.equal(v, end[k]) for k, v in c[what].items()), \
+                f"the {kind} student's {what} is not where the blind one ended"
+        assert any(not torch.equal(v, blind["end"][k]) for k, v in c["end"].items()), f"{kind} did not train"
+        assert c["decoder_obj"] is not blind["decoder_obj"]
+    assert own[0]["decoder_obj"] is not own[1]["decoder_obj"]
+    with pytest.raises(ConfigError, match="set student_per_degradation = True"):
+        SRConfig(specialist_steps=5)
+    with pytest.raises(ConfigError, match="specialist_steps = -1"):
+        SRConfig(specialist_steps=-1)

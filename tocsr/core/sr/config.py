@@ -98,6 +98,11 @@ class SRConfig:
     # degradations at no PSNR-Y cost, 0.2 lowered it further on Real-ESRGAN inputs but cost PSNR-Y on clean
     # ones. 0.02 is the knee of that curve.
     w_adv: float = 0.02
+    # What the adversarial term's discriminator judges: the student's latents ("latent"), or the images the pixel term
+    # decodes from them ("pixel", tocsr.core.sr.models.PixelDiscriminator), through the decoder the pixel term uses,
+    # which then trains by it too where the config trains that decoder. With the deployed decoder trained, the latent
+    # one no longer moved NIQE (docs/status.md, forty-ninth session): it does not see what the decoder makes.
+    discriminator: str = "latent"
     ema_decay: float = 0.995
     # Both trainings minimise the mean over images of log(latent MSE + floor), not the MSE of the batch:
     # the score is PSNR averaged over images, the mean of -10 log10(MSE) per image, and with a plain MSE
@@ -129,11 +134,20 @@ class SRConfig:
     # upscale` runs with no --degradation and what the headline row scores. 0: no router (the caller must name the
     # degradation, or the default student runs). Its seconds are in the model's training budget.
     router_steps: int = 300
+    # With one student per degradation: 0 trains each from the searched backbone on its own degradation's pairs for
+    # student_steps. Above 0, one blind student first trains student_steps on every pair (with the parts the config
+    # trains), and each degradation's student then starts from it, weights and parts, and trains this many steps on
+    # its own pairs. A student trained on one degradation alone learns general SR from half the pairs; this one starts
+    # from what the blind student learnt from all of them and only has its degradation left to learn.
+    specialist_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.pixel_decoder not in PIXEL_DECODERS:
             raise ConfigError(f"SRConfig.pixel_decoder = {self.pixel_decoder!r}: expected one of "
                               f"{', '.join(PIXEL_DECODERS)}")
+        if self.discriminator not in DISCRIMINATORS:
+            raise ConfigError(f"SRConfig.discriminator = {self.discriminator!r}: expected one of "
+                              f"{', '.join(DISCRIMINATORS)}")
         if self.pixel_loss not in PIXEL_LOSSES:
             raise ConfigError(f"SRConfig.pixel_loss = {self.pixel_loss!r}: expected one of {', '.join(PIXEL_LOSSES)}")
         if self.train_decoder and self.pixel_decoder != "deployed":
@@ -148,6 +162,13 @@ class SRConfig:
         if self.router_steps < 0:
             raise ConfigError(f"SRConfig.router_steps = {self.router_steps}: give a number of steps >= 0 (0 trains no "
                               "degradation router)")
+        if self.specialist_steps < 0:
+            raise ConfigError(f"SRConfig.specialist_steps = {self.specialist_steps}: give a number of steps >= 0 (0 "
+                              "trains each degradation's student from the searched backbone)")
+        if self.specialist_steps > 0 and self.students < 2:
+            raise ConfigError(f"SRConfig.specialist_steps = {self.specialist_steps} specialises one student per "
+                              "degradation from a blind one, but this config trains one student: set "
+                              "student_per_degradation = True (with two or more kinds), or specialist_steps = 0")
         if self.teacher_steps < 0:
             raise ConfigError(f"SRConfig.teacher_steps = {self.teacher_steps}: give a number of steps >= 0 "
                               "(0 trains no SR teacher)")
@@ -187,6 +208,7 @@ class SRConfig:
 
 PIXEL_DECODERS = ("autoencoder", "deployed")
 PIXEL_LOSSES = ("l1", "log_mse")
+DISCRIMINATORS = ("latent", "pixel")
 
 # The settings that train the whole deployed pipeline, LR pixels to SR pixels: the encoder and decoder parts the search
 # chose with the student (train_encoder / train_decoder), by the per-image log pixel MSE through the decoder on every
@@ -196,8 +218,12 @@ PIXEL_LOSSES = ("l1", "log_mse")
 # deploys the autoencoder's own parts they stay frozen. The quick preset's students train with them
 # (tocsr.app.mainjob.RUN_PRESETS), `tocsr sr --train-parts` too; not yet the default of SRConfig, whose other presets
 # (full, gpu) were not measured with them.
+# Its adversarial term judges the decoded images (discriminator "pixel"): once the decoder trains, the latent
+# discriminator no longer moved NIQE. Swept on validation photographs (docs/status.md, fifty-second session): 0.1 lowered
+# NIQE on both degradations at a cost of hundredths of a dB of PSNR-Y, while 1.0 cost half a dB on clean inputs.
 TRAINED_PARTS = (("pixel_decoder", "deployed"), ("train_decoder", True), ("train_encoder", True),
-                 ("pixel_loss", "log_mse"), ("w_pixel", 1.0), ("pixel_share", 16))
+                 ("pixel_loss", "log_mse"), ("w_pixel", 1.0), ("pixel_share", 16),
+                 ("discriminator", "pixel"), ("w_adv", 0.1))
 
 
 def parse_field(word: str, what: str) -> tuple[str, Any]:

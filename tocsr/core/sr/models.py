@@ -167,3 +167,22 @@ class LatentDiscriminator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
+
+
+class PixelDiscriminator(nn.Module):
+    """A small spectrally-normalised PatchGAN on decoded RGB images in [-1, 1]: the distribution-level term where the
+    decoder trains with the student (SRConfig.discriminator = "pixel"). It judges what users see, after the decoder,
+    which a latent discriminator cannot: a trained decoder can undo in pixels what the latent term asked for.
+    Three stride-2 convolutions: each output judges a patch of about 30 px of the HR image. Narrow, because it runs on
+    HR pixels every step: at width 32 it cost about three times what it does at 16 on 2 CPU cores (docs/status.md)."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.net = nn.Sequential(
+            spectral_norm(nn.Conv2d(3, width, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(2 * width, 4 * width, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(4 * width, 1, 3, padding=1)))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from pathlib import Path
 
@@ -148,11 +149,20 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     # what makes the student's inputs from LR images, for the new draws of the degradations (SRConfig.redraw_every)
     input_encoder = encoder if encoder is not None else LatentEncoder(ae, cfg.scale)
     if cfg.student_per_degradation and len(cfg.kinds) > 1:
+        blind, own_cfg = None, cfg
+        if cfg.specialist_steps > 0:
+            # one blind student on every pair first; it trains the parts' copies in place, so each degradation's
+            # copies below start from them (SRConfig.specialist_steps)
+            blind = train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg, backbone),
+                                  cache, out, cfg, resume, acc, name="student-blind", save=False,
+                                  pixel_decoder=pixel_decoder, input_encoder=input_encoder)
+            own_cfg = dataclasses.replace(cfg, student_steps=cfg.specialist_steps)
         # each student trains its own copy of a part the config trains (SRConfig.own_parts), deployed with it
         own_decoder = {kind: copy.deepcopy(decoder) for kind in cfg.kinds} if cfg.own_parts("decoder") and decoder is not None else None
         own_encoder = {kind: copy.deepcopy(encoder) for kind in cfg.kinds} if cfg.own_parts("encoder") and encoder is not None else None
-        parts = {kind: train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg, backbone),
-                                     cache.of_kind(kind), out, cfg, resume, acc, name=f"student-{kind}", save=False,
+        parts = {kind: train_student(teacher, sr_teachers, sr_config,
+                                     copy.deepcopy(blind) if blind is not None else build_student(teacher, space, spec, bank, cfg, backbone),
+                                     cache.of_kind(kind), out, own_cfg, resume, acc, name=f"student-{kind}", save=False,
                                      pixel_decoder=own_decoder[kind] if own_decoder and pixel_decoder is not None else pixel_decoder,
                                      input_encoder=own_encoder[kind] if own_encoder else input_encoder)
                  for kind in cfg.kinds}

@@ -13,8 +13,9 @@ surrogates, mapping the LR latent to the HR latent in one call; one student per 
 on its own degradation's pairs (`SRConfig.student_per_degradation`, models.PerDegradationStudent). Loss = latent regression to the HR
 latent + regression to the SR teacher's multi-step output (cached once per run), both as log per-image
 MSE, + a pixel term through a decoder (L1 or per-image log MSE: SRConfig.pixel_loss) + a small hinge-GAN term from a
-latent discriminator. The deployed LR encoder and tiny decoder may train with it (SRConfig.train_encoder /
-train_decoder): the whole deployed pipeline then learns, LR pixels to SR pixels. EMA weights are the result.
+discriminator on the latents or on the decoded images (SRConfig.discriminator). The deployed LR encoder and tiny
+decoder may train with it (SRConfig.train_encoder / train_decoder): the whole deployed pipeline then learns, LR pixels
+to SR pixels. EMA weights are the result.
 
 Both trainings run through an accelerate.Accelerator (tocsr.core.training.make_accelerator): on a GPU the
 pair cache, the models and every step live on the card with bf16 autocast; on CPU nothing changes.
@@ -43,7 +44,7 @@ from tocsr.core.space import ArchSpec, SearchSpace
 from tocsr.core.sr.config import SRConfig
 from tocsr.core.sr.data import SRPairs
 from tocsr.core.sr.degradations import DRAWN
-from tocsr.core.sr.models import LatentDiscriminator, OneStepStudent, widen_conv_in
+from tocsr.core.sr.models import LatentDiscriminator, OneStepStudent, PixelDiscriminator, widen_conv_in
 from tocsr.core.sr.onestep import LatentEncoder
 from tocsr.core.training import (
     Checkpointer,
@@ -430,7 +431,8 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
     # RNG, and two runs of the same config would train different students.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        disc = LatentDiscriminator(student.backbone.unet.config.out_channels)
+        disc = (PixelDiscriminator() if cfg.discriminator == "pixel"
+                else LatentDiscriminator(student.backbone.unet.config.out_channels))
     latest = ck.latest() if resume else None
     if latest is not None:
         student = OneStepStudent.from_pretrained(latest / "student")
@@ -525,8 +527,11 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
             else:
                 loss_teacher = torch.zeros((), device=dev)
             k = min(cfg.pixel_share, len(idx))
-            loss_pixel = pixel_loss(decode(pred[:k]), cache.hr_pixels(idx[:k]), cfg, None if w is None else w[:k])
-            loss_adv = -wrapped_disc(pred).float().mean()
+            decoded, hr_px = decode(pred[:k]), cache.hr_pixels(idx[:k])
+            loss_pixel = pixel_loss(decoded, hr_px, cfg, None if w is None else w[:k])
+            # what the discriminator judges (SRConfig.discriminator): the latents, or the images decoded from them
+            fake, real = (decoded, hr_px) if cfg.discriminator == "pixel" else (pred, z_hr)
+            loss_adv = -wrapped_disc(fake).float().mean()
             loss = (cfg.w_latent * loss_latent + cfg.w_teacher * loss_teacher + cfg.w_pixel * loss_pixel
                     + cfg.w_adv * loss_adv)
             check_finite(loss, step, ck)
@@ -535,8 +540,8 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
             acc.clip_grad_norm_(params, 1.0)
             opt.step()
             ema.step(params)
-            d_loss = (F.relu(1 - wrapped_disc(z_hr).float()).mean()
-                      + F.relu(1 + wrapped_disc(pred.detach()).float()).mean())
+            d_loss = (F.relu(1 - wrapped_disc(real).float()).mean()
+                      + F.relu(1 + wrapped_disc(fake.detach()).float()).mean())
             opt_d.zero_grad(set_to_none=True)
             acc.backward(d_loss)
             opt_d.step()
