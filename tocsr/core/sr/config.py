@@ -215,9 +215,9 @@ DISCRIMINATORS = ("latent", "pixel")
 # image of the batch beside the latent term. With those parts frozen the blind student's validation PSNR-Y stopped
 # rising early; trained with it, it kept rising (docs/status.md, forty-eighth session, has the curves). A step costs
 # more, so a preset trains fewer. Where the search
-# deploys the autoencoder's own parts they stay frozen. The quick preset's students train with them
-# (tocsr.app.mainjob.RUN_PRESETS), `tocsr sr --train-parts` too; not yet the default of SRConfig, whose other presets
-# (full, gpu) were not measured with them.
+# deploys the autoencoder's own parts they stay frozen. The quick and full presets' students train with them
+# (tocsr.app.mainjob.RUN_PRESETS), `tocsr sr --train-parts` too; not yet the default of SRConfig: the gpu preset,
+# whose imported autoencoder may be deployed whole, was not measured with them.
 # Its adversarial term judges the decoded images (discriminator "pixel"): once the decoder trains, the latent
 # discriminator no longer moved NIQE. Swept on validation photographs (docs/status.md, fifty-second session): 0.1 lowered
 # NIQE on both degradations at a cost of hundredths of a dB of PSNR-Y, while 1.0 cost half a dB on clean inputs.
