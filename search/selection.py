@@ -21,7 +21,8 @@ The cost model predicts; only a measurement decides. `choose` runs in this order
    the budget (measurements still decide), rather than proposing nothing and shipping the cheapest.
 4. Rounds: the search runs to this round's evaluation cap (a share of the evaluations is held back
    for later rounds), the best predicted-feasible candidates are measured, and the first that
-   meets the budgets is chosen. When none does, their measurements join the cost table's
+   meets the budgets on a second, independent reading too is chosen, with that reading (the first
+   reading to meet a budget is biased low: `SelectionConfig.confirm_choice`). When none does, their measurements join the cost table's
    calibration, the correction is refitted, and the next round searches below the budget by as
    much as the refitted model still under-predicts those candidates; the trials are re-scored
    under it (their fidelity stands) and the search goes on. After the last round the best
@@ -91,6 +92,8 @@ class CandidateMeter(Protocol):
 @dataclass(frozen=True)
 class SelectionConfig:
     per_round: int = 3                 # candidates measured per round
+    # A candidate whose reading meets the budgets is measured again, and the second reading decides (see `choose`).
+    confirm_choice: bool = True
     rounds: int = 3
     reserve_share: float = 0.2         # of the evaluations, held back for the rounds after the first
     revalidate_above: float = 0.15     # |speed now / speed of the table - 1| beyond which the table is re-validated
@@ -389,8 +392,18 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
             spec = space.spec(t.choices)
             m = meter.measure(spec)
             ok, lat = _judge(m, decision, budgets)
+            first_ms = None
+            if ok and cfg.confirm_choice:
+                # A candidate the search proposes sits just under the budget, so a reading that meets it is, more
+                # often than not, one whose noise ran low: judged on it, the chosen model timed again later ran
+                # slower (the report's row, in the last four README runs). A second, independent reading decides, and is
+                # the figure the choice carries.
+                first_ms = lat
+                m = meter.measure(spec)
+                ok, lat = _judge(m, decision, budgets)
             measured[t.key] = (spec, m, ok, lat)
             attempts.append({"round": round_, "key": t.key, "predicted": t.costs, "latency_ms_at_decision": lat,
+                             "first_reading_ms_at_decision": first_ms,
                              "searched_below_ms": problem.constraints.latency_ms,
                              "measured_p_ms_raw": m.latency_at_ms(q), "ratio": m.paired.ratio if m.paired else None,
                              "peak_memory_mib": m.peak_memory_mib, "status": m.status, "meets_budgets": ok})
