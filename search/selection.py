@@ -22,9 +22,10 @@ The cost model predicts; only a measurement decides. `choose` runs in this order
 4. Rounds: the search runs to this round's evaluation cap (a share of the evaluations is held back
    for later rounds), the best predicted-feasible candidates are measured, and the first that
    meets the budgets on a second, independent reading too is chosen, with that reading (the first
-   reading to meet a budget is biased low: `SelectionConfig.confirm_choice`). When none does, their measurements join the cost table's
-   calibration, the correction is refitted, and the next round searches below the budget by as
-   much as the refitted model still under-predicts those candidates; the trials are re-scored
+   reading to meet a budget is biased low: `SelectionConfig.confirm_choice`). When none does, their
+   measurements join the cost table's calibration, the correction is refitted, and the next round
+   searches below the budget by as much as the refitted model still under-predicts those
+   candidates; the trials are re-scored
    under it (their fidelity stands) and the search goes on. After the last round the best
    measured-feasible candidate is chosen (at worst the cheapest one, measured in step 3).
 
@@ -396,8 +397,8 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
             if ok and cfg.confirm_choice:
                 # A candidate the search proposes sits just under the budget, so a reading that meets it is, more
                 # often than not, one whose noise ran low: judged on it, the chosen model timed again later ran
-                # slower (the report's row, in the last four README runs). A second, independent reading decides, and is
-                # the figure the choice carries.
+                # slower (the report's row; docs/status.md, fifty-third session). A second, independent reading
+                # decides, and is the figure the choice carries.
                 first_ms = lat
                 m = meter.measure(spec)
                 ok, lat = _judge(m, decision, budgets)
