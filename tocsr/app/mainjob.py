@@ -249,10 +249,9 @@ RUN_PRESETS = {
                                         "max_retries": 1},
                        # a budget it always fits: the plan is made, recorded and reused on a rerun; the steps stay
                        time_budget_s=3600),
-    # Its student trains the parts it deploys (TRAINED_PARTS) as quick's does: the old objective's curve stopped near
-    # +0.6 dB on validation crops, and on test photographs the README job gained from the change. More student steps
-    # did not: the quick run's student at 4x its steps scored no higher on test photographs (docs/status.md,
-    # fifty-third session), so the step count stays.
+    # Its student trains the parts it deploys (TRAINED_PARTS) as quick's does: the old objective's curve stopped
+    # rising early, and the README job's test figure rose with the change (docs/status.md, forty-eighth session).
+    # More student steps did not help on test photographs (fifty-third session), so the step count stays.
     "full": RunPreset("full", "tiny", distill_steps=2000, search_method="bo", search_evaluations=100,
                       sr_teacher_steps=1500, sr_student_steps=800, finetune_steps=1000, sr_settings=dict(TRAINED_PARTS),
                       baselines=("espcn", "srvgg", "span", "rrdb-s", "swinir-light"), test_max_px=512, holdout=50,
