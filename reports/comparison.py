@@ -40,7 +40,7 @@ from tocsr.core.provenance import environment
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import load_student
 from tocsr.core.sr.onestep import OneStepSR
-from tocsr.core.sr.parts import deployed_decoder, deployed_encoder
+from tocsr.core.sr.parts import deployed_branch, deployed_decoder, deployed_encoder
 from tocsr.core.sr.router import ROUTER_DIR, DegradationRouter, RoutedSR
 from tocsr.core.sr.run import MultiStepSR
 from tocsr.core.sr.train import load_sr_teachers
@@ -54,7 +54,8 @@ def load_sr_methods(teacher, sr_dir: Path, profile_name: str, with_teacher: bool
     cfg = info.config
     student = load_student(sr_dir / "student")
     one = OneStepSR(teacher.autoencoder, student, cfg.scale, deployed_decoder(sr_dir, info.decoder, info.degradations),
-                    deployed_encoder(sr_dir, info.encoder, info.degradations))
+                    deployed_encoder(sr_dir, info.encoder, info.degradations),
+                    deployed_branch(sr_dir, cfg.pixel_branch_width))
     if cfg.routes:        # its students behind its router: blind, and one call costs the router and one student
         routed = RoutedSR(one, DegradationRouter.from_pretrained(sr_dir / ROUTER_DIR).eval())
         methods = [SRMethod(f"tocsr-onestep ({profile_name}, routed)", "one-step", routed, False, info.arch.key,

@@ -701,6 +701,53 @@ def test_parts_trained_with_the_student_are_the_ones_saved_scored_and_resumed(pa
         SRConfig(train_decoder=True)
 
 
+def test_a_pixel_branch_starts_at_zero_trains_with_the_student_and_is_saved_scored_and_loaded(parts, tmp_path,
+                                                                                              monkeypatch):
+    """SRConfig.pixel_branch_width: a PixelBranch beside the latent path adds its correction of the LR image to the
+    decoder's image. Untrained it changes nothing; the pixel term trains it; the folder keeps it, the stage scored the
+    model with it, the pipeline users run loads it, and settings it cannot work with are refused."""
+    from tocsr.core.models.parts import PixelBranch
+    from tocsr.core.sr import run as sr_run
+    from tocsr.core.sr.evaluate import evaluate_methods
+    from tocsr.core.sr.models import load_student
+    from tocsr.core.sr.onestep import OneStepSR
+    from tocsr.core.sr.parts import deployed_branch, deployed_decoder, deployed_encoder
+    from tocsr.core.sr.pipeline import TOCSRPipeline
+
+    teacher, space, spec, bank, photos = parts
+    train, val = photos[:2], photos[2:]
+    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    given, _ = _given_parts()
+    cfg = dataclasses.replace(CFG, **TRAINS_PARTS, pixel_branch_width=4, pixel_branch_convs=2)
+    info = sr_run.run_sr(teacher, space, spec, bank, tmp_path / "m", cfg, decoder=given["tiny-decoder"],
+                         encoder=given["lr-encoder"])
+    folder = tmp_path / "m"
+    branch = deployed_branch(folder, cfg.pixel_branch_width)
+    lr = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert branch(lr).abs().max() > 0, "the pixel term did not train the branch"
+    assert PixelBranch(cfg.scale, 4, 2)(lr).abs().max() == 0, "an untrained branch must add nothing"
+    student = load_student(folder / "student")
+    decoder, encoder = (deployed_decoder(folder, info.decoder), deployed_encoder(folder, info.encoder))
+    with_branch = OneStepSR(teacher.autoencoder, student, cfg.scale, decoder, encoder, branch)
+    without = OneStepSR(teacher.autoencoder, student, cfg.scale, decoder, encoder)
+    with torch.no_grad():
+        latent_path = decoder(student(encoder(lr)))
+        assert torch.allclose(with_branch(lr), (latent_path + branch(lr)).clamp(-1, 1), atol=1e-6)
+        assert not torch.allclose(with_branch(lr), without(lr))
+    assert with_branch.params_in_call() == without.params_in_call() + sum(p.numel() for p in branch.parameters())
+    again = evaluate_methods({"saved": with_branch}, val, cfg.patch_px, cfg.scale)
+    for kind, rows in again.items():
+        assert rows["saved"]["psnr_y"] == pytest.approx(info.quality[kind]["tocsr-onestep"]["psnr_y"], abs=1e-4)
+    pipe = TOCSRPipeline.from_pretrained(folder)
+    assert torch.equal(next(pipe.model.branch.parameters()), next(branch.parameters()))
+    with pytest.raises(ConfigError, match="call it on the LR image"):
+        with_branch.from_latent(encoder(lr))
+    with pytest.raises(ConfigError, match="no pixel-branch/"):
+        deployed_branch(tmp_path, 4)
+    with pytest.raises(ConfigError, match="pixel branch is trained with a blind student"):
+        dataclasses.replace(cfg, student_per_degradation=True)
+
+
 def test_students_per_degradation_each_train_deploy_and_are_scored_with_their_own_parts(parts, tmp_path, monkeypatch):
     """SRConfig.own_parts: one student per degradation that trains the deployed parts trains its own copy of each. The
     folder keeps each student's parts (<part>/<degradation>/), each degradation's route runs its own, the stage scored

@@ -10,7 +10,14 @@ parts, each trained to stand in for the autoencoder's own (tocsr.core.sr.parts):
 * `TinyDecoder` maps a latent to the image as the KL decoder does, AutoencoderTiny-style: plain
   convolutions, ReLU and nearest upsampling, no normalisation or attention.
 
-Both speak the normalised latents of tocsr.core.models.autoencoder (`encode_latents` /
+A third part adds to what the decoder gives rather than replacing a part of the autoencoder:
+
+* `PixelBranch` maps the LR image straight to an HR correction, the form of pixel-space SR networks
+  (SRVGG / Real-ESRGAN compact): 3x3 convolutions at LR resolution, then a pixel shuffle to HR. The latent
+  path passes every pixel through a 16-channel latent at 1/8 of the HR grid; the branch reaches HR pixels
+  without it. Its last convolution starts at zero, so a pipeline with the branch starts as the one without.
+
+Both the encoder and the decoder speak the normalised latents of tocsr.core.models.autoencoder (`encode_latents` /
 `decode_latents`), so either drops in where the autoencoder's part was.
 
 Example:
@@ -109,3 +116,28 @@ class TinyDecoder(ModelMixin, ConfigMixin):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.shortcut(z) + self.net(z)
+
+
+class PixelBranch(ModelMixin, ConfigMixin):
+    """LR image in [-1, 1], (B, 3, h, w) -> HR correction (B, 3, h*scale, w*scale), added to the decoder's image.
+
+    `convs` 3x3 convolutions of `width` channels with PReLU at LR resolution (SRVGG's body, narrower and shorter:
+    it runs beside the latent path, not instead of it), then one to 3 * scale^2 channels and a pixel shuffle. The
+    last convolution starts at zero: the correction is 0 until training moves it."""
+
+    @register_to_config
+    def __init__(self, scale: int = 4, width: int = 32, convs: int = 4):
+        super().__init__()
+        if width < 1 or convs < 1:
+            raise ConfigError(f"PixelBranch width {width}, convs {convs}: both must be at least 1")
+        layers: list[nn.Module] = [_conv(3, width), nn.PReLU(width)]
+        for _ in range(convs - 1):
+            layers += [_conv(width, width), nn.PReLU(width)]
+        last = _conv(width, 3 * scale ** 2)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        layers += [last, nn.PixelShuffle(scale)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.net(lr)

@@ -79,6 +79,16 @@ class SRConfig:
     # than reading the cache's latents. With train_decoder the whole deployed pipeline learns, LR pixels to SR pixels,
     # as a pixel-space SR network does. With one student per degradation each student trains its own copy.
     train_encoder: bool = False
+    # A pixel branch (tocsr.core.models.parts.PixelBranch) of this many channels beside the latent path: convolutions
+    # on the LR image whose HR correction is added to the decoder's image, trained with the student by the pixel term
+    # (which then decodes the whole batch as it adds the branch to each image). It starts at zero. 0: no branch.
+    # The latent path reaches HR pixels only through a 16-channel latent at 1/8 of the HR grid; pixel-space SR
+    # networks (the SRVGG baseline) reach them directly, and kept learning where the student stopped. At the quick
+    # preset's student steps the branch moved PSNR-Y by hundredths of a dB (docs/status.md, fifty-fourth session), so
+    # no preset turns it on. Its cost is not in the search's pipeline cost model (bench.pipeline): a preset that turns
+    # it on must add it there first, or the chosen model runs over the budget the search held it to.
+    pixel_branch_width: int = 0
+    pixel_branch_convs: int = 4
     # The pixel term's form: "l1", the mean absolute error over the decoded batch, or "log_mse", the mean over images
     # of log(pixel MSE + pixel_loss_floor), the PSNR-per-image objective the latent term already uses (see
     # loss_floor). With L1 the images with the largest errors (Real-ESRGAN inputs) steer the term, which costs
@@ -159,6 +169,13 @@ class SRConfig:
         if self.redraw_every < 0:
             raise ConfigError(f"SRConfig.redraw_every = {self.redraw_every}: give a number of student steps >= 0 "
                               "(0 never degrades the pairs anew)")
+        if self.pixel_branch_width < 0 or self.pixel_branch_convs < 1:
+            raise ConfigError(f"SRConfig.pixel_branch_width = {self.pixel_branch_width}, pixel_branch_convs = "
+                              f"{self.pixel_branch_convs}: give a width >= 0 (0: no branch) and at least one convolution")
+        if self.pixel_branch_width and self.students > 1:
+            raise ConfigError(f"SRConfig.pixel_branch_width = {self.pixel_branch_width} with one student per "
+                              "degradation: the pixel branch is trained with a blind student; set "
+                              "student_per_degradation = False, or pixel_branch_width = 0")
         if self.router_steps < 0:
             raise ConfigError(f"SRConfig.router_steps = {self.router_steps}: give a number of steps >= 0 (0 trains no "
                               "degradation router)")

@@ -32,14 +32,15 @@ class _FromLatent(nn.Module):
 
 
 class _FromImage(nn.Module):
-    """The whole call, LR image -> SR image (a model whose encoder is the LR encoder: no bicubic, no KL encoder)."""
+    """The whole call, LR image -> SR image (a model whose encoder is the LR encoder: no bicubic, no KL encoder; its
+    pixel branch, where it has one, beside the latent path)."""
 
     def __init__(self, model: OneStepSR):
         super().__init__()
         self.model = model
 
     def forward(self, lr_image: torch.Tensor) -> torch.Tensor:
-        return self.model.from_latent(self.model.encoder(lr_image))
+        return self.model(lr_image)
 
 
 def graph_input(pipe) -> str:
@@ -49,6 +50,10 @@ def graph_input(pipe) -> str:
                          "statistics of the whole LR image, which one graph of tiles cannot hold: export each student "
                          f"with --degradation ({' or '.join(pipe.models)}) and route before calling it "
                          "(tocsr.core.sr.router.DegradationRouter)")
+    if pipe.model.encoder_kind != "lr" and pipe.model.branch is not None:
+        raise TocsrError("this SR model adds a pixel branch on the LR image to an autoencoder-encoder pipeline; the "
+                         "exported graph starts at the LR latent, which the branch cannot read: export is supported "
+                         "for a pixel branch behind the LR encoder (the search's cheaper parts)")
     return "lr_image" if pipe.model.encoder_kind == "lr" else "lr_latent"
 
 

@@ -6,6 +6,7 @@
     DIR/sr_teacher/<kind>/    the multi-step SR teacher of each degradation, DIR/sr_scheduler/ its schedule
     DIR/tiny-decoder/         the decoder the model deploys when it is not the autoencoder's (`decoder: tiny`)
     DIR/lr-encoder/           the encoder the model deploys when it reads the LR image itself (`encoder: lr`)
+    DIR/pixel-branch/         the pixel branch added to the decoder's image (`config.pixel_branch_width` > 0)
     DIR/router/               the degradation router in front of one student per degradation (`config.routes`)
 
 Example:

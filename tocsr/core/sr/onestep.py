@@ -1,12 +1,14 @@
 """OneStepSR: the one-step SR model as a module, the only code that turns an LR image into an SR image.
 
     LR image --bicubic x scale--> encode --> student (one backbone call) --> decode --> SR image
+    LR image ---------------------------- pixel branch (optional) ------------------------> + (added to the SR image)
 
 The decoder is the autoencoder's own ("kl") or a cheaper one distilled from it ("tiny":
 tocsr.core.models.parts.TinyDecoder, chosen per device by the search where the budget needs it). The encoder
 is the autoencoder's own on the bicubic upscale ("kl") or one that reads the LR image at LR resolution
 ("lr": tocsr.core.models.parts.LREncoder); a student deployed behind the LR encoder is trained on its latents
-(tocsr.core.sr.run.run_sr).
+(tocsr.core.sr.run.run_sr). A pixel branch (tocsr.core.models.parts.PixelBranch; SRConfig.pixel_branch_width) adds
+a correction computed from the LR image in pixel space to the decoder's image.
 
 `TOCSRPipeline` (tiling, colour fix, files) runs it per tile; evaluation, cost measurement, ONNX export
 and the GPU evidence script run it directly, so what is timed and scored is what users run.
@@ -42,8 +44,11 @@ class LatentDecoder(nn.Module):
         super().__init__()
         self.autoencoder = autoencoder
 
+    def unclamped(self, z: torch.Tensor) -> torch.Tensor:
+        return decode_latents(self.autoencoder, z)
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return decode_latents(self.autoencoder, z).clamp(-1, 1)
+        return self.unclamped(z).clamp(-1, 1)
 
 
 class PartEncoder(nn.Module):
@@ -66,8 +71,11 @@ class PartDecoder(nn.Module):
         super().__init__()
         self.part = decoder
 
+    def unclamped(self, z: torch.Tensor) -> torch.Tensor:
+        return self.part(z)
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.part(z).clamp(-1, 1)
+        return self.unclamped(z).clamp(-1, 1)
 
 
 DECODERS = ("kl", "tiny")       # what `OneStepSR.decoder_kind` can be
@@ -82,7 +90,8 @@ class OneStepSR(nn.Module):
     stand-in for the autoencoder's decoder (a TinyDecoder), or None for the autoencoder's own; `encoder`: a
     stand-in for bicubic + the autoencoder's encoder (an LREncoder), or None for those. Either may be
     {degradation: part} for a PerDegradationStudent whose students each trained their own (SRConfig.own_parts):
-    each degradation then runs a whole model of its own (`for_degradation`).
+    each degradation then runs a whole model of its own (`for_degradation`). `branch`: a PixelBranch whose
+    correction is added to the decoder's image before the clamp (a blind student only), or None.
 
     Example:
         >>> sr = OneStepSR(autoencoder, load_student("runs/sr/<key>/student"), scale=4)
@@ -91,9 +100,14 @@ class OneStepSR(nn.Module):
 
     def __init__(self, autoencoder: nn.Module, student: nn.Module, scale: int,
                  decoder: nn.Module | Mapping[str, nn.Module] | None = None,
-                 encoder: nn.Module | Mapping[str, nn.Module] | None = None):
+                 encoder: nn.Module | Mapping[str, nn.Module] | None = None, branch: nn.Module | None = None):
         super().__init__()
         self.autoencoder, self.student, self.scale = autoencoder, student, scale
+        if branch is not None and student.degradations:
+            raise ConfigError(f"a pixel branch with one student per degradation ({', '.join(student.degradations)}): "
+                              "the branch is trained with a blind student; train one (student_per_degradation off) "
+                              "or set pixel_branch_width = 0")
+        self.branch = branch
         own = {what: part for what, part in (("decoder", decoder), ("encoder", encoder)) if isinstance(part, Mapping)}
         self.by_degradation = nn.ModuleDict(self._routes(own, decoder, encoder)) if own else None
         if self.by_degradation is not None:
@@ -155,17 +169,23 @@ class OneStepSR(nn.Module):
         if self.by_degradation is not None:
             return self.by_degradation[self.student.resolve(degradation)]
         return OneStepSR(self.autoencoder, self.student.for_degradation(degradation), self.scale, self.part_decoder,
-                         self.part_encoder)
+                         self.part_encoder, self.branch)
 
     def from_latent(self, z_lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
         """The LR latent (the encoder's of that degradation: `self.for_degradation(degradation).encoder(lr)`) -> SR
-        image."""
+        image. Not for a model with a pixel branch, which needs the LR image too (`forward`)."""
         if self.by_degradation is not None:
             return self.for_degradation(degradation).from_latent(z_lr)
+        if self.branch is not None:
+            raise ConfigError("this SR model adds a pixel branch on the LR image to the decoder's output: call it on "
+                              "the LR image (forward), not on the LR latent")
         return self.decoder(self.student.for_degradation(degradation)(z_lr))
 
     def forward(self, lr: torch.Tensor, degradation: str | None = None) -> torch.Tensor:
         if self.by_degradation is not None:
             return self.for_degradation(degradation)(lr)
         lr = lr.to(next(self.parameters()).device)
-        return self.from_latent(self.encoder(lr), degradation)
+        if self.branch is None:
+            return self.from_latent(self.encoder(lr), degradation)
+        z = self.student.for_degradation(degradation)(self.encoder(lr))
+        return (self.decoder.unclamped(z) + self.branch(lr)).clamp(-1, 1)

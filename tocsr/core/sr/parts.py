@@ -34,13 +34,13 @@ from tocsr.core.data import Photo, grid_patches
 from tocsr.core.errors import ConfigError
 from tocsr.core.metrics import psnr
 from tocsr.core.models.autoencoder import decode_latents, encode_latents, raw_latent_mse
-from tocsr.core.models.parts import LREncoder, TinyDecoder
+from tocsr.core.models.parts import LREncoder, PixelBranch, TinyDecoder
 from tocsr.core.resize import bicubic_upscale
 from tocsr.core.sr.data import SRPairs
 from tocsr.core.sr.degradations import degrade
 from tocsr.core.training import adamw, make_accelerator, progress
 
-ENCODER_DIR, DECODER_DIR = "lr-encoder", "tiny-decoder"
+ENCODER_DIR, DECODER_DIR, BRANCH_DIR = "lr-encoder", "tiny-decoder", "pixel-branch"
 ENCODER_TARGETS = ("upscale", "hr")
 
 
@@ -302,3 +302,15 @@ def deployed_encoder(sr_dir: str | Path, kind: str, degradations: tuple[str, ...
     """The encoder an SR model folder deploys (tocsr.core.sr.info.SRModelInfo.encoder): None for bicubic + the
     autoencoder's encoder ("kl"), its `lr-encoder/` for "lr", or {degradation: encoder} as `deployed_decoder`."""
     return _deployed_part(sr_dir, "encoder", kind, ENCODER_DIR, LREncoder, degradations)
+
+
+def deployed_branch(sr_dir: str | Path, width: int) -> PixelBranch | None:
+    """The pixel branch an SR model folder deploys beside its latent path (SRConfig.pixel_branch_width, `width`): its
+    `pixel-branch/`, or None where the width is 0 (no branch)."""
+    if width == 0:
+        return None
+    folder = Path(sr_dir) / BRANCH_DIR
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"{sr_dir}: its config has a pixel branch (pixel_branch_width = {width}) but the folder has "
+                          f"no {BRANCH_DIR}/; train the SR model again with `tocsr sr`")
+    return PixelBranch.from_pretrained(folder).eval()

@@ -35,7 +35,7 @@ from tocsr.core.sr import colorfix
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import OneStepStudent, PerDegradationStudent, default_degradation, load_student
 from tocsr.core.sr.onestep import OneStepSR
-from tocsr.core.sr.parts import deployed_decoder, deployed_encoder
+from tocsr.core.sr.parts import deployed_branch, deployed_decoder, deployed_encoder
 from tocsr.core.sr.router import ROUTER_DIR, DegradationRouter, RouteThenRun
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -54,7 +54,7 @@ class TOCSRPipeline:
                  context_lr: int = 16, degradation: str | None = None,
                  decoder: torch.nn.Module | dict[str, torch.nn.Module] | None = None,
                  encoder: torch.nn.Module | dict[str, torch.nn.Module] | None = None,
-                 router: DegradationRouter | None = None):
+                 router: DegradationRouter | None = None, branch: torch.nn.Module | None = None):
         if dtype not in DTYPES:
             raise ConfigError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
         if color_fix not in ("wavelet", "adain", "none"):
@@ -67,7 +67,7 @@ class TOCSRPipeline:
         names = self.router.kinds if self.router is not None else (degradation,)
         self.degradation = "routed" if self.router is not None else degradation or student.default_degradation
         # each degradation's whole model: its student, and that student's own parts where each has its own
-        whole = OneStepSR(autoencoder.eval(), student.eval(), scale, decoder, encoder)
+        whole = OneStepSR(autoencoder.eval(), student.eval(), scale, decoder, encoder, branch)
         self.models = {name: torch.nn.Module.to(whole.for_degradation(name), self.device, self.dtype)
                        for name in names}
         self._fp32: dict[str | None, torch.nn.Module] = {}
@@ -104,7 +104,8 @@ class TOCSRPipeline:
         student = load_student(root / "student")
         router = DegradationRouter.from_pretrained(root / ROUTER_DIR) if info.config.routes else None
         return cls(ae, student, info.scale, decoder=deployed_decoder(root, info.decoder, info.degradations),
-                   encoder=deployed_encoder(root, info.encoder, info.degradations), router=router, **kwargs)
+                   encoder=deployed_encoder(root, info.encoder, info.degradations), router=router,
+                   branch=deployed_branch(root, info.config.pixel_branch_width), **kwargs)
 
     # ------------------------------------------------------------------ one tile
     def _run(self, lr01: torch.Tensor, model: OneStepSR, dtype: torch.dtype) -> torch.Tensor:

@@ -5,6 +5,8 @@
                                      preconditioning); <out>/sr_scheduler/ their x0 schedule
 <out>/tiny-decoder/                  the decoder deployed when the search chose the tiny one (tocsr.core.sr.parts)
 <out>/lr-encoder/                    the encoder deployed when it is the LR one (tocsr.core.sr.parts)
+<out>/pixel-branch/                  the pixel branch beside the latent path, where the config has one
+                                     (SRConfig.pixel_branch_width; tocsr.core.models.parts.PixelBranch)
 <out>/router/                        the degradation router in front of the students, where the config routes
                                      (SRConfig.router_steps; tocsr.core.sr.router)
 <out>/sr.json                        tocsr.core.sr.info.SRModelInfo: scale, architecture, quality, timings
@@ -23,6 +25,7 @@ from diffusers import DDPMScheduler
 from tocsr.core.data import load_train_val
 from tocsr.core.errors import ConfigError
 from tocsr.core.models.autoencoder import decode_latents, encode_latents
+from tocsr.core.models.parts import PixelBranch
 from tocsr.core.provenance import environment
 from tocsr.core.resize import bicubic_upscale, matlab_imresize
 from tocsr.core.space import ArchSpec
@@ -30,7 +33,7 @@ from tocsr.core.sr.evaluate import evaluate_methods
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import PerDegradationStudent, default_degradation
 from tocsr.core.sr.onestep import LatentEncoder, OneStepSR
-from tocsr.core.sr.parts import DECODER_DIR, ENCODER_DIR, save_part
+from tocsr.core.sr.parts import BRANCH_DIR, DECODER_DIR, ENCODER_DIR, save_part
 from tocsr.core.sr.router import ROUTER_DIR, RoutedSR, misroute_loss_db, train_router
 from tocsr.core.sr.shared import load_shared, train_shared
 from tocsr.core.sr.train import (
@@ -148,6 +151,11 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     pixel_decoder = decoder if cfg.pixel_decoder == "deployed" else None
     # what makes the student's inputs from LR images, for the new draws of the degradations (SRConfig.redraw_every)
     input_encoder = encoder if encoder is not None else LatentEncoder(ae, cfg.scale)
+    branch = None
+    if cfg.pixel_branch_width:
+        with torch.random.fork_rng(devices=[]):         # seeded: the same config trains the same branch
+            torch.manual_seed(cfg.seed)
+            branch = PixelBranch(cfg.scale, cfg.pixel_branch_width, cfg.pixel_branch_convs)
     if cfg.student_per_degradation and len(cfg.kinds) > 1:
         blind, own_cfg = None, cfg
         if cfg.specialist_steps > 0:
@@ -172,11 +180,12 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
         student = train_student(teacher, sr_teachers, sr_config, build_student(teacher, space, spec, bank, cfg, backbone),
                                 cache, out, cfg, resume, acc, save=False, evaluate=student_evaluate,
                                 evaluate_every=evaluate_every, pixel_decoder=pixel_decoder,
-                                input_encoder=input_encoder)
+                                input_encoder=input_encoder, pixel_branch=branch)
     if acc.is_main_process:
         student.save_pretrained(out / "student")
     timings["student_s"] = time.perf_counter() - t
-    one = OneStepSR(ae, student.eval(), cfg.scale, _placed(decoder, acc.device), _placed(encoder, acc.device))
+    one = OneStepSR(ae, student.eval(), cfg.scale, _placed(decoder, acc.device), _placed(encoder, acc.device),
+                    _placed(branch, acc.device))
     router = None
     if cfg.routes:
         # on the training photographs, as the students: the validation ones score it. It decides by what a wrong
@@ -192,6 +201,7 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
         teacher.autoencoder.save_pretrained(out / "autoencoder")
         save_part(decoder, out / DECODER_DIR)
         save_part(encoder, out / ENCODER_DIR)
+        save_part(branch, out / BRANCH_DIR)
     methods = {"bicubic": lambda lr: matlab_imresize(lr, cfg.scale).clamp(-1, 1)}
     if sr_teachers:
         methods[teacher_method_name(cfg)] = MultiStepSR(ae, {k: m.eval() for k, m in sr_teachers.items()}, sr_config,

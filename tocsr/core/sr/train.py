@@ -408,7 +408,8 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
                   evaluate: Callable[[int, OneStepStudent, dict[str, torch.nn.Module]], None] | None = None,
                   evaluate_every: int = 0,
                   pixel_decoder: torch.nn.Module | None = None,
-                  input_encoder: torch.nn.Module | None = None) -> OneStepStudent:
+                  input_encoder: torch.nn.Module | None = None,
+                  pixel_branch: torch.nn.Module | None = None) -> OneStepStudent:
     """Distil one student on `cache`; checkpoints under <out>/checkpoints/<name>, the result (EMA weights)
     saved to <out>/<name> when `save` (a per-degradation part is saved by the caller, combined).
     `evaluate(step, student, trained)` is called every `evaluate_every` steps with the EMA weights in place (the
@@ -420,7 +421,9 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
     `input_encoder`: what made the cache's student inputs from LR images (an LREncoder, or onestep.LatentEncoder); with
     `cfg.redraw_every` > 0 the randomly degraded rows are degraded and encoded anew every that many steps. Where
     `cfg.train_encoder` and it is an LREncoder, it is trained in place with the student (give a copy), encoding each
-    step's LR images afresh."""
+    step's LR images afresh.
+    `pixel_branch`: the PixelBranch whose correction of each LR image is added to the decoded image the pixel term
+    scores, trained in place with the student (give a copy); needed where `cfg.pixel_branch_width` > 0."""
     acc = accelerator or make_accelerator()
     dev = acc.device
     if cfg.redraw_every > 0 and input_encoder is None:
@@ -439,13 +442,18 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
         disc.load_state_dict(torch.load(latest / "discriminator.pt", weights_only=True))
     student.to(dev)
     disc.to(dev)
+    if (pixel_branch is None) != (cfg.pixel_branch_width == 0):
+        raise ConfigError(f"SRConfig.pixel_branch_width = {cfg.pixel_branch_width}, but "
+                          f"{'no' if pixel_branch is None else 'a'} pixel branch was given: pass a PixelBranch of that "
+                          "width where it is above 0, and none where it is 0")
     if cfg.train_encoder and input_encoder is None:
         raise ConfigError("SRConfig.train_encoder = True: training the encoder needs it (input_encoder); pass it, or "
                           "set train_encoder = False")
     # the parts trained with the student (SRConfig.train_decoder / train_encoder); the autoencoder's own stay frozen
     trained = {name: m for name, m, on in (
         ("decoder", pixel_decoder, cfg.train_decoder),
-        ("encoder", input_encoder, cfg.train_encoder and not isinstance(input_encoder, LatentEncoder)))
+        ("encoder", input_encoder, cfg.train_encoder and not isinstance(input_encoder, LatentEncoder)),
+        ("branch", pixel_branch, True))
         if on and m is not None}
     for name, m in trained.items():
         if latest is not None:
@@ -512,11 +520,9 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
                 g["lr"] = cfg.student_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
             gen = torch.Generator().manual_seed(cfg.seed * 31 + step * world + rank)
             idx, z_hr, _ = cache.sample(gen, cfg.batch)
-            if trained_encoder is None:
-                pred = wrapped(cache.inputs(idx))
-            else:
-                draw = step // cfg.redraw_every if cfg.redraw_every > 0 else 0
-                pred = wrapped(trained_encoder(cache.lr_images(idx, draw)))
+            draw = step // cfg.redraw_every if cfg.redraw_every > 0 else 0
+            lr_px = cache.lr_images(idx, draw) if trained_encoder is not None or "branch" in running else None
+            pred = wrapped(cache.inputs(idx) if trained_encoder is None else trained_encoder(lr_px))
             w = None if weights is None else weights[idx].to(dev)
             loss_latent = log_latent_mse(ae, pred.float(), z_hr, cfg.loss_floor, w)
             if n_t:
@@ -528,6 +534,8 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
                 loss_teacher = torch.zeros((), device=dev)
             k = min(cfg.pixel_share, len(idx))
             decoded, hr_px = decode(pred[:k]), cache.hr_pixels(idx[:k])
+            if "branch" in running:             # the deployed image: the decoder's plus the branch's correction
+                decoded = decoded + running["branch"](lr_px[:k])
             loss_pixel = pixel_loss(decoded, hr_px, cfg, None if w is None else w[:k])
             # what the discriminator judges (SRConfig.discriminator): the latents, or the images decoded from them
             fake, real = (decoded, hr_px) if cfg.discriminator == "pixel" else (pred, z_hr)
