@@ -240,6 +240,20 @@ class EvalResult(FolderRecord):
     def paired(self, method: str, reference: str, metric: str) -> Interval:
         return paired_difference(self.per_image[method][metric], self.per_image[reference][metric])
 
+    def against(self, reference: str) -> list[str]:
+        """Every other method minus `reference`, paired by image, for each metric (`tocsr eval --against`): how each
+        variant compares with the one it changes, where separate intervals over images overlap."""
+        names = [m["name"] for m in self.methods]
+        if reference not in names:
+            raise ConfigError(f"--against {reference!r}: no method of that name was scored (methods: "
+                              f"{', '.join(names)}; a model folder's method is named tocsr:<folder name>)")
+        lines = [f"minus {reference}, paired by image [95% bootstrap interval over images]:"]
+        for k in self.metrics():
+            better = "higher" if HIGHER_IS_BETTER.get(k, True) else "lower"
+            lines.append(f"  {k} ({better} is better): " + ", ".join(
+                f"{n} {self.paired(n, reference, k).text(3)}" for n in names if n != reference))
+        return lines
+
     def summary(self) -> dict[str, Any]:
         """Means with intervals, and paired differences vs bicubic and vs the best baseline."""
         best = self.best_baseline()

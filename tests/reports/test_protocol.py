@@ -145,6 +145,32 @@ def test_the_result_round_trips_and_writes_one_csv_row_per_image_and_method(tmp_
     s = again.summary()
     assert s["methods"]["nearest"]["minus_bicubic"]["psnr_y"]["high"] < 0        # nearest loses, on every image
     assert s["best_baseline"] is None and again.describe()[1].count("minus") == 1   # no best-baseline column
+    paired = again.against("bicubic")
+    assert paired[0].startswith("minus bicubic, paired by image") and len(paired) == 1 + len(again.metrics())
+    assert paired[1].startswith("  psnr_y (higher is better): nearest ")
+    assert paired[1].endswith(again.paired("nearest", "bicubic", "psnr_y").text(3)) and "bicubic -" not in paired[1]
+    with pytest.raises(ConfigError, match="--against 'lanczos': no method of that name"):
+        again.against("lanczos")
+
+
+def test_tocsr_eval_against_prints_every_method_minus_the_one_named_paired_by_image(tmp_path, capsys):
+    from tocsr.app.cli import main
+
+    _write(tmp_path / "HR", _photos(3), ["a", "b", "c"])
+    with pytest.raises(SystemExit) as code:
+        main(["eval", "--hr", str(tmp_path / "HR"), "--baseline", "nearest", "--baseline", "lanczos", "--metrics", "",
+              "--against", "nearest", "--out", str(tmp_path / "out")])
+    assert code.value.code in (0, None), capsys.readouterr().err
+    printed = capsys.readouterr().out
+    result = EvalResult.load(tmp_path / "out")
+    line = next(x for x in printed.splitlines() if x.startswith("  psnr_y"))
+    assert "minus nearest, paired by image" in printed
+    assert line == ("  psnr_y (higher is better): bicubic " + result.paired("bicubic", "nearest", "psnr_y").text(3)
+                    + ", lanczos " + result.paired("lanczos", "nearest", "psnr_y").text(3))
+    with pytest.raises(SystemExit) as code:
+        main(["eval", "--hr", str(tmp_path / "HR"), "--metrics", "", "--against", "tocsr:x", "--out",
+              str(tmp_path / "out2")])
+    assert code.value.code not in (0, None) and "no method of that name" in capsys.readouterr().err
 
 
 def test_baseline_specs_are_refused_in_one_line_when_wrong(tmp_path):

@@ -507,6 +507,9 @@ def eval_cmd(
                                 help="pyiqa metrics beyond PSNR-Y/SSIM-Y (n/a when their weights are not cached); "
                                      "'' for none"),
     out: Path = typer.Option(Path("runs/eval"), "--out", "-o"),
+    against: str | None = typer.Option(None, "--against",
+                                       help="also print every method minus this one, paired by image, for every "
+                                            "metric (a model folder's method is named tocsr:<folder name>)"),
 ) -> None:
     """Score SR methods on a folder the way the field does: whole images, PSNR-Y/SSIM-Y, intervals, paired differences."""
     from reports.protocol import baseline_method, evaluate_folder, find_images, tocsr_method
@@ -515,10 +518,13 @@ def eval_cmd(
     images = find_images(hr, lr, scale)
     specs = ["bicubic", *[b for b in baseline if b != "bicubic"]]
     methods = [baseline_method(b, scale) for b in specs] + [tocsr_method(m, scale) for m in method]
+    if against is not None and against not in [m.name for m in methods]:      # before the images are scored
+        raise ConfigError(f"--against {against!r}: no method of that name is scored (methods: "
+                          f"{', '.join(m.name for m in methods)}; a model folder's method is named tocsr:<folder name>)")
     result = evaluate_folder(images, methods, scale, degrade, seed, tuple(k for k in metrics.split(",") if k),
                              str(hr), str(lr) if lr else None)
     path = result.save(out, environment())
-    typer.echo("\n".join(result.describe()))
+    typer.echo("\n".join(result.describe() + (result.against(against) if against else [])))
     typer.echo(f"wrote {path} and {out / 'per_image.csv'}")
 
 
