@@ -234,10 +234,10 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
         t = time.perf_counter()
         x = shared_s + (t - t0) - scoring["s"]
         # the parts trained with the student where the config trains them (SRConfig.train_decoder / train_encoder),
-        # else the run's
+        # else the run's; its pixel branch where it has one
         points.append(score({"step": step, "seconds": x},
                             OneStepSR(ae, student, cfg.scale, trained.get("decoder", decoder),
-                                      trained.get("encoder", encoder))))
+                                      trained.get("encoder", encoder), trained.get("branch"))))
         scoring["s"] += time.perf_counter() - t
 
     final = run_sr(teacher, space, spec, bank, out / "sr", cfg, data, shared=shared_dir, student_evaluate=evaluate,

@@ -414,7 +414,7 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
     saved to <out>/<name> when `save` (a per-degradation part is saved by the caller, combined).
     `evaluate(step, student, trained)` is called every `evaluate_every` steps with the EMA weights in place (the
     weights a run stopped there would return), in eval mode; training resumes from the raw weights after. `trained`
-    holds the parts trained here, in their EMA state: {"decoder": ..., "encoder": ...}, those that are.
+    holds the parts trained here, in their EMA state: {"decoder": ..., "encoder": ..., "branch": ...}, those that are.
     `pixel_decoder`: the decoder the pixel loss runs through (a TinyDecoder: latent -> image), None for the
     autoencoder's; frozen, or trained in place with the student where `cfg.train_decoder` (give a copy). With no
     teacher term (`cfg.uses_sr_teachers` false) the SR teachers are never run.
