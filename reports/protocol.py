@@ -205,6 +205,13 @@ def tocsr_method(folder: str | Path, scale: int, name: str | None = None, **pipe
     return EvalMethod(label, "tocsr", str(folder), lambda lr: pipe.upscale_array(lr)[0])
 
 
+def require_method(name: str, names: list[str]) -> None:
+    """Refuse, in one line, a method name (`tocsr eval --against`) that is not among those scored."""
+    if name not in names:
+        raise ConfigError(f"--against {name!r}: no method of that name is scored (methods: {', '.join(names)}; a "
+                          "model folder's method is named tocsr:<folder name>)")
+
+
 @dataclass(frozen=True)
 class EvalResult(FolderRecord):
     FILE_NAME: ClassVar[str] = "eval.json"
@@ -244,9 +251,7 @@ class EvalResult(FolderRecord):
         """Every other method minus `reference`, paired by image, for each metric (`tocsr eval --against`): how each
         variant compares with the one it changes, where separate intervals over images overlap."""
         names = [m["name"] for m in self.methods]
-        if reference not in names:
-            raise ConfigError(f"--against {reference!r}: no method of that name was scored (methods: "
-                              f"{', '.join(names)}; a model folder's method is named tocsr:<folder name>)")
+        require_method(reference, names)
         lines = [f"minus {reference}, paired by image [95% bootstrap interval over images]:"]
         for k in self.metrics():
             better = "higher" if HIGHER_IS_BETTER.get(k, True) else "lower"

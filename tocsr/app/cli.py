@@ -512,15 +512,14 @@ def eval_cmd(
                                             "metric (a model folder's method is named tocsr:<folder name>)"),
 ) -> None:
     """Score SR methods on a folder the way the field does: whole images, PSNR-Y/SSIM-Y, intervals, paired differences."""
-    from reports.protocol import baseline_method, evaluate_folder, find_images, tocsr_method
+    from reports.protocol import baseline_method, evaluate_folder, find_images, require_method, tocsr_method
     from tocsr.core.provenance import environment
 
     images = find_images(hr, lr, scale)
     specs = ["bicubic", *[b for b in baseline if b != "bicubic"]]
     methods = [baseline_method(b, scale) for b in specs] + [tocsr_method(m, scale) for m in method]
-    if against is not None and against not in [m.name for m in methods]:      # before the images are scored
-        raise ConfigError(f"--against {against!r}: no method of that name is scored (methods: "
-                          f"{', '.join(m.name for m in methods)}; a model folder's method is named tocsr:<folder name>)")
+    if against is not None:
+        require_method(against, [m.name for m in methods])      # before any image is scored
     result = evaluate_folder(images, methods, scale, degrade, seed, tuple(k for k in metrics.split(",") if k),
                              str(hr), str(lr) if lr else None)
     path = result.save(out, environment())
