@@ -162,7 +162,11 @@ def thop_macs_of(module: nn.Module, args: tuple, kwargs: Mapping[str, Any]) -> t
 
 
 def count_params(module: nn.Module) -> dict[str, int]:
-    """Parameters (shared ones once) and buffers."""
+    """Parameters (shared ones once) and buffers. A module that holds parameters its call never runs says which it
+    runs (`params_in_call()`: a one-step SR model holds the whole autoencoder, whose parts the deployed LR encoder
+    and tiny decoder replace); those are its count."""
     params = {id(p): p.numel() for p in module.parameters()}
     buffers = {id(b): b.numel() for b in module.buffers()}
-    return {"params": int(sum(params.values())), "buffers": int(sum(buffers.values()))}
+    in_call = getattr(module, "params_in_call", None)
+    return {"params": int(in_call()) if callable(in_call) else int(sum(params.values())),
+            "buffers": int(sum(buffers.values()))}

@@ -5,6 +5,9 @@ A workload is a module plus the example inputs of one inference at the profile's
   * a built-in name (`list_workloads()`), e.g. `unet-tiny`;
   * a diffusers model config: a `config.json` file or a folder holding one. The model is built from
     the config with random weights: cost does not depend on weight values;
+  * a TOC-SR model folder (`tocsr sr --out`, a run's `sr/<arch>/`, an `sr_pd` variant): the one-step call
+    `tocsr upscale` makes on one tile, LR image in and HR image out, with its own trained parts;
+  * an SR checkpoint spandrel recognises (.pth, .safetensors);
   * `path/to/file.py:factory` or `package.module:factory`. The factory takes the `DeviceProfile`
     (or nothing) and returns `(module, example_inputs)`, where example_inputs is a tuple of
     positional inputs, or a dict of keyword inputs, or `(args_tuple, kwargs_dict)`.
@@ -220,6 +223,21 @@ def _from_checkpoint(path: Path, profile: DeviceProfile) -> Workload:
     return Workload(str(path), model, (x,), {}, f"SR checkpoint {type(model).__name__} x{scale} (its own weights)")
 
 
+def _from_sr_folder(path: Path, profile: DeviceProfile) -> Workload:
+    """A TOC-SR model folder as `tocsr upscale` loads it (TOCSRPipeline.from_pretrained), called on one LR tile of the
+    profile's input size in [-1, 1]: the whole deployed call, the parts it deploys and a router where it routes."""
+    from tocsr.core.sr.info import SRModelInfo
+    from tocsr.core.sr.pipeline import TOCSRPipeline
+
+    info = SRModelInfo.load(path)
+    model = TOCSRPipeline.from_pretrained(path).model.eval()
+    side = profile.resolution.input_px
+    x = torch.rand(profile.batch, 3, side, side, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    return Workload(str(path), model, (x,), {},
+                    f"TOC-SR one-step x{info.scale}, backbone {info.arch.key}, encoder {info.encoder}, "
+                    f"decoder {info.decoder} (its own weights)")
+
+
 def resolve_workload(ref: str, profile: DeviceProfile) -> Workload:
     """Turn a `--model` string into a Workload at the profile's batch and resolution.
 
@@ -229,7 +247,11 @@ def resolve_workload(ref: str, profile: DeviceProfile) -> Workload:
     torch.manual_seed(0)
     if ref in _REGISTRY:
         return _REGISTRY[ref][0](profile)
+    from tocsr.core.sr.info import SRModelInfo
+
     path = Path(ref)
+    if path.is_dir() and (path / SRModelInfo.FILE_NAME).is_file():
+        return _from_sr_folder(path, profile)
     if path.suffix == ".json" or (path.is_dir() and (path / "config.json").is_file()):
         return _from_diffusers_config(path, profile)
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
@@ -237,5 +259,5 @@ def resolve_workload(ref: str, profile: DeviceProfile) -> Workload:
     if ":" in ref:
         return _from_factory(ref, profile)
     raise ConfigError(f"--model {ref!r}: not a built-in workload ({', '.join(list_workloads())}), "
-                      "not a diffusers config.json or folder, not an SR checkpoint (.pth, .safetensors) and not "
+                      "not a TOC-SR model folder (sr.json), not a diffusers config.json or folder, not an SR checkpoint (.pth, .safetensors) and not "
                       "'file.py:factory' / 'module:factory'")

@@ -33,10 +33,11 @@ from tocsr.core.baselines import (
     save_baseline,
     train_baseline,
 )
-from tocsr.core.data import DataSplit, load_split, load_train_val
+from tocsr.core.data import DataSplit, load_split
 from tocsr.core.errors import TocsrError
 from tocsr.core.imageio import save_png
 from tocsr.core.provenance import environment
+from tocsr.core.sr.data import sr_photographs
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import load_student
 from tocsr.core.sr.onestep import OneStepSR
@@ -244,7 +245,8 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
     scale, patch = infos[0].scale, infos[0].config.patch_px
     budget_info = max(infos, key=lambda info: info.training_s)
     budget_s = budget_info.training_s
-    train, _val, _ = load_train_val(data, teacher.preset.split, min_side=patch)
+    # the photographs the student trained on (SRConfig.train_photographs may keep only some)
+    train, _val = sr_photographs(data, teacher.preset.split, infos[0].config)
     methods = [SRMethod("bicubic", "interpolation", Interpolate(scale), True),
                SRMethod("lanczos", "interpolation", LanczosSR(scale), True)] + methods
     trained_methods, trained = _baselines(baselines, run, train, scale, budget_s, baseline_max_steps, patch)

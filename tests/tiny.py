@@ -23,3 +23,27 @@ def tiny_teacher(folder: Path, seed: int = 0) -> Teacher:
     condition = ConditionEmbedding(cond_tokens=1, cross_attention_dim=unet.config.cross_attention_dim)
     preset = get_teacher_preset("smoke")
     return Teacher(preset, ae, Denoiser(unet, condition).eval(), make_scheduler(preset), folder)
+
+
+
+def tiny_sr_folder(folder: Path) -> Path:
+    """A one-step SR model folder as the SR stage writes it (`tocsr sr --out`), from the tiny teacher and a cheap
+    backbone, trained two steps on two scikit-image photographs and scored on a third: seconds on CPU."""
+    import skimage.data
+    from PIL import Image
+
+    from tocsr.core.assembly import build_module_bank
+    from tocsr.core.space import derive_search_space
+    from tocsr.core.sr.config import SRConfig
+    from tocsr.core.sr.run import run_sr
+
+    data = folder / "data"
+    for part, name in (("train", "astronaut"), ("train", "coffee"), ("val", "chelsea"), ("test", "rocket")):
+        (data / part).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(getattr(skimage.data, name)()).save(data / part / f"{name}.png")
+    teacher = tiny_teacher(folder / "teacher")
+    space = derive_search_space(teacher.unet)
+    cfg = SRConfig(patch_px=64, batch=2, teacher_steps=0, w_teacher=0.0, student_steps=2, sample_steps=2,
+                   sample_chains=2, pair_cache=4, teacher_cache=2, pixel_share=1, checkpoint_every=1000)
+    run_sr(teacher, space, space.uniform({"resnet": "res_bneck4"}), build_module_bank(space), folder / "sr", cfg, data)
+    return folder / "sr"

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from tocsr.app.sr_pd import main, parse_variant, weight_variants
+from tocsr.app.sr_pd import main, parse_variant, variant_backbone, weight_variants
 from tocsr.core.errors import ConfigError
+from tocsr.core.models.unet import build_unet_from_preset
+from tocsr.core.space import TEACHER, derive_search_space
 
 
 def test_a_variant_is_a_label_and_typed_srconfig_fields():
@@ -21,6 +23,27 @@ def test_a_variant_is_a_label_and_typed_srconfig_fields():
     # another parts folder in place of the run's: not an SRConfig field, kept as the folder's path
     assert parse_variant(["hr-encoder", "parts=runs/parts-hr", "w_adv=0"]) == \
         ("hr-encoder", {"parts": "runs/parts-hr", "w_adv": 0.0})
+    # another backbone: kept as written, resolved against the run's space when the sweep trains it
+    assert parse_variant(["wide", "backbone=teacher"]) == ("wide", {"backbone": "teacher"})
+
+
+def test_a_variants_backbone_is_the_runs_the_teacher_shaped_one_or_the_one_a_file_names(tmp_path):
+    space = derive_search_space(build_unet_from_preset("tiny", "meta"))
+    first = space.slots[0]
+    cheap = space.spec({first.name: next(c for c in first.choices if c != TEACHER)})
+    assert variant_backbone(space, cheap, None, "--variant x backbone") is cheap
+    wide = variant_backbone(space, cheap, "teacher", "--variant x backbone")
+    assert wide == space.all_teacher() and not wide.replaced() and wide.key != cheap.key
+    (tmp_path / "arch.json").write_text(cheap.to_json())
+    assert variant_backbone(space, space.all_teacher(), str(tmp_path / "arch.json"), "--variant x backbone") == cheap
+    with pytest.raises(ConfigError, match="--variant x backbone=widest: neither 'teacher' nor a JSON file"):
+        variant_backbone(space, cheap, "widest", "--variant x backbone")
+    (tmp_path / "bad.json").write_text('{"choices": {"no_such_slot": "x"}}')
+    with pytest.raises(ConfigError, match="unknown slot"):
+        variant_backbone(space, cheap, str(tmp_path / "bad.json"), "--variant x backbone")
+    (tmp_path / "empty.json").write_text("{}")
+    with pytest.raises(ConfigError, match="not an architecture"):
+        variant_backbone(space, cheap, str(tmp_path / "empty.json"), "--variant x backbone")
 
 
 @pytest.mark.parametrize("words, message", [

@@ -68,3 +68,20 @@ def test_count_params_counts_shared_parameters_once():
     model = nn.Sequential(lin, lin)
     model.register_buffer("scale", torch.ones(3))
     assert count_params(model) == {"params": 20, "buffers": 3}
+
+
+def test_a_module_that_holds_parameters_its_call_never_runs_is_counted_by_what_it_runs():
+    """A one-step SR model holds the whole autoencoder while its deployed LR encoder and tiny decoder replace its
+    parts (tocsr.core.sr.onestep.OneStepSR.params_in_call): `tocsr bench -m <sr folder>` counts what one call runs."""
+    class Holds(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.replaced = nn.Linear(4, 4), nn.Linear(4, 100)
+
+        def forward(self, x):
+            return self.used(x)
+
+        def params_in_call(self) -> int:
+            return sum(p.numel() for p in self.used.parameters())
+
+    assert count_params(Holds())["params"] == 20

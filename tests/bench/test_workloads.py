@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.workloads import WorkloadError, list_workloads, resolve_workload
 from tocsr.core.errors import ConfigError
@@ -72,3 +73,25 @@ def test_diffusers_config_builds_with_random_weights(cpu_profile, tmp_path):
 def test_unknown_reference_lists_builtins(cpu_profile):
     with pytest.raises(ConfigError, match="unet-tiny"):
         resolve_workload("resnet9000", cpu_profile)
+
+
+def test_a_tocsr_model_folder_is_measured_as_the_deployed_one_step_call_with_its_own_weights(cpu_profile, tmp_path):
+    """`tocsr bench -m <sr folder>`: the whole call `tocsr upscale` makes on one tile (LR in at the profile's input
+    size, HR out), loaded as the pipeline loads it, trained weights and all."""
+    from bench.counting import count_params
+    from tests.tiny import tiny_sr_folder
+    from tocsr.core.sr.pipeline import TOCSRPipeline
+
+    folder = tiny_sr_folder(tmp_path)
+    w = resolve_workload(str(folder), cpu_profile)
+    side = cpu_profile.resolution.input_px
+    assert w.args[0].shape == (1, 3, side, side) and w.args[0].min() < 0 <= w.args[0].max() <= 1
+    assert "TOC-SR one-step x4" in w.description
+    deployed = TOCSRPipeline.from_pretrained(folder).model.eval()
+    with torch.inference_mode():
+        out = w.module(*w.args)
+        assert out.shape == (1, 3, 4 * side, 4 * side)
+        assert torch.equal(out, deployed(*w.args))
+    # what the call runs: the tiny autoencoder's own encoder and decoder, which the deployed parts would replace, are
+    # not counted where a part stands in (none here: the folder deploys the autoencoder's)
+    assert count_params(w.module)["params"] == deployed.params_in_call() > 0

@@ -136,8 +136,9 @@ def teacher_sample(
 def bench(
     profile: str = typer.Option(..., "--profile", "-p", help="Profile YAML path, or a name in hw_profiles/."),
     model: str = typer.Option(..., "--model", "-m",
-                              help="Built-in workload, diffusers config.json/folder, SR checkpoint (.pth, "
-                                   ".safetensors; via spandrel), or file.py:factory / module:factory."),
+                              help="Built-in workload, diffusers config.json/folder, TOC-SR model folder (the "
+                                   "deployed one-step call), SR checkpoint (.pth, .safetensors; via spandrel), or "
+                                   "file.py:factory / module:factory."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the measurement JSON."),
     thop: bool = typer.Option(False, "--thop", help="Also count MACs with thop, as a cross-check."),
     in_process: bool = typer.Option(False, "--in-process", hidden=True),

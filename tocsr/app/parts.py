@@ -88,11 +88,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--encoder-target", choices=ENCODER_TARGETS, default=PartsConfig.encoder_target,
                     help="what the LR encoder regresses: the KL latent of the bicubic upscale, or of the HR image")
     ap.add_argument("--data", type=Path, default=None, help="the run's --data, if it had one")
+    ap.add_argument("--encoder-width", type=int, default=PartsConfig.encoder_width,
+                    help="the LR encoder's channels (a wider encoder costs more per call: see the timings printed)")
+    ap.add_argument("--encoder-blocks", type=int, default=PartsConfig.encoder_blocks, help="the LR encoder's blocks")
+    ap.add_argument("--train-photographs", type=int, default=0,
+                    help="train on the first N training photographs in the split's order (0: all): beside an sr_pd "
+                         "variant with train_photographs=N, a learning curve over data")
     args = ap.parse_args(argv)
-    cfg = PartsConfig(steps=args.steps, encoder_steps=args.encoder_steps, encoder_target=args.encoder_target)
+    cfg = PartsConfig(steps=args.steps, encoder_steps=args.encoder_steps, encoder_target=args.encoder_target,
+                      encoder_width=args.encoder_width, encoder_blocks=args.encoder_blocks,
+                      train_photographs=args.train_photographs)
     profile = load_profile(args.profile)
     teacher = load_teacher(args.run / "teacher")
-    train, val, _ = load_train_val(args.data, teacher.preset.split, min_side=cfg.patch_px)
+    train, val, _ = load_train_val(args.data, teacher.preset.split, min_side=cfg.patch_px,
+                                   train_first=cfg.train_photographs)
     record = train_parts(teacher, train, val, args.out, cfg, profile.resolution.scale)
     record.save(args.out, environment())
     from tocsr.core.sr.parts import load_parts

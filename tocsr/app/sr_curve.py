@@ -168,11 +168,11 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
 
     from reports.intervals import paired_difference
     from tocsr.core.baselines import list_baselines, train_baseline
-    from tocsr.core.data import load_train_val
     from tocsr.core.distill.train import load_surrogates
     from tocsr.core.metrics import psnr
     from tocsr.core.resize import matlab_imresize
     from tocsr.core.space import derive_search_space
+    from tocsr.core.sr.data import sr_photographs
     from tocsr.core.sr.evaluate import eval_pairs
     from tocsr.core.sr.info import SRModelInfo
     from tocsr.core.sr.onestep import OneStepSR
@@ -208,7 +208,7 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
     start = run_parts(run, model, info, parts, "--parts")
     encoder, decoder, encoder_s, decoder_s = start.encoder, start.decoder, start.encoder_train_s, start.decoder_train_s
     shared_s += encoder_s + decoder_s
-    train, val, _ = load_train_val(data, teacher.preset.split, min_side=cfg.patch_px)
+    train, val = sr_photographs(data, teacher.preset.split, cfg)
     pairs = {kind: eval_pairs(val, cfg.patch_px, cfg.scale, kind) for kind in cfg.kinds}
     bicubic = {kind: psnr(matlab_imresize(lr, cfg.scale).clamp(-1, 1), hr, y_channel=True)
                for kind, (hr, lr) in pairs.items()}

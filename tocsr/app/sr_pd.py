@@ -17,7 +17,12 @@ A variant is a label and SRConfig fields (`KEY=VALUE`), and optionally `parts=DI
 `python -m tocsr.app.parts` folder in place of the run's (the same kinds the run's model deploys; their training
 seconds join the variant's budget). Without it a variant starts from the parts the run's student started from
 (tocsr.app.sr_curve.run_parts: the run's `parts/` where its config trains them, not the copies its student
-trained); `--w-adv W...` is the sweep of the adversarial weight
+trained). With `backbone=teacher` the student's backbone is the teacher-shaped one (every block the teacher's: the
+widest of the space) and with `backbone=FILE` the architecture a JSON file names (ArchSpec.to_json), in place of the
+run's choice: what a wider or another backbone would buy, at whatever it costs per call (not timed here, and it may
+not fit the run's budget). `train_photographs=N` trains on the first N training photographs only (its own shared
+part; give it `parts=DIR` from `python -m tocsr.app.parts --train-photographs N` so the parts see the same ones): what
+more photographs would buy. `--w-adv W...` is the sweep of the adversarial weight
 (`SRConfig.w_adv`), one variant per weight (pass 0 first: "the same student trained without the term"). Each
 variant's training budget (SRModelInfo.training_s: what its SR stage cost, the shared part included, the SR
 teachers only when its student learns from them) is recorded beside its scores: variants compared "at equal
@@ -51,6 +56,8 @@ from tocsr.core.provenance import environment
 KIND = "tocsr.sr_pd"
 DEFAULT_WEIGHTS = (0.0, 0.002, 0.02, 0.2)
 PARTS_KEY = "parts"            # a variant's pipeline parts folder (module doc), not an SRConfig field
+BACKBONE_KEY = "backbone"      # a variant's backbone (module doc), not an SRConfig field
+OWN_KEYS = (PARTS_KEY, BACKBONE_KEY)
 
 
 def _student_name(label: str) -> str:
@@ -79,14 +86,36 @@ def parse_variant(words: list[str]) -> tuple[str, dict[str, Any]]:
     out: dict[str, Any] = {}
     for word in words[1:]:
         key, sep, value = word.partition("=")
-        if sep and key == PARTS_KEY:
+        if sep and key in OWN_KEYS:
             out[key] = value
             continue
         try:
             key, out[key] = parse_field(word, f"--variant {words[0]}")
         except ConfigError as e:
-            raise ConfigError(f"{e} (or {PARTS_KEY}=DIR: another parts folder)") from None
+            raise ConfigError(f"{e} (or {PARTS_KEY}=DIR: another parts folder; {BACKBONE_KEY}=teacher|FILE: another "
+                              "backbone)") from None
     return words[0], out
+
+
+def variant_backbone(space, run_spec, value: str | None, what: str):
+    """The backbone a variant's student has: the run's (None), the teacher-shaped one ("teacher": every slot keeps
+    its teacher block, the widest this space holds), or the one a JSON file names (ArchSpec.to_dict's {"choices":
+    {slot: choice}}, e.g. a candidate from the run's search_result.json)."""
+    import json
+
+    from tocsr.core.space import ArchSpec
+
+    if value is None:
+        return run_spec
+    if value == "teacher":
+        return space.all_teacher()
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError(f"{what}={value}: neither 'teacher' nor a JSON file holding {{\"choices\": {{slot: choice}}}}")
+    try:
+        return ArchSpec.from_dict(json.loads(path.read_text()), space)
+    except (KeyError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{what}={value}: not an architecture ({e}); write one as ArchSpec.to_json does") from None
 
 
 def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float], max_px: int = 384,
@@ -125,13 +154,14 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
         # the deployed parts (the run's, or the variant's own folder), and what they cost to train: in every
         # variant's budget, as in the run's model's
         start = run_parts(run, model, info, fields.get(PARTS_KEY), f"--variant {label} {PARTS_KEY}")
+        backbone = variant_backbone(space, spec, fields.get(BACKBONE_KEY), f"--variant {label} {BACKBONE_KEY}")
         # A variant that changes what the shared part is made with (its pair cache, its SR teachers) trains its own
         # in its folder; the seconds it takes join that variant's budget, as the run's shared part joins the run's.
         own_shared = sorted(set(fields) & set(SHARED_FIELDS))
         if own_shared:
             print(f"{label}: trains its own shared part ({', '.join(own_shared)} differ from the run's)", flush=True)
-        run_sr(teacher, space, spec, bank, folder,
-               dataclasses.replace(cfg, **{k: v for k, v in fields.items() if k != PARTS_KEY}), data,
+        run_sr(teacher, space, backbone, bank, folder,
+               dataclasses.replace(cfg, **{k: v for k, v in fields.items() if k not in OWN_KEYS}), data,
                shared=None if own_shared else run / "sr-shared", decoder=start.decoder,
                decoder_train_s=start.decoder_train_s, encoder=start.encoder, encoder_train_s=start.encoder_train_s)
         trained_info = SRModelInfo.load(folder)
@@ -139,7 +169,7 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
                           "shared_part": "own" if own_shared else "the run's", "parts_from": start.source,
                           "student_s": trained_info.timings_s["student_s"],
                           "training_budget_s": trained_info.training_s,
-                          "student_steps": trained_info.config.student_steps}
+                          "student_steps": trained_info.config.student_steps, "arch_key": backbone.key}
         ms, _ = load_sr_methods(teacher, folder, "validation", with_teacher=with_teacher and i == 0)
         student_method = dataclasses.replace(ms[0], name=_student_name(label))
         methods += [student_method, *ms[1:]]

@@ -337,7 +337,7 @@ def stage_parts(teacher_dir: str | Path, out_dir: str | Path, cfg=None, data=Non
 
     teacher = load_teacher(teacher_dir)
     cfg = cfg or PartsConfig()
-    train, val, _ = load_train_val(data, teacher.preset.split, min_side=cfg.patch_px)
+    train, val, _ = load_train_val(data, teacher.preset.split, min_side=cfg.patch_px, train_first=cfg.train_photographs)
     record = train_parts(teacher, train, val, out_dir, cfg, SRConfig().scale)
     record.save(out_dir, environment())
     return record
@@ -378,14 +378,14 @@ def stage_finetune(teacher_dir, surrogates_dir, search_dir, out_dir, cfg=None, r
 def stage_sr_shared(teacher_dir, out_dir, cfg=None, data=None, resume: bool = False):
     """The SR stage's architecture-independent part (pair cache, SR teachers; tocsr.core.sr.shared), trained
     once for every device of a run; returns its record."""
-    from tocsr.core.data import load_train_val
+    from tocsr.core.sr.data import sr_photographs
     from tocsr.core.sr.shared import SharedSRRecord, train_shared
     from tocsr.core.sr.train import SRConfig
     from tocsr.core.training import make_accelerator
 
     teacher = load_teacher(teacher_dir)
     cfg = cfg or SRConfig()
-    train, _, _ = load_train_val(data, teacher.preset.split, min_side=cfg.patch_px)
+    train, _ = sr_photographs(data, teacher.preset.split, cfg)
     train_shared(teacher, train, out_dir, cfg, resume, make_accelerator())
     return SharedSRRecord.load(out_dir)
 

@@ -171,6 +171,11 @@ class DataSplit:
             raise ConfigError(f"DataSplit: val_fraction {self.val_fraction} and test_fraction {self.test_fraction} "
                               "must be in (0, 1) and [0, 1) and leave photographs to train on (sum < 1)")
 
+    def ranked(self, names: list[str]) -> list[str]:
+        """`names` in this split's order: by a hash of (seed, name), so one name's place does not depend on the
+        others. The split takes its parts from it; a study taking the first N of a part gets nested subsets."""
+        return sorted(names, key=lambda n: hashlib.sha256(f"{self.seed}:{n}".encode()).hexdigest())
+
     def assign(self, names: list[str]) -> dict[str, str]:
         """name -> "train" | "val" | "test"."""
         declared = {n: _DECLARED.get(Path(n).parts[0].lower()) if len(Path(n).parts) > 1 else None for n in names}
@@ -182,7 +187,7 @@ class DataSplit:
             return {n: part for n, part in declared.items() if part is not None}
         if len(names) < 3:
             raise ConfigError(f"need at least 3 images to split into train, validation and test, found {len(names)}")
-        ranked = sorted(names, key=lambda n: hashlib.sha256(f"{self.seed}:{n}".encode()).hexdigest())
+        ranked = self.ranked(names)
         n = len(ranked)
         n_test = max(1, round(n * self.test_fraction)) if self.test_fraction > 0 else 0
         n_val = max(1, round(n * self.val_fraction))
@@ -231,11 +236,20 @@ def load_split(data: str | Path | None, parts: tuple[str, ...], split: DataSplit
     return out, report
 
 
-def load_train_val(data: str | Path | None, split: DataSplit = DataSplit(),
-                   min_side: int = 32) -> tuple[list[Photo], list[Photo], LoadReport]:
-    """What training and selection may read: (train, validation, report). Never the test part."""
+def load_train_val(data: str | Path | None, split: DataSplit = DataSplit(), min_side: int = 32,
+                   train_first: int = 0) -> tuple[list[Photo], list[Photo], LoadReport]:
+    """What training and selection may read: (train, validation, report). Never the test part. `train_first` N > 0
+    keeps the first N training photographs in the split's order (DataSplit.ranked), so that N are among any larger
+    N's: a study of what more photographs buy (SRConfig / PartsConfig.train_photographs)."""
     got, report = load_split(data, ("train", "val"), split, min_side)
-    return got["train"], got["val"], report
+    train = got["train"]
+    if train_first:
+        if not 0 < train_first <= len(train):
+            raise ConfigError(f"train_photographs = {train_first}: the split has {len(train)} training photographs "
+                              f"of at least {min_side} px; give 1 to {len(train)}, or 0 for all of them")
+        keep = set(split.ranked([p.name for p in train])[:train_first])
+        train = [p for p in train if p.name in keep]
+    return train, got["val"], report
 
 
 def load_photos(data: str | Path | None, min_side: int = 32) -> tuple[list[Photo], LoadReport]:

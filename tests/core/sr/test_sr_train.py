@@ -203,7 +203,7 @@ def test_sr_stage_writes_the_model_it_evaluated_and_its_quality_table(parts, tmp
 
     teacher, space, spec, bank, photos = parts
     train, val = photos[:2], photos[2:]
-    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    monkeypatch.setattr(sr_run, "sr_photographs", lambda data, split, cfg: (train, val))
     cfg = dataclasses.replace(CFG, patch_px=64, student_per_degradation=True, router_steps=4)
     info = sr_run.run_sr(teacher, space, spec, bank, tmp_path, cfg)
     assert set(info.quality) == {"bicubic", "realesrgan"}
@@ -342,7 +342,7 @@ def test_a_student_from_the_shared_part_is_the_one_it_would_have_been_and_other_
 
     teacher, space, spec, bank, photos = parts
     train, val = photos[:2], photos[2:]
-    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    monkeypatch.setattr(sr_run, "sr_photographs", lambda data, split, cfg: (train, val))
     alone = sr_run.run_sr(teacher, space, spec, bank, tmp_path / "alone", CFG)
     assert alone.shared_part == "trained here" and not (tmp_path / "alone" / "pair_cache.pt").exists()
     train_shared(teacher, train, tmp_path / "shared", CFG, False, make_accelerator())
@@ -376,7 +376,7 @@ def test_a_config_without_sr_teachers_trains_none_scores_none_and_refuses_a_teac
 
     teacher, space, spec, bank, photos = parts
     train, val = photos[:2], photos[2:]
-    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    monkeypatch.setattr(sr_run, "sr_photographs", lambda data, split, cfg: (train, val))
     with_teachers = dataclasses.replace(CFG, w_teacher=0.0)
     none = dataclasses.replace(with_teachers, teacher_steps=0)
     assert with_teachers.has_sr_teachers and not none.has_sr_teachers
@@ -411,7 +411,7 @@ def test_an_sr_model_with_the_tiny_decoder_deploys_and_scores_that_decoder(parts
 
     teacher, space, spec, bank, photos = parts
     train, val = photos[:2], photos[2:]
-    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    monkeypatch.setattr(sr_run, "sr_photographs", lambda data, split, cfg: (train, val))
     torch.manual_seed(0)
     decoder = TinyDecoder(widths=(8, 8, 8)).eval()
     info = sr_run.run_sr(teacher, space, spec, bank, tmp_path, CFG, decoder=decoder, decoder_train_s=7.0)
@@ -541,7 +541,7 @@ def test_an_sr_model_with_the_lr_encoder_deploys_it_and_scores_what_it_deploys(p
 
     teacher, space, spec, bank, photos = parts
     train, val = photos[:2], photos[2:]
-    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    monkeypatch.setattr(sr_run, "sr_photographs", lambda data, split, cfg: (train, val))
     torch.manual_seed(0)
     encoder = LREncoder(scale=CFG.scale, width=8, blocks=1).eval()
     info = sr_run.run_sr(teacher, space, spec, bank, tmp_path, CFG, encoder=encoder, encoder_train_s=5.0)
@@ -633,7 +633,7 @@ def test_the_pixel_loss_runs_through_the_deployed_decoder_when_asked(parts, tmp_
     from tocsr.core.sr.models import load_student
 
     teacher, space, spec, bank, photos = parts
-    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (photos[:2], photos[2:], None))
+    monkeypatch.setattr(sr_run, "sr_photographs", lambda data, split, cfg: (photos[:2], photos[2:]))
     torch.manual_seed(0)
     decoder = TinyDecoder(widths=(8, 8, 8)).eval()
     calls = []
@@ -666,7 +666,7 @@ def test_parts_trained_with_the_student_are_the_ones_saved_scored_and_resumed(pa
 
     teacher, space, spec, bank, photos = parts
     train, val = photos[:2], photos[2:]
-    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    monkeypatch.setattr(sr_run, "sr_photographs", lambda data, split, cfg: (train, val))
     given, before = _given_parts()
     cfg = dataclasses.replace(CFG, **TRAINS_PARTS)
     info = sr_run.run_sr(teacher, space, spec, bank, tmp_path / "m", cfg, decoder=given["tiny-decoder"],
@@ -701,6 +701,36 @@ def test_parts_trained_with_the_student_are_the_ones_saved_scored_and_resumed(pa
         SRConfig(train_decoder=True)
 
 
+def test_parts_frozen_steps_hold_the_encoder_and_decoder_still_while_the_backbone_learns(parts, tmp_path):
+    """SRConfig.parts_frozen_steps: the trained encoder and decoder do not move for the student's first N steps (the
+    backbone does), and learn after them."""
+    teacher, space, spec, bank, photos = parts
+    given, before = _given_parts()
+    cache = PairCache.build(teacher.autoencoder, photos, CFG, seed=0, batch=4)
+    moved = {}
+    for frozen in (0, 2, CFG.student_steps):
+        cfg = dataclasses.replace(CFG, **TRAINS_PARTS, parts_frozen_steps=frozen, checkpoint_every=1000)
+        dec, enc = copy.deepcopy(given["tiny-decoder"]), copy.deepcopy(given["lr-encoder"])
+        seen = []
+
+        def watch(step, student, trained, dec=dec, enc=enc, seen=seen):
+            seen.append((step, not all(torch.equal(v, _state(dec)[k]) for k, v in before["tiny-decoder"].items()),
+                         not all(torch.equal(v, _state(enc)[k]) for k, v in before["lr-encoder"].items())))
+
+        student = train_student(teacher, {}, dict(sr_scheduler(teacher).config),
+                                build_student(teacher, space, spec, bank, cfg), cache.with_encoder(enc),
+                                tmp_path / str(frozen), cfg, pixel_decoder=dec, input_encoder=enc, evaluate=watch,
+                                evaluate_every=1)
+        assert student.backbone.unet.conv_out.weight.abs().sum() > 0        # the backbone learnt throughout
+        moved[frozen] = [(step, d, e) for step, d, e in seen]
+    steps = CFG.student_steps
+    assert moved[0] == [(s, True, True) for s in range(1, steps + 1)]
+    assert moved[2] == [(s, s > 2, s > 2) for s in range(1, steps + 1)]
+    assert moved[steps] == [(s, False, False) for s in range(1, steps + 1)]
+    with pytest.raises(ConfigError, match="parts_frozen_steps = -1"):
+        SRConfig(parts_frozen_steps=-1)
+
+
 def test_a_pixel_branch_starts_at_zero_trains_with_the_student_and_is_saved_scored_and_loaded(parts, tmp_path,
                                                                                               monkeypatch):
     """SRConfig.pixel_branch_width: a PixelBranch beside the latent path adds its correction of the LR image to the
@@ -716,7 +746,7 @@ def test_a_pixel_branch_starts_at_zero_trains_with_the_student_and_is_saved_scor
 
     teacher, space, spec, bank, photos = parts
     train, val = photos[:2], photos[2:]
-    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    monkeypatch.setattr(sr_run, "sr_photographs", lambda data, split, cfg: (train, val))
     given, _ = _given_parts()
     cfg = dataclasses.replace(CFG, **TRAINS_PARTS, pixel_branch_width=4, pixel_branch_convs=2)
     info = sr_run.run_sr(teacher, space, spec, bank, tmp_path / "m", cfg, decoder=given["tiny-decoder"],
@@ -762,7 +792,7 @@ def test_students_per_degradation_each_train_deploy_and_are_scored_with_their_ow
 
     teacher, space, spec, bank, photos = parts
     train, val = photos[:2], photos[2:]
-    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (train, val, None))
+    monkeypatch.setattr(sr_run, "sr_photographs", lambda data, split, cfg: (train, val))
     given, before = _given_parts()
     cfg = dataclasses.replace(CFG, **TRAINS_PARTS, student_per_degradation=True, router_steps=4)
     assert cfg.own_parts("decoder") and cfg.own_parts("encoder") and cfg.students == 2
@@ -899,7 +929,7 @@ def test_specialists_start_from_a_blind_student_and_its_parts_and_train_speciali
     from tocsr.core.sr import run as sr_run
 
     teacher, space, spec, bank, photos = parts
-    monkeypatch.setattr(sr_run, "load_train_val", lambda data, split, min_side: (photos[:2], photos[2:], None))
+    monkeypatch.setattr(sr_run, "sr_photographs", lambda data, split, cfg: (photos[:2], photos[2:]))
     calls = []
     real = sr_run.train_student
 

@@ -15,6 +15,10 @@ class SRConfig:
     scale: int = 4
     patch_px: int = 128
     batch: int = 16
+    # How many of the split's training photographs the SR stage learns from: 0, every one; N, the first N in the
+    # split's own order (DataSplit.ranked: a hash of the name), so that N photographs are among any larger N's.
+    # A study of what more photographs buy (a learning curve over data); the job's baselines get the same ones.
+    train_photographs: int = 0
     # The multi-step SR teachers' training steps, one teacher per degradation. 0 trains none: the student then
     # learns from the pairs alone (w_teacher must be 0), and no multi-step row is scored. A preset does that where its
     # teachers would get too few steps to be a reference worth the seconds (RunPreset).
@@ -79,6 +83,13 @@ class SRConfig:
     # than reading the cache's latents. With train_decoder the whole deployed pipeline learns, LR pixels to SR pixels,
     # as a pixel-space SR network does. With one student per degradation each student trains its own copy.
     train_encoder: bool = False
+    # The trained encoder and decoder (train_encoder / train_decoder) stay frozen for the student's first this many
+    # steps, so that the backbone learns the SR residual before they join. Trained together from the first step, the
+    # parts learn nearly all of it: the job's student lost only 0.05 dB of its gain over bicubic (clean test
+    # photographs) with its backbone's residual removed, against 0.24 dB with the parts frozen throughout. Holding
+    # them for the first half or three quarters of the steps scored lower than not holding them (-0.13 / -0.20 dB):
+    # an option for studies, off in every preset (docs/status.md, fifty-fifth session). 0: they train from step one.
+    parts_frozen_steps: int = 0
     # A pixel branch (tocsr.core.models.parts.PixelBranch) of this many channels beside the latent path: convolutions
     # on the LR image whose HR correction is added to the decoder's image, trained with the student by the pixel term
     # (which then decodes the whole batch as it adds the branch to each image). It starts at zero. 0: no branch.
@@ -166,9 +177,9 @@ class SRConfig:
         if not self.drawn_weight > 0:
             raise ConfigError(f"SRConfig.drawn_weight = {self.drawn_weight}: give a weight > 0 (1 weighs every "
                               "degradation's rows the same)")
-        if self.redraw_every < 0:
-            raise ConfigError(f"SRConfig.redraw_every = {self.redraw_every}: give a number of student steps >= 0 "
-                              "(0 never degrades the pairs anew)")
+        for name, zero in _COUNTS.items():
+            if getattr(self, name) < 0:
+                raise ConfigError(f"SRConfig.{name} = {getattr(self, name)}: give a number >= 0 (0: {zero})")
         if self.pixel_branch_width < 0 or self.pixel_branch_convs < 1:
             raise ConfigError(f"SRConfig.pixel_branch_width = {self.pixel_branch_width}, pixel_branch_convs = "
                               f"{self.pixel_branch_convs}: give a width >= 0 (0: no branch) and at least one convolution")
@@ -176,12 +187,6 @@ class SRConfig:
             raise ConfigError(f"SRConfig.pixel_branch_width = {self.pixel_branch_width} with one student per "
                               "degradation: the pixel branch is trained with a blind student; set "
                               "student_per_degradation = False, or pixel_branch_width = 0")
-        if self.router_steps < 0:
-            raise ConfigError(f"SRConfig.router_steps = {self.router_steps}: give a number of steps >= 0 (0 trains no "
-                              "degradation router)")
-        if self.specialist_steps < 0:
-            raise ConfigError(f"SRConfig.specialist_steps = {self.specialist_steps}: give a number of steps >= 0 (0 "
-                              "trains each degradation's student from the searched backbone)")
         if self.specialist_steps > 0 and self.students < 2:
             raise ConfigError(f"SRConfig.specialist_steps = {self.specialist_steps} specialises one student per "
                               "degradation from a blind one, but this config trains one student: set "
@@ -238,6 +243,13 @@ DISCRIMINATORS = ("latent", "pixel")
 # Its adversarial term judges the decoded images (discriminator "pixel"): once the decoder trains, the latent
 # discriminator no longer moved NIQE. Swept on validation photographs (docs/status.md, fifty-second session): 0.1 lowered
 # NIQE on both degradations at a cost of hundredths of a dB of PSNR-Y, while 1.0 cost half a dB on clean inputs.
+# Counts of SRConfig that may be 0, and what 0 means (its errors say so).
+_COUNTS = {"parts_frozen_steps": "the trained parts learn from the first step",
+           "train_photographs": "every training photograph of the split",
+           "redraw_every": "the pairs are never degraded anew",
+           "router_steps": "no degradation router is trained",
+           "specialist_steps": "each degradation's student starts from the searched backbone"}
+
 TRAINED_PARTS = (("pixel_decoder", "deployed"), ("train_decoder", True), ("train_encoder", True),
                  ("pixel_loss", "log_mse"), ("w_pixel", 1.0), ("pixel_share", 16),
                  ("discriminator", "pixel"), ("w_adv", 0.1))

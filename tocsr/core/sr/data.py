@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from tocsr.core.data import Photo, RandomPatches
+from tocsr.core.data import DataSplit, Photo, RandomPatches, load_train_val
 from tocsr.core.sr.degradations import degrade
 
 # Seed offset between draws of one item's degradation (SRPairs.degraded).
@@ -53,3 +53,13 @@ class SRPairs(Dataset):
         return self.degraded(i)
 
 
+
+
+
+def sr_photographs(data, split: DataSplit, cfg) -> tuple[list[Photo], list[Photo]]:
+    """The photographs the SR stage trains and validates on: (train, validation) of `split`, at least `cfg.patch_px`
+    on the shorter side, the training ones cut to the first `cfg.train_photographs` in the split's order (0 keeps
+    all). Everything that trains an SR model or its baselines reads them here, so a comparison stays on the same
+    photographs."""
+    train, val, _ = load_train_val(data, split, min_side=cfg.patch_px, train_first=cfg.train_photographs)
+    return train, val

@@ -63,6 +63,8 @@ class PartsConfig:
     kinds: tuple[str, ...] = ("bicubic", "realesrgan")
     seed: int = 0
     encoder_target: str = "upscale"       # what the LR encoder regresses (module doc; ENCODER_TARGETS)
+    # 0: every training photograph; N: the first N in the split's order, as SRConfig.train_photographs (a study)
+    train_photographs: int = 0
 
     def __post_init__(self) -> None:
         if self.encoder_target not in ENCODER_TARGETS:
@@ -71,6 +73,9 @@ class PartsConfig:
         if self.encoder_steps is not None and self.encoder_steps < 1:
             raise ConfigError(f"PartsConfig.encoder_steps = {self.encoder_steps}: must be at least 1, or None for "
                               f"`steps` ({self.steps})")
+        if self.train_photographs < 0:
+            raise ConfigError(f"PartsConfig.train_photographs = {self.train_photographs}: give a number >= 0 (0: every "
+                              "training photograph of the split)")
         for name in ("steps", "batch", "patch_px", "encoder_width", "val_per_image"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"PartsConfig.{name} = {getattr(self, name)}: must be at least 1 (e.g. --steps 40)"

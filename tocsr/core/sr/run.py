@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 from diffusers import DDPMScheduler
 
-from tocsr.core.data import load_train_val
 from tocsr.core.errors import ConfigError
 from tocsr.core.models.autoencoder import decode_latents, encode_latents
 from tocsr.core.models.parts import PixelBranch
 from tocsr.core.provenance import environment
 from tocsr.core.resize import bicubic_upscale, matlab_imresize
 from tocsr.core.space import ArchSpec
+from tocsr.core.sr.data import sr_photographs
 from tocsr.core.sr.evaluate import evaluate_methods
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import PerDegradationStudent, default_degradation
@@ -122,7 +122,7 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
                               "fine-tune the chosen architecture again")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    train, val, _ = load_train_val(data, teacher.preset.split, min_side=cfg.patch_px)   # the teacher's split
+    train, val = sr_photographs(data, teacher.preset.split, cfg)   # the teacher's split
     acc = make_accelerator()
     ae = teacher.autoencoder.eval().to(acc.device)
     if shared is None:

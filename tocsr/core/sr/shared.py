@@ -39,7 +39,7 @@ from tocsr.core.sr.train import (
 # What the shared part is trained with; the student's settings (steps, loss weights, its teacher targets)
 # are the rest of SRConfig and may differ between the devices that share it.
 SHARED_FIELDS = ("scale", "patch_px", "batch", "teacher_steps", "teacher_lr", "t_start", "teacher_start_share",
-                 "pair_cache", "teacher_loss_floor", "seed", "kinds")
+                 "pair_cache", "teacher_loss_floor", "seed", "kinds", "train_photographs")
 PAIR_CACHE_FILE = "pair_cache.pt"
 
 
@@ -60,8 +60,10 @@ def teacher_identity(teacher) -> str:
 class SharedSRRecord(FolderRecord):
     FILE_NAME: ClassVar[str] = "sr_shared.json"
     KIND: ClassVar[str] = "tocsr.sr_shared"
-    SCHEMA_VERSION: ClassVar[int] = 1
+    # 2: `train_photographs` in the config; a version-1 part trained on every training photograph (0)
+    SCHEMA_VERSION: ClassVar[int] = 2
     REBUILD: ClassVar[str] = "delete {folder} and run the main job again"
+    MIGRATIONS: ClassVar[dict] = {1: lambda d: {**d, "config": {**d["config"], "train_photographs": 0}}}
 
     config: dict[str, Any]              # shared_config(SRConfig) it was trained with
     timings_s: dict[str, float]         # pair_cache_s, sr_teacher_s

@@ -465,6 +465,8 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
             p.requires_grad_("decoder" in trained)
     # what the optimiser and the EMA follow: the student's weights and the trained parts'
     params = [*student.parameters(), *(p for m in trained.values() for p in m.parameters())]
+    # the encoder's and decoder's, held still for the first SRConfig.parts_frozen_steps (the pixel branch is not held)
+    held = [p for name in ("encoder", "decoder") if name in trained for p in trained[name].parameters()]
     opt = adamw(params, lr=cfg.student_lr)
     opt_d = adamw(disc.parameters(), lr=cfg.student_lr, weight_decay=1e-2, betas=(0.5, 0.999))
     ema = EMAModel(params, decay=cfg.ema_decay, foreach=True)
@@ -545,6 +547,11 @@ def train_student(teacher, sr_teachers: dict[str, SRDenoiser], sr_scheduler_conf
             check_finite(loss, step, ck)
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
+            if step < cfg.parts_frozen_steps:
+                # no gradient, no step: AdamW skips them (moments and weight decay too); after the backward pass, so
+                # the processes of a multi-process run have averaged the same graph
+                for p in held:
+                    p.grad = None
             acc.clip_grad_norm_(params, 1.0)
             opt.step()
             ema.step(params)
