@@ -106,13 +106,6 @@ def evaluate_cost(method: SRMethod, profile: DeviceProfile, reference: Workload 
     return measure_workload(workload, profile, reference=reference)
 
 
-def call_params(module: nn.Module, counted: int) -> int:
-    """The parameters one call of `module` runs: its `params_in_call()` where it has one (a one-step SR model holds the
-    whole autoencoder, and the parts a stand-in encoder or decoder replaces never run), else `counted` (all it holds)."""
-    in_call = getattr(module, "params_in_call", None)
-    return int(in_call()) if callable(in_call) else counted
-
-
 def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], profiles: list[DeviceProfile],
                 reference: Callable[[DeviceProfile], Workload] | None = None,
                 nodes: Mapping[str, Any] | None = None,
@@ -156,7 +149,7 @@ def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], pr
                 p90 = iqr = cv = None
             rows.append(ReportRow(
                 device_profile=profile.name, device_name=meas.device_name, method=m.name, kind=m.kind,
-                arch_key=m.arch_key or m.name, params_m=call_params(m.cost_module or m.module, meas.params) / 1e6,
+                arch_key=m.arch_key or m.name, params_m=meas.params / 1e6,    # what one call runs (bench.counting.count_params)
                 gmacs=meas.macs.gmacs if meas.macs else None,
                 latency_median_ms=median, latency_p90_ms=p90, latency_iqr_ms=iqr, latency_cv=cv,
                 peak_memory_mib=meas.peak_memory_mib, energy_mj=meas.energy_mj_per_inference,

@@ -44,6 +44,9 @@ def test_a_variants_backbone_is_the_runs_the_teacher_shaped_one_or_the_one_a_fil
     (tmp_path / "empty.json").write_text("{}")
     with pytest.raises(ConfigError, match="not an architecture"):
         variant_backbone(space, cheap, str(tmp_path / "empty.json"), "--variant x backbone")
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(ConfigError, match="not an architecture"):
+        variant_backbone(space, cheap, str(tmp_path / "list.json"), "--variant x backbone")
 
 
 @pytest.mark.parametrize("words, message", [

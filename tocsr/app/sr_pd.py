@@ -99,8 +99,8 @@ def parse_variant(words: list[str]) -> tuple[str, dict[str, Any]]:
 
 def variant_backbone(space, run_spec, value: str | None, what: str):
     """The backbone a variant's student has: the run's (None), the teacher-shaped one ("teacher": every slot keeps
-    its teacher block, the widest this space holds), or the one a JSON file names (ArchSpec.to_dict's {"choices":
-    {slot: choice}}, e.g. a candidate from the run's search_result.json)."""
+    its teacher block, the widest this space holds), or the one a JSON file names (ArchSpec.to_json's {"choices":
+    {slot: choice}}, e.g. the "spec" of a candidate in the run's search_result.json, saved to its own file)."""
     import json
 
     from tocsr.core.space import ArchSpec
@@ -114,7 +114,7 @@ def variant_backbone(space, run_spec, value: str | None, what: str):
         raise ConfigError(f"{what}={value}: neither 'teacher' nor a JSON file holding {{\"choices\": {{slot: choice}}}}")
     try:
         return ArchSpec.from_dict(json.loads(path.read_text()), space)
-    except (KeyError, json.JSONDecodeError) as e:
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
         raise ConfigError(f"{what}={value}: not an architecture ({e}); write one as ArchSpec.to_json does") from None
 
 

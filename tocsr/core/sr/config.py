@@ -84,11 +84,9 @@ class SRConfig:
     # as a pixel-space SR network does. With one student per degradation each student trains its own copy.
     train_encoder: bool = False
     # The trained encoder and decoder (train_encoder / train_decoder) stay frozen for the student's first this many
-    # steps, so that the backbone learns the SR residual before they join. Trained together from the first step, the
-    # parts learn nearly all of it: the job's student lost only 0.05 dB of its gain over bicubic (clean test
-    # photographs) with its backbone's residual removed, against 0.24 dB with the parts frozen throughout. Holding
-    # them for the first half or three quarters of the steps scored lower than not holding them (-0.13 / -0.20 dB):
-    # an option for studies, off in every preset (docs/status.md, fifty-fifth session). 0: they train from step one.
+    # steps, so that the backbone learns the SR residual before they join: trained together from the first step, the
+    # parts learn nearly all of it. Holding them first scored lower than not holding them, so it is an option for
+    # studies, off in every preset (figures: reports/evidence/sr-ablation/run55-backbone/). 0: they train from step one.
     parts_frozen_steps: int = 0
     # A pixel branch (tocsr.core.models.parts.PixelBranch) of this many channels beside the latent path: convolutions
     # on the LR image whose HR correction is added to the decoder's image, trained with the student by the pixel term
