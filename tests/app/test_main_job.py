@@ -879,6 +879,9 @@ def test_the_adversarial_weight_sweep_trains_one_student_per_weight_and_scores_v
 
     _, run, _, _ = job
     doc = sweep(run, tmp_path / "pd", [0.0, 0.5], max_px=128)
+    # the run's baselines, with what each trained for beside the variants' budgets
+    baselines = {p.parent.name: json.loads(p.read_text()) for p in (run / "baselines").glob("*/baseline.json")}
+    assert baselines and doc["baselines"] == baselines
     infos = {w: SRModelInfo.load(tmp_path / "pd" / f"w_adv-{w:g}") for w in (0.0, 0.5)}
     assert {w: i.config.w_adv for w, i in infos.items()} == {0.0: 0.0, 0.5: 0.5}
     a, b = (load_student(tmp_path / "pd" / f"w_adv-{w:g}" / "student").state_dict() for w in (0.0, 0.5))
@@ -893,14 +896,17 @@ def test_the_adversarial_weight_sweep_trains_one_student_per_weight_and_scores_v
     for kind, res in doc["results"].items():
         assert res["no_reference_metric"] == "niqe", res["unavailable"]
         methods = res["methods"]
-        # the smoke run's model routes, so each variant does: scored blind behind its router, and told the truth
+        # the smoke run's model routes, so each variant does: scored blind behind its router, and told the truth;
+        # the run's trained baselines are scored on the same photographs
         assert set(methods) == {"bicubic", "student w_adv=0", "student w_adv=0.5", "student w_adv=0 told",
-                                "student w_adv=0.5 told"}
+                                "student w_adv=0.5 told", *baselines}
         for name in ("student w_adv=0", "student w_adv=0.5"):
-            d = methods[name]["minus_bicubic"]["psnr_y"]
-            assert d["mean"] == pytest.approx(methods[name]["psnr_y"]["mean"] - methods["bicubic"]["psnr_y"]["mean"],
-                                              abs=1e-6)
-            assert d["low"] <= d["mean"] <= d["high"] and methods[name]["niqe"]["n"] == len(doc["val_images"])
+            for other in ("bicubic", *baselines):
+                d = methods[name][f"minus_{other}"]["psnr_y"]
+                assert d["mean"] == pytest.approx(methods[name]["psnr_y"]["mean"]
+                                                  - methods[other]["psnr_y"]["mean"], abs=1e-6)
+                assert d["low"] <= d["mean"] <= d["high"]
+            assert methods[name]["niqe"]["n"] == len(doc["val_images"])
         assert "minus_student w_adv=0" in methods["student w_adv=0.5"]
         assert "minus_student w_adv=0" not in methods["student w_adv=0"]
         assert (tmp_path / "pd" / f"val-{kind}" / "per_image.csv").is_file()

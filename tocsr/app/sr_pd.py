@@ -10,8 +10,10 @@ setting of the shared part, e.g. `pair_cache=4096`, trains its own shared part a
 student with the evaluation protocol (reports.protocol.evaluate_folder) on the validation photographs, whole (the
 centre of at most `--max-px` a side), each degradation of the run: PSNR-Y and the no-reference scores whose
 weights are here (NIQE always: its parameters ship with the suite), each with a 95% bootstrap interval over the
-photographs, and paired differences to bicubic and to the first variant. Bicubic and, with `--with-teacher`, the
-SR teacher are scored on the same images.
+photographs, and paired differences to bicubic and to the first variant. Bicubic, the run's trained baselines
+(<run>/baselines/: each student's paired difference to each, and their training seconds and steps beside the
+variants' budgets; `--no-baselines` leaves them out) and, with `--with-teacher`, the SR teacher are scored on the
+same images.
 
 A variant is a label and SRConfig fields (`KEY=VALUE`), and optionally `parts=DIR`: the pipeline parts of another
 `python -m tocsr.app.parts` folder in place of the run's (the same kinds the run's model deploys; their training
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -119,13 +122,15 @@ def variant_backbone(space, run_spec, value: str | None, what: str):
 
 
 def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float], max_px: int = 384,
-          with_teacher: bool = False, data: Path | None = None, student_steps: int | None = None) -> dict[str, Any]:
+          with_teacher: bool = False, data: Path | None = None, student_steps: int | None = None,
+          baselines: bool = True) -> dict[str, Any]:
     """`variants`: label -> SRConfig fields, the first the reference of the paired differences; a list of numbers is
     the adversarial weight sweep (weight_variants). A variant whose model routes (SRConfig.routes) is scored blind
-    behind its router and, as "student LABEL told", told the truth (module doc)."""
+    behind its router and, as "student LABEL told", told the truth (module doc). `baselines`: score the run's trained
+    baselines on the same photographs, and every student minus each of them."""
     from reports.comparison import eval_method, load_sr_methods, write_split_folder
     from reports.metrics import FULL_REFERENCE, NO_REFERENCE
-    from reports.protocol import evaluate_folder, find_images, interpolation
+    from reports.protocol import baseline_method, evaluate_folder, find_images, interpolation
     from tocsr.core.distill.train import load_surrogates
     from tocsr.core.space import derive_search_space
     from tocsr.core.sr.info import SRModelInfo
@@ -180,6 +185,11 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
                                                module=student_method.module.model))
         print(f"{label}: student {trained[label]['student_s']:.0f} s, training budget "
               f"{trained[label]['training_budget_s']:.0f} s", flush=True)
+    # The run's baselines, trained for its SR stage's seconds on the same photographs: where a variant stands against
+    # them is then known from validation photographs, without a look at the test ones.
+    found = sorted(p.parent for p in (run / "baselines").glob("*/baseline.json")) if baselines else []
+    rivals = [baseline_method(f"{folder.name}={folder}", cfg.scale) for folder in found]
+    rival_training = {folder.name: json.loads((folder / "baseline.json").read_text()) for folder in found}
     routing: dict[str, dict[str, Any]] = {}
     val_dir = out / "val" / "HR"
     names = write_split_folder(data, teacher.preset.split, val_dir, max_px, cfg.scale, part="val")
@@ -190,7 +200,7 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
         sure: dict[str, list[dict[str, float]]] = {name: [] for name in decisions}
         res = evaluate_folder(images, [interpolation("bicubic", cfg.scale)]
                               + [eval_method(m, kind, cfg.scale, decisions.get(m.name), sure.get(m.name))
-                                 for m in methods], cfg.scale,
+                                 for m in methods] + rivals, cfg.scale,
                               kind, seed=0, extra_metrics=FULL_REFERENCE + NO_REFERENCE, hr_dir=str(val_dir))
         for label in routed:
             got = decisions[_student_name(label)]
@@ -200,16 +210,17 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
         nr = next((k for k in NO_REFERENCE if k in res.metrics()), None)
         per: dict[str, Any] = {"no_reference_metric": nr, "unavailable": dict(res.unavailable), "methods": {}}
         first = _student_name(next(iter(variants)))
-        for name in ["bicubic"] + [m.name for m in methods]:
+        for name in ["bicubic"] + [m.name for m in methods] + [r.name for r in rivals]:
             entry: dict[str, Any] = {k: res.interval(name, k).to_dict() for k in res.metrics()}
             if name != "bicubic":
                 entry["minus_bicubic"] = {k: res.paired(name, "bicubic", k).to_dict() for k in res.metrics()}
-            if name.startswith("student") and name != first:
-                entry[f"minus_{first}"] = {k: res.paired(name, first, k).to_dict() for k in res.metrics()}
+            if name.startswith("student"):
+                for other in ([first] if name != first else []) + [r.name for r in rivals]:
+                    entry[f"minus_{other}"] = {k: res.paired(name, other, k).to_dict() for k in res.metrics()}
             per["methods"][name] = entry
         rows[kind] = per
     doc = {"run": str(run), "sr_model": str(model), "arch_key": info.arch.key, "config": dataclasses.asdict(cfg),
-           "variants": variants, "trained": trained, "split": "val", "routing": routing,
+           "variants": variants, "trained": trained, "baselines": rival_training, "split": "val", "routing": routing,
            "val_images": names, "max_px": max_px, "results": rows,
            "interval": "95% bootstrap over the validation photographs (paired where a difference is given)"}
     write_artifact(out / "sr_pd.json", KIND, 1, doc, environment=environment())
@@ -233,6 +244,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--max-px", type=int, default=384, help="validation photographs: centre crop of at most this")
     ap.add_argument("--with-teacher", action="store_true", help="score the multi-step SR teacher too (slow)")
     ap.add_argument("--data", type=Path, help="the run's --data folder, if it had one")
+    ap.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
+                    help="score the run's trained baselines (<run>/baselines/) on the same photographs, and every "
+                         "student minus each")
     args = ap.parse_args(argv)
     if args.w_adv and args.variant:
         raise ConfigError("give either --w-adv W ... or --variant LABEL [KEY=VALUE ...] (repeated), not both")
@@ -240,7 +254,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.w_adv or list(DEFAULT_WEIGHTS))
     if args.variant and len(variants) != len(args.variant):
         raise ConfigError("--variant: two variants share a label")
-    return sweep(args.run, args.out, variants, args.max_px, args.with_teacher, args.data, args.student_steps)
+    return sweep(args.run, args.out, variants, args.max_px, args.with_teacher, args.data, args.student_steps,
+                 args.baselines)
 
 
 if __name__ == "__main__":
