@@ -42,7 +42,7 @@ def test_scaling_cuts_the_training_steps_and_keeps_every_measurement_setting():
 
 
 def test_the_budget_grows_with_profiles_and_a_capped_check_has_none():
-    assert QUICK.time_budget_for(1) == 28.5 * 60 and QUICK.time_budget_for(3) == 28.5 * 60 + 300
+    assert QUICK.time_budget_for(1) == 27.5 * 60 and QUICK.time_budget_for(3) == 27.5 * 60 + 300
     assert QUICK.capped(5).time_budget_s is None and QUICK.capped(5).time_budget_for(1) is None
     shape = QUICK.run_shape(_profiles(1))
     assert (shape.devices_measured, shape.devices_predicted, shape.baselines) == (1, 1, 1)

@@ -18,7 +18,7 @@ from tocsr.core.models.autoencoder import (
     encode_latents,
     set_latent_stats,
 )
-from tocsr.core.models.parts import LREncoder, TinyDecoder
+from tocsr.core.models.parts import LREncoder, PixelBranch, TinyDecoder
 from tocsr.core.resize import bicubic_upscale
 from tocsr.core.sr import parts as parts_module
 from tocsr.core.sr.data import SRPairs
@@ -54,6 +54,31 @@ def test_a_scale_the_autoencoder_grid_cannot_take_is_refused_in_one_line():
     with pytest.raises(ConfigError, match=r"steps = 0: must be at least 1 \(e.g. --steps 40\)"):
         PartsConfig(steps=0)
 
+
+
+@pytest.mark.parametrize("init", ["zero", "he"])
+def test_a_pixel_branch_starts_at_zero_or_as_a_network_whose_every_layer_learns_from_the_first_step(init):
+    """PixelBranch(init=...): "zero" adds nothing until trained, and its zero last layer leaves every layer before it
+    without a gradient on the first step; "he" starts as the SRVGG baseline does (small, not zero), so the first step
+    reaches its first layer. The init is part of the saved config, and a name that is not an init is refused."""
+    torch.manual_seed(0)
+    branch = PixelBranch(scale=4, width=8, convs=3, init=init)
+    lr = torch.rand(2, 3, 12, 12) * 2 - 1
+    out = branch(lr)
+    assert out.shape == (2, 3, 48, 48)
+    out.square().mean().add(out.mean()).backward()
+    first = branch.net[0].weight.grad.abs().max().item()
+    if init == "zero":
+        assert out.abs().max() == 0 and first == 0
+    else:
+        assert 0 < out.abs().max() < 1, "a he-started correction is a small one"
+        assert first > 0, "the first step must reach the first layer"
+    assert branch.config.init == init
+    with pytest.raises(ConfigError, match="init 'uniform'"):
+        PixelBranch(init="uniform")
+    from tocsr.core.sr.config import SRConfig
+    with pytest.raises(ConfigError, match="pixel_branch_init = 'uniform'"):
+        SRConfig(pixel_branch_width=8, pixel_branch_init="uniform")
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -37,6 +37,7 @@ from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
+from tocsr.core.baselines import he_init
 from tocsr.core.errors import ConfigError
 from tocsr.core.models.autoencoder import LATENT_CHANNELS
 
@@ -118,26 +119,37 @@ class TinyDecoder(ModelMixin, ConfigMixin):
         return self.shortcut(z) + self.net(z)
 
 
+BRANCH_INITS = ("zero", "he")
+
+
 class PixelBranch(ModelMixin, ConfigMixin):
     """LR image in [-1, 1], (B, 3, h, w) -> HR correction (B, 3, h*scale, w*scale), added to the decoder's image.
 
     `convs` 3x3 convolutions of `width` channels with PReLU at LR resolution (SRVGG's body, narrower and shorter:
-    it runs beside the latent path, not instead of it), then one to 3 * scale^2 channels and a pixel shuffle. The
-    last convolution starts at zero: the correction is 0 until training moves it."""
+    it runs beside the latent path, not instead of it), then one to 3 * scale^2 channels and a pixel shuffle.
+    `init` (one of BRANCH_INITS): "zero", the last convolution starts at zero, so the correction is 0 until training
+    moves it; "he", every convolution as the SRVGG baseline starts (tocsr.core.baselines.he_init: Kaiming weights,
+    the last scaled by 0.1), so the branch starts as a small learned network of its own. A zero last layer also
+    zeroes the gradient into every layer before it, so the body first waits for the last layer to move."""
 
     @register_to_config
-    def __init__(self, scale: int = 4, width: int = 32, convs: int = 4):
+    def __init__(self, scale: int = 4, width: int = 32, convs: int = 4, init: str = "zero"):
         super().__init__()
         if width < 1 or convs < 1:
             raise ConfigError(f"PixelBranch width {width}, convs {convs}: both must be at least 1")
+        if init not in BRANCH_INITS:
+            raise ConfigError(f"PixelBranch init {init!r}: expected one of {', '.join(BRANCH_INITS)}")
         layers: list[nn.Module] = [_conv(3, width), nn.PReLU(width)]
         for _ in range(convs - 1):
             layers += [_conv(width, width), nn.PReLU(width)]
         last = _conv(width, 3 * scale ** 2)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
         layers += [last, nn.PixelShuffle(scale)]
         self.net = nn.Sequential(*layers)
+        if init == "he":
+            he_init(self.net)
+        else:
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return self.net(lr)

@@ -90,14 +90,19 @@ class SRConfig:
     parts_frozen_steps: int = 0
     # A pixel branch (tocsr.core.models.parts.PixelBranch) of this many channels beside the latent path: convolutions
     # on the LR image whose HR correction is added to the decoder's image, trained with the student by the pixel term
-    # (which then decodes the whole batch as it adds the branch to each image). It starts at zero. 0: no branch.
+    # (which then decodes the whole batch as it adds the branch to each image). 0: no branch.
     # The latent path reaches HR pixels only through a 16-channel latent at 1/8 of the HR grid; pixel-space SR
     # networks (the SRVGG baseline) reach them directly, and kept learning where the student stopped. At the quick
-    # preset's student steps the branch moved PSNR-Y by hundredths of a dB (docs/status.md, fifty-fourth session), so
-    # no preset turns it on. Its cost is not in the search's pipeline cost model (bench.pipeline): a preset that turns
-    # it on must add it there first, or the chosen model runs over the budget the search held it to.
+    # preset's student steps the branch moved PSNR-Y by hundredths of a dB however it started (docs/status.md,
+    # fifty-fourth and fifty-seventh sessions: trained beside the latent path, a branch started as its own network
+    # was silenced, not grown into a restorer), so no preset turns it on. Its cost is not in the search's pipeline
+    # cost model (bench.pipeline): a preset that turns it on must add it there first, or the chosen model runs over the
+    # budget the search held it to.
     pixel_branch_width: int = 0
     pixel_branch_convs: int = 4
+    # How the branch starts (tocsr.core.models.parts.BRANCH_INITS): "zero", its correction 0 until training moves it,
+    # or "he", a small network of its own as the SRVGG baseline starts.
+    pixel_branch_init: str = "zero"
     # The pixel term's form: "l1", the mean absolute error over the decoded batch, or "log_mse", the mean over images
     # of log(pixel MSE + pixel_loss_floor), the PSNR-per-image objective the latent term already uses (see
     # loss_floor). With L1 the images with the largest errors (Real-ESRGAN inputs) steer the term, which costs
@@ -181,6 +186,13 @@ class SRConfig:
         if self.pixel_branch_width < 0 or self.pixel_branch_convs < 1:
             raise ConfigError(f"SRConfig.pixel_branch_width = {self.pixel_branch_width}, pixel_branch_convs = "
                               f"{self.pixel_branch_convs}: give a width >= 0 (0: no branch) and at least one convolution")
+        if self.pixel_branch_width:
+            # imports torch, so only where a branch is asked for
+            from tocsr.core.models.parts import BRANCH_INITS
+
+            if self.pixel_branch_init not in BRANCH_INITS:
+                raise ConfigError(f"SRConfig.pixel_branch_init = {self.pixel_branch_init!r}: expected one of "
+                                  f"{', '.join(BRANCH_INITS)}")
         if self.pixel_branch_width and self.students > 1:
             raise ConfigError(f"SRConfig.pixel_branch_width = {self.pixel_branch_width} with one student per "
                               "degradation: the pixel branch is trained with a blind student; set "

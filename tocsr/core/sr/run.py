@@ -155,7 +155,7 @@ def run_sr(teacher, space, spec: ArchSpec, bank, out_dir: str | Path, cfg: SRCon
     if cfg.pixel_branch_width:
         with torch.random.fork_rng(devices=[]):         # seeded: the same config trains the same branch
             torch.manual_seed(cfg.seed)
-            branch = PixelBranch(cfg.scale, cfg.pixel_branch_width, cfg.pixel_branch_convs)
+            branch = PixelBranch(cfg.scale, cfg.pixel_branch_width, cfg.pixel_branch_convs, cfg.pixel_branch_init)
     if cfg.student_per_degradation and len(cfg.kinds) > 1:
         blind, own_cfg = None, cfg
         if cfg.specialist_steps > 0:
