@@ -15,7 +15,8 @@ A third part adds to what the decoder gives rather than replacing a part of the 
 * `PixelBranch` maps the LR image straight to an HR correction, the form of pixel-space SR networks
   (SRVGG / Real-ESRGAN compact): 3x3 convolutions at LR resolution, then a pixel shuffle to HR. The latent
   path passes every pixel through a 16-channel latent at 1/8 of the HR grid; the branch reaches HR pixels
-  without it. Its last convolution starts at zero, so a pipeline with the branch starts as the one without.
+  without it. By default its last convolution starts at zero, so a pipeline with the branch starts as the one
+  without; `init="he"` starts it as a small network of its own, as the SRVGG baseline starts.
 
 Both the encoder and the decoder speak the normalised latents of tocsr.core.models.autoencoder (`encode_latents` /
 `decode_latents`), so either drops in where the autoencoder's part was.
