@@ -1,6 +1,7 @@
 """How large a trained pixel branch's correction is: the mean |weight| of its first and last convolutions, and the RMS
-of its correction (in 8-bit levels) on the first 256 px of three test photographs, downscaled x4 (bicubic);
-the first line is the branch the first folder's config starts from, untrained.
+of its correction (in 8-bit levels) on the first 256 px of three test photographs, downscaled x4 by torch's
+antialiased bicubic (not the evaluation protocol's MATLAB resize: the figure is a magnitude, not a score). The first
+line is the branch the first folder's config starts from, untrained.
 
     python reports/evidence/sr-ablation/run57-he-branch/branch_size.py RUN/test/HR FOLDER...
 """
