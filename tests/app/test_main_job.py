@@ -650,6 +650,13 @@ def test_the_headline_is_a_fair_blind_comparison_on_test_photographs(job):
         d = h["tocsr_minus_best_baseline"]
         assert d == res.paired(h["tocsr"], h["best_baseline"], "psnr_y").to_dict() and d["low"] <= d["mean"] <= d["high"]
         assert h["verdict"].startswith(("TOC-SR leads", "TOC-SR is behind", "no clear difference"))
+        # beside it, both models' p90 latencies from the eval stage's rows of this device (the report's figures)
+        rows = {r["method"]: r for r in json.loads((run / "eval" / "rows.json").read_text())["rows"]
+                if r["device_profile"] == "cpu-2core"}
+        lat = h["latency_p90_ms"]
+        assert (lat["tocsr_p90_ms"], lat["baseline_p90_ms"]) == (rows[h["tocsr"]]["latency_p90_ms"],
+                                                                 rows[h["best_baseline"]]["latency_p90_ms"])
+        assert h["verdict_latency"].startswith(f"TOC-SR's p90 latency is {lat['ratio']:.2f}x {h['best_baseline']}'s")
         assert h["best_interpolation"] in ("bicubic", "lanczos") and h["verdict_interpolation"]
     out = r.stdout.replace("\n", " ")
     assert "scored blind on" in out and "minus bicubic" in out and "not yet a fair comparison" not in out

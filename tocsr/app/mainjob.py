@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
@@ -34,6 +34,9 @@ from tocsr.core.sr.config import TRAINED_PARTS
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.timebudget import RunShape, StepPlan, check_budget, plan_after_teacher, plan_students
 from tocsr.core.training import progress
+
+if TYPE_CHECKING:
+    from reports.rows import ReportRow
 
 
 @dataclass(frozen=True)
@@ -711,9 +714,35 @@ def verdict(diff: dict[str, float], ours: str, theirs: str) -> str:
     return f"no clear difference between {ours} and {theirs} (the interval spans 0)"
 
 
-def test_headline(out: Path, device: str) -> dict[str, Any]:
+def latency_beside(rows: list[ReportRow], device: str, mine: str, theirs: str) -> dict[str, Any] | None:
+    """The p90 latencies of two methods' report rows on one device (reports.evaluate.report_rows: the rows of a
+    profile are stated at one speed of the machine, so their ratio is not moved by drift between the two timings),
+    and whether they were measured or predicted; None where either row has no latency."""
+    by_name = {r.method: r for r in rows if r.device_profile == device}
+    a, b = by_name.get(mine), by_name.get(theirs)
+    if a is None or b is None or not a.latency_p90_ms or not b.latency_p90_ms:
+        return None
+    predicted = "predicted" in (a.measurement_status, b.measurement_status)
+    return {"tocsr_p90_ms": a.latency_p90_ms, "baseline_p90_ms": b.latency_p90_ms,
+            "ratio": a.latency_p90_ms / b.latency_p90_ms, "how": "predicted" if predicted else "measured"}
+
+
+def latency_verdict(diff: dict[str, float], lat: dict[str, Any], theirs: str) -> str:
+    """What a quality verdict (ours minus theirs, `diff`) means at the two methods' latencies: a lead bought with
+    more milliseconds is a trade, not a win, and says so; where one side is both better and no slower, that is said."""
+    words = (f"TOC-SR's p90 latency is {lat['ratio']:.2f}x {theirs}'s ({lat['tocsr_p90_ms']:.2f} vs "
+             f"{lat['baseline_p90_ms']:.2f} ms, {lat['how']})")
+    if diff["low"] > 0 and lat["ratio"] <= 1:
+        return words + ": TOC-SR is ahead at lower or equal latency"
+    if diff["high"] < 0 and lat["ratio"] >= 1:
+        return words + f": {theirs} is ahead at lower or equal latency"
+    return words
+
+
+def test_headline(out: Path, device: str, rows: list[ReportRow] | None = None) -> dict[str, Any]:
     """Per degradation, on the test photographs: the device's TOC-SR student, the best baseline and bicubic,
-    with their intervals, the paired differences between them, and what those differences support."""
+    with their intervals, the paired differences between them, and what those differences support; with the eval
+    stage's report rows (`rows`), the latencies of TOC-SR and the best baseline beside that verdict."""
     from reports.protocol import EvalResult
 
     headline = {}
@@ -738,6 +767,10 @@ def test_headline(out: Path, device: str) -> dict[str, Any]:
             entry["tocsr_minus_best_baseline"] = res.paired(mine, best, "psnr_y").to_dict()
             entry["best_baseline_minus_bicubic"] = res.paired(best, "bicubic", "psnr_y").to_dict()
             entry["verdict"] = verdict(entry["tocsr_minus_best_baseline"], "TOC-SR", best)
+            lat = latency_beside(rows or [], device, mine, best)
+            if lat is not None:
+                entry["latency_p90_ms"] = lat
+                entry["verdict_latency"] = latency_verdict(entry["tocsr_minus_best_baseline"], lat, best)
         else:
             entry["verdict"] = verdict(entry["tocsr_minus_bicubic"], "TOC-SR", "bicubic")
         headline[res.lr_source] = entry
@@ -774,7 +807,7 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
             "cost_table_passes": v.get("passes"),
             "selection_rounds": res.selection_rounds, "chosen_found_by": c.found_by,
             "params_m": c.params_m, "teacher_params_m": res.teacher_params_m, "gmacs": c.gmacs,
-            "teacher_gmacs": res.teacher_gmacs, "test": test_headline(out, name), "fidelity_proxy": res.proxy,
+            "teacher_gmacs": res.teacher_gmacs, "test": test_headline(out, name, rows), "fidelity_proxy": res.proxy,
             "scope": res.scope, "pipeline": res.pipeline, "decoder": res.decoder, "encoder": res.encoder,
             "parts_reason": (res.parts_choice or {}).get("reason"), "sr_folder": res.sr_folder_name,
             "finetune": _finetune_summary(out / "finetune" / c.key), "latency_basis": c.basis,
@@ -895,7 +928,7 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
                          f"{h['best_baseline']} minus bicubic {iv(h['best_baseline_minus_bicubic'], '+')} dB")
             if h["best_interpolation"] != "bicubic":
                 line += f"; TOC-SR minus {h['best_interpolation']} {iv(h['tocsr_minus_best_interpolation'], '+')} dB"
-            verdicts = [h[k] for k in ("verdict", "verdict_interpolation") if h.get(k)]
+            verdicts = [h[k] for k in ("verdict", "verdict_latency", "verdict_interpolation") if h.get(k)]
             console.print(line + (f": {'; '.join(verdicts)}" if verdicts else ""))
     console.print(f"report: {s['report']}  ({s['wall_s'] / 60:.1f} min; ran {len(s['stages_ran'])} stages, "
                   f"skipped {len(s['stages_skipped'])})")
