@@ -104,23 +104,27 @@ def test_a_quality_verdict_is_printed_with_both_latencies_and_says_who_is_ahead_
     from reports.rows import ReportRow
     from tocsr.app.mainjob import latency_beside, latency_verdict
 
-    def row(method: str, p90: float | None, status: str = "ok", device: str = "cpu-2core") -> ReportRow:
-        return ReportRow(device, "AMD EPYC", method, "classical", method, 0.6, 0.6, p90, p90, 0.1, 0.02, 2.0, None,
-                         status)
+    def row(method: str, p90: float | None, status: str = "ok", device: str = "cpu-2core",
+            median: float | None = None) -> ReportRow:
+        return ReportRow(device, "AMD EPYC", method, "classical", method, 0.6, 0.6, median or p90, p90, 0.1, 0.02, 2.0,
+                         None, status)
 
     mine = "tocsr-onestep (cpu-2core)"
-    rows = [row(mine, 27.48), row("srvgg", 9.43), row("srvgg", 1.0, device="other")]
+    rows = [row(mine, 27.48, median=26.0), row("srvgg", 9.43, median=9.0), row("srvgg", 1.0, device="other")]
     lat = latency_beside(rows, "cpu-2core", mine, "srvgg")
-    assert lat == {"tocsr_p90_ms": 27.48, "baseline_p90_ms": 9.43, "ratio": 27.48 / 9.43, "how": "measured"}
+    assert lat == {"statistic": "p90", "tocsr_ms": 27.48, "baseline_ms": 9.43, "ratio": 27.48 / 9.43,
+                   "how": "measured"}
     lead, behind, spans = _interval(0.22, 0.13, 0.29), _interval(-0.23, -0.46, -0.05), _interval(0.01, -0.1, 0.1)
     # a lead bought with three times the milliseconds is a trade: the words give both figures and crown no one
     assert latency_verdict(lead, lat, "srvgg") == "TOC-SR's p90 latency is 2.91x srvgg's (27.48 vs 9.43 ms, measured)"
     assert latency_verdict(behind, lat, "srvgg").endswith(": srvgg is ahead at lower or equal latency")
     assert not latency_verdict(spans, lat, "srvgg").endswith("latency")
-    faster = latency_beside([row(mine, 8.0), row("srvgg", 9.43, "predicted")], "cpu-2core", mine, "srvgg")
-    assert faster["how"] == "predicted"
-    assert latency_verdict(lead, faster, "srvgg").endswith("(8.00 vs 9.43 ms, predicted): TOC-SR is ahead at lower "
-                                                           "or equal latency")
+    # a predicted row (a roofline: a median, no p90) compares medians, and says both words
+    faster = latency_beside([row(mine, 8.5, median=8.0), row("srvgg", None, "predicted", median=9.43)], "cpu-2core",
+                            mine, "srvgg")
+    assert (faster["statistic"], faster["how"]) == ("median", "predicted")
+    assert latency_verdict(lead, faster, "srvgg") == ("TOC-SR's median latency is 0.85x srvgg's (8.00 vs 9.43 ms, "
+                                                      "predicted): TOC-SR is ahead at lower or equal latency")
     assert latency_beside([row(mine, 27.48), row("srvgg", None)], "cpu-2core", mine, "srvgg") is None
     # the printed line: the PSNR-Y verdict, then the latencies, then the interpolation's verdict
     h = _headline("lanczos", True) | {"verdict_latency": latency_verdict(behind, lat, "srvgg")}

@@ -715,23 +715,28 @@ def verdict(diff: dict[str, float], ours: str, theirs: str) -> str:
 
 
 def latency_beside(rows: list[ReportRow], device: str, mine: str, theirs: str) -> dict[str, Any] | None:
-    """The p90 latencies of two methods' report rows on one device (reports.evaluate.report_rows: the rows of a
-    profile are stated at one speed of the machine, so their ratio is not moved by drift between the two timings),
-    and whether they were measured or predicted; None where either row has no latency."""
+    """The latencies of two methods' report rows on one device (reports.evaluate.report_rows: the rows of a profile
+    are stated at one speed of the machine, so their ratio is not moved by drift between the two timings): their p90
+    where both were measured, their medians where a row is predicted (a roofline gives one figure, no spread), and
+    which it is; None where either row has no latency."""
     by_name = {r.method: r for r in rows if r.device_profile == device}
     a, b = by_name.get(mine), by_name.get(theirs)
-    if a is None or b is None or not a.latency_p90_ms or not b.latency_p90_ms:
+    if a is None or b is None:
+        return None
+    stat = "p90" if a.latency_p90_ms and b.latency_p90_ms else "median"
+    ours, other = (a.latency_p90_ms, b.latency_p90_ms) if stat == "p90" else (a.latency_median_ms, b.latency_median_ms)
+    if not ours or not other:
         return None
     predicted = "predicted" in (a.measurement_status, b.measurement_status)
-    return {"tocsr_p90_ms": a.latency_p90_ms, "baseline_p90_ms": b.latency_p90_ms,
-            "ratio": a.latency_p90_ms / b.latency_p90_ms, "how": "predicted" if predicted else "measured"}
+    return {"statistic": stat, "tocsr_ms": ours, "baseline_ms": other, "ratio": ours / other,
+            "how": "predicted" if predicted else "measured"}
 
 
 def latency_verdict(diff: dict[str, float], lat: dict[str, Any], theirs: str) -> str:
     """What a quality verdict (ours minus theirs, `diff`) means at the two methods' latencies: a lead bought with
     more milliseconds is a trade, not a win, and says so; where one side is both better and no slower, that is said."""
-    words = (f"TOC-SR's p90 latency is {lat['ratio']:.2f}x {theirs}'s ({lat['tocsr_p90_ms']:.2f} vs "
-             f"{lat['baseline_p90_ms']:.2f} ms, {lat['how']})")
+    words = (f"TOC-SR's {lat['statistic']} latency is {lat['ratio']:.2f}x {theirs}'s ({lat['tocsr_ms']:.2f} vs "
+             f"{lat['baseline_ms']:.2f} ms, {lat['how']})")
     if diff["low"] > 0 and lat["ratio"] <= 1:
         return words + ": TOC-SR is ahead at lower or equal latency"
     if diff["high"] < 0 and lat["ratio"] >= 1:
@@ -769,7 +774,7 @@ def test_headline(out: Path, device: str, rows: list[ReportRow] | None = None) -
             entry["verdict"] = verdict(entry["tocsr_minus_best_baseline"], "TOC-SR", best)
             lat = latency_beside(rows or [], device, mine, best)
             if lat is not None:
-                entry["latency_p90_ms"] = lat
+                entry["latency_ms"] = lat
                 entry["verdict_latency"] = latency_verdict(entry["tocsr_minus_best_baseline"], lat, best)
         else:
             entry["verdict"] = verdict(entry["tocsr_minus_bicubic"], "TOC-SR", "bicubic")
