@@ -209,17 +209,22 @@ def plot(check: RooflineCheck) -> bytes:
     return buf.getvalue()
 
 
-def main(argv: list[str] | None = None) -> int:
-    from tocsr.core.artifacts import atomic_write_bytes
-    from tocsr.core.provenance import environment
-
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m bench.roofline_check` (tests check the README's lines against it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--evidence", required=True, help="a gpu_evidence.json with a cost table section")
     ap.add_argument("--profile", required=True, help="the predicted profile whose constants are checked")
     ap.add_argument("--section", default="cost_table:cuda_graphs")
     ap.add_argument("--unet-preset", default="sd21")
     ap.add_argument("--out", required=True, help="folder for roofline_check.json and roofline_check.png")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tocsr.core.artifacts import atomic_write_bytes
+    from tocsr.core.provenance import environment
+
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(1)
     try:
         check = check_against_evidence(args.evidence, args.profile, args.unet_preset, args.section,

@@ -73,11 +73,9 @@ def describe(record, costs: dict[str, Any]) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from bench.profile import load_profile
-    from tocsr.core.data import load_train_val
-    from tocsr.core.sr.parts import ENCODER_TARGETS, PartsConfig, train_parts
-    from tocsr.core.teacher.train import load_teacher
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m tocsr.app.parts` (tests check the README's lines against it)."""
+    from tocsr.core.sr.parts import ENCODER_TARGETS, PartsConfig
 
     ap = argparse.ArgumentParser(prog="python -m tocsr.app.parts", description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, required=True, help="a main-job run folder (its teacher/ is used)")
@@ -94,7 +92,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--train-photographs", type=int, default=0,
                     help="train on the first N training photographs in the split's order (0: all): beside an sr_pd "
                          "variant with train_photographs=N, a learning curve over data")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from bench.profile import load_profile
+    from tocsr.core.data import load_train_val
+    from tocsr.core.sr.parts import PartsConfig, train_parts
+    from tocsr.core.teacher.train import load_teacher
+
+    args = build_parser().parse_args(argv)
     cfg = PartsConfig(steps=args.steps, encoder_steps=args.encoder_steps, encoder_target=args.encoder_target,
                       encoder_width=args.encoder_width, encoder_blocks=args.encoder_blocks,
                       train_photographs=args.train_photographs)

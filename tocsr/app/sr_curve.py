@@ -289,7 +289,8 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
     return doc
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m tocsr.app.sr_curve` (tests check the README's lines against it)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True, help="a main-job folder (teacher/, surrogates/, sr-shared/, sr/)")
     ap.add_argument("--out", type=Path, required=True)
@@ -303,7 +304,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                     help="SRConfig fields the student trains with in place of the run's (e.g. w_pixel=1 "
                          "pixel_decoder=deployed); not those of the shared part")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
     from tocsr.core.sr.config import parse_field
 
     fields = dict(parse_field(w, "--set") for w in args.set)

@@ -230,7 +230,8 @@ def sweep(run: Path, out: Path, variants: dict[str, dict[str, Any]] | list[float
     return doc
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m tocsr.app.sr_pd` (tests check the README's lines against it)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True, help="a main-job folder (teacher/, surrogates/, sr-shared/, sr/)")
     ap.add_argument("--out", type=Path, required=True)
@@ -247,7 +248,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
                     help="score the run's trained baselines (<run>/baselines/) on the same photographs, and every "
                          "student minus each")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
     if args.w_adv and args.variant:
         raise ConfigError("give either --w-adv W ... or --variant LABEL [KEY=VALUE ...] (repeated), not both")
     variants = dict(parse_variant(v) for v in args.variant) if args.variant else weight_variants(

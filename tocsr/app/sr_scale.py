@@ -54,14 +54,8 @@ def steps_for_budget(budget_s: float, teacher_step_s: float, student_step_s: flo
     return teacher, student
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from reports.comparison import load_sr_methods
-    from reports.evaluate import SRMethod
-    from tocsr.app.stages import stage_sr
-    from tocsr.core.baselines import Interpolate
-    from tocsr.core.sr.train import SRConfig
-    from tocsr.core.teacher.train import load_teacher
-
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m tocsr.app.sr_scale` (tests check the README's lines against it)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", type=Path, required=True)
     ap.add_argument("--surrogates", type=Path, required=True)
@@ -83,7 +77,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--timing-repeats", type=int, default=30)
     ap.add_argument("--skip-latency", action="store_true", help="train and score only (latency measured before)")
     ap.add_argument("--smoke", action="store_true")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from reports.comparison import load_sr_methods
+    from reports.evaluate import SRMethod
+    from tocsr.app.stages import stage_sr
+    from tocsr.core.baselines import Interpolate
+    from tocsr.core.sr.train import SRConfig
+    from tocsr.core.teacher.train import load_teacher
+
+    args = build_parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "phases": {}}
 
