@@ -259,7 +259,8 @@ def _fmt(x) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m bench.gpu_evidence` (the docs' lines: tests/test_docs_commands.py)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--profile", default=None, help="default: h100-bf16 on an H100, else h200-bf16")
@@ -275,7 +276,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated section[:execution_mode], run in this order")
     ap.add_argument("--cost-table-reserve-frac", type=float, default=0.05)
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny shapes: test the script itself")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     clock = Clock(args.budget_s)
     if args.smoke:
         profile = parse_profile(SMOKE_PROFILE, "smoke")

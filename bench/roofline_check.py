@@ -210,7 +210,7 @@ def plot(check: RooflineCheck) -> bytes:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `python -m bench.roofline_check` (tests check the README's lines against it)."""
+    """The command line of `python -m bench.roofline_check` (the docs' lines: tests/test_docs_commands.py)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--evidence", required=True, help="a gpu_evidence.json with a cost table section")
     ap.add_argument("--profile", required=True, help="the predicted profile whose constants are checked")

@@ -1,10 +1,11 @@
-"""The commands the README shows run as written, and the commands the docs name exist.
+"""The commands the README and the docs show run as written, and the commands they name exist.
 
-Every `tocsr` line of the README's shell blocks parses against the CLI (commands, options, arguments, choices),
-every `python -m <project module>` line against that tool's `build_parser()`, and every `nox -s` names a session of
-the noxfile. Every `tocsr ...` the README and docs/ name inline names a command that exists and only options it has
-(docs/status.md is the journal: its commands are as they were that day, and are not checked). A renamed option or
-command fails here, not on a user's first try of the line that names it."""
+Every command line of a code block (fenced or indented) in the README, docs/ and reports/gpu/README.md is parsed the
+way it would be run, without running it: `tocsr` lines by the CLI (commands, options, arguments, choices),
+`python -m <project module>` lines by that tool's `build_parser()`, `nox -s` against the noxfile's sessions. Every
+`tocsr ...` and `python -m ...` named inline must name a command and options that exist. docs/status.md is the
+journal, its commands as they were that day, and is not checked. A renamed option or command fails here, not on a
+user's first try of a line they copied (or on a GPU lease of a few minutes)."""
 
 from __future__ import annotations
 
@@ -20,53 +21,91 @@ import typer
 from tocsr.app.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
-PROJECT_MODULES = ("tocsr.", "bench.", "search.", "reports.")
-NOT_CHECKED = {"pip", "venv"}          # other programs' command lines
+DOCS = [REPO / "README.md", *sorted(p for p in (REPO / "docs").glob("*.md") if p.name != "status.md"),
+        REPO / "reports" / "gpu" / "README.md"]
+PROJECT_MODULE = r"(?:tocsr|bench|search|reports)\.[\w.]+"
+SKETCH = ("...", "…")                  # a command elided on purpose is a sketch, not a command
 
 
-def shell_commands(markdown: str) -> list[str]:
-    """The commands of the ```bash blocks: continuation lines joined, comments dropped, `a && b` split."""
-    commands = []
-    for block in re.findall(r"```bash\n(.*?)```", markdown, re.S):
-        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
-            line = re.split(r"\s#", " " + line, maxsplit=1)[0].strip()
-            commands += [c.strip() for c in line.split("&&") if c.strip()]
-    return commands
+# --- what the docs show --------------------------------------------------------------------------------------------
+
+def code_lines(markdown: str) -> list[str]:
+    """The lines of fenced blocks and of indented (4-space) blocks, continuation lines joined."""
+    lines, fenced = [], False
+    for line in re.sub(r"\\\n\s*", " ", markdown).splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif fenced or line.startswith("    "):
+            lines.append(line.strip())
+    return lines
 
 
-def inline_tocsr(markdown: str) -> list[str]:
-    """`tocsr ...` spans named inline; spans elided with "..." are sketches, not commands."""
-    return [s for s in re.findall(r"`(tocsr [^`]+)`", markdown) if "..." not in s and "…" not in s]
+def commands(line: str) -> list[str]:
+    """The commands of a shell line: comments dropped, split at `&&`, `||` and `;`, a `timeout` wrapper and a venv's
+    path before `python` taken off. A line of a data-flow diagram (`tocsr costs -> <table>`) holds none."""
+    if " -> " in line:
+        return []
+    line = re.split(r"(?:^|\s)#", line, maxsplit=1)[0]
+    out = []
+    for part in re.split(r"&&|\|\||;", line):
+        part = re.sub(r"^timeout(?: -s \w+)? \d+ ", "", part.strip())
+        out.append(re.sub(r"^\S*/bin/(python3?) ", r"\1 ", part))
+    return [c for c in out if c]
 
 
-def resolve(tokens: list[str]) -> tuple[object, list[str], list[list[str]]]:
-    """The CLI command `tokens` (after `tocsr`) name, the tokens left for it, and each group's own tokens on the way
-    (a group's options come before its subcommand: `tocsr costs --teacher T -p P`). A name that is no command of
-    its group fails the test."""
-    cmd, rest, groups = typer.main.get_command(app), list(tokens), []
+def shown(kind: str) -> list[tuple[str, str]]:
+    """(doc, command) for each `tocsr` ("tocsr") or `python -m` ("python") command of the docs' code blocks."""
+    start = r"tocsr " if kind == "tocsr" else r"python3? -m "
+    return [(p.relative_to(REPO).as_posix(), c) for p in DOCS for line in code_lines(p.read_text())
+            for c in commands(line) if re.match(start, c) and not any(s in c for s in SKETCH)]
+
+
+def named_inline(kind: str) -> list[tuple[str, str]]:
+    """(doc, span) for each inline `tocsr ...` or `python -m <project module> ...` span of the docs."""
+    pattern = r"`(tocsr [^`]+)`" if kind == "tocsr" else rf"`(python3? -m {PROJECT_MODULE}[^`]*)`"
+    return [(p.relative_to(REPO).as_posix(), s) for p in DOCS for s in re.findall(pattern, p.read_text())
+            if not any(x in s for x in SKETCH)]
+
+
+# --- what the code accepts -----------------------------------------------------------------------------------------
+
+def resolve(tokens: list[str]) -> tuple[object, list[str]]:
+    """The CLI command that `tokens` (after `tocsr`) name, and the tokens left for it. A group's own options come
+    before its subcommand (`tocsr costs --teacher T -p P` runs the group itself); a token in a subcommand's place that
+    is not one of its group's commands fails the test."""
+    cmd, rest = typer.main.get_command(app), list(tokens)
     while getattr(cmd, "commands", None) is not None:
-        subs, i = cmd.commands, 0
         takes_value = {o for p in cmd.params if not getattr(p, "is_flag", True) for o in p.opts}
-        while i < len(rest) and rest[i].startswith("-"):        # the group's own options, and their values
+        i = 0
+        while i < len(rest) and rest[i].startswith("-"):
             i += 2 if rest[i] in takes_value else 1
         if i >= len(rest):
-            break                                   # the group's own command (`tocsr costs --teacher T -p P`)
-        assert rest[i] in subs, f"`{rest[i]}` is not a command of `{cmd.name}` (it has: {', '.join(sorted(subs))})"
-        groups.append(rest[:i])
-        cmd, rest = subs[rest[i]], rest[i + 1:]
-    return cmd, rest, groups
+            break
+        assert rest[i] in cmd.commands, (f"`{rest[i]}` is not a command of `{cmd.name}` "
+                                         f"(it has: {', '.join(sorted(cmd.commands))})")
+        cmd, rest = cmd.commands[rest[i]], rest[:i] + rest[i + 1:]
+    return cmd, rest
 
 
 def parse_tocsr(line: str) -> None:
-    """Parse a whole `tocsr` command line the way the CLI would, without running it."""
-    cmd, rest, groups = resolve(shlex.split(line)[1:])
-    for own in groups:
-        assert not own, f"{line}: options before a subcommand ({own}) are not read by this CLI"
+    """Parse a whole `tocsr` command line as the CLI would, without running it."""
+    cmd, rest = resolve(shlex.split(line)[1:])
     cmd.make_context(cmd.name, rest)
 
 
-def option_names(cmd) -> set[str]:
+def tocsr_options(cmd) -> set[str]:
     return {o for p in cmd.params for o in (*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ()))} | {"--help"}
+
+
+def tool_parser(module: str):
+    mod = importlib.import_module(module)
+    assert hasattr(mod, "build_parser"), (f"`python -m {module}` is shown in the docs: give it a build_parser() "
+                                          "that its main parses with, so that these tests can check its lines")
+    return mod.build_parser()
+
+
+def options_named(tokens: list[str]) -> set[str]:
+    return {t.strip("[]").split("=")[0] for t in tokens if t.strip("[").startswith("-") and t.strip("[]") != "-"}
 
 
 def nox_sessions() -> set[str]:
@@ -75,50 +114,58 @@ def nox_sessions() -> set[str]:
             and any("nox.session" in ast.unparse(d) for d in f.decorator_list)}
 
 
-README = (REPO / "README.md").read_text()
-SHELL = shell_commands(README)
-TOCSR_LINES = [c for c in SHELL if c.startswith("tocsr ")]
-MODULE_LINES = [c for c in SHELL if re.match(r"python3? -m ", c)]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "reports" / "gpu" / "README.md"]
-INLINE = [(p.relative_to(REPO).as_posix(), s) for p in DOCS if p.name != "status.md"
-          for s in inline_tocsr(p.read_text())]
+# --- the tests -----------------------------------------------------------------------------------------------------
+
+TOCSR_SHOWN, PYTHON_SHOWN = shown("tocsr"), shown("python")
+TOCSR_NAMED, PYTHON_NAMED = named_inline("tocsr"), named_inline("python")
 
 
-def test_the_readme_shows_the_commands_these_tests_check():
-    # a README whose blocks moved or changed fence would otherwise leave every test below with nothing to check
-    assert len(TOCSR_LINES) >= 20 and len(MODULE_LINES) >= 5 and len(INLINE) >= 20
-    assert "python3 -m nox -s main" in SHELL and "python3 -m nox -s tests" in SHELL
+def ids(pairs: list[tuple[str, str]]) -> list[str]:
+    return [f"{doc}:{c[:70]}" for doc, c in pairs]
 
 
-@pytest.mark.parametrize("line", TOCSR_LINES, ids=[c[:80] for c in TOCSR_LINES])
-def test_each_tocsr_line_of_the_readme_parses_against_the_cli(line):
+def test_the_docs_show_the_commands_these_tests_check():
+    # docs whose blocks moved or changed their fences would otherwise leave every test below nothing to check
+    assert len(TOCSR_SHOWN) >= 25 and len(PYTHON_SHOWN) >= 8 and len(TOCSR_NAMED) >= 30 and len(PYTHON_NAMED) >= 4
+    readme = [c for doc, c in PYTHON_SHOWN if doc == "README.md"]
+    assert "python3 -m nox -s main" in readme and "python3 -m nox -s tests" in readme
+    assert any("tocsr.app.gpu_check" in c for doc, c in PYTHON_SHOWN if doc == "reports/gpu/README.md")
+
+
+@pytest.mark.parametrize(("doc", "line"), TOCSR_SHOWN, ids=ids(TOCSR_SHOWN))
+def test_each_tocsr_line_the_docs_show_parses_against_the_cli(doc, line):
     parse_tocsr(line)
 
 
-@pytest.mark.parametrize("line", MODULE_LINES, ids=[c[:80] for c in MODULE_LINES])
-def test_each_python_module_line_of_the_readme_parses_against_its_tool(line):
+@pytest.mark.parametrize(("doc", "line"), PYTHON_SHOWN, ids=ids(PYTHON_SHOWN))
+def test_each_python_module_line_the_docs_show_parses_against_its_tool(doc, line):
     argv = shlex.split(line)
     module, args = argv[2], argv[3:]
     if module == "nox":
         sessions = [args[i + 1] for i, a in enumerate(args) if a == "-s"]
-        assert sessions and set(sessions) <= nox_sessions(), f"{line}: no such nox session ({sorted(nox_sessions())})"
+        assert sessions and set(sessions) <= nox_sessions(), f"{doc}: `{line}`: no such nox session"
         return
-    if module in NOT_CHECKED:
-        return
-    assert module.startswith(PROJECT_MODULES), f"{line}: {module} is no module of this project"
-    parser = importlib.import_module(module).build_parser()
+    if not re.fullmatch(PROJECT_MODULE, module):
+        return                                      # another program's command line (pip, venv)
     try:
-        parser.parse_args(args)
+        tool_parser(module).parse_args(args)
     except SystemExit as err:
-        pytest.fail(f"{line}: `python -m {module}` refuses these arguments (exit {err.code}; its error is above)")
+        pytest.fail(f"{doc}: `{line}`: `python -m {module}` refuses these arguments (exit {err.code}; why is above)")
 
 
-@pytest.mark.parametrize(("doc", "span"), INLINE, ids=[f"{d}:{s}" for d, s in INLINE])
-def test_each_command_the_docs_name_exists_with_the_options_they_name(doc, span):
-    cmd, rest, groups = resolve(shlex.split(span)[1:])
-    named = {t.strip("[]").split("=")[0] for t in rest + [t for g in groups for t in g] if t.strip("[").startswith("-")}
-    unknown = named - option_names(cmd)
+@pytest.mark.parametrize(("doc", "span"), TOCSR_NAMED, ids=ids(TOCSR_NAMED))
+def test_each_tocsr_command_the_docs_name_exists_with_the_options_they_name(doc, span):
+    cmd, rest = resolve(shlex.split(span)[1:])
+    unknown = options_named(rest) - tocsr_options(cmd)
     assert not unknown, f"{doc} names `{span}`: `tocsr {cmd.name}` has no {sorted(unknown)}"
+
+
+@pytest.mark.parametrize(("doc", "span"), PYTHON_NAMED, ids=ids(PYTHON_NAMED))
+def test_each_python_module_the_docs_name_exists_with_the_options_they_name(doc, span):
+    argv = shlex.split(span)
+    usage = tool_parser(argv[2]).format_help()
+    unknown = {o for o in options_named(argv[3:]) if not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", usage)}
+    assert not unknown, f"{doc} names `{span}`: `python -m {argv[2]}` has no {sorted(unknown)}"
 
 
 def test_a_renamed_option_or_command_fails_these_checks():
@@ -126,5 +173,8 @@ def test_a_renamed_option_or_command_fails_these_checks():
         parse_tocsr("tocsr run --fixed-step --out runs/x")
     with pytest.raises(AssertionError, match="not a command of"):
         resolve(["costs", "exprt", "-p", "cpu-2core"])
-    cmd, _, _ = resolve(["sr", "--encoder", "lr"])
-    assert "--encoder" in option_names(cmd) and "--encodr" not in option_names(cmd)
+    assert options_named(["--encodr", "lr"]) - tocsr_options(resolve(["sr"])[0]) == {"--encodr"}
+    with pytest.raises(SystemExit):
+        tool_parser("tocsr.app.gpu_check").parse_args(["--out", "x", "--skp", "run"])
+    assert commands("timeout -s TERM 500 .venv/bin/python3 -m a.b --x 1 || exit 3  # why") == ["python3 -m a.b --x 1",
+                                                                                          "exit 3"]

@@ -84,6 +84,18 @@ def test_the_gpu_preset_is_refused_on_a_machine_without_a_cuda_device_before_any
     assert not (tmp_path / "run").exists()
 
 
+def test_the_gpu_check_refuses_a_part_to_skip_that_it_does_not_have_when_it_reads_its_arguments(capsys):
+    # a misspelt part would otherwise run: minutes of a GPU lease spent on what the line meant to skip. `main` reads
+    # its arguments before anything else, so the refusal comes before any work.
+    from tocsr.app.gpu_check import build_parser
+
+    assert build_parser().parse_args(["--out", "x", "--skip", "reference,estimate"]).skip == {"reference", "estimate"}
+    assert build_parser().parse_args(["--out", "x"]).skip == frozenset()
+    with pytest.raises(SystemExit) as err:
+        build_parser().parse_args(["--out", "x", "--smoke", "--skip", "reference,estmate"])
+    assert err.value.code == 2 and "estmate is no part of this script" in capsys.readouterr().err
+
+
 def test_a_step_cap_cuts_every_training_stage_and_the_teachers_diffusion_steps():
     gpu = RUN_PRESETS["gpu"]
     capped = gpu.capped(3)

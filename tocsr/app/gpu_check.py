@@ -184,12 +184,21 @@ def stage_walls(run: Path) -> dict[str, float]:
     return walls
 
 
-def main(argv: list[str] | None = None) -> int:
-    from tocsr.app.estimate import estimate_run
-    from tocsr.app.mainjob import run_main_job
-    from tocsr.core.provenance import environment
-    from tocsr.core.training import make_accelerator
+PARTS = ("reference", "estimate", "run")       # what the script does, in this order; `--skip` names some
 
+
+def skipped_parts(names: str) -> frozenset[str]:
+    """`--skip`'s comma-separated names. A misspelt one is refused here: ignored, it would spend minutes of a lease
+    on the part it meant to skip."""
+    skip = frozenset(s.strip() for s in names.split(",") if s.strip())
+    if not skip <= set(PARTS):
+        raise argparse.ArgumentTypeError(f"{', '.join(sorted(skip - set(PARTS)))} is no part of this script; "
+                                         f"give some of {', '.join(PARTS)}, comma-separated")
+    return skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m tocsr.app.gpu_check` (the docs' lines: tests/test_docs_commands.py)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="folder; the record goes to <out>/<card>/gpu_preset.json")
     ap.add_argument("--profile", default=None, help="default: h100-bf16 on an H100, else h200-bf16")
@@ -199,11 +208,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration", type=int, default=10, help="the run's cost-table calibration candidates")
     ap.add_argument("--holdout", type=int, default=20, help="the run's held-out backbone candidates")
     ap.add_argument("--pipelines", type=int, default=30, help="the run's held-out whole one-step SR pipelines")
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: reference, estimate, run")
+    ap.add_argument("--skip", type=skipped_parts, default=frozenset(),
+                    help=f"comma-separated parts to skip: {', '.join(PARTS)}")
     ap.add_argument("--work", type=Path, default=None, help="run folder (default: a temporary one)")
     ap.add_argument("--smoke", action="store_true", help="CPU, the gpu-tiny preset: test the script itself")
-    args = ap.parse_args(argv)
-    skip = {s for s in args.skip.split(",") if s}
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tocsr.app.estimate import estimate_run
+    from tocsr.app.mainjob import run_main_job
+    from tocsr.core.provenance import environment
+    from tocsr.core.training import make_accelerator
+
+    args = build_parser().parse_args(argv)
+    skip = args.skip
     repo = Path(__file__).resolve().parents[2]
     if args.smoke:
         preset, profile = "gpu-tiny", repo / "hw_profiles" / "cpu-2core.yaml"

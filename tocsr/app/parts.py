@@ -74,7 +74,7 @@ def describe(record, costs: dict[str, Any]) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `python -m tocsr.app.parts` (tests check the README's lines against it)."""
+    """The command line of `python -m tocsr.app.parts` (the docs' lines: tests/test_docs_commands.py)."""
     from tocsr.core.sr.parts import ENCODER_TARGETS, PartsConfig
 
     ap = argparse.ArgumentParser(prog="python -m tocsr.app.parts", description=__doc__.split("\n\n")[0])

@@ -290,7 +290,7 @@ def curve(run: Path, out: Path, student_steps: int, every: int, data: Path | Non
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `python -m tocsr.app.sr_curve` (tests check the README's lines against it)."""
+    """The command line of `python -m tocsr.app.sr_curve` (the docs' lines: tests/test_docs_commands.py)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True, help="a main-job folder (teacher/, surrogates/, sr-shared/, sr/)")
     ap.add_argument("--out", type=Path, required=True)

@@ -55,7 +55,7 @@ def steps_for_budget(budget_s: float, teacher_step_s: float, student_step_s: flo
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `python -m tocsr.app.sr_scale` (tests check the README's lines against it)."""
+    """The command line of `python -m tocsr.app.sr_scale` (the docs' lines: tests/test_docs_commands.py)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", type=Path, required=True)
     ap.add_argument("--surrogates", type=Path, required=True)
