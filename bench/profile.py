@@ -101,6 +101,11 @@ class TimingPolicy:
     # Latencies that are compared with others are timed in this many rounds, each beside a short burst
     # of a reference workload (bench.timing.measure_paired).
     paired_rounds: int = field(default=8, metadata={"ge": 2, "le": 100})
+    # The share of a latency budget a chosen model's measurement must leave free (0: none). On a device whose
+    # timings of one model drift between stages minutes apart, a model chosen just under the budget is timed over
+    # it the next time; the guard is the spread of that second timing on the device's record
+    # (reports/evidence/latency-agreement/guard.py reads it from the README runs). The budget stays the budget.
+    latency_guard: float = field(default=0.0, metadata={"ge": 0, "lt": 0.5})
 
     def __post_init__(self) -> None:
         if self.warmup_max_iters < self.warmup_min_iters:
@@ -213,6 +218,12 @@ class DeviceProfile:
         if self.execution_mode == "cuda_graphs" and self.device.kind == "cpu":
             raise ValueError("execution_mode = 'cuda_graphs' needs device.kind 'cuda' (or 'predicted', whose constants "
                              "then assume graph replay), not 'cpu'")
+
+    def latency_target_ms(self, teacher_ms: float | None) -> float | None:
+        """What a chosen model's measured latency must meet: the latency budget (`Budgets.latency_budget_ms`) less
+        `timing.latency_guard` of it, so that a second timing of it minutes later meets the budget too."""
+        budget = self.budgets.latency_budget_ms(teacher_ms)
+        return None if budget is None else budget * (1 - self.timing.latency_guard)
 
     @property
     def is_measured(self) -> bool:

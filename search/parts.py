@@ -61,7 +61,7 @@ class PartsChoice:
     decoder: str
     reason: str
     max_loss_db: float
-    latency_budget_ms: float | None   # at the table's speed
+    latency_budget_ms: float | None   # the target (the budget less the profile's guard), at the table's speed
     options: tuple[PartsOption, ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,14 +92,15 @@ def parts_options(model: PipelineCostModel, space: SearchSpace, encoder_losses: 
     return out
 
 
-def teacher_budget_ms(model: PipelineCostModel, profile: DeviceProfile) -> float | None:
-    """The profile's latency budget at the table's speed, from the teacher-shaped pipeline measured with it."""
+def latency_target_at_table_ms(model: PipelineCostModel, profile: DeviceProfile) -> float | None:
+    """The latency the chosen model must meet (the profile's budget less its guard, `DeviceProfile.latency_target_ms`)
+    at the table's speed, from the teacher-shaped pipeline measured with it."""
     [teacher] = [c for c in model.pipeline.candidates if c.role == "teacher"] or [None]
     if teacher is None:
         raise ConfigError(f"the pipeline parts measured on {model.device_name} have no teacher-shaped pipeline; "
                           "measure them again with `tocsr costs`")
     q = model.pipeline.percentile
-    return profile.budgets.latency_budget_ms(teacher.latency.ms_at(q, model.reference_ms))
+    return profile.latency_target_ms(teacher.latency.ms_at(q, model.reference_ms))
 
 
 def choose_parts(options: list[PartsOption], latency_budget_ms: float | None,
@@ -128,15 +129,15 @@ def choose_parts(options: list[PartsOption], latency_budget_ms: float | None,
     if forced:
         best = forced[0]
         return chosen(best, f"no parts within the {max_loss_db:g} dB bound let the cheapest backbone meet the "
-                            f"{latency_budget_ms:.2f} ms budget (at the cost table's speed); bound relaxed: {best.name} (loss {best.loss_db:+.3f} "
+                            f"{latency_budget_ms:.2f} ms target (the budget less its guard, at the cost table's speed); bound relaxed: {best.name} (loss {best.loss_db:+.3f} "
                             f"dB, upper 95% {best.loss_db_high:+.3f}; cheapest pipeline "
                             f"{best.cheapest_pipeline_ms:.2f} ms)")
     best = min(options, key=lambda o: o.cheapest_pipeline_ms)
-    return chosen(best, f"no parts let the cheapest backbone meet the {latency_budget_ms:.2f} ms budget (predicted, at "
+    return chosen(best, f"no parts let the cheapest backbone meet the {latency_budget_ms:.2f} ms target (the budget less its guard; predicted, at "
                         "the cost table's speed); "
                         f"the cheapest pipeline's ({best.name}, {best.cheapest_pipeline_ms:.2f} ms) is tried, and "
                         "the selection measures it")
 
 
 __all__ = ["DEFAULT_MAX_LOSS_DB", "PartLosses", "PartsChoice", "PartsOption", "autoencoders_own", "choose_parts", "parts_options",
-           "teacher_budget_ms"]
+           "latency_target_at_table_ms"]

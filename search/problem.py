@@ -49,9 +49,10 @@ class Constraints:
 
     @classmethod
     def from_profile(cls, profile, teacher_ms: float | None, fidelity: float | None = None) -> Constraints:
-        """The profile's budgets, latency in ms where the teacher takes `teacher_ms` (at the percentile)."""
+        """The profile's budgets, latency in ms where the teacher takes `teacher_ms` (at the percentile), less the
+        profile's guard (`DeviceProfile.latency_target_ms`): what a chosen model must meet."""
         b = profile.budgets
-        return cls(b.latency_budget_ms(teacher_ms), b.peak_memory_mib, b.params_m, b.gmacs, fidelity, b.energy_mj)
+        return cls(profile.latency_target_ms(teacher_ms), b.peak_memory_mib, b.params_m, b.gmacs, fidelity, b.energy_mj)
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,11 @@ def test_the_chosen_architecture_was_remeasured_within_its_budget(job):
     assert result.budget_in_words == (f"one-step SR pipeline p90 latency <= {VS_TEACHER:g} x the teacher as shipped "
                                       "(its backbone, the autoencoder's parts)")
     assert c.measured_latency_ms <= result.latency_budget_ms == pytest.approx(VS_TEACHER * c.teacher_latency_ms)
+    # chosen at the budget less the default profile's guard (timing.latency_guard), which the smoke profile keeps
+    guard = result.profile["timing"]["latency_guard"]
+    assert guard > 0 and result.decision["latency_guard"] == guard
+    assert c.measured_latency_ms <= result.decision["latency_target_ms"] == pytest.approx(
+        (1 - guard) * result.latency_budget_ms)
     assert c.measured_memory_mib <= result.profile["budgets"]["peak_memory_mib"]
     assert result.cheapest["meets"] and result.remeasured and result.cost_table_validation["n"] == 10
     # what was re-measured and bounded is the whole one-step SR call: the teacher-shaped one costs its fixed

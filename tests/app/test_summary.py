@@ -100,6 +100,24 @@ def test_a_report_row_over_the_budget_the_search_met_is_called_out_with_the_gap_
     assert "OVER" not in within and within.endswith("(paired with reference: teacher UNet)")
 
 
+def test_a_guarded_choice_says_what_it_was_chosen_at_and_an_over_budget_row_says_the_guard_was_not_enough():
+    device = {"latency_how": "measured", "test": {}, "architecture": "5e8d5d0404cd65cc", "measured_p90_ms": 29.10,
+              "teacher_p90_ms": 96.23, "latency_budget_ms": 35.60, "latency_target_ms": 32.04, "latency_guard": 0.1,
+              "cost_table_within_10pct": 1.0, "cost_table_holdout_n": 20, "params_m": 0.9, "teacher_params_m": 2.492,
+              "gmacs": 0.09, "teacher_gmacs": 0.13, "budget": "one-step SR pipeline p90 latency <= 0.37 x the teacher",
+              "report_row_p90_ms": 36.00, "report_row_latency": "paired with reference: teacher UNet",
+              "pipeline": {"validation": {"n": 6, "within_10pct": 0.83}, "line": "measured p90 29.10 ms",
+                           "teacher_backbone_share_predicted": 0.55}}
+    buf = io.StringIO()
+    print_summary(Console(file=buf, width=1000), {"devices": {"cpu-2core": device}, "report": "r/index.html",
+                                                  "wall_s": 60.0, "stages_ran": [], "stages_skipped": []})
+    lines = buf.getvalue().splitlines()
+    chosen = next(ln for ln in lines if "chosen on a re-measured p90" in ln)
+    assert "<= 32.04 ms: the 35.60 ms budget less the profile's guard of 10% (timing.latency_guard)" in chosen
+    row = next(ln for ln in lines if "the report's row" in ln)
+    assert "OVER the 35.60 ms budget by 1.1%" in row and "more than the profile's guard of 10%" in row
+
+
 def test_a_quality_verdict_is_printed_with_both_latencies_and_says_who_is_ahead_only_where_no_slower():
     from reports.rows import ReportRow
     from tocsr.app.mainjob import latency_beside, latency_verdict

@@ -50,6 +50,18 @@ def test_the_default_device_profile_bounds_the_deployed_pipeline():
     assert load_profile("cpu-2core").budgets.scope == "pipeline"
 
 
+def test_a_chosen_model_must_meet_the_budget_less_the_profiles_guard():
+    plain = parse_profile(_mutate(budgets__latency_ms=_DELETE, budgets__latency_vs_teacher=0.4))
+    assert plain.timing.latency_guard == 0.0 and plain.latency_target_ms(50.0) == pytest.approx(20.0)
+    guarded = parse_profile(_mutate(budgets__latency_ms=_DELETE, budgets__latency_vs_teacher=0.4,
+                                    timing__latency_guard=0.1))
+    assert guarded.budgets.latency_budget_ms(50.0) == pytest.approx(20.0)      # the budget stays the budget
+    assert guarded.latency_target_ms(50.0) == pytest.approx(18.0)
+    assert guarded.sha256 != plain.sha256
+    # the shipped CPU profile carries the guard its record asks for (reports/evidence/latency-agreement/guard.json)
+    assert load_profile("cpu-2core").timing.latency_guard > 0
+
+
 def _mutate(**changes):
     data = yaml.safe_load(CPU_PROFILE_YAML)
     for dotted, value in changes.items():
@@ -92,6 +104,8 @@ MALFORMED = {
     "nan budget": (_mutate(budgets__latency_ms=float("nan")), "budgets.latency_ms"),
     "future schema": (_mutate(schema_version=99), "schema_version = 99"),
     "unknown budget scope": (_mutate(budgets__scope="unet"), "budgets.scope = 'unet': expected one of 'pipeline', 'backbone'"),
+    "guard of half the budget": (_mutate(timing__latency_guard=0.5), "timing.latency_guard = 0.5: expected a number < 0.5"),
+    "negative guard": (_mutate(timing__latency_guard=-0.1), "timing.latency_guard = -0.1"),
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 from bench.costtable import measure_cost_table
 from bench.pipeline import measure_pipeline_parts
 from bench.profile import replace
-from search.parts import PartsOption, choose_parts, parts_options, teacher_budget_ms
+from search.parts import PartsOption, choose_parts, latency_target_at_table_ms, parts_options
 from search.run import run_search
 from search.selection import SearchInfeasible, choose
 from tests.search.conftest import FakeFidelity
@@ -103,7 +103,7 @@ def test_a_budget_the_kl_pipeline_cannot_meet_is_met_with_the_tiny_decoder_when_
         choose(space, FakeFidelity(space), model, tight, SimPipelineMeter(sim, tight, **parts), _rounds(tmp_path), 16)
 
     options = parts_options(model, space, {}, {"tiny": (0.1, 0.2, 24)})
-    decision = choose_parts(options, teacher_budget_ms(model, tight), max_loss_db=0.0)   # the bound must give way
+    decision = choose_parts(options, latency_target_at_table_ms(model, tight), max_loss_db=0.0)   # the bound must give way
     assert _pair(decision) == ("kl", "tiny") and "bound relaxed" in decision.reason
     meter = SimPipelineMeter(sim, tight, **parts, deploy="tiny")
     sel = choose(space, FakeFidelity(space), model.with_parts("kl", "tiny"), tight, meter, _rounds(tmp_path), 16)
@@ -149,7 +149,7 @@ def test_a_budget_only_the_lr_encoder_meets_is_met_with_it_when_remeasured(space
                SimPipelineMeter(sim, tight, **parts, deploy="tiny"), _rounds(tmp_path / "kl"), 16)
 
     options = parts_options(model, space, {"lr": (0.85, 1.68, 24)}, {"tiny": (0.1, 0.2, 24)})
-    decision = choose_parts(options, teacher_budget_ms(model, tight), max_loss_db=0.25)
+    decision = choose_parts(options, latency_target_at_table_ms(model, tight), max_loss_db=0.25)
     assert _pair(decision) == ("lr", "tiny") and "bound relaxed" in decision.reason
     meter = SimPipelineMeter(sim, tight, **parts, deploy="tiny", deploy_encoder="lr")
     sel = choose(space, FakeFidelity(space), model.with_parts("lr", "tiny"), tight, meter, _rounds(tmp_path / "lr"), 16)

@@ -416,6 +416,9 @@ def search(
                               **({} if max_parts_loss_db is None else {"max_parts_loss_db": max_parts_loss_db}))
     c = result.chosen
     budget = "none" if result.latency_budget_ms is None else f"{result.latency_budget_ms:.2f} ms"
+    guard = result.decision.get("latency_guard") or 0.0
+    if guard and result.decision.get("latency_target_ms") is not None:
+        budget += f", chosen at <= {result.decision['latency_target_ms']:.2f} ms: less the {100 * guard:g}% guard"
     memory = "-" if c.measured_memory_mib is None else f"{c.measured_memory_mib:.0f}"
     what, teacher_is = (("one-step SR pipeline", "teacher as shipped") if result.scope == "pipeline"
                         else ("backbone", "teacher"))

@@ -808,6 +808,8 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
             "report_row_p90_ms": row.latency_p90_ms if row is not None else None,
             "report_row_latency": row.provenance.get("latency") if row is not None else None,
             "latency_budget_ms": res.latency_budget_ms, "budget": res.budget_in_words,
+            "latency_target_ms": res.decision.get("latency_target_ms"),
+            "latency_guard": res.decision.get("latency_guard", 0.0),
             "cost_table_within_10pct": v.get("within_10pct"), "cost_table_holdout_n": v.get("n"),
             "cost_table_passes": v.get("passes"),
             "selection_rounds": res.selection_rounds, "chosen_found_by": c.found_by,
@@ -841,9 +843,11 @@ def row_budget_verdict(d: dict[str, Any]) -> str:
     row, budget, searched = d["report_row_p90_ms"], d.get("latency_budget_ms"), d["measured_p90_ms"]
     if budget is None or row <= budget:
         return ""
+    guard = d.get("latency_guard") or 0.0
     return (f": OVER the {budget:.2f} ms budget by {100 * (row / budget - 1):.1f}%, which the search's re-measurement "
-            f"({searched:.2f} ms) met; the two timings of this model differ by {100 * (row / searched - 1):+.1f}%, "
-            "so time it again on the device before shipping it at this budget")
+            f"({searched:.2f} ms) met; the two timings of this model differ by {100 * (row / searched - 1):+.1f}%"
+            + (f", more than the profile's guard of {100 * guard:g}% (timing.latency_guard) left free" if guard else "")
+            + ", so time it again on the device before shipping it at this budget")
 
 
 def print_summary(console: Console, s: dict[str, Any]) -> None:
@@ -908,6 +912,11 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
             console.print(f"{name}: latencies are of the whole one-step SR call ({d['budget']}): {p['line']}; the "
                           f"teacher as backbone would be {100 * p['teacher_backbone_share_predicted']:.0f}% of its "
                           f"call; pipeline cost model: {within}")
+            if d.get("latency_guard") and d.get("latency_target_ms") is not None:
+                console.print(f"{name}: chosen on a re-measured p90 <= {d['latency_target_ms']:.2f} ms: the "
+                              f"{d['latency_budget_ms']:.2f} ms budget less the profile's guard of "
+                              f"{100 * d['latency_guard']:g}% (timing.latency_guard), what a second timing of one "
+                              "model drifts by on this device", markup=False, highlight=False)
             if d.get("report_row_p90_ms") is not None and d["latency_how"] == "measured":
                 console.print(f"{name}: the report's row of the model as trained, timed again in the eval stage: p90 "
                               f"{d['report_row_p90_ms']:.2f} ms ({d['report_row_latency']})"

@@ -38,8 +38,8 @@ from search.parts import (
     PartsChoice,
     autoencoders_own,
     choose_parts,
+    latency_target_at_table_ms,
     parts_options,
-    teacher_budget_ms,
 )
 from search.problem import Constraints, SearchProblem
 from search.result import SearchResult
@@ -324,7 +324,7 @@ def _parts_choice(model: PipelineCostModel, space, profile: DeviceProfile, parts
         return autoencoders_own("no cheaper parts were trained for this run (`tocsr run` trains them in its parts "
                                 "stage)")
     options = parts_options(model, space, *part_losses(parts_dir))
-    return choose_parts(options, teacher_budget_ms(model, profile), max_loss_db)
+    return choose_parts(options, latency_target_at_table_ms(model, profile), max_loss_db)
 
 
 def stage_parts(teacher_dir: str | Path, out_dir: str | Path, cfg=None, data=None):
