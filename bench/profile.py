@@ -113,6 +113,12 @@ class TimingPolicy:
                              f"timing.warmup_min_iters = {self.warmup_min_iters}")
 
 
+def guarded_target_ms(budget_ms: float | None, guard: float) -> float | None:
+    """What a chosen model's measured latency must meet: `budget_ms` less `guard` of it (`timing.latency_guard`).
+    The one definition; the profile and the search's decision both state their target with it."""
+    return None if budget_ms is None else budget_ms * (1 - guard)
+
+
 @dataclass(frozen=True)
 class Budgets:
     """The ε-constraints of the search. Latency applies at `timing.percentile`.
@@ -222,8 +228,7 @@ class DeviceProfile:
     def latency_target_ms(self, teacher_ms: float | None) -> float | None:
         """What a chosen model's measured latency must meet: the latency budget (`Budgets.latency_budget_ms`) less
         `timing.latency_guard` of it, so that a second timing of it minutes later meets the budget too."""
-        budget = self.budgets.latency_budget_ms(teacher_ms)
-        return None if budget is None else budget * (1 - self.timing.latency_guard)
+        return guarded_target_ms(self.budgets.latency_budget_ms(teacher_ms), self.timing.latency_guard)
 
     @property
     def is_measured(self) -> bool:
@@ -315,5 +320,5 @@ def replace(profile: DeviceProfile, **changes) -> DeviceProfile:
 __all__ = [
     "BudgetScope", "Budgets", "DeviceProfile", "DeviceSpec", "PredictedConstants", "Resolution", "RooflineCalibration",
     "TimingPolicy",
-    "load_profile", "migrate", "parse_profile", "predicted_stand_in", "replace", "resolve_profile_path",
+    "guarded_target_ms", "load_profile", "migrate", "parse_profile", "predicted_stand_in", "replace", "resolve_profile_path",
 ]

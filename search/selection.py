@@ -61,7 +61,7 @@ from bench.costtable import (
 )
 from bench.measure import Measurement
 from bench.pipeline import PipelineCostModel
-from bench.profile import DeviceProfile
+from bench.profile import DeviceProfile, guarded_target_ms
 from search.problem import Constraints, SearchProblem
 from search.run import evaluate_one
 from search.trials import Trial
@@ -144,7 +144,7 @@ class DecisionSpeed:
     @property
     def latency_target_ms(self) -> float | None:
         """What a candidate's measured latency must meet to be chosen: the budget less the guard."""
-        return None if self.latency_budget_ms is None else self.latency_budget_ms * (1 - self.latency_guard)
+        return guarded_target_ms(self.latency_budget_ms, self.latency_guard)
 
     @property
     def speed_vs_table(self) -> float:

@@ -4,10 +4,12 @@ re-measured."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bench.costtable import measure_cost_table
-from bench.pipeline import measure_pipeline_parts
+from bench.pipeline import PartsOverhead, measure_pipeline_parts
 from bench.profile import replace
 from search.parts import PartsOption, choose_parts, latency_target_at_table_ms, parts_options
 from search.run import run_search
@@ -80,6 +82,26 @@ def test_options_are_the_measured_and_scored_pairs_with_their_losses_added(space
     # a part with no fidelity figure is not offered: the LR encoder without the parts stage's score
     assert {(o.encoder, o.decoder) for o in parts_options(model, space, {}, {"tiny": (0.1, 0.2, 24)})} == {
         ("kl", "kl"), ("kl", "tiny")}
+
+
+def test_pairs_are_ranked_by_their_parts_timed_alone_and_their_overhead_counts_in_the_fit(space, profile):
+    """A pair's whole-call overhead is the median of a few whole-pipeline residuals, noisy on a shared machine: one
+    high reading must not rank the LR encoder behind the autoencoder's, but it does count in the pipeline's cost."""
+    sim = SimulatedDevice(space)
+    table = measure_cost_table(space, SimProbe(sim), profile, n_calibration=16, n_holdout=20)
+    parts = {"encoder_ms": 4.0, "decoder_ms": 6.0, "lr_encoder_ms": 1.0}
+    model = measure_pipeline_parts(space, table, SimPipelineProbe(sim, **parts), profile, n_holdout=4)
+    noisy = PartsOverhead("lr", "kl", (5.0,))       # five references: more than the LR encoder saves
+    model = dataclasses.replace(model, pipeline=dataclasses.replace(
+        model.pipeline, overheads=(*(o for o in model.pipeline.overheads if o.encoder == "kl"), noisy)))
+    options = {(o.encoder, o.decoder): o for o in parts_options(model, space, {"lr": (0.05, 0.1, 24)}, {})}
+    lr, kl = options[("lr", "kl")], options[("kl", "kl")]
+    assert lr.parts_ms < kl.parts_ms and lr.overhead_ms == pytest.approx(5.0 * table.reference_ms)
+    assert lr.cheapest_pipeline_ms > kl.cheapest_pipeline_ms > kl.parts_ms + kl.overhead_ms
+    assert _pair(choose_parts(list(options.values()), latency_budget_ms=None)) == ("lr", "kl")
+    # the fit still sees the overhead: a budget between the two pipelines keeps the autoencoder's encoder
+    between = (lr.cheapest_pipeline_ms + kl.cheapest_pipeline_ms) / 2
+    assert _pair(choose_parts(list(options.values()), latency_budget_ms=between)) == ("kl", "kl")
 
 
 def _rounds(tmp_path):
