@@ -16,7 +16,7 @@ The costs are the pipeline cost model's predictions at the speed the table was m
 judges every pick on its own measurement. Pairs are ranked by their parts, each timed alone; a pair's whole-call
 overhead (what its whole pipelines cost beyond their parts and backbone: the median of a few residuals) counts in
 whether its cheapest pipeline fits, not in the ranking: on a shared machine it is mostly the noise of those few
-readings, and one noisy reading was enough to rank the autoencoder's encoder above the LR encoder.
+readings, and one noisy reading was enough to make the autoencoder's encoder look the cheaper of the two.
 """
 
 from __future__ import annotations
