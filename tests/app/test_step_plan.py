@@ -138,3 +138,22 @@ def test_a_scaled_run_is_brought_back_to_full_steps(tmp_path, capsys):
     assert '"medians"' in capsys.readouterr().out
     with pytest.raises(ConfigError, match="not a file"):
         shares_main([str(tmp_path / "missing.json")])
+
+
+def test_the_quick_preset_measures_with_two_attempts_and_the_profile_it_measures_with_says_so(tmp_path):
+    """The quick preset's minutes: every timing of its job makes at most two attempts (the profile's own allows three;
+    reports/evidence/costs-attempts/), through the profile the stages read, written under the run with the reason."""
+    from tocsr.app.mainjob import _prepare_profiles
+
+    ref = ROOT / "hw_profiles" / "cpu-2core.yaml"
+    given = load_profile(ref)
+    assert given.timing.max_retries == 2
+    refs, loaded = _prepare_profiles([str(ref)], [given], QUICK, tmp_path)
+    written = Path(refs[0])
+    assert written == tmp_path / "profiles" / "cpu-2core.yaml"
+    assert loaded[0].timing.max_retries == load_profile(written).timing.max_retries == 1
+    assert "'quick' preset" in written.read_text().splitlines()[0]
+    # nothing else of the profile changes: the budgets, the guard and the rest of the timing are the device's
+    assert loaded[0].budgets == given.budgets
+    assert {k: v for k, v in loaded[0].to_dict()["timing"].items() if k != "max_retries"} == \
+        {k: v for k, v in given.to_dict()["timing"].items() if k != "max_retries"}
