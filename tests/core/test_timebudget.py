@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +46,23 @@ def test_a_fast_hour_trains_every_step_and_a_slow_one_fits_its_budget_down_to_th
     assert slower.training_scale == 0.5 and slower.over_budget and "still runs over its budget" in slower.describe()
     # the same hour with two more (predicted) profiles and more minutes
     assert plan_after_teacher("quick", "k", 2010, 0.5, 390.0, False, THREE).training_scale > slow.training_scale - 0.05
+
+
+def test_a_cut_plan_says_the_baselines_were_cut_with_it_and_where_the_record_shows_what_that_does():
+    """The baselines train for the SR stage's seconds, so on a slow hour their verdicts are at a smaller budget than
+    the preset's; the line printed and put in the report says so and names the evidence, which must exist."""
+    fast = plan_after_teacher("quick", "k", 1710, 0.5, 250.0, False, ONE)
+    slow = plan_after_teacher("quick", "k", 1710, 0.5, 390.0, False, ONE)
+    assert "cut with it" not in fast.describe()
+    line = slow.describe()
+    assert "baselines' seconds are the SR stage's, so they were cut with it" in line
+    cited = re.search(r"\((reports/evidence/[^)]+)\)", line).group(1)
+    assert (Path(__file__).resolve().parents[2] / cited).is_file()
+    # students decided too: still said
+    assert "cut with it" in plan_students(slow, 1200.0, 0, 0, 70.0, 50.0).describe()
+    # a run that trains no baseline has no verdict to qualify
+    alone = dataclasses.replace(ONE, baselines=0)
+    assert "cut with it" not in plan_after_teacher("quick", "k", 1400, 0.5, 390.0, False, alone).describe()
 
 
 def test_a_plan_that_fills_its_budget_to_the_last_bit_is_not_called_over_it():

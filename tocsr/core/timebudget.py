@@ -156,6 +156,12 @@ class StepPlan(FolderRecord):
         if self.over_budget:
             line += (f"; at the floor of {self.floor:.2f}x the job still runs over its budget on this hour's machine"
                      if self.at_floor else "; the job is predicted over its budget (a scale decided earlier is kept)")
+        # The trained baselines get the SR stage's seconds, so a cut reaches them too, and a verdict against them is
+        # at a budget the preset did not set. Across the README runs on record the smaller budget favoured TOC-SR.
+        if self.shape.baselines:
+            line += ("; the trained baselines' seconds are the SR stage's, so they were cut with it: every verdict "
+                     "against them is at this hour's smaller budget, which has favoured TOC-SR against SRVGG "
+                     "(reports/evidence/main-quick-pipeline/lead_vs_budget.png)")
         return line
 
 
