@@ -846,6 +846,18 @@ def _click_error_types() -> tuple[type[Exception], ...]:
     return tuple(types)
 
 
+def _usage_message(err) -> str:
+    """A usage error in words, pointing at the help of the command it came from. A group called without one of
+    its commands (`tocsr`, `tocsr profiles`) has already printed its help, and click's message for it is empty:
+    name the commands instead."""
+    ctx = getattr(err, "ctx", None)
+    path = ctx.command_path if ctx is not None else "tocsr"
+    message = err.format_message()
+    if not message and ctx is not None and hasattr(ctx.command, "list_commands"):
+        message = f"`{path}` needs one of its commands: {', '.join(ctx.command.list_commands(ctx))}"
+    return f"{message or 'not a valid command line'} (see `{path} --help`)"
+
+
 def _one_line(message: object) -> str:
     """A message on one line: control characters a user's path may carry (newline, carriage return)
     are shown escaped, so an error never splits over lines or overwrites itself."""
@@ -881,6 +893,6 @@ def main(argv: list[str] | None = None) -> None:
     except _click_error_types() as err:
         if debug:
             raise
-        print(f"error: {_one_line(err.format_message())} (see `tocsr --help`)", file=sys.stderr)
+        print(f"error: {_one_line(_usage_message(err))}", file=sys.stderr)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -10,6 +10,7 @@ spatial size are dynamic axes.
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,12 @@ def export_onnx(pipe, out_path: str | Path, latent_px: int = 16, opset: int = 17
     name = graph_input(pipe)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    # The tracer warns where diffusers branches on a shape (its shape asserts, a batch >= 64 `contiguous()`, a
+    # fallback for tensors over 2**31 elements): each is fixed at the traced shape, none changes the result, and
+    # check_onnx compares the file with torch at other batches and sizes. The warnings would only bury the line
+    # that says the export held.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(model, (example,), str(out), dynamo=False, opset_version=opset,
                           input_names=[name], output_names=["image"],
                           dynamic_axes={name: {0: "batch", 2: "height", 3: "width"},
