@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from tocsr.core.imageio import read_image
+from tocsr.core.imageio import ImageReadError, read_image
 
 
 def _phone_photo(path, orientation: int | None) -> None:
@@ -28,3 +29,10 @@ def test_exif_orientation_is_applied_when_reading(tmp_path):
     # after a clockwise quarter turn the sensor's left (red) half is on top
     assert rotated[5, 10, 0] > 200 and rotated[5, 10, 2] < 60
     assert rotated[35, 10, 2] > 200 and rotated[35, 10, 0] < 60
+
+
+def test_a_path_that_is_not_a_file_is_named_for_what_it_is(tmp_path):
+    with pytest.raises(ImageReadError, match=r"missing\.png: no such file; check the path$"):
+        read_image(tmp_path / "missing.png")
+    with pytest.raises(ImageReadError, match=r": a folder, not an image file$"):
+        read_image(tmp_path)

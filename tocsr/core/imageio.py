@@ -82,6 +82,10 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarr
         raise ImageReadError(f"{p}: refused as a possible decompression bomb ({err})") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{p}: not an image file PIL can read") from None
+    except FileNotFoundError:
+        raise ImageReadError(f"{p}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{p}: a folder, not an image file") from None
     except (OSError, SyntaxError, ValueError) as err:   # truncated or corrupt data raise these inside PIL
         raise ImageReadError(f"{p}: cannot decode ({type(err).__name__}: {err})") from None
     if not rgb.flags.c_contiguous:
