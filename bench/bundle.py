@@ -238,9 +238,10 @@ def read_results(results_path: str | Path, bundle: str | Path, kind: str = BUNDL
     """(manifest, results) of a bundle run on a device: refuses results of another bundle, and missing or unknown
     workloads."""
     results_path, bundle = Path(results_path), Path(bundle)
-    manifest = read_manifest(bundle, kind, version)
+    # the results first: a mistyped results path must be named, not the manifest its folder lacks
     results = read_artifact(results_path, bundle_runner.RESULTS_KIND, bundle_runner.RESULTS_VERSION,
                             rebuild="run the bundle again with its run_bundle.py")
+    manifest = read_manifest(bundle, kind, version)
     if results["manifest_sha256"] != _sha256(bundle / "manifest.json"):
         raise ConfigError(f"{results_path} was measured for another bundle (manifest sha256 "
                           f"{results['manifest_sha256'][:12]}, {bundle / 'manifest.json'} is "

@@ -30,3 +30,15 @@ def test_a_usage_error_points_at_the_help_of_the_command_it_came_from(capsys):
     err = capsys.readouterr().err.strip()
     assert code.value.code == 1
     assert err == "error: No such option: --nope (see `tocsr profiles check --help`)"
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["report", "{tmp}/nope"], "{tmp}/nope: no such folder; give a run folder"),
+    (["costs", "confirm", "{tmp}/results.json"], "{tmp}/results.json: file not found"),
+    (["costs", "import", "{tmp}/results.json", "-o", "{tmp}/costs.json"], "{tmp}/results.json: file not found"),
+])
+def test_a_mistyped_path_is_the_path_the_error_names(argv, named, tmp_path, capsys):
+    with pytest.raises(SystemExit) as code:
+        main([a.format(tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert code.value.code == 1 and err.startswith("error: " + named.format(tmp=tmp_path)), err

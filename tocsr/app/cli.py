@@ -211,6 +211,9 @@ def report(
     from reports.protocol import EvalResult
     from tocsr.app.mainjob import browser_check
 
+    if not run_dir.is_dir():
+        raise TocsrError(f"{run_dir}: no such folder; give a run folder (`tocsr run --out`) or a `tocsr eval` "
+                         "folder (`tocsr eval -o`)")
     if (run_dir / EvalResult.FILE_NAME).is_file():
         path = build_eval_report(run_dir, out or run_dir / "report")
     else:
