@@ -212,6 +212,10 @@ def build_report(run_dir: str | Path, out_dir: str | Path, title: str | None = N
     metrics = sorted({k for r in rows for d in r.quality.values() for k in d
                       if k != "n_images" and not k.endswith("_interval") and "_minus_" not in k},
                      key=lambda k: (k not in ("psnr_y", "psnr_y_crop", "ssim_y", "ssim_y_crop"), k))
+    # a metric no row could compute is a column of n/a that pushes the rest off the page: the Metrics section
+    # names it and why instead
+    metrics = [k for k in metrics if any(k in d and not (isinstance(d[k], dict) and "unavailable" in d[k])
+                                         for r in rows for d in r.quality.values())]
     sections = []
     headline = _test_headline(run, doc)
     if headline:

@@ -13,7 +13,7 @@ table{border-collapse:collapse;font-size:12px;margin:1rem 0}th,td{border:1px sol
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.unavail{color:#999}.bad{color:#b00;font-weight:bold}
 img{max-width:100%}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1rem}
 .crops img{image-rendering:pixelated;width:160px;margin:2px}.crops figure{display:inline-block;margin:4px;text-align:center}
-.meta{color:#666;font-size:12px}"""
+.meta{color:#666;font-size:12px}.legend{color:#555;font-size:12px;margin-top:-0.5rem}"""
 
 # The browser test reads data-images-ok / data-images-failed from <body> after load.
 _SCRIPT = """window.addEventListener('load',function(){var ok=0,bad=0;for(const i of document.images){
@@ -39,6 +39,26 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return esc("-" if v is None else v)
 
 
+# What a row's status says, for the legend under each table of rows. On a shared CPU nearly every row is
+# "unstable" (a call's spread rarely falls under the bar there), and a bare word would read as "broken".
+STATUS_MEANING = {
+    "ok": "the spread of its calls (CV, relative to the reference where paired) met the profile's timing.max_cv",
+    "unstable": ("the spread of its calls stayed above the profile's timing.max_cv after every attempt the profile "
+                 "allows; its latencies are of all those calls pooled, and a second timing minutes later can move "
+                 "by more than its IQR (docs/bench.md)"),
+    "predicted": "not measured: the roofline of the device's datasheet constants",
+    "error": "not measured: the measurement failed (its note in rows.json says why)",
+}
+
+
+def status_legend(rows: list[ReportRow]) -> str:
+    """One line under a table: what each status its rows carry means."""
+    seen = [s for s in STATUS_MEANING if any(r.measurement_status == s for r in rows)]
+    if not seen:
+        return ""
+    return "<p class='legend'>status: " + "; ".join(f"<b>{esc(s)}</b>, {esc(STATUS_MEANING[s])}" for s in seen) + "</p>"
+
+
 def rows_table(rows: list[ReportRow], degradation: str, metrics: list[str]) -> str:
     head = ["device", "method", "kind", "arch", "params M", "GMACs", "median ms", "p90 ms", "IQR ms", "CV",
             "peak MiB", "energy mJ", "status"] + metrics
@@ -53,6 +73,7 @@ def rows_table(rows: list[ReportRow], degradation: str, metrics: list[str]) -> s
                                        if isinstance(q.get(m + "_interval"), list) else "") for m in metrics]
         out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     out.append("</table>")
+    out.append(status_legend(rows))
     return "\n".join(out)
 
 

@@ -52,6 +52,7 @@ def test_report_is_self_contained_escaped_and_plots_both_devices(run_dir, tmp_pa
     assert "http://" not in page and "https://" not in page
     assert "Quality vs cost on cpu-a" in page and "Quality vs cost on cpu-b" in page
     assert "weights at /x/y.pth" in page             # the unavailable metric names its path
+    assert "<th>ssim_y</th>" in page and "<th>lpips</th>" not in page    # and is not a column of n/a
     assert (tmp_path / "report" / "rows.csv").is_file() and (tmp_path / "report" / "rows.json").is_file()
 
 
@@ -266,3 +267,16 @@ def test_a_one_step_rows_parameters_are_those_its_call_runs_not_the_whole_autoen
     assert by["routed"].params_m == pytest.approx((in_call + n(router)) / 1e6)
     plain = report_rows([SRMethod("conv", "classical", student, False)], {"conv": {}}, [cpu_profile])
     assert plain[0].params_m == pytest.approx(n(student) / 1e6)          # a module without params_in_call: all it holds
+
+
+def test_each_table_of_rows_says_what_the_statuses_it_shows_mean():
+    from dataclasses import replace
+
+    from reports.html import rows_table
+
+    rows = [row(), replace(row(method="rrdb-s"), measurement_status="unstable")]
+    table = rows_table(rows, "bicubic", ["psnr_y"])
+    legend = table.split("</table>")[1]
+    assert "<b>ok</b>, the spread of its calls" in legend and "<b>unstable</b>, the spread of its calls stayed" in legend
+    assert "predicted" not in legend and "error" not in legend          # only the statuses the table shows
+    assert "<b>unstable</b>" not in rows_table(rows[:1], "bicubic", ["psnr_y"])
