@@ -114,11 +114,13 @@ def _finetune(run: Path) -> str:
             + "</tr>" + "".join(rows) + "</table>")
 
 
-def _test_headline(run: Path, doc: dict[str, Any]) -> str:
+def _test_headline(run: Path, doc: dict[str, Any], rows: list[ReportRow]) -> str:
     """The fair comparison (reports.comparison): each degradation's test table with intervals and paired
-    differences, and how the baselines were trained."""
+    differences, how the baselines were trained, and under each table what it supports on each device, in the
+    words the job's summary prints (reports.verdicts), the latencies beside them."""
     from reports.eval_report import summary_table
     from reports.protocol import EvalResult
+    from reports.verdicts import test_headline, verdict_line
 
     folders = sorted((run / "eval").glob("test-*"))
     if not folders:
@@ -135,9 +137,12 @@ def _test_headline(run: Path, doc: dict[str, Any]) -> str:
              + ". [95% bootstrap interval over photographs]; paired differences resample per-photograph "
              "differences." + _student_steps(doc.get("student_steps")) + _step_plan(run) + _routing(doc.get("routing"))
              + "</p>"]
+    said = {device: test_headline(run, device, rows) for device in sorted({r.device_profile for r in rows})}
     for folder in folders:
         res = EvalResult.load(folder)
-        parts.append(f"<h3>{esc(res.lr_source)} degradation</h3>" + summary_table(res))
+        verdicts = "".join(f"<p class='verdict'><b>{esc(device)}</b>: {esc(verdict_line(h[res.lr_source]))}</p>"
+                           for device, h in said.items() if res.lr_source in h)
+        parts.append(f"<h3>{esc(res.lr_source)} degradation</h3>" + verdicts + summary_table(res))
     return "".join(parts)
 
 
@@ -217,7 +222,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path, title: str | None = N
     metrics = [k for k in metrics if any(k in d and not (isinstance(d[k], dict) and "unavailable" in d[k])
                                          for r in rows for d in r.quality.values())]
     sections = []
-    headline = _test_headline(run, doc)
+    headline = _test_headline(run, doc, rows)
     if headline:
         sections.append(("Headline: test photographs, every method blind unless its name says otherwise", headline))
     selection, convergence = _selection(run)
@@ -226,8 +231,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path, title: str | None = N
     if finetuned:
         sections.append(("Fine-tune of the chosen backbone: sample-level fidelity before and after", finetuned))
     for device in devices:
-        figs = "".join(img(quality_vs_cost(rows, device, cost, "psnr_y", degradations[0] if degradations else "bicubic"),
-                           f"{device} quality vs {cost}") for cost in ("gmacs", "latency_median_ms"))
+        # every degradation scored, not the first alone: the one TOC-SR trails on must be as easy to see
+        figs = "".join(img(quality_vs_cost(rows, device, cost, "psnr_y", deg), f"{device} {deg} quality vs {cost}")
+                       for deg in degradations or ["bicubic"] for cost in ("gmacs", "latency_p90_ms"))
         sections.append((f"Quality vs cost on {device}", f"<div class='grid'>{figs}</div>"))
     for deg in degradations:
         sections.append((f"All rows, x{doc.get('scale', '?')} {deg} degradation",

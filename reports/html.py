@@ -13,7 +13,7 @@ table{border-collapse:collapse;font-size:12px;margin:1rem 0}th,td{border:1px sol
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.unavail{color:#999}.bad{color:#b00;font-weight:bold}
 img{max-width:100%}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1rem}
 .crops img{image-rendering:pixelated;width:160px;margin:2px}.crops figure{display:inline-block;margin:4px;text-align:center}
-.meta{color:#666;font-size:12px}.legend{color:#555;font-size:12px;margin-top:-0.5rem}"""
+.meta{color:#666;font-size:12px}.legend{color:#555;font-size:12px;margin-top:-0.5rem}.verdict{margin:0.3rem 0}"""
 
 # The browser test reads data-images-ok / data-images-failed from <body> after load.
 _SCRIPT = """window.addEventListener('load',function(){var ok=0,bad=0;for(const i of document.images){

@@ -30,27 +30,52 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return front
 
 
+def _gain(r: ReportRow, degradation: str, metric: str, ref: str) -> tuple[float, float, float] | None:
+    """(mean, low, high) of the row's `metric` minus `ref`'s on the same photographs (reports.comparison's paired
+    difference and its interval), (0, 0, 0) for `ref` itself, None where the row has none."""
+    if r.method == ref:
+        return 0.0, 0.0, 0.0
+    d = r.quality.get(degradation, {}).get(f"{metric}_minus_{ref}")
+    return (d["mean"], d["low"], d["high"]) if isinstance(d, dict) else None
+
+
+def quality_points(rows: list[ReportRow], device: str, cost: str, metric: str = "psnr_y",
+                   degradation: str = "bicubic", ref: str = "bicubic") -> tuple[list[tuple], bool]:
+    """One device's methods as (cost, quality, method, (low, high) or None), and whether quality is paired. Where
+    every row has its paired difference to `ref` on the same photographs, the points are those differences with
+    their 95% intervals: the interval of a method's own mean spans the photographs' spread (several dB) and would
+    hide differences the paired one resolves. Otherwise the means, without intervals."""
+    mine = [r for r in rows if r.device_profile == device and getattr(r, cost) is not None]
+    gains = [_gain(r, degradation, metric, ref) for r in mine]
+    if mine and all(g is not None for g in gains):
+        return [(getattr(r, cost), g[0], r.method, (g[1], g[2])) for r, g in zip(mine, gains, strict=True)], True
+    pts = [(getattr(r, cost), r.metric(degradation, metric), r.method, None) for r in mine]
+    return [p for p in pts if p[1] is not None], False
+
+
 def quality_vs_cost(rows: list[ReportRow], device: str, cost: str, metric: str = "psnr_y",
-                    degradation: str = "bicubic") -> bytes | None:
-    pts = [(getattr(r, cost), r.metric(degradation, metric), r.method) for r in rows if r.device_profile == device]
-    pts = [(c, q, m) for c, q, m in pts if c is not None and q is not None]
+                    degradation: str = "bicubic", ref: str = "bicubic") -> bytes | None:
+    """quality_points drawn against cost on a log axis, with the Pareto front through them."""
+    pts, paired = quality_points(rows, device, cost, metric, degradation, ref)
     if not pts:
         return None
     # Interpolation costs no MACs: draw it at a floor a decade below the cheapest network (log axis).
-    positive = [c for c, _, _ in pts if c > 0]
+    positive = [c for c, _, _, _ in pts if c > 0]
     floor = min(positive) / 10 if positive else 1e-4
-    pts = [(c if c > 0 else floor, q, m + (" (0)" if c <= 0 else "")) for c, q, m in pts]
+    pts = [(c if c > 0 else floor, q, m + (" (0)" if c <= 0 else ""), iv) for c, q, m, iv in pts]
     fig, ax = plt.subplots(figsize=(8.0, 4.2))
-    for method in sorted({m for _, _, m in pts}):
-        xs = [c for c, _, m in pts if m == method]
-        ys = [q for _, q, m in pts if m == method]
-        ax.scatter(xs, ys, s=40, label=method, zorder=3)
-    front = pareto([(c, q) for c, q, _ in pts])
+    for c, q, method, iv in sorted(pts, key=lambda p: p[2]):
+        bar = None if iv is None else [[q - iv[0]], [iv[1] - q]]
+        ax.errorbar([c], [q], yerr=bar, fmt="o", ms=6, capsize=3, label=method, zorder=3)
+    front = pareto([(c, q) for c, q, _, _ in pts])
     ax.plot([c for c, _ in front], [q for _, q in front], "k--", lw=1, label="Pareto front", zorder=2)
     ax.set_xscale("log")
-    ax.set_xlabel({"gmacs": "GMACs per image", "latency_median_ms": "measured latency, median (ms)"}.get(cost, cost))
-    ax.set_ylabel(f"{metric} ({degradation} x-degradation), dB" if "psnr" in metric else metric)
-    ax.set_title(f"{device}: quality vs {'GMACs' if cost == 'gmacs' else 'latency'}")
+    ax.set_xlabel({"gmacs": "GMACs per image", "latency_median_ms": "measured latency, median (ms)",
+                   "latency_p90_ms": "latency, p90 (ms; the statistic of the budget)"}.get(cost, cost))
+    unit = " (dB)" if "psnr" in metric else ""
+    ax.set_ylabel(f"{metric} minus {ref}, paired{unit}" if paired else f"{metric}{unit}")
+    ax.set_title(f"{device}, {degradation} degradation: quality vs {'GMACs' if cost == 'gmacs' else 'latency'}"
+                 + (" [95% interval]" if paired else ""))
     ax.grid(alpha=0.3, which="both")
     # Outside the axes: inside, it hid the very points users look for (the compact models sit lower right).
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)

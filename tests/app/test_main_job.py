@@ -676,6 +676,11 @@ def test_the_headline_is_a_fair_blind_comparison_on_test_photographs(job):
     assert "the router&#x27;s P(" in html          # how sure it was, beside what it decided
     assert "Routed models read the degradation from each whole photograph" in html
     assert "Headline: test photographs" in html and "PSNR-Y minus bicubic" in html
+    # under each degradation's table, what it supports on the device, in the words the summary printed
+    from reports.html import esc
+    from reports.verdicts import verdict_line
+    for kind, h in test.items():
+        assert f"<b>cpu-2core</b>: {esc(verdict_line(h))}</p>" in html and f"cpu-2core, {kind} degradation: " in out
     # one device trains the preset's own student steps, said in the report beside the baselines' budget
     assert comp["student_steps"] == {"cpu-2core": 4} and "students' training steps: cpu-2core 4." in html
     assert summary["sr_student_steps"]["per_device"] == 4 and "model trained" not in out

@@ -120,7 +120,7 @@ def test_a_guarded_choice_says_what_it_was_chosen_at_and_an_over_budget_row_says
 
 def test_a_quality_verdict_is_printed_with_both_latencies_and_says_who_is_ahead_only_where_no_slower():
     from reports.rows import ReportRow
-    from tocsr.app.mainjob import latency_beside, latency_verdict
+    from reports.verdicts import latency_beside, latency_verdict
 
     def row(method: str, p90: float | None, status: str = "ok", device: str = "cpu-2core",
             median: float | None = None) -> ReportRow:

@@ -280,3 +280,37 @@ def test_each_table_of_rows_says_what_the_statuses_it_shows_mean():
     assert "<b>ok</b>, the spread of its calls" in legend and "<b>unstable</b>, the spread of its calls stayed" in legend
     assert "predicted" not in legend and "error" not in legend          # only the statuses the table shows
     assert "<b>unstable</b>" not in rows_table(rows[:1], "bicubic", ["psnr_y"])
+
+
+def _scored(method: str, gain: tuple[float, float, float] | None, p90: float, device: str = "cpu-a") -> ReportRow:
+    """A row scored on two degradations, with its paired difference to bicubic where `gain` is given."""
+    q = {"psnr_y": 25.0 + (gain[0] if gain else 0.0), "psnr_y_interval": [22.0, 28.0]}
+    if gain is not None:
+        q["psnr_y_minus_bicubic"] = {"mean": gain[0], "low": gain[1], "high": gain[2]}
+    r = row(device, method, lat=p90 / 1.1)
+    return ReportRow(**{**r.__dict__, "quality": {"bicubic": q, "realesrgan": dict(q)}})
+
+
+def test_quality_against_cost_is_drawn_as_paired_differences_with_their_intervals_where_every_row_has_one():
+    from reports.plots import quality_points
+
+    rows = [_scored("bicubic", None, 0.3), _scored("srvgg", (0.38, 0.20, 0.57), 3.9),
+            _scored("tocsr", (-0.05, -0.10, 0.00), 9.3), _scored("tocsr", (0.9, 0.8, 1.0), 1.0, device="cpu-b")]
+    pts, paired = quality_points(rows, "cpu-a", "latency_p90_ms", degradation="realesrgan")
+    assert paired
+    got = {m: (round(c, 2), q, iv) for c, q, m, iv in pts}
+    # bicubic is the reference: 0 by definition; the others at their paired mean, with the paired interval
+    assert got == {"bicubic": (0.3, 0.0, (0.0, 0.0)), "srvgg": (3.9, 0.38, (0.20, 0.57)),
+                   "tocsr": (9.3, -0.05, (-0.10, 0.00))}
+    # a row without its paired difference: every point falls back to the means, and claims no interval
+    pts, paired = quality_points(rows[:1] + [_scored("espcn", None, 2.0)], "cpu-a", "gmacs")
+    assert not paired and all(iv is None for *_, iv in pts) and {q for _, q, _, _ in pts} == {25.0}
+
+
+def test_the_report_plots_quality_against_cost_for_every_degradation_scored(tmp_path):
+    run = tmp_path / "run"
+    write_rows([_scored("bicubic", None, 0.3), _scored("srvgg", (0.38, 0.2, 0.57), 3.9)], run / "eval", {"scale": 4})
+    page = build_report(run, tmp_path / "report").read_text()
+    for deg in ("bicubic", "realesrgan"):
+        for cost in ("gmacs", "latency_p90_ms"):
+            assert f"alt='cpu-a {deg} quality vs {cost}'" in page
