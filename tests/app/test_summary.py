@@ -150,3 +150,18 @@ def test_a_quality_verdict_is_printed_with_both_latencies_and_says_who_is_ahead_
     assert line.endswith("TOC-SR is behind srvgg; TOC-SR's p90 latency is 2.91x srvgg's (27.48 vs 9.43 ms, measured): "
                          "srvgg is ahead at lower or equal latency; no clear difference between TOC-SR and lanczos "
                          "(the interval spans 0)")
+
+
+def test_the_summary_table_gives_every_degradation_as_the_difference_to_the_best_baseline():
+    device = {"latency_how": "measured", "architecture": "a1475d44fdd41b88", "measured_p90_ms": 47.7,
+              "teacher_p90_ms": 92.0, "latency_budget_ms": 47.8, "cost_table_within_10pct": 0.9,
+              "cost_table_holdout_n": 20, "params_m": 2.49, "teacher_params_m": 2.49, "gmacs": 0.13,
+              "teacher_gmacs": 0.13, "budget": "one backbone call",
+              "test": {"bicubic": _headline("lanczos", False) | {"best_baseline": None},
+                       "realesrgan": _headline("bicubic", True)}}
+    buf = io.StringIO()
+    print_summary(Console(file=buf, width=1000), {"devices": {"cpu-2core": device}, "report": "r/index.html",
+                                                  "wall_s": 60.0, "stages_ran": [], "stages_skipped": []})
+    table = buf.getvalue().split("Baselines")[0]
+    assert "bicubic: +0.20 [+0.14, +0.26] vs bicubic" in table           # no baseline trained: against bicubic
+    assert "realesrgan: -0.26 [-0.46, -0.05] vs srvgg" in table          # the degradation TOC-SR trails on, too
