@@ -2,7 +2,8 @@
 
 Each cell (profile x model) records latency (median, p90, the repeat medians), the peak memory of one
 inference, energy per inference where the device has a counter (else the reason), and, for the models a
-run ships (`--run`), PSNR-Y on the run's test photographs.
+run ships (`--run`), PSNR-Y on the run's test photographs under each degradation the main job scores
+(`QUALITY_DEGRADATIONS`): a change that hurt only the Real-ESRGAN inputs would not show on the clean ones.
 
 History: one JSON file per night in the history folder, written atomically and never rewritten.
 A night records every measurement; one that errored makes the night "partial", none measured makes
@@ -57,6 +58,8 @@ REGRESSIONS_KIND = "tocsr.nightly_regressions"
 EXIT_CLEAN, EXIT_ERROR, EXIT_REGRESSION = 0, 1, 3
 REFERENCE = "reference-matmul"
 REPS = 3
+# The degradations the main job scores its test photographs under; a night scores the tracked models under each.
+QUALITY_DEGRADATIONS = ("bicubic", "realesrgan")
 DEFAULT_MODELS = ("unet-tiny", "toy-conv-attn", "sr:espcn", "sr:srvgg")
 
 
@@ -175,8 +178,8 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
               inject: dict[str, float] | None = None, reps: int = REPS, label: str | None = None,
               run_dir: str | Path | None = None, perturb: dict[str, float] | None = None) -> Path:
     """Measure the matrix and append one night to the history folder. With `run_dir`, the models that run
-    ships (`tracked_methods`) join the matrix, each with its quality (PSNR-Y, bicubic degradation) on the
-    run's test photographs. `inject` (slowdown factors) and `perturb` (weight noise) are test hooks."""
+    ships (`tracked_methods`) join the matrix, each with its quality (PSNR-Y under each of QUALITY_DEGRADATIONS,
+    `row["qualities"]`) on the run's test photographs. `inject` (slowdown factors) and `perturb` (weight noise) are test hooks."""
     from reports.protocol import evaluate_folder
 
     inject, perturb = inject or {}, perturb or {}
@@ -197,13 +200,17 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
         # timed calls that follow run warm, as in a long-running deployed process. Timed first, the same model's
         # median moved between identical nights with the heap's state (docs/status.md). The memory column then
         # reads the growth after that pass (CPU memory is not judged, below).
-        quality = {}
+        quality: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in tracked}
         if tracked:
             images = eval_images(run_dir, profile.resolution.scale)
-            result = evaluate_folder(images, [t.quality for t in tracked.values()], profile.resolution.scale)
-            quality = {name: {"metric": "psnr_y", "degradation": "bicubic", "images": list(result.images),
-                              "per_image": list(result.per_image[name]["psnr_y"]),
-                              "mean": float(np.mean(result.per_image[name]["psnr_y"]))} for name in tracked}
+            for degradation in QUALITY_DEGRADATIONS:
+                result = evaluate_folder(images, [t.quality for t in tracked.values()], profile.resolution.scale,
+                                         degradation=degradation)
+                for name in tracked:
+                    scores = list(result.per_image[name]["psnr_y"])
+                    quality[name][degradation] = {"metric": "psnr_y", "degradation": degradation,
+                                                  "images": list(result.images), "per_image": scores,
+                                                  "mean": float(np.mean(scores))}
         for name, factor in inject.items():
             if name in work:
                 work[name].module = SlowedDown(work[name].module, factor)
@@ -231,7 +238,7 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
                    "p90_ms": float(np.percentile(every, 90)), "samples_ms": every,
                    **_summarise_costs(costs[name]), "injected_factor": inject.get(name)}
             if name in tracked:
-                row.update({"kind": tracked[name].kind, "source": tracked[name].source, "quality": quality[name],
+                row.update({"kind": tracked[name].kind, "source": tracked[name].source, "qualities": quality[name],
                             "perturbed_sigma": perturb.get(name)})
             rows.append(row)
     night_status = "complete" if errors == 0 else ("failed" if errors == len(rows) else "partial")
@@ -320,9 +327,28 @@ def detect_regressions(nights: list[dict[str, Any]], min_step: float = 0.10, noi
     return flagged
 
 
-def quality_of(night: dict[str, Any], profile: str, model: str) -> dict[str, Any] | None:
+def row_qualities(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A row's quality entries by degradation. Nights before QUALITY_DEGRADATIONS recorded one entry, the bicubic
+    one, under "quality": they read as that degradation alone."""
+    if row.get("qualities"):
+        return row["qualities"]
+    q = row.get("quality")
+    return {q.get("degradation", "bicubic"): q} if q else {}
+
+
+def quality_of(night: dict[str, Any], profile: str, model: str) -> dict[str, dict[str, Any]]:
     row = next((r for r in night["rows"] if (r["profile"], r["model"]) == (profile, model)), None)
-    return row.get("quality") if row else None
+    return row_qualities(row) if row else {}
+
+
+def quality_changes(now: dict[str, dict[str, Any]], before: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """quality_change for every degradation both nights scored on the same images."""
+    changes = {deg: quality_change(q, before[deg]) for deg, q in now.items() if deg in before}
+    return {deg: c for deg, c in changes.items() if c is not None}
+
+
+def _stderr(per_image: list[float]) -> float:
+    return float(np.std(per_image)) / max(1.0, len(per_image) ** 0.5)
 
 
 def quality_change(now: dict[str, Any], before: dict[str, Any], min_drop_db: float = 0.01) -> dict[str, Any] | None:
@@ -334,27 +360,27 @@ def quality_change(now: dict[str, Any], before: dict[str, Any], min_drop_db: flo
     if now["images"] != before["images"]:
         return None
     d = paired_difference(now["per_image"], before["per_image"])
-    return {"metric": now["metric"], "change_db": d.mean, "low_db": d.low, "high_db": d.high, "n_images": d.n,
-            "drop": bool(d.high < 0 and d.mean < -min_drop_db)}
+    return {"metric": now["metric"], "degradation": now.get("degradation", "bicubic"), "change_db": d.mean,
+            "low_db": d.low, "high_db": d.high, "n_images": d.n, "drop": bool(d.high < 0 and d.mean < -min_drop_db)}
 
 
 def detect_quality_regressions(nights: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of the latest night whose quality dropped below the last complete night's on the same images,
-    beyond the paired bootstrap interval over those images."""
+    """Rows of the latest night whose quality under some degradation dropped below the last complete night's on
+    the same images, beyond the paired bootstrap interval over those images: one flag per degradation."""
     good = [n for n in nights if n["status"] != "failed"]
     if len(good) < 2:
         return []
     latest, earlier = good[-1], [n for n in good[:-1] if n["status"] == "complete"]
     flagged = []
     for row in latest["rows"]:
-        if not row.get("quality"):
-            continue
-        before = next((q for q in (quality_of(n, row["profile"], row["model"]) for n in reversed(earlier))
-                       if q and q["images"] == row["quality"]["images"]), None)
-        change = quality_change(row["quality"], before) if before else None
-        if change and change["drop"]:
-            flagged.append({"profile": row["profile"], "model": row["model"], "kind": "quality", **change,
-                            "night": latest["night"]})
+        for degradation, now in row_qualities(row).items():
+            before = next((q[degradation] for q in (quality_of(n, row["profile"], row["model"])
+                                                    for n in reversed(earlier))
+                           if degradation in q and q[degradation]["images"] == now["images"]), None)
+            change = quality_change(now, before) if before else None
+            if change and change["drop"]:
+                flagged.append({"profile": row["profile"], "model": row["model"], "kind": "quality", **change,
+                                "night": latest["night"]})
     return flagged
 
 
@@ -369,9 +395,8 @@ def _latest_table(latest: dict[str, Any]) -> str:
         reps = r.get("rep_medians_ms") or [r["median_ms"]]
         mem = f"{r['peak_mib']:.1f}" if r.get("peak_mib") is not None else "not measured"
         energy = f"{r['energy_mj']:.2f}" if r.get("energy_mj") is not None else "not measured"
-        q = r.get("quality")
-        qual = (f"{q['mean']:.3f} ± {float(np.std(q['per_image'])) / max(1.0, len(q['per_image']) ** 0.5):.3f} "
-                f"({len(q['per_image'])} images)") if q else "not tracked"
+        qual = "<br>".join(f"{esc(deg)}: {q['mean']:.3f} ± {_stderr(q['per_image']):.3f} ({len(q['per_image'])} images)"
+                           for deg, q in row_qualities(r).items()) or "not tracked"
         p90 = f"{r['p90_ms']:.3f}" if r.get("p90_ms") is not None else "-"
         return (f"<td>{r['median_ms']:.3f} [{min(reps):.3f}, {max(reps):.3f}]</td><td>{p90}</td>"
                 f"<td>{mem}</td><td>{energy}</td><td>{qual}</td>")
@@ -384,7 +409,8 @@ def _latest_table(latest: dict[str, Any]) -> str:
             "memory: peak of one inference (weights + transient; judged for regressions on GPUs only: a CPU reading "
             "is resident-set growth, which varies between identical nights); energy: per inference where the device "
             "has a counter; "
-            "quality: PSNR-Y (bicubic degradation) on the run's test photographs, ± standard error.</p>"
+            "quality: PSNR-Y on the run's test photographs under each degradation the job scores, ± standard "
+            "error.</p>"
             "<table><tr><th>profile</th><th>model</th><th>median ms</th><th>p90 ms</th><th>peak MiB</th>"
             f"<th>energy mJ</th><th>PSNR-Y (dB)</th></tr>{rows}</table>{notes}")
 
@@ -479,14 +505,14 @@ def render_nightly(history: str | Path, out_dir: str | Path,
         scores: dict[str, list] = {}
         for n in nights:
             for r in n["rows"]:
-                if r["profile"] == profile and r.get("quality"):
-                    q = r["quality"]
-                    scores.setdefault(r["model"], []).append((n["label"][-15:], q["mean"], float(np.std(q["per_image"]))
-                                                              / max(1.0, len(q["per_image"]) ** 0.5)))
+                if r["profile"] == profile:
+                    for deg, q in row_qualities(r).items():
+                        scores.setdefault(f"{r['model']} ({deg})", []).append(
+                            (n["label"][-15:], q["mean"], _stderr(q["per_image"])))
         if scores:
-            dropped = {f["model"] for f in worse if f["profile"] == profile}
+            dropped = {f"{f['model']} ({f['degradation']})" for f in worse if f["profile"] == profile}
             sections.append((f"Quality on {profile}", img(trend(scores, f"{profile}: PSNR-Y on the run's test photographs "
-                                                                "(bicubic degradation; ± standard error)", dropped,
+                                                                "(per degradation; ± standard error)", dropped,
                                                                 ylabel="PSNR-Y (dB)", log=False), f"quality {profile}")))
     out = Path(out_dir)
     path = out / "index.html"
@@ -566,15 +592,15 @@ def compare_nights(a: dict[str, Any], b: dict[str, Any], nights: list[dict[str, 
                        "beyond_noise": bool(abs(change) > noise and p < p_value),
                        "peak_mib_a": row_a.get("peak_mib"), "peak_mib_b": row_b.get("peak_mib"),
                        "energy_mj_a": row_a.get("energy_mj"), "energy_mj_b": row_b.get("energy_mj"),
-                       "quality": quality_change(qb, qa) if qa and qb else None})
+                       "quality": quality_changes(qb, qa)})
     return result
 
 
 def describe_change(f: dict[str, Any]) -> str:
     """What a flag says changed, and by how much against which bar."""
     if f["kind"] == "quality":
-        return (f"PSNR-Y {f['change_db']:+.3f} dB [{f['low_db']:+.3f}, {f['high_db']:+.3f}] over {f['n_images']} "
-                "images vs the last complete night")
+        return (f"PSNR-Y ({f.get('degradation', 'bicubic')} degradation) {f['change_db']:+.3f} dB "
+                f"[{f['low_db']:+.3f}, {f['high_db']:+.3f}] over {f['n_images']} images vs the last complete night")
     if f["kind"] == "memory":
         return (f"peak memory {f['peak_mib_before']:.1f} -> {f['peak_mib']:.1f} MiB ({100 * f['step']:+.1f}%; bar "
                 f"+{100 * f['min_step']:.0f}% and +{f['min_mib']:g} MiB over every earlier night)")
@@ -599,9 +625,8 @@ def describe_comparison(a: dict[str, Any], b: dict[str, Any], cells: list[dict[s
             line += f"; peak memory {c['peak_mib_a']:.1f} -> {c['peak_mib_b']:.1f} MiB"
         if c.get("energy_mj_a") is not None and c.get("energy_mj_b") is not None:
             line += f"; energy {c['energy_mj_a']:.2f} -> {c['energy_mj_b']:.2f} mJ"
-        q = c.get("quality")
-        if q:
-            line += (f"; PSNR-Y {q['change_db']:+.3f} dB [{q['low_db']:+.3f}, {q['high_db']:+.3f}]: "
+        for deg, q in (c.get("quality") or {}).items():
+            line += (f"; PSNR-Y ({deg}) {q['change_db']:+.3f} dB [{q['low_db']:+.3f}, {q['high_db']:+.3f}]: "
                      f"{'DROP BEYOND NOISE' if q['drop'] else 'within noise'}")
         lines.append(line)
     return lines

@@ -777,14 +777,16 @@ def test_nightly_tracks_the_runs_models_with_quality_and_a_perturbed_model_exits
     root = job[0]          # the job's folder: the run's summary names its report relative to it
     r = tocsr(*common, "--label", "night-3", "--perturb-weights", "tocsr:cpu-2core=0.3", cwd=root)
     doc = json.loads((tmp_path / "n" / "regressions.json").read_text())
-    quality = [(f["model"], f["kind"]) for f in doc["flagged"] if f["kind"] == "quality"]
-    assert r.returncode == 3 == doc["exit_code"] and quality == [("tocsr:cpu-2core", "quality")], r.stdout
-    assert "tocsr:cpu-2core: quality, PSNR-Y -" in r.stdout
+    quality = {(f["model"], f["kind"]) for f in doc["flagged"] if f["kind"] == "quality"}
+    assert r.returncode == 3 == doc["exit_code"] and quality == {("tocsr:cpu-2core", "quality")}, r.stdout
+    assert "tocsr:cpu-2core: quality, PSNR-Y (" in r.stdout
     night = json.loads(sorted((tmp_path / "h").glob("*.json"))[-1].read_text())
-    tracked = {row["model"]: row for row in night["rows"] if row.get("quality")}
+    tracked = {row["model"]: row for row in night["rows"] if row.get("qualities")}
     assert set(tracked) == {"tocsr:cpu-2core", "baseline:espcn", "baseline:rrdb-s"}
     # every model scored on the same test photographs (the split's, however many the installed packages ship)
-    per_image = {m: len(row["quality"]["per_image"]) for m, row in tracked.items()}
+    # under both degradations the job scores
+    assert all(set(row["qualities"]) == {"bicubic", "realesrgan"} for row in tracked.values())
+    per_image = {(m, d): len(q["per_image"]) for m, row in tracked.items() for d, q in row["qualities"].items()}
     assert len(set(per_image.values())) == 1 and min(per_image.values()) >= 5, per_image
     assert tracked["tocsr:cpu-2core"]["median_ms"] > 0
     page = (tmp_path / "n" / "index.html").read_text()
@@ -794,10 +796,11 @@ def test_nightly_tracks_the_runs_models_with_quality_and_a_perturbed_model_exits
     main_report = (root / "report" / "index.html").read_text()
     assert "<h2>Nightly</h2>" in main_report and "tocsr nightly --run runs/smoke -o runs/nightly" in main_report
     r = tocsr("nightly", "compare", "night-2", "night-3", "--history", str(tmp_path / "h"), cwd=tmp_path)
-    lines = {line.strip().split("/", 1)[1].split(": latency")[0]: line.split("; PSNR-Y")[1]
+    lines = {line.strip().split("/", 1)[1].split(": latency")[0]: line.split("; PSNR-Y", 1)[1]
              for line in r.stdout.splitlines() if line.startswith("  cpu-2core/")}
     assert r.returncode == 0 and "DROP BEYOND NOISE" in lines["tocsr:cpu-2core"], r.stdout
-    assert "within noise" in lines["baseline:espcn"] and "within noise" in lines["baseline:rrdb-s"]
+    for unchanged in ("baseline:espcn", "baseline:rrdb-s"):           # each degradation's change within noise
+        assert lines[unchanged].count("within noise") == 2 and "DROP" not in lines[unchanged], lines[unchanged]
 
 
 @pytest.mark.slow
@@ -824,8 +827,9 @@ def test_four_nights_flag_exactly_the_slowed_model_and_the_perturbed_one(job, tm
               "--perturb-weights", "tocsr:cpu-2core=0.3", cwd=tmp_path)
     flags = json.loads((tmp_path / "n" / "regressions.json").read_text())["flagged"]
     assert r.returncode == 3, (r.stdout, r.stderr[-1500:])
-    assert sorted((f["model"], f["kind"]) for f in flags) == [("baseline:rrdb-s", "latency"),
-                                                              ("tocsr:cpu-2core", "quality")], r.stdout
+    # the perturbed model once per degradation where its drop is beyond the interval there
+    assert sorted({(f["model"], f["kind"]) for f in flags}) == [("baseline:rrdb-s", "latency"),
+                                                                ("tocsr:cpu-2core", "quality")], r.stdout
     r = tocsr("nightly", "compare", "night-3", "night-4", "--history", str(tmp_path / "h"), cwd=tmp_path)
     print("\n" + r.stdout)                          # the four-night table, for the record (-s)
     cells = {line.strip().split(": latency")[0]: line for line in r.stdout.splitlines() if line.startswith("  cpu-2core/")}

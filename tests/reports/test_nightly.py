@@ -201,3 +201,46 @@ def test_a_peak_memory_step_above_every_earlier_night_is_flagged_and_small_wobbl
         for row in n["rows"]:
             row["memory_method"] = "linux_vmhwm_growth_plus_weights"
     assert detect_memory_regressions(nights) == []
+
+
+def _scored_night(i: int, bicubic: list[float], realesrgan: list[float] | None) -> dict:
+    """A night whose tracked model was scored on three photographs under each degradation given."""
+    doc = night(i, jitter(seed=i))
+    qualities = {deg: {"metric": "psnr_y", "degradation": deg, "images": ["a", "b", "c"], "per_image": scores,
+                       "mean": float(np.mean(scores))}
+                 for deg, scores in (("bicubic", bicubic), ("realesrgan", realesrgan)) if scores is not None}
+    doc["rows"][1]["qualities"] = qualities
+    return doc
+
+
+def test_a_quality_drop_under_one_degradation_is_flagged_for_that_degradation_alone(tmp_path):
+    from reports.nightly import (
+        compare_nights,
+        describe_comparison,
+        describe_flag,
+        detect_quality_regressions,
+        quality_of,
+    )
+
+    clean, real = [30.0, 31.0, 32.0], [24.0, 25.0, 26.0]
+    nights = [_scored_night(i, clean, real) for i in range(3)]
+    # the Real-ESRGAN inputs lose 0.5 dB on every photograph; the clean ones do not move
+    nights.append(_scored_night(3, clean, [s - 0.5 for s in real]))
+    flags = detect_quality_regressions(nights)
+    assert [(f["model"], f["degradation"]) for f in flags] == [("unet", "realesrgan")]
+    assert describe_flag(flags[0]).startswith("cpu/unet: quality, PSNR-Y (realesrgan degradation) -0.500 dB")
+    cells = {c["model"]: c for c in compare_nights(nights[2], nights[3], nights)}
+    assert cells["unet"]["quality"]["bicubic"]["drop"] is False and cells["unet"]["quality"]["realesrgan"]["drop"]
+    line = next(ln for ln in describe_comparison(nights[2], nights[3], list(cells.values())) if "/unet:" in ln)
+    assert "PSNR-Y (bicubic) +0.000 dB" in line and "PSNR-Y (realesrgan) -0.500 dB" in line
+    # a night from before both were scored (one "quality" entry, bicubic) still compares on what it has
+    old = night(2, jitter(seed=2))
+    old["rows"][1]["quality"] = nights[2]["rows"][1]["qualities"]["bicubic"]
+    assert set(quality_of(old, "cpu", "unet")) == {"bicubic"}
+    assert detect_quality_regressions([old, nights[3]]) == []          # realesrgan: nothing to compare with
+    # and between it and tonight the drop is still found against the last night that scored that degradation
+    assert len(detect_quality_regressions([*nights[:2], old, nights[3]])) == 1
+    for i, n in enumerate(nights):
+        write_artifact(tmp_path / "h" / f"2026010{i}.json", "tocsr.nightly_night", 1, n)
+    page = render_nightly(tmp_path / "h", tmp_path / "out")[0].read_text()
+    assert "realesrgan: 24.500 ± 0.471 (3 images)" in page and "bicubic: 31.000 ± 0.471 (3 images)" in page
