@@ -70,8 +70,11 @@ def quality_vs_cost(rows: list[ReportRow], device: str, cost: str, metric: str =
     front = pareto([(c, q) for c, q, _, _ in pts])
     ax.plot([c for c, _ in front], [q for _, q in front], "k--", lw=1, label="Pareto front", zorder=2)
     ax.set_xscale("log")
-    ax.set_xlabel({"gmacs": "GMACs per image", "latency_median_ms": "measured latency, median (ms)",
-                   "latency_p90_ms": "latency, p90 (ms; the statistic of the budget)"}.get(cost, cost))
+    predicted = cost != "gmacs" and any(r.measurement_status == "predicted" for r in rows if r.device_profile == device)
+    ax.set_xlabel({"gmacs": "GMACs per image", "latency_median_ms": "latency, median (ms)",
+                   "latency_p90_ms": "latency, p90 (ms; the statistic of the budget)"}.get(cost, cost)
+                  + (", PREDICTED (roofline, the device is not attached)" if predicted else ", measured"
+                     if cost != "gmacs" else ""))
     unit = " (dB)" if "psnr" in metric else ""
     ax.set_ylabel(f"{metric} minus {ref}, paired{unit}" if paired else f"{metric}{unit}")
     ax.set_title(f"{device}, {degradation} degradation: quality vs {'GMACs' if cost == 'gmacs' else 'latency'}"

@@ -314,3 +314,17 @@ def test_the_report_plots_quality_against_cost_for_every_degradation_scored(tmp_
     for deg in ("bicubic", "realesrgan"):
         for cost in ("gmacs", "latency_p90_ms"):
             assert f"alt='cpu-a {deg} quality vs {cost}'" in page
+
+
+def test_a_predicted_device_plots_its_median_latency_where_a_roofline_gives_no_p90(tmp_path):
+    from dataclasses import replace
+
+    run = tmp_path / "run"
+    predicted = [replace(_scored(m, g, 1.0, device="orin"), latency_p90_ms=None, measurement_status="predicted")
+                 for m, g in (("bicubic", None), ("srvgg", (0.38, 0.2, 0.57)))]
+    write_rows([_scored("bicubic", None, 0.3), _scored("srvgg", (0.38, 0.2, 0.57), 3.9), *predicted], run / "eval",
+               {"scale": 4})
+    page = build_report(run, tmp_path / "report").read_text()
+    assert "alt='cpu-a bicubic quality vs latency_p90_ms'" in page              # measured: the budget's p90
+    assert "alt='orin bicubic quality vs latency_median_ms'" in page            # predicted: one figure, the median
+    assert "no data" not in page
