@@ -236,16 +236,41 @@ class EvalResult(FolderRecord):
     def interval(self, method: str, metric: str) -> Interval:
         return bootstrap_mean(self.per_image[method][metric])
 
-    def best_baseline(self, metric: str = "psnr_y") -> str | None:
-        """The trained or external baseline with the best mean `metric` (None when there is none)."""
-        names = [m["name"] for m in self.methods if m["kind"] in ("baseline", "external")]
+    def _best(self, kinds: tuple[str, ...], metric: str) -> str | None:
+        names = [m["name"] for m in self.methods if m["kind"] in kinds]
         if not names:
             return None
         sign = 1 if HIGHER_IS_BETTER.get(metric, True) else -1
         return max(names, key=lambda n: sign * float(np.mean(self.per_image[n][metric])))
 
+    def best_baseline(self, metric: str = "psnr_y") -> str | None:
+        """The trained or external baseline with the best mean `metric` (None when there is none)."""
+        return self._best(("baseline", "external"), metric)
+
+    def best_interpolation(self, metric: str = "psnr_y") -> str | None:
+        """The interpolation with the best mean `metric`: it costs nothing to train, so the best one (often Lanczos,
+        not bicubic) is the floor a trained method has to beat."""
+        return self._best(("interpolation",), metric)
+
     def paired(self, method: str, reference: str, metric: str) -> Interval:
         return paired_difference(self.per_image[method][metric], self.per_image[reference][metric])
+
+    def verdicts(self) -> list[str]:
+        """What these images support on PSNR-Y, in words (reports.verdicts.verdict): each TOC-SR model against the
+        best baseline and the best interpolation, paired by image; with no TOC-SR model, the best baseline against
+        the best interpolation. Only a difference whose interval excludes 0 is called a lead."""
+        from reports.verdicts import verdict
+
+        best, interp = self.best_baseline(), self.best_interpolation()
+        ours = [m["name"] for m in self.methods if m["kind"] == "tocsr"]
+        pairs = [(n, ref) for n in ours for ref in (best, interp) if ref is not None]
+        if not ours and best is not None and interp is not None:
+            pairs = [(best, interp)]
+        lines = []
+        for n, ref in pairs:
+            diff = self.paired(n, ref, "psnr_y")
+            lines.append(f"{verdict(diff.to_dict(), n, ref)}: {n} minus {ref} {diff.text(3)} dB")
+        return lines
 
     def against(self, reference: str) -> list[str]:
         """Every other method minus `reference`, paired by image, for each metric (`tocsr eval --against`): how each
@@ -316,6 +341,10 @@ class EvalResult(FolderRecord):
                 lines.append(f"{k} ({'higher' if HIGHER_IS_BETTER.get(k, True) else 'lower'} is better): " + ", ".join(
                     f"{m['name']} {self.interval(m['name'], k).text(3)}" for m in self.methods))
         lines += [f"{k}: n/a ({why})" for k, why in sorted(self.unavailable.items())]
+        said = self.verdicts()
+        if said:
+            lines += ["what these images support (PSNR-Y, paired by image; higher is better):",
+                      *(f"  {line}" for line in said)]
         return lines
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from reports.rows import ReportRow
 
 
@@ -65,9 +63,7 @@ def test_headline(out: Path, device: str, rows: list[ReportRow] | None = None) -
         if mine is None:
             continue
         best = res.best_baseline()
-        # interpolation costs nothing to train: the best one (often Lanczos, not bicubic) is the floor to beat
-        interp = max((m["name"] for m in res.methods if m["kind"] == "interpolation"),
-                     key=lambda n: float(np.mean(res.per_image[n]["psnr_y"])))
+        interp = res.best_interpolation()
         entry: dict[str, Any] = {"images": len(res.images), "tocsr": mine,
                                  "psnr_y": {n: res.interval(n, "psnr_y").to_dict()
                                             for n in (mine, best, "bicubic", interp) if n in res.per_image},

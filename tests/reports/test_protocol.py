@@ -153,6 +153,45 @@ def test_the_result_round_trips_and_writes_one_csv_row_per_image_and_method(tmp_
         again.against("lanczos")
 
 
+def _result(per_image: dict[str, list[float]], kinds: dict[str, str]) -> EvalResult:
+    n = len(next(iter(per_image.values())))
+    return EvalResult(scale=4, lr_source="bicubic", seed=0, hr_dir="HR", lr_dir=None,
+                      images=tuple(f"{i}.png" for i in range(n)),
+                      methods=tuple({"name": k, "kind": kinds[k], "source": "test"} for k in per_image),
+                      per_image={k: {"psnr_y": v, "ssim_y": [0.5] * n} for k, v in per_image.items()})
+
+
+def test_eval_says_in_words_what_the_paired_differences_support_against_the_best_baseline_and_interpolation():
+    rng = np.random.default_rng(1)
+    base = list(rng.normal(26, 2, size=8))
+    lanczos = [b + 0.05 for b in base]                              # the best interpolation, not bicubic
+    srvgg = [b + 0.4 + e for b, e in zip(base, rng.normal(0, 0.05, 8), strict=True)]
+    ours = [s + e for s, e in zip(srvgg, rng.normal(0, 0.3, 8), strict=True)]   # same mean as srvgg, noisy
+    kinds = {"bicubic": "interpolation", "lanczos": "interpolation", "srvgg": "baseline", "tocsr:m": "tocsr"}
+    result = _result({"bicubic": base, "lanczos": lanczos, "srvgg": srvgg, "tocsr:m": ours}, kinds)
+    assert result.best_interpolation() == "lanczos" and result.best_baseline() == "srvgg"
+    said = result.verdicts()
+    assert len(said) == 2
+    vs_srvgg, vs_lanczos = said
+    d = result.paired("tocsr:m", "srvgg", "psnr_y")
+    assert d.low < 0 < d.high
+    assert vs_srvgg == ("no clear difference between tocsr:m and srvgg (the interval spans 0): tocsr:m minus srvgg "
+                        f"{d.text(3)} dB")
+    assert vs_lanczos.startswith("tocsr:m leads lanczos: tocsr:m minus lanczos ")
+    lines = result.describe()
+    at = lines.index("what these images support (PSNR-Y, paired by image; higher is better):")
+    assert lines[at + 1:] == [f"  {x}" for x in said]
+
+    worse = [b - 0.3 for b in lanczos]
+    behind = _result({"bicubic": base, "lanczos": lanczos, "tocsr:m": worse}, kinds).verdicts()
+    assert behind == [f"tocsr:m is behind lanczos: tocsr:m minus lanczos "
+                      f"{paired_difference(worse, lanczos).text(3)} dB"]
+    # no TOC-SR model: the best baseline against the floor; interpolations alone: nothing to say
+    assert _result({"bicubic": base, "srvgg": srvgg}, kinds).verdicts()[0].startswith("srvgg leads bicubic")
+    only = _result({"bicubic": base, "lanczos": lanczos}, kinds)
+    assert only.verdicts() == [] and not any("support" in x for x in only.describe())
+
+
 def test_tocsr_eval_against_prints_every_method_minus_the_one_named_paired_by_image(tmp_path, capsys):
     from tocsr.app.cli import main
 
