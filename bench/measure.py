@@ -14,11 +14,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import torch
 
 from bench import roofline
+from bench.cores import cores_summary, effective_cores
 from bench.counting import MacCount, count_macs, count_params
 from bench.memory import MemoryStats, measure_cpu_peak, measure_cuda_peak, weights_mib
 from bench.nvml import GpuTelemetry, Nvml
@@ -263,15 +265,18 @@ def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: boo
             warm = warm_up(call, profile.timing, device)
             if memory is None:
                 memory = measure_cuda_peak(eager, device, wmib)
-            paired = None
+            paired, cores = None, None
             if reference is None:
                 samples, attempts = _timed_with_retries(call, profile, device)
             else:
                 ref_module = torch.nn.Module.to(reference.module, device=device, dtype=dtype).eval()
                 ref_call = prepare_callable(ref_module, cast(reference.args, device, dtype),
                                             cast(reference.kwargs, device, dtype), profile.execution_mode)
-                paired = measure_paired(call, ref_call, profile.timing, device)
+                # the cores each attempt had: what tells a slow model from a busy machine (bench.cores)
+                probe = partial(effective_cores, torch.get_num_threads()) if device.type == "cpu" else None
+                paired = measure_paired(call, ref_call, profile.timing, device, core_probe=probe)
                 samples, attempts = list(paired.target.samples_ms), list(paired.attempts)
+                cores = cores_summary(attempts, torch.get_num_threads()) if probe is not None else None
             energy, energy_note = _energy(call, device, nvml, samples)
             after = nvml.snapshot() if nvml else None
     except torch.cuda.OutOfMemoryError as err:
@@ -296,7 +301,8 @@ def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: boo
                     energy_note=energy_note,
                     telemetry_before=before, telemetry_after=after,
                     driver_version=nvml.driver_version() if nvml else None, notes=tuple(notes),
-                    extra={"attempts": attempts, **({"reference": reference.name} if reference else {})})
+                    extra={"attempts": attempts, **({"reference": reference.name} if reference else {}),
+                           **({"effective_cores": cores} if cores else {})})
     return _with_wall(m, t_start)
 
 

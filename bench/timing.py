@@ -99,7 +99,7 @@ REFERENCE_ITERS = 3        # reference calls per round; its median is that round
 
 def measure_paired(target: Callable[[], object], reference: Callable[[], object], policy: TimingPolicy,
                    device: torch.device, clock: Clock | None = None, reference_iters: int = REFERENCE_ITERS, retries: int | None = None,
-                   warm_reference: bool = True) -> PairedLatency:
+                   warm_reference: bool = True, core_probe: Callable[[], float | None] | None = None) -> PairedLatency:
     """Time `target` in `policy.paired_rounds` short bursts, each beside a burst of `reference`, and keep
     every target sample relative to its own round's reference median (see bench.stats.PairedLatency).
 
@@ -111,7 +111,8 @@ def measure_paired(target: Callable[[], object], reference: Callable[[], object]
     spread never falls under max_cv, the steadiest of three repeated no better than one attempt and put the
     p90 a few percent low (it keeps the calmest stretch), where the pooled median repeated markedly better
     (docs/bench.md, "Attempts are pooled"). A caller that pairs many targets with one reference warms the
-    reference once and passes `warm_reference=False`.
+    reference once and passes `warm_reference=False`. With `core_probe` (bench.cores.effective_cores), each attempt
+    records how many cores the process had just before and just after it (`effective_cores_before/after`).
 
     Example:
         >>> paired = measure_paired(lambda: block(x), lambda: teacher(z), profile.timing, torch.device("cpu"))
@@ -130,6 +131,7 @@ def measure_paired(target: Callable[[], object], reference: Callable[[], object]
     attempts: list[dict] = []
     for _ in range(1 + (policy.max_retries if retries is None else retries)):
         _, snap = cpu_steal_fraction_since(None)
+        cores_before = core_probe() if core_probe is not None else None
         first = len(tgt), len(ref)
         for r in range(rounds):
             if r % 2 == 0:
@@ -145,11 +147,14 @@ def measure_paired(target: Callable[[], object], reference: Callable[[], object]
             ref += ref_r
             rel += [t / yardstick for t in tgt_r]
         steal, _ = cpu_steal_fraction_since(snap)
+        cores_after = core_probe() if core_probe is not None else None
         attempt = PairedLatency(LatencyStats.from_samples(tgt[first[0]:], timer, warm),
                                 LatencyStats.from_samples(ref[first[1]:], timer, 0), tuple(rel[first[0]:]), rounds)
         attempts.append({"ratio": attempt.ratio, "relative_cv": attempt.relative_cv, "target_median_ms":
                          attempt.target.median_ms, "reference_median_ms": attempt.reference_ms,
-                         "cpu_steal_fraction": steal})
+                         "cpu_steal_fraction": steal,
+                         **({"effective_cores_before": cores_before, "effective_cores_after": cores_after}
+                            if core_probe is not None else {})})
         if attempt.relative_cv <= policy.max_cv:
             break
     return PairedLatency(LatencyStats.from_samples(tgt, timer, warm), LatencyStats.from_samples(ref, timer, 0),

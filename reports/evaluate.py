@@ -167,6 +167,7 @@ def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], pr
                                                "from": "search decision" if decision_ms is not None else "these rows"}
                                               if paired is not None else None),
                             "latency_samples": len(lat.samples_ms) if lat is not None else None,
+                            "effective_cores": meas.extra.get("effective_cores"),
                             **({"timing": "few samples, one attempt: one call is many network calls "
                                           "(reports.evaluate.FEW_SAMPLES_KINDS)"}
                                if m.kind in FEW_SAMPLES_KINDS and lat is not None else {})}))

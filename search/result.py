@@ -43,6 +43,8 @@ class ChosenModel:
     # where a predicted choice's figures come from (the roofline of the profile's constants, or a cost table
     # measured on the device: bench.table_prediction); "" when measured on the spot
     basis: str = ""
+    # the fewest and most cores the confirmed timing had (bench.cores.cores_summary); None where it was not probed
+    effective_cores: dict[str, float] | None = None
 
     @property
     def key(self) -> str:
@@ -152,7 +154,8 @@ class SearchResult(FolderRecord):
             measured_latency_ms_raw=m.latency_at_ms(profile.timing.percentile),
             measured_memory_mib=m.peak_memory_mib, params_m=m.params / 1e6,
             gmacs=m.macs.gmacs if m.macs else None, status=m.status,
-            basis=m.notes[0] if m.status == "predicted" and m.notes else "")
+            basis=m.notes[0] if m.status == "predicted" and m.notes else "",
+            effective_cores=m.extra.get("effective_cores"))
         best = best_feasible(sel.trials)
         t = sel.teacher
         pipeline, table = None, sel.table

@@ -427,7 +427,8 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
                              "first_reading_ms_at_decision": first_ms,
                              "searched_below_ms": problem.constraints.latency_ms,
                              "measured_p_ms_raw": m.latency_at_ms(q), "ratio": m.paired.ratio if m.paired else None,
-                             "peak_memory_mib": m.peak_memory_mib, "status": m.status, "meets_budgets": ok})
+                             "peak_memory_mib": m.peak_memory_mib, "status": m.status, "meets_budgets": ok,
+                             "effective_cores": m.extra.get("effective_cores")})
             if ok:
                 chosen = Choice(spec, float(t.fidelity), float(t.objective), t.costs, m, float(lat), "search")
                 break

@@ -100,6 +100,33 @@ def test_a_report_row_over_the_budget_the_search_met_is_called_out_with_the_gap_
     assert "OVER" not in within and within.endswith("(paired with reference: teacher UNet)")
 
 
+def test_the_cores_each_timing_had_are_printed_and_an_over_budget_row_that_had_fewer_is_said_to_have_had_them():
+    def printed(row_ms: float, search_min: float | None, row_min: float) -> str:
+        device = {"latency_how": "measured", "test": {}, "architecture": "c2c5b95879c99e8d", "measured_p90_ms": 31.30,
+                  "teacher_p90_ms": 92.78, "latency_budget_ms": 34.33, "cost_table_within_10pct": 1.0,
+                  "cost_table_holdout_n": 20, "params_m": 1.543, "teacher_params_m": 2.492, "gmacs": 0.09,
+                  "teacher_gmacs": 0.13, "budget": "one-step SR pipeline p90 latency <= 0.37 x the teacher",
+                  "report_row_p90_ms": row_ms, "report_row_latency": "paired with reference: teacher UNet",
+                  "measured_effective_cores": None if search_min is None else
+                  {"min": search_min, "max": 1.96, "threads": 2, "probes": 2},
+                  "report_row_effective_cores": {"min": row_min, "max": 1.95, "threads": 2, "probes": 2},
+                  "pipeline": {"validation": {"n": 6, "within_10pct": 0.83}, "line": "measured p90 31.30 ms",
+                               "teacher_backbone_share_predicted": 0.55}}
+        buf = io.StringIO()
+        print_summary(Console(file=buf, width=1000), {"devices": {"cpu-2core": device}, "report": "r/index.html",
+                                                      "wall_s": 60.0, "stages_ran": [], "stages_skipped": []})
+        return next(ln for ln in buf.getvalue().splitlines() if "the report's row" in ln)
+
+    busier = printed(35.84, 1.92, 1.10)
+    assert "OVER the 34.33 ms budget" in busier and "the row's timing had fewer cores to itself" in busier
+    assert busier.endswith("; cores the timings had: the search's 1.9-2.0 of 2 cores, the row's 1.1-1.9 of 2 cores")
+    same = printed(35.84, 1.92, 1.90)
+    assert "OVER the 34.33 ms budget" in same and "fewer cores" not in same and "the row's 1.9 of 2 cores" in same
+    within = printed(33.00, 1.92, 1.10)
+    assert "OVER" not in within and "fewer cores" not in within and within.endswith("the row's 1.1-1.9 of 2 cores")
+    assert "cores the timings had" not in printed(35.84, None, 1.10)     # a search from before the probe
+
+
 def test_a_guarded_choice_says_what_it_was_chosen_at_and_an_over_budget_row_says_the_guard_was_not_enough():
     device = {"latency_how": "measured", "test": {}, "architecture": "5e8d5d0404cd65cc", "measured_p90_ms": 29.10,
               "teacher_p90_ms": 96.23, "latency_budget_ms": 35.60, "latency_target_ms": 32.04, "latency_guard": 0.1,

@@ -91,8 +91,13 @@ def test_report_rows_paired_with_a_reference_are_put_at_one_speed(cpu_profile):
     speeds = {r.latency_median_ms / r.latency_vs_reference for r in rows}
     assert len(rows) == 2 and max(speeds) == pytest.approx(min(speeds))        # one speed for the profile
     assert all("paired with reference" in r.provenance["latency"] for r in rows)
+    if torch.get_num_threads() > 1:      # each paired row says how many cores its timing had (bench.cores)
+        cores = [r.provenance["effective_cores"] for r in rows]
+        assert all(0 < c["min"] <= c["max"] and c["threads"] == torch.get_num_threads() and c["probes"] >= 2
+                   for c in cores)
     alone = report_rows(methods, quality, [cpu_profile])
     assert all(r.latency_vs_reference is None and r.provenance["latency"] == "measured alone" for r in alone)
+    assert all(r.provenance["effective_cores"] is None for r in alone)
 
 
 def test_report_rows_are_stated_at_the_speed_the_search_chose_at(cpu_profile):

@@ -22,6 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
+from bench.cores import cores_text
 from bench.profile import DeviceProfile, load_profile
 from search.result import SearchResult
 from tocsr.app.estimate import RunEstimate
@@ -732,6 +733,8 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
             "measured_p90_ms": c.measured_latency_ms, "teacher_p90_ms": c.teacher_latency_ms, "latency_how": c.how,
             "report_row_p90_ms": row.latency_p90_ms if row is not None else None,
             "report_row_latency": row.provenance.get("latency") if row is not None else None,
+            "measured_effective_cores": c.effective_cores,
+            "report_row_effective_cores": row.provenance.get("effective_cores") if row is not None else None,
             "latency_budget_ms": res.latency_budget_ms, "budget": res.budget_in_words,
             "latency_target_ms": res.decision.get("latency_target_ms"),
             "latency_guard": res.decision.get("latency_guard", 0.0),
@@ -761,17 +764,34 @@ def _finetune_summary(folder: Path) -> dict[str, Any] | None:
             "lines": r.describe()}
 
 
+FEWER_CORES = 0.3    # a gap in probed cores (bench.cores) wider than the probe's own spread on an idle machine
+
+
+def cores_beside(d: dict[str, Any]) -> str:
+    """How many cores the search's timing and the row's had (bench.cores), "" where either was not probed."""
+    search, row = d.get("measured_effective_cores"), d.get("report_row_effective_cores")
+    if not search or not row:
+        return ""
+    return f"; cores the timings had: the search's {cores_text(search)}, the row's {cores_text(row)}"
+
+
 def row_budget_verdict(d: dict[str, Any]) -> str:
     """What a device's summary adds after the report row's latency where that row is over the budget the search met.
     The two are timings of one model minutes apart on a machine whose speed drifts: a user deciding to ship on that
-    budget should see that the second one missed it, and by how much the two disagree. "" where the row fits."""
+    budget should see that the second one missed it, by how much the two disagree, and whether the second had
+    fewer cores to itself (a busy machine, not a slower model). "" where the row fits."""
     row, budget, searched = d["report_row_p90_ms"], d.get("latency_budget_ms"), d["measured_p90_ms"]
     if budget is None or row <= budget:
         return ""
     guard = d.get("latency_guard") or 0.0
+    search_cores, row_cores = d.get("measured_effective_cores"), d.get("report_row_effective_cores")
+    busier = bool(search_cores and row_cores and row_cores["min"] < search_cores["min"] - FEWER_CORES)
     return (f": OVER the {budget:.2f} ms budget by {100 * (row / budget - 1):.1f}%, which the search's re-measurement "
             f"({searched:.2f} ms) met; the two timings of this model differ by {100 * (row / searched - 1):+.1f}%"
             + (f", more than the profile's guard of {100 * guard:g}% (timing.latency_guard) left free" if guard else "")
+            + ("; the row's timing had fewer cores to itself than the search's (below), which slows the pipeline's "
+               "HR-resolution parts more than the reference it is paired with (reports/evidence/latency-agreement/)"
+               if busier else "")
             + ", so time it again on the device before shipping it at this budget")
 
 
@@ -848,7 +868,7 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
             if d.get("report_row_p90_ms") is not None and d["latency_how"] == "measured":
                 console.print(f"{name}: the report's row of the model as trained, timed again in the eval stage: p90 "
                               f"{d['report_row_p90_ms']:.2f} ms ({d['report_row_latency']})"
-                              + row_budget_verdict(d), markup=False, highlight=False)
+                              + row_budget_verdict(d) + cores_beside(d), markup=False, highlight=False)
             if d.get("parts_reason"):
                 console.print(f"{name}: parts deployed: {d['encoder']} encoder, {d['decoder']} decoder: "
                               f"{d['parts_reason']}")

@@ -37,7 +37,10 @@ def drifts(runs: Path, profile: str) -> list[dict]:
             continue
         out.append({"run": folder.name, "search_p90_ms": d["measured_p90_ms"], "row_p90_ms": d["report_row_p90_ms"],
                     "budget_ms": d["latency_budget_ms"], "row_over_search": d["report_row_p90_ms"] / d["measured_p90_ms"],
-                    "guard_as_run": d.get("latency_guard") or 0.0})
+                    "guard_as_run": d.get("latency_guard") or 0.0,
+                    # the fewest cores each timing had (bench.cores), in runs since the probe was recorded
+                    "search_cores_min": (d.get("measured_effective_cores") or {}).get("min"),
+                    "row_cores_min": (d.get("report_row_effective_cores") or {}).get("min")})
     return out
 
 
@@ -58,7 +61,9 @@ def main(argv: list[str] | None = None) -> None:
         x["row_over_budget_as_run"] = x["row_p90_ms"] > x["budget_ms"]
         x["row_over_budget_with_guard"] = x["row_over_search"] * (1 - guard) > 1
         print(f"{x['run']:28s} search {x['search_p90_ms']:6.2f}  row {x['row_p90_ms']:6.2f}  budget {x['budget_ms']:6.2f}"
-              f"  row/search {x['row_over_search']:.3f}  guard as run {x['guard_as_run']:g}")
+              f"  row/search {x['row_over_search']:.3f}  guard as run {x['guard_as_run']:g}"
+              + (f"  cores search {x['search_cores_min']:.2f} row {x['row_cores_min']:.2f}"
+                 if x["search_cores_min"] is not None and x["row_cores_min"] is not None else ""))
     doc = {"profile": args.profile, "runs": rows, "n": len(rows), "quantile": args.quantile,
            "row_over_search": {"median": float(np.median(r)), "std": float(np.std(r, ddof=1)), "min": float(r.min()),
                                "max": float(r.max()), "at_quantile": q},
