@@ -64,14 +64,28 @@ def effective_cores(threads: int | None = None, work: Callable[[], object] | Non
     return one / many
 
 
-def cores_summary(attempts: list[dict] | tuple[dict, ...], threads: int) -> dict[str, float | int] | None:
-    """The fewest and most cores any attempt of a paired reading had (its `effective_cores_before/after` entries),
-    with the thread count they are out of; None where no attempt carries a probe."""
-    seen = [a[k] for a in attempts for k in ("effective_cores_before", "effective_cores_after")
+FEWER_CORES = 0.3    # a gap between two readings' fewest cores wider than the probe's own spread on an idle machine
+
+
+def attempt_readings(attempts: list[dict] | tuple[dict, ...]) -> list[float]:
+    """The probe readings a paired reading's attempts carry (`effective_cores_before/after`), in order."""
+    return [a[k] for a in attempts for k in ("effective_cores_before", "effective_cores_after")
             if a.get(k) is not None]
-    if not seen:
+
+
+def cores_summary(readings: list[float], threads: int) -> dict[str, float | int] | None:
+    """The fewest and most cores of a timing's probe readings, with the thread count they are out of; None where
+    there are none."""
+    if not readings:
         return None
-    return {"min": float(min(seen)), "max": float(max(seen)), "threads": int(threads), "probes": len(seen)}
+    return {"min": float(min(readings)), "max": float(max(readings)), "threads": int(threads),
+            "probes": len(readings)}
+
+
+def had_fewer_cores(now: dict[str, float | int] | None, before: dict[str, float | int] | None) -> bool:
+    """Whether timing `now` had fewer cores to itself than timing `before` (their `cores_summary`), by more than
+    the probe's spread: then a busy machine, not a slower model, may be what moved `now`."""
+    return bool(now and before and float(now["min"]) < float(before["min"]) - FEWER_CORES)
 
 
 def cores_text(summary: dict[str, float | int] | None) -> str:

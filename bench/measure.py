@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 
 from bench import roofline
-from bench.cores import cores_summary, effective_cores
+from bench.cores import attempt_readings, cores_summary, effective_cores
 from bench.counting import MacCount, count_macs, count_params
 from bench.memory import MemoryStats, measure_cpu_peak, measure_cuda_peak, weights_mib
 from bench.nvml import GpuTelemetry, Nvml
@@ -276,7 +276,7 @@ def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: boo
                 probe = partial(effective_cores, torch.get_num_threads()) if device.type == "cpu" else None
                 paired = measure_paired(call, ref_call, profile.timing, device, core_probe=probe)
                 samples, attempts = list(paired.target.samples_ms), list(paired.attempts)
-                cores = cores_summary(attempts, torch.get_num_threads()) if probe is not None else None
+                cores = cores_summary(attempt_readings(attempts), torch.get_num_threads())
             energy, energy_note = _energy(call, device, nvml, samples)
             after = nvml.snapshot() if nvml else None
     except torch.cuda.OutOfMemoryError as err:

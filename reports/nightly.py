@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.cores import cores_summary, cores_text, effective_cores, had_fewer_cores
 from bench.measure import measure_workload
 from bench.profile import DeviceProfile, load_profile
 from bench.workloads import Workload, resolve_workload
@@ -217,7 +218,15 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
         samples: dict[str, list[list[float]]] = {n: [] for n in work}
         costs: dict[str, list[dict[str, Any]]] = {n: [] for n in work}
         status: dict[str, str] = {}
+        # how many cores each round had (bench.cores): a latency step on a night whose timings had fewer cores
+        # than the earlier nights' may be a busy machine, since HR-resolution models lose more than the reference
+        probe_threads = profile.device.threads or torch.get_num_threads()
+        probed = profile.is_measured and profile.device.kind == "cpu"
+        readings: list[float] = []
         for _ in range(reps):            # interleaved: every model once per round
+            reading = effective_cores(probe_threads) if probed else None
+            if reading is not None:
+                readings.append(reading)
             for name, w in work.items():
                 m = measure_workload(w, profile)
                 if m.latency is None:
@@ -236,7 +245,8 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
             row = {"profile": profile.name, "model": name, "status": status.get(name, "ok"),
                    "median_ms": float(np.median(medians)), "rep_medians_ms": medians,
                    "p90_ms": float(np.percentile(every, 90)), "samples_ms": every,
-                   **_summarise_costs(costs[name]), "injected_factor": inject.get(name)}
+                   **_summarise_costs(costs[name]), "injected_factor": inject.get(name),
+                   "effective_cores": cores_summary(readings, probe_threads)}
             if name in tracked:
                 row.update({"kind": tracked[name].kind, "source": tracked[name].source, "qualities": quality[name],
                             "perturbed_sigma": perturb.get(name)})
@@ -323,8 +333,34 @@ def detect_regressions(nights: list[dict[str, Any]], min_step: float = 0.10, noi
         p = float(mannwhitneyu(now_samples, past[-1][1], alternative="greater").pvalue) if now_samples and past[-1][1] else 1.0
         if step > threshold and above_all and p < p_value:
             flagged.append({"profile": row["profile"], "model": row["model"], "step": step, "threshold": threshold,
-                            "p_value": p, "ratio_now": now, "ratio_baseline": baseline, "night": latest["night"]})
+                            "p_value": p, "ratio_now": now, "ratio_baseline": baseline, "night": latest["night"],
+                            "cores_now": row.get("effective_cores"),
+                            "cores_before": _fewest_cores(earlier, row["profile"], row["model"])})
     return flagged
+
+
+def _fewest_cores(nights: list[dict[str, Any]], profile: str, model: str) -> dict[str, Any] | None:
+    """The cores the earlier nights' timings of a cell had (bench.cores): the median of their fewest, None where no
+    night probed them (nights from before the probe)."""
+    seen = [r["effective_cores"] for n in nights for r in n["rows"]
+            if (r["profile"], r["model"]) == (profile, model) and r.get("effective_cores")]
+    if not seen:
+        return None
+    return {"min": float(np.median([c["min"] for c in seen])), "max": float(np.median([c["max"] for c in seen])),
+            "threads": seen[-1]["threads"], "nights": len(seen)}
+
+
+def cores_said(now: dict[str, Any] | None, before: dict[str, Any] | None) -> str:
+    """What a latency change's reader needs about the cores the two timings had: whether the later one had fewer
+    (then a busy machine may be the cause: time it again on an idle one before acting), or as many (then the
+    machine is not the explanation). "" where either was not probed."""
+    if not now or not before:
+        return ""
+    if had_fewer_cores(now, before):
+        return (f"; this night's timings had {cores_text(now)} against {cores_text(before)} before: a busy machine "
+                "slows HR-resolution models more than the reference, so time it again on an idle machine before "
+                "acting on it")
+    return f"; the timings had {cores_text(now)}, as before ({cores_text(before)}): fewer cores do not explain it"
 
 
 def row_qualities(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -405,6 +441,9 @@ def _latest_table(latest: dict[str, Any]) -> str:
     why = sorted({r.get("energy_note") or "no reason recorded" for r in latest["rows"]
                   if "median_ms" in r and r.get("energy_mj") is None})
     notes = "".join(f"<p class='unavail'>energy not measured: {esc(w.removeprefix('not measured: '))}</p>" for w in why)
+    cores = {r["profile"]: r["effective_cores"] for r in latest["rows"] if r.get("effective_cores")}
+    notes += "".join(f"<p>{esc(name)}: the rounds' timings had {esc(cores_text(c))} (bench.cores: a probe before each "
+                     "round; fewer than on earlier nights means a busy machine)</p>" for name, c in sorted(cores.items()))
     return ("<p>Measured on this machine; latency: median [range of the repeat medians] and p90 over every sample; "
             "memory: peak of one inference (weights + transient; judged for regressions on GPUs only: a CPU reading "
             "is resident-set growth, which varies between identical nights); energy: per inference where the device "
@@ -592,6 +631,7 @@ def compare_nights(a: dict[str, Any], b: dict[str, Any], nights: list[dict[str, 
                        "beyond_noise": bool(abs(change) > noise and p < p_value),
                        "peak_mib_a": row_a.get("peak_mib"), "peak_mib_b": row_b.get("peak_mib"),
                        "energy_mj_a": row_a.get("energy_mj"), "energy_mj_b": row_b.get("energy_mj"),
+                       "cores_a": row_a.get("effective_cores"), "cores_b": row_b.get("effective_cores"),
                        "quality": quality_changes(qb, qa)})
     return result
 
@@ -604,7 +644,8 @@ def describe_change(f: dict[str, Any]) -> str:
     if f["kind"] == "memory":
         return (f"peak memory {f['peak_mib_before']:.1f} -> {f['peak_mib']:.1f} MiB ({100 * f['step']:+.1f}%; bar "
                 f"+{100 * f['min_step']:.0f}% and +{f['min_mib']:g} MiB over every earlier night)")
-    return f"{100 * f['step']:+.1f}% (threshold {100 * f['threshold']:.1f}%, p {f['p_value']:.1e})"
+    return (f"{100 * f['step']:+.1f}% (threshold {100 * f['threshold']:.1f}%, p {f['p_value']:.1e})"
+            + cores_said(f.get("cores_now"), f.get("cores_before")))
 
 
 def describe_flag(f: dict[str, Any]) -> str:
@@ -621,6 +662,8 @@ def describe_comparison(a: dict[str, Any], b: dict[str, Any], cells: list[dict[s
         line = (f"  {c['profile']}/{c['model']}: latency {c['ratio_a']:.3f} -> {c['ratio_b']:.3f} "
                 f"({100 * c['change']:+.1f}%; noise bar {100 * c['noise']:.1f}% from {c['nights_in_noise']} night(s), "
                 f"p {c['p_value']:.1e}): {verdict}")
+        if c["beyond_noise"] and c["change"] > 0:
+            line += cores_said(c.get("cores_b"), c.get("cores_a"))
         if c.get("peak_mib_a") is not None and c.get("peak_mib_b") is not None:
             line += f"; peak memory {c['peak_mib_a']:.1f} -> {c['peak_mib_b']:.1f} MiB"
         if c.get("energy_mj_a") is not None and c.get("energy_mj_b") is not None:

@@ -4,7 +4,7 @@ count and the cores the test leaves free; and its place beside each attempt of a
 import pytest
 import torch
 
-from bench.cores import cores_summary, cores_text, effective_cores
+from bench.cores import attempt_readings, cores_summary, cores_text, effective_cores, had_fewer_cores
 from bench.profile import TimingPolicy
 from bench.timing import measure_paired
 
@@ -59,10 +59,17 @@ def test_each_attempt_of_a_paired_reading_records_the_cores_before_and_after_it(
     assert len(paired.attempts) == 2
     assert [(a["effective_cores_before"], a["effective_cores_after"]) for a in paired.attempts] == [(1.9, 1.8),
                                                                                                   (1.1, 1.2)]
-    summary = cores_summary(paired.attempts, 2)
+    summary = cores_summary(attempt_readings(paired.attempts), 2)
     assert summary == {"min": 1.1, "max": 1.9, "threads": 2, "probes": 4}
     assert cores_text(summary) == "1.1-1.9 of 2 cores"
     assert cores_text({"min": 1.94, "max": 1.96, "threads": 2}) == "1.9-2.0 of 2 cores"
     assert cores_text({"min": 1.91, "max": 1.94, "threads": 2}) == "1.9 of 2 cores" and cores_text(None) == ""
     unprobed = measure_paired(target, reference, policy, CPU, lambda: t["ns"])
-    assert "effective_cores_before" not in unprobed.attempts[0] and cores_summary(unprobed.attempts, 2) is None
+    assert "effective_cores_before" not in unprobed.attempts[0] and cores_summary(attempt_readings(unprobed.attempts), 2) is None
+
+
+def test_fewer_cores_means_fewer_by_more_than_the_probes_spread():
+    full, busy = {"min": 1.95, "max": 2.0, "threads": 2}, {"min": 1.2, "max": 1.9, "threads": 2}
+    assert had_fewer_cores(busy, full) and not had_fewer_cores(full, busy)
+    assert not had_fewer_cores({"min": 1.8, "max": 2.0, "threads": 2}, full)     # within the probe's spread
+    assert not had_fewer_cores(busy, None) and not had_fewer_cores(None, full)    # one side not probed

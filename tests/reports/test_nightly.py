@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from bench.cores import cores_text
 from reports.nightly import REFERENCE, detect_regressions, load_history, render_nightly, run_night
 from tocsr.core.artifacts import write_artifact
 
@@ -44,6 +45,45 @@ def test_a_slower_machine_is_not_a_regression():
     nights = [night(i, jitter(seed=i)) for i in range(4)]
     machine_slow = {k: v * 1.15 for k, v in jitter(seed=7).items()}
     assert detect_regressions(nights + [night(7, machine_slow)]) == []
+
+
+def _with_cores(n: dict, low: float) -> dict:
+    for r in n["rows"]:
+        r["effective_cores"] = {"min": low, "max": 2.0, "threads": 2, "probes": 3}
+    return n
+
+
+def test_a_flagged_step_says_whether_its_night_had_fewer_cores_than_the_earlier_ones():
+    from reports.nightly import compare_nights, describe_change, describe_comparison
+
+    slow = jitter(seed=10)
+    slow["espcn"] *= 1.2
+    earlier = [_with_cores(night(i, jitter(seed=i)), 1.95) for i in range(4)]
+    busy = detect_regressions(earlier + [_with_cores(night(9, slow), 1.1)])
+    assert [f["model"] for f in busy] == ["espcn"]                 # still flagged: a label, not a pardon
+    said = describe_change({**busy[0], "kind": "latency"})
+    assert "this night's timings had 1.1-2.0 of 2 cores against 1.9-2.0 of 2 cores before" in said
+    assert said.endswith("time it again on an idle machine before acting on it")
+    idle = detect_regressions(earlier + [_with_cores(night(9, slow), 1.93)])
+    said = describe_change({**idle[0], "kind": "latency"})
+    assert "fewer cores do not explain it" in said and "busy" not in said
+    old = detect_regressions([night(i, jitter(seed=i)) for i in range(4)] + [night(9, slow)])   # nights before the probe
+    assert "cores" not in describe_change({**old[0], "kind": "latency"})
+    a, b = earlier[-1], _with_cores(night(9, slow), 1.1)
+    lines = describe_comparison(a, b, compare_nights(a, b, earlier))
+    espcn = next(x for x in lines if "/espcn:" in x)
+    assert "BEYOND NOISE" in espcn and "this night's timings had 1.1-2.0 of 2 cores" in espcn
+    assert not any("cores" in x for x in lines if "/espcn:" not in x)     # within noise: nothing to explain
+
+
+def test_a_real_night_records_the_cores_each_round_had(tmp_path, cpu_profile_path):
+    run_night([str(cpu_profile_path)], ("sr:espcn",), tmp_path / "h", reps=2, label="one")
+    nights, _ = load_history(tmp_path / "h")
+    cores = [r["effective_cores"] for r in nights[0]["rows"]]
+    assert all(c == cores[0] for c in cores) and cores[0]["probes"] == 2 and cores[0]["threads"] == 2
+    assert 0 < cores[0]["min"] <= cores[0]["max"]
+    page, _ = render_nightly(tmp_path / "h", tmp_path / "out")
+    assert f"the rounds' timings had {cores_text(cores[0])}" in page.read_text()
 
 
 def test_failed_nights_are_ignored_and_corrupt_files_named(tmp_path, caplog):

@@ -22,7 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.cores import cores_text
+from bench.cores import cores_text, had_fewer_cores
 from bench.profile import DeviceProfile, load_profile
 from search.result import SearchResult
 from tocsr.app.estimate import RunEstimate
@@ -764,9 +764,6 @@ def _finetune_summary(folder: Path) -> dict[str, Any] | None:
             "lines": r.describe()}
 
 
-FEWER_CORES = 0.3    # a gap in probed cores (bench.cores) wider than the probe's own spread on an idle machine
-
-
 def cores_beside(d: dict[str, Any]) -> str:
     """How many cores the search's timing and the row's had (bench.cores), "" where either was not probed."""
     search, row = d.get("measured_effective_cores"), d.get("report_row_effective_cores")
@@ -784,8 +781,7 @@ def row_budget_verdict(d: dict[str, Any]) -> str:
     if budget is None or row <= budget:
         return ""
     guard = d.get("latency_guard") or 0.0
-    search_cores, row_cores = d.get("measured_effective_cores"), d.get("report_row_effective_cores")
-    busier = bool(search_cores and row_cores and row_cores["min"] < search_cores["min"] - FEWER_CORES)
+    busier = had_fewer_cores(d.get("report_row_effective_cores"), d.get("measured_effective_cores"))
     return (f": OVER the {budget:.2f} ms budget by {100 * (row / budget - 1):.1f}%, which the search's re-measurement "
             f"({searched:.2f} ms) met; the two timings of this model differ by {100 * (row / searched - 1):+.1f}%"
             + (f", more than the profile's guard of {100 * guard:g}% (timing.latency_guard) left free" if guard else "")
