@@ -2,11 +2,12 @@
 
 Two timings of one pipeline minutes apart disagree on a shared virtual machine by more than their own spread
 (reports/evidence/latency-agreement/). The cause found there, in kind: the host's other tenants take part of
-the second vCPU now and then, without the guest's steal counter showing it, and a pipeline whose parts run at
-HR resolution slows far more than the reference UNet when that happens, so pairing with the reference does
-not cancel it. This probe measures it directly: the same matrix product timed on one thread and on the
-reading's thread count. On cores the process has to itself the ratio is close to the thread count; where a
-core is taken it falls toward 1, and below 1 where the threads wait on each other at a barrier.
+the second vCPU now and then, without the guest's steal counter showing it. Pairing with the reference does
+not cancel that: with one core the HR-resolution parts slow far more than the reference UNet, and with a core
+shared the UNet slows most, so a pipeline's ratio moves in either direction. This probe measures it directly:
+the same matrix product timed on one thread and on the reading's thread count. On cores the process has to
+itself the ratio is close to the thread count; where a core is taken it falls toward 1, and below 1 where the
+threads wait on each other at a barrier.
 
 Recorded beside each attempt of a paired reading (bench.timing.measure_paired), it says which of two
 disagreeing readings had less of the machine, so a user can tell a slow model from a busy machine.

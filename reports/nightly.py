@@ -219,7 +219,7 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
         costs: dict[str, list[dict[str, Any]]] = {n: [] for n in work}
         status: dict[str, str] = {}
         # how many cores each round had (bench.cores): a latency step on a night whose timings had fewer cores
-        # than the earlier nights' may be a busy machine, since HR-resolution models lose more than the reference
+        # than the earlier nights' may be a busy machine, which pairing with the reference does not cancel
         probe_threads = profile.device.threads or torch.get_num_threads()
         probed = profile.is_measured and profile.device.kind == "cpu"
         readings: list[float] = []
@@ -358,8 +358,7 @@ def cores_said(now: dict[str, Any] | None, before: dict[str, Any] | None) -> str
         return ""
     if had_fewer_cores(now, before):
         return (f"; this night's timings had {cores_text(now)} against {cores_text(before)} before: a busy machine "
-                "slows HR-resolution models more than the reference, so time it again on an idle machine before "
-                "acting on it")
+                "moves a model's ratio to the reference, so time it again on an idle machine before acting on it")
     return f"; the timings had {cores_text(now)}, as before ({cores_text(before)}): fewer cores do not explain it"
 
 

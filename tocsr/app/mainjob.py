@@ -785,9 +785,8 @@ def row_budget_verdict(d: dict[str, Any]) -> str:
     return (f": OVER the {budget:.2f} ms budget by {100 * (row / budget - 1):.1f}%, which the search's re-measurement "
             f"({searched:.2f} ms) met; the two timings of this model differ by {100 * (row / searched - 1):+.1f}%"
             + (f", more than the profile's guard of {100 * guard:g}% (timing.latency_guard) left free" if guard else "")
-            + ("; the row's timing had fewer cores to itself than the search's (below), which slows the pipeline's "
-               "HR-resolution parts more than the reference it is paired with (reports/evidence/latency-agreement/)"
-               if busier else "")
+            + ("; the row's timing had fewer cores to itself than the search's (below), which moves a pipeline's "
+               "ratio to the reference it is paired with (reports/evidence/latency-agreement/)" if busier else "")
             + ", so time it again on the device before shipping it at this budget")
 
 
