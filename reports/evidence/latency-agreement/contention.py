@@ -4,7 +4,8 @@ Times, paired with the teacher UNet as the costs stage does (bench.pipeline.Pipe
 and the teacher-shaped pipeline with every (encoder, decoder) pair, in rounds; each round under each of `--loads` in turn:
 idle; beside a busy-loop process (it takes a core); beside a process that copies 64 MiB arrays (it takes a core and
 memory bandwidth); or idle with torch on one thread ("one thread": what a workload runs at when a core is taken
-from it). Each reading is appended to the JSON as it is taken.
+from it). Each reading is appended to the JSON as it is taken, with the cores probe (bench.cores) taken just
+before and after it (`effective_cores_before_after`, out of torch's usual thread count).
 
     python reports/evidence/latency-agreement/contention.py --teacher runs/quick/teacher [--rounds 2] \
         [--loads idle "busy loop" "memory copy" "one thread"] --out F.json
@@ -23,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
+from bench.cores import effective_cores  # noqa: E402
 from bench.pipeline import PipelineProbeMeter  # noqa: E402
 from bench.probe import TorchPipelineProbe  # noqa: E402
 from bench.profile import load_profile  # noqa: E402
@@ -84,7 +86,10 @@ def main() -> None:
                 time.sleep(1)
             t0 = time.time()
             try:
+                # the probe the suite now takes beside each deciding reading (bench.cores), on the process's threads
+                before = effective_cores(threads)
                 row = {"round": r, "load": load, "torch_threads": torch.get_num_threads(), **reading(meter, space)}
+                row["effective_cores_before_after"] = [before, effective_cores(threads)]
             finally:
                 if proc is not None:
                     stop.set()
@@ -98,7 +103,8 @@ def main() -> None:
             args.out.write_text(json.dumps(out, indent=1, default=str))
             print(f"round {r} {load:11s} parts " + ", ".join(f"{k} {v:.3f}" for k, v in row["parts"].items())
                   + "; whole " + ", ".join(f"{k} {v['ratio']:.3f}" for k, v in row["pipelines"].items())
-                  + f"; kl+kl whole/(parts+UNet) {row['kl+kl whole / its parts and the UNet']:.2f}", flush=True)
+                  + f"; kl+kl whole/(parts+UNet) {row['kl+kl whole / its parts and the UNet']:.2f}"
+                  + "; cores " + "/".join(f"{c:.2f}" for c in row["effective_cores_before_after"]), flush=True)
 
 
 if __name__ == "__main__":
