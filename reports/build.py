@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.cores import cores_text, had_fewer_cores
 from reports.html import esc, img, page, rows_table, unavailable_notes
 from reports.plots import quality_vs_cost
 from reports.rows import ReportRow, flat
@@ -43,7 +44,29 @@ def read_rows(folder: str | Path) -> tuple[list[ReportRow], dict[str, Any]]:
     return [ReportRow.from_dict(r) for r in doc["rows"]], doc
 
 
-def _selection(run: Path) -> tuple[str, list[tuple[str, bytes | None]]]:
+def _timed_twice(r: SearchResult, rows: list[ReportRow]) -> str:
+    """The chosen model's two timings, the search's deciding reading and the eval stage's row, each with the cores
+    it had (bench.cores): where they disagree, a user sees whether a busy machine took one of them. "" where the
+    choice is predicted or has no row."""
+    c = r.chosen
+    row = next((x for x in rows if x.device_profile == r.profile_name
+                and x.method.startswith(f"tocsr-onestep ({r.profile_name}") and x.latency_p90_ms is not None), None)
+    if c.how != "measured" or row is None:
+        return ""
+
+    def had(cores: dict[str, Any] | None) -> str:
+        return f", with {cores_text(cores)}" if cores else ""
+
+    row_cores = row.provenance.get("effective_cores")
+    line = (f"{r.profile_name}: the chosen model timed twice, minutes apart: the search's deciding reading p90 "
+            f"{c.measured_latency_ms:.2f} ms{had(c.effective_cores)}; the report's row p90 {row.latency_p90_ms:.2f} ms"
+            f"{had(row_cores)} ({100 * (row.latency_p90_ms / c.measured_latency_ms - 1):+.1f}%)")
+    if had_fewer_cores(row_cores, c.effective_cores) or had_fewer_cores(c.effective_cores, row_cores):
+        line += ": one of them had fewer cores to itself, which moves a pipeline's ratio to its reference"
+    return line
+
+
+def _selection(run: Path, report_rows: list[ReportRow]) -> tuple[str, list[tuple[str, bytes | None]]]:
     rows, images, lines, predicted = [], [], [], []
     for folder in sorted(p.parent for p in run.glob(f"search-*/{SearchResult.FILE_NAME}")):
         try:
@@ -72,6 +95,9 @@ def _selection(run: Path) -> tuple[str, list[tuple[str, bytes | None]]]:
             if r.parts_choice:
                 lines.append(f"{r.profile_name}: parts deployed: {r.encoder} encoder, {r.decoder} decoder: "
                              f"{r.parts_choice['reason']}")
+        timed_twice = _timed_twice(r, report_rows)
+        if timed_twice:
+            lines.append(timed_twice)
         png = folder / r.convergence_png
         images.append((f"search convergence: {r.profile_name} ({r.method})", png.read_bytes() if png.is_file() else None))
     head = ["device", "chosen architecture", "fidelity error (proxy)", "latency of", "p90 ms, measured unless marked",
@@ -232,7 +258,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path, title: str | None = N
     headline = _test_headline(run, doc, rows)
     if headline:
         sections.append(("Headline: test photographs, every method blind unless its name says otherwise", headline))
-    selection, convergence = _selection(run)
+    selection, convergence = _selection(run, rows)
     sections.append(("Selected architecture per device", selection))
     finetuned = _finetune(run)
     if finetuned:

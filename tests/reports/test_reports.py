@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -333,3 +334,28 @@ def test_a_predicted_device_plots_its_median_latency_where_a_roofline_gives_no_p
     assert "alt='cpu-a bicubic quality vs latency_p90_ms'" in page              # measured: the budget's p90
     assert "alt='orin bicubic quality vs latency_median_ms'" in page            # predicted: one figure, the median
     assert "no data" not in page
+
+
+def test_the_report_says_the_chosen_models_two_timings_with_the_cores_each_had():
+    from types import SimpleNamespace
+
+    from reports.build import _timed_twice
+
+    def said(search_cores, row_cores, how="measured"):
+        chosen = SimpleNamespace(how=how, measured_latency_ms=10.0, effective_cores=search_cores)
+        r = SimpleNamespace(profile_name="cpu-a", chosen=chosen)
+        mine = dataclasses.replace(row("cpu-a", "tocsr-onestep (cpu-a, x)", 26.4, 1.0, 10.0, "one-step"),
+                                   provenance={"effective_cores": row_cores})
+        other = row("cpu-b", "tocsr-onestep (cpu-b, x)", 26.4, 1.0, 20.0, "one-step")
+        return _timed_twice(r, [other, mine])
+
+    idle = {"min": 1.95, "max": 2.0, "threads": 2}
+    busy = {"min": 1.1, "max": 1.9, "threads": 2}
+    both = said(idle, idle)
+    assert both == ("cpu-a: the chosen model timed twice, minutes apart: the search's deciding reading p90 10.00 ms, "
+                    "with 1.9-2.0 of 2 cores; the report's row p90 11.00 ms, with 1.9-2.0 of 2 cores (+10.0%)")
+    assert said(idle, busy).endswith("the report's row p90 11.00 ms, with 1.1-1.9 of 2 cores (+10.0%): one of them "
+                                     "had fewer cores to itself, which moves a pipeline's ratio to its reference")
+    assert "fewer cores" in said(busy, idle)
+    assert said(None, None).endswith("reading p90 10.00 ms; the report's row p90 11.00 ms (+10.0%)")   # not probed
+    assert said(idle, idle, how="predicted") == ""
