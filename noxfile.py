@@ -96,6 +96,14 @@ def extended(session: nox.Session) -> None:
                 *(session.posargs or ["-q", "--durations=15"]), env={"HF_HUB_OFFLINE": "1"})
 
 
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Break each of the suite's key decisions once (tests/mutations.py) and fail unless a test catches every one:
+    what keeps the tests looking at what users rely on. About 5 min on 2 cores; CI runs it after `extended`."""
+    install_project(session)
+    session.run("python", "tests/mutations.py", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
+
+
 RAY = "ray[default]==2.*"
 
 

@@ -219,6 +219,13 @@ def budget_unit(info: SRModelInfo) -> str:
             f"({teachers}, and the deployed parts' training)")
 
 
+def baseline_budget_from(infos: list[SRModelInfo]) -> SRModelInfo:
+    """The SR model whose training seconds every trained baseline gets: the run's longest SR stage. Each device's
+    student trained for its own seconds; a baseline, trained once per run and compared on every device, gets the
+    most any of them had, so no device's comparison gives the baseline less than its student."""
+    return max(infos, key=lambda info: info.training_s)
+
+
 def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: dict[str, Path],
                     baselines: tuple[str, ...], external: list[str], data: str | Path | None,
                     test_max_px: int = 384, baseline_max_steps: int | None = None, extra_metrics: tuple[str, ...] = FULL_REFERENCE + NO_REFERENCE,
@@ -243,7 +250,7 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
     if not infos:
         raise TocsrError("no SR model to compare: the comparison needs at least one `tocsr sr` folder")
     scale, patch = infos[0].scale, infos[0].config.patch_px
-    budget_info = max(infos, key=lambda info: info.training_s)
+    budget_info = baseline_budget_from(infos)
     budget_s = budget_info.training_s
     # the photographs the student trained on (SRConfig.train_photographs may keep only some)
     train, _val = sr_photographs(data, teacher.preset.split, infos[0].config)

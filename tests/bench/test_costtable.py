@@ -179,3 +179,17 @@ def test_a_real_cost_table_on_the_tiny_unet(cpu_profile):
     assert skip_all.latency.ratio < teacher.latency.ratio          # every block skipped is cheaper
     assert table.params(space.all_teacher()) == teacher_params == teacher.params
     assert table.validation_summary() == {"n": 0, "passes": None, "bar": ValidationBar().describe()}
+
+
+def test_the_held_out_figures_count_errors_within_their_bounds_and_the_bar_judges_its_own_tolerance():
+    """The ±10% share is the figure issue 24's acceptance reads; the bar may use another tolerance."""
+    from bench.costtable import ValidationBar, summarize_errors
+
+    err = np.array([0.05, -0.08, 0.12, -0.30, 0.0, 0.10, -0.049, 0.2, -0.11, 0.01])
+    s = summarize_errors(err, ValidationBar())
+    assert s["n"] == 10 and s["within_10pct"] == pytest.approx(0.6) and s["within_5pct"] == pytest.approx(0.4)
+    assert s["within_tolerance"] == pytest.approx(0.6) and s["passes"] is False
+    assert s["max_abs_err"] == pytest.approx(0.30) and s["mean_signed_err"] == pytest.approx(err.mean())
+    loose = summarize_errors(err, ValidationBar(tolerance=0.30, share=0.9))
+    assert loose["within_10pct"] == pytest.approx(0.6) and loose["within_tolerance"] == 1.0 and loose["passes"] is True
+    assert summarize_errors(np.array([]), ValidationBar())["passes"] is None

@@ -57,3 +57,27 @@ def test_a_steady_first_attempt_is_the_whole_measurement():
     paired = measure_paired(target, reference, policy, CPU, clock)
     assert len(paired.attempts) == 1 and paired.target.n == 40 and paired.rounds == 8
     assert paired.ratio == pytest.approx(0.5)
+
+
+def test_a_machine_that_slows_between_rounds_moves_the_reference_alike_and_the_ratio_keeps():
+    """Each target sample is divided by its own round's reference: halfway through, everything runs twice as slow,
+    and the ratio and its spread are as if nothing had happened."""
+    policy = TimingPolicy(warmup_min_iters=2, warmup_max_iters=2, repeats=40, max_cv=0.05, max_retries=0,
+                          paired_rounds=8)
+    t = {"ns": 0, "calls": 0}
+
+    def speed():        # 4 warm-up calls, then rounds of 5 target and 3 reference calls: slow from the fifth round
+        return 2.0 if t["calls"] > 4 + 4 * 8 else 1.0
+
+    def target():
+        t["calls"] += 1
+        t["ns"] += int(5e6 * speed())
+
+    def reference():
+        t["calls"] += 1
+        t["ns"] += int(10e6 * speed())
+
+    paired = measure_paired(target, reference, policy, CPU, lambda: t["ns"])
+    assert paired.target.max_ms == pytest.approx(2 * paired.target.min_ms)    # the machine did slow down
+    assert paired.ratio == pytest.approx(0.5) and paired.ratio_at(90) == pytest.approx(0.5, rel=1e-6)
+    assert paired.relative_cv == pytest.approx(0.0, abs=1e-6)

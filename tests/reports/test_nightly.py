@@ -86,6 +86,34 @@ def test_a_real_night_records_the_cores_each_round_had(tmp_path, cpu_profile_pat
     assert f"the rounds' timings had {cores_text(cores[0])}" in page.read_text()
 
 
+def test_the_noise_bar_rises_with_the_night_to_night_spread_and_a_step_within_it_is_not_flagged():
+    from reports.nightly import noise_threshold
+
+    assert noise_threshold([1.0, 1.0, 1.0]) == 0.10                       # steady nights: the 10% floor
+    assert noise_threshold([1.0]) == 0.10                                 # too few to measure a spread
+    wide = noise_threshold([1.0, 1.08, 0.93, 1.05, 0.96])
+    assert wide > 0.2                                                     # 4 x a spread of about 5%
+    # nights 8% apart: a 20% step in one model is within four of their spreads
+    noisy = [night(i, {**jitter(seed=i), "espcn": BASE["espcn"] * f}) for i, f in enumerate((1.0, 1.08, 0.93, 1.05))]
+    slow = jitter(seed=10)
+    slow["espcn"] *= 1.2
+    assert detect_regressions(noisy + [night(9, slow)]) == []
+
+
+def test_a_step_no_higher_than_an_earlier_night_is_not_flagged():
+    # one earlier night was already this slow: the latest is within what was seen, not a step
+    earlier = [night(i, jitter(seed=i)) for i in range(4)]
+    once = jitter(seed=20)
+    once["espcn"] *= 1.25
+    earlier.insert(1, night(20, once))
+    slow = jitter(seed=10)
+    slow["espcn"] *= 1.2
+    assert detect_regressions(earlier + [night(9, slow)]) == []
+    slower = jitter(seed=10)
+    slower["espcn"] *= 1.45
+    assert [f["model"] for f in detect_regressions(earlier + [night(9, slower)])] == ["espcn"]
+
+
 def test_failed_nights_are_ignored_and_corrupt_files_named(tmp_path, caplog):
     for i in range(3):
         write_artifact(tmp_path / f"2026010{i}.json", "tocsr.nightly_night", 1, night(i, jitter(seed=i)))

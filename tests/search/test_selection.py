@@ -594,3 +594,22 @@ def test_a_cheapest_candidate_that_meets_the_budget_but_not_its_guard_is_refused
     assert "with the guard as it is" in msg and "\n" not in msg
     would_work = float(msg.split("budgets.latency_vs_teacher >= ")[1].split()[0])
     assert 1.05 * cheapest < would_work < 1.4 * cheapest        # the guard's 1 / 0.8 on top of the cheapest
+
+
+def test_a_remeasured_candidate_over_the_memory_budget_is_not_chosen(space, profile):
+    """The measured peak decides, not the cost table's prediction of it: a pipeline whose parts' buffers the table
+    did not foresee must not be chosen for a device whose memory it does not fit."""
+    from search.problem import Constraints
+    from search.selection import DecisionSpeed, _judge
+
+    sim = SimulatedDevice(space)
+    m = SimMeter(sim, profile).measure(space.all_teacher())
+    decision = DecisionSpeed(reference_ms=10.0, teacher_at_ms=30.0, table_reference_ms=10.0, latency_budget_ms=None,
+                             percentile=90.0, budget="test")
+    assert m.peak_memory_mib > 1
+    assert _judge(m, decision, Constraints(peak_memory_mib=m.peak_memory_mib))[0]
+    assert not _judge(m, decision, Constraints(peak_memory_mib=m.peak_memory_mib - 0.5))[0]
+    assert not _judge(m, decision, Constraints(params_m=m.params / 1e6 * 0.99))[0]
+    ok, lat = _judge(m, decision, Constraints(latency_ms=1e9))
+    assert ok and lat == pytest.approx(m.paired.ms_at(90.0, 10.0))
+    assert not _judge(m, decision, Constraints(latency_ms=lat * 0.99))[0]
