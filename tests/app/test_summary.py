@@ -79,43 +79,34 @@ def test_a_run_whose_devices_share_the_presets_student_steps_says_so_and_a_run_o
     assert "model trained" not in printed(650, 1)
 
 
-def test_a_report_row_over_the_budget_the_search_met_is_called_out_with_the_gap_between_the_two_timings():
-    def printed(row_ms: float) -> str:
-        device = {"latency_how": "measured", "test": {}, "architecture": "c2c5b95879c99e8d", "measured_p90_ms": 31.30,
-                  "teacher_p90_ms": 92.78, "latency_budget_ms": 34.33, "cost_table_within_10pct": 1.0,
-                  "cost_table_holdout_n": 20, "params_m": 1.543, "teacher_params_m": 2.492, "gmacs": 0.09,
-                  "teacher_gmacs": 0.13, "budget": "one-step SR pipeline p90 latency <= 0.37 x the teacher",
-                  "report_row_p90_ms": row_ms, "report_row_latency": "paired with reference: teacher UNet",
-                  "pipeline": {"validation": {"n": 6, "within_10pct": 0.83}, "line": "measured p90 31.30 ms",
-                               "teacher_backbone_share_predicted": 0.55}}
-        buf = io.StringIO()
-        print_summary(Console(file=buf, width=1000), {"devices": {"cpu-2core": device}, "report": "r/index.html",
-                                                      "wall_s": 60.0, "stages_ran": [], "stages_skipped": []})
-        return next(ln for ln in buf.getvalue().splitlines() if "the report's row" in ln)
+def _row_line(row_ms: float, **extra) -> str:
+    """The summary's line on the report row of a pipeline device the search chose at 31.30 ms (budget 34.33 ms)."""
+    device = {"latency_how": "measured", "test": {}, "architecture": "c2c5b95879c99e8d", "measured_p90_ms": 31.30,
+              "teacher_p90_ms": 92.78, "latency_budget_ms": 34.33, "cost_table_within_10pct": 1.0,
+              "cost_table_holdout_n": 20, "params_m": 1.543, "teacher_params_m": 2.492, "gmacs": 0.09,
+              "teacher_gmacs": 0.13, "budget": "one-step SR pipeline p90 latency <= 0.37 x the teacher",
+              "report_row_p90_ms": row_ms, "report_row_latency": "paired with reference: teacher UNet",
+              "pipeline": {"validation": {"n": 6, "within_10pct": 0.83}, "line": "measured p90 31.30 ms",
+                           "teacher_backbone_share_predicted": 0.55}, **extra}
+    buf = io.StringIO()
+    print_summary(Console(file=buf, width=1000), {"devices": {"cpu-2core": device}, "report": "r/index.html",
+                                                  "wall_s": 60.0, "stages_ran": [], "stages_skipped": []})
+    return next(ln for ln in buf.getvalue().splitlines() if "the report's row" in ln)
 
-    over = printed(35.84)
+
+def test_a_report_row_over_the_budget_the_search_met_is_called_out_with_the_gap_between_the_two_timings():
+    over = _row_line(35.84)
     assert "OVER the 34.33 ms budget by 4.4%" in over and "(31.30 ms) met" in over and "differ by +14.5%" in over
     assert over.startswith("cpu-2core: the report's row of the model as trained") and "time it again" in over
-    within = printed(33.00)
+    within = _row_line(33.00)
     assert "OVER" not in within and within.endswith("(paired with reference: teacher UNet)")
 
 
 def test_the_cores_each_timing_had_are_printed_and_an_over_budget_row_that_had_fewer_is_said_to_have_had_them():
     def printed(row_ms: float, search_min: float | None, row_min: float) -> str:
-        device = {"latency_how": "measured", "test": {}, "architecture": "c2c5b95879c99e8d", "measured_p90_ms": 31.30,
-                  "teacher_p90_ms": 92.78, "latency_budget_ms": 34.33, "cost_table_within_10pct": 1.0,
-                  "cost_table_holdout_n": 20, "params_m": 1.543, "teacher_params_m": 2.492, "gmacs": 0.09,
-                  "teacher_gmacs": 0.13, "budget": "one-step SR pipeline p90 latency <= 0.37 x the teacher",
-                  "report_row_p90_ms": row_ms, "report_row_latency": "paired with reference: teacher UNet",
-                  "measured_effective_cores": None if search_min is None else
-                  {"min": search_min, "max": 1.96, "threads": 2, "probes": 2},
-                  "report_row_effective_cores": {"min": row_min, "max": 1.95, "threads": 2, "probes": 2},
-                  "pipeline": {"validation": {"n": 6, "within_10pct": 0.83}, "line": "measured p90 31.30 ms",
-                               "teacher_backbone_share_predicted": 0.55}}
-        buf = io.StringIO()
-        print_summary(Console(file=buf, width=1000), {"devices": {"cpu-2core": device}, "report": "r/index.html",
-                                                      "wall_s": 60.0, "stages_ran": [], "stages_skipped": []})
-        return next(ln for ln in buf.getvalue().splitlines() if "the report's row" in ln)
+        return _row_line(row_ms, measured_effective_cores=None if search_min is None else
+                         {"min": search_min, "max": 1.96, "threads": 2, "probes": 2},
+                         report_row_effective_cores={"min": row_min, "max": 1.95, "threads": 2, "probes": 2})
 
     busier = printed(35.84, 1.92, 1.10)
     assert "OVER the 34.33 ms budget" in busier and "the row's timing had fewer cores to itself" in busier
