@@ -352,8 +352,8 @@ def _fewest_cores(nights: list[dict[str, Any]], profile: str, model: str) -> dic
 
 def cores_said(now: dict[str, Any] | None, before: dict[str, Any] | None) -> str:
     """What a latency change's reader needs about the cores the two timings had: whether the later one had fewer
-    (then a busy machine may be the cause: time it again on an idle one before acting), or as many (then the
-    machine is not the explanation). "" where either was not probed."""
+    (then a busy machine may be the cause: time it again on an idle one before acting), or as many (then fewer
+    cores do not explain it). "" where either was not probed."""
     if not now or not before:
         return ""
     if had_fewer_cores(now, before):
@@ -442,7 +442,7 @@ def _latest_table(latest: dict[str, Any]) -> str:
     notes = "".join(f"<p class='unavail'>energy not measured: {esc(w.removeprefix('not measured: '))}</p>" for w in why)
     cores = {r["profile"]: r["effective_cores"] for r in latest["rows"] if r.get("effective_cores")}
     notes += "".join(f"<p>{esc(name)}: the rounds' timings had {esc(cores_text(c))} (bench.cores: a probe before each "
-                     "round; fewer than on earlier nights means a busy machine)</p>" for name, c in sorted(cores.items()))
+                     "round; fewer than on earlier nights: a busy machine)</p>" for name, c in sorted(cores.items()))
     return ("<p>Measured on this machine; latency: median [range of the repeat medians] and p90 over every sample; "
             "memory: peak of one inference (weights + transient; judged for regressions on GPUs only: a CPU reading "
             "is resident-set growth, which varies between identical nights); energy: per inference where the device "
