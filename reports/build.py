@@ -16,7 +16,7 @@ from typing import Any
 from bench.cores import cores_text, had_fewer_cores
 from reports.html import esc, img, page, rows_table, unavailable_notes
 from reports.plots import quality_vs_cost
-from reports.rows import ReportRow, flat
+from reports.rows import ReportRow, flat, tocsr_row
 from search.result import SearchResult
 from tocsr.core.artifacts import atomic_write_text, read_artifact, write_artifact
 from tocsr.core.errors import ArtifactError
@@ -49,9 +49,8 @@ def _timed_twice(r: SearchResult, rows: list[ReportRow]) -> str:
     it had (bench.cores): where they disagree, a user sees whether a busy machine took one of them. "" where the
     choice is predicted or has no row."""
     c = r.chosen
-    row = next((x for x in rows if x.device_profile == r.profile_name
-                and x.method.startswith(f"tocsr-onestep ({r.profile_name}") and x.latency_p90_ms is not None), None)
-    if c.how != "measured" or row is None:
+    row = tocsr_row(rows, r.profile_name)
+    if c.how != "measured" or row is None or row.latency_p90_ms is None:
         return ""
 
     def had(cores: dict[str, Any] | None) -> str:

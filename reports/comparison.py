@@ -24,7 +24,7 @@ from reports.protocol import (
     find_images,
     run_module_tiled,
 )
-from reports.rows import ReportRow
+from reports.rows import ReportRow, tocsr_method_name
 from tocsr.core.baselines import (
     BaselineTraining,
     Interpolate,
@@ -59,11 +59,11 @@ def load_sr_methods(teacher, sr_dir: Path, profile_name: str, with_teacher: bool
                     deployed_branch(sr_dir, cfg.pixel_branch_width))
     if cfg.routes:        # its students behind its router: blind, and one call costs the router and one student
         routed = RoutedSR(one, DegradationRouter.from_pretrained(sr_dir / ROUTER_DIR).eval())
-        methods = [SRMethod(f"tocsr-onestep ({profile_name}, routed)", "one-step", routed, False, info.arch.key,
+        methods = [SRMethod(tocsr_method_name(profile_name, "routed"), "one-step", routed, False, info.arch.key,
                             cost_module=routed.cost_module())]
     else:
-        told = ", told the degradation" if one.takes_degradation else ""
-        methods = [SRMethod(f"tocsr-onestep ({profile_name}{told})", "one-step", one, False, info.arch.key,
+        told = "told the degradation" if one.takes_degradation else ""
+        methods = [SRMethod(tocsr_method_name(profile_name, told), "one-step", one, False, info.arch.key,
                             cost_module=one.for_degradation(None))]
     if with_teacher and cfg.has_sr_teachers:      # a config with no SR teacher trained none to score
         sr_teachers, sr_config = load_sr_teachers(sr_dir, teacher.denoiser.condition)

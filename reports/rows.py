@@ -49,3 +49,24 @@ def flat(rows: list[ReportRow]) -> list[dict[str, Any]]:
         d["commit"] = r.provenance.get("commit")
         out.append(d)
     return out
+
+
+TOCSR_METHOD = "tocsr-onestep"
+
+
+def tocsr_method_name(profile_name: str, variant: str = "") -> str:
+    """The name a device's TOC-SR student goes by in every table and row: "tocsr-onestep (cpu-2core)", with a
+    variant after a comma ("tocsr-onestep (cpu-2core, routed)")."""
+    return f"{TOCSR_METHOD} ({profile_name}{f', {variant}' if variant else ''})"
+
+
+def is_tocsr_method(name: str, profile_name: str) -> bool:
+    """Whether `name` is the TOC-SR student of `profile_name`, with or without a variant. An exact match on the
+    profile: a prefix would read cpu-2core-tight's student as cpu-2core's."""
+    return name == tocsr_method_name(profile_name) or name.startswith(f"{TOCSR_METHOD} ({profile_name}, ")
+
+
+def tocsr_row(rows: list[ReportRow], profile_name: str) -> ReportRow | None:
+    """The report row of a device's TOC-SR student, as trained and deployed; None where the eval stage wrote none."""
+    return next((r for r in rows if r.device_profile == profile_name and is_tocsr_method(r.method, profile_name)),
+                None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reports.rows import ReportRow
+from reports.rows import ReportRow, is_tocsr_method
 
 
 def verdict(diff: dict[str, float], ours: str, theirs: str) -> str:
@@ -59,7 +59,7 @@ def test_headline(out: Path, device: str, rows: list[ReportRow] | None = None) -
     headline = {}
     for folder in sorted((out / "eval").glob("test-*")):
         res = EvalResult.load(folder)
-        mine = next((m["name"] for m in res.methods if m["name"].startswith(f"tocsr-onestep ({device}")), None)
+        mine = next((m["name"] for m in res.methods if is_tocsr_method(m["name"], device)), None)
         if mine is None:
             continue
         best = res.best_baseline()

@@ -94,6 +94,9 @@ MUTATIONS = (
     Mutation("the core probe is not taken beside a CPU reading", "bench/measure.py",
              'probe = partial(effective_cores, torch.get_num_threads()) if device.type == "cpu" else None',
              "probe = None", ("tests/reports/test_reports.py",)),
+    Mutation("a device reads the student of a profile whose name starts with its own", "reports/rows.py",
+             'return name == tocsr_method_name(profile_name) or name.startswith(f"{TOCSR_METHOD} ({profile_name}, ")',
+             'return name.startswith(f"{TOCSR_METHOD} ({profile_name}")', ("tests/reports/test_verdicts.py",)),
 )
 
 

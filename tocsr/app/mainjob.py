@@ -719,6 +719,7 @@ def confirm_command(out: Path, result: SearchResult, profile_ref: str) -> str | 
 def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wall_s: float,
               log: StageLog, profile_refs: dict[str, str] | None = None) -> dict[str, Any]:
     from reports.build import read_rows
+    from reports.rows import tocsr_row
     from reports.verdicts import test_headline
 
     rows, scored_on = read_rows(out / "eval")
@@ -726,8 +727,7 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
     for name, res in chosen.items():
         c, v = res.chosen, res.cost_table_validation
         # the report's row of the model as trained and deployed, timed in the eval stage at the search's speed
-        row = next((r for r in rows if r.device_profile == name and r.method.startswith(f"tocsr-onestep ({name}")),
-                   None)
+        row = tocsr_row(rows, name)
         devices[name] = {
             "architecture": c.key, "fidelity_error": c.fidelity,
             "measured_p90_ms": c.measured_latency_ms, "teacher_p90_ms": c.teacher_latency_ms, "latency_how": c.how,
