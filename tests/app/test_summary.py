@@ -124,6 +124,7 @@ def test_a_guarded_choice_says_what_it_was_chosen_at_and_an_over_budget_row_says
               "cost_table_within_10pct": 1.0, "cost_table_holdout_n": 20, "params_m": 0.9, "teacher_params_m": 2.492,
               "gmacs": 0.09, "teacher_gmacs": 0.13, "budget": "one-step SR pipeline p90 latency <= 0.37 x the teacher",
               "report_row_p90_ms": 36.00, "report_row_latency": "paired with reference: teacher UNet",
+              "teacher_p90_readings_ms": [90.10, 96.23, 99.87],
               "pipeline": {"validation": {"n": 6, "within_10pct": 0.83}, "line": "measured p90 29.10 ms",
                            "teacher_backbone_share_predicted": 0.55}}
     buf = io.StringIO()
@@ -131,7 +132,8 @@ def test_a_guarded_choice_says_what_it_was_chosen_at_and_an_over_budget_row_says
                                                   "wall_s": 60.0, "stages_ran": [], "stages_skipped": []})
     lines = buf.getvalue().splitlines()
     chosen = next(ln for ln in lines if "chosen on a re-measured p90" in ln)
-    assert "<= 32.04 ms: the 35.60 ms budget less the profile's guard of 10% (timing.latency_guard)" in chosen
+    assert ("<= 32.04 ms: the 35.60 ms budget (the teacher as shipped p90 96.23 ms (median of 3 readings in a "
+            "row, 90.10-99.87 ms)) less the profile's guard of 10% (timing.latency_guard)") in chosen
     row = next(ln for ln in lines if "the report's row" in ln)
     assert "OVER the 35.60 ms budget by 1.1%" in row and "more than the profile's guard of 10%" in row
 

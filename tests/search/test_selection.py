@@ -11,7 +11,7 @@ from bench.pipeline import measure_pipeline_parts
 from bench.profile import replace
 from bench.stats import LatencyStats, PairedLatency
 from search.run import run_search
-from search.selection import SearchInfeasible, SelectionConfig, StaleCostTable, choose
+from search.selection import SearchInfeasible, SelectionConfig, StaleCostTable, choose, readings_text
 from tests.search.conftest import FakeFidelity
 from tests.simdevice import (
     SimMeter,
@@ -613,3 +613,50 @@ def test_a_remeasured_candidate_over_the_memory_budget_is_not_chosen(space, prof
     ok, lat = _judge(m, decision, Constraints(latency_ms=1e9))
     assert ok and lat == pytest.approx(m.paired.ms_at(90.0, 10.0))
     assert not _judge(m, decision, Constraints(latency_ms=lat * 0.99))[0]
+
+
+class _ShippedReadings(SimPipelineMeter):
+    """The teacher as shipped reads `factors` times its truth, one factor per reading, in turn."""
+
+    def __init__(self, *args, factors=(1.0,), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.factors, self.shipped_calls = list(factors), 0
+
+    def measure_teacher_as_shipped(self):
+        m = super().measure_teacher_as_shipped()
+        f = self.factors[self.shipped_calls % len(self.factors)]
+        self.shipped_calls += 1
+        return dataclasses.replace(m, paired=m.paired.scaled(f))
+
+
+def test_a_relative_budget_is_the_median_of_several_readings_of_the_teacher_as_shipped(space, profile, tmp_path):
+    """One reading of the budget's reference that ran 30% high does not set the budget: it is the median of
+    `budget_readings` readings, and every reading is kept beside it."""
+    sim = SimulatedDevice(space)
+    parts = {"encoder_ms": 4.0, "decoder_ms": 6.0}
+    model = measure_pipeline_parts(space, _table(space, profile, sim), SimPipelineProbe(sim, **parts), profile,
+                                   n_holdout=10)
+    pipe_profile = _with_budget(profile, latency_vs_teacher=0.8, scope="pipeline")
+    meter = _ShippedReadings(sim, pipe_profile, **parts, factors=(1.3, 1.0, 1.02))
+    sel = choose(space, FakeFidelity(space), model, pipe_profile, meter, _rounds(tmp_path), evaluations=24)
+    d = sel.decision
+    assert meter.shipped_calls == 3 and len(d.teacher_at_readings_ms) == 3
+    high, *rest = d.teacher_at_readings_ms
+    assert high > 1.2 * max(rest)                                  # the first reading ran high ...
+    assert d.teacher_at_ms == pytest.approx(sorted(d.teacher_at_readings_ms)[1])   # ... and is outvoted
+    assert d.teacher_at_ms < high / 1.2
+    assert d.latency_budget_ms == pytest.approx(0.8 * d.teacher_at_ms)
+    assert sel.choice.latency_ms <= d.latency_budget_ms
+    lo, hi = min(d.teacher_at_readings_ms), max(d.teacher_at_readings_ms)
+    assert readings_text(d.teacher_at_readings_ms) == f" (median of 3 readings in a row, {lo:.2f}-{hi:.2f} ms)"
+    assert readings_text([hi]) == readings_text(None) == ""             # read once: nothing to add
+    # read once, the high reading would have been the budget's reference
+    once = _ShippedReadings(sim, pipe_profile, **parts, factors=(1.3,))
+    sel1 = choose(space, FakeFidelity(space), model, pipe_profile, once, _rounds(tmp_path / "once"), evaluations=24,
+                  cfg=SelectionConfig(budget_readings=1))
+    assert once.shipped_calls == 1 and sel1.decision.teacher_at_ms > 1.2 * d.teacher_at_ms
+    # a budget in milliseconds is not a multiple of the teacher: one reading, for the record
+    ms_profile = _with_budget(profile, latency_ms=1.5 * d.latency_budget_ms, scope="pipeline")
+    fixed = _ShippedReadings(sim, ms_profile, **parts)
+    choose(space, FakeFidelity(space), model, ms_profile, fixed, _rounds(tmp_path / "ms"), evaluations=24)
+    assert fixed.shipped_calls == 1

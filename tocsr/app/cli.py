@@ -403,6 +403,7 @@ def search(
                                                         "ends; default: search.parts.DEFAULT_MAX_LOSS_DB)"),
 ) -> None:
     """ε-constrained search for the backbone that fits the device's budgets."""
+    from search.selection import readings_text
     from tocsr.app.stages import stage_costs, stage_search
 
     if formulation not in ("device", "paper"):
@@ -427,7 +428,8 @@ def search(
                         else ("backbone", "teacher"))
     typer.echo(f"chosen {c.key}: fidelity error ({result.proxy} proxy) {c.fidelity:.4g}; {what} {c.how} "
                f"p{result.percentile:g} {c.measured_latency_ms:.2f} ms ({c.latency_vs_teacher:.2f} x the {teacher_is}'s "
-               f"{c.teacher_latency_ms:.2f} ms; budget {budget}), {memory} MiB, "
+               f"{c.teacher_latency_ms:.2f} ms{readings_text(result.decision.get('teacher_at_readings_ms'))}; "
+               f"budget {budget}), {memory} MiB, "
                f"backbone {c.params_m:.2f} M params (teacher {result.teacher_params_m:.2f} M)")
     if c.how == "predicted":
         typer.echo(f"PREDICTED, not measured: {c.basis or 'the device is not attached'}")

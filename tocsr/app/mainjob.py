@@ -25,6 +25,7 @@ from rich.console import Console
 from bench.cores import cores_text, had_fewer_cores
 from bench.profile import DeviceProfile, load_profile
 from search.result import SearchResult
+from search.selection import readings_text
 from tocsr.app.estimate import RunEstimate
 from tocsr.core.artifacts import atomic_write_text
 from tocsr.core.distill.config import DEFAULT_PROXY
@@ -738,6 +739,7 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
             "latency_budget_ms": res.latency_budget_ms, "budget": res.budget_in_words,
             "latency_target_ms": res.decision.get("latency_target_ms"),
             "latency_guard": res.decision.get("latency_guard", 0.0),
+            "teacher_p90_readings_ms": res.decision.get("teacher_at_readings_ms"),
             "cost_table_within_10pct": v.get("within_10pct"), "cost_table_holdout_n": v.get("n"),
             "cost_table_passes": v.get("passes"),
             "selection_rounds": res.selection_rounds, "chosen_found_by": c.found_by,
@@ -857,7 +859,9 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
                           f"call; pipeline cost model: {within}")
             if d.get("latency_guard") and d.get("latency_target_ms") is not None:
                 console.print(f"{name}: chosen on a re-measured p90 <= {d['latency_target_ms']:.2f} ms: the "
-                              f"{d['latency_budget_ms']:.2f} ms budget less the profile's guard of "
+                              f"{d['latency_budget_ms']:.2f} ms budget (the teacher as shipped p90 "
+                              f"{d['teacher_p90_ms']:.2f} ms{readings_text(d.get('teacher_p90_readings_ms'))}) "
+                              f"less the profile's guard of "
                               f"{100 * d['latency_guard']:g}% (timing.latency_guard), what a second timing of one "
                               "model drifts by on this device", markup=False, highlight=False)
             if d.get("report_row_p90_ms") is not None and d["latency_how"] == "measured":
