@@ -273,12 +273,13 @@ def teacher_at_readings(meter: CandidateMeter, teacher: Measurement, profile: De
                         ref_now: float, readings: int) -> list[float]:
     """The teacher as it ships, with its own autoencoder parts, at percentile `q` in ms at the speed where the
     reference takes `ref_now`: `readings` readings in a row where a `latency_vs_teacher` budget is a multiple of
-    it (SelectionConfig.budget_readings), one otherwise. "x the teacher" means the teacher as shipped even where
-    this device deploys cheaper parts: the parts' saving is the device's to spend on its backbone. A meter of
-    backbones (no `measure_teacher_as_shipped`) has `teacher` itself as its reference."""
+    it (SelectionConfig.budget_readings) on a measured device, one otherwise (a predicted device's figure is a
+    prediction: reading it again gives the same number, and it is not a reading). "x the teacher" means the teacher
+    as shipped even where this device deploys cheaper parts: the parts' saving is the device's to spend on its
+    backbone. A meter of backbones (no `measure_teacher_as_shipped`) has `teacher` itself as its reference."""
     if not hasattr(meter, "measure_teacher_as_shipped"):
         return [teacher.paired.ms_at(q, ref_now)]
-    n = readings if profile.budgets.latency_vs_teacher is not None else 1
+    n = readings if profile.budgets.latency_vs_teacher is not None and profile.is_measured else 1
     out = []
     for _ in range(n):
         shipped = meter.measure_teacher_as_shipped()

@@ -95,7 +95,7 @@ MUTATIONS = (
              'probe = partial(effective_cores, torch.get_num_threads()) if device.type == "cpu" else None',
              "probe = None", ("tests/reports/test_reports.py",)),
     Mutation("a relative budget is one reading of the teacher as shipped", "search/selection.py",
-             "n = readings if profile.budgets.latency_vs_teacher is not None else 1", "n = 1",
+             "n = readings if profile.budgets.latency_vs_teacher is not None and profile.is_measured else 1", "n = 1",
              ("tests/search/test_selection.py",)),
     Mutation("a device reads the student of a profile whose name starts with its own", "reports/rows.py",
              'return name == tocsr_method_name(profile_name) or name.startswith(f"{TOCSR_METHOD} ({profile_name}, ")',

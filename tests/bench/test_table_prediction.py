@@ -88,6 +88,7 @@ def test_the_choice_is_made_on_the_devices_table_without_a_measurement_here_and_
                  lambda problem, cap: run_search(problem, "random", cap, tmp_path, seed=0, q=4, show_progress=False),
                  evaluations=24)
     assert sim.calls == calls                        # nothing ran on the device while choosing
+    assert len(sel.decision.teacher_at_readings_ms) == 1   # a prediction is read once, and not called readings
     assert sel.revalidation is None                  # the table was judged on the device, not against a roofline
     assert sel.choice.measurement.status == "predicted" and sel.teacher.device_name == model.table.device_name
     assert sel.choice.latency_ms <= sel.decision.latency_budget_ms
