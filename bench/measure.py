@@ -22,7 +22,7 @@ import torch
 from bench import roofline
 from bench.cores import attempt_readings, cores_summary, effective_cores
 from bench.counting import MacCount, count_macs, count_params
-from bench.memory import MemoryStats, measure_cpu_peak, measure_cuda_peak, weights_mib
+from bench.memory import MemoryStats, measure_peak, weights_mib
 from bench.nvml import GpuTelemetry, Nvml
 from bench.predicted import predicted_device_name, predicted_pair
 from bench.profile import DeviceProfile
@@ -254,17 +254,12 @@ def measure_workload(workload: Workload, profile: DeviceProfile, thop_check: boo
             module = torch.nn.Module.to(workload.module, device=device, dtype=dtype).eval()
             args, kwargs = cast(workload.args, device, dtype), cast(workload.kwargs, device, dtype)
             macs = count_macs(module, args, kwargs, thop_check=thop_check)
-            # Memory is always read from an eager call: one inference needs the same memory in every
-            # mode, and a CUDA-graph replay allocates nothing to observe. CPU: on the first call
-            # (see bench.memory); GPU: after warm-up.
-            eager = prepare_callable(module, args, kwargs, "eager")
-            wmib = weights_mib(module)
-            memory = measure_cpu_peak(eager, wmib) if device.type == "cpu" else None
             call = prepare_callable(module, args, kwargs, profile.execution_mode)
             before = nvml.snapshot() if nvml else None
             warm = warm_up(call, profile.timing, device)
-            if memory is None:
-                memory = measure_cuda_peak(eager, device, wmib)
+            # Memory is always read from an eager call: one inference needs the same memory in every
+            # mode, and a CUDA-graph replay allocates nothing to observe.
+            memory = measure_peak(prepare_callable(module, args, kwargs, "eager"), device, weights_mib(module))
             paired, cores = None, None
             if reference is None:
                 samples, attempts = _timed_with_retries(call, profile, device)

@@ -30,7 +30,7 @@ from bench.measure import (
     prepare_callable,
     resolve_device,
 )
-from bench.memory import measure_cpu_peak, measure_cuda_peak, weights_mib
+from bench.memory import measure_peak, weights_mib
 from bench.pipeline import DECODER_PARTS, ENCODER_PARTS
 from bench.predicted import RooflineClock, predicted_device_name
 from bench.profile import DeviceProfile
@@ -135,11 +135,8 @@ class TorchProbe:
     def candidate_memory_mib(self, spec: ArchSpec) -> float:
         # Memory from an eager call, as in bench.measure.measure_workload.
         unet = self.swapper.apply(spec)
-        eager = prepare_callable(unet, self.args, self.kwargs, "eager")
-        if self.device.type == "cuda":
-            eager()
-            return measure_cuda_peak(eager, self.device, weights_mib(unet)).peak_mib
-        return measure_cpu_peak(eager, weights_mib(unet)).peak_mib
+        return measure_peak(prepare_callable(unet, self.args, self.kwargs, "eager"), self.device,
+                            weights_mib(unet)).peak_mib
 
     def candidate_params(self, spec: ArchSpec) -> int:
         return count_params(self.swapper.apply(spec))["params"]
@@ -327,11 +324,7 @@ class TorchPipelineProbe:
 
     def candidate_memory_mib(self, spec: ArchSpec) -> float:
         model = self.model(spec)
-        eager = prepare_callable(model, self.lr, {}, "eager")
-        if self.device.type == "cuda":
-            eager()
-            return measure_cuda_peak(eager, self.device, weights_mib(model)).peak_mib
-        return measure_cpu_peak(eager, weights_mib(model)).peak_mib
+        return measure_peak(prepare_callable(model, self.lr, {}, "eager"), self.device, weights_mib(model)).peak_mib
 
     def candidate_params(self, spec: ArchSpec) -> int:
         return count_params(self.model(spec).student.backbone)["params"]

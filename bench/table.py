@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from rich.console import Console
 from rich.table import Table
 
+from bench.allocator import current_state
 from bench.measure import Measurement
 
 
@@ -42,6 +43,12 @@ def print_measurements(rows: Iterable[Measurement], percentile: float = 90.0, ti
     console.print(measurement_table(rows, percentile, title))
     if any(m.prediction is not None for m in rows):
         console.print("* predicted by the roofline estimate from the profile's device constants, not measured")
+    methods = sorted({m.memory.method for m in rows if m.memory is not None})
+    if methods:
+        console.print(f"peak MiB: {', '.join(methods)} (bench.memory)")
+    state = current_state()
+    if state is not None and any(m.latency is not None and m.latency.timer == "perf_counter" for m in rows):
+        console.print(f"timed with the {state.text()}")
     for m in rows:
         for note in m.notes:
             console.print(f"[yellow]note[/yellow] {m.model}: {note}")

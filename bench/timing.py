@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from bench.allocator import settle_cpu_allocator
 from bench.profile import TimingPolicy
 from bench.stats import LatencyStats, PairedLatency
 
@@ -54,8 +55,11 @@ def run_timed(fn: Callable[[], object], iters: int, device: torch.device, clock:
 def warm_up(fn: Callable[[], object], policy: TimingPolicy, device: torch.device, clock: Clock | None = None) -> int:
     """Run `fn` until two consecutive windows agree within `warmup_stable_rel`; return iterations spent.
 
-    Compilation, cudnn autotuning, allocator growth and clock ramp-up all happen here, not in samples.
+    Compilation, cudnn autotuning, allocator growth and clock ramp-up all happen here, not in samples. On a CPU
+    the process's allocator is first put in its one stated state (bench.allocator), before any call.
     """
+    if device.type == "cpu":
+        settle_cpu_allocator()
     done = 0
     first = run_timed(fn, policy.warmup_min_iters, device, clock)
     done += len(first)

@@ -46,6 +46,7 @@ from torch import nn
 
 from bench.cores import cores_summary, cores_text, effective_cores, had_fewer_cores
 from bench.measure import measure_workload
+from bench.memory import CPU_METHOD, CUDA_METHOD
 from bench.profile import DeviceProfile, load_profile
 from bench.workloads import Workload, resolve_workload
 from reports.protocol import EvalMethod, run_module_tiled
@@ -264,9 +265,9 @@ def _memory_and_energy(m) -> dict[str, Any]:
 
 
 def _summarise_costs(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
-    """A cell's memory and energy over its repeats. Memory: the largest reading, since on CPU only a process's
-    first call of a model sees its whole resident growth (bench.memory) and later ones read lower. Energy: the
-    median where the device could measure it, else None with the reason."""
+    """A cell's memory and energy over its repeats. Memory: the largest reading (allocator peaks repeat exactly;
+    the resident-growth fallback reads lower in a process with history, bench.memory). Energy: the median where
+    the device could measure it, else None with the reason."""
     peaks = [r["peak_mib"] for r in per_rep if r["peak_mib"] is not None]
     energies = [r["energy_mj"] for r in per_rep if r["energy_mj"] is not None]
     return {"peak_mib": max(peaks) if peaks else None,
@@ -471,10 +472,10 @@ def _run_report_link(run_dir: str | Path | None, out_dir: Path) -> str:
     return f"<p>Models tracked from {esc(run_dir)}: <a href='{esc(rel)}'>its main report</a>.</p>"
 
 
-# Only the CUDA allocator's peak is judged: it counts the bytes one inference allocates, the same every night.
-# A CPU reading is resident-set growth, which depends on what the allocator kept from earlier work in the
-# process, and moved by a factor of two between identical nights (docs/status.md). It is recorded, not judged.
-JUDGED_MEMORY_METHODS = ("torch_cuda_allocated_growth_plus_weights",)
+# Only torch allocator peaks are judged (GPU or CPU): they count the bytes one inference allocates, the same
+# every night. The fallback reading, resident-set growth, depends on what the allocator kept from earlier work in
+# the process and moved by a factor of two between identical nights (docs/status.md): recorded, not judged.
+JUDGED_MEMORY_METHODS = (CUDA_METHOD, CPU_METHOD)
 
 
 def detect_memory_regressions(nights: list[dict[str, Any]], min_step: float = 0.10,

@@ -100,6 +100,12 @@ MUTATIONS = (
     Mutation("a device reads the student of a profile whose name starts with its own", "reports/rows.py",
              'return name == tocsr_method_name(profile_name) or name.startswith(f"{TOCSR_METHOD} ({profile_name}, ")',
              'return name.startswith(f"{TOCSR_METHOD} ({profile_name}")', ("tests/reports/test_verdicts.py",)),
+    Mutation("CPU peak memory is the resident growth, which depends on the process's history", "bench/memory.py",
+             "        growth = allocated_growth_mib(fn)\n",
+             "        return _resident_growth(fn, weights)\n", ("tests/bench/test_measure.py",)),
+    Mutation("CPU timing starts from glibc's initial mmap threshold, not the stated state", "bench/allocator.py",
+             "mmap_bytes, trim_bytes = GLIBC_MMAP_THRESHOLD_MAX_BYTES, 2 * GLIBC_MMAP_THRESHOLD_MAX_BYTES",
+             "mmap_bytes, trim_bytes = 128 * 1024, 2 * GLIBC_MMAP_THRESHOLD_MAX_BYTES", ("tests/bench/test_allocator.py",)),
 )
 
 

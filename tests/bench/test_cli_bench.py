@@ -21,7 +21,11 @@ def test_bench_writes_versioned_json_and_prints_table(cpu_profile_path, tmp_path
     m = doc["measurement"]
     assert len(m["latency"]["samples_ms"]) == 5 and m["profile_name"] == doc["profile"]["name"] == "test-cpu"
     assert m["macs"]["thop_macs"] == m["macs"]["total_macs"]
-    assert "toy-conv-attn" in capsys.readouterr().out
+    assert m["memory"]["method"] == "torch_cpu_allocated_growth_plus_weights"
+    printed = capsys.readouterr().out
+    assert "toy-conv-attn" in printed and "torch_cpu_allocated_growth_plus_weights" in printed
+    if env.get("cpu_allocator", {}).get("mmap_threshold_bytes"):      # glibc: the state timed in, in both places
+        assert env["cpu_allocator"]["kind"] == "tocsr.bench.allocator_state" and "mmap threshold 32 MiB" in printed
 
 
 @pytest.mark.extended

@@ -79,6 +79,15 @@ def cuda_info() -> dict[str, Any] | None:
     return {"cuda_runtime": torch.version.cuda, "devices": devices}
 
 
+# Facts a process set about itself that change what it measures (bench.allocator's CPU allocator state): set
+# once, then part of every artifact this process writes.
+_PROCESS_FACTS: dict[str, Any] = {}
+
+
+def note_process_fact(key: str, value: Any) -> None:
+    _PROCESS_FACTS[key] = value
+
+
 def environment(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The provenance block embedded in every artifact."""
     import torch
@@ -94,6 +103,7 @@ def environment(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "packages": package_versions(),
         "git": git_state(),
         "cuda": cuda_info(),
+        **_PROCESS_FACTS,
     }
     if extra:
         env.update(extra)

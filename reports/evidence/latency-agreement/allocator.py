@@ -8,8 +8,12 @@ on what the process did earlier. This times, in a fresh process per reading and 
 - "fresh": the part as a fresh process meets it;
 - "after a batch of 16": one decode of 16 latents first (what the proxy does);
 - "mallopt": glibc's mmap and trim thresholds fixed high first (`mallopt`), so freed blocks stay in the heap;
+- "suite state": what every timing process does since the sixty-sixth session (bench.allocator.settle_cpu_allocator:
+  the thresholds at glibc's own cap);
 the teacher's KL decoder and encoder at batch 1 and the teacher UNet, 150 calls each after 10 of warm-up, with the
-minor page faults per call (getrusage); with `--parts` (a run's parts/ folder), the whole one-step SR call too
+minor page faults per call (getrusage), and each part's peak memory read both ways on its first call in the
+process: resident growth (bench.memory's fallback, the CPU method until the sixty-sixth session) and then torch's
+allocator growth (its method since); with `--parts` (a run's parts/ folder), the whole one-step SR call too
 (bench.probe.pipeline_builder, the teacher's backbone) with the deployed LR encoder and tiny decoder, and as shipped.
 
     python reports/evidence/latency-agreement/allocator.py --teacher runs/quick/teacher [--parts runs/quick/parts] \
@@ -29,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-MODES = ("fresh", "after a batch of 16", "mallopt")
+MODES = ("fresh", "after a batch of 16", "mallopt", "suite state")
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3     # glibc's malloc.h
 
 
@@ -41,7 +45,13 @@ def child(teacher_dir: str, mode: str, parts_dir: str | None) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
     import torch
 
+    from bench.memory import _resident_growth, allocated_growth_mib
     from tocsr.core.teacher.train import load_teacher
+
+    if mode == "suite state":
+        from bench.allocator import settle_cpu_allocator
+
+        settle_cpu_allocator()
 
     torch.set_num_threads(2)
     teacher = load_teacher(teacher_dir)
@@ -69,6 +79,8 @@ def child(teacher_dir: str, mode: str, parts_dir: str | None) -> dict:
         if mode == "after a batch of 16":
             ae.decode(torch.randn(16, *z.shape[1:]))
         for name, call in calls.items():
+            resident = _resident_growth(call, 0.0).transient_peak_mib
+            allocated = allocated_growth_mib(call)
             for _ in range(10):
                 call()
             f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -79,7 +91,8 @@ def child(teacher_dir: str, mode: str, parts_dir: str | None) -> dict:
                 ts.append(time.perf_counter() - a)
             faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / len(ts)
             out[name] = {"median_ms": 1e3 * float(np.median(ts)), "p90_ms": 1e3 * float(np.percentile(ts, 90)),
-                         "minor_faults_per_call": faults}
+                         "minor_faults_per_call": faults, "resident_growth_first_call_mib": resident,
+                         "torch_allocated_growth_mib": allocated}
     return out
 
 
@@ -88,6 +101,7 @@ def main() -> None:
     ap.add_argument("--teacher", type=Path, required=True)
     ap.add_argument("--parts", type=Path)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     ap.add_argument("--out", type=Path)
     ap.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -99,14 +113,16 @@ def main() -> None:
 
     result = {"teacher": str(args.teacher), "parts": str(args.parts), "readings": [], "environment": environment()}
     for r in range(args.rounds):
-        for mode in MODES[r % len(MODES):] + MODES[:r % len(MODES)]:
+        modes = tuple(args.modes)
+        for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
             cmd = [sys.executable, __file__, "--teacher", str(args.teacher), "--child", mode]
             proc = subprocess.run(cmd + (["--parts", str(args.parts)] if args.parts else []),
                                   capture_output=True, text=True, check=True)
             row = {"round": r, "mode": mode, **json.loads(proc.stdout.strip().splitlines()[-1])}
             result["readings"].append(row)
             print(f"round {r} {mode:20s} " + "; ".join(
-                f"{k} {v['median_ms']:.2f} ms ({v['minor_faults_per_call']:.0f} faults/call)"
+                f"{k} {v['median_ms']:.2f} ms ({v['minor_faults_per_call']:.0f} faults/call, "
+                f"{v['resident_growth_first_call_mib']:.1f} / {v['torch_allocated_growth_mib']:.1f} MiB)"
                 for k, v in row.items() if isinstance(v, dict)), flush=True)
             if args.out:
                 args.out.write_text(json.dumps(result, indent=1, default=str))
