@@ -11,7 +11,8 @@ it "failed". A corrupted history file is named in a warning and left out, never 
 
 Regressions are steps beyond the measured noise, not single slow runs (asv's principle). Quality: a drop
 beyond the paired bootstrap interval (`detect_quality_regressions`). Peak memory, where the reading is exact
-(a GPU allocator's): a rise above every earlier night by 10% and 1 MiB (`detect_memory_regressions`). Latency:
+(torch's allocator, on a GPU or a CPU): a rise above every earlier night by 10% and 1 MiB
+(`detect_memory_regressions`). Latency:
   * each night measures every model REPS times, interleaved with a fixed reference workload, so a
     machine that is slower tonight (boost, neighbours) moves the reference as much as the models;
   * a row is flagged when its latency relative to that night's reference rose by more than
@@ -200,8 +201,9 @@ def run_night(profiles: list[str], models: tuple[str, ...], history: str | Path,
             work[name] = t.workload
         # Quality before timing, on purpose: the quality pass's larger calls grow the process's heap once, so the
         # timed calls that follow run warm, as in a long-running deployed process. Timed first, the same model's
-        # median moved between identical nights with the heap's state (docs/status.md). The memory column then
-        # reads the growth after that pass (CPU memory is not judged, below).
+        # median moved between identical nights with the heap's state (docs/status.md). Since the sixty-sixth
+        # session the allocator is also set to that state before any timing (bench.allocator), and the memory
+        # column counts torch's allocator, which does not depend on the order.
         quality: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in tracked}
         if tracked:
             images = eval_images(run_dir, profile.resolution.scale)
