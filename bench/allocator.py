@@ -46,7 +46,7 @@ class AllocatorState:
 
     def text(self) -> str:
         if not self.is_set:
-            return f"CPU allocator not set ({self.note})"
+            return f"{self.allocator} allocator in whatever state the process had reached ({self.note})"
         return (f"{self.allocator} malloc, mmap threshold {self.mmap_threshold_bytes / 2**20:g} MiB, "
                 f"trim threshold {self.trim_threshold_bytes / 2**20:g} MiB (set before timing)")
 
@@ -76,6 +76,15 @@ def settle_cpu_allocator() -> AllocatorState:
             _STATE = _set_glibc(ctypes.CDLL(path), version)
         note_process_fact("cpu_allocator", _STATE.to_dict())
     return _STATE
+
+
+def recorded_state(env: dict) -> AllocatorState | None:
+    """The state an artifact's provenance records (`environment()["cpu_allocator"]`); None where it records none
+    (written before anything was timed on a CPU in its process, or by a version before the state was set)."""
+    d = env.get("cpu_allocator")
+    if not d:
+        return None
+    return AllocatorState(d["allocator"], d["mmap_threshold_bytes"], d["trim_threshold_bytes"], d["note"])
 
 
 def current_state() -> AllocatorState | None:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.allocator import recorded_state
 from bench.cores import cores_text, had_fewer_cores
 from reports.html import esc, img, page, rows_table, unavailable_notes
 from reports.plots import quality_vs_cost
@@ -66,6 +67,15 @@ def _timed_twice(r: SearchResult, rows: list[ReportRow]) -> str:
     return line
 
 
+def _allocator_line(r: SearchResult) -> str:
+    """The CPU allocator state the search's timings were taken in (bench.allocator): it moved the autoencoder's
+    parts' CPU latency, so a reader comparing with their own timing needs it. "" for a GPU or predicted choice."""
+    state = recorded_state(r.environment)
+    if r.chosen.how != "measured" or state is None or r.profile.get("device", {}).get("kind") != "cpu":
+        return ""
+    return f"{r.profile_name}: CPU timings taken with the {state.text()}"
+
+
 def _selection(run: Path, report_rows: list[ReportRow]) -> tuple[str, list[tuple[str, bytes | None]]]:
     rows, images, lines, predicted = [], [], [], []
     for folder in sorted(p.parent for p in run.glob(f"search-*/{SearchResult.FILE_NAME}")):
@@ -98,6 +108,9 @@ def _selection(run: Path, report_rows: list[ReportRow]) -> tuple[str, list[tuple
         timed_twice = _timed_twice(r, report_rows)
         if timed_twice:
             lines.append(timed_twice)
+        allocator = _allocator_line(r)
+        if allocator:
+            lines.append(allocator)
         png = folder / r.convergence_png
         images.append((f"search convergence: {r.profile_name} ({r.method})", png.read_bytes() if png.is_file() else None))
     head = ["device", "chosen architecture", "fidelity error (proxy)", "latency of", "p90 ms, measured unless marked",

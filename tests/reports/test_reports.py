@@ -359,3 +359,24 @@ def test_the_report_says_the_chosen_models_two_timings_with_the_cores_each_had()
     assert "fewer cores" in said(busy, idle)
     assert said(None, None).endswith("reading p90 10.00 ms; the report's row p90 11.00 ms (+10.0%)")   # not probed
     assert said(idle, idle, how="predicted") == ""
+
+
+def test_the_report_says_which_cpu_allocator_state_the_search_timed_in():
+    from types import SimpleNamespace
+
+    from reports.build import _allocator_line
+
+    state = {"allocator": "glibc 2.36", "mmap_threshold_bytes": 32 * 2**20, "trim_threshold_bytes": 64 * 2**20,
+             "note": "n", "kind": "tocsr.bench.allocator_state", "version": 1}
+
+    def said(env, how="measured", kind="cpu"):
+        return _allocator_line(SimpleNamespace(profile_name="cpu-a", chosen=SimpleNamespace(how=how),
+                                               environment=env, profile={"device": {"kind": kind}}))
+
+    assert said({"cpu_allocator": state}) == ("cpu-a: CPU timings taken with the glibc 2.36 malloc, mmap threshold "
+                                              "32 MiB, trim threshold 64 MiB (set before timing)")
+    unset = {**state, "mmap_threshold_bytes": None, "trim_threshold_bytes": None, "note": "not glibc"}
+    assert said({"cpu_allocator": unset}) == ("cpu-a: CPU timings taken with the glibc 2.36 allocator in whatever state "
+                                              "the process had reached (not glibc)")
+    # a search from before the state was recorded, a predicted choice, a GPU: nothing to say
+    assert said({}) == said({"cpu_allocator": state}, how="predicted") == said({"cpu_allocator": state}, kind="cuda") == ""
