@@ -6,7 +6,9 @@ gain from the second vCPU where U, at the latent size, does not; so a change in 
 and S/U together, and the architecture chosen with them (README, "Four searches on identical inputs"). This times,
 in rounds with the order rotated, D paired with U, S paired with U, and D paired with S (bench.measure's paired
 measurement, the profile's timing), and compares across rounds the spread of the statistic the search decides on
-(p90 D/U over p90 S/U, from consecutive readings) with that of the direct pairing (p90 of D relative to S).
+(p90 D/U over p90 S/U, from consecutive readings) with that of the direct pairing (p90 of D relative to S). Before
+each round it reads the machine's memory copy bandwidth (a 128 MiB tensor copied on torch's threads, median of 5),
+and the summary gives each ratio's correlation with it: the cores probe did not see what moves S/U.
 
     python reports/evidence/latency-agreement/reference_pairing.py --run runs/quick [--rounds 12] --out F.json
 """
@@ -32,6 +34,19 @@ from tocsr.core.provenance import environment  # noqa: E402
 from tocsr.core.space import derive_search_space  # noqa: E402
 from tocsr.core.sr.parts import load_parts  # noqa: E402
 from tocsr.core.teacher.train import load_teacher  # noqa: E402
+
+
+def copy_bandwidth_gbps(mib: int = 128, repeats: int = 5) -> float:
+    """Memory copy bandwidth now: bytes read plus written per second over one copy of a `mib` MiB tensor."""
+    a = torch.ones(mib * 2**20 // 4)
+    b = torch.empty_like(a)
+    b.copy_(a)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        b.copy_(a)
+        times.append(time.perf_counter() - t)
+    return 2 * a.numel() * 4 / float(np.median(times)) / 1e9
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -67,7 +82,7 @@ def main() -> None:
     names = list(pairs)
     rounds = []
     for r in range(args.rounds):
-        row = {"round": r, "utc": time.strftime("%H:%M:%S", time.gmtime())}
+        row = {"round": r, "utc": time.strftime("%H:%M:%S", time.gmtime()), "copy_gbps": copy_bandwidth_gbps()}
         for name in names[r % 3:] + names[:r % 3]:
             target, reference = pairs[name]
             m = measure_workload(target, profile, reference=reference)
@@ -76,16 +91,21 @@ def main() -> None:
                          "effective_cores": m.extra.get("effective_cores")}
         row["search statistic (D/U over S/U)"] = row["D/U"]["ratio_p90"] / row["S/U"]["ratio_p90"]
         rounds.append(row)
-        print(f"round {r} {row['utc']}: D/U {row['D/U']['ratio_p90']:.3f}  S/U {row['S/U']['ratio_p90']:.3f}  "
+        print(f"round {r} {row['utc']} copy {row['copy_gbps']:.1f} GB/s: D/U {row['D/U']['ratio_p90']:.3f}  S/U {row['S/U']['ratio_p90']:.3f}  "
               f"D/U over S/U {row['search statistic (D/U over S/U)']:.4f}  D/S direct {row['D/S']['ratio_p90']:.4f}",
               flush=True)
     summary = {k: spread([row[k]["ratio_p90"] for row in rounds]) for k in names}
     summary["search statistic (D/U over S/U)"] = spread([row["search statistic (D/U over S/U)"] for row in rounds])
+    gbps = [row["copy_gbps"] for row in rounds]
+    summary["copy_gbps"] = spread(gbps)
+    for k in names:
+        summary[k]["correlation_with_copy_gbps"] = float(np.corrcoef([row[k]["ratio_p90"] for row in rounds], gbps)[0, 1])
     out = {"run": str(run), "profile": profile.name, "chosen": result.chosen.key, "percentile": q, "rounds": rounds,
            "summary": summary, "environment": environment()}
     for k, v in summary.items():
+        corr = f"  corr. with copy bandwidth {v['correlation_with_copy_gbps']:+.2f}" if "correlation_with_copy_gbps" in v else ""
         print(f"{k:32s} median {v['median']:.4f}  [{v['min']:.4f}, {v['max']:.4f}]  range {v['range_pct']:.1f}%  "
-              f"cv {v['cv_pct']:.1f}%")
+              f"cv {v['cv_pct']:.1f}%{corr}")
     if args.out:
         args.out.write_text(json.dumps(out, indent=1, default=str))
 
