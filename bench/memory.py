@@ -162,13 +162,13 @@ def _resident_growth(fn: Callable[[], object], weights: float) -> MemoryStats:
 
 
 def measure_cpu_peak(fn: Callable[[], object], weights: float) -> MemoryStats:
-    """Weights plus the peak growth of bytes torch's CPU allocator holds during one call of `fn`."""
-    try:
-        growth = allocated_growth_mib(fn)
-    except RuntimeError as err:
-        log.warning("CPU memory read as resident growth, which depends on the process's history: the profiler "
-                    "could not run (%s)", str(err).splitlines()[0] if str(err) else type(err).__name__)
+    """Weights plus the peak growth of bytes torch's CPU allocator holds during one call of `fn`. An error of `fn`
+    itself propagates."""
+    if torch._C._autograd._profiler_enabled():
+        log.warning("CPU memory read as resident growth, which depends on the process's history: a torch profiler "
+                    "is already running in this process, and starting another would end its session")
         return _resident_growth(fn, weights)
+    growth = allocated_growth_mib(fn)
     return MemoryStats(CPU_METHOD, weights + growth, weights, growth)
 
 

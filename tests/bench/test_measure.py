@@ -174,3 +174,12 @@ def test_a_cuda_graph_keeps_the_module_and_inputs_it_replays_alive(monkeypatch):
     del call
     gc.collect()
     assert module() is None and x() is None                  # and no longer
+
+
+def test_an_error_of_the_measured_call_is_not_taken_for_a_profiler_that_could_not_run(caplog):
+    def broken() -> None:
+        raise RuntimeError("shape mismatch in block 3")
+
+    with caplog.at_level("WARNING", logger="bench.memory"), pytest.raises(RuntimeError, match="shape mismatch"):
+        measure_cpu_peak(broken, weights=0.0)
+    assert "resident growth" not in caplog.text       # no fallback reading, no warning blaming the profiler
