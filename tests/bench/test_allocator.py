@@ -20,8 +20,8 @@ glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the s
 # In a fresh process, time the same call (eight blocks of 4 MiB alive at once, as a model's activations) with and
 # without the suite's state: the median of eleven calls' minor page faults, after two calls of warm-up. Both processes start with glibc's
 # thresholds at their initial values and frozen there (its environment variables), so the control maps every block
-# anew on every call: left to adapt, a fresh process faulted anywhere from about 900 to 8200 times per call from
-# one run to the next, and a control must not depend on that.
+# anew on every call: left to adapt, a fresh process's faults per call varied widely from one run to the next
+# (docs/status.md, sixty-sixth session), and a control must not depend on that.
 _FAULTS = """
 import json, resource, sys, torch
 sys.path.insert(0, {root!r})
