@@ -40,6 +40,10 @@ from tocsr.core.assembly import ModuleSwapper, build_unet, load_surrogate_weight
 from tocsr.core.models.unet import unet_example_inputs
 from tocsr.core.space import ArchSpec, SearchSpace
 
+# The reference a candidate is timed beside when it is judged against a budget that is a multiple of the teacher as
+# shipped (DeployedPipelineMeter.measure_against_shipped).
+SHIPPED_REFERENCE = "reference: the teacher as shipped (teacher backbone, the autoencoder's parts)"
+
 
 def teacher_inputs(teacher, profile: DeviceProfile) -> tuple[tuple, dict]:
     """(args, kwargs) of one UNet call of `teacher` (a loaded tocsr.core.teacher Teacher) at the profile's
@@ -369,18 +373,35 @@ class DeployedPipelineMeter:
         self.lr = _pipeline_inputs(teacher, profile)
         self.args, self.kwargs = teacher_inputs(teacher, profile)
         self.reference = Workload("reference: teacher", teacher.unet, self.args, self.kwargs)
+        self._shipped: Workload | None = None
 
-    def _measure(self, name: str, model: nn.Module) -> Measurement:
-        return measure_workload(Workload(name, model, (self.lr,), {}), self.profile, reference=self.reference)
+    def _measure(self, name: str, model: nn.Module, reference: Workload | None = None) -> Measurement:
+        return measure_workload(Workload(name, model, (self.lr,), {}), self.profile,
+                                reference=reference or self.reference)
+
+    def _teacher_as_shipped(self) -> Workload:
+        if self._shipped is None:
+            self._shipped = Workload(SHIPPED_REFERENCE, self.build_as_shipped(self.space.all_teacher()), (self.lr,), {})
+        return self._shipped
 
     def measure_teacher_as_shipped(self) -> Measurement:
         """The teacher-shaped pipeline with the autoencoder's own parts, whatever decoder this meter deploys:
         what a `latency_vs_teacher` budget is a multiple of (search.selection.choose)."""
-        return self._measure("pipeline teacher (autoencoder's parts)", self.build_as_shipped(self.space.all_teacher()))
+        return self._measure("pipeline teacher (autoencoder's parts)", self._teacher_as_shipped().module)
 
     def measure(self, spec: ArchSpec) -> Measurement:
         model = self.build(spec)
-        m = self._measure(f"pipeline {spec.key}", model)
+        return self._with_backbone_counts(self._measure(f"pipeline {spec.key}", model), model)
+
+    def measure_against_shipped(self, spec: ArchSpec) -> Measurement:
+        """The pipeline with `spec` as its backbone, paired with the teacher as shipped instead of the teacher UNet:
+        its latency as a share of what a `latency_vs_teacher` budget is a multiple of, both sides timed in the same
+        rounds (search.selection.choose judges a candidate on this)."""
+        model = self.build(spec)
+        return self._with_backbone_counts(
+            self._measure(f"pipeline {spec.key}", model, reference=self._teacher_as_shipped()), model)
+
+    def _with_backbone_counts(self, m: Measurement, model: nn.Module) -> Measurement:
         backbone = model.student.backbone
         args = cast(self.args, next(backbone.parameters()).device, next(backbone.parameters()).dtype)
         kwargs = cast(self.kwargs, next(backbone.parameters()).device, next(backbone.parameters()).dtype)

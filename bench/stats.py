@@ -148,6 +148,18 @@ class PairedLatency:
             raise ValueError(f"scale factor {factor!r}: expected a positive finite number")
         return dataclasses.replace(self, relative_samples=tuple(factor * r for r in self.relative_samples))
 
+    def rebased(self, reference_ratio: float) -> PairedLatency:
+        """The same measurement in units of another reference that this one's reference costs `reference_ratio`
+        of (the teacher as shipped is about four teacher UNets): every relative sample times the ratio, and the
+        reference's samples divided by it (the other reference's implied milliseconds). The target's milliseconds
+        are kept as measured."""
+        if not (np.isfinite(reference_ratio) and reference_ratio > 0):
+            raise ValueError(f"reference ratio {reference_ratio!r}: expected a positive finite number")
+        ref = self.reference
+        implied = LatencyStats.from_samples([s / reference_ratio for s in ref.samples_ms], ref.timer, ref.warmup_iters)
+        return dataclasses.replace(self, reference=implied,
+                                   relative_samples=tuple(reference_ratio * r for r in self.relative_samples))
+
     def summary(self) -> dict[str, float | int]:
         return {"ratio": self.ratio, "ratio_p90": self.ratio_at(90), "relative_cv": self.relative_cv,
                 "reference_median_ms": self.reference_ms, "reference_cv": self.reference.cv, "rounds": self.rounds}

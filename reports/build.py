@@ -19,7 +19,7 @@ from reports.html import esc, img, page, rows_table, unavailable_notes
 from reports.plots import quality_vs_cost
 from reports.rows import ReportRow, flat, tocsr_row
 from search.result import SearchResult
-from search.selection import readings_text
+from search.selection import reference_text
 from tocsr.core.artifacts import atomic_write_text, read_artifact, write_artifact
 from tocsr.core.errors import ArtifactError
 from tocsr.core.provenance import environment
@@ -90,7 +90,7 @@ def _selection(run: Path, report_rows: list[ReportRow]) -> tuple[str, list[tuple
         share = f"{100 * r.pipeline['backbone_share_predicted']:.0f}%" if r.pipeline else "100%"
         mark = "" if c.how == "measured" else " predicted"
         cells = [r.profile_name, c.key, f"{c.fidelity:.4g} ({r.proxy})", what, f"{c.measured_latency_ms:.2f}{mark}",
-                 f"{tl:.2f}{mark}{readings_text(r.decision.get('teacher_at_readings_ms'))}", share,
+                 f"{tl:.2f}{mark}{reference_text(r.decision)}", share,
                  f"{1 / c.latency_vs_teacher:.2f}x", f"{c.params_m:.3f}", f"{r.teacher_params_m / c.params_m:.1f}x",
                  f"{r.teacher_gmacs / c.gmacs:.1f}x" if c.gmacs and r.teacher_gmacs else "-",
                  "-" if r.latency_budget_ms is None else f"{r.latency_budget_ms:.2f}",

@@ -106,6 +106,12 @@ MUTATIONS = (
     Mutation("CPU timing starts from glibc's initial mmap threshold, not the stated state", "bench/allocator.py",
              "mmap_bytes, trim_bytes = GLIBC_MMAP_THRESHOLD_MAX_BYTES, 2 * GLIBC_MMAP_THRESHOLD_MAX_BYTES",
              "mmap_bytes, trim_bytes = 128 * 1024, 2 * GLIBC_MMAP_THRESHOLD_MAX_BYTES", ("tests/bench/test_allocator.py",)),
+    Mutation("the search's target follows the teacher as shipped read against the UNet at the decision's moment",
+             "search/selection.py", "    at_ms = shipped.predict_latency_at_ms(teacher)\n",
+             "    at_ms = decision.teacher_at_ms\n", ("tests/search/test_selection.py",)),
+    Mutation("a model biased high steers the search below the budget the measurements show is free",
+             "search/selection.py", "        if problem.costs(cheapest).latency_ms > latency_target or over > 1 + tolerance:",
+             "        if problem.costs(cheapest).latency_ms > latency_target:", ("tests/search/test_selection.py",)),
 )
 
 

@@ -137,8 +137,11 @@ class SimMeter:
         self.measured: list[str] = []
 
     def measure(self, spec: ArchSpec) -> Measurement:
+        return self._measure(spec, self.probe.reference())
+
+    def _measure(self, spec: ArchSpec, reference: Callable[[], object]) -> Measurement:
         self.measured.append(spec.key)
-        paired = measure_paired(self.probe.candidate(spec), self.probe.reference(), self.profile.timing,
+        paired = measure_paired(self.probe.candidate(spec), reference, self.profile.timing,
                                 self.probe.device, self.sim.clock)
         params = self.sim.candidate_params(spec)
         mem = self.probe.candidate_memory_mib(spec)
@@ -219,3 +222,8 @@ class SimPipelineMeter(SimMeter):
             return self.measure(self.sim.space.all_teacher())
         finally:
             self.probe.deploy, self.probe.deploy_encoder = deploy, encoder
+
+    def measure_against_shipped(self, spec: ArchSpec) -> Measurement:
+        """The candidate paired with the teacher as shipped (DeployedPipelineMeter's), not the teacher UNet."""
+        shipped_ms = self.probe.pipeline_ms(self.sim.space.all_teacher(), "kl", "kl")
+        return self._measure(spec, lambda: self.sim.spend(shipped_ms))

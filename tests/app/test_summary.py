@@ -136,6 +136,14 @@ def test_a_guarded_choice_says_what_it_was_chosen_at_and_an_over_budget_row_says
             "row, 90.10-99.87 ms)) less the profile's guard of 10% (timing.latency_guard)") in chosen
     row = next(ln for ln in lines if "the report's row" in ln)
     assert "OVER the 35.60 ms budget by 1.1%" in row and "more than the profile's guard of 10%" in row
+    # judged beside the teacher as shipped: its figure is the cost model's, and the one reading is the record's
+    beside = {**device, "judged_against": "teacher as shipped", "teacher_p90_readings_ms": [42.3]}
+    buf = io.StringIO()
+    print_summary(Console(file=buf, width=1000), {"devices": {"cpu-2core": beside}, "report": "r/index.html",
+                                                  "wall_s": 60.0, "stages_ran": [], "stages_skipped": []})
+    chosen = next(ln for ln in buf.getvalue().splitlines() if "chosen on a re-measured p90" in ln)
+    assert ("(the teacher as shipped p90 96.23 ms as the cost model predicts it at this speed; measured 42.30 ms just "
+            "before; each candidate judged on its share of it, timed in the same rounds)") in chosen
 
 
 def test_a_quality_verdict_is_printed_with_both_latencies_and_says_who_is_ahead_only_where_no_slower():

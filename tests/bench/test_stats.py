@@ -20,3 +20,22 @@ def test_summary_matches_numpy():
 def test_rejects_unusable_samples(bad):
     with pytest.raises(ValueError):
         LatencyStats.from_samples(bad, "perf_counter", 0)
+
+
+def _paired(target, reference, rel):
+    from bench.stats import PairedLatency
+
+    return PairedLatency(LatencyStats.from_samples(target, "perf_counter", 0),
+                         LatencyStats.from_samples(reference, "perf_counter", 0), tuple(rel), 2)
+
+
+def test_rebased_to_a_reference_four_times_cheaper_reads_four_times_the_ratio_and_keeps_the_target():
+    p = _paired([3.0, 3.3, 3.6], [10.0, 11.0, 12.0], [0.3, 0.3, 0.33])
+    r = p.rebased(4.0)
+    assert r.relative_samples == pytest.approx((1.2, 1.2, 1.32))
+    assert r.reference.samples_ms == pytest.approx((2.5, 2.75, 3.0)) and r.reference_ms == pytest.approx(2.75)
+    assert r.target == p.target
+    # its milliseconds at a speed are the same either way: ratio to the new reference x the new reference's ms
+    assert r.ms_at(90, p.reference_ms / 4) == pytest.approx(p.ms_at(90, p.reference_ms))
+    with pytest.raises(ValueError, match="reference ratio"):
+        p.rebased(0.0)

@@ -401,9 +401,15 @@ def search(
                                                    help="PSNR-Y (dB) the deployed encoder and decoder together may "
                                                         "lose against the autoencoder's and count as free (upper 95% "
                                                         "ends; default: search.parts.DEFAULT_MAX_LOSS_DB)"),
+    judged_against: str = typer.Option("shipped", "--judged-against",
+                                       help="a latency_vs_teacher pipeline budget: 'shipped' times each candidate "
+                                            "beside the teacher as shipped and takes the search's target from the "
+                                            "cost model's teacher as shipped; 'unet' times it beside the teacher "
+                                            "UNet against the teacher as shipped read just before (the earlier "
+                                            "way, kept to compare the two)"),
 ) -> None:
     """ε-constrained search for the backbone that fits the device's budgets."""
-    from search.selection import readings_text
+    from search.selection import SelectionConfig, reference_text
     from tocsr.app.stages import stage_costs, stage_search
 
     if formulation not in ("device", "paper"):
@@ -411,12 +417,15 @@ def search(
     if complexity not in ("params", "gmacs", "latency"):
         raise typer.BadParameter(f"--complexity {complexity!r}: expected params, gmacs or latency")
     _check_proxy(proxy)
+    if judged_against not in ("shipped", "unet"):
+        raise typer.BadParameter(f"--judged-against {judged_against!r}: expected shipped or unet")
     with folder_lock(out, "search"):
         table_path = cost_table or out / "cost_table.json"
         table = (_cost_model(table_path, profile) if table_path.is_file()
                  else stage_costs(teacher, profile, table_path, ray_address=ray_address))
         result = stage_search(teacher, surrogates, profile, table, out, method, evaluations, seed, formulation,
                               eps_fid, complexity, proxy=proxy, ray_address=ray_address, parts_dir=parts,
+                              selection=SelectionConfig(judge_beside_shipped=judged_against == "shipped"),
                               **({} if max_parts_loss_db is None else {"max_parts_loss_db": max_parts_loss_db}))
     c = result.chosen
     budget = "none" if result.latency_budget_ms is None else f"{result.latency_budget_ms:.2f} ms"
@@ -428,7 +437,7 @@ def search(
                         else ("backbone", "teacher"))
     typer.echo(f"chosen {c.key}: fidelity error ({result.proxy} proxy) {c.fidelity:.4g}; {what} {c.how} "
                f"p{result.percentile:g} {c.measured_latency_ms:.2f} ms ({c.latency_vs_teacher:.2f} x the {teacher_is}'s "
-               f"{c.teacher_latency_ms:.2f} ms{readings_text(result.decision.get('teacher_at_readings_ms'))}; "
+               f"{c.teacher_latency_ms:.2f} ms{reference_text(result.decision)}; "
                f"budget {budget}), {memory} MiB, "
                f"backbone {c.params_m:.2f} M params (teacher {result.teacher_params_m:.2f} M)")
     if c.how == "predicted":

@@ -25,7 +25,7 @@ from rich.console import Console
 from bench.cores import cores_text, had_fewer_cores
 from bench.profile import DeviceProfile, load_profile
 from search.result import SearchResult
-from search.selection import readings_text
+from search.selection import reference_text
 from tocsr.app.estimate import RunEstimate
 from tocsr.core.artifacts import atomic_write_text
 from tocsr.core.distill.config import DEFAULT_PROXY
@@ -740,6 +740,7 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
             "latency_target_ms": res.decision.get("latency_target_ms"),
             "latency_guard": res.decision.get("latency_guard", 0.0),
             "teacher_p90_readings_ms": res.decision.get("teacher_at_readings_ms"),
+            "judged_against": res.decision.get("judged_against", "reference"),
             "cost_table_within_10pct": v.get("within_10pct"), "cost_table_holdout_n": v.get("n"),
             "cost_table_passes": v.get("passes"),
             "selection_rounds": res.selection_rounds, "chosen_found_by": c.found_by,
@@ -790,6 +791,12 @@ def row_budget_verdict(d: dict[str, Any]) -> str:
             + ("; the row's timing had fewer cores to itself than the search's (below), which moves a pipeline's "
                "ratio to the reference it is paired with (reports/evidence/latency-agreement/)" if busier else "")
             + ", so time it again on the device before shipping it at this budget")
+
+
+def teacher_how(d: dict[str, Any]) -> str:
+    """What follows the teacher as shipped's figure in a device's summary (search.selection.reference_text)."""
+    return reference_text({"teacher_at_readings_ms": d.get("teacher_p90_readings_ms"),
+                           "judged_against": d.get("judged_against")})
 
 
 def print_summary(console: Console, s: dict[str, Any]) -> None:
@@ -860,7 +867,7 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
             if d.get("latency_guard") and d.get("latency_target_ms") is not None:
                 console.print(f"{name}: chosen on a re-measured p90 <= {d['latency_target_ms']:.2f} ms: the "
                               f"{d['latency_budget_ms']:.2f} ms budget (the teacher as shipped p90 "
-                              f"{d['teacher_p90_ms']:.2f} ms{readings_text(d.get('teacher_p90_readings_ms'))}) "
+                              f"{d['teacher_p90_ms']:.2f} ms{teacher_how(d)}) "
                               f"less the profile's guard of "
                               f"{100 * d['latency_guard']:g}% (timing.latency_guard), what a second timing of one "
                               "model drifts by on this device", markup=False, highlight=False)

@@ -1,0 +1,114 @@
+"""Does judging candidates beside the teacher as shipped make the architecture chosen repeatable?
+
+Runs `tocsr search` on one run's profile, teacher, surrogates, cost table and parts, `--pairs` times in each of the
+two ways a `latency_vs_teacher` pipeline budget can be judged (`--judged-against`), alternating which goes first:
+- shipped: each candidate timed beside the teacher as shipped, the search's target from the cost model's teacher
+  as shipped (search.selection, SelectionConfig.judge_beside_shipped);
+- unet: each candidate timed beside the teacher UNet, against the teacher as shipped read just before (the way the
+  four searches of the sixty-sixth session chose four architectures).
+Identical inputs, the same seed and evaluations: what differs between searches of one way is the machine's moment.
+Prints and writes each search's choice, its target in teacher-UNet medians (what BO searched for), the teacher as
+shipped's figure and readings, and per way the architectures chosen and the spread of their sizes.
+
+    python reports/evidence/latency-agreement/searches_ab.py --run runs/quick [--pairs 3] [--evaluations 32] \
+        --out F.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+from tocsr.core.provenance import environment  # noqa: E402
+
+WAYS = ("shipped", "unet")
+
+
+def cost_table(run: Path) -> Path:
+    tables = sorted(p for p in (run / "costs").glob("*.json") if not p.name.endswith(".pipeline.json"))
+    if len(tables) != 1:
+        raise SystemExit(f"{len(tables)} cost tables under {run / 'costs'}: give the one to search on with --costs")
+    return tables[0]
+
+
+def one_search(run: Path, profile: str, costs: Path, way: str, evaluations: int, out: Path) -> dict:
+    cmd = [sys.executable, "-m", "tocsr", "search", "-p", str(run / "profiles" / f"{profile}.yaml"),
+           "--surrogates", str(run / "surrogates"), "--teacher", str(run / "teacher"),
+           "--costs", str(costs), "--parts", str(run / "parts"),
+           "--evaluations", str(evaluations), "--out", str(out), "--judged-against", way]
+    t0 = time.time()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    r = json.loads((out / "search_result.json").read_text())
+    d, c = r["decision"], r["chosen"]
+    chosen = [a for a in r["remeasured"] if a["key"] == c["key"]]
+    return {"way": way, "started_utc": time.strftime("%H:%M:%S", time.gmtime(t0)), "wall_s": time.time() - t0,
+            "chosen": c["key"], "params_m": c["params_m"], "chosen_p90_ms": c["measured_latency_ms"],
+            "target_ms": d["latency_target_ms"], "unet_ms": d["reference_ms"],
+            "target_in_unet_medians": d["latency_target_ms"] / d["reference_ms"],
+            "teacher_as_shipped_ms": d["teacher_at_ms"], "teacher_as_shipped_basis": d.get("teacher_at_basis"),
+            "teacher_as_shipped_readings_ms": d["teacher_at_readings_ms"],
+            "share_of_teacher_as_shipped": c["measured_latency_ms"] / d["teacher_at_ms"],
+            "chosen_predicted_ms": chosen[-1]["predicted"]["latency_ms"] if chosen else None,
+            "fidelity_error": c["fidelity"], "searched_below_budget_by": r["last_round_searched_below_budget_by"],
+            "cheapest_predicted_over_measured": r["cheapest"]["predicted_latency_ms"] / r["cheapest"]["latency_ms"],
+            "rounds": r["selection_rounds"], "evaluations": r["evaluations"], "revalidation": r["revalidation"],
+            "summary_line": done.stdout.strip().splitlines()[0] if done.stdout.strip() else ""}
+
+
+def summarize(rows: list[dict]) -> dict:
+    params = np.asarray([r["params_m"] for r in rows])
+    target = np.asarray([r["target_in_unet_medians"] for r in rows])
+    share = np.asarray([r["share_of_teacher_as_shipped"] for r in rows])
+    return {"searches": len(rows), "architectures": sorted({r["chosen"] for r in rows}),
+            "distinct_architectures": len({r["chosen"] for r in rows}),
+            "params_m_min": float(params.min()), "params_m_max": float(params.max()),
+            "share_min": float(share.min()), "share_max": float(share.max()),
+            "target_in_unet_medians_min": float(target.min()), "target_in_unet_medians_max": float(target.max())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--profile", default="cpu-2core")
+    ap.add_argument("--costs", type=Path, default=None, help="the run's cost table (default: the only one)")
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--evaluations", type=int, default=32)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--keep", type=Path, default=None, help="write each search's folder here (default: discarded)")
+    a = ap.parse_args()
+    costs = a.costs or cost_table(a.run)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = a.keep or Path(scratch)
+        for i in range(a.pairs):
+            for way in (WAYS if i % 2 == 0 else WAYS[::-1]):
+                row = one_search(a.run, a.profile, costs, way, a.evaluations, Path(tmp) / f"{way}-{i}")
+                rows.append(row)
+                print(f"{row['started_utc']} {way:8s} {row['chosen']} {row['params_m']:.3f} M; target "
+                      f"{row['target_in_unet_medians']:.3f} UNet medians; share of the teacher as shipped "
+                      f"{row['share_of_teacher_as_shipped']:.3f}; teacher as shipped {row['teacher_as_shipped_ms']:.2f} "
+                      f"ms ({row['teacher_as_shipped_basis']}), readings {row['teacher_as_shipped_readings_ms']}; "
+                      f"{row['wall_s']:.0f} s", flush=True)
+    doc = {"run": str(a.run), "profile": a.profile, "costs": str(costs), "evaluations": a.evaluations, "searches": rows,
+           "by_way": {w: summarize([r for r in rows if r["way"] == w]) for w in WAYS},
+           "environment": environment()}
+    for w, s in doc["by_way"].items():
+        print(f"{w}: {s['distinct_architectures']} architectures in {s['searches']} searches, "
+              f"{s['params_m_min']:.3f}-{s['params_m_max']:.3f} M at {s['share_min']:.3f}-{s['share_max']:.3f} of the "
+              f"teacher as shipped; target {s['target_in_unet_medians_min']:.3f}-"
+              f"{s['target_in_unet_medians_max']:.3f} UNet medians")
+    a.out.write_text(json.dumps(doc, indent=2))
+
+
+if __name__ == "__main__":
+    main()
