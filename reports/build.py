@@ -19,7 +19,7 @@ from reports.html import esc, img, page, rows_table, unavailable_notes
 from reports.plots import quality_vs_cost
 from reports.rows import ReportRow, flat, tocsr_row
 from search.result import SearchResult
-from search.selection import reference_text
+from search.selection import SHIPPED_JUDGED, reference_text
 from tocsr.core.artifacts import atomic_write_text, read_artifact, write_artifact
 from tocsr.core.errors import ArtifactError
 from tocsr.core.provenance import environment
@@ -93,7 +93,9 @@ def _selection(run: Path, report_rows: list[ReportRow]) -> tuple[str, list[tuple
                  f"{tl:.2f}{mark}{reference_text(r.decision)}", share,
                  f"{1 / c.latency_vs_teacher:.2f}x", f"{c.params_m:.3f}", f"{r.teacher_params_m / c.params_m:.1f}x",
                  f"{r.teacher_gmacs / c.gmacs:.1f}x" if c.gmacs and r.teacher_gmacs else "-",
-                 "-" if r.latency_budget_ms is None else f"{r.latency_budget_ms:.2f}",
+                 "-" if r.latency_budget_ms is None else f"{r.latency_budget_ms:.2f}"
+                 + (" (a share of the predicted teacher as shipped)"
+                    if r.decision.get("judged_against") == SHIPPED_JUDGED else ""),
                  f"{100 * r.cost_table_validation.get('within_10pct', 0):.0f}%"
                  + ("" if c.how == "measured" else " of whole-model rooflines"), str(r.evaluations)]
         rows.append("<tr>" + "".join(f"<td>{esc(x)}</td>" for x in cells) + "</tr>")

@@ -134,10 +134,10 @@ class SelectionConfig:
     # Where a `latency_vs_teacher` budget bounds a pipeline and the meter can pair a candidate with the teacher as
     # shipped (`measure_against_shipped`), the budget is kept as a share of it: the search's target is that share of
     # the cost model's own prediction of the teacher as shipped (the model's epoch, not the moment's), and each
-    # candidate is judged on its p90 over the teacher as shipped's p90 timed in the same rounds. Read against the
-    # teacher UNet at different moments instead, the two moved together by a fifth within minutes and the
-    # architecture chosen followed them (reports/evidence/latency-agreement/, "the budget's reference"). The
-    # readings of the teacher as shipped are then kept for the record only (one reading). False: as before.
+    # candidate is timed paired with the teacher as shipped and judged on that (`_measure_judged`). Read against the
+    # teacher UNet at different moments instead, the two moved together and the architecture chosen followed them
+    # (reports/evidence/latency-agreement/, "the budget's reference"). The teacher as shipped is then read once,
+    # for the record. False: as before.
     judge_beside_shipped: bool = True
 
     def caps(self, evaluations: int) -> list[int]:
@@ -150,7 +150,7 @@ class SelectionConfig:
 
 REFERENCE_JUDGED = "reference"
 SHIPPED_JUDGED = "teacher as shipped"
-# Measurement.extra key of a candidate's p90 over the teacher as shipped's, timed in the same rounds (SHIPPED_JUDGED)
+# Measurement.extra key of a candidate's latency at decision speed over the teacher as shipped's (SHIPPED_JUDGED)
 SHARE_KEY = "share_of_teacher_as_shipped"
 
 
@@ -170,10 +170,10 @@ class DecisionSpeed:
     # each reading of the teacher at the percentile, now, whose median `teacher_at_ms` is: the budget's spread
     teacher_at_readings_ms: tuple[float, ...] = ()
     # REFERENCE_JUDGED: a candidate's latency is its ratio to the teacher UNet at the percentile, at `reference_ms`.
-    # SHIPPED_JUDGED: its share of the teacher as shipped timed in the same rounds, times `teacher_at_ms`, which is
-    # then the cost model's prediction of the teacher as shipped at `reference_ms` (`teacher_at_basis`), and
+    # SHIPPED_JUDGED: it is timed paired with the teacher as shipped (`_measure_judged`), and `teacher_at_ms` is the
+    # cost model's prediction of the teacher as shipped at `reference_ms` (`teacher_at_basis`), with
     # `teacher_at_readings_ms` what was measured of it, for the record.
-    judged_against: str = "reference"
+    judged_against: str = REFERENCE_JUDGED
     teacher_at_basis: str = "measured"
     shipped_ratio_predicted: float | None = None     # the model's teacher as shipped, in UNet medians (SHIPPED_JUDGED)
 
@@ -514,9 +514,8 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
             # One point among the calibration set leaves the refit over-predicting here; searched at the
             # budget, nothing would be proposed and the cheapest would ship unsearched (a CI run on a
             # drifting machine did), or a model biased high steers to a backbone smaller than the budget allows
-            # (a pipeline model whose deployed parts were timed in a slow spell read the candidates' share of the
-            # teacher as shipped a fifth high, and four searches chose a backbone well under it: docs/status.md,
-            # sixty-seventh session). Search as far above the budget as the model over-predicts the measured
+            # (a pipeline model whose deployed parts were timed in a slow spell: docs/status.md, sixty-seventh
+            # session). Search as far above the budget as the model over-predicts the measured
             # cheapest; every pick is still judged on its own measurement, and a round whose picks miss searches
             # lower again.
             shortfall = 1 / over

@@ -131,6 +131,7 @@ def test_a_guarded_choice_says_what_it_was_chosen_at_and_an_over_budget_row_says
     print_summary(Console(file=buf, width=1000), {"devices": {"cpu-2core": device}, "report": "r/index.html",
                                                   "wall_s": 60.0, "stages_ran": [], "stages_skipped": []})
     lines = buf.getvalue().splitlines()
+    assert "29.10 (96.23)" in buf.getvalue() and "predicted" not in buf.getvalue()    # measured, read the old way
     chosen = next(ln for ln in lines if "chosen on a re-measured p90" in ln)
     assert ("<= 32.04 ms: the 35.60 ms budget (the teacher as shipped p90 96.23 ms (median of 3 readings in a "
             "row, 90.10-99.87 ms)) less the profile's guard of 10% (timing.latency_guard)") in chosen
@@ -141,7 +142,9 @@ def test_a_guarded_choice_says_what_it_was_chosen_at_and_an_over_budget_row_says
     buf = io.StringIO()
     print_summary(Console(file=buf, width=1000), {"devices": {"cpu-2core": beside}, "report": "r/index.html",
                                                   "wall_s": 60.0, "stages_ran": [], "stages_skipped": []})
-    chosen = next(ln for ln in buf.getvalue().splitlines() if "chosen on a re-measured p90" in ln)
+    printed = buf.getvalue()
+    assert "29.10 (96.23 predicted)" in printed and "35.60 predicted" in printed     # the table labels them too
+    chosen = next(ln for ln in printed.splitlines() if "chosen on a re-measured p90" in ln)
     assert ("(the teacher as shipped p90 96.23 ms as the cost model predicts it at this speed; measured 42.30 ms just "
             "before; each candidate judged on its share of it, timed in the same rounds)") in chosen
 

@@ -684,8 +684,8 @@ def test_a_relative_budget_is_the_median_of_several_readings_of_the_teacher_as_s
 
 def test_judged_beside_the_teacher_as_shipped_the_budget_does_not_follow_its_level_against_the_unet(space, profile,
                                                                                                    tmp_path):
-    """The teacher as shipped read against the teacher UNet moves by a fifth within minutes on a shared CPU, and
-    the whole pipelines with it (reports/evidence/latency-agreement/). Judged against the UNet, the search's
+    """The teacher as shipped read against the teacher UNet moves within minutes on a shared CPU, and the whole
+    pipelines with it (reports/evidence/latency-agreement/). Judged against the UNet, the search's
     target in the cost model's units follows that level at the decision's moment; judged beside the teacher as
     shipped, it is the budget's share of the model's own teacher as shipped, and each candidate's share is read
     in the same rounds as the teacher as shipped."""
