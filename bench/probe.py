@@ -231,6 +231,13 @@ def pipeline_builder(teacher, space: SearchSpace, bank: Mapping, scale: int, dec
     return build
 
 
+def teacher_as_shipped(teacher, space: SearchSpace, profile: DeviceProfile) -> Workload:
+    """The teacher as shipped (the teacher as backbone, the autoencoder's own parts) on the profile's LR batch: what a
+    `latency_vs_teacher` pipeline budget is a multiple of, as a reference workload to pair a pipeline with."""
+    model = pipeline_builder(teacher, space, {}, profile.resolution.scale)(space.all_teacher())
+    return Workload(SHIPPED_REFERENCE, model, (_pipeline_inputs(teacher, profile),), {})
+
+
 def tiny_decoder_for_cost() -> nn.Module:
     """A TinyDecoder of the shape the parts stage trains (tocsr.core.sr.parts.PartsConfig), for timing: cost
     does not depend on its weights."""
@@ -368,8 +375,8 @@ class DeployedPipelineMeter:
     def __init__(self, teacher, space: SearchSpace, bank: Mapping, profile: DeviceProfile,
                  decoder: nn.Module | None = None, encoder: nn.Module | None = None):
         self.profile, self.space = profile, space
+        self.teacher = teacher
         self.build = pipeline_builder(teacher, space, bank, profile.resolution.scale, decoder, encoder)
-        self.build_as_shipped = pipeline_builder(teacher, space, bank, profile.resolution.scale)
         self.lr = _pipeline_inputs(teacher, profile)
         self.args, self.kwargs = teacher_inputs(teacher, profile)
         self.reference = Workload("reference: teacher", teacher.unet, self.args, self.kwargs)
@@ -381,7 +388,7 @@ class DeployedPipelineMeter:
 
     def _teacher_as_shipped(self) -> Workload:
         if self._shipped is None:
-            self._shipped = Workload(SHIPPED_REFERENCE, self.build_as_shipped(self.space.all_teacher()), (self.lr,), {})
+            self._shipped = teacher_as_shipped(self.teacher, self.space, self.profile)
         return self._shipped
 
     def measure_teacher_as_shipped(self) -> Measurement:

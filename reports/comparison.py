@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.probe import teacher_reference
+from bench.probe import teacher_as_shipped, teacher_reference
 from bench.profile import DeviceProfile
 from reports.evaluate import LanczosSR, SRMethod, report_rows
 from reports.metrics import FULL_REFERENCE, NO_REFERENCE
@@ -25,6 +25,7 @@ from reports.protocol import (
     run_module_tiled,
 )
 from reports.rows import ReportRow, tocsr_method_name
+from search.selection import ShippedYardstick
 from tocsr.core.baselines import (
     BaselineTraining,
     Interpolate,
@@ -37,6 +38,7 @@ from tocsr.core.data import DataSplit, load_split
 from tocsr.core.errors import TocsrError
 from tocsr.core.imageio import save_png
 from tocsr.core.provenance import environment
+from tocsr.core.space import derive_search_space
 from tocsr.core.sr.data import sr_photographs
 from tocsr.core.sr.info import SRModelInfo
 from tocsr.core.sr.models import load_student
@@ -230,7 +232,8 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
                     baselines: tuple[str, ...], external: list[str], data: str | Path | None,
                     test_max_px: int = 384, baseline_max_steps: int | None = None, extra_metrics: tuple[str, ...] = FULL_REFERENCE + NO_REFERENCE,
                     kinds: tuple[str, ...] = ("bicubic", "realesrgan"), nodes=None,
-                    decision_speeds_ms: dict[str, float] | None = None) -> tuple[list[ReportRow], dict]:
+                    decision_speeds_ms: dict[str, float] | None = None,
+                    yardsticks: dict[str, ShippedYardstick] | None = None) -> tuple[list[ReportRow], dict]:
     """Rows for every method on every profile; returns (rows, what they were scored on and how trained).
 
     Fair by construction: the trained baselines see the training photographs and degradations the TOC-SR
@@ -240,7 +243,9 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
     photographs, which no training or selection path reads (tocsr.core.data.DataSplit). Each degradation's
     table is kept as an evaluation folder, <run>/eval/test-<degradation>/ (`tocsr report` renders it).
     `nodes`: profile name -> the bench.remote.RemoteDevice that profile's costs are measured on.
-    `decision_speeds_ms`: profile name -> the reference's ms when its search chose (reports.evaluate.report_rows)."""
+    `decision_speeds_ms`: profile name -> the reference's ms when its search chose (reports.evaluate.report_rows).
+    `yardsticks`: profile name -> how its search judged candidates beside the teacher as shipped, for those that did:
+    their TOC-SR rows are timed beside it and judged the same way (reports.evaluate.report_rows)."""
     methods: list[SRMethod] = []
     infos = []
     for i, (pname, d) in enumerate(sorted(sr_dirs.items())):
@@ -293,8 +298,9 @@ def compare_methods(run: Path, profiles: list[DeviceProfile], teacher, sr_dirs: 
     for m in methods:
         m.module.to("cpu")
     quality = {m.name: _quality(results, m.name) for m in methods}
+    space = derive_search_space(teacher.unet)
     rows = report_rows(methods, quality, profiles, lambda profile: teacher_reference(teacher, profile), nodes,
-                       decision_speeds_ms)
+                       decision_speeds_ms, lambda profile: teacher_as_shipped(teacher, space, profile), yardsticks)
     return rows, {"scale": scale, "patch_px": patch, "split": "test", "test_images": test_names,
                   "test_max_px": test_max_px, "train_images": sorted(p.name for p in train),
                   "baseline_budget_s": budget_s, "baselines_trained": trained,

@@ -15,7 +15,8 @@ from bench.measure import measure_workload
 from bench.profile import DeviceProfile, replace
 from bench.workloads import Workload
 from reports.metrics import MetricSuite
-from reports.rows import ReportRow
+from reports.rows import ReportRow, is_tocsr_method
+from search.selection import ShippedYardstick
 from tocsr.core.data import Photo
 from tocsr.core.provenance import environment
 from tocsr.core.sr.evaluate import eval_pairs
@@ -109,7 +110,9 @@ def evaluate_cost(method: SRMethod, profile: DeviceProfile, reference: Workload 
 def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], profiles: list[DeviceProfile],
                 reference: Callable[[DeviceProfile], Workload] | None = None,
                 nodes: Mapping[str, Any] | None = None,
-                decision_speeds_ms: Mapping[str, float] | None = None) -> list[ReportRow]:
+                decision_speeds_ms: Mapping[str, float] | None = None,
+                shipped: Callable[[DeviceProfile], Workload] | None = None,
+                yardsticks: Mapping[str, ShippedYardstick] | None = None) -> list[ReportRow]:
     """One row per profile x method. With `reference` (a workload per profile, e.g. the teacher UNet), every
     latency is measured paired with it and the rows of one profile are put at one speed of the machine:
     ms = the method's ratio to the reference x the reference's milliseconds at that speed, so a machine that
@@ -117,7 +120,9 @@ def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], pr
     `decision_speeds_ms` (the reference's median when the search chose the profile's model, the speed its latency
     budget and its measured latency are stated at), else the reference's median over this profile's rows.
     `nodes` maps a profile's name to the bench.remote.RemoteDevice its device is measured on (its rows carry
-    that node's provenance)."""
+    that node's provenance). A profile in `yardsticks` (its search judged candidates beside the teacher as shipped)
+    has its TOC-SR rows timed once more, paired with `shipped(profile)`, and judged as the search judged them:
+    `latency_share_of_shipped`, comparable with the search's chosen share and the budget's."""
     here = environment()
     rows = []
     for profile in profiles:
@@ -125,8 +130,8 @@ def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], pr
         env = node.provenance if node is not None else here
         ref = reference(profile) if reference is not None and profile.is_measured else None
         measured = [(m, evaluate_cost(m, profile, ref, node)) for m in methods]
-        yardsticks = [meas.paired.reference_ms for _, meas in measured if meas.paired is not None]
-        measured_speed_ms = float(np.median(yardsticks)) if yardsticks else None
+        reference_medians = [meas.paired.reference_ms for _, meas in measured if meas.paired is not None]
+        measured_speed_ms = float(np.median(reference_medians)) if reference_medians else None
         # A shared machine can run the same reference far slower in the eval stage than when the search chose minutes
         # before (reports/evidence/latency-agreement/): stated at the eval's speed, the chosen pipeline's row then
         # disagrees with the search's figure and its budget by as much. The search's speed puts a run in one frame.
@@ -137,8 +142,14 @@ def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], pr
               if decision_ms is not None and measured_speed_ms is not None else
               f"ms at one speed, where it takes {speed_ms:.3f} ms (its median over this profile's rows)"
               if speed_ms is not None else "")
+        yardstick = (yardsticks or {}).get(profile.name) if shipped is not None and profile.is_measured else None
+        ours = [m for m in methods if yardstick is not None and is_tocsr_method(m.name, profile.name)]
+        shipped_ref = shipped(profile) if ours else None
+        beside = {m.name: evaluate_cost(m, profile, shipped_ref, node) for m in ours}
         for m, meas in measured:
             lat, paired = meas.latency, meas.paired
+            judged = beside.get(m.name)
+            share = yardstick.share(judged.paired) if yardstick and judged and judged.paired is not None else None
             if paired is not None and speed_ms is not None:
                 median, p90 = paired.ms_at(50, speed_ms), paired.ms_at(profile.timing.percentile, speed_ms)
                 iqr, cv = (paired.ratio_at(75) - paired.ratio_at(25)) * speed_ms, paired.relative_cv
@@ -155,6 +166,7 @@ def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], pr
                 peak_memory_mib=meas.peak_memory_mib, energy_mj=meas.energy_mj_per_inference,
                 measurement_status=meas.status, quality=quality[m.name],
                 latency_vs_reference=paired.ratio if paired is not None else None,
+                latency_share_of_shipped=share,
                 provenance={"commit": env["git"]["sha"], "profile_sha256": profile.sha256,
                             "torch": env["packages"]["torch"], "cpu": env["cpu_model"], "measured_utc": env["created_utc"],
                             **({"host": env["hostname"], "ray_node_id": env["ray_node_id"]} if node is not None else {}),
@@ -168,6 +180,12 @@ def report_rows(methods: list[SRMethod], quality: dict[str, dict[str, dict]], pr
                                               if paired is not None else None),
                             "latency_samples": len(lat.samples_ms) if lat is not None else None,
                             "effective_cores": meas.extra.get("effective_cores"),
+                            **({"beside_teacher_as_shipped": {
+                                "yardstick": yardstick.to_dict(), "share": share,
+                                "ms_at_decision": share * yardstick.teacher_at_ms,
+                                "paired": judged.paired.summary(),   # its ratios are to the teacher as shipped
+                                "effective_cores": judged.extra.get("effective_cores"),
+                                "status": judged.status}} if share is not None else {}),
                             **({"timing": "few samples, one attempt: one call is many network calls "
                                           "(reports.evaluate.FEW_SAMPLES_KINDS)"}
                                if m.kind in FEW_SAMPLES_KINDS and lat is not None else {})}))

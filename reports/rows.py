@@ -25,6 +25,10 @@ class ReportRow:
     quality: dict[str, dict[str, Any]] = field(default_factory=dict)   # degradation -> metric -> value or {"unavailable": why}
     provenance: dict[str, Any] = field(default_factory=dict)
     latency_vs_reference: float | None = None   # median latency / the reference workload's, measured beside it
+    # A device whose search judged candidates beside the teacher as shipped (search.selection.ShippedYardstick): its
+    # TOC-SR row's latency at the profile's percentile as a share of the teacher as shipped, timed paired with it,
+    # what the device's `latency_vs_teacher` budget bounds. None for every other row.
+    latency_share_of_shipped: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

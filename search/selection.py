@@ -67,6 +67,7 @@ from bench.costtable import (
 from bench.measure import Measurement
 from bench.pipeline import PipelineCostModel
 from bench.profile import DeviceProfile, guarded_target_ms
+from bench.stats import PairedLatency
 from search.problem import Constraints, SearchProblem
 from search.run import evaluate_one
 from search.trials import Trial
@@ -155,6 +156,46 @@ SHARE_KEY = "share_of_teacher_as_shipped"
 
 
 @dataclass(frozen=True)
+class ShippedYardstick:
+    """How a pipeline timed paired with the teacher as shipped is judged against a search's budget (SHIPPED_JUDGED):
+    its samples over the teacher as shipped's median in the same rounds are rebased to teacher-UNet units through the
+    cost model's teacher as shipped (`shipped_ratio_predicted`), read at the decision's speed (`reference_ms`) and
+    put over the model's teacher as shipped at the percentile (`teacher_at_ms`). The search judges each candidate
+    this way; the eval stage judges the chosen model as trained the same way (reports.evaluate.report_rows), so the
+    two readings are comparable with each other and with the budget, whatever the cost model's error on the
+    teacher as shipped. Crosses from the search to the eval stage."""
+
+    reference_ms: float
+    shipped_ratio_predicted: float
+    teacher_at_ms: float
+    percentile: float
+    kind: str = "tocsr.shipped_yardstick"
+    version: int = 1
+
+    def ms_at_decision(self, paired: PairedLatency) -> float:
+        """The pipeline's milliseconds at the percentile, at the decision's speed, in the cost model's units of the
+        teacher as shipped (its share of it times the model's figure)."""
+        return paired.rebased(self.shipped_ratio_predicted).ms_at(self.percentile, self.reference_ms)
+
+    def share(self, paired: PairedLatency) -> float:
+        """The pipeline's latency at the percentile as a share of the teacher as shipped's: what a
+        `latency_vs_teacher` budget bounds, independent of the cost model's figure for the teacher as shipped."""
+        return self.ms_at_decision(paired) / self.teacher_at_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_decision(cls, decision: dict[str, Any]) -> ShippedYardstick | None:
+        """The yardstick of a search's decision (DecisionSpeed.to_dict, SearchResult.decision); None where its
+        candidates were not judged beside the teacher as shipped."""
+        if decision.get("judged_against") != SHIPPED_JUDGED or not decision.get("shipped_ratio_predicted"):
+            return None
+        return cls(float(decision["reference_ms"]), float(decision["shipped_ratio_predicted"]),
+                   float(decision["teacher_at_ms"]), float(decision["percentile"]))
+
+
+@dataclass(frozen=True)
 class DecisionSpeed:
     """How fast the machine runs when the choice is made, and the latency budget at that speed."""
 
@@ -181,6 +222,11 @@ class DecisionSpeed:
     def latency_target_ms(self) -> float | None:
         """What a candidate's measured latency must meet to be chosen: the budget less the guard."""
         return guarded_target_ms(self.latency_budget_ms, self.latency_guard)
+
+    @property
+    def yardstick(self) -> ShippedYardstick | None:
+        """How a candidate timed beside the teacher as shipped is judged; None where candidates are not."""
+        return ShippedYardstick.from_decision(dataclasses.asdict(self))
 
     @property
     def speed_vs_table(self) -> float:
@@ -281,12 +327,15 @@ def _measure_judged(meter: CandidateMeter, spec: ArchSpec, decision: DecisionSpe
     if decision.judged_against != SHIPPED_JUDGED:
         m = meter.measure(spec)
         return m, *_judge(m, decision, budgets)
+    yardstick = decision.yardstick
+    assert yardstick is not None, "judged beside the teacher as shipped without the model's figure for it"
     m = meter.measure_against_shipped(spec)
+    share = yardstick.share(m.paired) if m.paired is not None else None
     if m.paired is not None:
         m = dataclasses.replace(m, paired=m.paired.rebased(decision.shipped_ratio_predicted))
     ok, lat = _judge(m, decision, budgets)
-    if lat is not None:
-        m = dataclasses.replace(m, extra={**m.extra, SHARE_KEY: lat / decision.teacher_at_ms})
+    if share is not None and lat is not None:
+        m = dataclasses.replace(m, extra={**m.extra, SHARE_KEY: share})
     return m, ok, lat
 
 

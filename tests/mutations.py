@@ -112,6 +112,12 @@ MUTATIONS = (
     Mutation("a model biased high steers the search below the budget the measurements show is free",
              "search/selection.py", "        if problem.costs(cheapest).latency_ms > latency_target or over > 1 + tolerance:",
              "        if problem.costs(cheapest).latency_ms > latency_target:", ("tests/search/test_selection.py",)),
+    Mutation("a share of the teacher as shipped is its median ratio, not its percentile over the model's",
+             "search/selection.py", "        return self.ms_at_decision(paired) / self.teacher_at_ms\n",
+             "        return paired.ratio\n", ("tests/reports/test_reports.py",)),
+    Mutation("the report row of a choice judged on its share is judged in milliseconds against the budget",
+             "tocsr/app/mainjob.py", '    if judged_on_share(d) and d.get("report_row_share") is not None:\n        budget',
+             '    if False:\n        budget', ("tests/app/test_summary.py",)),
 )
 
 

@@ -198,6 +198,10 @@ def test_the_chosen_architecture_was_remeasured_within_its_budget(job):
     # the report's row of the deployed model is stated at the speed the search chose at, beside the search's figure
     assert summary["report_row_p90_ms"] > 0 and "search's decision speed" in summary["report_row_latency"]
     assert f"{result.decision_reference_ms:.3f} ms" in summary["report_row_latency"]
+    # judged beside the teacher as shipped, and the row timed beside it again and judged the same way
+    assert result.decision["judged_against"] == "teacher as shipped"
+    assert summary["chosen_share"] == pytest.approx(c.latency_vs_teacher) and 0 < summary["report_row_share"] < 1
+    assert summary["report_row_share_effective_cores"] is None or summary["report_row_share_effective_cores"]["min"] > 0
 
 
 def test_the_chosen_backbone_is_fine_tuned_and_the_sr_stage_starts_from_it(job):

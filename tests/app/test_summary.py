@@ -96,7 +96,7 @@ def _row_line(row_ms: float, **extra) -> str:
 
 def test_a_report_row_over_the_budget_the_search_met_is_called_out_with_the_gap_between_the_two_timings():
     over = _row_line(35.84)
-    assert "OVER the 34.33 ms budget by 4.4%" in over and "(31.30 ms) met" in over and "differ by +14.5%" in over
+    assert "OVER the budget of 34.33 ms by 4.4%" in over and "(31.30 ms) met" in over and "differ by +14.5%" in over
     assert over.startswith("cpu-2core: the report's row of the model as trained") and "time it again" in over
     within = _row_line(33.00)
     assert "OVER" not in within and within.endswith("(paired with reference: teacher UNet)")
@@ -109,10 +109,10 @@ def test_the_cores_each_timing_had_are_printed_and_an_over_budget_row_that_had_f
                          report_row_effective_cores={"min": row_min, "max": 1.95, "threads": 2, "probes": 2})
 
     busier = printed(35.84, 1.92, 1.10)
-    assert "OVER the 34.33 ms budget" in busier and "the row's timing had fewer cores to itself" in busier
+    assert "OVER the budget of 34.33 ms" in busier and "the row's timing had fewer cores to itself" in busier
     assert busier.endswith("; cores the timings had: the search's 1.9-2.0 of 2 cores, the row's 1.1-1.9 of 2 cores")
     same = printed(35.84, 1.92, 1.90)
-    assert "OVER the 34.33 ms budget" in same and "fewer cores" not in same and "the row's 1.9 of 2 cores" in same
+    assert "OVER the budget of 34.33 ms" in same and "fewer cores" not in same and "the row's 1.9 of 2 cores" in same
     within = printed(33.00, 1.92, 1.10)
     assert "OVER" not in within and "fewer cores" not in within and within.endswith("the row's 1.1-1.9 of 2 cores")
     assert "cores the timings had" not in printed(35.84, None, 1.10)     # a search from before the probe
@@ -136,17 +136,56 @@ def test_a_guarded_choice_says_what_it_was_chosen_at_and_an_over_budget_row_says
     assert ("<= 32.04 ms: the 35.60 ms budget (the teacher as shipped p90 96.23 ms (median of 3 readings in a "
             "row, 90.10-99.87 ms)) less the profile's guard of 10% (timing.latency_guard)") in chosen
     row = next(ln for ln in lines if "the report's row" in ln)
-    assert "OVER the 35.60 ms budget by 1.1%" in row and "more than the profile's guard of 10%" in row
-    # judged beside the teacher as shipped: its figure is the cost model's, and the one reading is the record's
-    beside = {**device, "judged_against": "teacher as shipped", "teacher_p90_readings_ms": [42.3]}
+    assert "OVER the budget of 35.60 ms by 1.1%" in row and "more than the profile's guard of 10%" in row
+
+
+def _judged_on_share(row_share: float | None, row_ms: float = 36.00) -> str:
+    """The summary of a pipeline device judged beside the teacher as shipped (the cost model puts it at 96.23 ms;
+    it measured 42.30 ms), chosen at 0.3024 of it; the report row timed beside it at `row_share`."""
+    device = {"latency_how": "measured", "test": {}, "architecture": "5e8d5d0404cd65cc", "measured_p90_ms": 29.10,
+              "teacher_p90_ms": 96.23, "latency_budget_ms": 35.60, "latency_target_ms": 32.04, "latency_guard": 0.1,
+              "cost_table_within_10pct": 1.0, "cost_table_holdout_n": 20, "params_m": 0.9, "teacher_params_m": 2.492,
+              "gmacs": 0.09, "teacher_gmacs": 0.13, "budget": "one-step SR pipeline p90 latency <= 0.37 x the teacher",
+              "report_row_p90_ms": row_ms, "report_row_latency": "paired with reference: teacher UNet",
+              "judged_against": "teacher as shipped", "teacher_p90_readings_ms": [42.3], "chosen_share": 0.3024,
+              "report_row_share": row_share,
+              "measured_effective_cores": {"min": 1.9, "max": 1.96, "threads": 2, "probes": 2},
+              "report_row_effective_cores": {"min": 1.95, "max": 1.96, "threads": 2, "probes": 2},
+              "report_row_share_effective_cores": {"min": 1.2, "max": 1.9, "threads": 2, "probes": 2},
+              "pipeline": {"validation": {"n": 6, "within_10pct": 0.83}, "line": "measured p90 29.10 ms",
+                           "teacher_backbone_share_predicted": 0.55}}
     buf = io.StringIO()
-    print_summary(Console(file=buf, width=1000), {"devices": {"cpu-2core": beside}, "report": "r/index.html",
+    print_summary(Console(file=buf, width=1000), {"devices": {"cpu-2core": device}, "report": "r/index.html",
                                                   "wall_s": 60.0, "stages_ran": [], "stages_skipped": []})
-    printed = buf.getvalue()
-    assert "29.10 (96.23 predicted)" in printed and "35.60 predicted" in printed     # the table labels them too
+    return buf.getvalue()
+
+
+def test_a_choice_judged_on_its_share_of_the_teacher_as_shipped_prints_the_share_and_says_the_ms_are_the_models():
+    printed = _judged_on_share(0.3500)
+    # the table: the teacher as shipped's figure and the budget are the cost model's; the shares are what was measured
+    assert "29.10 (96.23 predicted)" in printed and "35.60 predicted" in printed
+    assert "0.302 x the teacher, measured" in printed and "0.370 x the teacher" in printed
     chosen = next(ln for ln in printed.splitlines() if "chosen on a re-measured p90" in ln)
-    assert ("(the teacher as shipped p90 96.23 ms as the cost model predicts it at this speed; measured 42.30 ms just "
-            "before; each candidate judged on its share of it, timed in the same rounds)") in chosen
+    assert chosen.startswith("cpu-2core: chosen on a re-measured p90 <= 0.333 of the teacher as shipped, timed beside "
+                             "it: the budget of 0.370 of it less the profile's guard of 10%")
+    assert "the choice read 0.302" in chosen and "carry the cost model's error on the teacher as shipped" in chosen
+    assert ("29.10 of the teacher as shipped p90 96.23 ms as the cost model predicts it at this speed; measured 42.30 "
+            "ms just before") in chosen
+    # the row judged on its share too: 0.35 of the teacher as shipped is within 0.37 though 36.00 ms is over 35.60 ms
+    row = next(ln for ln in printed.splitlines() if "the report's row" in ln)
+    assert "timed again in the eval stage beside the teacher as shipped: p90 0.350 of it; beside the teacher UNet, " \
+           "p90 36.00 ms (paired with reference: teacher UNet)" in row and "OVER" not in row
+    assert row.endswith("the row's 1.2-1.9 of 2 cores")      # the cores of the timing judged, beside the shipped
+
+
+def test_a_row_over_the_budgets_share_is_called_out_in_shares_and_a_row_without_one_falls_back_to_milliseconds():
+    row = next(ln for ln in _judged_on_share(0.3885, row_ms=30.0).splitlines() if "the report's row" in ln)
+    assert ("p90 0.389 of it: OVER the budget of 0.370 of the teacher as shipped by 5.0%, which the search's "
+            "re-measurement (0.302 of the teacher as shipped) met; the two timings of this model differ by +28.5%") in row
+    assert "the row's timing had fewer cores to itself" in row
+    # an eval stage from before the row was timed beside the teacher as shipped: milliseconds, judged as before
+    old = next(ln for ln in _judged_on_share(None).splitlines() if "the report's row" in ln)
+    assert "eval stage: p90 36.00 ms" in old and "OVER the budget of 35.60 ms by 1.1%" in old
 
 
 def test_a_quality_verdict_is_printed_with_both_latencies_and_says_who_is_ahead_only_where_no_slower():

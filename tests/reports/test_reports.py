@@ -124,6 +124,56 @@ def test_report_rows_are_stated_at_the_speed_the_search_chose_at(cpu_profile):
                                                     * other.provenance["latency_speed"]["reference_ms"])
 
 
+def test_a_tocsr_row_is_timed_beside_the_teacher_as_shipped_and_judged_on_its_share_as_the_search_judged(cpu_profile):
+    # The search judged the choice on its share of the teacher as shipped, with the cost model's figure for that
+    # pipeline: the report's row of the model as trained must be judged the same way, or its milliseconds against the
+    # budget carry the model's error on the teacher as shipped (off by a fifth in one run).
+    from bench.workloads import Workload
+    from reports.evaluate import SRMethod, report_rows
+    from reports.rows import tocsr_method_name
+    from search.selection import ShippedYardstick
+
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.Conv2d(64, 64, 3, padding=1),
+                               torch.nn.Conv2d(64, 48, 3, padding=1), torch.nn.PixelShuffle(4))
+
+    class Thrice(torch.nn.Module):         # the teacher as shipped: three of the student's calls
+        def __init__(self):
+            super().__init__()
+            self.body = body
+
+        def forward(self, x):
+            return self.body(x) + self.body(x) + self.body(x)
+
+    ours = tocsr_method_name(cpu_profile.name)
+    methods = [SRMethod(ours, "one-step", body, False), SRMethod("srvgg", "classical", body, False)]
+    unet = Workload("reference", torch.nn.Conv2d(3, 64, 3, padding=1), (torch.rand(1, 3, 64, 64),))
+    side = cpu_profile.resolution.input_px
+    shipped = Workload("teacher as shipped", Thrice(), (torch.rand(1, 3, side, side) * 2 - 1,))
+    # the model puts the teacher as shipped at 2 UNets (median) and its p90 at 25 ms when the UNet takes 10
+    yardstick = ShippedYardstick(reference_ms=10.0, shipped_ratio_predicted=2.0, teacher_at_ms=25.0, percentile=90)
+    rows = report_rows(methods, {ours: {}, "srvgg": {}}, [cpu_profile], reference=lambda p: unet,
+                       shipped=lambda p: shipped, yardsticks={cpu_profile.name: yardstick})
+    mine, theirs = rows
+    assert theirs.latency_share_of_shipped is None and "beside_teacher_as_shipped" not in theirs.provenance
+    beside = mine.provenance["beside_teacher_as_shipped"]
+    # its p90 in medians of the teacher as shipped, over the model's p90 / median of that pipeline (1.25)
+    assert mine.latency_share_of_shipped == pytest.approx(beside["paired"]["ratio_p90"] / 1.25)
+    assert 0.2 < mine.latency_share_of_shipped < 0.4          # a third of the teacher as shipped
+    assert beside["ms_at_decision"] == pytest.approx(25.0 * mine.latency_share_of_shipped)
+    assert beside["yardstick"]["kind"] == "tocsr.shipped_yardstick" and beside["status"] in ("ok", "unstable")
+    # the model's figure for the teacher as shipped cancels from the share: twice as high a figure, the same share
+    # up to timing noise; another device's yardstick, or none, and the row is not timed beside it
+    doubled = dataclasses.replace(yardstick, shipped_ratio_predicted=4.0, teacher_at_ms=50.0)
+    again, _ = report_rows(methods, {ours: {}, "srvgg": {}}, [cpu_profile], reference=lambda p: unet,
+                           shipped=lambda p: shipped, yardsticks={cpu_profile.name: doubled})
+    assert again.latency_share_of_shipped == pytest.approx(
+        again.provenance["beside_teacher_as_shipped"]["paired"]["ratio_p90"] / 1.25)
+    other, _ = report_rows(methods, {ours: {}, "srvgg": {}}, [cpu_profile], reference=lambda p: unet,
+                           shipped=lambda p: shipped, yardsticks={"another-device": yardstick})
+    assert other.latency_share_of_shipped is None
+
+
 def test_a_multi_step_method_is_timed_with_few_samples_and_says_so(cpu_profile):
     # The SR teacher's one call is hundreds of UNet calls: under the profile's full timing its latency alone
     # took minutes of the main job. It gets two paired samples per round and one attempt; others are unchanged.
@@ -341,11 +391,14 @@ def test_the_report_says_the_chosen_models_two_timings_with_the_cores_each_had()
 
     from reports.build import _timed_twice
 
-    def said(search_cores, row_cores, how="measured"):
-        chosen = SimpleNamespace(how=how, measured_latency_ms=10.0, effective_cores=search_cores)
-        r = SimpleNamespace(profile_name="cpu-a", chosen=chosen)
+    def said(search_cores, row_cores, how="measured", decision=None, share=None):
+        chosen = SimpleNamespace(how=how, measured_latency_ms=10.0, effective_cores=search_cores,
+                                 teacher_latency_ms=40.0, latency_vs_teacher=0.25)
+        r = SimpleNamespace(profile_name="cpu-a", chosen=chosen, decision=decision or {}, latency_budget_ms=14.8)
         mine = dataclasses.replace(row("cpu-a", "tocsr-onestep (cpu-a, x)", 26.4, 1.0, 10.0, "one-step"),
-                                   provenance={"effective_cores": row_cores})
+                                   provenance={"effective_cores": row_cores,
+                                               "beside_teacher_as_shipped": {"effective_cores": busy}},
+                                   latency_share_of_shipped=share)
         other = row("cpu-b", "tocsr-onestep (cpu-b, x)", 26.4, 1.0, 20.0, "one-step")
         return _timed_twice(r, [other, mine])
 
@@ -359,6 +412,14 @@ def test_the_report_says_the_chosen_models_two_timings_with_the_cores_each_had()
     assert "fewer cores" in said(busy, idle)
     assert said(None, None).endswith("reading p90 10.00 ms; the report's row p90 11.00 ms (+10.0%)")   # not probed
     assert said(idle, idle, how="predicted") == ""
+    # judged beside the teacher as shipped, and the row timed beside it again: compared as shares, with the cores of
+    # that timing; a row of an eval stage from before (no share) is compared in milliseconds
+    beside = {"judged_against": "teacher as shipped"}
+    assert said(idle, idle, decision=beside, share=0.275) == (
+        "cpu-a: the chosen model timed twice beside the teacher as shipped, minutes apart: the search's deciding "
+        "reading p90 0.250 of it, with 1.9-2.0 of 2 cores; the report's row 0.275, with 1.1-1.9 of 2 cores (+10.0%); "
+        "the budget 0.370: one of them had fewer cores to itself, which moves a pipeline's ratio to its reference")
+    assert said(idle, idle, decision=beside).endswith("the report's row p90 11.00 ms, with 1.9-2.0 of 2 cores (+10.0%)")
 
 
 def test_the_report_says_which_cpu_allocator_state_the_search_timed_in():

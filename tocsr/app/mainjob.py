@@ -25,7 +25,7 @@ from rich.console import Console
 from bench.cores import cores_text, had_fewer_cores
 from bench.profile import DeviceProfile, load_profile
 from search.result import SearchResult
-from search.selection import SHIPPED_JUDGED, reference_text
+from search.selection import SHIPPED_JUDGED, ShippedYardstick, reference_text
 from tocsr.app.estimate import RunEstimate
 from tocsr.core.artifacts import atomic_write_text
 from tocsr.core.distill.config import DEFAULT_PROXY
@@ -586,15 +586,17 @@ def run_main_job(profiles: list[str], preset: str | RunPreset, out_dir: str | Pa
             bar.update(1)
         checkpoints = [{"spec": e, "file": file_fingerprint(e.partition("=")[2])} for e in external]
         speeds = {name: r.decision_reference_ms for name, r in chosen.items() if r.decision_reference_ms is not None}
+        yardsticks = {name: y for name, r in chosen.items() if (y := ShippedYardstick.from_decision(r.decision))}
         log.run("eval", {"sr": sr_shas, "profiles": [p.sha256 for p in loaded], "baselines": rp.baselines,
                          "baseline_max_steps": rp.baseline_max_steps, "test_max_px": rp.test_max_px,
-                         "external": checkpoints, "record": 3, "decision_speeds_ms": speeds,
+                         "external": checkpoints, "record": 4, "decision_speeds_ms": speeds,
+                         "yardsticks": {name: y.to_dict() for name, y in yardsticks.items()},
                          "baseline_init": BaselineTraining.init,
                          **({"ray_address": ray_address} if ray_address else {})},
                 lambda resume: stage_eval(out, profiles, teacher_dir, sr_dirs, rp.baselines, external=list(external),
                                           data=data, test_max_px=rp.test_max_px,
                                           baseline_max_steps=rp.baseline_max_steps, ray_address=ray_address,
-                                          decision_speeds_ms=speeds),
+                                          decision_speeds_ms=speeds, yardsticks=yardsticks),
                 out / "eval" / "rows.json")
         bar.update(1)
     from reports.build import build_report
@@ -736,6 +738,12 @@ def summarize(out: Path, chosen: dict[str, SearchResult], report_path: Path, wal
             "report_row_latency": row.provenance.get("latency") if row is not None else None,
             "measured_effective_cores": c.effective_cores,
             "report_row_effective_cores": row.provenance.get("effective_cores") if row is not None else None,
+            # judged beside the teacher as shipped (search.selection.ShippedYardstick): the choice's share of it, as
+            # the search read it, and the report row's, timed beside it again in the eval stage
+            "chosen_share": c.latency_vs_teacher,
+            "report_row_share": row.latency_share_of_shipped if row is not None else None,
+            "report_row_share_effective_cores": (row.provenance.get("beside_teacher_as_shipped") or {}).get(
+                "effective_cores") if row is not None else None,
             "latency_budget_ms": res.latency_budget_ms, "budget": res.budget_in_words,
             "latency_target_ms": res.decision.get("latency_target_ms"),
             "latency_guard": res.decision.get("latency_guard", 0.0),
@@ -767,9 +775,27 @@ def _finetune_summary(folder: Path) -> dict[str, Any] | None:
             "lines": r.describe()}
 
 
+def judged_on_share(d: dict[str, Any]) -> bool:
+    """Whether a device's choice was judged on its share of the teacher as shipped (search.selection.SHIPPED_JUDGED):
+    its milliseconds are then that share times the cost model's figure for the teacher as shipped, and the share is
+    the measured figure."""
+    return d.get("judged_against") == SHIPPED_JUDGED and d.get("chosen_share") is not None
+
+
+def _row_against_search(d: dict[str, Any]) -> tuple[float, float | None, float, str, dict | None]:
+    """(the report row's figure, the budget, the search's figure, how to print one, the cores the row's timing had):
+    shares of the teacher as shipped where both were timed beside it, else p90 milliseconds."""
+    if judged_on_share(d) and d.get("report_row_share") is not None:
+        budget = d.get("latency_budget_ms")
+        return (d["report_row_share"], None if budget is None else budget / d["teacher_p90_ms"], d["chosen_share"],
+                "{:.3f} of the teacher as shipped", d.get("report_row_share_effective_cores"))
+    return (d["report_row_p90_ms"], d.get("latency_budget_ms"), d["measured_p90_ms"], "{:.2f} ms",
+            d.get("report_row_effective_cores"))
+
+
 def cores_beside(d: dict[str, Any]) -> str:
     """How many cores the search's timing and the row's had (bench.cores), "" where either was not probed."""
-    search, row = d.get("measured_effective_cores"), d.get("report_row_effective_cores")
+    search, row = d.get("measured_effective_cores"), _row_against_search(d)[4]
     if not search or not row:
         return ""
     return f"; cores the timings had: the search's {cores_text(search)}, the row's {cores_text(row)}"
@@ -779,18 +805,46 @@ def row_budget_verdict(d: dict[str, Any]) -> str:
     """What a device's summary adds after the report row's latency where that row is over the budget the search met.
     The two are timings of one model minutes apart on a machine whose speed drifts: a user deciding to ship on that
     budget should see that the second one missed it, by how much the two disagree, and whether the second had
-    fewer cores to itself (a busy machine, not a slower model). "" where the row fits."""
-    row, budget, searched = d["report_row_p90_ms"], d.get("latency_budget_ms"), d["measured_p90_ms"]
+    fewer cores to itself (a busy machine, not a slower model). "" where the row fits. Judged beside the teacher as
+    shipped, both are shares of it, so the cost model's figure for that pipeline cancels."""
+    row, budget, searched, fmt, row_cores = _row_against_search(d)
     if budget is None or row <= budget:
         return ""
     guard = d.get("latency_guard") or 0.0
-    busier = had_fewer_cores(d.get("report_row_effective_cores"), d.get("measured_effective_cores"))
-    return (f": OVER the {budget:.2f} ms budget by {100 * (row / budget - 1):.1f}%, which the search's re-measurement "
-            f"({searched:.2f} ms) met; the two timings of this model differ by {100 * (row / searched - 1):+.1f}%"
+    busier = had_fewer_cores(row_cores, d.get("measured_effective_cores"))
+    return (f": OVER the budget of {fmt.format(budget)} by {100 * (row / budget - 1):.1f}%, which the search's "
+            f"re-measurement ({fmt.format(searched)}) met; the two timings of this model differ by "
+            f"{100 * (row / searched - 1):+.1f}%"
             + (f", more than the profile's guard of {100 * guard:g}% (timing.latency_guard) left free" if guard else "")
             + ("; the row's timing had fewer cores to itself than the search's (below), which moves a pipeline's "
                "ratio to the reference it is paired with (reports/evidence/latency-agreement/)" if busier else "")
             + ", so time it again on the device before shipping it at this budget")
+
+
+def row_line(name: str, d: dict[str, Any]) -> str:
+    """A device's summary line on the report row of its model as trained: its second timing, judged against the
+    budget as the search judged the choice (its share of the teacher as shipped, where the search judged on that),
+    and its p90 beside the teacher UNet, the unit every method of the report is compared in."""
+    unet = f"{d['report_row_p90_ms']:.2f} ms ({d['report_row_latency']})"
+    head = f"{name}: the report's row of the model as trained, timed again in the eval stage"
+    if judged_on_share(d) and d.get("report_row_share") is not None:
+        return (f"{head} beside the teacher as shipped: p90 {d['report_row_share']:.3f} of it{row_budget_verdict(d)}; "
+                f"beside the teacher UNet, p90 {unet}{cores_beside(d)}")
+    return f"{head}: p90 {unet}{row_budget_verdict(d)}{cores_beside(d)}"
+
+
+def chosen_on_share(name: str, d: dict[str, Any]) -> str:
+    """A device's summary line on a choice judged on its share of the teacher as shipped: the share it was chosen
+    at and read, and its milliseconds with where they come from (the cost model's figure for the teacher as
+    shipped, so they carry that model's error, and the share does not)."""
+    budget_share = d["latency_budget_ms"] / d["teacher_p90_ms"]
+    return (f"{name}: chosen on a re-measured p90 <= {d['latency_target_ms'] / d['teacher_p90_ms']:.3f} of the "
+            f"teacher as shipped, timed beside it: the budget of {budget_share:.3f} of it less the profile's guard of "
+            f"{100 * d['latency_guard']:g}% (timing.latency_guard), what a second timing of one model drifts by on "
+            f"this device; the choice read {d['chosen_share']:.3f}. In milliseconds: {d['measured_p90_ms']:.2f} of "
+            f"the teacher as shipped p90 {d['teacher_p90_ms']:.2f} ms{teacher_how(d)}, budget "
+            f"{d['latency_budget_ms']:.2f} ms; these carry the cost model's error on the teacher as shipped, the "
+            "shares do not")
 
 
 def teacher_how(d: dict[str, Any]) -> str:
@@ -824,8 +878,13 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         # judged beside the teacher as shipped, that pipeline's figure, and the budget a share of it, are the cost
         # model's (search.selection.SHIPPED_JUDGED)
         model = " predicted" if d.get("judged_against") == SHIPPED_JUDGED and not mark else ""
-        table.add_row(name, d["architecture"], f"{d['measured_p90_ms']:.2f} ({d['teacher_p90_ms']:.2f}{model}){mark}",
-                      fmt(d["latency_budget_ms"]) + model,
+        # ... and the share of it is what was measured of the choice
+        share = (f"\n{d['chosen_share']:.3f} x the teacher, measured" if model and judged_on_share(d) else "")
+        budget_share = (f"\n{d['latency_budget_ms'] / d['teacher_p90_ms']:.3f} x the teacher"
+                        if share and d["latency_budget_ms"] is not None else "")
+        table.add_row(name, d["architecture"],
+                      f"{d['measured_p90_ms']:.2f} ({d['teacher_p90_ms']:.2f}{model}){mark}{share}",
+                      fmt(d["latency_budget_ms"]) + model + budget_share,
                       "-" if within is None else f"{100 * within:.0f}% of {d['cost_table_holdout_n']}"
                       + (" (misses its bar)" if d.get("cost_table_passes") is False else ""),
                       f"{d['params_m']:.3f} ({d['teacher_params_m']:.3f})",
@@ -867,7 +926,9 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
             console.print(f"{name}: latencies are of the whole one-step SR call ({d['budget']}): {p['line']}; the "
                           f"teacher as backbone would be {100 * p['teacher_backbone_share_predicted']:.0f}% of its "
                           f"call; pipeline cost model: {within}")
-            if d.get("latency_guard") and d.get("latency_target_ms") is not None:
+            if d.get("latency_guard") and d.get("latency_target_ms") is not None and judged_on_share(d):
+                console.print(chosen_on_share(name, d), markup=False, highlight=False)
+            elif d.get("latency_guard") and d.get("latency_target_ms") is not None:
                 console.print(f"{name}: chosen on a re-measured p90 <= {d['latency_target_ms']:.2f} ms: the "
                               f"{d['latency_budget_ms']:.2f} ms budget (the teacher as shipped p90 "
                               f"{d['teacher_p90_ms']:.2f} ms{teacher_how(d)}) "
@@ -875,9 +936,7 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
                               f"{100 * d['latency_guard']:g}% (timing.latency_guard), what a second timing of one "
                               "model drifts by on this device", markup=False, highlight=False)
             if d.get("report_row_p90_ms") is not None and d["latency_how"] == "measured":
-                console.print(f"{name}: the report's row of the model as trained, timed again in the eval stage: p90 "
-                              f"{d['report_row_p90_ms']:.2f} ms ({d['report_row_latency']})"
-                              + row_budget_verdict(d) + cores_beside(d), markup=False, highlight=False)
+                console.print(row_line(name, d), markup=False, highlight=False)
             if d.get("parts_reason"):
                 console.print(f"{name}: parts deployed: {d['encoder']} encoder, {d['decoder']} decoder: "
                               f"{d['parts_reason']}")

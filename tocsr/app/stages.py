@@ -44,7 +44,7 @@ from search.parts import (
 from search.problem import Constraints, SearchProblem
 from search.result import SearchResult
 from search.run import run_search
-from search.selection import SelectionConfig, check_reachable, choose
+from search.selection import SelectionConfig, ShippedYardstick, check_reachable, choose
 from search.sweep import DEFAULT_EPS_REL, EpsSweep, carry_forward, eps_values
 from tocsr.core.artifacts import write_artifact
 from tocsr.core.distill.bank import new_bank
@@ -452,12 +452,14 @@ def stage_search_benchmark(teacher_dir, surrogates_dir, profile_ref, cost_table:
 def stage_eval(run_dir: str | Path, profiles: list[str], teacher_dir: str | Path, sr_dirs: dict[str, Path],
                baselines=("srvgg",), external: list[str] | None = None, data: str | Path | None = None,
                test_max_px: int = 384, baseline_max_steps: int | None = None,
-               ray_address: str | None = None, decision_speeds_ms: dict[str, float] | None = None) -> list[ReportRow]:
+               ray_address: str | None = None, decision_speeds_ms: dict[str, float] | None = None,
+               yardsticks: dict[str, ShippedYardstick] | None = None) -> list[ReportRow]:
     """Every method on every profile: quality once on the test photographs, cost per device; rows, the test
     tables and crops under <run>/eval (reports.comparison.compare_methods says what makes it fair). With
     `ray_address`, a profile naming `device.ray_resource` has its costs measured on that Ray node.
     `decision_speeds_ms` (profile name -> the teacher UNet's ms when its search chose) states each profile's
-    latencies at the speed its budget was (reports.evaluate.report_rows)."""
+    latencies at the speed its budget was (reports.evaluate.report_rows); `yardsticks` (profile name -> how its
+    search judged candidates beside the teacher as shipped) has its TOC-SR rows judged the same way."""
     run = Path(run_dir)
     loaded = [load_profile(p) for p in profiles]
     with ExitStack() as stack:
@@ -473,7 +475,7 @@ def stage_eval(run_dir: str | Path, profiles: list[str], teacher_dir: str | Path
                 nodes[p.name] = by_resource[key]
         rows, scored_on = compare_methods(run, loaded, load_teacher(teacher_dir), sr_dirs, tuple(baselines),
                                           list(external or []), data, test_max_px, baseline_max_steps, nodes=nodes,
-                                          decision_speeds_ms=decision_speeds_ms)
+                                          decision_speeds_ms=decision_speeds_ms, yardsticks=yardsticks)
     write_rows(rows, run / "eval", scored_on)
     return rows
 

@@ -8,6 +8,12 @@ room for. A guard g lets the row meet the budget whenever r <= 1 / (1 - g); this
 whose search confirmed its choice with a second reading (`SelectionConfig.confirm_choice`: earlier readings were
 biased low), the guard at the quantile asked for, and what that guard would have done in each run.
 
+Since the sixty-seventh session a `latency_vs_teacher` pipeline budget is judged on the choice's share of the teacher
+as shipped, timed beside it, with the cost model's figure for that pipeline as its milliseconds; since the
+sixty-eighth the eval stage times the row beside the teacher as shipped too (`report_row_share`), and r is the ratio
+of the two shares. A run in between has a search figure in the cost model's units and a row in the UNet's: its r
+mixes the two, so it is listed and left out of the quantile.
+
     python reports/evidence/latency-agreement/guard.py [--quantile 0.9] [--out guard.json]
 """
 from __future__ import annotations
@@ -35,8 +41,16 @@ def drifts(runs: Path, profile: str) -> list[dict]:
         d = json.loads(summary.read_text())["devices"].get(profile)
         if not d or d.get("report_row_p90_ms") is None or d.get("latency_budget_ms") is None:
             continue
+        shipped = d.get("judged_against") == "teacher as shipped"
+        if shipped and d.get("report_row_share") is not None:
+            compared, r = "shares beside the teacher as shipped", d["report_row_share"] / d["chosen_share"]
+            over = d["report_row_share"] > d["latency_budget_ms"] / d["teacher_p90_ms"]
+        else:
+            compared = "mixed units: left out" if shipped else "ms beside the teacher UNet"
+            r, over = d["report_row_p90_ms"] / d["measured_p90_ms"], d["report_row_p90_ms"] > d["latency_budget_ms"]
         out.append({"run": folder.name, "search_p90_ms": d["measured_p90_ms"], "row_p90_ms": d["report_row_p90_ms"],
-                    "budget_ms": d["latency_budget_ms"], "row_over_search": d["report_row_p90_ms"] / d["measured_p90_ms"],
+                    "budget_ms": d["latency_budget_ms"], "row_over_search": r, "compared": compared,
+                    "row_over_budget_as_run": over,
                     "guard_as_run": d.get("latency_guard") or 0.0,
                     # the fewest cores each timing had (bench.cores), in runs since the probe was recorded
                     "search_cores_min": (d.get("measured_effective_cores") or {}).get("min"),
@@ -50,21 +64,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quantile", type=float, default=0.9, help="the share of runs whose row the guard must keep in")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("guard.json"))
     args = ap.parse_args(argv)
-    rows = drifts(RUNS, args.profile)
+    every = drifts(RUNS, args.profile)
+    rows = [x for x in every if not x["compared"].startswith("mixed")]
     if len(rows) < 5:
         raise SystemExit(f"only {len(rows)} README runs of {args.profile} with a confirmed choice and a report row under "
                          f"{RUNS}: too few to read a guard from")
     r = np.array([x["row_over_search"] for x in rows])
     q = float(np.quantile(r, args.quantile))
     guard = max(0.0, 1 - 1 / q)
-    for x in rows:
-        x["row_over_budget_as_run"] = x["row_p90_ms"] > x["budget_ms"]
+    for x in every:
         x["row_over_budget_with_guard"] = x["row_over_search"] * (1 - guard) > 1
         print(f"{x['run']:28s} search {x['search_p90_ms']:6.2f}  row {x['row_p90_ms']:6.2f}  budget {x['budget_ms']:6.2f}"
-              f"  row/search {x['row_over_search']:.3f}  guard as run {x['guard_as_run']:g}"
+              f"  row/search {x['row_over_search']:.3f} ({x['compared']})  guard as run {x['guard_as_run']:g}"
               + (f"  cores search {x['search_cores_min']:.2f} row {x['row_cores_min']:.2f}"
                  if x["search_cores_min"] is not None and x["row_cores_min"] is not None else ""))
-    doc = {"profile": args.profile, "runs": rows, "n": len(rows), "quantile": args.quantile,
+    doc = {"profile": args.profile, "runs": every, "n": len(rows), "left_out": len(every) - len(rows),
+           "quantile": args.quantile,
            "row_over_search": {"median": float(np.median(r)), "std": float(np.std(r, ddof=1)), "min": float(r.min()),
                                "max": float(r.max()), "at_quantile": q},
            "guard": guard,
@@ -74,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
                    "the ratio r would have given had the search confirmed at the budget less the guard (an upper bound: a choice "
                    "is confirmed at or under it)"}
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"{len(rows)} runs: row/search median {np.median(r):.3f}, sd {np.std(r, ddof=1):.3f}, range "
+    print(f"{len(rows)} runs ({len(every) - len(rows)} left out, mixed units): row/search median {np.median(r):.3f}, sd {np.std(r, ddof=1):.3f}, range "
           f"{r.min():.3f}-{r.max():.3f}; quantile {args.quantile:g}: {q:.3f} -> guard {guard:.3f}; rows over the "
           f"budget as run: {doc['rows_over_budget_as_run']} of {len(rows)}, with the guard: "
           f"{doc['rows_over_budget_with_guard']}; wrote {args.out}")
