@@ -169,8 +169,8 @@ def test_a_choice_judged_on_its_share_of_the_teacher_as_shipped_prints_the_share
     assert chosen.startswith("cpu-2core: chosen on a re-measured p90 <= 0.333 of the teacher as shipped, timed beside "
                              "it: the budget of 0.370 of it less the profile's guard of 10%")
     assert "the choice read 0.302" in chosen and "carry the cost model's error on the teacher as shipped" in chosen
-    assert ("29.10 of the teacher as shipped p90 96.23 ms as the cost model predicts it at this speed; measured 42.30 "
-            "ms just before") in chosen
+    assert ("In milliseconds, the choice 29.10 and the budget 35.60, at the teacher as shipped p90 96.23 ms as the "
+            "cost model predicts it at this speed; measured 42.30 ms just before") in chosen
     # the row judged on its share too: 0.35 of the teacher as shipped is within 0.37 though 36.00 ms is over 35.60 ms
     row = next(ln for ln in printed.splitlines() if "the report's row" in ln)
     assert "timed again in the eval stage beside the teacher as shipped: p90 0.350 of it; beside the teacher UNet, " \

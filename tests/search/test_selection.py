@@ -21,6 +21,7 @@ from tests.simdevice import (
     SimulatedDevice,
     step,
 )
+from tocsr.core.errors import TocsrError
 
 
 def _table(space, profile, sim):
@@ -563,6 +564,28 @@ def test_a_model_biased_high_beyond_its_tolerance_is_searched_above_and_the_choi
     assert sel.shortfall < 1
     assert sel.choice.found_by == "search"
     assert 0.92 * sel.decision.latency_budget_ms < sel.choice.latency_ms <= sel.decision.latency_budget_ms
+
+
+def test_a_model_biased_high_within_its_tolerance_is_searched_above_only_by_the_continuous_upward_step(
+        space, profile, tmp_path):
+    """Every prediction ~6% slow, inside the table's tolerance: the step beyond the tolerance ignores it and searches
+    at the budget; the continuous one searches 6% above it (SelectionConfig.upward_step), and the choice is still
+    judged on its measurement."""
+    def run(step: str, folder: str):
+        sim = SimulatedDevice(space, jitter=0.005, burst_prob=0.0)
+        table = _measured_low(_table(space, profile, sim), 1.06)
+        budget = _with_budget(profile, latency_vs_teacher=3.0 * sim.true_ratio(table.cheapest(space)))
+        return choose(space, FakeFidelity(space), table, budget, SimMeter(sim, budget), _rounds(tmp_path / folder), 40,
+                      cfg=SelectionConfig(upward_step=step))
+
+    ignored, continuous = run("beyond tolerance", "a"), run("continuous", "b")
+    over = ignored.cheapest["predicted_latency_ms"] / ignored.cheapest["latency_ms"]
+    assert 1.02 < over < 1.1 and ignored.revalidation is None and continuous.revalidation is None
+    assert ignored.shortfall == 1.0
+    assert continuous.shortfall == pytest.approx(1 / over, rel=0.02) and continuous.choice.found_by == "search"
+    assert continuous.choice.latency_ms <= continuous.decision.latency_budget_ms
+    with pytest.raises(TocsrError, match="upward_step 'sideways'"):
+        run("sideways", "c")
 
 
 def test_with_a_guard_the_choice_leaves_room_for_a_second_timing_that_drifts_over_the_budget(space, profile, tmp_path):

@@ -407,6 +407,11 @@ def search(
                                             "cost model's teacher as shipped; 'unet' times it beside the teacher "
                                             "UNet against the teacher as shipped read just before (the earlier "
                                             "way, kept to compare the two)"),
+    upward_step: str = typer.Option("continuous", "--upward-step",
+                                    help="where the cost model over-predicts the measured cheapest candidate: "
+                                         "'continuous' searches above the target by whatever it over-predicts; "
+                                         "'beyond tolerance' only past the table's tolerance (the earlier way, kept "
+                                         "to compare; search.selection.SelectionConfig.upward_step)"),
 ) -> None:
     """ε-constrained search for the backbone that fits the device's budgets."""
     from search.selection import SelectionConfig, reference_text
@@ -419,13 +424,16 @@ def search(
     _check_proxy(proxy)
     if judged_against not in ("shipped", "unet"):
         raise typer.BadParameter(f"--judged-against {judged_against!r}: expected shipped or unet")
+    if upward_step not in ("beyond tolerance", "continuous"):
+        raise typer.BadParameter(f"--upward-step {upward_step!r}: expected 'beyond tolerance' or 'continuous'")
     with folder_lock(out, "search"):
         table_path = cost_table or out / "cost_table.json"
         table = (_cost_model(table_path, profile) if table_path.is_file()
                  else stage_costs(teacher, profile, table_path, ray_address=ray_address))
         result = stage_search(teacher, surrogates, profile, table, out, method, evaluations, seed, formulation,
                               eps_fid, complexity, proxy=proxy, ray_address=ray_address, parts_dir=parts,
-                              selection=SelectionConfig(judge_beside_shipped=judged_against == "shipped"),
+                              selection=SelectionConfig(judge_beside_shipped=judged_against == "shipped",
+                                                        upward_step=upward_step),
                               **({} if max_parts_loss_db is None else {"max_parts_loss_db": max_parts_loss_db}))
     c = result.chosen
     budget = "none" if result.latency_budget_ms is None else f"{result.latency_budget_ms:.2f} ms"

@@ -841,10 +841,10 @@ def chosen_on_share(name: str, d: dict[str, Any]) -> str:
     return (f"{name}: chosen on a re-measured p90 <= {d['latency_target_ms'] / d['teacher_p90_ms']:.3f} of the "
             f"teacher as shipped, timed beside it: the budget of {budget_share:.3f} of it less the profile's guard of "
             f"{100 * d['latency_guard']:g}% (timing.latency_guard), what a second timing of one model drifts by on "
-            f"this device; the choice read {d['chosen_share']:.3f}. In milliseconds: {d['measured_p90_ms']:.2f} of "
-            f"the teacher as shipped p90 {d['teacher_p90_ms']:.2f} ms{teacher_how(d)}, budget "
-            f"{d['latency_budget_ms']:.2f} ms; these carry the cost model's error on the teacher as shipped, the "
-            "shares do not")
+            f"this device; the choice read {d['chosen_share']:.3f}. In milliseconds, the choice "
+            f"{d['measured_p90_ms']:.2f} and the budget {d['latency_budget_ms']:.2f}, at the teacher as shipped p90 "
+            f"{d['teacher_p90_ms']:.2f} ms{teacher_how(d)}: they carry the cost model's error on the teacher as "
+            "shipped, the shares do not")
 
 
 def teacher_how(d: dict[str, Any]) -> str:

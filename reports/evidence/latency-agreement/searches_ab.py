@@ -1,7 +1,9 @@
-"""Does judging candidates beside the teacher as shipped make the architecture chosen repeatable?
+"""Does a way of choosing make the architecture chosen repeatable? Two ways, on identical inputs.
 
-Runs `tocsr search` on one run's profile, teacher, surrogates, cost table and parts, `--pairs` times in each of the
-two ways a `latency_vs_teacher` pipeline budget can be judged (`--judged-against`), alternating which goes first:
+Runs `tocsr search` on one run's profile, teacher, surrogates, cost table and parts, `--pairs` times in each of two
+ways, alternating which goes first. `--compare upward`: the first round's upward step where the cost model
+over-predicts the measured cheapest (`--upward-step continuous` against `beyond tolerance`). `--compare judged`
+(the default): the two ways a `latency_vs_teacher` pipeline budget can be judged (`--judged-against`):
 - shipped: each candidate timed beside the teacher as shipped, the search's target from the cost model's teacher
   as shipped (search.selection, SelectionConfig.judge_beside_shipped);
 - unet: each candidate timed beside the teacher UNet, against the teacher as shipped read just before (the way the
@@ -29,7 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from tocsr.core.provenance import environment  # noqa: E402
 
-WAYS = ("shipped", "unet")
+# --compare: the two ways searched, each the `tocsr search` options that make it
+COMPARISONS = {
+    "judged": {"shipped": ["--judged-against", "shipped"], "unet": ["--judged-against", "unet"]},
+    # both judged beside the teacher as shipped; how far the first round searches above the target where the cost
+    # model over-predicts the measured cheapest (search.selection.SelectionConfig.upward_step)
+    "upward": {"continuous": ["--upward-step", "continuous"],
+               "beyond-tolerance": ["--upward-step", "beyond tolerance"]},
+}
 
 
 def cost_table(run: Path) -> Path:
@@ -39,11 +48,12 @@ def cost_table(run: Path) -> Path:
     return tables[0]
 
 
-def one_search(run: Path, profile: str, costs: Path, way: str, evaluations: int, out: Path) -> dict:
+def one_search(run: Path, profile: str, costs: Path, way: str, options: list[str], evaluations: int, out: Path
+               ) -> dict:
     cmd = [sys.executable, "-m", "tocsr", "search", "-p", str(run / "profiles" / f"{profile}.yaml"),
            "--surrogates", str(run / "surrogates"), "--teacher", str(run / "teacher"),
            "--costs", str(costs), "--parts", str(run / "parts"),
-           "--evaluations", str(evaluations), "--out", str(out), "--judged-against", way]
+           "--evaluations", str(evaluations), "--out", str(out), *options]
     t0 = time.time()
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -58,6 +68,7 @@ def one_search(run: Path, profile: str, costs: Path, way: str, evaluations: int,
             "teacher_as_shipped_ms": d["teacher_at_ms"], "teacher_as_shipped_basis": d.get("teacher_at_basis"),
             "teacher_as_shipped_readings_ms": d["teacher_at_readings_ms"],
             "share_of_teacher_as_shipped": c["measured_latency_ms"] / d["teacher_at_ms"],
+            "cheapest_readings_ms": r["cheapest"].get("measurements_ms"),
             "chosen_predicted_ms": chosen[-1]["predicted"]["latency_ms"] if chosen else None,
             "fidelity_error": c["fidelity"], "searched_below_budget_by": r["last_round_searched_below_budget_by"],
             "cheapest_predicted_over_measured": r["cheapest"]["predicted_latency_ms"] / r["cheapest"]["latency_ms"],
@@ -69,10 +80,12 @@ def summarize(rows: list[dict]) -> dict:
     params = np.asarray([r["params_m"] for r in rows])
     target = np.asarray([r["target_in_unet_medians"] for r in rows])
     share = np.asarray([r["share_of_teacher_as_shipped"] for r in rows])
+    fid = np.asarray([r["fidelity_error"] for r in rows])
     return {"searches": len(rows), "architectures": sorted({r["chosen"] for r in rows}),
             "distinct_architectures": len({r["chosen"] for r in rows}),
             "params_m_min": float(params.min()), "params_m_max": float(params.max()),
             "share_min": float(share.min()), "share_max": float(share.max()),
+            "fidelity_error_min": float(fid.min()), "fidelity_error_max": float(fid.max()),
             "target_in_unet_medians_min": float(target.min()), "target_in_unet_medians_max": float(target.max())}
 
 
@@ -81,6 +94,8 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--profile", default="cpu-2core")
     ap.add_argument("--costs", type=Path, default=None, help="the run's cost table (default: the only one)")
+    ap.add_argument("--compare", choices=sorted(COMPARISONS), default="judged",
+                    help="judged: beside the teacher as shipped or the UNet; upward: the first round's upward step")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--evaluations", type=int, default=32)
     ap.add_argument("--out", type=Path, required=True)
@@ -90,23 +105,29 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         tmp = a.keep or Path(scratch)
+        ways = COMPARISONS[a.compare]
+        order = list(ways)
         for i in range(a.pairs):
-            for way in (WAYS if i % 2 == 0 else WAYS[::-1]):
-                row = one_search(a.run, a.profile, costs, way, a.evaluations, Path(tmp) / f"{way}-{i}")
+            for way in (order if i % 2 == 0 else order[::-1]):
+                row = one_search(a.run, a.profile, costs, way, ways[way], a.evaluations, Path(tmp) / f"{way}-{i}")
                 rows.append(row)
                 print(f"{row['started_utc']} {way:8s} {row['chosen']} {row['params_m']:.3f} M; target "
                       f"{row['target_in_unet_medians']:.3f} UNet medians; share of the teacher as shipped "
                       f"{row['share_of_teacher_as_shipped']:.3f}; teacher as shipped {row['teacher_as_shipped_ms']:.2f} "
                       f"ms ({row['teacher_as_shipped_basis']}), readings {row['teacher_as_shipped_readings_ms']}; "
+                      f"cheapest over-predicted x{row['cheapest_predicted_over_measured']:.3f}, searched below the "
+                      f"budget by {row['searched_below_budget_by']:.3f}; fidelity error {row['fidelity_error']:.4g}; "
                       f"{row['wall_s']:.0f} s", flush=True)
-    doc = {"run": str(a.run), "profile": a.profile, "costs": str(costs), "evaluations": a.evaluations, "searches": rows,
-           "by_way": {w: summarize([r for r in rows if r["way"] == w]) for w in WAYS},
+    doc = {"run": str(a.run), "profile": a.profile, "costs": str(costs), "evaluations": a.evaluations,
+           "compare": a.compare, "searches": rows,
+           "by_way": {w: summarize([r for r in rows if r["way"] == w]) for w in ways},
            "environment": environment()}
     for w, s in doc["by_way"].items():
         print(f"{w}: {s['distinct_architectures']} architectures in {s['searches']} searches, "
               f"{s['params_m_min']:.3f}-{s['params_m_max']:.3f} M at {s['share_min']:.3f}-{s['share_max']:.3f} of the "
               f"teacher as shipped; target {s['target_in_unet_medians_min']:.3f}-"
-              f"{s['target_in_unet_medians_max']:.3f} UNet medians")
+              f"{s['target_in_unet_medians_max']:.3f} UNet medians; fidelity error {s['fidelity_error_min']:.4g}-"
+              f"{s['fidelity_error_max']:.4g}")
     a.out.write_text(json.dumps(doc, indent=2))
 
 
