@@ -54,7 +54,8 @@ def drifts(runs: Path, profile: str) -> list[dict]:
                     "guard_as_run": d.get("latency_guard") or 0.0,
                     # the fewest cores each timing had (bench.cores), in runs since the probe was recorded
                     "search_cores_min": (d.get("measured_effective_cores") or {}).get("min"),
-                    "row_cores_min": (d.get("report_row_effective_cores") or {}).get("min")})
+                    "row_cores_min": (d.get("report_row_share_effective_cores" if compared.startswith("shares")
+                                            else "report_row_effective_cores") or {}).get("min")})
     return out
 
 
