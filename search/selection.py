@@ -144,9 +144,9 @@ class SelectionConfig:
     # (a model biased high). UPWARD_CONTINUOUS: by whatever its refit still over-predicts, so the target follows the
     # measured bias without a step. UPWARD_BEYOND_TOLERANCE (as before): only where that is beyond the table's
     # tolerance, so a bias read just under it is ignored and one just over moves the target by more than the
-    # tolerance. Searched at the target under a model biased high within its tolerance, the picks' fidelity error on
-    # the proxy was often tens of times that of picks searched above it (reports/evidence/latency-agreement/,
-    # "The upward step").
+    # tolerance. Searched at the target under a model biased high within its tolerance, the feasible set is smaller
+    # than the budget allows and the picks' fidelity error on the proxy ran worse than those searched above it
+    # (reports/evidence/latency-agreement/, "The upward step").
     upward_step: str = "continuous"
 
     def caps(self, evaluations: int) -> list[int]:
