@@ -132,7 +132,12 @@ def test_one_burst_on_the_cheapest_candidate_is_outvoted_not_reported_as_infeasi
                24, cfg=SelectionConfig(cheapest_remeasure=0))
 
 
-def test_when_predictions_are_low_near_the_budget_the_rounds_recalibrate_and_still_choose(space, profile, tmp_path):
+@pytest.mark.parametrize("probes", [0, 3], ids=["read at the cheapest", "read near the target"])
+def test_when_predictions_are_low_near_the_budget_the_rounds_recalibrate_and_still_choose(space, profile, tmp_path,
+                                                                                         probes):
+    """Read at the cheapest alone (`bias_probes` 0), a model biased low is seen only when the first round's picks
+    miss; read on candidates near the target, it is seen before the first round, the refit with them corrects it
+    and the first round's picks meet the budget."""
     sim = SimulatedDevice(space)
     table = _table(space, profile, sim)
     # a correction that predicts every candidate 12% too fast (the teacher too, but within
@@ -141,11 +146,19 @@ def test_when_predictions_are_low_near_the_budget_the_rounds_recalibrate_and_sti
     low = Correction(table.correction.kind, table.correction.intercept * 0.88,
                      {g: v * 0.88 for g, v in table.correction.slopes.items()}, table.correction.groups)
     biased = dataclasses.replace(table, correction=low)
-    cfg = SelectionConfig(per_round=2, rounds=3)
+    cfg = SelectionConfig(per_round=2, rounds=3, bias_probes=probes)
     sel = choose(space, FakeFidelity(space), biased, profile, SimMeter(sim, profile), _rounds(tmp_path), 40, cfg=cfg)
     first = [a for a in sel.attempts if a["round"] == 0]
+    assert sel.choice.latency_ms <= sel.decision.latency_budget_ms
+    if probes:
+        probed = sel.cheapest["boundary_probes"]
+        seen = [p / ms for p, ms in zip(probed["predicted_before_ms"], probed["measured_ms"], strict=True)]
+        assert all(0.84 < x < 0.92 for x in seen)              # the bias, seen before any round
+        assert abs(probed["searched_at_target_times"] - 1) < 0.05     # and refit away
+        assert sel.rounds == 1 and any(a["meets_budgets"] for a in first) and sel.choice.found_by == "search"
+        return
     assert first and not any(a["meets_budgets"] for a in first)
-    assert sel.rounds >= 2 and sel.choice.latency_ms <= sel.decision.latency_budget_ms
+    assert sel.rounds >= 2
     assert any(c.role == "selection" for c in sel.table.candidates)       # the misses were fed back
     assert sel.table.correction.intercept != low.intercept
     assert len(sel.trials) <= 40 and cfg.caps(40) == [32, 36, 40]
@@ -410,15 +423,21 @@ def test_bo_with_block_errors_chooses_on_the_simulated_device(space, profile, tm
 def _measured_low(table, factor: float):
     """The table as if every whole candidate had been measured `factor` times too fast while it was built
     (what a refit cannot undo: the few candidates measured when choosing are outnumbered)."""
+    return _built_with(table, lambda x: x * factor)
+
+
+def _built_with(table, reading):
+    """The table as if each whole candidate's samples (ratios to the reference) had read `reading(sample)` while it
+    was built, its correction fitted to them."""
     from bench.costtable import fit_correction
     from bench.stats import PairedLatency
 
-    def low(c):
+    def read(c):
         p = c.latency
         return dataclasses.replace(c, latency=PairedLatency(p.target, p.reference,
-                                                            tuple(x * factor for x in p.relative_samples), p.rounds))
+                                                            tuple(reading(x) for x in p.relative_samples), p.rounds))
 
-    cands = tuple(low(c) for c in table.candidates)
+    cands = tuple(read(c) for c in table.candidates)
     return dataclasses.replace(table, candidates=cands, correction=fit_correction(
         table_space(table), table.entries, [c for c in cands if c.role == "calibration"]))
 
@@ -534,31 +553,76 @@ def test_an_energy_budget_is_judged_on_the_remeasured_candidates(space, profile,
     assert free.choice.measurement.energy_mj_per_inference > budget
 
 
-def test_when_the_model_overpredicts_the_measured_cheapest_the_search_still_searches(space, profile, tmp_path):
+@pytest.mark.parametrize("probes", [0, 3], ids=["read at the cheapest", "read near the target"])
+def test_when_the_model_overpredicts_the_measured_cheapest_the_search_still_searches(space, profile, tmp_path, probes):
     """A CI run on a drifting machine: the cheapest candidate met the budget when measured, the refitted model
-    still put it over, so the search proposed nothing and the cheapest shipped unsearched."""
+    still put it over, so the search proposed nothing and the cheapest shipped unsearched. Whatever the candidates
+    near the target read, the first round searches at least up to the refit's prediction of the measured cheapest."""
     sim = SimulatedDevice(space)
     table = _measured_low(_table(space, profile, sim), 1.13)          # every prediction ~13% slow
     cheapest = table.cheapest(space)
     budget = _with_budget(profile, latency_vs_teacher=1.08 * sim.true_ratio(cheapest))
-    sel = choose(space, FakeFidelity(space), table, budget, SimMeter(sim, budget), _rounds(tmp_path), 24)
+    sel = choose(space, FakeFidelity(space), table, budget, SimMeter(sim, budget), _rounds(tmp_path), 24,
+                 cfg=SelectionConfig(bias_probes=probes))
     assert sel.cheapest["meets"] and sel.cheapest["predicted_latency_ms"] > sel.decision.latency_budget_ms
     assert sel.shortfall < 1 and sel.trials and sel.attempts
     assert sel.choice.latency_ms <= sel.decision.latency_budget_ms
     assert sel.choice.found_by == "search" and sel.choice.spec.key != cheapest.key
 
 
+class _SlowSpell(SimMeter):
+    """Readings number `first` to `last` (1-based, in the order taken) run `factor` times slow: a neighbour's job
+    that the pairing did not cancel."""
+
+    def __init__(self, sim, profile, first: int, last: int, factor: float):
+        super().__init__(sim, profile)
+        self.first, self.last, self.factor = first, last, factor
+
+    def measure(self, spec):
+        m = super().measure(spec)
+        if not self.first <= len(self.measured) <= self.last:
+            return m
+        p = m.paired
+        target = LatencyStats.from_samples([self.factor * x for x in p.target.samples_ms], p.target.timer,
+                                           p.target.warmup_iters)
+        slow = PairedLatency(target, p.reference, tuple(self.factor * r for r in p.relative_samples), p.rounds,
+                             p.attempts)
+        return dataclasses.replace(m, latency=target, paired=slow)
+
+
+def test_where_the_refit_puts_the_measured_cheapest_over_the_target_its_own_reading_steps(space, profile, tmp_path):
+    """Where the refit still predicts the measured cheapest over the target, the candidates predicted nearest the
+    target are all predicted above it, far from the boundary. Read in a slow spell, they would put the search's bound
+    below the cheapest and leave nothing to propose; the cheapest's own reading steps instead, and the search still
+    searches."""
+    sim = SimulatedDevice(space)
+    table = _measured_low(_table(space, profile, sim), 1.13)
+    cheapest = table.cheapest(space)
+    budget = _with_budget(profile, latency_vs_teacher=1.08 * sim.true_ratio(cheapest))
+    # readings: the teacher, the cheapest, then the three near the target
+    meter = _SlowSpell(sim, budget, first=3, last=5, factor=1.2)
+    sel = choose(space, FakeFidelity(space), table, budget, meter, _rounds(tmp_path), 24,
+                 cfg=SelectionConfig(bias_probes=3))
+    probed = sel.cheapest["boundary_probes"]
+    assert probed["over_predicted_median"] < 1 and probed["step_read_at"] == "cheapest"
+    assert probed["searched_at_target_times"] > 1.05 and sel.choice.found_by == "search"
+    assert sel.choice.latency_ms <= sel.decision.latency_budget_ms
+
+
+@pytest.mark.parametrize("probes", [0, 3], ids=["read at the cheapest", "read near the target"])
 def test_a_model_biased_high_beyond_its_tolerance_is_searched_above_and_the_choice_still_uses_the_budget(
-        space, profile, tmp_path):
+        space, profile, tmp_path, probes):
     """Every prediction ~14% slow (under the 15% at which the teacher's own reading sends the table to be
     re-validated), the cheapest predicted well under the budget: searched at the budget, the model would steer to
     a backbone that leaves about an eighth of it unused. The measured cheapest says by how much the model is high,
-    and the search looks that far above the budget; each pick is still judged on its measurement."""
+    and the search looks that far above the budget (read there or near the target: the bias is one factor); each
+    pick is still judged on its measurement."""
     sim = SimulatedDevice(space)
     table = _measured_low(_table(space, profile, sim), 1.14)
     cheapest = table.cheapest(space)
     budget = _with_budget(profile, latency_vs_teacher=3.0 * sim.true_ratio(cheapest))
-    sel = choose(space, FakeFidelity(space), table, budget, SimMeter(sim, budget), _rounds(tmp_path), 40)
+    sel = choose(space, FakeFidelity(space), table, budget, SimMeter(sim, budget), _rounds(tmp_path), 40,
+                 cfg=SelectionConfig(bias_probes=probes))
     assert sel.cheapest["predicted_latency_ms"] < sel.decision.latency_budget_ms       # not the over-budget case
     assert sel.cheapest["predicted_latency_ms"] > 1.1 * sel.cheapest["latency_ms"] and sel.revalidation is None
     assert sel.shortfall < 1
@@ -570,13 +634,13 @@ def test_a_model_biased_high_within_its_tolerance_is_searched_above_only_by_the_
         space, profile, tmp_path):
     """Every prediction ~6% slow, inside the table's tolerance: the step beyond the tolerance ignores it and searches
     at the budget; the continuous one searches 6% above it (SelectionConfig.upward_step), and the choice is still
-    judged on its measurement."""
+    judged on its measurement. (Both read the bias at the cheapest alone: `bias_probes` 0.)"""
     def run(step: str, folder: str):
         sim = SimulatedDevice(space, jitter=0.005, burst_prob=0.0)
         table = _measured_low(_table(space, profile, sim), 1.06)
         budget = _with_budget(profile, latency_vs_teacher=3.0 * sim.true_ratio(table.cheapest(space)))
         return choose(space, FakeFidelity(space), table, budget, SimMeter(sim, budget), _rounds(tmp_path / folder), 40,
-                      cfg=SelectionConfig(upward_step=step))
+                      cfg=SelectionConfig(upward_step=step, bias_probes=0))
 
     ignored, continuous = run("beyond tolerance", "a"), run("continuous", "b")
     over = ignored.cheapest["predicted_latency_ms"] / ignored.cheapest["latency_ms"]
@@ -586,6 +650,43 @@ def test_a_model_biased_high_within_its_tolerance_is_searched_above_only_by_the_
     assert continuous.choice.latency_ms <= continuous.decision.latency_budget_ms
     with pytest.raises(TocsrError, match="upward_step 'sideways'"):
         run("sideways", "c")
+
+
+def _offset(table, add: float):
+    """The table as if every whole candidate had been measured `add` x the reference slower while it was built: the
+    model over-predicts by a fixed amount, so by a larger share on small candidates than near a larger budget (what
+    fixed parts timed in a slow spell do to a pipeline model)."""
+    return _built_with(table, lambda x: x + add)
+
+
+def test_the_first_round_steps_by_the_bias_near_the_target_not_at_the_cheapest(space, profile, tmp_path):
+    """A model that over-predicts by a fixed amount is far more wrong, in share, at the cheapest candidate than at
+    the budget: stepped up by the cheapest's reading, the first round's picks land over the target and a second
+    round is spent (the README run of 97f0e25); read on candidates near the target (SelectionConfig.bias_probes),
+    the first round searches above it by about what the model over-predicts there, and its pick meets the target."""
+    def run(probes: int, folder: str):
+        sim = SimulatedDevice(space, jitter=0.005, burst_prob=0.0)
+        table = _offset(_table(space, profile, sim), 0.06)
+        budget = _with_budget(profile, latency_vs_teacher=2.5 * sim.true_ratio(table.cheapest(space)))
+        return choose(space, FakeFidelity(space), table, budget, SimMeter(sim, budget), _rounds(tmp_path / folder), 40,
+                      cfg=SelectionConfig(bias_probes=probes))
+
+    at_cheapest, near_target = run(0, "a"), run(3, "b")
+    over_cheapest = at_cheapest.cheapest["predicted_latency_ms"] / at_cheapest.cheapest["latency_ms"]
+    probes = near_target.cheapest["boundary_probes"]
+    assert len(probes["keys"]) == 3 and at_cheapest.revalidation is None and near_target.revalidation is None
+    target = near_target.decision.latency_target_ms
+    assert all(abs(ms / target - 1) < 0.25 for ms in probes["measured_ms"])          # measured near the target
+    before = [p / ms for p, ms in zip(probes["predicted_before_ms"], probes["measured_ms"], strict=True)]
+    assert 1.03 < min(before) and max(before) < over_cheapest - 0.05   # the model is high there, less than at the cheapest
+    first = [a for a in at_cheapest.attempts if a["round"] == 0]
+    assert first and all(not a["meets_budgets"] for a in first)                      # overshot: another round
+    assert at_cheapest.rounds >= 2
+    assert near_target.rounds == 1 and near_target.choice.found_by == "search"
+    assert near_target.choice.latency_ms <= near_target.decision.latency_target_ms
+    assert near_target.shortfall == pytest.approx(1 / probes["over_predicted_median"], rel=1e-6)
+    with pytest.raises(TocsrError, match="bias_probes -1"):
+        run(-1, "c")
 
 
 def test_with_a_guard_the_choice_leaves_room_for_a_second_timing_that_drifts_over_the_budget(space, profile, tmp_path):

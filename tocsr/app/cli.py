@@ -412,6 +412,10 @@ def search(
                                          "'continuous' searches above the target by whatever it over-predicts; "
                                          "'beyond tolerance' only past the table's tolerance (the earlier way, kept "
                                          "to compare; search.selection.SelectionConfig.upward_step)"),
+    bias_probes: int = typer.Option(0, "--bias-probes", min=0,
+                                    help="candidates near the target measured once each to read the cost model's "
+                                         "bias where the first round's picks land as well; 0 (default) reads it at "
+                                         "the cheapest candidate alone (search.selection.SelectionConfig.bias_probes)"),
 ) -> None:
     """ε-constrained search for the backbone that fits the device's budgets."""
     from search.selection import SelectionConfig, reference_text
@@ -433,7 +437,7 @@ def search(
         result = stage_search(teacher, surrogates, profile, table, out, method, evaluations, seed, formulation,
                               eps_fid, complexity, proxy=proxy, ray_address=ray_address, parts_dir=parts,
                               selection=SelectionConfig(judge_beside_shipped=judged_against == "shipped",
-                                                        upward_step=upward_step),
+                                                        upward_step=upward_step, bias_probes=bias_probes),
                               **({} if max_parts_loss_db is None else {"max_parts_loss_db": max_parts_loss_db}))
     c = result.chosen
     budget = "none" if result.latency_budget_ms is None else f"{result.latency_budget_ms:.2f} ms"
