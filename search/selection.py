@@ -40,6 +40,9 @@ The cost model predicts; only a measurement decides. `choose` runs in this order
    candidates; the trials are re-scored
    under it (their fidelity stands) and the search goes on. After the last round the best
    measured-feasible candidate is chosen (at worst the cheapest one, measured in step 3).
+   With `SelectionConfig.search_bound` "fixed" the search itself is bounded, in every round, by the cost model
+   as it stood before step 3 at the target widened by the table's tolerance; the round's bound and refit
+   only re-score its trials to pick which are measured, so the trials do not follow the moment's readings.
 
 Measuring is not done here: a `CandidateMeter` (bench.probe.DeployedCandidateMeter on a device)
 returns `bench.measure.Measurement`s whose latency is paired with the reference.
@@ -74,7 +77,7 @@ from bench.pipeline import PipelineCostModel
 from bench.profile import DeviceProfile, guarded_target_ms
 from bench.stats import PairedLatency
 from search.problem import Constraints, SearchProblem
-from search.run import evaluate_one
+from search.run import evaluate_one, rescore
 from search.trials import Trial
 from tocsr.core.errors import TocsrError
 from tocsr.core.space import TEACHER, ArchSpec, SearchSpace
@@ -163,6 +166,15 @@ class SelectionConfig:
     bias_probes: int = 0
     # candidates drawn (seeded, so the same inputs probe the same candidates) to find those nearest the target
     bias_probe_pool: int = 256
+    # What the search itself (BO's design, pool and proposals) is bounded by. SEARCH_BOUND_MOVING (the default): the
+    # round's bound, which follows the moment's readings (the upward step, each round's refit), so searches on
+    # identical inputs part from their first trial and chose as many architectures as searches. SEARCH_BOUND_FIXED:
+    # the cost model as it stood before any reading of this search, in its own units (`_fixed_bound_factor`),
+    # widened by the table's tolerance; the moment's readings decide only which of its trials are measured,
+    # re-scored under the round's bound. Bounded fixed, searches on identical inputs made the same trials and chose
+    # among the few best; what it costs in fidelity is not settled (reports/evidence/latency-agreement/, "A fixed
+    # search bound").
+    search_bound: str = "moving"
 
     def caps(self, evaluations: int) -> list[int]:
         """Evaluation cap of each round: the first gets all but the reserve, the last reaches `evaluations`."""
@@ -173,6 +185,7 @@ class SelectionConfig:
 
 
 UPWARD_BEYOND_TOLERANCE, UPWARD_CONTINUOUS = "beyond tolerance", "continuous"
+SEARCH_BOUND_MOVING, SEARCH_BOUND_FIXED = "moving", "fixed"
 REFERENCE_JUDGED = "reference"
 SHIPPED_JUDGED = "teacher as shipped"
 # Measurement.extra key of a candidate's latency at decision speed over the teacher as shipped's (SHIPPED_JUDGED)
@@ -562,6 +575,13 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
         return SearchProblem(space, fidelity, t.at_reference(ref_now), searched, formulation, complexity)
 
     problem = problem_for(table)
+    if cfg.search_bound not in (SEARCH_BOUND_MOVING, SEARCH_BOUND_FIXED):
+        raise TocsrError(f"SelectionConfig.search_bound {cfg.search_bound!r}: expected {SEARCH_BOUND_MOVING!r} or "
+                         f"{SEARCH_BOUND_FIXED!r}")
+    searched = None
+    if cfg.search_bound == SEARCH_BOUND_FIXED and device_budgets and latency_target is not None:
+        searched = problem_for(table, 1 / _fixed_bound_factor(problem, table, space, decision, latency_target,
+                                                               profile.budgets.latency_vs_teacher is not None))
     measured: dict[str, tuple[ArchSpec, Measurement, bool, float | None]] = {}
     cheapest_doc: dict[str, Any] = {}
     if device_budgets:
@@ -613,7 +633,7 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
     caps = cfg.caps(evaluations)
     chosen: Choice | None = None
     for round_, cap in enumerate(caps):
-        trials = search_round(problem, cap)
+        trials = search_round(problem, cap) if searched is None else rescore(search_round(searched, cap), problem)
         ranked = sorted((t for t in trials if t.feasible and t.objective is not None and t.key not in measured),
                         key=lambda t: t.objective)
         failed, failed_ms = [], []
@@ -632,6 +652,7 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
             attempts.append({"round": round_, "key": t.key, "predicted": t.costs, "latency_ms_at_decision": lat,
                              "first_reading_ms_at_decision": first_ms,
                              "searched_below_ms": problem.constraints.latency_ms,
+                             "bo_bounded_by_ms": (searched or problem).constraints.latency_ms,
                              "measured_p_ms_raw": m.latency_at_ms(q), "ratio": m.paired.ratio if m.paired else None,
                              SHARE_KEY: m.extra.get(SHARE_KEY),
                              "peak_memory_mib": m.peak_memory_mib, "status": m.status, "meets_budgets": ok,
@@ -663,6 +684,22 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
         chosen = _best_measured(fidelity, problem, measured, trials)
     return Selection(chosen, decision, table, trials, attempts, len({a["round"] for a in attempts}) or 1,
                      cheapest_doc, revalidation, teacher, problem, shortfall)
+
+
+def _fixed_bound_factor(problem: SearchProblem, table: CostTable | PipelineCostModel, space: SearchSpace,
+                        decision: DecisionSpeed, latency_target: float, relative: bool) -> float:
+    """SelectionConfig.search_bound "fixed": the search's bound over the target. In the cost model's own units, so
+    that neither the moment's reading of the teacher nor a re-validation's scaling moves it: a target that is a
+    share of a teacher read now is restated as that share of the model's own teacher (where the target already is,
+    judged beside the teacher as shipped, this is 1); then widened by the table's tolerance, and never below the
+    model's own cheapest (where the model puts that over the target, the measured cheapest may still meet it)."""
+    epoch = 1.0
+    if relative and decision.judged_against != SHIPPED_JUDGED:
+        teacher_model = table.with_parts("kl", "kl") if isinstance(table, PipelineCostModel) else table
+        epoch = (teacher_model.at_reference(decision.reference_ms).predict_latency_at_ms(space.all_teacher())
+                 / decision.teacher_at_ms)
+    reach = max(1.0, problem.costs(table.cheapest(space)).latency_ms / (epoch * latency_target))
+    return epoch * reach * (1 + table.bar.tolerance)
 
 
 def _step_from_boundary(space: SearchSpace, table: CostTable | PipelineCostModel, meter: CandidateMeter,

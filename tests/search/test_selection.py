@@ -689,6 +689,40 @@ def test_the_first_round_steps_by_the_bias_near_the_target_not_at_the_cheapest(s
         run(-1, "c")
 
 
+def test_with_a_fixed_search_bound_searches_at_different_moments_make_the_same_trials(space, profile, tmp_path):
+    """Identical inputs, two moments: the cheapest reads differently, so the upward step and the refit differ. Bounded
+    by each round's target (the default), the two searches draw different trials from the first; bounded by the cost
+    model as it stood before the readings (SelectionConfig.search_bound "fixed"), they draw the same trials, and the
+    readings decide only which are measured; each choice still meets the budget."""
+    def run(bound: str, moment: int, folder: str):
+        sim = SimulatedDevice(space, jitter=0.03, burst_prob=0.0)
+        table = _measured_low(_table(space, profile, sim), 1.06)
+        budget = _with_budget(profile, latency_vs_teacher=3.0 * sim.true_ratio(table.cheapest(space)))
+        meter = SimMeter(sim, budget)
+        for _ in range(moment):                          # the machine's moment: other readings before this search
+            meter.measure(space.all_teacher())
+        return choose(space, FakeFidelity(space), table, budget, meter, _rounds(tmp_path / folder), 40,
+                      cfg=SelectionConfig(search_bound=bound))
+
+    moving = [run("moving", m, f"moving-{m}") for m in (0, 1)]
+    fixed = [run("fixed", m, f"fixed-{m}") for m in (0, 1)]
+    steps = [sel.cheapest["predicted_latency_ms"] / sel.cheapest["latency_ms"] for sel in fixed]
+    assert abs(steps[0] - steps[1]) > 0.005                              # the two moments read differently
+    assert [t.key for t in moving[0].trials] != [t.key for t in moving[1].trials]
+    assert [t.key for t in fixed[0].trials][:32] == [t.key for t in fixed[1].trials][:32]
+    # the bound in the model's units (ms over the reference's median now) is one figure, in every round of both
+    # searches, though the two read the teacher, and so the target, differently
+    bounds = [a["bo_bounded_by_ms"] / sel.decision.reference_ms for sel in fixed for a in sel.attempts]
+    assert len(bounds) >= 2 and max(bounds) == pytest.approx(min(bounds), rel=1e-9)
+    targets = [sel.decision.latency_target_ms / sel.decision.reference_ms for sel in fixed]
+    assert abs(targets[0] / targets[1] - 1) > 1e-4
+    assert min(bounds) > (1 + fixed[0].table.bar.tolerance) * min(targets) * 0.97
+    for sel in fixed:
+        assert sel.choice.found_by == "search" and sel.choice.latency_ms <= sel.decision.latency_target_ms
+    with pytest.raises(TocsrError, match="search_bound 'loose'"):
+        run("loose", 0, "x")
+
+
 def test_with_a_guard_the_choice_leaves_room_for_a_second_timing_that_drifts_over_the_budget(space, profile, tmp_path):
     """On a machine whose speed moves between stages, the chosen model timed again minutes later (the report's row)
     drifts from the search's confirmed reading. Here every candidate runs 9% slower against the reference after the

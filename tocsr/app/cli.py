@@ -416,6 +416,11 @@ def search(
                                     help="candidates near the target measured once each to read the cost model's "
                                          "bias where the first round's picks land as well; 0 (default) reads it at "
                                          "the cheapest candidate alone (search.selection.SelectionConfig.bias_probes)"),
+    search_bound: str = typer.Option("moving", "--search-bound",
+                                     help="'moving' (default): the search is bounded by each round's target, which "
+                                          "follows the moment's readings; 'fixed': by the cost model as it stood "
+                                          "before them, at the target plus its tolerance, the readings deciding only "
+                                          "which trials are measured (search.selection.SelectionConfig.search_bound)"),
 ) -> None:
     """ε-constrained search for the backbone that fits the device's budgets."""
     from search.selection import SelectionConfig, reference_text
@@ -430,6 +435,8 @@ def search(
         raise typer.BadParameter(f"--judged-against {judged_against!r}: expected shipped or unet")
     if upward_step not in ("beyond tolerance", "continuous"):
         raise typer.BadParameter(f"--upward-step {upward_step!r}: expected 'beyond tolerance' or 'continuous'")
+    if search_bound not in ("moving", "fixed"):
+        raise typer.BadParameter(f"--search-bound {search_bound!r}: expected moving or fixed")
     with folder_lock(out, "search"):
         table_path = cost_table or out / "cost_table.json"
         table = (_cost_model(table_path, profile) if table_path.is_file()
@@ -437,7 +444,8 @@ def search(
         result = stage_search(teacher, surrogates, profile, table, out, method, evaluations, seed, formulation,
                               eps_fid, complexity, proxy=proxy, ray_address=ray_address, parts_dir=parts,
                               selection=SelectionConfig(judge_beside_shipped=judged_against == "shipped",
-                                                        upward_step=upward_step, bias_probes=bias_probes),
+                                                        upward_step=upward_step, bias_probes=bias_probes,
+                                                        search_bound=search_bound),
                               **({} if max_parts_loss_db is None else {"max_parts_loss_db": max_parts_loss_db}))
     c = result.chosen
     budget = "none" if result.latency_budget_ms is None else f"{result.latency_budget_ms:.2f} ms"

@@ -4,7 +4,7 @@ Runs `tocsr search` on one run's profile, teacher, surrogates, cost table and pa
 ways, alternating which goes first. `--compare upward`: the first round's upward step where the cost model
 over-predicts the measured cheapest (`--upward-step continuous` against `beyond tolerance`). `--compare probes`:
 where that step reads the model's bias (`--bias-probes 3`, near the target, against `0`, the cheapest alone).
-`--compare judged`
+`--compare bound`: what bounds the search itself (`--search-bound fixed` against `moving`). `--compare judged`
 (the default): the two ways a `latency_vs_teacher` pipeline budget can be judged (`--judged-against`):
 - shipped: each candidate timed beside the teacher as shipped, the search's target from the cost model's teacher
   as shipped (search.selection, SelectionConfig.judge_beside_shipped);
@@ -43,6 +43,9 @@ COMPARISONS = {
     # both continuous; where the first round's step reads the model's bias: at three candidates near the target and
     # the cheapest, or at the cheapest alone (SelectionConfig.bias_probes)
     "probes": {"near-target": ["--bias-probes", "3"], "cheapest": ["--bias-probes", "0"]},
+    # what bounds the search itself: the cost model before this search's readings at a fixed bound, or each round's
+    # target (SelectionConfig.search_bound)
+    "bound": {"fixed": ["--search-bound", "fixed"], "moving": ["--search-bound", "moving"]},
 }
 
 
@@ -121,7 +124,7 @@ def main() -> None:
     ap.add_argument("--costs", type=Path, default=None, help="the run's cost table (default: the only one)")
     ap.add_argument("--compare", choices=sorted(COMPARISONS), default="judged",
                     help="judged: beside the teacher as shipped or the UNet; upward: the first round's upward "
-                         "step; probes: where that step reads the model's bias")
+                         "step; probes: where that step reads the model's bias; bound: what bounds the search")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--evaluations", type=int, default=32)
     ap.add_argument("--out", type=Path, required=True)
