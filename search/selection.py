@@ -171,9 +171,10 @@ class SelectionConfig:
     # identical inputs part from their first trial and chose as many architectures as searches. SEARCH_BOUND_FIXED:
     # the cost model as it stood before any reading of this search, in its own units (`_fixed_bound_factor`),
     # widened by the table's tolerance; the moment's readings decide only which of its trials are measured,
-    # re-scored under the round's bound. Bounded fixed, searches on identical inputs made the same trials and chose
-    # among the few best; what it costs in fidelity is not settled (reports/evidence/latency-agreement/, "A fixed
-    # search bound").
+    # re-scored under the round's bound. Bounded fixed, searches on identical inputs made the same trials; but BO's
+    # trials crowd the bound they are searched under, so where the moment's bound sat below them none could be
+    # measured (a round that finds none releases the bound: see `choose`), and on one run's inputs the fixed search
+    # chose no more repeatably and worse (reports/evidence/latency-agreement/, "A fixed search bound").
     search_bound: str = "moving"
 
     def caps(self, evaluations: int) -> list[int]:
