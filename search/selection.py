@@ -42,7 +42,8 @@ The cost model predicts; only a measurement decides. `choose` runs in this order
    measured-feasible candidate is chosen (at worst the cheapest one, measured in step 3).
    With `SelectionConfig.search_bound` "fixed" the search itself is bounded, in every round, by the cost model
    as it stood before step 3 at the target widened by the table's tolerance; the round's bound and refit
-   only re-score its trials to pick which are measured, so the trials do not follow the moment's readings.
+   only re-score its trials to pick which are measured, so the trials do not follow the moment's readings
+   (a round that finds none of them under its bound releases the fixed bound for the rounds after it).
 
 Measuring is not done here: a `CandidateMeter` (bench.probe.DeployedCandidateMeter on a device)
 returns `bench.measure.Measurement`s whose latency is paired with the reference.
@@ -501,6 +502,16 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
     if table.scope != profile.budgets.scope:
         raise TocsrError(f"profile {profile.name!r} bounds the {profile.budgets.scope} (budgets.scope) and the cost "
                          f"model predicts the {table.scope}: give the matching model (bench.pipeline.load_cost_model)")
+    # a bad configuration is refused before minutes of measuring
+    if cfg.upward_step not in (UPWARD_BEYOND_TOLERANCE, UPWARD_CONTINUOUS):
+        raise TocsrError(f"SelectionConfig.upward_step {cfg.upward_step!r}: expected {UPWARD_BEYOND_TOLERANCE!r} or "
+                         f"{UPWARD_CONTINUOUS!r}")
+    if cfg.bias_probes < 0:
+        raise TocsrError(f"SelectionConfig.bias_probes {cfg.bias_probes}: expected 0 (read the model's bias at the "
+                         "cheapest candidate) or more (also at that many candidates near the target)")
+    if cfg.search_bound not in (SEARCH_BOUND_MOVING, SEARCH_BOUND_FIXED):
+        raise TocsrError(f"SelectionConfig.search_bound {cfg.search_bound!r}: expected {SEARCH_BOUND_MOVING!r} or "
+                         f"{SEARCH_BOUND_FIXED!r}")
     q = profile.timing.percentile
     teacher = meter.measure(space.all_teacher())
     if teacher.paired is None:
@@ -576,9 +587,6 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
         return SearchProblem(space, fidelity, t.at_reference(ref_now), searched, formulation, complexity)
 
     problem = problem_for(table)
-    if cfg.search_bound not in (SEARCH_BOUND_MOVING, SEARCH_BOUND_FIXED):
-        raise TocsrError(f"SelectionConfig.search_bound {cfg.search_bound!r}: expected {SEARCH_BOUND_MOVING!r} or "
-                         f"{SEARCH_BOUND_FIXED!r}")
     searched = None
     if cfg.search_bound == SEARCH_BOUND_FIXED and device_budgets and latency_target is not None:
         searched = problem_for(table, 1 / _fixed_bound_factor(problem, table, space, decision, latency_target,
@@ -596,12 +604,6 @@ def choose(space: SearchSpace, fidelity, table: CostTable | PipelineCostModel, p
         if not ok:
             raise SearchInfeasible(_infeasible_message(profile, decision, cheapest, m, lat, table))
     shortfall = 1.0
-    if cfg.upward_step not in (UPWARD_BEYOND_TOLERANCE, UPWARD_CONTINUOUS):
-        raise TocsrError(f"SelectionConfig.upward_step {cfg.upward_step!r}: expected {UPWARD_BEYOND_TOLERANCE!r} or "
-                         f"{UPWARD_CONTINUOUS!r}")
-    if cfg.bias_probes < 0:
-        raise TocsrError(f"SelectionConfig.bias_probes {cfg.bias_probes}: expected 0 (read the model's bias at the "
-                         "cheapest candidate) or more (also at that many candidates near the target)")
     biased_high = 1 + (table.bar.tolerance if cfg.upward_step == UPWARD_BEYOND_TOLERANCE else 0.0)
     if (device_budgets and latency_target is not None and cfg.upward_step == UPWARD_CONTINUOUS
             and cfg.bias_probes > 0):
